@@ -1,0 +1,134 @@
+"""The static analyzer: pure integer arithmetic over a Spec, no torch.
+
+Conventions (also in the README and every report):
+- shapes are per sample, channels first, without the batch axis;
+- params are learnable weights + biases, exactly as PyTorch's ``parameters()`` counts them;
+  buffers (BatchNorm running statistics) are counted apart;
+- neurons are the output elements of a layer, for one sample; layers that create no new
+  neurons (standalone activations, dropout, flatten) add 0; pools and norm layers count;
+  the input is not counted;
+- bytes = count x dtype size; activation bytes = neurons x batch x dtype size;
+- forward memory = parameter + buffer + activation bytes; the course's training rule of
+  thumb is twice that.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import SpecError
+from .spec import Node, Spec
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Everything the analyzer knows about one layer, for one sample unless said."""
+
+    node: Node
+    input_shape: tuple
+    output_shape: tuple
+    params: int
+    trainable_params: int
+    buffers: int
+    neurons: int
+    formula: str
+    notes: tuple
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def kind(self) -> str:
+        return self.node.layer.kind
+
+    @property
+    def layer(self):
+        return self.node.layer
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    buffers: int
+    neurons: int
+    param_bytes: int
+    buffer_bytes: int
+    activation_bytes: int      # neurons x batch x dtype size
+    forward_bytes: int         # parameters + buffers + activations
+    training_bytes_estimate: int  # the course's rule of thumb: about twice the forward memory
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+
+@dataclass(frozen=True)
+class Analysis:
+    spec: Spec
+    input_shape: tuple
+    batch: int
+    dtype: str
+    layers: tuple
+    totals: Totals
+    error: SpecError | None = None  # set only by analyze(..., partial=True)
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.layers[-1].output_shape if self.layers else self.input_shape
+
+    def layer(self, name: str) -> LayerStats:
+        return next(stats for stats in self.layers if stats.name == name)
+
+
+def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dtype: str = "float32",
+            rounding: str | None = None, partial: bool = False) -> Analysis:
+    """Walk the layers, computing every shape and count exactly.
+
+    ``rounding`` overrides the rounding of every windowed layer (the CLI's --rounding).
+    ``partial`` returns the layers up to the first invalid one, with ``error`` set, instead
+    of raising (a diagram of the mistake is still useful).
+    """
+    if dtype not in DTYPE_BYTES:
+        raise SpecError(f"unknown dtype {dtype!r}", hint="one of " + ", ".join(DTYPE_BYTES))
+    if batch < 1:
+        raise SpecError(f"batch must be >= 1, got {batch}")
+    shape = input_shape or spec.input_shape
+    layers = []
+    error = None
+    for node in spec.nodes:
+        layer = node.layer
+        if rounding is not None and "rounding" in layer.spec_fields:
+            layer = dataclasses.replace(layer, rounding=rounding)
+        try:
+            stats = _layer_stats(node, layer, shape)
+        except SpecError as exc:
+            exc.located(node.location_of(exc.field), node.name)
+            if not partial:
+                raise
+            error = exc
+            break
+        layers.append(stats)
+        shape = stats.output_shape
+    return Analysis(spec, input_shape or spec.input_shape, batch, dtype, tuple(layers),
+                    _totals(layers, batch, DTYPE_BYTES[dtype]), error)
+
+
+def _layer_stats(node: Node, layer, x: tuple) -> LayerStats:
+    y = layer.output_shape(x)
+    params = layer.params(x)
+    return LayerStats(node, x, y, params, params if node.trainable else 0, layer.buffers(x),
+                      layer.neurons(x, y), layer.formula(x, y), tuple(layer.notes(x)))
+
+
+def _totals(layers: list, batch: int, size: int) -> Totals:
+    params = sum(s.params for s in layers)
+    buffers = sum(s.buffers for s in layers)
+    neurons = sum(s.neurons for s in layers)
+    param_bytes, buffer_bytes, activation_bytes = params * size, buffers * size, neurons * batch * size
+    forward = param_bytes + buffer_bytes + activation_bytes
+    return Totals(params, sum(s.trainable_params for s in layers), buffers, neurons, param_bytes,
+                  buffer_bytes, activation_bytes, forward, 2 * forward)

@@ -1,0 +1,130 @@
+"""The one window-size rule shared by every convolution and pooling layer.
+
+out = (D - F_eff + P_left + P_right) / S + 1, with F_eff = dilation*(F - 1) + 1.
+
+This is the course's (D-F+2P)/S+1 with dilation and asymmetric padding as plain inputs.
+When (D - F_eff + P_left + P_right) is not a multiple of S the geometry is invalid
+("Combinaison D-F-S invalide"): ``strict`` rounding refuses it, ``floor`` (PyTorch) drops
+the last partial window, ``ceil`` (Caffe pooling) adds one more partial window.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ROUNDINGS = ("strict", "floor", "ceil")
+
+
+@dataclass(frozen=True)
+class Window:
+    """One spatial axis of a windowed layer, with the arithmetic that sized it."""
+
+    size: int          # D, the input size on this axis
+    kernel: int        # F
+    stride: int        # S
+    pad_left: int
+    pad_right: int
+    dilation: int = 1
+    rounding: str = "strict"
+
+    @property
+    def effective_kernel(self) -> int:
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def span(self) -> int:
+        """D - F_eff + P_left + P_right: how far the window travels."""
+        return self.size - self.effective_kernel + self.pad_left + self.pad_right
+
+    @property
+    def fits(self) -> bool:
+        return self.span >= 0
+
+    @property
+    def whole(self) -> bool:
+        """True when the windows tile the padded input exactly (a valid D-F-S combination)."""
+        return self.span >= 0 and self.span % self.stride == 0
+
+    @property
+    def leftover(self) -> int:
+        """Padded inputs after the last full window: never read when rounding down."""
+        return self.span % self.stride if self.span >= 0 else 0
+
+    @property
+    def output(self) -> int:
+        """Output size under this axis's rounding (strict assumes ``whole``)."""
+        steps = self.span // self.stride
+        if self.rounding == "ceil" and self.leftover:
+            steps += 1
+            # PyTorch/Caffe: the last window must start inside the input or its left padding
+            if steps * self.stride >= self.size + self.pad_left:
+                steps -= 1
+        return steps + 1
+
+    def arithmetic(self) -> str:
+        """The size rule with numbers filled in, as written on the board: (227-11+2*0)/4+1 = 55."""
+        pad = f"2*{self.pad_left}" if self.pad_left == self.pad_right else f"{self.pad_left}+{self.pad_right}"
+        rule = f"({self.size}-{self.effective_kernel}+{pad})/{self.stride}"
+        if self.rounding == "ceil" and self.leftover:
+            return f"ceil({rule})+1 = {self.output}"
+        if self.whole:
+            return f"{rule}+1 = {self.output}"
+        exact = _decimal(self.span / self.stride + 1)
+        if self.rounding == "floor" and self.fits:
+            return f"{rule}+1 = {exact} -> floor {self.output}"
+        return f"{rule}+1 = {exact}"
+
+
+def _decimal(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TensorFlow/PyTorch 'same': out = ceil(D/S); the odd pad goes on the right."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def valid_alternatives(window: Window, search: int = 64) -> dict[str, tuple[int, int]]:
+    """The nearest changes that make an invalid axis whole: {what: (new value, new output)}.
+
+    Searched among strides, paddings (symmetric), kernels and input sizes near the current
+    ones; each entry is the closest valid value (ties go to the smaller value).
+    """
+    def nearest(current: int, low: int, candidates, make) -> tuple[int, int] | None:
+        options = []
+        for value in candidates:
+            if value < low or value == current:
+                continue
+            trial = make(value)
+            if trial.whole:
+                options.append((abs(value - current), value, trial.output))
+        if not options:
+            return None
+        _, value, out = min(options)
+        return value, out
+
+    def replaced(**changes) -> Window:
+        fields = dict(size=window.size, kernel=window.kernel, stride=window.stride,
+                      pad_left=window.pad_left, pad_right=window.pad_right,
+                      dilation=window.dilation, rounding="strict")
+        fields.update(changes)
+        return Window(**fields)
+
+    found = {
+        "stride": nearest(window.stride, 1, range(1, window.stride + search),
+                          lambda s: replaced(stride=s)),
+        "padding": nearest(window.pad_left, 0, range(0, max(window.pad_left, window.pad_right) + search),
+                           lambda p: replaced(pad_left=p, pad_right=p)),
+        "kernel": nearest(window.kernel, 1, range(1, window.kernel + search),
+                          lambda f: replaced(kernel=f)),
+        "input": nearest(window.size, 1, range(max(1, window.size - search), window.size + search),
+                         lambda d: replaced(size=d)),
+    }
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def axis_words(rank: int, axis: int) -> str:
+    """What the units of a spatial axis are called in messages (columns, rows, ...)."""
+    names = {1: ("positions",), 2: ("rows", "columns"), 3: ("slices", "rows", "columns")}
+    return names.get(rank, ("positions",) * rank)[axis] if rank in names else "positions"

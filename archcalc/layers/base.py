@@ -1,0 +1,145 @@
+"""The Layer base class and the registry of layer kinds.
+
+A layer kind is one small frozen dataclass registered under its spec name. Its fields are
+its spec schema (declared with ``schema.arg``) and its methods hold every rule about it.
+The base class gives the dull defaults: the shape passes through, no parameters, and the
+layer's output elements count as neurons.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from math import prod
+from typing import ClassVar
+
+from ..errors import SpecError
+from ..schema import closest
+
+Shape = tuple  # channels first, no batch: (F,) | (C, L) | (C, H, W) | (C, D, H, W)
+
+REGISTRY: dict[str, type["Layer"]] = {}
+ALIASES: dict[str, str] = {}
+
+
+def register(kind: str, *aliases: str, prefix: str | None = None):
+    """Class decorator: make a Layer subclass available in specs as ``kind`` (and aliases)."""
+    def decorate(cls):
+        cls.kind = kind
+        cls.prefix = prefix or kind
+        REGISTRY[kind] = cls
+        for alias in aliases:
+            ALIASES[alias] = kind
+        cls.spec_fields = {f.name: f for f in dataclasses.fields(cls) if "convert" in f.metadata}
+        return cls
+    return decorate
+
+
+def lookup(kind) -> type["Layer"]:
+    """The class for a kind or alias; a SpecError naming the closest kind otherwise."""
+    if not isinstance(kind, str):
+        raise SpecError(f"a layer kind must be a word, got {kind!r}")
+    name = ALIASES.get(kind, kind)
+    if name not in REGISTRY:
+        raise SpecError(f"unknown layer kind '{kind}'", hint=closest(kind, [*REGISTRY, *ALIASES]))
+    return REGISTRY[name]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    """Base of every layer kind: identity shape, no parameters, output elements are neurons."""
+
+    kind: ClassVar[str]
+    prefix: ClassVar[str]
+    spec_fields: ClassVar[dict]
+    main: ClassVar[str | None] = None          # the field a scalar shorthand sets (dense: 4096)
+    creates_neurons: ClassVar[bool] = True     # False: activations, dropout, flatten add 0
+    activation: ClassVar[str | None] = None    # overridden by a field on conv/dense
+
+    @classmethod
+    def from_args(cls, args: dict, implied: dict | None = None) -> "Layer":
+        """Build from the spec's arguments (already a dict); unknown or missing keys raise."""
+        values = dict(implied or {})
+        for key, value in args.items():
+            spec_field = cls.spec_fields.get(key)
+            if spec_field is None:
+                valid = list(cls.spec_fields)
+                hint = closest(key, valid) if valid else f"'{cls.kind}' takes no arguments"
+                raise SpecError(f"unknown key '{key}' for {cls.kind}", hint=hint, field=key)
+            try:
+                values[key] = spec_field.metadata["convert"](value)
+            except SpecError as exc:
+                exc.message = f"{key}: {exc.message}"
+                exc.field = key
+                raise
+        missing = [name for name, f in cls.spec_fields.items()
+                   if name not in values and f.default is dataclasses.MISSING]
+        if missing:
+            example = f"{{{missing[0]}: ...}}"
+            raise SpecError(f"{cls.kind} needs '{missing[0]}'",
+                            hint=f"write it as '{cls.kind}: {example}'" +
+                                 (f" or '{cls.kind}: <{cls.main}>'" if cls.main else ""))
+        return cls(**values)
+
+    # --- rules every kind may override --------------------------------------------------
+    def output_shape(self, x: Shape) -> Shape:
+        return x
+
+    def params(self, x: Shape) -> int:
+        """Learnable parameters (weights + biases), as PyTorch's parameters() counts them."""
+        return 0
+
+    def buffers(self, x: Shape) -> int:
+        """Non-learned state stored with the model (BatchNorm's running mean and variance)."""
+        return 0
+
+    def neurons(self, x: Shape, y: Shape) -> int:
+        """Elements of this layer's output for one sample, if it creates new neurons."""
+        return prod(y) if self.creates_neurons else 0
+
+    def formula(self, x: Shape, y: Shape) -> str:
+        """The size arithmetic with numbers, for the report's formula column."""
+        return ""
+
+    def notes(self, x: Shape) -> list[str]:
+        """Warnings about accepted-but-lossy choices (floor/ceil rounding...)."""
+        return []
+
+    def hyperparameters(self) -> dict:
+        """The spec fields that differ from their defaults, in declaration order."""
+        shown = {}
+        for name, f in self.spec_fields.items():
+            value = getattr(self, name)
+            if f.default is dataclasses.MISSING or value != f.default:
+                shown[name] = value
+        return shown
+
+    def describe(self) -> str:
+        """Short text of the key hyper-parameters: 'filters=96 kernel=11 stride=4'."""
+        return " ".join(f"{k}={_short(v)}" for k, v in self.hyperparameters().items())
+
+
+def _short(value) -> str:
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    return str(value)
+
+
+def spatial_rank(x: Shape) -> int:
+    """Number of spatial axes after the channel axis: 0 for a feature vector."""
+    return len(x) - 1
+
+
+def axes(value, rank: int, name: str) -> tuple:
+    """Expand an int or per-axis list to exactly ``rank`` values."""
+    if isinstance(value, tuple):
+        if len(value) != rank:
+            raise SpecError(f"{name} has {len(value)} values but the input has {rank} spatial "
+                            f"ax{'is' if rank == 1 else 'es'}",
+                            hint=f"give one {name} per axis, or a single number for all", field=name)
+        return value
+    return (value,) * rank
+
+
+def shape_text(shape: Shape) -> str:
+    """Channels first, like the spec's input and PyTorch: 96x55x55."""
+    return "x".join(str(d) for d in shape)

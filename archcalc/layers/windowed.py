@@ -1,0 +1,103 @@
+"""Shared rules of layers that slide a window over spatial axes (convolutions, pools)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import GeometryError, SpecError
+from ..geometry import Window, axis_words, same_padding, valid_alternatives
+from .base import Layer, Shape, axes, spatial_rank
+
+AXIS_LABELS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Windowed(Layer):
+    """A layer whose output size per axis is (D - F_eff + 2P)/S + 1 (see geometry.Window).
+
+    Subclasses declare the fields kernel, stride, padding, rounding (and dilation when they
+    support it); this class turns them into one ``Window`` per spatial axis.
+    """
+
+    dilation = 1  # overridden by a field where the kind supports dilation
+
+    def stride_value(self):
+        return self.stride
+
+    def windows(self, x: Shape) -> list[Window]:
+        rank = spatial_rank(x)
+        if rank < 1:
+            raise SpecError(f"{self.kind} slides over spatial axes, but its input {list(x)} is a flat "
+                            f"feature vector",
+                            hint="declare the input as [channels, length] (e.g. [1, 100]) for 1D, "
+                                 "or drop the flatten before this layer")
+        kernel = axes(self.kernel, rank, "kernel")
+        stride = axes(self.stride_value(), rank, "stride")
+        dilation = axes(self.dilation, rank, "dilation")
+        if self.padding == "same":
+            pads = [same_padding(d, f, s, r) for d, f, s, r in zip(x[1:], kernel, stride, dilation)]
+        elif self.padding == "valid":
+            pads = [(0, 0)] * rank
+        else:
+            pads = [(p, p) for p in axes(self.padding, rank, "padding")]
+        return [Window(d, f, s, pl, pr, r, self.rounding)
+                for d, f, s, (pl, pr), r in zip(x[1:], kernel, stride, pads, dilation)]
+
+    def checked_windows(self, x: Shape) -> list[Window]:
+        """The windows, after raising GeometryError for the first axis that does not tile."""
+        windows = self.windows(x)
+        for axis, window in enumerate(windows):
+            if not window.fits:
+                raise self._too_big(window, axis, len(windows))
+            if not window.whole and self.rounding == "strict":
+                raise self._not_whole(window, axis, len(windows))
+        return windows
+
+    def spatial_output(self, x: Shape) -> tuple:
+        return tuple(w.output for w in self.checked_windows(x))
+
+    def formula(self, x: Shape, y: Shape) -> str:
+        windows = self.windows(x)
+        texts = [w.arithmetic() for w in windows]
+        if len(set(texts)) == 1:
+            return texts[0]
+        labels = AXIS_LABELS[len(windows)]
+        return ", ".join(f"{label}: {t}" for label, t in zip(labels, texts))
+
+    def notes(self, x: Shape) -> list[str]:
+        notes = []
+        for axis, w in enumerate(self.windows(x)):
+            if w.whole or not w.fits:
+                continue
+            words = axis_words(len(x) - 1, axis)
+            if w.rounding == "floor":
+                notes.append(f"floor rounding: the last {w.leftover} {words} (padding included) "
+                             f"of {AXIS_LABELS[len(x) - 1][axis]} are never read")
+            elif w.rounding == "ceil":
+                notes.append(f"ceil rounding: the last window along {AXIS_LABELS[len(x) - 1][axis]} "
+                             f"hangs {w.stride - w.leftover} past the padded edge")
+        return notes
+
+    # --- error messages ---------------------------------------------------------------
+    def _axis(self, axis: int, rank: int) -> str:
+        return "" if rank == 1 else f" along {AXIS_LABELS[rank][axis]}"
+
+    def _fixes(self, window: Window) -> str:
+        found = valid_alternatives(window)
+        words = {"stride": "stride", "padding": "padding", "kernel": "kernel", "input": "an input of"}
+        parts = [f"{words[key]} {value} (-> {out})" for key, (value, out) in found.items()]
+        return "try " + ", ".join(parts) if parts else ""
+
+    def _not_whole(self, w: Window, axis: int, rank: int) -> GeometryError:
+        words = axis_words(rank, axis)
+        floor = w.span // w.stride + 1
+        message = (f"invalid D-F-S combination{self._axis(axis, rank)}: {w.arithmetic()} is not whole; "
+                   f"stride {w.stride} leaves the last {w.leftover} {words} unread "
+                   f"(PyTorch would silently floor to {floor})")
+        hint = self._fixes(w) + "; or accept the loss with 'rounding: floor' (PyTorch) or 'ceil' (Caffe)"
+        field = "stride" if "stride" in self.spec_fields else "kernel"
+        return GeometryError(message, hint=hint, field=field)
+
+    def _too_big(self, w: Window, axis: int, rank: int) -> GeometryError:
+        message = (f"kernel {w.effective_kernel} does not fit{self._axis(axis, rank)}: the input is "
+                   f"{w.size} with padding {w.pad_left}+{w.pad_right}, so D-F+2P = {w.span} is negative")
+        return GeometryError(message, hint=self._fixes(w), field="kernel")

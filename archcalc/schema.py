@@ -1,0 +1,116 @@
+"""Spec argument types: each converter checks one YAML value and returns the clean value.
+
+A layer class declares its spec fields with ``arg(converter, default)``; unknown keys are
+rejected by comparing against those fields, with the closest valid key suggested.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import MISSING, field
+
+from .errors import SpecError
+
+
+def arg(convert, default=MISSING, doc: str = ""):
+    """A layer field read from the spec by ``convert``; no default means required."""
+    return field(default=default, metadata={"convert": convert, "doc": doc})
+
+
+def closest(word, choices) -> str:
+    """'did you mean X?' text for a misspelt word, or the list of valid choices."""
+    choices = sorted(str(c) for c in choices)
+    match = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.5)
+    if match:
+        return f"did you mean '{match[0]}'?"
+    return "valid: " + ", ".join(choices)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind_of(value) -> str:
+    for type_, name in ((bool, "a boolean"), (int, "an integer"), (float, "a decimal number"),
+                        (str, "a string"), (list, "a list"), (dict, "a mapping")):
+        if isinstance(value, type_):
+            return name
+    return "empty" if value is None else type(value).__name__
+
+
+def positive_int(value):
+    """An integer >= 1 (any size: Python integers are exact)."""
+    if not _is_int(value) or value < 1:
+        raise SpecError(f"must be a whole number >= 1, got {value!r} ({_kind_of(value)})")
+    return value
+
+
+def non_negative_int(value):
+    if not _is_int(value) or value < 0:
+        raise SpecError(f"must be a whole number >= 0, got {value!r} ({_kind_of(value)})")
+    return value
+
+
+def per_axis(check):
+    """An int, or a list with one int per spatial axis (checked against the rank later)."""
+    def convert(value):
+        if isinstance(value, list):
+            if not value:
+                raise SpecError("must not be an empty list")
+            return tuple(check(item) for item in value)
+        return check(value)
+    convert.__doc__ = f"{check.__doc__ or ''} or a list with one per axis"
+    return convert
+
+
+size = per_axis(positive_int)
+
+
+def padding(value):
+    """'valid', 'same', an int >= 0, or one int per axis."""
+    if value in ("valid", "same"):
+        return value
+    if isinstance(value, str):
+        raise SpecError(f"unknown padding {value!r}", hint=closest(value, ("valid", "same")))
+    return per_axis(non_negative_int)(value)
+
+
+def choice(*options):
+    def convert(value):
+        if value not in options:
+            raise SpecError(f"must be one of {', '.join(map(str, options))}; got {value!r}",
+                            hint=closest(value, options))
+        return value
+    convert.__doc__ = " | ".join(map(str, options))
+    return convert
+
+
+def boolean(value):
+    if not isinstance(value, bool):
+        raise SpecError(f"must be true or false, got {value!r} ({_kind_of(value)})")
+    return value
+
+
+def number(value):
+    """A number (integer or decimal)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"must be a number, got {value!r} ({_kind_of(value)})")
+    return value
+
+
+def positive_number(value):
+    if number(value) <= 0:
+        raise SpecError(f"must be > 0, got {value!r}")
+    return value
+
+
+def probability(value):
+    """A probability p with 0 <= p < 1."""
+    if number(value) < 0 or value >= 1:
+        raise SpecError(f"must be a probability in [0, 1), got {value!r}")
+    return value
+
+
+def text(value):
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"must be a non-empty string, got {value!r} ({_kind_of(value)})")
+    return value
