@@ -32,9 +32,6 @@ class Dense(Layer):
     def params(self, x: Shape) -> int:
         return x[0] * self.units + (self.units if self.bias else 0)
 
-    def formula(self, x: Shape, y: Shape) -> str:
-        return f"{x[0]}*{self.units}" + (f"+{self.units}" if self.bias else "") + " params"
-
 
 @register("flatten")
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,36 @@
+"""Human units, stated without ambiguity: decimal (1 MB = 10^6 bytes) with binary beside it."""
+from __future__ import annotations
+
+_DECIMAL = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
+_BINARY = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+
+
+def _scaled(count: int, units) -> str:
+    for unit, factor in units:
+        if count >= factor:
+            return f"{count / factor:,.2f} {unit}"
+    return f"{count:,} B"
+
+
+def human_bytes(count: int) -> str:
+    """'553.43 MB (527.79 MiB)': decimal first, binary in brackets."""
+    decimal, binary = _scaled(count, _DECIMAL), _scaled(count, _BINARY)
+    return decimal if decimal == binary else f"{decimal} ({binary})"
+
+
+def parse_bytes(text: str) -> int:
+    """'24GB' -> 24*10^9, '24GiB' -> 24*2^30, '1000' -> 1000 bytes."""
+    cleaned = text.strip().replace(" ", "").replace("_", "")
+    for unit, factor in (*_BINARY, *_DECIMAL, ("KB", 10**3), ("B", 1)):
+        if cleaned.lower().endswith(unit.lower()):
+            number = cleaned[: -len(unit)]
+            break
+    else:
+        number, factor = cleaned, 1
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a size: write it like 24GB, 16GiB or 500MB") from None
+    if value <= 0:
+        raise ValueError(f"a memory size must be positive, got {text!r}")
+    return int(value * factor)
