@@ -17,7 +17,7 @@ EXIT_INVALID = 2
 
 
 def fail(message: str, code: int = EXIT_INVALID):
-    click.echo(f"error: {message}" if not message.startswith(("error", "warning")) else message, err=True)
+    click.echo(message if "error:" in message.split("\n")[0] else f"error: {message}", err=True)
     sys.exit(code)
 
 

@@ -47,7 +47,7 @@ class SpecError(ArchcalcError):
     def __str__(self) -> str:
         where = f"{self.location}: " if self.location else ""
         who = f"layer {self.layer}: " if self.layer else ""
-        text = f"{where}{who}{self.message}"
+        text = f"{where}error: {who}{self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text

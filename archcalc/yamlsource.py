@@ -24,6 +24,7 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
 }
+_COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
 
 
 class Mapping(dict):
@@ -66,7 +67,9 @@ def load_text(text: str, path: str = "<spec>"):
         mark = exc.problem_mark or exc.context_mark
         loc = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
         problem = exc.problem or exc.context or "malformed YAML"
-        hint = "YAML indents with spaces only, never tabs" if "\t" in problem or "tab" in problem else \
+        lines = text.splitlines()
+        line_text = lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
+        hint = "YAML indents with spaces only, never tabs" if "\t" in line_text[: loc.column] else \
             "check the indentation and that every 'key: value' has a space after the colon"
         raise SpecError(f"YAML syntax error: {problem}", hint=hint, location=loc) from None
     except yaml.YAMLError as exc:
@@ -111,6 +114,10 @@ class _Builder:
             raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels", location=self.loc(node))
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node)
+        if node.tag not in _SCALAR_TAGS | _COLLECTION_TAGS:
+            raise SpecError(f"YAML tag {node.tag!r} is not allowed in a spec",
+                            hint="specs hold plain data only: numbers, strings, lists and mappings",
+                            location=self.loc(node))
         if isinstance(node, yaml.SequenceNode):
             result = Sequence(self.build(item, depth + 1) for item in node.value)
             result.location = self.loc(node)
@@ -121,10 +128,6 @@ class _Builder:
         raise SpecError(f"unsupported YAML node {node.tag}", location=self.loc(node))  # pragma: no cover
 
     def scalar(self, node):
-        if node.tag not in _SCALAR_TAGS:
-            raise SpecError(f"YAML tag {node.tag!r} is not allowed in a spec",
-                            hint="specs hold plain data only: numbers, strings, lists and mappings",
-                            location=self.loc(node))
         try:
             return _SAFE.construct_object(node)
         except (yaml.YAMLError, ValueError, OverflowError) as exc:

@@ -89,9 +89,10 @@ class Windowed(Layer):
 
     def _not_whole(self, w: Window, axis: int, rank: int) -> GeometryError:
         words = axis_words(rank, axis)
+        unread = f"last {w.leftover} {words}" if w.leftover > 1 else f"last {words[:-1]}"
         floor = w.span // w.stride + 1
         message = (f"invalid D-F-S combination{self._axis(axis, rank)}: {w.arithmetic()} is not whole; "
-                   f"stride {w.stride} leaves the last {w.leftover} {words} unread "
+                   f"stride {w.stride} leaves the {unread} unread "
                    f"(PyTorch would silently floor to {floor})")
         hint = self._fixes(w) + "; or accept the loss with 'rounding: floor' (PyTorch) or 'ceil' (Caffe)"
         field = "stride" if "stride" in self.spec_fields else "kernel"

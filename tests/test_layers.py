@@ -1,0 +1,107 @@
+"""One row per layer kind: (kind, spec fragment, input, expected output shape, expected params).
+
+Expected parameter counts follow PyTorch's module for the same layer (nn.Conv2d, nn.Linear, ...);
+test_backend.py checks the same table against PyTorch itself.
+"""
+import pytest
+
+import archcalc
+from archcalc.layers import REGISTRY
+from conftest import spec_text
+
+LAYER_TABLE = [
+    # kind, fragment, input, output, params
+    ("conv", "conv: {filters: 96, kernel: 11, stride: 4}", (3, 227, 227), (96, 55, 55), 34_944),
+    ("conv", "conv: {filters: 4, kernel: 3, padding: same, stride: 2}", (2, 9), (4, 5), 28),
+    ("conv", "conv: {filters: 8, kernel: [3, 5], padding: [1, 2]}", (4, 10, 12), (8, 10, 12), 488),
+    ("conv", "conv: {filters: 6, kernel: 3, dilation: 2, groups: 3, bias: false}", (3, 16, 16), (6, 12, 12), 54),
+    ("conv", "conv: {filters: 2, kernel: 3, padding: 1, padding_mode: reflect}", (1, 5), (2, 5), 8),
+    ("conv1d", "conv1d: {filters: 5, kernel: 5, padding: same, bias: false}", (1, 100), (5, 100), 25),
+    ("conv2d", "conv2d: {filters: 6, kernel: 5}", (1, 28, 28), (6, 24, 24), 156),
+    ("conv3d", "conv3d: {filters: 2, kernel: 3, stride: [1, 2, 2], padding: 1}", (1, 8, 17, 17), (2, 8, 9, 9), 56),
+    ("maxpool", "maxpool: {kernel: 3, stride: 2}", (96, 55, 55), (96, 27, 27), 0),
+    ("maxpool", "maxpool: {kernel: 3, stride: 2, rounding: ceil}", (16, 112, 112), (16, 56, 56), 0),
+    ("avgpool", "avgpool: 2", (6, 24, 24), (6, 12, 12), 0),
+    ("globalavgpool", "globalavgpool", (512, 7, 7), (512,), 0),
+    ("globalmaxpool", "globalmaxpool", (64, 9), (64,), 0),
+    ("adaptiveavgpool", "adaptiveavgpool: {output: [6, 6]}", (256, 13, 13), (256, 6, 6), 0),
+    ("adaptivemaxpool", "adaptivemaxpool: 1", (8, 5, 5), (8, 1, 1), 0),
+    ("flatten", "flatten", (256, 6, 6), (9216,), 0),
+    ("dense", "dense: 4096", (9216,), (4096,), 37_752_832),
+    ("dense", "fc: {units: 10, bias: false}", (784,), (10,), 7_840),
+    ("dropout", "dropout: 0.5", (4096,), (4096,), 0),
+    ("lrn", "lrn: {size: 5}", (96, 27, 27), (96, 27, 27), 0),
+    ("batchnorm", "batchnorm", (64, 56, 56), (64, 56, 56), 128),
+    ("layernorm", "layernorm", (10, 4), (10, 4), 80),
+    ("relu", "relu", (8, 4, 4), (8, 4, 4), 0),
+    ("tanh", "tanh", (8,), (8,), 0),
+    ("sigmoid", "sigmoid", (8,), (8,), 0),
+    ("elu", "elu: 0.5", (8,), (8,), 0),
+    ("leakyrelu", "leakyrelu: {negative_slope: 0.2}", (8,), (8,), 0),
+    ("gelu", "gelu", (8,), (8,), 0),
+    ("softmax", "softmax", (10,), (10,), 0),
+]
+
+
+@pytest.mark.parametrize("kind,fragment,input_shape,output,params", LAYER_TABLE,
+                         ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
+def test_layer(kind, fragment, input_shape, output, params):
+    result = archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)))
+    stats = result.layers[0]
+    assert stats.kind == kind
+    assert stats.output_shape == output
+    assert stats.params == params
+
+
+def test_every_registered_kind_has_a_row():
+    assert set(REGISTRY) <= {row[0] for row in LAYER_TABLE}
+
+
+@pytest.mark.parametrize("fragment,neurons", [
+    ("relu", 0), ("dropout: 0.1", 0), ("flatten", 0),                 # create no new neurons
+    ("maxpool: 2", 8 * 2 * 2), ("batchnorm", 8 * 4 * 4), ("lrn: 3", 8 * 4 * 4),  # pools and norms count
+])
+def test_neuron_convention(fragment, neurons):
+    result = archcalc.analyze(archcalc.loads(spec_text((8, 4, 4), fragment)))
+    assert result.totals.neurons == neurons
+
+
+def test_huge_counts_are_exact_integers():
+    result = archcalc.analyze(archcalc.loads(spec_text((1_000_000,), "dense: 1000000", "dense: 1000000")))
+    assert result.totals.params == 2 * (10**12 + 10**6)
+    assert isinstance(result.totals.params, int)
+    assert result.totals.param_bytes == 8 * (10**12 + 10**6)
+
+
+def test_batchnorm_buffers_are_not_params():
+    result = archcalc.analyze(archcalc.loads(spec_text((64, 8, 8), "batchnorm")))
+    assert result.totals.params == 128 and result.totals.buffers == 128
+
+
+def test_defaults_apply_to_bare_kinds_and_family():
+    text = spec_text((3, 32, 32), "conv2d: 8", "conv", defaults="{conv: {filters: 4, kernel: 3, padding: same}}")
+    result = archcalc.analyze(archcalc.loads(text))
+    assert [s.output_shape for s in result.layers] == [(8, 32, 32), (4, 32, 32)]
+
+
+def test_automatic_names_and_repeat():
+    text = spec_text((3, 8, 8), "conv: {filters: 2, kernel: 3, padding: same, name: first}",
+                     "repeat: {times: 2, layers: [{conv: {filters: 2, kernel: 3, padding: same}}, relu]}",
+                     "maxpool: 2", "flatten", "dense: 3")
+    result = archcalc.analyze(archcalc.loads(text))
+    assert [s.name for s in result.layers] == ["first", "conv2", "relu1", "conv3", "relu2", "pool1",
+                                               "flatten1", "fc1"]
+    assert result.layers[1].node.group == (("repeat1", 1),)
+
+
+def test_trainable_false():
+    result = archcalc.analyze(archcalc.loads(spec_text((10,), "dense: {units: 5, trainable: false}", "dense: 2")))
+    assert result.totals.params == 55 + 12
+    assert result.totals.trainable_params == 12
+
+
+@pytest.mark.parametrize("dtype,batch,expected", [("float32", 1, 4 * 10), ("float16", 3, 2 * 30),
+                                                  ("float64", 2, 8 * 20), ("int8", 5, 50)])
+def test_activation_bytes(dtype, batch, expected):
+    result = archcalc.analyze(archcalc.loads(spec_text((4,), "dense: 10")), batch=batch, dtype=dtype)
+    assert result.totals.activation_bytes == expected
