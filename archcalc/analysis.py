@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import SpecError
-from .spec import Node, Spec
+from .spec import INPUT, Node, Spec
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
 
@@ -27,7 +27,7 @@ class LayerStats:
     """Everything the analyzer knows about one layer, for one sample unless said."""
 
     node: Node
-    input_shape: tuple
+    input_shape: tuple         # for a merge layer (add, concat): a tuple of the input shapes
     output_shape: tuple
     params: int
     trainable_params: int
@@ -77,7 +77,17 @@ class Analysis:
     error: SpecError | None = None  # set only by analyze(..., partial=True)
 
     @property
+    def output_shapes(self) -> dict:
+        """{output layer name: shape} for the spec's outputs (those analyzed so far)."""
+        analyzed = {stats.name: stats.output_shape for stats in self.layers}
+        return {name: analyzed[name] for name in self.spec.outputs if name in analyzed}
+
+    @property
     def output_shape(self) -> tuple:
+        """The shape of the network's (first) output."""
+        shapes = self.output_shapes
+        if shapes:
+            return next(iter(shapes.values()))
         return self.layers[-1].output_shape if self.layers else self.input_shape
 
     def layer(self, name: str) -> LayerStats:
@@ -96,15 +106,16 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
         raise SpecError(f"unknown dtype {dtype!r}", hint="one of " + ", ".join(DTYPE_BYTES))
     if batch < 1:
         raise SpecError(f"batch must be >= 1, got {batch}")
-    shape = input_shape or spec.input_shape
+    shapes = {INPUT: tuple(input_shape or spec.input_shape)}
     layers = []
     error = None
     for node in spec.nodes:
         layer = node.layer
         if rounding is not None and "rounding" in layer.spec_fields:
             layer = dataclasses.replace(layer, rounding=rounding)
+        inputs = tuple(shapes[name] for name in node.inputs)
         try:
-            stats = _layer_stats(node, layer, shape)
+            stats = _layer_stats(node, layer, inputs if layer.merges else inputs[0])
         except SpecError as exc:
             exc.located(node.location_of(exc.field), node.name)
             if not partial:
@@ -112,8 +123,8 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
             error = exc
             break
         layers.append(stats)
-        shape = stats.output_shape
-    return Analysis(spec, input_shape or spec.input_shape, batch, dtype, tuple(layers),
+        shapes[node.name] = stats.output_shape
+    return Analysis(spec, shapes[INPUT], batch, dtype, tuple(layers),
                     _totals(layers, batch, DTYPE_BYTES[dtype]), error)
 
 

@@ -21,8 +21,9 @@ from .layers import Layer, lookup
 from .schema import boolean, closest, positive_int, text
 from .yamlsource import Mapping, Sequence, load_file, load_text, location_of
 
-TOP_LEVEL_KEYS = ("name", "description", "input", "defaults", "layers")
-COMMON_KEYS = ("name", "trainable")
+TOP_LEVEL_KEYS = ("name", "description", "input", "defaults", "layers", "outputs")
+COMMON_KEYS = ("name", "trainable", "inputs")
+INPUT = "input"  # the name by which layers refer to the network's input
 MAX_LAYERS = 1_000_000
 
 
@@ -36,6 +37,7 @@ class Node:
     field_locations: dict = field(default_factory=dict)
     group: tuple = ()          # enclosing repeats: ((label, iteration), ...), outermost first
     trainable: bool = True
+    inputs: tuple = ()         # names of the layers (or "input") this one reads
 
     def location_of(self, field_name: str | None) -> Location:
         return self.field_locations.get(field_name, self.location)
@@ -49,6 +51,7 @@ class Spec:
     nodes: tuple
     path: str
     input_location: Location
+    outputs: tuple = ()        # names of the layers whose results leave the network
 
 
 def load(path: str) -> Spec:
@@ -86,8 +89,41 @@ def parse(data, path: str) -> Spec:
                         hint="each item looks like '- conv: {filters: 6, kernel: 5}' or '- flatten'",
                         location=data.value_location("layers"))
     builder.build_all(layers, ())
+    nodes = tuple(builder.nodes)
+    outputs = _outputs(data, nodes)
+    _check_all_used(nodes, outputs)
     return Spec(name, description, parse_input(data["input"], data.value_location("input")),
-                tuple(builder.nodes), path, data.value_location("input"))
+                nodes, path, data.value_location("input"), outputs)
+
+
+def _outputs(data: Mapping, nodes: tuple) -> tuple:
+    """The 'outputs' list, or the last layer."""
+    if "outputs" not in data:
+        return (nodes[-1].name,)
+    raw = data["outputs"]
+    names = [raw] if isinstance(raw, str) else raw
+    known = {node.name for node in nodes}
+    if not isinstance(names, list) or not names:
+        raise SpecError("outputs must be a layer name or a list of layer names",
+                        location=data.value_location("outputs"))
+    for index, name in enumerate(names):
+        if name not in known:
+            where = names.item_location(index) if isinstance(names, Sequence) else data.value_location("outputs")
+            raise SpecError(f"outputs: no layer is named {name!r}", hint=closest(name, known), location=where)
+    return tuple(names)
+
+
+def _check_all_used(nodes: tuple, outputs: tuple) -> None:
+    """A branch whose result goes nowhere is a mistake, not a silent dead end."""
+    used = set(outputs)
+    for node in nodes:
+        used.update(node.inputs)
+    for node in nodes:
+        if node.name not in used:
+            raise SpecError(f"the output of layer {node.name} is never used",
+                            hint="feed it to a later layer with 'inputs:', merge it with add/concat, "
+                                 "or list it under 'outputs:'",
+                            location=node.location, layer=node.name)
 
 
 def parse_input(value, location: Location) -> tuple:
@@ -203,7 +239,47 @@ class _NodeBuilder:
         except SpecError as exc:
             field_name = exc.field or ("trainable" if "trainable" in args else None)
             raise exc.located(field_locations.get(field_name, args_location), name) from None
-        self.nodes.append(Node(name, layer, location, field_locations, group, trainable))
+        inputs = self._inputs(args, group, field_locations.get("inputs", args_location), name)
+        if len(inputs) > 1 and not layer.merges:
+            raise SpecError(f"{cls.kind} reads one input, but {len(inputs)} are given "
+                            f"({', '.join(inputs)})",
+                            hint="combine branches first with '- add: {inputs: [...]}' or "
+                                 "'- concat: {inputs: [...]}'",
+                            location=field_locations.get("inputs", args_location), layer=name)
+        self.nodes.append(Node(name, layer, location, field_locations, group, trainable, inputs))
+
+    def _inputs(self, args: dict, group: tuple, location: Location, name: str) -> tuple:
+        """Resolved names this layer reads: 'inputs' if given, else the layer before it.
+
+        Inside a repeat, a name written in the repeated body means that iteration's copy.
+        """
+        previous = self.nodes[-1].name if self.nodes else INPUT
+        if "inputs" not in args:
+            return (previous,)
+        raw = args["inputs"]
+        refs = [raw] if isinstance(raw, str) else raw
+        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+            raise SpecError("inputs must be a layer name or a list of layer names",
+                            hint="e.g. inputs: [conv3, shortcut] ('input' is the network's input)",
+                            location=location, layer=name)
+        suffix = "".join(f"_{iteration}" for _, iteration in group)
+        resolved = []
+        for ref in refs:
+            if ref == name:
+                raise SpecError(f"layer {name} cannot read its own output (that would be a cycle)",
+                                location=location, layer=name)
+            if ref == INPUT:
+                resolved.append(INPUT)
+            elif suffix and ref + suffix in self.names:
+                resolved.append(ref + suffix)
+            elif ref in self.names:
+                resolved.append(ref)
+            else:
+                raise SpecError(f"inputs: no earlier layer is named {ref!r}",
+                                hint=f"{closest(ref, [*self.names, INPUT])} Layers can only read layers "
+                                     f"written before them (no cycles); 'input' is the network input",
+                                location=location, layer=name)
+        return tuple(resolved)
 
     def _split(self, entry, location: Location):
         """(kind, args, location of args) from '- kind', '- kind: 3' or '- kind: {...}'."""
@@ -233,7 +309,10 @@ class _NodeBuilder:
                 name = name + "".join(f"_{iteration}" for _, iteration in group)
         else:
             name = auto_name
-        if name in self.names:
+        if name in self.names or name == INPUT:
+            if name == INPUT:
+                raise SpecError("'input' is the network input's name", hint="call this layer something else",
+                                location=location)
             first = self.names[name]
             raise SpecError(f"two layers are named '{name}'",
                             hint=f"the first is at line {first.line}; layer names must be unique "

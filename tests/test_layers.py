@@ -40,6 +40,8 @@ LAYER_TABLE = [
     ("leakyrelu", "leakyrelu: {negative_slope: 0.2}", (8,), (8,), 0),
     ("gelu", "gelu", (8,), (8,), 0),
     ("softmax", "softmax", (10,), (10,), 0),
+    ("add", "add: {inputs: [input, input]}", (8, 4, 4), (8, 4, 4), 0),
+    ("concat", "concat: {inputs: [input, input]}", (3, 4, 4), (6, 4, 4), 0),
 ]
 
 
@@ -105,3 +107,20 @@ def test_trainable_false():
 def test_activation_bytes(dtype, batch, expected):
     result = archcalc.analyze(archcalc.loads(spec_text((4,), "dense: 10")), batch=batch, dtype=dtype)
     assert result.totals.activation_bytes == expected
+
+
+def test_residual_add_and_concat():
+    text = """
+input: [8, 16, 16]
+layers:
+  - conv: {filters: 8, kernel: 3, padding: same, name: a}
+  - conv: {filters: 8, kernel: 3, padding: same, name: b}
+  - add: {inputs: [b, input], name: sum}
+  - conv: {filters: 4, kernel: 1, inputs: input, name: side}
+  - concat: {inputs: [sum, side]}
+"""
+    result = archcalc.analyze(archcalc.loads(text))
+    assert result.layer("sum").output_shape == (8, 16, 16)
+    assert result.layer("sum").node.inputs == ("b", "input")
+    assert result.output_shape == (12, 16, 16)
+    assert result.layer("concat1").neurons == 0 and result.layer("sum").neurons == 8 * 16 * 16

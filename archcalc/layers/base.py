@@ -53,6 +53,7 @@ class Layer:
     spec_fields: ClassVar[dict]
     main: ClassVar[str | None] = None          # the field a scalar shorthand sets (dense: 4096)
     creates_neurons: ClassVar[bool] = True     # False: activations, dropout, flatten add 0
+    merges: ClassVar[bool] = False             # True: reads several inputs, x is a tuple of shapes
     activation: ClassVar[str | None] = None    # overridden by a field on conv/dense
 
     @classmethod
