@@ -106,7 +106,12 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
         raise SpecError(f"unknown dtype {dtype!r}", hint="one of " + ", ".join(DTYPE_BYTES))
     if batch < 1:
         raise SpecError(f"batch must be >= 1, got {batch}")
-    shapes = {INPUT: tuple(input_shape or spec.input_shape)}
+    shapes = dict(spec.inputs) or {INPUT: spec.input_shape}
+    if input_shape is not None:
+        if len(shapes) > 1:
+            raise SpecError(f"this network has {len(shapes)} inputs ({', '.join(shapes)}); "
+                            f"an input override needs exactly one")
+        shapes = {next(iter(shapes)): input_shape}
     layers = []
     error = None
     for node in spec.nodes:
@@ -124,7 +129,7 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
             break
         layers.append(stats)
         shapes[node.name] = stats.output_shape
-    return Analysis(spec, shapes[INPUT], batch, dtype, tuple(layers),
+    return Analysis(spec, next(iter(shapes.values())), batch, dtype, tuple(layers),
                     _totals(layers, batch, DTYPE_BYTES[dtype]), error)
 
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import Location, SpecError
-from .layers import Layer, lookup
+from .layers import ALIASES, REGISTRY, Layer, Steps, lookup
 from .schema import boolean, closest, positive_int, text
 from .yamlsource import Mapping, Sequence, load_file, load_text, location_of
 
-TOP_LEVEL_KEYS = ("name", "description", "input", "defaults", "layers", "outputs")
+TOP_LEVEL_KEYS = ("name", "description", "input", "inputs", "defaults", "blocks", "layers", "outputs")
 COMMON_KEYS = ("name", "trainable", "inputs")
 INPUT = "input"  # the name by which layers refer to the network's input
 MAX_LAYERS = 1_000_000
@@ -52,6 +52,7 @@ class Spec:
     path: str
     input_location: Location
     outputs: tuple = ()        # names of the layers whose results leave the network
+    inputs: dict = field(default_factory=dict)  # {name: shape}; one entry, "input", unless 'inputs:'
 
 
 def load(path: str) -> Spec:
@@ -74,26 +75,47 @@ def parse(data, path: str) -> Spec:
         if key not in TOP_LEVEL_KEYS:
             raise SpecError(f"unknown top-level key '{key}'", hint=closest(key, TOP_LEVEL_KEYS),
                             location=data.key_location(key))
-    for key in ("input", "layers"):
-        if key not in data:
-            example = {"input": "input: [3, 32, 32]   # channels first: [features] | [C, L] | [C, H, W]",
-                       "layers": "layers:\n    - conv: {filters: 6, kernel: 5}"}[key]
-            raise SpecError(f"the spec has no '{key}'", hint=f"add {example}", location=data.location)
+    if "layers" not in data:
+        raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
+                        location=data.location)
+    inputs, input_location = _network_inputs(data)
     name = _field(data, "name", text, Path(path).stem)
     description = _field(data, "description", lambda v: str(v), "")
-    defaults = _defaults(data)
-    builder = _NodeBuilder(defaults)
+    builder = _NodeBuilder(_defaults(data), _blocks(data))
+    builder.network_inputs = tuple(inputs)
     layers = data["layers"]
     if not isinstance(layers, Sequence) or not layers:
         raise SpecError("'layers' must be a non-empty list of layers",
                         hint="each item looks like '- conv: {filters: 6, kernel: 5}' or '- flatten'",
                         location=data.value_location("layers"))
-    builder.build_all(layers, ())
+    builder.build_all(layers, _Scope(entry=next(iter(inputs))))
     nodes = tuple(builder.nodes)
     outputs = _outputs(data, nodes)
     _check_all_used(nodes, outputs)
-    return Spec(name, description, parse_input(data["input"], data.value_location("input")),
-                nodes, path, data.value_location("input"), outputs)
+    return Spec(name, description, next(iter(inputs.values())), nodes, path, input_location, outputs,
+                inputs)
+
+
+def _network_inputs(data: Mapping) -> tuple[dict, Location]:
+    """{name: shape} from 'input: shape' (named 'input') or 'inputs: {name: shape, ...}'."""
+    if ("input" in data) == ("inputs" in data):
+        if "input" in data:
+            raise SpecError("give either 'input' or 'inputs', not both", location=data.key_location("inputs"))
+        raise SpecError("the spec has no 'input'",
+                        hint="add input: [3, 32, 32]   # channels first: [features] | [C, L] | [C, H, W]",
+                        location=data.location)
+    if "input" in data:
+        return {INPUT: parse_input(data["input"], data.value_location("input"))}, data.value_location("input")
+    raw = data["inputs"]
+    if not isinstance(raw, Mapping) or not raw:
+        raise SpecError("inputs must map input names to shapes",
+                        hint="e.g. inputs: {image: [3, 224, 224], caption: {steps: 16}}",
+                        location=data.value_location("inputs"))
+    for name in raw:
+        if not isinstance(name, str) or name in ("in",):
+            raise SpecError(f"{name!r} cannot name an input", location=raw.key_location(name))
+    return ({name: parse_input(value, raw.value_location(name)) for name, value in raw.items()},
+            data.value_location("inputs"))
 
 
 def _outputs(data: Mapping, nodes: tuple) -> tuple:
@@ -127,7 +149,10 @@ def _check_all_used(nodes: tuple, outputs: tuple) -> None:
 
 
 def parse_input(value, location: Location) -> tuple:
-    """[features] | [C, L] | [C, H, W] | [C, D, H, W], or the text '3x227x227'."""
+    """[features] | [C, L] | [C, H, W] | [C, D, H, W], the text '3x227x227', or a sequence
+    {steps: T, features: F} (T vectors of F) | {steps: T} (T token ids, for an embedding)."""
+    if isinstance(value, Mapping):
+        return _parse_sequence(value)
     if isinstance(value, str):
         try:
             value = [int(part) for part in value.lower().replace("×", "x").split("x")]
@@ -137,12 +162,23 @@ def parse_input(value, location: Location) -> tuple:
                             location=location) from None
     if not isinstance(value, list) or not 1 <= len(value) <= 4:
         raise SpecError(f"input must be a list of 1 to 4 sizes, channels first, got {value!r}",
-                        hint="[features] | [C, L] | [C, H, W] | [C, D, H, W], e.g. [3, 227, 227]",
+                        hint="[features] | [C, L] | [C, H, W] | [C, D, H, W], e.g. [3, 227, 227]; "
+                             "a sequence is {steps: T, features: F}",
                         location=location)
     try:
         return tuple(positive_int(d) for d in value)
     except SpecError as exc:
         raise exc.located(location) from None
+
+
+def _parse_sequence(value: Mapping) -> Steps:
+    _check_keys(value, ("steps", "features"), "a sequence input", value.location,
+                "{steps: 25, features: 4} (one-hot or vectors) or {steps: 25} (token ids)", required=("steps",))
+    try:
+        dims = [positive_int(value[key]) for key in ("steps", "features") if key in value]
+    except SpecError as exc:
+        raise exc.located(value.location) from None
+    return Steps(dims)
 
 
 def _field(data: Mapping, key: str, convert, default):
@@ -187,43 +223,65 @@ def _defaults(data: Mapping) -> dict:
     return result
 
 
-class _NodeBuilder:
-    """Turns layer entries into Nodes: shorthand, defaults, repeats, automatic names."""
+@dataclass
+class _Scope:
+    """Where layers are being written: top level, inside repeats, inside a block instance."""
 
-    def __init__(self, defaults: dict):
+    prefix: str = ""               # "stage2." for the layers of block instance stage2
+    group: tuple = ()              # enclosing repeats: ((label, iteration), ...)
+    entry: str = INPUT             # what a block's first layer (and 'in') reads
+    params: dict = field(default_factory=dict)    # block parameters, for $name
+    counters: dict = field(default_factory=dict)  # automatic-name counters of this scope
+    last: str | None = None        # the latest layer written in this scope
+    in_block: bool = False
+    own_groups: int = 0            # repeats inside this scope (they number the names)
+
+    @property
+    def suffix(self) -> str:
+        return "".join(f"_{iteration}" for _, iteration in self.group[len(self.group) - self.own_groups:])
+
+    def within_repeat(self, label: str, iteration: int) -> "_Scope":
+        """The same scope, one repeat deeper (names and counters shared with the parent)."""
+        return _Scope(self.prefix, self.group + ((label, iteration),), self.entry, self.params,
+                      self.counters, self.last, self.in_block, self.own_groups + 1)
+
+
+class _NodeBuilder:
+    """Turns layer entries into Nodes: shorthand, defaults, repeats, blocks, automatic names."""
+
+    def __init__(self, defaults: dict, blocks: dict):
         self.defaults = defaults
+        self.blocks = blocks
         self.nodes: list[Node] = []
-        self.counters: dict[str, int] = {}
         self.names: dict[str, Location] = {}
         self.repeats = 0
 
-    def build_all(self, entries: Sequence, group: tuple) -> None:
+    def build_all(self, entries: Sequence, scope: _Scope) -> None:
         for index, entry in enumerate(entries):
-            self.build(entry, entries.item_location(index), group)
+            self.build(entry, entries.item_location(index), scope)
 
-    def build(self, entry, location: Location, group: tuple) -> None:
+    def build(self, entry, location: Location, scope: _Scope) -> None:
+        if scope.params:
+            entry = _substitute(entry, scope.params, location)
         kind, args, args_location = self._split(entry, location)
         if kind == "repeat":
-            self._repeat(args, args_location, location, group)
+            self._repeat(args, args_location, location, scope)
+            return
+        if isinstance(kind, str) and kind in self.blocks:
+            self._block(kind, args, args_location, location, scope)
             return
         if len(self.nodes) >= MAX_LAYERS:
             raise SpecError(f"more than {MAX_LAYERS:,} layers", location=location)
         try:
             cls = lookup(kind)
         except SpecError as exc:
+            if self.blocks and "did you mean" not in exc.hint:
+                exc.hint = closest(kind, [*self.blocks, "repeat"])
             raise exc.located(location) from None
-        if not isinstance(args, dict):
-            if cls.main is None:
-                raise SpecError(f"{kind} takes no value here (got {args!r})",
-                                hint=f"write '- {kind}'" + (
-                                    f" or '- {kind}: {{{next(iter(cls.spec_fields))}: ...}}'"
-                                    if cls.spec_fields else ""),
-                                location=args_location)
-            args = {cls.main: args}
+        args = self._as_mapping(cls, args, args_location)
         own = {k: v for k, v in args.items() if k not in COMMON_KEYS}
-        counter = self.counters[cls.prefix] = self.counters.get(cls.prefix, 0) + 1
-        auto_name = f"{cls.prefix}{counter}"
-        name = self._name(args, auto_name, location, group)
+        scope.counters[cls.prefix] = scope.counters.get(cls.prefix, 0) + 1
+        name = self._name(args, f"{cls.prefix}{scope.counters[cls.prefix]}", location, scope)
         field_locations = {}
         implied = {}
         for klass in reversed(cls.__mro__):  # family defaults first: conv before conv1d
@@ -239,47 +297,65 @@ class _NodeBuilder:
         except SpecError as exc:
             field_name = exc.field or ("trainable" if "trainable" in args else None)
             raise exc.located(field_locations.get(field_name, args_location), name) from None
-        inputs = self._inputs(args, group, field_locations.get("inputs", args_location), name)
+        inputs = self._inputs(args, scope, field_locations.get("inputs", args_location), name)
         if len(inputs) > 1 and not layer.merges:
             raise SpecError(f"{cls.kind} reads one input, but {len(inputs)} are given "
                             f"({', '.join(inputs)})",
                             hint="combine branches first with '- add: {inputs: [...]}' or "
                                  "'- concat: {inputs: [...]}'",
                             location=field_locations.get("inputs", args_location), layer=name)
-        self.nodes.append(Node(name, layer, location, field_locations, group, trainable, inputs))
+        self.nodes.append(Node(name, layer, location, field_locations, scope.group, trainable, inputs))
+        scope.last = name
 
-    def _inputs(self, args: dict, group: tuple, location: Location, name: str) -> tuple:
+    @staticmethod
+    def _as_mapping(cls, args, args_location: Location) -> dict:
+        """'- kind: value' sets the kind's main argument; a mapping is taken as it is."""
+        if isinstance(args, dict):
+            return args
+        if cls.main is None:
+            raise SpecError(f"{cls.kind} takes no value here (got {args!r})",
+                            hint=f"write '- {cls.kind}'" + (
+                                f" or '- {cls.kind}: {{{next(iter(cls.spec_fields))}: ...}}'"
+                                if cls.spec_fields else ""),
+                            location=args_location)
+        return {cls.main: args}
+
+    def _inputs(self, args: dict, scope: _Scope, location: Location, name: str) -> tuple:
         """Resolved names this layer reads: 'inputs' if given, else the layer before it.
 
-        Inside a repeat, a name written in the repeated body means that iteration's copy.
+        Inside a repeat, a name written in the repeated body means that iteration's copy;
+        inside a block, names are the block's own and 'in' is what the block reads.
         """
-        previous = self.nodes[-1].name if self.nodes else INPUT
         if "inputs" not in args:
-            return (previous,)
+            return (scope.last or scope.entry,)
         raw = args["inputs"]
         refs = [raw] if isinstance(raw, str) else raw
         if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
             raise SpecError("inputs must be a layer name or a list of layer names",
                             hint="e.g. inputs: [conv3, shortcut] ('input' is the network's input)",
                             location=location, layer=name)
-        suffix = "".join(f"_{iteration}" for _, iteration in group)
-        resolved = []
-        for ref in refs:
-            if ref == name:
-                raise SpecError(f"layer {name} cannot read its own output (that would be a cycle)",
-                                location=location, layer=name)
-            if ref == INPUT:
-                resolved.append(INPUT)
-            elif suffix and ref + suffix in self.names:
-                resolved.append(ref + suffix)
-            elif ref in self.names:
-                resolved.append(ref)
-            else:
-                raise SpecError(f"inputs: no earlier layer is named {ref!r}",
-                                hint=f"{closest(ref, [*self.names, INPUT])} Layers can only read layers "
-                                     f"written before them (no cycles); 'input' is the network input",
-                                location=location, layer=name)
-        return tuple(resolved)
+        return tuple(self._resolve(ref, scope, location, name) for ref in refs)
+
+    def _resolve(self, ref: str, scope: _Scope, location: Location, name: str) -> str:
+        if ref == name:
+            raise SpecError(f"layer {name} cannot read its own output (that would be a cycle)",
+                            location=location, layer=name)
+        if ref == "in" and scope.in_block:
+            return scope.entry
+        if ref in self.network_inputs and not scope.in_block:
+            return ref
+        for candidate in (scope.prefix + ref + scope.suffix, scope.prefix + ref, ref):
+            if candidate in self.names and candidate != name:
+                return candidate
+        known = [n[len(scope.prefix):] for n in self.names if n.startswith(scope.prefix)]
+        extra = "'in' is the block's input" if scope.in_block else \
+            f"network inputs: {', '.join(self.network_inputs)}"
+        raise SpecError(f"inputs: no earlier layer is named {ref!r}",
+                        hint=f"{closest(ref, known + (['in'] if scope.in_block else list(self.network_inputs)))} "
+                             f"Layers can only read layers written before them (no cycles); {extra}",
+                        location=location, layer=name)
+
+    network_inputs: tuple = (INPUT,)
 
     def _split(self, entry, location: Location):
         """(kind, args, location of args) from '- kind', '- kind: 3' or '- kind: {...}'."""
@@ -299,20 +375,19 @@ class _NodeBuilder:
                         hint="e.g. '- flatten' or '- dense: 10' or '- conv: {filters: 6, kernel: 5}'",
                         location=location)
 
-    def _name(self, args: dict, auto_name: str, location: Location, group: tuple) -> str:
+    def _name(self, args: dict, auto_name: str, location: Location, scope: _Scope) -> str:
         if "name" in args:
             try:
                 name = text(args["name"])
             except SpecError as exc:
                 raise exc.located(args.value_location("name")) from None
-            if group:  # the same layer written once inside a repeat: number its copies
-                name = name + "".join(f"_{iteration}" for _, iteration in group)
+            name = scope.prefix + name + scope.suffix  # copies in a repeat are numbered
         else:
-            name = auto_name
-        if name in self.names or name == INPUT:
-            if name == INPUT:
-                raise SpecError("'input' is the network input's name", hint="call this layer something else",
-                                location=location)
+            name = scope.prefix + auto_name
+        if name in self.network_inputs or name == "in":
+            raise SpecError(f"'{name}' names an input", hint="call this layer something else",
+                            location=location)
+        if name in self.names:
             first = self.names[name]
             raise SpecError(f"two layers are named '{name}'",
                             hint=f"the first is at line {first.line}; layer names must be unique "
@@ -321,20 +396,9 @@ class _NodeBuilder:
         self.names[name] = location
         return name
 
-    def _repeat(self, args, args_location: Location, location: Location, group: tuple) -> None:
-        if not isinstance(args, Mapping):
-            raise SpecError("repeat needs 'times' and 'layers'",
-                            hint="repeat: {times: 3, layers: [{conv: {filters: 64, kernel: 3}}]}",
-                            location=args_location)
-        for key in args:
-            if key not in ("times", "layers", "name"):
-                raise SpecError(f"unknown key '{key}' for repeat",
-                                hint=closest(key, ("times", "layers", "name")), location=args.key_location(key))
-        for key in ("times", "layers"):
-            if key not in args:
-                raise SpecError(f"repeat needs '{key}'",
-                                hint="repeat: {times: 3, layers: [{conv: {filters: 64, kernel: 3}}]}",
-                                location=args_location)
+    def _repeat(self, args, args_location: Location, location: Location, scope: _Scope) -> None:
+        _check_keys(args, ("times", "layers", "name"), "repeat", args_location,
+                    "repeat: {times: 3, layers: [{conv: {filters: 64, kernel: 3}}]}")
         try:
             times = positive_int(args["times"])
         except SpecError as exc:
@@ -347,6 +411,111 @@ class _NodeBuilder:
             raise SpecError(f"repeat expands to {times * len(body):,} layers; the limit is {MAX_LAYERS:,}",
                             location=args.value_location("times"))
         self.repeats += 1
-        label = args.get("name") or f"repeat{self.repeats}"
+        label = str(args.get("name") or f"repeat{self.repeats}")
         for iteration in range(1, times + 1):
-            self.build_all(body, group + ((str(label), iteration),))
+            inner = scope.within_repeat(label, iteration)
+            self.build_all(body, inner)
+            scope.last = inner.last
+
+    def _block(self, kind: str, args, args_location: Location, location: Location, scope: _Scope) -> None:
+        """One instance of a reusable block: its layers, named '<instance>.<layer>'."""
+        definition = self.blocks[kind]
+        param_names = list(definition.params)
+        if not isinstance(args, dict):
+            if not param_names:
+                raise SpecError(f"block {kind} takes no parameters (got {args!r})", location=args_location)
+            args = {param_names[0]: args}
+        for key in args:
+            if key not in (*param_names, "name", "inputs"):
+                where = args.key_location(key) if isinstance(args, Mapping) else args_location
+                raise SpecError(f"unknown parameter '{key}' for block {kind}",
+                                hint=closest(key, [*param_names, "name", "inputs"]), location=where)
+        params = {}
+        for key in param_names:
+            if key in args:
+                params[key] = args[key]
+            elif definition.params[key] is None:
+                raise SpecError(f"block {kind} needs parameter '{key}'",
+                                hint=f"write '- {kind}: {{{key}: ...}}'", location=args_location)
+            else:
+                params[key] = definition.params[key]
+        scope.counters[kind] = scope.counters.get(kind, 0) + 1
+        instance = self._name(args, f"{kind}{scope.counters[kind]}", location, scope)
+        del self.names[instance]  # the instance names a group of layers, not a layer
+        entry = self._inputs(args, scope, args.value_location("inputs") if isinstance(args, Mapping)
+                             else args_location, instance)
+        if len(entry) != 1:
+            raise SpecError(f"block {kind} reads one input, got {len(entry)}", location=args_location)
+        inner = _Scope(prefix=instance + ".", group=scope.group + ((instance, 0),), entry=entry[0],
+                       params=params, in_block=True)
+        self.build_all(definition.layers, inner)
+        scope.last = inner.last
+
+
+@dataclass(frozen=True)
+class Block:
+    """A reusable, parameterised group of layers (blocks: in the spec)."""
+
+    params: dict          # name -> default (None = required)
+    layers: Sequence
+
+
+def _blocks(data: Mapping) -> dict:
+    raw = data.get("blocks")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError("blocks must map block names to {params, layers}",
+                        hint="e.g. blocks: {basic: {params: {filters: null}, layers: [...]}}",
+                        location=data.value_location("blocks"))
+    result = {}
+    for name, definition in raw.items():
+        location = raw.value_location(name)
+        if not isinstance(name, str) or name in ("repeat", "in") or name in REGISTRY or name in ALIASES:
+            raise SpecError(f"block name {name!r} is already a layer kind or keyword",
+                            hint="pick another name", location=raw.key_location(name))
+        _check_keys(definition, ("params", "layers"), f"block {name}", location,
+                    f"{name}: {{params: {{filters: null}}, layers: [...]}}", required=("layers",))
+        params = definition.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise SpecError(f"params of block {name} must map parameter names to defaults (null = required)",
+                            location=definition.value_location("params"))
+        layers = definition["layers"]
+        if not isinstance(layers, Sequence) or not layers:
+            raise SpecError(f"block {name} needs a non-empty list of layers",
+                            location=definition.value_location("layers"))
+        result[name] = Block(dict(params), layers)
+    return result
+
+
+def _check_keys(args, allowed: tuple, what: str, location: Location, example: str,
+                required: tuple | None = None) -> None:
+    if not isinstance(args, Mapping):
+        raise SpecError(f"{what} needs {' and '.join(repr(k) for k in (required or allowed[:2]))}",
+                        hint=example, location=location)
+    for key in args:
+        if key not in allowed:
+            raise SpecError(f"unknown key '{key}' for {what}", hint=closest(key, allowed),
+                            location=args.key_location(key))
+    for key in required or allowed[:2]:
+        if key not in args:
+            raise SpecError(f"{what} needs '{key}'", hint=example, location=location)
+
+
+def _substitute(value, params: dict, location: Location):
+    """A copy of ``value`` with every '$name' string replaced by the block parameter's value."""
+    if isinstance(value, str) and value.startswith("$"):
+        key = value[1:]
+        if key not in params:
+            raise SpecError(f"unknown block parameter {value}", hint=closest(key, params), location=location)
+        return params[key]
+    if isinstance(value, Mapping):
+        copy = Mapping((k, _substitute(v, params, value.value_location(k))) for k, v in value.items())
+        copy.location, copy.key_locations, copy.value_locations = \
+            value.location, value.key_locations, value.value_locations
+        return copy
+    if isinstance(value, Sequence):
+        copy = Sequence(_substitute(v, params, value.item_location(i)) for i, v in enumerate(value))
+        copy.location, copy.item_locations = value.location, value.item_locations
+        return copy
+    return value

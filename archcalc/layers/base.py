@@ -15,7 +15,21 @@ from typing import ClassVar
 from ..errors import SpecError
 from ..schema import closest
 
-Shape = tuple  # channels first, no batch: (F,) | (C, L) | (C, H, W) | (C, D, H, W)
+Shape = tuple  # channels first, no batch: (F,) | (C, L) | (C, H, W) | (C, D, H, W) | Steps
+
+
+class Steps(tuple):
+    """The shape of a sequence, per sample: (T, F) = T steps of F features, or (T,) = T token ids.
+
+    A distinct type so a [C, L] signal and a [T, F] sequence are never confused.
+    """
+
+    @property
+    def steps(self) -> int:
+        return self[0]
+
+    def __repr__(self) -> str:
+        return f"Steps({tuple(self)!r})"
 
 REGISTRY: dict[str, type["Layer"]] = {}
 ALIASES: dict[str, str] = {}
@@ -142,5 +156,8 @@ def axes(value, rank: int, name: str) -> tuple:
 
 
 def shape_text(shape: Shape) -> str:
-    """Channels first, like the spec's input and PyTorch: 96x55x55."""
-    return "x".join(str(d) for d in shape)
+    """Channels first, like the spec's input and PyTorch: 96x55x55; sequences as 25x4 (TxF)."""
+    text = "x".join(str(d) for d in shape)
+    if isinstance(shape, Steps):
+        return f"{text} (TxF)" if len(shape) == 2 else f"{text} (T ids)"
+    return text

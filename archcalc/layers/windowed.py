@@ -64,18 +64,23 @@ class Windowed(Layer):
         return ", ".join(f"{label}: {t}" for label, t in zip(labels, texts))
 
     def notes(self, x: Shape) -> list[str]:
-        notes = []
+        """One line per lossy rounding: what is left unread (floor) or read past the edge (ceil)."""
+        rank = spatial_rank(x)
+        axes_by_note: dict[tuple, list[str]] = {}
         for axis, w in enumerate(self.windows(x)):
             if w.whole or not w.fits:
                 continue
-            words = axis_words(len(x) - 1, axis)
             if w.rounding == "floor":
-                notes.append(f"floor rounding: the last {w.leftover} {words} (padding included) "
-                             f"of {AXIS_LABELS[len(x) - 1][axis]} are never read")
+                lost = "only padding, harmless" if w.leftover <= w.pad_right else \
+                    f"{w.leftover - w.pad_right} input {axis_words(rank, axis)} lost"
+                note = ("floor", f"the last {w.leftover} never read ({lost})")
             elif w.rounding == "ceil":
-                notes.append(f"ceil rounding: the last window along {AXIS_LABELS[len(x) - 1][axis]} "
-                             f"hangs {w.stride - w.leftover} past the padded edge")
-        return notes
+                note = ("ceil", f"the last window hangs {w.stride - w.leftover} past the padded edge")
+            else:
+                continue
+            axes_by_note.setdefault(note, []).append(AXIS_LABELS[rank][axis])
+        return [f"{rounding} along {'/'.join(labels)}: {detail}"
+                for (rounding, detail), labels in axes_by_note.items()]
 
     # --- error messages ---------------------------------------------------------------
     def _axis(self, axis: int, rank: int) -> str:
