@@ -50,6 +50,7 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None) -> dict:
         entry = {
             "name": stats.name,
             "kind": stats.kind,
+            "inputs": list(stats.node.inputs),
             "input_shape": list(stats.input_shape),
             "output_shape": list(stats.output_shape),
             "params": stats.params,
@@ -96,11 +97,21 @@ def to_json(analysis: Analysis, baseline: Analysis | None = None) -> str:
     return json.dumps(to_dict(analysis, baseline), indent=2) + "\n"
 
 
+def reads_text(stats, previous: str) -> str:
+    """' <- a, b' when a layer reads something other than the layer just before it."""
+    if stats.node.inputs == (previous,):
+        return ""
+    prefix = stats.name.rsplit(".", 1)[0] + "." if "." in stats.name else ""
+    return " <- " + ", ".join(name.removeprefix(prefix) for name in stats.node.inputs)
+
+
 def _rows(analysis: Analysis):
+    previous = next(iter(analysis.spec.inputs or {"input": None}))
     for stats in analysis.layers:
         kind = stats.kind + (f" {stats.layer.activation}" if stats.layer.activation else "")
-        yield (stats.name, kind, shape_text(stats.output_shape), stats.formula,
+        yield (stats.name + reads_text(stats, previous), kind, shape_text(stats.output_shape), stats.formula,
                f"{stats.params:,}", f"{stats.neurons:,}")
+        previous = stats.name
 
 
 HEADERS = ("layer", "kind", "output", "(D-F+2P)/S+1", "params", "neurons")

@@ -13,7 +13,8 @@ def spec_text(input_shape, *layers, defaults: str = "") -> str:
     """A small spec: input then one YAML line per layer."""
     body = "\n".join(f"  - {layer}" for layer in layers)
     extra = f"defaults: {defaults}\n" if defaults else ""
-    return f"input: {list(input_shape)}\n{extra}layers:\n{body}\n"
+    shape = input_shape if isinstance(input_shape, dict) else list(input_shape)  # dict: a sequence
+    return f"input: {shape}\n{extra}layers:\n{body}\n"
 
 
 def analyze_text(text: str, **options):

@@ -42,6 +42,17 @@ LAYER_TABLE = [
     ("softmax", "softmax", (10,), (10,), 0),
     ("add", "add: {inputs: [input, input]}", (8, 4, 4), (8, 4, 4), 0),
     ("concat", "concat: {inputs: [input, input]}", (3, 4, 4), (6, 4, 4), 0),
+    # recurrent: PyTorch's nn.RNN/LSTM/GRU(10, 20, ...) parameter counts; bias: single is the
+    # course's and min-char-rnn's H*F + H*H + H
+    ("rnn", "rnn: 20", {"steps": 7, "features": 10}, (7, 20), 640),
+    ("rnn", "rnn: {hidden: 20, bias: single, returns: last}", {"steps": 7, "features": 10}, (20,), 620),
+    ("lstm", "lstm: {hidden: 20, layers: 2, bidirectional: true, returns: last}",
+     {"steps": 7, "features": 10}, (40,), 15_040),
+    ("gru", "gru: {hidden: 20, layers: 3, bias: false}", {"steps": 7, "features": 10}, (7, 20), 6_600),
+    ("embedding", "embedding: {vocabulary: 1000, dim: 64}", {"steps": 12}, (12, 64), 64_000),
+    ("repeatvector", "repeatvector: 5", (8,), (5, 8), 0),
+    ("dense", "dense: 4", {"steps": 7, "features": 10}, (7, 4), 44),
+    ("layernorm", "layernorm", {"steps": 7, "features": 10}, (7, 10), 20),
 ]
 
 

@@ -139,6 +139,15 @@ def _short(value) -> str:
     return str(value)
 
 
+def require_feature_map(x: Shape, kind: str) -> None:
+    """Refuse a sequence where a [C, ...] feature map is meant (a [T, F] is not a [C, L])."""
+    if isinstance(x, Steps):
+        raise SpecError(f"{kind} works on feature maps [C, ...], but its input is the sequence "
+                        f"{shape_text(x)}",
+                        hint="sequences go through rnn/lstm/gru, dense (per step), layernorm, activations "
+                             "and dropout; a 1D signal is declared as input: [channels, length]")
+
+
 def spatial_rank(x: Shape) -> int:
     """Number of spatial axes after the channel axis: 0 for a feature vector."""
     return len(x) - 1

@@ -7,13 +7,17 @@ from math import prod
 from ..errors import SpecError
 from ..schema import arg, boolean, positive_int, probability
 from .activation import activation_name
-from .base import Layer, Shape, register, shape_text
+from .base import Layer, Shape, Steps, register, shape_text
 
 
 @register("dense", "fc", "linear", prefix="fc")
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
-    """Every input connected to every unit: params = in * units + units (bias)."""
+    """Every input connected to every unit: params = in * units + units (bias).
+
+    On a sequence [T, F] it is applied at every step with shared weights (the course's
+    y_t = W_hy h_t): [T, F] -> [T, units], params = F * units + units.
+    """
 
     units: int = arg(positive_int, doc="number of neurons")
     bias: bool = arg(boolean, True, "one bias per unit")
@@ -21,6 +25,11 @@ class Dense(Layer):
     main = "units"
 
     def output_shape(self, x: Shape) -> Shape:
+        if isinstance(x, Steps):
+            if len(x) < 2:
+                raise SpecError("dense needs vectors, but its input is a sequence of token ids",
+                                hint="add '- embedding: {vocabulary: V, dim: E}' first")
+            return Steps((x.steps, self.units))
         if len(x) > 1:
             raise SpecError(
                 f"dense needs a flat feature vector, but its input is the feature map {shape_text(x)}",
@@ -30,7 +39,7 @@ class Dense(Layer):
         return (self.units,)
 
     def params(self, x: Shape) -> int:
-        return x[0] * self.units + (self.units if self.bias else 0)
+        return x[-1] * self.units + (self.units if self.bias else 0)
 
 
 @register("flatten")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from math import prod
 
 from ..schema import arg, boolean, number, positive_int, positive_number
-from .base import Layer, Shape, register
+from .base import Layer, Shape, Steps, register, require_feature_map
 
 
 @register("batchnorm", prefix="bn")
@@ -25,6 +25,10 @@ class BatchNorm(Layer):
     momentum: float = arg(number, 0.1, "running statistics update rate")
     affine: bool = arg(boolean, True, "learn gamma and beta")
 
+    def output_shape(self, x: Shape) -> Shape:
+        require_feature_map(x, self.kind)
+        return x
+
     def params(self, x: Shape) -> int:
         return 2 * x[0] if self.affine else 0
 
@@ -37,14 +41,18 @@ class BatchNorm(Layer):
 class LayerNorm(Layer):
     """Over all elements of one sample: y = gamma * (x - mean) / sqrt(var + eps) + beta.
 
-    params = 2 * prod(shape) when affine (PyTorch's nn.LayerNorm(shape)).
+    params = 2 * prod(shape) when affine (PyTorch's nn.LayerNorm(shape)); on a sequence [T, F]
+    it normalises each step over its F features: params = 2F.
     """
 
     eps: float = arg(positive_number, 1e-5, "added to the variance")
     affine: bool = arg(boolean, True, "learn gamma and beta per element")
 
+    def normalized_shape(self, x: Shape) -> tuple:
+        return (x[-1],) if isinstance(x, Steps) else tuple(x)
+
     def params(self, x: Shape) -> int:
-        return 2 * prod(x) if self.affine else 0
+        return 2 * prod(self.normalized_shape(x)) if self.affine else 0
 
 
 @register("lrn", prefix="norm")

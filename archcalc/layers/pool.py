@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ..errors import SpecError
 from ..geometry import ROUNDINGS
 from ..schema import arg, choice, padding, positive_int, size
-from .base import Layer, Shape, axes, register, spatial_rank
+from .base import Layer, Shape, axes, register, require_feature_map, spatial_rank
 from .windowed import Windowed
 
 
@@ -63,6 +63,7 @@ class GlobalPool(Layer):
     """One value per channel: [C, ...] -> [C]; 0 params."""
 
     def output_shape(self, x: Shape) -> Shape:
+        require_feature_map(x, self.kind)
         if spatial_rank(x) < 1:
             raise SpecError(f"{self.kind} needs a feature map [C, ...], got the flat vector {list(x)}")
         return (x[0],)
@@ -87,6 +88,7 @@ class AdaptivePool(Layer):
     main = "output"
 
     def output_shape(self, x: Shape) -> Shape:
+        require_feature_map(x, self.kind)
         rank = spatial_rank(x)
         if rank < 1:
             raise SpecError(f"{self.kind} needs a feature map [C, ...], got the flat vector {list(x)}")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..errors import GeometryError, SpecError
 from ..geometry import Window, axis_words, same_padding, valid_alternatives
-from .base import Layer, Shape, axes, spatial_rank
+from .base import Layer, Shape, axes, require_feature_map, spatial_rank
 
 AXIS_LABELS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -24,6 +24,7 @@ class Windowed(Layer):
         return self.stride
 
     def windows(self, x: Shape) -> list[Window]:
+        require_feature_map(x, self.kind)
         rank = spatial_rank(x)
         if rank < 1:
             raise SpecError(f"{self.kind} slides over spatial axes, but its input {list(x)} is a flat "

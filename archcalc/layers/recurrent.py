@@ -1,0 +1,159 @@
+"""Recurrent layers and their sequence helpers: rnn, lstm, gru, embedding, repeatvector.
+
+The course's vanilla RNN: h_t = tanh(W_xh x_t + W_hh h_{t-1} + b), y_t = softmax(W_hy h_t)
+(W_hy is a separate `dense` applied per step). Bias conventions differ between sources, so a
+recurrent layer says which one it uses:
+- ``bias: true`` (default): PyTorch's two vectors per gate, b_ih and b_hh;
+- ``bias: single``: one vector per gate, as in the course and Karpathy's min-char-rnn;
+- ``bias: false``: none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..errors import SpecError
+from ..schema import arg, boolean, choice, positive_int
+from .base import Layer, Shape, Steps, register, shape_text
+
+
+def bias_form(value):
+    """true (PyTorch: b_ih and b_hh), single (one bias, the course's form) or false."""
+    if value in (True, False, "single"):
+        return value
+    raise SpecError(f"must be true (two bias vectors, as PyTorch), single (one, as the course) or false; "
+                    f"got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recurrent(Layer):
+    """A stack of recurrent layers over a sequence [T, F].
+
+    Per layer and direction: params = G * (H*in + H*H) + G*2H (bias: true) | G*H (single) | 0,
+    with G gates (rnn 1, gru 3, lstm 4), in = F for the first layer and H*directions after.
+    Neurons: the hidden states of the unrolled sequence, T * H * directions * layers.
+    An optional second input sets the initial hidden state h_0 (shape [H]), as a decoder
+    starts from its encoder's last state.
+    """
+
+    hidden: int = arg(positive_int, doc="hidden size H")
+    layers: int = arg(positive_int, 1, "stacked recurrent layers")
+    bidirectional: bool = arg(boolean, False, "also read the sequence backwards")
+    returns: str = arg(choice("sequence", "last"), "sequence",
+                       "sequence: every step's output [T, H] (N-to-N); last: the final one [H] (N-to-1)")
+    bias: bool | str = arg(bias_form, True, "true (PyTorch: b_ih + b_hh), single (course) or false")
+
+    main = "hidden"
+    merges = True  # (sequence,) or (sequence, initial hidden state)
+    gates: ClassVar[int] = 1
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _sequence(self, x: tuple) -> Steps:
+        sequence = x[0]
+        if not isinstance(sequence, Steps):
+            raise SpecError(f"{self.kind} reads a sequence, but its input is {shape_text(sequence)}",
+                            hint="declare the input as {steps: T, features: F}, or turn a vector into a "
+                                 "sequence with '- repeatvector: T'", field="inputs")
+        if len(sequence) < 2:
+            raise SpecError(f"{self.kind} needs vectors at each step, but its input is token ids "
+                            f"{shape_text(sequence)}", hint="add '- embedding: {vocabulary: V, dim: E}' first")
+        if len(x) > 2:
+            raise SpecError(f"{self.kind} reads a sequence and at most an initial state, got {len(x)} inputs",
+                            field="inputs")
+        if len(x) == 2 and tuple(x[1]) != (self.hidden,):
+            raise SpecError(f"the initial state of {self.kind} must have the hidden size [{self.hidden}], "
+                            f"got {shape_text(x[1])}", field="inputs",
+                            hint=f"project it first with '- dense: {self.hidden}'")
+        return sequence
+
+    def output_shape(self, x: tuple) -> Shape:
+        steps = self._sequence(x).steps
+        width = self.hidden * self.directions
+        return Steps((steps, width)) if self.returns == "sequence" else (width,)
+
+    def params(self, x: tuple) -> int:
+        features = self._sequence(x)[1]
+        per_bias = {True: 2, "single": 1, False: 0}[self.bias]
+        total = 0
+        for layer in range(self.layers):
+            width_in = features if layer == 0 else self.hidden * self.directions
+            weights = self.hidden * width_in + self.hidden * self.hidden + per_bias * self.hidden
+            total += self.gates * weights * self.directions
+        return total
+
+    def neurons(self, x: tuple, y: Shape) -> int:
+        return self._sequence(x).steps * self.hidden * self.directions * self.layers
+
+    def formula(self, x: tuple, y: Shape) -> str:
+        sequence = self._sequence(x)
+        parts = [f"{sequence.steps} steps", f"H {self.hidden}"]
+        if self.directions > 1:
+            parts.append("2 directions")
+        if self.layers > 1:
+            parts.append(f"{self.layers} layers")
+        bias = {True: "2 biases (PyTorch)", "single": "1 bias (course)", False: "no bias"}[self.bias]
+        return " x ".join(parts) + f"; {bias}"
+
+
+@register("rnn")
+@dataclass(frozen=True, kw_only=True)
+class RNN(Recurrent):
+    """Vanilla RNN (Elman): h_t = tanh(W_ih x_t + W_hh h_{t-1} + b)."""
+
+    nonlinearity: str = arg(choice("tanh", "relu"), "tanh", "tanh or relu")
+
+
+@register("lstm")
+@dataclass(frozen=True, kw_only=True)
+class LSTM(Recurrent):
+    """Long short-term memory: 4 gates (input, forget, cell, output)."""
+
+    gates = 4
+
+
+@register("gru")
+@dataclass(frozen=True, kw_only=True)
+class GRU(Recurrent):
+    """Gated recurrent unit: 3 gates (reset, update, new)."""
+
+    gates = 3
+
+
+@register("embedding", prefix="embed")
+@dataclass(frozen=True, kw_only=True)
+class Embedding(Layer):
+    """Token ids [T] -> vectors [T, E]: a lookup table, params = V * E.
+
+    Equivalent to a one-hot vector of V times a dense layer without bias.
+    """
+
+    vocabulary: int = arg(positive_int, doc="number of distinct tokens V")
+    dim: int = arg(positive_int, doc="vector size E")
+
+    def output_shape(self, x: Shape) -> Shape:
+        if not isinstance(x, Steps) or len(x) != 1:
+            raise SpecError(f"embedding reads token ids, declared as {{steps: T}}; got {shape_text(x)}",
+                            hint="a one-hot sequence {steps: T, features: V} goes straight to rnn/dense")
+        return Steps((x.steps, self.dim))
+
+    def params(self, x: Shape) -> int:
+        return self.vocabulary * self.dim
+
+
+@register("repeatvector", prefix="repeatvector")
+@dataclass(frozen=True, kw_only=True)
+class RepeatVector(Layer):
+    """A vector [F] fed at each of T steps -> [T, F] (the course's 1-to-N configuration)."""
+
+    steps: int = arg(positive_int, doc="number of steps T")
+    main = "steps"
+    creates_neurons = False
+
+    def output_shape(self, x: Shape) -> Shape:
+        if isinstance(x, Steps) or len(x) != 1:
+            raise SpecError(f"repeatvector repeats a flat vector [F], got {shape_text(x)}",
+                            hint="flatten or pool the input first")
+        return Steps((self.steps, x[0]))
