@@ -91,18 +91,17 @@ def valid_alternatives(window: Window, search: int = 64) -> dict[str, tuple[int,
     Searched among strides, paddings (symmetric), kernels and input sizes near the current
     ones; each entry is the closest valid value (ties go to the smaller value).
     """
-    def nearest(current: int, low: int, candidates, make) -> tuple[int, int] | None:
-        options = []
-        for value in candidates:
-            if value < low or value == current:
-                continue
-            trial = make(value)
-            if trial.whole:
-                options.append((abs(value - current), value, trial.output))
-        if not options:
-            return None
-        _, value, out = min(options)
-        return value, out
+    def nearest(current: int, candidates: range, make) -> tuple[int, int] | None:
+        # Outward from the current value, the smaller side first: the first whole window is
+        # the closest one (ties go to the smaller value), usually a step or two away, so an
+        # invalid layer's hint stays cheap (solve meets one per rejected input size).
+        for distance in range(1, max(current - candidates.start, candidates.stop - 1 - current) + 1):
+            for value in (current - distance, current + distance):
+                if value in candidates:
+                    trial = make(value)
+                    if trial.whole:
+                        return value, trial.output
+        return None
 
     def replaced(**changes) -> Window:
         fields = dict(size=window.size, kernel=window.kernel, stride=window.stride,
@@ -112,13 +111,13 @@ def valid_alternatives(window: Window, search: int = 64) -> dict[str, tuple[int,
         return Window(**fields)
 
     found = {
-        "stride": nearest(window.stride, 1, range(1, window.stride + search),
+        "stride": nearest(window.stride, range(1, window.stride + search),
                           lambda s: replaced(stride=s)),
-        "padding": nearest(window.pad_left, 0, range(0, max(window.pad_left, window.pad_right) + search),
+        "padding": nearest(window.pad_left, range(0, max(window.pad_left, window.pad_right) + search),
                            lambda p: replaced(pad_left=p, pad_right=p)),
-        "kernel": nearest(window.kernel, 1, range(1, window.kernel + search),
+        "kernel": nearest(window.kernel, range(1, window.kernel + search),
                           lambda f: replaced(kernel=f)),
-        "input": nearest(window.size, 1, range(max(1, window.size - search), window.size + search),
+        "input": nearest(window.size, range(max(1, window.size - search), window.size + search),
                          lambda d: replaced(size=d)),
     }
     return {key: value for key, value in found.items() if value is not None}
