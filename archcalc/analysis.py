@@ -27,6 +27,7 @@ class LayerStats:
     """Everything the analyzer knows about one layer, for one sample unless said."""
 
     node: Node
+    layer: object              # the Layer as analyzed: node.layer with any --rounding override
     input_shape: tuple         # for a merge layer (add, concat): a tuple of the input shapes
     output_shape: tuple
     params: int
@@ -42,11 +43,7 @@ class LayerStats:
 
     @property
     def kind(self) -> str:
-        return self.node.layer.kind
-
-    @property
-    def layer(self):
-        return self.node.layer
+        return self.layer.kind
 
 
 @dataclass(frozen=True)
@@ -136,7 +133,7 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
 def _layer_stats(node: Node, layer, x: tuple) -> LayerStats:
     y = layer.output_shape(x)
     params = layer.params(x)
-    return LayerStats(node, x, y, params, params if node.trainable else 0, layer.buffers(x),
+    return LayerStats(node, layer, x, y, params, params if node.trainable else 0, layer.buffers(x),
                       layer.neurons(x, y), layer.formula(x, y), tuple(layer.notes(x)))
 
 
