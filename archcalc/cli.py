@@ -43,6 +43,25 @@ def parse_input_option(ctx, param, value):
         raise click.BadParameter(exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
 
 
+def _store_spec_params(ctx, param, values):
+    """Keep --set NAME=VALUE pairs on the context, for load_and_analyze (values read as YAML)."""
+    import yaml
+
+    parsed = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param=param)
+        parsed[name.strip()] = yaml.safe_load(value)
+    ctx.meta["archcalc.spec_params"] = parsed
+
+
+def spec_params() -> dict:
+    """The --set overrides of the running command (empty outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("archcalc.spec_params", {}) if ctx else {}
+
+
 def analysis_options(command):
     """--batch, --dtype, --input, --rounding: shared by every command that analyzes a spec."""
     options = [
@@ -52,6 +71,9 @@ def analysis_options(command):
                      help="Bytes per number for memory figures."),
         click.option("--input", "input_shape", callback=parse_input_option, metavar="CxHxW",
                      help="Override the spec's input shape, channels first, e.g. 3x64x64."),
+        click.option("--set", "spec_params", multiple=True, metavar="NAME=VALUE", expose_value=False,
+                     callback=_store_spec_params,
+                     help="Override one of the spec's params (repeatable), e.g. --set vocab=27."),
         click.option("--rounding", type=click.Choice(ROUNDINGS),
                      help="Override every conv/pool's rounding: strict refuses a D-F-S combination "
                           "that is not whole; floor (PyTorch) and ceil (Caffe) accept it."),
@@ -66,7 +88,7 @@ def load_and_analyze(spec_path: str, input_shape, batch: int, dtype: str, roundi
     from .analysis import analyze
     from .spec import load
 
-    spec = load(spec_path)
+    spec = load(spec_path, spec_params())
     analysis = analyze(spec, input_shape=input_shape, batch=batch, dtype=dtype, rounding=rounding,
                        partial=partial)
     baseline = None

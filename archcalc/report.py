@@ -97,6 +97,14 @@ def to_json(analysis: Analysis, baseline: Analysis | None = None) -> str:
     return json.dumps(to_dict(analysis, baseline), indent=2) + "\n"
 
 
+def inputs_text(analysis: Analysis) -> str:
+    """'input 3x227x227 (C x H x W)', or each named input of a multi-input network."""
+    if len(analysis.spec.inputs) > 1:
+        return "inputs " + ", ".join(f"{name} {shape_text(shape)}" for name, shape in analysis.spec.inputs.items())
+    text = shape_text(analysis.input_shape)
+    return f"input {text}" + ("" if "(" in text else " (C x H x W)" if len(analysis.input_shape) > 1 else "")
+
+
 def reads_text(stats, previous: str) -> str:
     """' <- a, b' when a layer reads something other than the layer just before it."""
     if stats.node.inputs == (previous,):
@@ -165,7 +173,7 @@ def print_table(analysis: Analysis, baseline: Analysis | None = None, file=None)
     console = Console(file=file, highlight=False)
     if not console.is_terminal:  # a pipe or file has no width: don't squeeze the table into 80
         console.width = max(console.width, 120)
-    title = f"{analysis.spec.name}: input {shape_text(analysis.input_shape)} (shapes C x H x W)"
+    title = f"{analysis.spec.name}: {inputs_text(analysis)}"
     table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     for header in HEADERS:
         table.add_column(header, justify="right" if header in ("params", "neurons") else "left",

@@ -21,7 +21,8 @@ from .layers import ALIASES, REGISTRY, Layer, Steps, lookup
 from .schema import boolean, closest, positive_int, text
 from .yamlsource import Mapping, Sequence, load_file, load_text, location_of
 
-TOP_LEVEL_KEYS = ("name", "description", "input", "inputs", "defaults", "blocks", "layers", "outputs")
+TOP_LEVEL_KEYS = ("name", "description", "params", "input", "inputs", "defaults", "blocks", "layers",
+                  "outputs")
 COMMON_KEYS = ("name", "trainable", "inputs")
 INPUT = "input"  # the name by which layers refer to the network's input
 MAX_LAYERS = 1_000_000
@@ -55,17 +56,17 @@ class Spec:
     inputs: dict = field(default_factory=dict)  # {name: shape}; one entry, "input", unless 'inputs:'
 
 
-def load(path: str) -> Spec:
-    """Read and validate a spec file."""
-    return parse(load_file(path), path)
+def load(path: str, params: dict | None = None) -> Spec:
+    """Read and validate a spec file; ``params`` override the spec's own ``params:``."""
+    return parse(load_file(path), path, params)
 
 
-def loads(text_: str, path: str = "<spec>") -> Spec:
+def loads(text_: str, path: str = "<spec>", params: dict | None = None) -> Spec:
     """Read and validate spec text (``path`` is only used in messages)."""
-    return parse(load_text(text_, path), path)
+    return parse(load_text(text_, path), path, params)
 
 
-def parse(data, path: str) -> Spec:
+def parse(data, path: str, params: dict | None = None) -> Spec:
     top = Location(path, 1, 1)
     if not isinstance(data, Mapping):
         raise SpecError("a spec is a mapping with 'input' and 'layers'",
@@ -75,13 +76,14 @@ def parse(data, path: str) -> Spec:
         if key not in TOP_LEVEL_KEYS:
             raise SpecError(f"unknown top-level key '{key}'", hint=closest(key, TOP_LEVEL_KEYS),
                             location=data.key_location(key))
+    data = _with_params(data, params or {})
     if "layers" not in data:
         raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
                         location=data.location)
     inputs, input_location = _network_inputs(data)
     name = _field(data, "name", text, Path(path).stem)
     description = _field(data, "description", lambda v: str(v), "")
-    builder = _NodeBuilder(_defaults(data), _blocks(data))
+    builder = _NodeBuilder(_defaults(data), _blocks(data), getattr(data, "spec_params", {}))
     builder.network_inputs = tuple(inputs)
     layers = data["layers"]
     if not isinstance(layers, Sequence) or not layers:
@@ -94,6 +96,33 @@ def parse(data, path: str) -> Spec:
     _check_all_used(nodes, outputs)
     return Spec(name, description, next(iter(inputs.values())), nodes, path, input_location, outputs,
                 inputs)
+
+
+def _with_params(data: Mapping, overrides: dict) -> Mapping:
+    """The spec with every '$name' replaced by its value from 'params:' (or an override).
+
+    Blocks keep their '$name's: they are filled per instance, block parameters first.
+    """
+    declared = data.get("params", {})
+    if not isinstance(declared, dict):
+        raise SpecError("params must map names to values, e.g. params: {vocab: 65}",
+                        location=data.value_location("params"))
+    for key in overrides:
+        if key not in declared:
+            raise SpecError(f"the spec declares no parameter '{key}'",
+                            hint=closest(key, declared) if declared else "it has no 'params:'",
+                            location=data.location)
+    values = {**declared, **overrides}
+    if not values:
+        return data
+    result = Mapping()
+    result.location, result.key_locations = data.location, data.key_locations
+    result.value_locations = data.value_locations
+    for key, value in data.items():
+        keep = key in ("params", "blocks", "name", "description")
+        result[key] = value if keep else _substitute(value, values, data.value_location(key))
+    result.spec_params = values
+    return result
 
 
 def _network_inputs(data: Mapping) -> tuple[dict, Location]:
@@ -249,9 +278,10 @@ class _Scope:
 class _NodeBuilder:
     """Turns layer entries into Nodes: shorthand, defaults, repeats, blocks, automatic names."""
 
-    def __init__(self, defaults: dict, blocks: dict):
+    def __init__(self, defaults: dict, blocks: dict, spec_params: dict):
         self.defaults = defaults
         self.blocks = blocks
+        self.spec_params = spec_params  # blocks see the spec's params under their own
         self.nodes: list[Node] = []
         self.names: dict[str, Location] = {}
         self.repeats = 0
@@ -447,7 +477,7 @@ class _NodeBuilder:
         if len(entry) != 1:
             raise SpecError(f"block {kind} reads one input, got {len(entry)}", location=args_location)
         inner = _Scope(prefix=instance + ".", group=scope.group + ((instance, 0),), entry=entry[0],
-                       params=params, in_block=True)
+                       params={**self.spec_params, **params}, in_block=True)
         self.build_all(definition.layers, inner)
         scope.last = inner.last
 
