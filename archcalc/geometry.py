@@ -127,3 +127,10 @@ def axis_words(rank: int, axis: int) -> str:
     """What the units of a spatial axis are called in messages (columns, rows, ...)."""
     names = {1: ("positions",), 2: ("rows", "columns"), 3: ("slices", "rows", "columns")}
     return names.get(rank, ("positions",) * rank)[axis] if rank in names else "positions"
+
+
+def transposed_output(size: int, kernel: int, stride: int, padding: int, dilation: int = 1,
+                      output_padding: int = 0) -> int:
+    """A transposed convolution's output: the inverse of the window rule,
+    out = (D - 1)*S - 2P + dilation*(F - 1) + output_padding + 1 (PyTorch's ConvTranspose)."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1

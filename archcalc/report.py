@@ -106,18 +106,19 @@ def inputs_text(analysis: Analysis) -> str:
 
 
 def reads_text(stats, previous: str) -> str:
-    """' <- a, b' when a layer reads something other than the layer just before it."""
+    """'<- a, b' when a layer reads something other than the layer just before it."""
     if stats.node.inputs == (previous,):
         return ""
     prefix = stats.name.rsplit(".", 1)[0] + "." if "." in stats.name else ""
-    return " <- " + ", ".join(name.removeprefix(prefix) for name in stats.node.inputs)
+    return "<- " + ", ".join(name.removeprefix(prefix) for name in stats.node.inputs)
 
 
-def _rows(analysis: Analysis):
+def _rows(analysis: Analysis, reads_separator: str = " "):
     previous = next(iter(analysis.spec.inputs or {"input": None}))
     for stats in analysis.layers:
         kind = stats.kind + (f" {stats.layer.activation}" if stats.layer.activation else "")
-        yield (stats.name + reads_text(stats, previous), kind, shape_text(stats.output_shape), stats.formula,
+        reads = reads_text(stats, previous)
+        yield (stats.name + (reads_separator + reads if reads else ""), kind, shape_text(stats.output_shape), stats.formula,
                f"{stats.params:,}", f"{stats.neurons:,}")
         previous = stats.name
 
@@ -179,7 +180,7 @@ def print_table(analysis: Analysis, baseline: Analysis | None = None, file=None)
         table.add_column(header, justify="right" if header in ("params", "neurons") else "left",
                          no_wrap=header != HEADERS[3])
     changed = changed_weights(analysis, baseline)
-    for stats, row in zip(analysis.layers, _rows(analysis)):
+    for stats, row in zip(analysis.layers, _rows(analysis, reads_separator="\n  ")):
         style = "bold yellow" if stats.name in changed else None
         table.add_row(*row, style=style)
         for note in stats.notes:

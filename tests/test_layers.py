@@ -53,6 +53,12 @@ LAYER_TABLE = [
     ("repeatvector", "repeatvector: 5", (8,), (5, 8), 0),
     ("dense", "dense: 4", {"steps": 7, "features": 10}, (7, 4), 44),
     ("layernorm", "layernorm", {"steps": 7, "features": 10}, (7, 10), 20),
+    # nn.ConvTranspose2d(64, 32, 2, stride=2) on 16x16; (6, 4, 3, stride 2, padding 1,
+    # output_padding 1, groups 2) on 7x9
+    ("convtranspose", "convtranspose: {filters: 32, kernel: 2, stride: 2}", (64, 16, 16), (32, 32, 32), 8_224),
+    ("convtranspose", "upconv: {filters: 4, kernel: 3, stride: 2, padding: 1, output_padding: 1, groups: 2}",
+     (6, 7, 9), (4, 14, 18), 112),
+    ("upsample", "upsample: 2", (8, 5, 7), (8, 10, 14), 0),
 ]
 
 

@@ -1,0 +1,80 @@
+"""Layers that grow feature maps back (U-Net's decoder): convtranspose and upsample."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from ..errors import SpecError
+from ..geometry import transposed_output
+from ..schema import arg, boolean, choice, non_negative_int, per_axis, positive_int, size
+from .activation import activation_name
+from .base import Layer, Shape, axes, register, require_feature_map, spatial_rank
+
+
+@register("convtranspose", "upconv", prefix="upconv")
+@dataclass(frozen=True, kw_only=True)
+class ConvTranspose(Layer):
+    """The gradient of a conv, used to upsample: out = (D-1)*S - 2P + dilation*(F-1) + output_padding + 1;
+    params = C * (K/groups) * prod(F) + K (bias)."""
+
+    filters: int = arg(positive_int, doc="number of filters K (output channels)")
+    kernel: int | tuple = arg(size, doc="filter size F")
+    stride: int | tuple = arg(size, 1, "upsampling step S")
+    padding: int | tuple = arg(per_axis(non_negative_int), 0, "P removed per side")
+    output_padding: int | tuple = arg(per_axis(non_negative_int), 0, "extra size added on one side")
+    dilation: int | tuple = arg(size, 1, "spacing between filter taps")
+    groups: int = arg(positive_int, 1, "split channels into independent groups")
+    bias: bool = arg(boolean, True, "one bias per filter")
+    activation: str | None = arg(activation_name, None, "activation applied to the output")
+    main = "filters"
+
+    def output_shape(self, x: Shape) -> Shape:
+        require_feature_map(x, self.kind)
+        rank = spatial_rank(x)
+        if rank < 1:
+            raise SpecError(f"convtranspose needs a feature map [C, ...], got the flat vector {list(x)}")
+        if x[0] % self.groups or self.filters % self.groups:
+            raise SpecError(f"groups={self.groups} must divide both the input channels ({x[0]}) and the "
+                            f"filters ({self.filters})", field="groups")
+        values = zip(x[1:], *(axes(getattr(self, name), rank, name)
+                              for name in ("kernel", "stride", "padding", "dilation", "output_padding")))
+        spatial = []
+        for d, f, s, p, r, extra in values:
+            if extra >= max(s, r):
+                raise SpecError(f"output_padding {extra} must be smaller than the stride or the dilation",
+                                field="output_padding")
+            out = transposed_output(d, f, s, p, r, extra)
+            if out < 1:
+                raise SpecError(f"(D-1)*S - 2P + F_eff = {out} leaves nothing: the padding {p} is too large",
+                                field="padding")
+            spatial.append(out)
+        return (self.filters, *spatial)
+
+    def params(self, x: Shape) -> int:
+        kernel = axes(self.kernel, spatial_rank(x), "kernel")
+        return x[0] * (self.filters // self.groups) * prod(kernel) + (self.filters if self.bias else 0)
+
+    def formula(self, x: Shape, y: Shape) -> str:
+        rank = spatial_rank(x)
+        per_axis_values = zip(x[1:], y[1:], *(axes(getattr(self, name), rank, name) for name in
+                                              ("kernel", "stride", "padding", "dilation", "output_padding")))
+        texts = {f"({d}-1)*{s}-2*{p}+{r * (f - 1) + 1}" + (f"+{extra}" if extra else "") + f" = {out}"
+                 for d, out, f, s, p, r, extra in per_axis_values}
+        return " | ".join(sorted(texts))
+
+
+@register("upsample")
+@dataclass(frozen=True, kw_only=True)
+class Upsample(Layer):
+    """Each position repeated (nearest) or interpolated: out = D * scale per axis; 0 params."""
+
+    scale: int | tuple = arg(size, 2, "integer factor per axis")
+    mode: str = arg(choice("nearest", "linear"), "nearest", "nearest, or (bi/tri)linear interpolation")
+    main = "scale"
+
+    def output_shape(self, x: Shape) -> Shape:
+        require_feature_map(x, self.kind)
+        rank = spatial_rank(x)
+        if rank < 1:
+            raise SpecError(f"upsample needs a feature map [C, ...], got the flat vector {list(x)}")
+        return (x[0], *(d * k for d, k in zip(x[1:], axes(self.scale, rank, "scale"))))
