@@ -6,7 +6,7 @@ import io
 import json
 
 from .analysis import DTYPE_BYTES, Analysis
-from .layers import shape_text
+from .layers import Steps, shape_text
 from .units import human_bytes
 
 FORMATS = ("table", "json", "markdown", "csv")
@@ -41,6 +41,14 @@ def changed_weights(analysis: Analysis, baseline: Analysis | None) -> dict:
             if stats.name in before and before[stats.name] != stats.params}
 
 
+def layout(shape) -> str:
+    """How to read a shape list: 'steps x features' (a sequence, or 'steps' of token ids) or
+    'channels first' ([F], [C, L], [C, H, W], [C, D, H, W])."""
+    if isinstance(shape, Steps):
+        return "steps x features" if len(shape) == 2 else "steps"
+    return "channels first"
+
+
 def to_dict(analysis: Analysis, baseline: Analysis | None = None) -> dict:
     """The JSON document (schema version 1, documented in the README)."""
     changed = changed_weights(analysis, baseline)
@@ -53,6 +61,7 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None) -> dict:
             "inputs": list(stats.node.inputs),
             "input_shape": list(stats.input_shape),
             "output_shape": list(stats.output_shape),
+            "output_layout": layout(stats.output_shape),
             "params": stats.params,
             "trainable_params": stats.trainable_params,
             "buffers": stats.buffers,
