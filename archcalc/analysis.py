@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import SpecError
+from .layers import Steps
 from .spec import INPUT, Node, Spec
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
@@ -108,13 +109,14 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
         if len(shapes) > 1:
             raise SpecError(f"this network has {len(shapes)} inputs ({', '.join(shapes)}); "
                             f"an input override needs exactly one")
-        shapes = {next(iter(shapes)): input_shape}
+        (name, declared), = shapes.items()
+        if isinstance(declared, Steps) and not isinstance(input_shape, Steps):
+            input_shape = Steps(input_shape)  # '25x27' overrides a sequence with a sequence
+        shapes = {name: tuple(input_shape) if not isinstance(input_shape, Steps) else input_shape}
     layers = []
     error = None
     for node in spec.nodes:
-        layer = node.layer
-        if rounding is not None and "rounding" in layer.spec_fields:
-            layer = dataclasses.replace(layer, rounding=rounding)
+        layer = as_analyzed(node.layer, rounding)
         inputs = tuple(shapes[name] for name in node.inputs)
         try:
             stats = _layer_stats(node, layer, inputs if layer.merges else inputs[0])
@@ -128,6 +130,13 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
         shapes[node.name] = stats.output_shape
     return Analysis(spec, next(iter(shapes.values())), batch, dtype, tuple(layers),
                     _totals(layers, batch, DTYPE_BYTES[dtype]), error)
+
+
+def as_analyzed(layer, rounding: str | None):
+    """The layer with the --rounding override applied, where its kind has a rounding."""
+    if rounding is not None and "rounding" in layer.spec_fields:
+        return dataclasses.replace(layer, rounding=rounding)
+    return layer
 
 
 def _layer_stats(node: Node, layer, x: tuple) -> LayerStats:
