@@ -119,6 +119,25 @@ class Layer:
         """Warnings about accepted-but-lossy choices (floor/ceil rounding...)."""
         return []
 
+    # --- the board arithmetic of `archcalc explain` (kinds override to show their formula) ---
+    def explain_size(self, x: Shape, y: Shape) -> list[str]:
+        """How the output size follows from the input, one line each (default: the formula)."""
+        formula = self.formula(x, y)
+        return [formula] if formula else []
+
+    def explain_params(self, x: Shape) -> str:
+        """'params = 11x11x3x96 + 96 = 34,944'; the default gives the bare counts."""
+        buffers = self.buffers(x)
+        return counted("params", "", self.params(x)) + (f"; {counted('buffers', '', buffers)}" if buffers else "")
+
+    def explain_neurons(self, x: Shape, y: Shape) -> str:
+        """'neurons = 55x55x96 = 290,400': the output elements, spatial axes first as the course writes them."""
+        if not self.creates_neurons:
+            return f"0 neurons: {self.kind} passes on the values it receives, it creates no new ones"
+        count = self.neurons(x, y)
+        factors = tuple(y) if isinstance(y, Steps) else (*y[1:], y[0])
+        return counted("neurons", "x".join(map(str, factors)) if count == prod(y) else "", count)
+
     def hyperparameters(self) -> dict:
         """The spec fields that differ from their defaults, in declaration order."""
         shown = {}
@@ -131,6 +150,15 @@ class Layer:
     def describe(self) -> str:
         """Short text of the key hyper-parameters: 'filters=96 kernel=11 stride=4'."""
         return " ".join(f"{k}={_short(v)}" for k, v in self.hyperparameters().items())
+
+
+def counted(what: str, expression: str, value: int) -> str:
+    """'params = 9216x4096 + 4096 = 37,752,832'; '0 params'; 'neurons = 4,096' (nothing to expand)."""
+    if value == 0 and not expression:
+        return f"0 {what}"
+    if expression and expression != str(value):
+        return f"{what} = {expression} = {value:,}"
+    return f"{what} = {value:,}"
 
 
 def _short(value) -> str:

@@ -9,7 +9,7 @@ from ..errors import SpecError
 from ..geometry import ROUNDINGS
 from ..schema import arg, boolean, choice, padding, positive_int, size
 from .activation import activation_name
-from .base import Shape, axes, register, spatial_rank
+from .base import Shape, axes, counted, register, spatial_rank
 from .windowed import Windowed
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -45,6 +45,13 @@ class Conv(Windowed):
     def params(self, x: Shape) -> int:
         kernel = axes(self.kernel, spatial_rank(x), "kernel")
         return self.filters * (x[0] // self.groups) * prod(kernel) + (self.filters if self.bias else 0)
+
+    def explain_params(self, x: Shape) -> str:
+        """'params = 11x11x3x96 + 96 = 34,944': F x F x C/groups x K, plus K biases."""
+        channels = f"({x[0]}/{self.groups})" if self.groups > 1 else str(x[0])
+        kernel = axes(self.kernel, spatial_rank(x), "kernel")
+        weights = "x".join([*map(str, kernel), channels, str(self.filters)])
+        return counted("params", weights + (f" + {self.filters}" if self.bias else ""), self.params(x))
 
     def _check_input(self, x: Shape) -> None:
         rank = spatial_rank(x)

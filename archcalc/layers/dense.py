@@ -7,7 +7,7 @@ from math import prod
 from ..errors import SpecError
 from ..schema import arg, boolean, positive_int, probability
 from .activation import activation_name
-from .base import Layer, Shape, Steps, register, shape_text
+from .base import Layer, Shape, Steps, counted, register, shape_text
 
 
 @register("dense", "fc", "linear", prefix="fc")
@@ -40,6 +40,12 @@ class Dense(Layer):
 
     def params(self, x: Shape) -> int:
         return x[-1] * self.units + (self.units if self.bias else 0)
+
+    def explain_params(self, x: Shape) -> str:
+        """'params = 9216x4096 + 4096 = 37,752,832': inputs x units, plus one bias per unit."""
+        expression = f"{x[-1]}x{self.units}" + (f" + {self.units}" if self.bias else "")
+        shared = f" (shared by the {x.steps} steps)" if isinstance(x, Steps) else ""
+        return counted("params", expression, self.params(x)) + shared
 
 
 @register("flatten")

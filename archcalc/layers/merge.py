@@ -58,3 +58,8 @@ class Concat(Layer):
                                 hint="pad or crop one branch, or pick 'same' padding in its convolutions")
         joined = sum(shape[self.axis] for shape in x)
         return x[0][: self.axis] + (joined,) + x[0][self.axis + 1:]
+
+    def explain_size(self, x: tuple, y: tuple) -> list[str]:
+        """The joined axis is the sum of the branches': 64+128+32 = 224 channels."""
+        what = "channels" if self.axis == 0 else f"along axis {self.axis}"
+        return [f"{'+'.join(str(shape[self.axis]) for shape in x)} = {y[self.axis]} {what}"]

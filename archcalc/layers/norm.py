@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from math import prod
 
 from ..schema import arg, boolean, number, positive_int, positive_number
-from .base import Layer, Shape, Steps, register, require_feature_map
+from .base import Layer, Shape, Steps, counted, register, require_feature_map
 
 
 @register("batchnorm", prefix="bn")
@@ -35,6 +35,11 @@ class BatchNorm(Layer):
     def buffers(self, x: Shape) -> int:
         return 2 * x[0]
 
+    def explain_params(self, x: Shape) -> str:
+        """gamma and beta per channel, then the running mean and variance per channel."""
+        params = (counted("params", f"2x{x[0]}", self.params(x)) + " (gamma, beta)") if self.affine else "0 params"
+        return f"{params}; {counted('buffers', f'2x{x[0]}', self.buffers(x))} (running mean, variance)"
+
 
 @register("layernorm", prefix="ln")
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +58,12 @@ class LayerNorm(Layer):
 
     def params(self, x: Shape) -> int:
         return 2 * prod(self.normalized_shape(x)) if self.affine else 0
+
+    def explain_params(self, x: Shape) -> str:
+        """gamma and beta for each normalised element."""
+        shape = self.normalized_shape(x)
+        elements = "x".join(map(str, shape))
+        return counted("params", f"2x({elements})" if len(shape) > 1 else f"2x{elements}", self.params(x))
 
 
 @register("lrn", prefix="norm")

@@ -57,12 +57,20 @@ class Windowed(Layer):
         return tuple(w.output for w in self.checked_windows(x))
 
     def formula(self, x: Shape, y: Shape) -> str:
+        return ", ".join(per_axis([w.arithmetic() for w in self.windows(x)]))
+
+    def explain_size(self, x: Shape, y: Shape) -> list[str]:
+        """The course's rule on each axis, after the effective kernel (dilation) and 'same' padding."""
         windows = self.windows(x)
-        texts = [w.arithmetic() for w in windows]
-        if len(set(texts)) == 1:
-            return texts[0]
-        labels = AXIS_LABELS[len(windows)]
-        return ", ".join(f"{label}: {t}" for label, t in zip(labels, texts))
+        lines = []
+        if any(w.dilation > 1 for w in windows):
+            lines += per_axis([f"F_eff = d*(F-1)+1 = {w.dilation}*({w.kernel}-1)+1 = {w.effective_kernel}"
+                               for w in windows])
+        if self.padding == "same":
+            lines += per_axis(["'same' padding (out = ceil(D/S)): P = " +
+                               (f"{w.pad_left}" if w.pad_left == w.pad_right else
+                                f"{w.pad_left} left, {w.pad_right} right") for w in windows])
+        return lines + per_axis([f"(D-F+2P)/S+1 = {w.arithmetic()}" for w in windows])
 
     def notes(self, x: Shape) -> list[str]:
         """One line per lossy rounding: what is left unread (floor) or read past the edge (ceil)."""
@@ -108,3 +116,10 @@ class Windowed(Layer):
         message = (f"kernel {w.effective_kernel} does not fit{self._axis(axis, rank)}: the input is "
                    f"{w.size} with padding {w.pad_left}+{w.pad_right}, so D-F+2P = {w.span} is negative")
         return GeometryError(message, hint=self._fixes(w), field="kernel")
+
+
+def per_axis(texts: list[str]) -> list[str]:
+    """One text when every spatial axis agrees (square images), else one per axis: 'H: ...'."""
+    if len(set(texts)) == 1:
+        return texts[:1]
+    return [f"{label}: {text}" for label, text in zip(AXIS_LABELS[len(texts)], texts)]

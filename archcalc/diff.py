@@ -1,0 +1,227 @@
+"""`archcalc diff`: two analyzed specs side by side, layer by layer and in total.
+
+Layers are matched by name, then the unmatched ones by position (in order, between two
+name matches). Every integer
+figure of a layer (params, neurons, and whatever count the analyzer adds, such as MACs) and of
+the totals is compared, so a new figure is diffed without touching this module.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .analysis import Analysis, LayerStats
+
+
+def counts(record) -> dict:
+    """The integer figures of a LayerStats or Totals, in declaration order: {name: value}."""
+    values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    return {name: value for name, value in values.items() if type(value) is int}
+
+
+def _arguments(layer) -> dict:
+    return {name: getattr(layer, name) for name in layer.spec_fields}
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    """One layer of A against its match in B; either side is None when it has no match."""
+
+    a: LayerStats | None
+    b: LayerStats | None
+
+    @property
+    def name(self) -> str:
+        if self.a and self.b and self.a.name != self.b.name:
+            return f"{self.a.name} / {self.b.name}"
+        return (self.a or self.b).name
+
+    @property
+    def status(self) -> str:
+        if self.b is None:
+            return "only in A"
+        if self.a is None:
+            return "only in B"
+        return "changed" if self.changed else "same"
+
+    @property
+    def counts(self) -> dict:
+        """{figure: (A, B)}, a missing side counting 0."""
+        a, b = counts(self.a) if self.a else {}, counts(self.b) if self.b else {}
+        return {name: (a.get(name, 0), b.get(name, 0)) for name in {**a, **b}}
+
+    @property
+    def hyperparameters(self) -> dict:
+        """{argument: (A, B)} for the spec arguments that differ (None where a kind has no such argument)."""
+        if not (self.a and self.b):
+            return {}
+        a, b = _arguments(self.a.layer), _arguments(self.b.layer)
+        return {name: (a.get(name), b.get(name)) for name in {**a, **b} if a.get(name) != b.get(name)}
+
+    @property
+    def changed(self) -> bool:
+        if not (self.a and self.b):
+            return True
+        return (self.a.kind != self.b.kind or self.a.input_shape != self.b.input_shape
+                or self.a.output_shape != self.b.output_shape or bool(self.hyperparameters)
+                or any(x != y for x, y in self.counts.values()))
+
+
+@dataclass(frozen=True)
+class SpecDiff:
+    a: Analysis
+    b: Analysis
+    layers: tuple    # LayerDiff, in B's order with A-only layers where they were
+
+    @property
+    def changed(self) -> tuple:
+        return tuple(layer for layer in self.layers if layer.changed)
+
+    @property
+    def totals(self) -> dict:
+        """{figure: (A, B)} over the whole network."""
+        a, b = counts(self.a.totals), counts(self.b.totals)
+        return {name: (a[name], b[name]) for name in a if name in b}
+
+
+def diff(a: Analysis, b: Analysis) -> SpecDiff:
+    """Match B's layers to A's (by name, then the rest by position) and compare them."""
+    partner = _match([s.name for s in a.layers], [s.name for s in b.layers])
+    a_of_b = {j: i for i, j in partner.items()}
+    rows, next_a = [], 0
+    for j, stats in enumerate(b.layers):
+        i = a_of_b.get(j)
+        if i is not None:
+            while next_a < i:  # A's unmatched layers go where they stood, before this match
+                if next_a not in partner:
+                    rows.append(LayerDiff(a.layers[next_a], None))
+                next_a += 1
+            next_a = max(next_a, i + 1)
+        rows.append(LayerDiff(a.layers[i] if i is not None else None, stats))
+    rows += [LayerDiff(a.layers[i], None) for i in range(next_a, len(a.layers)) if i not in partner]
+    return SpecDiff(a, b, tuple(rows))
+
+
+def _match(a_names: list, b_names: list) -> dict:
+    """{index in A: index in B}: same names first; then, between two consecutive name matches,
+    the unmatched layers of each side pairwise in order (a renamed layer meets its old self)."""
+    b_index = {name: j for j, name in enumerate(b_names)}
+    partner = {i: b_index[name] for i, name in enumerate(a_names) if name in b_index}
+    bounds = [(-1, -1)]
+    for i in sorted(partner):
+        if partner[i] > bounds[-1][1]:  # matches that keep the order of both sides
+            bounds.append((i, partner[i]))
+    bounds.append((len(a_names), len(b_names)))
+    taken = set(partner.values())
+    for (a_from, b_from), (a_to, b_to) in zip(bounds, bounds[1:]):
+        rest_a = [i for i in range(a_from + 1, a_to) if i not in partner]
+        rest_b = [j for j in range(b_from + 1, b_to) if j not in taken]
+        partner.update(zip(rest_a, rest_b))
+    return partner
+
+
+# --- presentation ---------------------------------------------------------------------------
+TABLE_FIGURES = ("params", "neurons", "macs")  # per-layer columns, those the analyzer has
+
+
+def change_text(a: int, b: int) -> str:
+    """'614,656 -> 307,456 (-307,200)', or the one value when equal."""
+    return f"{a:,}" if a == b else f"{a:,} -> {b:,} ({b - a:+,})"
+
+
+def _count_text(layer: LayerDiff, name: str) -> str:
+    a, b = layer.counts[name]
+    if layer.a is None or layer.b is None:
+        return f"{a + b:,}"  # one side only: its own figure
+    return change_text(a, b)
+
+
+def percent_text(a: int, b: int) -> str:
+    return f" ({(b - a) / a:+.2%})" if a and a != b else ""
+
+
+def _pair_text(a, b, text=str) -> str:
+    if a is None or b is None:
+        return text(b if a is None else a)
+    return text(a) if a == b else f"{text(a)} -> {text(b)}"
+
+
+def _what_changed(layer: LayerDiff) -> str:
+    if layer.status.startswith("only"):
+        return layer.status
+    return ", ".join(f"{name} {_short(a)} -> {_short(b)}" for name, (a, b) in layer.hyperparameters.items())
+
+
+def _short(value) -> str:
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def total_rows(result: SpecDiff):
+    """(figure, A, B, change) for every total that is not 0 on both sides, bytes in human units."""
+    from .units import human_bytes
+    for name, (a, b) in result.totals.items():
+        if a == b == 0:
+            continue
+        text = human_bytes if "bytes" in name else (lambda v: f"{v:,}")
+        sign = "+" if b > a else "-"
+        change = "same" if a == b else sign + text(abs(b - a)).replace("(", "(" + sign) + percent_text(a, b)
+        yield name.replace("_", " "), text(a), text(b), change
+
+
+def print_table(result: SpecDiff, show_all: bool = False, file=None) -> None:
+    """The layers that differ (all with ``show_all``), then every total."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from .layers import shape_text
+
+    console = Console(file=file, highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
+    a, b = result.a, result.b
+    console.print(f"A: {a.spec.name} ({a.spec.path}), input {shape_text(a.input_shape)}\n"
+                  f"B: {b.spec.name} ({b.spec.path}), input {shape_text(b.input_shape)}")
+    changed = result.changed
+    console.print(f"{len(changed)} of {len(result.layers)} layers differ")
+    rows = result.layers if show_all else changed
+    if rows:
+        figures = [name for name in TABLE_FIGURES if any(name in layer.counts for layer in rows)]
+        table = Table(header_style="bold", box=box.SIMPLE_HEAD)
+        for header in ("layer", "kind", "output", *figures, "what changed"):
+            table.add_column(header, justify="right" if header in figures else "left")
+        for layer in rows:
+            shapes = [s.output_shape if s else None for s in (layer.a, layer.b)]
+            table.add_row(layer.name, _pair_text(*(s.kind if s else None for s in (layer.a, layer.b))),
+                          _pair_text(*shapes, text=shape_text),
+                          *(_count_text(layer, name) for name in figures), _what_changed(layer),
+                          style=None if layer.changed else "dim")
+        console.print(table)
+    totals = Table(title="totals", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    for header in ("figure", "A", "B", "change"):
+        totals.add_column(header, justify="left" if header == "figure" else "right")
+    for row in total_rows(result):
+        totals.add_row(*row)
+    console.print(totals)
+
+
+def to_dict(result: SpecDiff) -> dict:
+    """The JSON document: each side's identity, every layer pair, every total."""
+    def side(analysis: Analysis) -> dict:
+        return {"name": analysis.spec.name, "path": analysis.spec.path, "input_shape": list(analysis.input_shape),
+                "output_shape": list(analysis.output_shape)}
+
+    def stats(s: LayerStats | None) -> dict | None:
+        return None if s is None else {"name": s.name, "kind": s.kind, "output_shape": list(s.output_shape)}
+
+    return {
+        "schema_version": 1,
+        "a": side(result.a),
+        "b": side(result.b),
+        "layers": [{"status": layer.status, "a": stats(layer.a), "b": stats(layer.b),
+                    "counts": {name: {"a": x, "b": y, "change": y - x} for name, (x, y) in layer.counts.items()},
+                    "hyperparameters": {name: [list(v) if isinstance(v, tuple) else v for v in pair]
+                                        for name, pair in layer.hyperparameters.items()}}
+                   for layer in result.layers],
+        "totals": {name: {"a": x, "b": y, "change": y - x} for name, (x, y) in result.totals.items()},
+    }

@@ -1,0 +1,232 @@
+"""explain, solve and diff: the course's board arithmetic, the sizes AlexNet accepts, AlexNet vs its
+two-GPU original. Numbers come from the course (slides on AlexNet and the D=9 signal) and the
+AlexNet paper, never from our own output."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import archcalc
+from archcalc.cli import main
+from archcalc.diff import diff
+from archcalc.explain import explain, render_text
+from archcalc.solve import Progression, progressions, solve
+from conftest import SPECS, spec_text
+from test_layers import LAYER_TABLE
+
+SIGNAL_F5_S3 = spec_text([1, 9], "conv: {filters: 1, kernel: 5, stride: 3}")  # "Combinaison D-F-S invalide"
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def write(tmp_path, text, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# --- explain ---------------------------------------------------------------------------------
+ALEXNET_BOARD = """\
+CONV1: conv {conv1}
+  input 3x227x227
+  (D-F+2P)/S+1 = (227-11+2*0)/4+1 = 55
+  output 96x55x55
+  params = 11x11x3x96 + 96 = 34,944
+  neurons = 55x55x96 = 290,400
+
+POOL1: maxpool kernel=3 stride=2
+  input 96x55x55
+  (D-F+2P)/S+1 = (55-3+2*0)/2+1 = 27
+  output 96x27x27
+  0 params
+  neurons = 27x27x96 = 69,984
+"""
+
+
+def test_explain_alexnet_first_layers_as_on_the_board():
+    # course: "(227-11)/4+1 = 55", "11x11x96x3 = 34,848" (+96 biases), pool "(55-3)/2+1 = 27", "0!"
+    spec = archcalc.load(SPECS / "alexnet.yaml")
+    text = render_text(explain(spec))
+    expected = ALEXNET_BOARD.format(conv1=spec.nodes[0].layer.describe())
+    assert expected in text
+
+
+def test_explain_dense_flatten_and_totals():
+    explanation = explain(archcalc.load(SPECS / "alexnet.yaml"))
+    fc6 = next(layer for layer in explanation.layers if layer.name == "FC6")
+    assert "params = 9216x4096 + 4096 = 37,752,832" in fc6.steps
+    assert "neurons = 4,096" in fc6.steps
+    flatten = explanation.layers[10]
+    assert flatten.name == "flatten1" and "0 neurons" in flatten.steps[-1]
+    assert "output 9216" in flatten.steps
+    assert explanation.totals[0].endswith("= 62,378,344")
+
+
+def test_explain_grouped_convolution_and_batchnorm():
+    grouped = explain(archcalc.load(SPECS / "alexnet_grouped.yaml"))
+    conv2 = grouped.layers[3]
+    assert conv2.name == "CONV2" and "params = 5x5x(96/2)x256 + 256 = 307,456" in conv2.steps
+    bn = explain(archcalc.loads(spec_text([64, 56, 56], "batchnorm"))).layers[0]
+    assert "params = 2x64 = 128 (gamma, beta); buffers = 2x64 = 128 (running mean, variance)" in bn.steps
+
+
+def test_explain_dilation_and_same_padding():
+    layer = explain(archcalc.loads(spec_text([1, 7, 7], "conv: {filters: 1, kernel: 3, dilation: 2, bias: false}"))).layers[0]
+    assert "F_eff = d*(F-1)+1 = 2*(3-1)+1 = 5" in layer.steps
+    assert "(D-F+2P)/S+1 = (7-5+2*0)/1+1 = 3" in layer.steps
+    same = explain(archcalc.loads(spec_text([3, 32, 32], "conv: {filters: 6, kernel: 5, padding: same}"))).layers[0]
+    assert "'same' padding (out = ceil(D/S)): P = 2" in same.steps  # the course's CIFAR example: 32x32x6
+    assert "neurons = 32x32x6 = 6,144" in same.steps
+
+
+def test_explain_non_square_axes_get_one_line_each():
+    layer = explain(archcalc.loads(spec_text([4, 10, 12], "conv: {filters: 8, kernel: [3, 5], padding: [1, 2]}"))
+                    ).layers[0]
+    assert "H: (D-F+2P)/S+1 = (10-3+2*1)/1+1 = 10" in layer.steps
+    assert "W: (D-F+2P)/S+1 = (12-5+2*2)/1+1 = 12" in layer.steps
+    assert "params = 3x5x4x8 + 8 = 488" in layer.steps
+
+
+@pytest.mark.parametrize("kind,fragment,input_shape,output,params", LAYER_TABLE,
+                         ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
+def test_every_kind_explains_its_counts(kind, fragment, input_shape, output, params):
+    layer = explain(archcalc.loads(spec_text(input_shape, fragment))).layers[0]
+    counts = [step for step in layer.steps if "params" in step]
+    assert len(counts) == 1
+    assert (f"= {params:,}" in counts[0]) if params else counts[0].startswith("0 params")
+    assert any(step.startswith(("neurons =", "0 neurons")) for step in layer.steps)
+
+
+def test_explain_stops_at_the_invalid_layer_with_its_fixes(tmp_path):
+    text = spec_text([1, 9], "conv: {filters: 1, kernel: 3, padding: 1}", "conv: {filters: 1, kernel: 5, stride: 3}",
+                     "dense: 2")
+    explanation = explain(archcalc.loads(text))
+    assert [layer.name for layer in explanation.layers] == ["conv1", "conv2"]
+    assert explanation.layers[0].error is None
+    assert explanation.layers[1].steps == ("input 1x9", "(D-F+2P)/S+1 = (9-5+2*0)/3+1 = 2.33")
+    assert explanation.totals == ()
+    result = run("explain", write(tmp_path, text))
+    assert result.exit_code == 2
+    assert "(9-5+2*0)/3+1 = 2.33" in result.output
+    assert "try stride 2 (-> 3), padding 1 (-> 3)" in result.output   # slides 56 and 60: F=5, S=2 or P=1
+    assert "Traceback" not in result.output
+
+
+def test_explain_cli_ok():
+    result = run("explain", SPECS / "signal1d.yaml")
+    assert result.exit_code == 0
+    assert "(D-F+2P)/S+1 = (9-3+2*0)/1+1 = 7" in result.output   # slide 45: 7 outputs
+    assert "params = 3x1x1 = 3" in result.output
+
+
+# --- solve -----------------------------------------------------------------------------------
+def test_solve_alexnet_227_but_not_224():
+    solution = solve(archcalc.load(SPECS / "alexnet.yaml"), input_shape=(3, 224, 224))
+    (axis,) = solution.axes
+    assert axis.axis == "H=W"
+    assert 227 in axis.sizes and 224 not in axis.sizes
+    # stride 4 then three stride-2 pools: the valid sizes repeat every 4*2*2*2 = 32
+    assert [run.step for run in axis.progressions] == [32]
+    assert axis.nearest() == 227
+    assert not solution.valid
+    conv1 = solution.repairs[0]
+    assert conv1.layer == "CONV1"
+    assert conv1.axes[0].arithmetic == "(224-11+2*0)/4+1 = 54.25"
+    assert "padding" not in conv1.axes[0].changes   # 213 + 2P is odd: no symmetric padding helps
+    assert conv1.axes[0].changes["stride"] == (3, 72)   # (224-11)/3+1 = 72
+
+
+def test_solve_the_course_signal():
+    # slides 56-58: D=9, F=5 works with S=1 or 2, not S=3; (D-5)/3+1 is whole for D = 5, 8, 11, ...
+    solution = solve(archcalc.loads(SIGNAL_F5_S3), low=1, high=30)
+    (axis,) = solution.axes
+    assert axis.axis == "L"
+    assert axis.sizes == (5, 8, 11, 14, 17, 20, 23, 26, 29)
+    assert axis.progressions == (Progression(5, 29, 3),)
+    (repair,) = solution.repairs
+    assert repair.axes[0].changes == {"stride": (2, 3), "padding": (1, 3), "kernel": (6, 2)}
+
+
+def test_solve_valid_spec_and_non_square_input():
+    assert solve(archcalc.load(SPECS / "alexnet.yaml")).valid
+    solution = solve(archcalc.loads(spec_text([3, 32, 40], "conv: {filters: 1, kernel: 5, stride: 3}")),
+                     low=1, high=20)
+    height, width = solution.axes
+    assert (height.axis, width.axis) == ("H", "W")
+    # H is scanned with W moved from the invalid 40 to its nearest valid size (41)
+    assert height.sizes == width.sizes == (5, 8, 11, 14, 17, 20)
+    assert [fix.axis for fix in solution.repairs[0].axes] == ["W"]
+
+
+def test_solve_refuses_a_flat_input_and_an_empty_range():
+    with pytest.raises(archcalc.SpecError, match="flat feature vector"):
+        solve(archcalc.loads(spec_text([10], "dense: 2")))
+    with pytest.raises(archcalc.SpecError, match="empty"):
+        solve(archcalc.load(SPECS / "alexnet.yaml"), low=10, high=5)
+
+
+@pytest.mark.parametrize("sizes,expected", [
+    ((), ()),
+    (tuple(range(3, 11)), (Progression(3, 10, 1),)),
+    ((67, 99, 131, 163), (Progression(67, 163, 32),)),
+    ((2, 5, 8, 11, 12), (Progression(2, 11, 3), Progression(12, 12, 3))),   # an outlier stays apart
+    ((1, 3, 9, 11, 17, 19), (Progression(1, 17, 8), Progression(3, 19, 8))),  # two phases of one period
+])
+def test_progressions(sizes, expected):
+    assert progressions(sizes) == expected
+
+
+def test_solve_cli(tmp_path):
+    result = run("solve", SPECS / "alexnet.yaml", "--input", "3x224x224")
+    assert result.exit_code == 0
+    assert "67, 99, 131, ..., 995 (every 32): 30 sizes" in result.output
+    assert "nearest valid H=W = 227" in result.output
+    data = json.loads(run("solve", write(tmp_path, SIGNAL_F5_S3), "--range", "1..12", "-f", "json").output)
+    assert data["valid"] is False and data["sizes"]["L"]["sizes"] == [5, 8, 11]
+    assert data["repairs"][0]["axes"][0]["changes"]["stride"] == {"value": 2, "output": 3}
+    assert run("solve", SPECS / "alexnet.yaml", "--range", "1-10").exit_code == 2
+    assert run("solve", SPECS / "alexnet.yaml", "--range", "10..1").exit_code == 2
+
+
+# --- diff ------------------------------------------------------------------------------------
+def test_diff_alexnet_vs_two_gpu_original():
+    # the paper's two-GPU AlexNet splits CONV2, CONV4, CONV5 in two groups
+    a = archcalc.analyze(archcalc.load(SPECS / "alexnet.yaml"))
+    b = archcalc.analyze(archcalc.load(SPECS / "alexnet_grouped.yaml"))
+    result = diff(a, b)
+    assert [layer.name for layer in result.changed] == ["CONV2", "CONV4", "CONV5"]
+    assert all(layer.hyperparameters == {"groups": (1, 2)} for layer in result.changed)
+    assert result.totals["params"] == (62_378_344, 60_965_224)
+    conv2 = result.changed[0]
+    assert conv2.counts["params"] == (5 * 5 * 96 * 256 + 256, 5 * 5 * 48 * 256 + 256)
+    assert conv2.a.output_shape == conv2.b.output_shape == (256, 27, 27)
+    if "macs" in conv2.counts:  # issue 6 part 1: two groups halve a convolution's MACs
+        macs_a, macs_b = conv2.counts["macs"]
+        assert macs_a == 2 * macs_b == 27 * 27 * 256 * 5 * 5 * 96
+
+
+def test_diff_matches_by_name_then_position():
+    a = archcalc.analyze(archcalc.loads(spec_text([8], "dense: {units: 4, name: hidden}", "dense: 2")))
+    b = archcalc.analyze(archcalc.loads(spec_text([8], "dense: {units: 6, name: extra}",
+                                                  "dense: {units: 4, name: hidden}", "dense: 3", "dense: 2")))
+    rows = [(layer.a.name if layer.a else None, layer.b.name if layer.b else None, layer.status)
+            for layer in diff(a, b).layers]
+    assert rows == [(None, "extra", "only in B"), ("hidden", "hidden", "changed"),  # its input grew 8 -> 6
+                    ("fc2", "fc3", "changed"), (None, "fc4", "only in B")]
+
+
+def test_diff_cli(tmp_path):
+    result = run("diff", SPECS / "alexnet.yaml", SPECS / "alexnet_grouped.yaml")
+    assert result.exit_code == 0
+    assert "3 of 16 layers differ" in result.output
+    assert "614,656 -> 307,456 (-307,200)" in result.output and "groups 1 -> 2" in result.output
+    assert "-1,413,120 (-2.27%)" in result.output
+    data = json.loads(run("diff", SPECS / "alexnet.yaml", SPECS / "alexnet_grouped.yaml", "-f", "json").output)
+    assert data["totals"]["params"] == {"a": 62_378_344, "b": 60_965_224, "change": -1_413_120}
+    assert [row["b"]["name"] for row in data["layers"] if row["status"] == "changed"] == ["CONV2", "CONV4", "CONV5"]
+    broken = write(tmp_path, SIGNAL_F5_S3)
+    assert run("diff", SPECS / "alexnet.yaml", broken).exit_code == 2
