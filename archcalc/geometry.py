@@ -68,14 +68,21 @@ class Window:
             return f"ceil({rule})+1 = {self.output}"
         if self.whole:
             return f"{rule}+1 = {self.output}"
-        exact = _decimal(self.span / self.stride + 1)
+        exact = _decimal(self.span + self.stride, self.stride)  # (span/S + 1), exactly
         if self.rounding == "floor" and self.fits:
             return f"{rule}+1 = {exact} -> floor {self.output}"
         return f"{rule}+1 = {exact}"
 
 
-def _decimal(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
+def _decimal(numerator: int, denominator: int) -> str:
+    """numerator/denominator to two decimals, rounded half up, in integers: sizes may be far
+    beyond a float's 53 bits."""
+    hundredths = (200 * abs(numerator) + denominator) // (2 * denominator)
+    if hundredths % 100 == 0 and numerator % denominator:  # 1.000000001 must not read "1"
+        whole, rest = divmod(numerator, denominator)
+        return f"{whole}+{rest}/{denominator}"
+    text = f"{hundredths // 100}.{hundredths % 100:02d}".rstrip("0").rstrip(".")
+    return "-" + text if numerator < 0 and hundredths else text
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -88,8 +95,9 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
 def valid_alternatives(window: Window, search: int = 64) -> dict[str, tuple[int, int]]:
     """The nearest changes that make an invalid axis whole: {what: (new value, new output)}.
 
-    Searched among strides, paddings (symmetric), kernels and input sizes near the current
-    ones; each entry is the closest valid value (ties go to the smaller value).
+    Searched among strides, paddings (symmetric), kernels and input sizes within ``search`` of
+    the current ones (never O(size): a 10^9 stride is searched as fast as 3); each entry is the
+    closest valid value (ties go to the smaller value).
     """
     def nearest(current: int, candidates: range, make) -> tuple[int, int] | None:
         # Outward from the current value, the smaller side first: the first whole window is
@@ -111,11 +119,12 @@ def valid_alternatives(window: Window, search: int = 64) -> dict[str, tuple[int,
         return Window(**fields)
 
     found = {
-        "stride": nearest(window.stride, range(1, window.stride + search),
+        "stride": nearest(window.stride, range(max(1, window.stride - search), window.stride + search),
                           lambda s: replaced(stride=s)),
-        "padding": nearest(window.pad_left, range(0, max(window.pad_left, window.pad_right) + search),
+        "padding": nearest(window.pad_left, range(max(0, window.pad_left - search),
+                                                  max(window.pad_left, window.pad_right) + search),
                            lambda p: replaced(pad_left=p, pad_right=p)),
-        "kernel": nearest(window.kernel, range(1, window.kernel + search),
+        "kernel": nearest(window.kernel, range(max(1, window.kernel - search), window.kernel + search),
                           lambda f: replaced(kernel=f)),
         "input": nearest(window.size, range(max(1, window.size - search), window.size + search),
                          lambda d: replaced(size=d)),

@@ -37,16 +37,33 @@ def _kind_of(value) -> str:
     return "empty" if value is None else type(value).__name__
 
 
+MAX_SIZE = 2**63 - 1  # PyTorch's sizes are int64; beyond it a "size" is a typo, not a network
+
+
+def shown(value) -> str:
+    """A spec value for a message, cut short so an error stays one readable line."""
+    if _is_int(value) and value.bit_length() > 64:
+        return "a number of more than 19 digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def positive_int(value):
-    """An integer >= 1 (any size: Python integers are exact)."""
+    """An integer >= 1 and <= 2^63-1, exact (a 10^12-parameter network counts to the last weight)."""
     if not _is_int(value) or value < 1:
-        raise SpecError(f"must be a whole number >= 1, got {value!r} ({_kind_of(value)})")
-    return value
+        raise SpecError(f"must be a whole number >= 1, got {shown(value)} ({_kind_of(value)})")
+    return _bounded(value)
 
 
 def non_negative_int(value):
     if not _is_int(value) or value < 0:
-        raise SpecError(f"must be a whole number >= 0, got {value!r} ({_kind_of(value)})")
+        raise SpecError(f"must be a whole number >= 0, got {shown(value)} ({_kind_of(value)})")
+    return _bounded(value)
+
+
+def _bounded(value: int) -> int:
+    if value > MAX_SIZE:
+        raise SpecError(f"must be at most 2^63-1 = {MAX_SIZE:,} (PyTorch's largest size), got {shown(value)}")
     return value
 
 
@@ -70,14 +87,14 @@ def padding(value):
     if value in ("valid", "same"):
         return value
     if isinstance(value, str):
-        raise SpecError(f"unknown padding {value!r}", hint=closest(value, ("valid", "same")))
+        raise SpecError(f"unknown padding {shown(value)}", hint=closest(value, ("valid", "same")))
     return per_axis(non_negative_int)(value)
 
 
 def choice(*options):
     def convert(value):
         if value not in options:
-            raise SpecError(f"must be one of {', '.join(map(str, options))}; got {value!r}",
+            raise SpecError(f"must be one of {', '.join(map(str, options))}; got {shown(value)}",
                             hint=closest(value, options))
         return value
     convert.__doc__ = " | ".join(map(str, options))
@@ -86,31 +103,31 @@ def choice(*options):
 
 def boolean(value):
     if not isinstance(value, bool):
-        raise SpecError(f"must be true or false, got {value!r} ({_kind_of(value)})")
+        raise SpecError(f"must be true or false, got {shown(value)} ({_kind_of(value)})")
     return value
 
 
 def number(value):
     """A number (integer or decimal)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"must be a number, got {value!r} ({_kind_of(value)})")
+        raise SpecError(f"must be a number, got {shown(value)} ({_kind_of(value)})")
     return value
 
 
 def positive_number(value):
     if number(value) <= 0:
-        raise SpecError(f"must be > 0, got {value!r}")
+        raise SpecError(f"must be > 0, got {shown(value)}")
     return value
 
 
 def probability(value):
     """A probability p with 0 <= p < 1."""
     if number(value) < 0 or value >= 1:
-        raise SpecError(f"must be a probability in [0, 1), got {value!r}")
+        raise SpecError(f"must be a probability in [0, 1), got {shown(value)}")
     return value
 
 
 def text(value):
     if not isinstance(value, str) or not value:
-        raise SpecError(f"must be a non-empty string, got {value!r} ({_kind_of(value)})")
+        raise SpecError(f"must be a non-empty string, got {shown(value)} ({_kind_of(value)})")
     return value

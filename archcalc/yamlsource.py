@@ -11,7 +11,7 @@ import yaml
 
 from .errors import Location, SpecError
 
-try:  # libyaml's composer is ~10x faster and still gives line/column marks
+try:  # libyaml's parser is ~10x faster and still gives line/column marks
     _Loader = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
@@ -24,7 +24,6 @@ _SCALAR_TAGS = {
     "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
 }
-_COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
 
 
 class Mapping(dict):
@@ -62,7 +61,7 @@ def load_text(text: str, path: str = "<spec>"):
                         hint="a network spec is a short file: use repeat and defaults instead of copies",
                         location=Location(path, 1, 1))
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        data = _Builder(path).build(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
@@ -74,10 +73,10 @@ def load_text(text: str, path: str = "<spec>"):
         raise SpecError(f"YAML syntax error: {problem}", hint=hint, location=loc) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", location=Location(path, 1, 1)) from None
-    if node is None:
+    if data is None:
         raise SpecError("the spec is empty", hint="start with 'input: [3, 32, 32]' and a 'layers:' list",
                         location=Location(path, 1, 1))
-    return _Builder(path).build(node, 0)
+    return data
 
 
 def load_file(path: str):
@@ -96,59 +95,201 @@ def load_file(path: str):
     return load_text(text, path)
 
 
+_NO_KEY = object()  # a mapping frame waiting for its next key
+
+
+class _Frame:
+    """A mapping or sequence being filled, on the builder's explicit stack."""
+
+    __slots__ = ("value", "location", "anchor", "start", "height", "key", "key_location")
+
+    def __init__(self, value, location: Location, anchor, start: int):
+        self.value = value
+        self.location = location
+        self.anchor = anchor
+        self.start = start          # values counted before this one: its size is the difference
+        self.height = 1             # nesting levels from here down
+        self.key = _NO_KEY
+        self.key_location = location
+
+
 class _Builder:
+    """Builds plain data from the parser's events with an explicit stack.
+
+    No recursion, so a file nested 100,000 brackets deep is an error, not a crash (libyaml's
+    own composer recurses in C). An alias shares its anchor's value instead of copying it, and
+    counts what it would expand to, so a "billion laughs" file is refused after one reading.
+    """
+
     def __init__(self, path: str):
         self.path = path
-        self.nodes = 0
+        self.nodes = 0              # values built, aliases counted as what they expand to
+        self.anchors = {}           # name -> (value, expanded size, height)
+        self.scalars = {}           # (tag, text) -> value: most values repeat (conv, 3, same)
+        self.tags = {}              # (text, implicit) -> resolved tag
+        self.resolver = None
 
-    def loc(self, node) -> Location:
-        return Location(self.path, node.start_mark.line + 1, node.start_mark.column + 1)
+    def loc(self, event) -> Location:
+        return Location(self.path, event.start_mark.line + 1, event.start_mark.column + 1)
 
-    def build(self, node, depth: int):
-        self.nodes += 1
+    def build(self, text: str):
+        loader = _Loader(text)
+        self.resolver = loader
+        try:
+            return self.walk(loader)
+        finally:
+            loader.dispose()
+
+    def walk(self, loader):
+        stack: list[_Frame] = []
+        root = None
+        documents = 0
+        while loader.check_event():
+            event = loader.get_event()
+            kind = type(event)
+            if kind is yaml.ScalarEvent:
+                self.count(1, event)
+                value, location, height = self.scalar(event), None, 0
+            elif kind is yaml.AliasEvent:
+                value, size, height = self.alias(event, len(stack))
+                self.count(size, event)
+                location = None
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                self.count(1, event)
+                stack.append(self.start(event, len(stack)))
+                continue
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                frame = stack.pop()
+                value, location, height = frame.value, frame.location, frame.height
+                if frame.anchor is not None:
+                    self.anchors[frame.anchor] = (value, self.nodes - frame.start, height)
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise SpecError("the file holds more than one YAML document ('---' starts another here)",
+                                    hint="a spec is one document: remove this '---' and what follows, "
+                                         "or split the file", location=self.loc(event))
+                continue
+            else:  # stream start and end, document end
+                continue
+            if location is None:
+                location = self.loc(event)
+            if not stack:
+                root = value
+            else:
+                self.place(stack[-1], value, location, height, kind)
+        return root
+
+    def count(self, size: int, event) -> None:
+        self.nodes += size
         if self.nodes > MAX_NODES:
             raise SpecError(f"the spec expands to more than {MAX_NODES:,} YAML values (aliases included)",
                             hint="anchors and aliases that multiply each other are refused",
-                            location=self.loc(node))
-        if depth > MAX_DEPTH:
-            raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels", location=self.loc(node))
-        if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node)
-        if node.tag not in _SCALAR_TAGS | _COLLECTION_TAGS:
-            raise SpecError(f"YAML tag {node.tag!r} is not allowed in a spec",
-                            hint="specs hold plain data only: numbers, strings, lists and mappings",
-                            location=self.loc(node))
-        if isinstance(node, yaml.SequenceNode):
-            result = Sequence(self.build(item, depth + 1) for item in node.value)
-            result.location = self.loc(node)
-            result.item_locations = [self.loc(item) for item in node.value]
-            return result
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node, depth)
-        raise SpecError(f"unsupported YAML node {node.tag}", location=self.loc(node))  # pragma: no cover
+                            location=self.loc(event))
 
-    def scalar(self, node):
+    def start(self, event, depth: int) -> _Frame:
+        if depth >= MAX_DEPTH:
+            raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels",
+                            hint="a network spec needs a few levels: look for unclosed brackets",
+                            location=self.loc(event))
+        is_map = type(event) is yaml.MappingStartEvent
+        if event.tag not in (None, "!", _MAP_TAG if is_map else _SEQ_TAG):
+            raise _tag_error(event.tag, self.loc(event))
+        location = self.loc(event)
+        value = Mapping() if is_map else Sequence()
+        value.location = location
+        if is_map:
+            value.key_locations, value.value_locations = {}, {}
+        else:
+            value.item_locations = []
+        return _Frame(value, location, event.anchor, self.nodes - 1)
+
+    def alias(self, event, depth: int):
+        if event.anchor not in self.anchors:
+            raise SpecError(f"alias *{event.anchor} refers to no anchor defined before it",
+                            hint=f"define it first with &{event.anchor}, outside the value that uses it",
+                            location=self.loc(event))
+        value, size, height = self.anchors[event.anchor]
+        if depth + height > MAX_DEPTH:
+            raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels (through alias *{event.anchor})",
+                            location=self.loc(event))
+        return value, size, height
+
+    def scalar(self, event):
+        tag = event.tag
+        implicit = tag is None or tag == "!"
+        if implicit:
+            key = (event.value, event.implicit)
+            tag = self.tags.get(key)
+            if tag is None:
+                tag = self.tags[key] = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
         try:
-            return _SAFE.construct_object(node)
-        except (yaml.YAMLError, ValueError, OverflowError) as exc:
-            raise SpecError(f"cannot read value {node.value!r}: {exc}", location=self.loc(node)) from None
+            return self.scalars[tag, event.value]
+        except KeyError:
+            pass
+        if tag == _MERGE_TAG:
+            raise SpecError("YAML merge keys (<<) are not supported in a spec",
+                            hint="write the keys out, or put shared layer arguments under 'defaults:'",
+                            location=self.loc(event))
+        if tag not in _SCALAR_TAGS:
+            if not implicit:
+                raise _tag_error(tag, self.loc(event))
+            tag = _STR_TAG  # a plain date or '=' is just text here
+        if tag == _INT_TAG and len(event.value) > 100:  # before int() spends time on a huge literal
+            raise self.too_large(event)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            value = _SAFE.yaml_constructors[tag](_SAFE, node)
+        except (yaml.YAMLError, ValueError, KeyError, OverflowError) as exc:
+            raise SpecError(f"cannot read {_short_tag(tag)} value {_cut(event.value)}: {exc}",
+                            location=self.loc(event)) from None
+        if type(value) is int and value.bit_length() > 64:
+            raise self.too_large(event)
+        self.scalars[tag, event.value] = value
+        return value
 
-    def mapping(self, node, depth: int):
-        result = Mapping()
-        result.location = self.loc(node)
-        result.key_locations, result.value_locations = {}, {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise SpecError("a mapping key must be a plain word", location=self.loc(key_node))
-            key = self.scalar(key_node)
-            if key in result:
-                raise SpecError(f"duplicate key {key!r}",
-                                hint=f"it was first given at line {result.key_locations[key].line}",
-                                location=self.loc(key_node))
-            result[key] = self.build(value_node, depth + 1)
-            result.key_locations[key] = self.loc(key_node)
-            result.value_locations[key] = self.loc(value_node)
-        return result
+    def too_large(self, event) -> SpecError:
+        """Integers beyond 64 bits: no size is that large, and some would not even print."""
+        return SpecError(f"the number {_cut(event.value)} is too large for a spec",
+                         hint="sizes stop at 2^63-1 (PyTorch's int64)", location=self.loc(event))
+
+    def place(self, frame: _Frame, value, location: Location, height: int, kind) -> None:
+        """Put a finished value into the collection being filled."""
+        frame.height = max(frame.height, height + 1)
+        container = frame.value
+        if type(container) is Sequence:
+            container.append(value)
+            container.item_locations.append(location)
+        elif frame.key is _NO_KEY:
+            if isinstance(value, (Mapping, Sequence)):
+                raise SpecError("a mapping key must be a plain word", location=location)
+            if value in container:
+                raise SpecError(f"duplicate key {value!r}",
+                                hint=f"it was first given at line {container.key_locations[value].line}",
+                                location=location)
+            frame.key, frame.key_location = value, location
+        else:
+            container[frame.key] = value
+            container.key_locations[frame.key] = frame.key_location
+            container.value_locations[frame.key] = location
+            frame.key = _NO_KEY
 
 
+def _cut(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_STANDARD):] if tag.startswith(_STANDARD) else tag
+
+
+def _tag_error(tag: str, location: Location) -> SpecError:
+    return SpecError(f"YAML tag {_short_tag(tag)} is not allowed in a spec",
+                     hint="specs hold plain data only: numbers, strings, lists and mappings",
+                     location=location)
+
+
+_STANDARD = "tag:yaml.org,2002:"
+_STR_TAG, _INT_TAG, _SEQ_TAG, _MAP_TAG, _MERGE_TAG = (
+    _STANDARD + name for name in ("str", "int", "seq", "map", "merge"))
 _SAFE = yaml.constructor.SafeConstructor()

@@ -96,7 +96,7 @@ ERRORS = [
     ("input: [3, 32, 32]\nlayers:\n\t- flatten\n", "3:1: error: YAML syntax error: found character that "
      "cannot start any token", "never tabs"),
     ("input: [3, 8, 8]\nlayers:\n  - !!python/object:os.system {}\n",
-     "3:5: error: YAML tag 'tag:yaml.org,2002:python/object:os.system' is not allowed in a spec", "plain data"),
+     "3:5: error: YAML tag !!python/object:os.system is not allowed in a spec", "plain data"),
     ("input: [8, 4, 4]\nlayers:\n  - conv: {filters: 4, kernel: 1, name: a}\n  - add: {inputs: [a, input]}\n",
      "4:19: error: layer add1: add needs inputs of one shape, got 4x4x4 and 8x4x4", "projection"),
     ("input: [8]\nlayers:\n  - dense: {units: 4, name: a}\n  - dense: {units: 2, inputs: input}\n",
