@@ -4,6 +4,7 @@ Exit codes: 0 ok, 1 a verification disagreed, 2 an invalid spec or usage error.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 
@@ -12,6 +13,8 @@ import click
 from .analysis import DTYPE_BYTES
 from .errors import ArchcalcError, SpecError
 from .geometry import ROUNDINGS
+from .training import MIXED_PRECISION, OPTIMIZER_STATES
+from .render import DETAILS, RANKDIRS
 
 EXIT_INVALID = 2
 
@@ -41,6 +44,16 @@ def parse_input_option(ctx, param, value):
         return parse_input(value, Location("--input", 1, 1))
     except SpecError as exc:
         raise click.BadParameter(exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
+
+
+def parse_budget_option(ctx, param, value):
+    if value is None:
+        return None
+    from .units import parse_bytes
+    try:
+        return parse_bytes(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _store_spec_params(ctx, param, values):
@@ -118,10 +131,23 @@ def main():
               default="table", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Write the report to this file (atomically) instead of the terminal.")
+@click.option("--receptive-field", "--rf", "receptive_field", is_flag=True,
+              help="Add each layer's receptive field per axis: size, jump (effective stride), start.")
+@click.option("--train", is_flag=True,
+              help="Add the training memory: weights, gradients, optimizer state, activations kept.")
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam", show_default=True,
+              help="Optimizer state for --train and --max-batch (sgd 0, momentum 1, adam/adamw 2 per weight).")
+@click.option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)),
+              help="Train with fp32 master weights and 16-bit activations (torch.autocast).")
+@click.option("--max-batch", "budget", callback=parse_budget_option, metavar="BYTES",
+              help="Largest batch that fits in this memory, for inference and training, e.g. 24GB or 16GiB.")
+@click.option("--im2col", is_flag=True,
+              help="Add each convolution as a matrix product: filter, column and output matrices.")
 @analysis_options
 @reports_errors
-def inspect(spec, fmt, output, batch, dtype, input_shape, rounding):
-    """Every layer's output shape, size arithmetic, parameters and neurons, then totals.
+def inspect(spec, fmt, output, receptive_field, train, optimizer, mixed_precision, budget, im2col, batch, dtype,
+            input_shape, rounding):
+    """Every layer's output shape, size arithmetic, parameters, neurons and MACs, then totals.
 
     Static: no PyTorch, milliseconds. An invalid D-F-S combination stops with the arithmetic
     and the nearest fixes (exit code 2).
@@ -129,10 +155,13 @@ def inspect(spec, fmt, output, batch, dtype, input_shape, rounding):
     from . import report
 
     analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    extras = report.extras(analysis, receptive_field=receptive_field, train=train, optimizer=optimizer,
+                           mixed_precision=mixed_precision, budget=budget, im2col=im2col)
     if fmt == "table" and output is None:
-        report.print_table(analysis, baseline)
+        report.print_table(analysis, baseline, extras=extras)
         return
-    text = report.render_text(analysis, fmt, baseline) if fmt != "table" else _table_text(analysis, baseline)
+    text = (report.render_text(analysis, fmt, baseline, extras) if fmt != "table"
+            else _table_text(analysis, baseline, extras))
     if output:
         from .fileio import write_text
         write_text(output, text)
@@ -140,13 +169,46 @@ def inspect(spec, fmt, output, batch, dtype, input_shape, rounding):
         click.echo(text, nl=False)
 
 
-def _table_text(analysis, baseline) -> str:
+def _table_text(analysis, baseline, extras=None) -> str:
     import io
 
     from . import report
     buffer = io.StringIO()
-    report.print_table(analysis, baseline, file=buffer)
+    report.print_table(analysis, baseline, file=buffer, extras=extras)
     return buffer.getvalue()
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", required=True, metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
+              help="The drawing: .svg, .png, .pdf, or .dot/.gv for the Graphviz source; '-' prints DOT.")
+@click.option("--rankdir", type=click.Choice(RANKDIRS), default="TB", show_default=True,
+              help="Layers top to bottom (TB) or left to right (LR).")
+@click.option("--detail", type=click.Choice(DETAILS), default="compact", show_default=True,
+              help="compact: hyper-parameters, output shape, params; full adds the size arithmetic, "
+                   "neurons, memory and notes.")
+@click.option("--collapse-repeats", is_flag=True,
+              help="Draw each repeat as one box ('block3: 3 x conv 256 3x3').")
+@analysis_options
+@reports_errors
+def render(spec, output, rankdir, detail, collapse_repeats, batch, dtype, input_shape, rounding):
+    """Draw the network as a diagram (Graphviz), with the analyzer's shapes and counts.
+
+    An invalid spec is still drawn, up to and including the layer at fault, in red with the
+    arithmetic that fails; then the command exits with code 2.
+    """
+    from . import render as drawing
+
+    if output != "-":
+        drawing.format_of(output)  # a bad extension is refused before any work
+    analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding, partial=True)
+    options = {"rankdir": rankdir, "detail": detail, "collapse_repeats": collapse_repeats}
+    if output == "-":
+        click.echo(drawing.to_dot(analysis, **options), nl=False)
+    else:
+        drawing.write(analysis, output, **options)
+    if analysis.error is not None:
+        fail(str(analysis.error) + ("" if output == "-" else f"\n  drawn up to it, in red: {output}"))
 
 
 def _load(spec_path: str):
@@ -230,3 +292,85 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
         click.echo(json.dumps(compare.to_dict(result), indent=2))
     else:
         compare.print_table(result, show_all)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu", "meta"]), default="auto", show_default=True,
+              help="auto: CUDA if present, else CPU. meta: shapes and counts only, no memory at all.")
+@click.option("--train", is_flag=True, help="Also time forward + backward.")
+@click.option("--iterations", "-n", type=click.IntRange(min=0),
+              help="Timed runs after warm-up [default: 20 on CUDA, none on CPU].")
+@click.option("--values", metavar="LIST",
+              help="Feed this exact sample (flat or nested numbers filling the input) and print the outputs, "
+                   "e.g. '[40,50,70,80,90,10,20,30,40]'.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and inputs.")
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Output format.")
+@analysis_options
+@reports_errors
+def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_shape, rounding):
+    """Compile SPEC into PyTorch and check every layer's shape and parameter count against the analyzer.
+
+    On CUDA it also times the forward pass (and forward + backward with --train) and compares the
+    peak memory with the prediction. Exit code 1 if PyTorch disagrees with the analyzer.
+    """
+    from .backend import report, require_torch
+    from .backend.verify import parse_values, verify
+
+    require_torch()
+    analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    sample = None if values is None else parse_values(values, analysis.input_shape)
+    with _progress(enabled=fmt == "table") as progress:
+        result = verify(analysis, device=device, train=train, iterations=iterations, values=sample, seed=seed,
+                        progress=progress)
+    if fmt == "json":
+        click.echo(report.to_json(result), nl=False)
+    else:
+        report.print_verification(result)
+    if not result.ok:
+        fail("PyTorch disagrees with the analyzer: " + "; ".join(result.disagreements), code=1)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", required=True, metavar="FILE", type=click.Path(dir_okay=False),
+              help="The Python file to write (atomically).")
+@analysis_options
+@reports_errors
+def export(spec, output, batch, dtype, input_shape, rounding):
+    """Write SPEC as readable PyTorch code: one nn.Module class that needs only torch.
+
+    The code is run on PyTorch's meta device before it is written: its parameter count and output
+    shapes must equal the analyzer's.
+    """
+    from .backend import require_torch
+    from .backend.export import export_checked
+    from .backend.plan import make_plan
+    from .fileio import write_text
+
+    require_torch()
+    analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    plan = make_plan(analysis)
+    write_text(output, export_checked(plan))
+    click.echo(f"wrote {output}: class {plan.class_name}, {analysis.totals.params:,} parameters")
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool):
+    """A progress bar for timed runs on a terminal; a callback(description, done, total)."""
+    if not (enabled and sys.stderr.isatty()):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        tasks = {}
+
+        def advance(description, done, total):
+            if description not in tasks:
+                tasks[description] = bar.add_task(description, total=total)
+            bar.update(tasks[description], completed=done)
+
+        yield advance

@@ -6,10 +6,13 @@ have no parameters.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
+from typing import ClassVar
 
+from ..backend.recipe import module
 from ..errors import SpecError
 from ..schema import arg, closest, number
-from .base import REGISTRY, Layer, register
+from .base import REGISTRY, Layer, Shape, Steps, register
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -17,6 +20,15 @@ class Activation(Layer):
     """y = f(x) element-wise: same shape, 0 params, 0 new neurons."""
 
     creates_neurons = False
+    torch_name: ClassVar[str]  # the torch.nn class; its keyword arguments are our field names
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """One operation per element, whatever the function (a stated convention: exp, tanh...
+        cost more on real hardware)."""
+        return prod(y)
+
+    def to_torch(self, x: Shape):
+        return module(f"nn.{self.torch_name}", **self.hyperparameters())
 
 
 def activation_name(value):
@@ -34,11 +46,15 @@ def activation_name(value):
 class ReLU(Activation):
     """max(0, x)."""
 
+    torch_name = "ReLU"
+
 
 @register("tanh")
 @dataclass(frozen=True, kw_only=True)
 class Tanh(Activation):
     """tanh(x)."""
+
+    torch_name = "Tanh"
 
 
 @register("sigmoid")
@@ -46,11 +62,15 @@ class Tanh(Activation):
 class Sigmoid(Activation):
     """1 / (1 + exp(-x))."""
 
+    torch_name = "Sigmoid"
+
 
 @register("gelu")
 @dataclass(frozen=True, kw_only=True)
 class GELU(Activation):
     """x * Phi(x)."""
+
+    torch_name = "GELU"
 
 
 @register("elu")
@@ -60,6 +80,7 @@ class ELU(Activation):
 
     alpha: float = arg(number, 1.0, "slope of the negative part")
     main = "alpha"
+    torch_name = "ELU"
 
 
 @register("leakyrelu")
@@ -69,9 +90,13 @@ class LeakyReLU(Activation):
 
     negative_slope: float = arg(number, 0.01, "slope for x < 0")
     main = "negative_slope"
+    torch_name = "LeakyReLU"
 
 
 @register("softmax")
 @dataclass(frozen=True, kw_only=True)
 class Softmax(Activation):
     """exp(x_i) / sum_j exp(x_j) over the channel (feature) axis."""
+
+    def to_torch(self, x: Shape):
+        return module("nn.Softmax", dim=-1 if isinstance(x, Steps) else 1)

@@ -13,6 +13,7 @@ from math import prod
 from typing import ClassVar
 
 from ..errors import SpecError
+from ..receptive import Field, covering, spatial_axes
 from ..schema import closest
 
 Shape = tuple  # channels first, no batch: (F,) | (C, L) | (C, H, W) | (C, D, H, W) | Steps
@@ -119,6 +120,36 @@ class Layer:
         """Warnings about accepted-but-lossy choices (floor/ceil rounding...)."""
         return []
 
+    # --- compute, receptive field, convolution as a matrix product (`inspect`'s deeper figures) ---
+    def macs(self, x: Shape, y: Shape) -> int:
+        """Multiply-accumulates for one sample: the products of conv, dense and recurrent layers.
+        0 for every other kind (their arithmetic is in ``extra_flops``)."""
+        return 0
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """Operations besides the MACs for one sample: bias adds, comparisons, normalisation, ...
+        (each kind states its rule; 0 for layers that only move values: flatten, dropout, concat)."""
+        return 0
+
+    def flops(self, x: Shape, y: Shape) -> int:
+        """FLOPs for one sample = 2 x MACs (a multiply and an add each) + ``extra_flops`` + one per
+        output element for an ``activation:`` attribute (as a standalone activation layer counts)."""
+        return 2 * self.macs(x, y) + self.extra_flops(x, y) + (prod(y) if self.activation else 0)
+
+    def receptive_field(self, x: Shape, y: Shape, field: Field) -> Field:
+        """The receptive field of this layer's output (see archcalc/receptive.py), given ``field``,
+        its input's (the widest of them for a merge). Default: a layer that keeps the spatial
+        sizes keeps the field; one that changes them (flatten, a global pool) sees its whole input:
+        exact for those, an upper bound for a new kind that slides a window and should say so."""
+        first = x[0] if self.merges else x
+        if spatial_axes(first) == spatial_axes(y):
+            return field
+        return covering(field, first)
+
+    def unrolled(self, x: Shape, y: Shape):
+        """This layer as one matrix product (im2col.Unrolled, convolutions), or None."""
+        return None
+
     # --- the board arithmetic of `archcalc explain` (kinds override to show their formula) ---
     def explain_size(self, x: Shape, y: Shape) -> list[str]:
         """How the output size follows from the input, one line each (default: the formula)."""
@@ -151,6 +182,45 @@ class Layer:
         """Short text of the key hyper-parameters: 'filters=96 kernel=11 stride=4'."""
         return " ".join(f"{k}={_short(v)}" for k, v in self.hyperparameters().items())
 
+    def label(self, x: Shape) -> str:
+        """One line for diagrams, read like the spec's shorthand: the kind, the main argument's
+        value (even at its default), then the other non-default settings, the activation last
+        ('dense 4096, relu', 'lstm 20, layers 2, bidirectional'). ``x`` is the input shape (a
+        tuple of them for merges)."""
+        settings = self.hyperparameters()
+        head = self.kind
+        if self.main is not None:  # shown even at its default: 'dropout 0.5'
+            settings.pop(self.main, None)
+            head += " " + _short(getattr(self, self.main))
+        return label_text(head, settings)
+
+    # --- the PyTorch backend (archcalc/backend; torch is never imported on the static path) ---
+    def to_torch(self, x: Shape):
+        """How PyTorch computes this layer for the per-sample input shape ``x``: a Recipe.
+
+        The backend's whole interface with a layer kind:
+        - return ``module("nn.Conv2d", ...)`` (any torch.nn class) or a helper of
+          archcalc/backend/modules.py, from archcalc.backend.recipe; ``sequence(a, b)`` chains
+          several. A recipe is data: the backend builds it and ``export`` prints it, so both
+          always agree;
+        - the module maps a batch (N, *x) to (N, *output_shape(x)): our shapes are channels
+          first like PyTorch's, sequences [T, F] are batch-first (N, T, F);
+        - a merge layer (``merges = True``) gets ``x`` as a tuple of shapes and its module takes
+          one tensor per input, in the order of the spec's ``inputs``;
+        - leave out the ``activation:`` attribute: the backend appends that layer itself;
+        - raise SpecError (with ``field``) for what PyTorch cannot express.
+        A new kind without this method fails loudly, here and in tests/test_backend.py.
+        """
+        raise SpecError(f"layer kind '{self.kind}' has no PyTorch equivalent yet",
+                        hint=f"give {type(self).__name__} a to_torch(x) method (see Layer.to_torch)")
+
+    def sample_input(self, x: Shape, batch: int, dtype, device):
+        """A random batch (N, *x) this layer accepts, for the network input it reads: standard
+        normal numbers; a kind that reads integers (token ids) overrides it."""
+        import torch
+
+        return torch.randn((batch, *x), dtype=dtype, device=device)
+
 
 def counted(what: str, expression: str, value: int) -> str:
     """'params = 9216x4096 + 4096 = 37,752,832'; '0 params'; 'neurons = 4,096' (nothing to expand)."""
@@ -161,10 +231,31 @@ def counted(what: str, expression: str, value: int) -> str:
     return f"{what} = {value:,}"
 
 
+def label_text(head: str, settings: dict) -> str:
+    """'conv 96 11x11, stride 4, no bias, relu': head, then each setting, the activation last."""
+    settings = dict(settings)
+    activation = settings.pop("activation", None)
+    parts = [head]
+    for name, value in settings.items():
+        if value is True:
+            parts.append(name)
+        elif value is False:
+            parts.append(f"no {name}")
+        else:
+            parts.append(f"{name} {_short(value)}")
+    return ", ".join(parts + ([activation] if activation else []))
+
+
 def _short(value) -> str:
     if isinstance(value, tuple):
-        return "x".join(map(str, value))
+        if all(isinstance(item, int) for item in value):  # per-axis sizes: 3x3
+            return "x".join(map(str, value))
+        return f"[{_count(value)} values]"                  # explicit weights (teaching)
     return str(value)
+
+
+def _count(values: tuple) -> int:
+    return sum(_count(item) if isinstance(item, tuple) else 1 for item in values)
 
 
 def require_feature_map(x: Shape, kind: str) -> None:

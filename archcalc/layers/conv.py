@@ -5,11 +5,14 @@ from dataclasses import dataclass
 from math import prod
 from typing import ClassVar
 
+from ..backend.recipe import compact, module, options, sequence
 from ..errors import SpecError
 from ..geometry import ROUNDINGS
-from ..schema import arg, boolean, choice, padding, positive_int, size
+from ..im2col import Unrolled
+from ..schema import arg, choice, padding, positive_int, size
 from .activation import activation_name
 from .base import Shape, axes, counted, register, spatial_rank
+from .values import bias_values, check_values, numbers, preset
 from .windowed import Windowed
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -31,20 +34,40 @@ class Conv(Windowed):
     padding_mode: str = arg(choice(*PADDING_MODES), "zeros", "what the padding holds")
     dilation: int | tuple = arg(size, 1, "spacing between filter taps")
     groups: int = arg(positive_int, 1, "split channels into independent groups")
-    bias: bool = arg(boolean, True, "one bias per filter")
+    bias: bool | tuple = arg(bias_values, True, "one bias per filter (true/false), or their K values")
     activation: str | None = arg(activation_name, None, "activation applied to the output")
     rounding: str = arg(choice(*ROUNDINGS), "strict", "what to do when (D-F+2P)/S+1 is not whole")
+    weights: tuple | None = arg(numbers, None, "explicit filter values: [K][C/groups][F...] "
+                                               "(PyTorch's layout) or one flat list")
 
     main = "filters"
     rank: ClassVar[int | None] = None  # fixed by conv1d/conv2d/conv3d
 
     def output_shape(self, x: Shape) -> Shape:
         self._check_input(x)
-        return (self.filters, *self.spatial_output(x))
+        spatial = self.spatial_output(x)
+        self._check_values(x)
+        return (self.filters, *spatial)
 
     def params(self, x: Shape) -> int:
         kernel = axes(self.kernel, spatial_rank(x), "kernel")
         return self.filters * (x[0] // self.groups) * prod(kernel) + (self.filters if self.bias else 0)
+
+    def window_values(self, x: Shape) -> int:
+        """C/groups x kernel volume: the inputs one output element is computed from."""
+        return x[0] // self.groups * prod(axes(self.kernel, spatial_rank(x), "kernel"))
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        """Output elements x (C/groups x kernel volume): K*prod(out) * C/groups*prod(F)."""
+        return prod(y) * self.window_values(x)
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """One bias add per output element."""
+        return prod(y) if self.bias else 0
+
+    def unrolled(self, x: Shape, y: Shape) -> Unrolled:
+        """im2col: K filters of C/groups*prod(F) values, one column per output position."""
+        return Unrolled(self.filters, self.groups, self.window_values(x), prod(y[1:]))
 
     def explain_params(self, x: Shape) -> str:
         """'params = 11x11x3x96 + 96 = 34,944': F x F x C/groups x K, plus K biases."""
@@ -65,12 +88,36 @@ class Conv(Windowed):
             raise SpecError(f"groups={self.groups} must divide both the input channels ({channels}) "
                             f"and the filters ({self.filters})", field="groups",
                             hint="choose groups among the common divisors of the two")
-        if self.padding_mode == "reflect":
+        if self.padding_mode in ("reflect", "circular"):
+            # reflect mirrors without repeating the edge (pad < D); circular wraps around once (pad <= D)
             for window in self.windows(x):
-                if max(window.pad_left, window.pad_right) >= window.size:
-                    raise SpecError(f"reflect padding of {max(window.pad_left, window.pad_right)} needs "
-                                    f"an input larger than that, got {window.size}",
+                pad = max(window.pad_left, window.pad_right)
+                if pad > window.size or (pad == window.size and self.padding_mode == "reflect"):
+                    raise SpecError(f"{self.padding_mode} padding of {pad} needs an input of at least "
+                                    f"{pad + (self.padding_mode == 'reflect')}, got {window.size}",
                                     field="padding_mode", hint="use padding_mode: replicate or zeros")
+
+    def _check_values(self, x: Shape) -> None:
+        """Explicit weights fill [K][C/groups][F...] exactly; explicit biases number K."""
+        kernel = axes(self.kernel, spatial_rank(x), "kernel")
+        channels = x[0] // self.groups
+        check_values(self.weights, self.bias, (self.filters, channels, *kernel),
+                     f"[K={self.filters}][C/groups={channels}][kernel {'x'.join(map(str, kernel))}]")
+
+    def to_torch(self, x: Shape):
+        """nn.Conv1d/2d/3d; asymmetric 'same' padding becomes an explicit pad layer before it."""
+        windows = self.windows(x)
+        if self.rounding == "ceil" and not all(w.whole for w in windows):
+            raise SpecError("PyTorch convolutions cannot round up: nn.Conv always floors (Caffe rounds up "
+                            "only its pooling)", field="rounding",
+                            hint="use 'rounding: floor', or a padding that makes (D-F+2P)/S+1 whole")
+        padding, pad = self.torch_padding(x, self.padding_mode)
+        conv = module(f"nn.Conv{len(windows)}d", x[0], self.filters, compact(w.kernel for w in windows),
+                      **options(stride=(compact(w.stride for w in windows), 1), padding=(padding, 0),
+                                dilation=(compact(w.dilation for w in windows), 1), groups=(self.groups, 1),
+                                bias=(bool(self.bias), True),
+                                padding_mode=(self.padding_mode if pad is None else "zeros", "zeros")))
+        return sequence(pad, preset(conv, self.weights, self.bias))
 
 
 @register("conv1d", prefix="conv")

@@ -4,10 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+from ..backend.recipe import module, options
 from ..errors import SpecError
-from ..schema import arg, boolean, positive_int, probability
+from ..schema import arg, positive_int, probability
 from .activation import activation_name
 from .base import Layer, Shape, Steps, counted, register, shape_text
+from .values import bias_values, check_values, numbers, preset
 
 
 @register("dense", "fc", "linear", prefix="fc")
@@ -20,8 +22,10 @@ class Dense(Layer):
     """
 
     units: int = arg(positive_int, doc="number of neurons")
-    bias: bool = arg(boolean, True, "one bias per unit")
+    bias: bool | tuple = arg(bias_values, True, "one bias per unit (true/false), or their values")
     activation: str | None = arg(activation_name, None, "activation applied to the output")
+    weights: tuple | None = arg(numbers, None, "explicit weights: [units][inputs] (PyTorch's layout) "
+                                               "or one flat list")
     main = "units"
 
     def output_shape(self, x: Shape) -> Shape:
@@ -29,6 +33,7 @@ class Dense(Layer):
             if len(x) < 2:
                 raise SpecError("dense needs vectors, but its input is a sequence of token ids",
                                 hint="add '- embedding: {vocabulary: V, dim: E}' first")
+            self._check_values(x)
             return Steps((x.steps, self.units))
         if len(x) > 1:
             raise SpecError(
@@ -36,10 +41,28 @@ class Dense(Layer):
                 hint=f"add '- flatten' before it (-> {prod(x):,} features), or use a conv whose kernel "
                      f"equals the map size ({'x'.join(map(str, x[1:]))}): the course shows they are "
                      f"equivalent")
+        self._check_values(x)
         return (self.units,)
+
+    def _check_values(self, x: Shape) -> None:
+        """Explicit weights fill [units][inputs] exactly; explicit biases number ``units``."""
+        check_values(self.weights, self.bias, (self.units, x[-1]), f"[units={self.units}][inputs={x[-1]}]")
+
+    def to_torch(self, x: Shape):
+        """nn.Linear over the last axis (so per step on a sequence, with shared weights)."""
+        linear = module("nn.Linear", x[-1], self.units, **options(bias=(bool(self.bias), True)))
+        return preset(linear, self.weights, self.bias)
 
     def params(self, x: Shape) -> int:
         return x[-1] * self.units + (self.units if self.bias else 0)
+
+    def macs(self, x: Shape, y: Shape) -> int:
+        """in x units (per step on a sequence): each output element sums ``in`` products."""
+        return prod(y) * x[-1]
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """One bias add per output element."""
+        return prod(y) if self.bias else 0
 
     def explain_params(self, x: Shape) -> str:
         """'params = 9216x4096 + 4096 = 37,752,832': inputs x units, plus one bias per unit."""
@@ -61,6 +84,9 @@ class Flatten(Layer):
     def formula(self, x: Shape, y: Shape) -> str:
         return f"{'*'.join(map(str, x))} = {y[0]}"
 
+    def to_torch(self, x: Shape):
+        return module("nn.Flatten")
+
 
 @register("dropout")
 @dataclass(frozen=True, kw_only=True)
@@ -70,3 +96,6 @@ class Dropout(Layer):
     rate: float = arg(probability, 0.5, "probability p of dropping an element")
     main = "rate"
     creates_neurons = False
+
+    def to_torch(self, x: Shape):
+        return module("nn.Dropout", self.rate)

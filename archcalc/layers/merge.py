@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 
+from ..backend.recipe import module
 from ..errors import SpecError
 from ..schema import arg, non_negative_int
 from .base import Layer, register, shape_text
@@ -31,6 +33,13 @@ class Add(Layer):
                                      "(ResNet's projection)")
         return first
 
+    def extra_flops(self, x: tuple, y: tuple) -> int:
+        """n inputs: n-1 additions per output element."""
+        return (len(x) - 1) * prod(y)
+
+    def to_torch(self, x: tuple):
+        return module("Add")
+
 
 @register("concat")
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +67,9 @@ class Concat(Layer):
                                 hint="pad or crop one branch, or pick 'same' padding in its convolutions")
         joined = sum(shape[self.axis] for shape in x)
         return x[0][: self.axis] + (joined,) + x[0][self.axis + 1:]
+
+    def to_torch(self, x: tuple):
+        return module("Concat", self.axis + 1)  # +1: the batch axis comes first in torch
 
     def explain_size(self, x: tuple, y: tuple) -> list[str]:
         """The joined axis is the sum of the branches': 64+128+32 = 224 channels."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+from ..backend.recipe import module, options
+from ..errors import SpecError
 from ..schema import arg, boolean, number, positive_int, positive_number
-from .base import Layer, Shape, Steps, counted, register, require_feature_map
+from .base import Layer, Shape, Steps, counted, register, require_feature_map, spatial_rank
 
 
 @register("batchnorm", prefix="bn")
@@ -35,10 +37,19 @@ class BatchNorm(Layer):
     def buffers(self, x: Shape) -> int:
         return 2 * x[0]
 
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """2 per element: at inference the statistics fold into one scale and one shift, a*x + b."""
+        return 2 * prod(y)
+
     def explain_params(self, x: Shape) -> str:
         """gamma and beta per channel, then the running mean and variance per channel."""
         params = (counted("params", f"2x{x[0]}", self.params(x)) + " (gamma, beta)") if self.affine else "0 params"
         return f"{params}; {counted('buffers', f'2x{x[0]}', self.buffers(x))} (running mean, variance)"
+
+    def to_torch(self, x: Shape):
+        """nn.BatchNorm1d for [F] and [C, L], 2d for [C, H, W], 3d for [C, D, H, W]."""
+        return module(f"nn.BatchNorm{max(spatial_rank(x), 1)}d", x[0],
+                      **options(eps=(self.eps, 1e-5), momentum=(self.momentum, 0.1), affine=(self.affine, True)))
 
 
 @register("layernorm", prefix="ln")
@@ -59,11 +70,21 @@ class LayerNorm(Layer):
     def params(self, x: Shape) -> int:
         return 2 * prod(self.normalized_shape(x)) if self.affine else 0
 
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """5 per element, statistics computed on the fly (mean: 1 add; variance: a subtract and a
+        multiply-add; normalise: a subtract and a multiply), + 2 for gamma and beta."""
+        return (7 if self.affine else 5) * prod(y)
+
     def explain_params(self, x: Shape) -> str:
         """gamma and beta for each normalised element."""
         shape = self.normalized_shape(x)
         elements = "x".join(map(str, shape))
         return counted("params", f"2x({elements})" if len(shape) > 1 else f"2x{elements}", self.params(x))
+
+    def to_torch(self, x: Shape):
+        shape = self.normalized_shape(x)
+        return module("nn.LayerNorm", shape[0] if len(shape) == 1 else shape,
+                      **options(eps=(self.eps, 1e-5), elementwise_affine=(self.affine, True)))
 
 
 @register("lrn", prefix="norm")
@@ -78,3 +99,19 @@ class LRN(Layer):
     beta: float = arg(number, 0.75, "exponent")
     k: float = arg(number, 1.0, "additive constant (AlexNet's paper uses 2)")
     main = "size"
+
+    def output_shape(self, x: Shape) -> Shape:
+        require_feature_map(x, self.kind)
+        if spatial_rank(x) < 1:
+            raise SpecError(f"lrn normalises across the channels of a feature map [C, ...], but its input "
+                            f"is the flat vector {list(x)}", hint="put it before the flatten")
+        return x
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """2*size + 3 per element: square and add each of the ``size`` neighbours, then scale and
+        shift (k + alpha/n * sum), raise to beta and divide."""
+        return (2 * self.size + 3) * prod(y)
+
+    def to_torch(self, x: Shape):
+        return module("nn.LocalResponseNorm", self.size,
+                      **options(alpha=(self.alpha, 1e-4), beta=(self.beta, 0.75), k=(self.k, 1.0)))

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
+from typing import ClassVar
 
+from ..backend.recipe import compact, module, options, sequence
 from ..errors import SpecError
-from ..geometry import ROUNDINGS
+from ..geometry import ROUNDINGS, Window
 from ..schema import arg, choice, padding, positive_int, size
 from .base import Layer, Shape, axes, register, require_feature_map, spatial_rank
 from .windowed import Windowed
@@ -19,6 +22,8 @@ class Pool(Windowed):
     """
 
     main = "kernel"
+    torch_name: ClassVar[str]   # nn.MaxPool2d, nn.AvgPool2d... without the rank
+    pad_fill: ClassVar[float]   # what an explicit padding holds: -inf never wins a max
 
     def stride_value(self):
         return self.kernel if self.stride is None else self.stride
@@ -34,11 +39,29 @@ class Pool(Windowed):
                                          f"window would see only padding)", field="padding")
         return (x[0], *spatial)
 
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """One operation per value read: each output compares (max) or adds (mean) its F^d window."""
+        return prod(y) * prod(axes(self.kernel, spatial_rank(x), "kernel"))
+
+    def to_torch(self, x: Shape):
+        """nn.MaxPool/AvgPool 1d-3d; Caffe's ceil rounding is PyTorch's ceil_mode."""
+        windows = self.windows(x)
+        kernel = compact(w.kernel for w in windows)
+        padding, pad = self.torch_padding(x, fill=self.pad_fill, limit=lambda w: w.kernel // 2)
+        pool = module(f"nn.{self.torch_name}{len(windows)}d", kernel,
+                      **options(stride=(compact(w.stride for w in windows), kernel), padding=(padding, 0),
+                                dilation=(compact(w.dilation for w in windows), 1),
+                                ceil_mode=(self.rounding == "ceil", False)))
+        return sequence(pad, pool)
+
 
 @register("maxpool", prefix="pool")
 @dataclass(frozen=True, kw_only=True)
 class MaxPool(Pool):
     """Largest value in each window."""
+
+    torch_name = "MaxPool"
+    pad_fill = float("-inf")
 
     kernel: int | tuple = arg(size, doc="window size F")
     stride: int | tuple | None = arg(size, None, "step S (default: the kernel)")
@@ -50,7 +73,10 @@ class MaxPool(Pool):
 @register("avgpool", prefix="pool")
 @dataclass(frozen=True, kw_only=True)
 class AvgPool(Pool):
-    """Mean of each window (the course's mean pooling)."""
+    """Mean of each window (the course's mean pooling); padded zeros count in the mean."""
+
+    torch_name = "AvgPool"
+    pad_fill = 0.0
 
     kernel: int | tuple = arg(size, doc="window size F")
     stride: int | tuple | None = arg(size, None, "step S (default: the kernel)")
@@ -62,11 +88,20 @@ class AvgPool(Pool):
 class GlobalPool(Layer):
     """One value per channel: [C, ...] -> [C]; 0 params."""
 
+    torch_name: ClassVar[str]  # the adaptive pool that reduces each channel to one value
+
     def output_shape(self, x: Shape) -> Shape:
         require_feature_map(x, self.kind)
         if spatial_rank(x) < 1:
             raise SpecError(f"{self.kind} needs a feature map [C, ...], got the flat vector {list(x)}")
         return (x[0],)
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """One operation per input value (compared or added)."""
+        return prod(x)
+
+    def to_torch(self, x: Shape):
+        return sequence(module(f"nn.{self.torch_name}{spatial_rank(x)}d", 1), module("nn.Flatten"))
 
 
 @register("globalavgpool", prefix="gap")
@@ -74,11 +109,15 @@ class GlobalPool(Layer):
 class GlobalAvgPool(GlobalPool):
     """Mean over all spatial positions of each channel."""
 
+    torch_name = "AdaptiveAvgPool"
+
 
 @register("globalmaxpool", prefix="gmp")
 @dataclass(frozen=True, kw_only=True)
 class GlobalMaxPool(GlobalPool):
     """Maximum over all spatial positions of each channel."""
+
+    torch_name = "AdaptiveMaxPool"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +125,7 @@ class AdaptivePool(Layer):
     """A pool whose windows are chosen to give exactly ``output`` per axis; 0 params."""
 
     main = "output"
+    torch_name: ClassVar[str]
 
     def output_shape(self, x: Shape) -> Shape:
         require_feature_map(x, self.kind)
@@ -94,11 +134,31 @@ class AdaptivePool(Layer):
             raise SpecError(f"{self.kind} needs a feature map [C, ...], got the flat vector {list(x)}")
         return (x[0], *axes(self.output, rank, "output"))
 
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """One operation per value read, window by window (adaptive windows may overlap)."""
+        return x[0] * prod(sum(end - start for start, end in adaptive_windows(d, out))
+                           for d, out in zip(x[1:], y[1:]))
+
+    def receptive_field(self, x: Shape, y: Shape, field: tuple) -> tuple:
+        """Exact when the output divides the input (windows of D/out, stride D/out); otherwise the
+        windows vary by one, and the largest window with the largest step gives an upper bound."""
+        windows = []
+        for d, out in zip(x[1:], y[1:]):
+            largest = max(end - start for start, end in adaptive_windows(d, out))
+            windows.append(Window(d, largest, -(-d // out), 0, 0))
+        return tuple(axis.through(window) for axis, window in zip(field, windows))
+
+    def to_torch(self, x: Shape):
+        rank = spatial_rank(x)
+        return module(f"nn.{self.torch_name}{rank}d", compact(axes(self.output, rank, "output")))
+
 
 @register("adaptiveavgpool", prefix="pool")
 @dataclass(frozen=True, kw_only=True)
 class AdaptiveAvgPool(AdaptivePool):
     """PyTorch's AdaptiveAvgPool: mean over windows sized to give ``output``."""
+
+    torch_name = "AdaptiveAvgPool"
 
     output: int | tuple = arg(size, doc="output size, one number or one per axis")
 
@@ -108,4 +168,11 @@ class AdaptiveAvgPool(AdaptivePool):
 class AdaptiveMaxPool(AdaptivePool):
     """PyTorch's AdaptiveMaxPool: maximum over windows sized to give ``output``."""
 
+    torch_name = "AdaptiveMaxPool"
+
     output: int | tuple = arg(size, doc="output size, one number or one per axis")
+
+
+def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive pooling windows along one axis: [floor(i*D/out), ceil((i+1)*D/out))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..backend.recipe import compact, module
 from ..errors import GeometryError, SpecError
 from ..geometry import Window, axis_words, same_padding, valid_alternatives
-from .base import Layer, Shape, axes, require_feature_map, spatial_rank
+from .base import Layer, Shape, axes, label_text, require_feature_map, spatial_rank
 
 AXIS_LABELS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+PAD_MODULES = {"zeros": "ZeroPad", "reflect": "ReflectionPad", "replicate": "ReplicationPad",
+               "circular": "CircularPad"}  # torch.nn's explicit padding layers, + "1d"/"2d"/"3d"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +58,45 @@ class Windowed(Layer):
 
     def spatial_output(self, x: Shape) -> tuple:
         return tuple(w.output for w in self.checked_windows(x))
+
+    def receptive_field(self, x: Shape, y: Shape, field: tuple) -> tuple:
+        """Each axis's window widens the field (receptive.AxisField.through)."""
+        return tuple(axis.through(window) for axis, window in zip(field, self.windows(x)))
+
+    def label(self, x: Shape) -> str:
+        """'conv 96 11x11, stride 4, relu', 'maxpool 3x3, stride 2': the kernel drawn per axis;
+        in 1D, 'conv 4, kernel 3' (not 'conv 4 3')."""
+        settings = self.hyperparameters()
+        kernel = settings.pop("kernel", self.kernel)
+        if not isinstance(kernel, tuple):
+            kernel = (kernel,) * max(spatial_rank(x), 1)
+        head = self.kind
+        if self.main not in (None, "kernel"):
+            settings.pop(self.main, None)
+            head += f" {getattr(self, self.main)}"
+        if self.main == "kernel" or len(kernel) > 1:
+            head += " " + "x".join(map(str, kernel))
+        else:
+            settings = {"kernel": kernel[0], **settings}
+        return label_text(head, settings)
+
+    def torch_padding(self, x: Shape, mode: str = "zeros", fill: float = 0.0, limit=None):
+        """(the torch layer's padding argument, an explicit pad recipe or None).
+
+        PyTorch's layers pad both ends of an axis alike. 'same' with an odd total (an even
+        kernel, or stride > 1, where PyTorch's own padding='same' refuses) puts the extra one on
+        the right, so that padding becomes its own module before the layer: zeros, ``fill``
+        (-inf before a max pool) or the reflect/replicate/circular copies of ``mode``. So does a
+        padding above ``limit(window)`` (PyTorch pools take at most kernel//2 inline).
+        """
+        windows = self.windows(x)
+        if all(w.pad_left == w.pad_right and (limit is None or w.pad_left <= limit(w)) for w in windows):
+            return compact(w.pad_left for w in windows), None
+        pads = tuple(p for w in reversed(windows) for p in (w.pad_left, w.pad_right))  # F.pad: last axis first
+        rank = len(windows)
+        if fill:
+            return 0, module(f"nn.ConstantPad{rank}d", pads, fill)
+        return 0, module(f"nn.{PAD_MODULES[mode]}{rank}d", pads)
 
     def formula(self, x: Shape, y: Shape) -> str:
         return ", ".join(per_axis([w.arithmetic() for w in self.windows(x)]))

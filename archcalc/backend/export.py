@@ -1,0 +1,102 @@
+"""``archcalc export``: the network as readable PyTorch source that needs only torch.
+
+The source is printed from the same plan the backend builds and verifies (see recipe.py),
+and ``export_checked`` executes it on the meta device before anything is written.
+"""
+from __future__ import annotations
+
+import inspect
+import textwrap
+from collections import Counter
+
+from .. import __version__
+from ..layers import shape_text
+from . import modules
+from .plan import Plan, make_plan
+
+INDENT = "    "
+
+
+def export_source(source, **analyze_options) -> str:
+    """Python source of one nn.Module class, constructible with no arguments."""
+    return render(make_plan(source, **analyze_options))
+
+
+def render(plan: Plan) -> str:
+    helpers = sorted(set().union(*(step.recipe.helpers() for step in plan.steps)))
+    blocks = [inspect.getsource(modules.HELPERS[name]).rstrip() for name in helpers] + [_class(plan)]
+    return _header(plan) + "\nimport torch\nfrom torch import nn\n\n\n" + "\n\n\n".join(blocks) + "\n"
+
+
+def export_checked(plan: Plan) -> str:
+    """The source, after building it on the meta device and comparing its parameter count and
+    output shapes with the analyzer (an ArchcalcError if they differ: a bug in the backend)."""
+    import torch
+
+    from ..errors import ArchcalcError
+
+    source = render(plan)
+    namespace: dict = {}
+    exec(compile(source, f"<export of {plan.analysis.spec.path}>", "exec"), namespace)  # noqa: S102 (our own code)
+    with torch.device("meta"):
+        model = namespace[plan.class_name]()
+        outputs = model(*(torch.empty((1, *shape)) for shape in plan.inputs.values()))
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    params = sum(p.numel() for p in model.parameters())
+    shapes = [tuple(output.shape[1:]) for output in outputs]
+    expected = [tuple(plan.analysis.layer(name).output_shape) for name in plan.outputs]
+    if params != plan.analysis.totals.params or shapes != expected:
+        raise ArchcalcError(f"the exported code disagrees with the analyzer: {params:,} parameters and "
+                            f"outputs {shapes}, expected {plan.analysis.totals.params:,} and {expected}")
+    return source
+
+
+def _header(plan: Plan) -> str:
+    spec, analysis = plan.analysis.spec, plan.analysis
+    lines = [f"{spec.name}: PyTorch code exported by archcalc {__version__} from {spec.path}.", ""]
+    if spec.description:
+        lines += [*textwrap.wrap(" ".join(spec.description.split()), 96), ""]
+    inputs = ", ".join(f"{name} {shape_text(shape)}" for name, shape in plan.inputs.items())
+    outputs = ", ".join(f"{name} {shape_text(analysis.layer(name).output_shape)}" for name in plan.outputs)
+    arguments = ["x"] if len(plan.inputs) == 1 else list(plan.input_variables)
+    shapes = ", ".join(f"{argument}: ({', '.join(map(str, ('N', *shape)))})"
+                       for argument, shape in zip(arguments, plan.inputs.values()))
+    lines += [f"Per sample, channels first: {inputs} -> {outputs}.",
+              f"{analysis.totals.params:,} parameters. Needs only torch:", "",
+              f"    model = {plan.class_name}()",
+              f"    y = model({', '.join(arguments)})  # {shapes}, batch first"]
+    text = "\n".join(lines).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')  # spec text, in a docstring
+    return f'"""{text}\n"""\n'
+
+
+def _class(plan: Plan) -> str:
+    lines = [f"class {plan.class_name}(nn.Module):",
+             f"{INDENT}def __init__(self):", f"{INDENT * 2}super().__init__()"]
+    for step in plan.steps:
+        lines.append(f"{INDENT * 2}self.{step.attribute} = {step.recipe.source()}")
+    for step in plan.steps:
+        if not step.stats.node.trainable:
+            lines.append(f"{INDENT * 2}self.{step.attribute}.requires_grad_(False)  # trainable: false")
+    variables = _variables(plan)
+    arguments = ", ".join(variables[name] for name in plan.inputs)
+    lines += ["", f"{INDENT}def forward(self, {arguments}):"]
+    for step in plan.steps:
+        reads = ", ".join(variables[name] for name in step.reads)
+        lines.append(f"{INDENT * 2}{variables[step.name]} = self.{step.attribute}({reads})")
+    lines.append(f"{INDENT * 2}return {', '.join(variables[name] for name in plan.outputs)}")
+    return "\n".join(lines)
+
+
+def _variables(plan: Plan) -> dict:
+    """Spec name -> local variable: 'x' for a value read once, by the very next statement (a
+    chain reads as x = self.conv1(x)); its own name when a branch reads it later."""
+    uses = Counter(name for step in plan.steps for name in step.reads) + Counter(plan.outputs)
+    variables = dict(zip(plan.inputs, plan.input_variables))
+    variables.update((step.name, step.attribute) for step in plan.steps)
+    single_input = next(iter(plan.inputs)) if len(plan.inputs) == 1 else None
+    values = [single_input, *(step.name for step in plan.steps)]
+    following = [*(step.reads for step in plan.steps), plan.outputs]
+    for name, next_reads in zip(values, following):
+        if name is not None and uses[name] == 1 and name in next_reads:
+            variables[name] = "x"
+    return variables

@@ -1,0 +1,65 @@
+"""A spec compiled into a PyTorch nn.Module."""
+from __future__ import annotations
+
+from torch import nn
+
+from .plan import Plan, make_plan
+
+
+class Network(nn.Module):
+    """One submodule per layer, named after the spec's layers; forward follows each layer's
+    ``inputs`` (any earlier layer or network input) and returns the spec's ``outputs``
+    (one tensor, or a tuple when there are several).
+    """
+
+    def __init__(self, plan: Plan):
+        super().__init__()
+        self.spec_name = plan.analysis.spec.name
+        self.input_names = tuple(plan.inputs)
+        self.output_names = tuple(plan.outputs)
+        self.layer_names = tuple(step.name for step in plan.steps)
+        for step in plan.steps:
+            layer = step.recipe.build()
+            if not step.stats.node.trainable:
+                layer.requires_grad_(False)
+            self.add_module(step.attribute, layer)
+        # a plain list (not registered twice): the walk of forward, in spec order
+        self._walk = [(step.name, self._modules[step.attribute], step.reads, released)
+                      for step, released in zip(plan.steps, plan.releases())]
+
+    def forward(self, *inputs):
+        return self.run(*inputs)
+
+    def run(self, *inputs, observe=None):
+        """forward, calling ``observe(layer name, output)`` after each layer."""
+        if len(inputs) != len(self.input_names):
+            raise TypeError(f"{self.spec_name} takes {len(self.input_names)} input(s) "
+                            f"({', '.join(self.input_names)}), got {len(inputs)}")
+        values = dict(zip(self.input_names, inputs))
+        for name, layer, reads, released in self._walk:
+            values[name] = layer(*(values[read] for read in reads))
+            if observe is not None:
+                observe(name, values[name])
+            for gone in released:
+                del values[gone]
+        results = tuple(values[name] for name in self.output_names)
+        return results[0] if len(results) == 1 else results
+
+    def submodule(self, layer_name: str) -> nn.Module:
+        """The module computing the spec's layer ``layer_name``."""
+        return self._walk[self.layer_names.index(layer_name)][1]
+
+
+def build(source, *, device=None, dtype=None, seed: int | None = None, **analyze_options) -> Network:
+    """Network for a spec path, Spec or Analysis, on ``device`` (built there: 'meta' allocates
+    nothing), cast to ``dtype`` (a torch dtype or its name) when given."""
+    import torch
+
+    plan = make_plan(source, **analyze_options)
+    if seed is not None:
+        torch.manual_seed(seed)
+    with torch.device(device or "cpu"):
+        network = Network(plan)
+    if dtype is not None:
+        network.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+    return network

@@ -1,0 +1,98 @@
+"""The verification report of ``archcalc run``: a table or JSON (formatting only, no torch)."""
+from __future__ import annotations
+
+import json
+
+from ..layers import shape_text
+from ..report import inputs_text
+from ..units import human_bytes
+from .verify import Verification
+
+HEADERS = ("layer", "kind", "analyzer", "PyTorch", "analyzer params", "PyTorch params", "")
+OK, CROSS = "✓", "✗"
+
+
+def print_verification(result: Verification, file=None) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file, highlight=False)
+    if not console.is_terminal:  # a pipe or file has no width: don't squeeze the table into 80
+        console.width = max(console.width, 120)
+    analysis = result.analysis
+    title = (f"{analysis.spec.name}: {inputs_text(analysis)}, batch {analysis.batch}, {result.dtype}, "
+             f"on {result.device_name}")
+    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+    for header in HEADERS:
+        table.add_column(header, justify="right" if "params" in header else "left", no_wrap=True)
+    for check in result.checks:
+        actual = "-" if check.actual_shape is None else shape_text(check.actual_shape)
+        mark = f"[green]{OK}[/]" if check.ok else f"[bold red]{CROSS}[/]"
+        table.add_row(check.name, check.kind, shape_text(check.predicted_shape), actual,
+                      f"{check.predicted_params:,}", f"{check.actual_params:,}", mark)
+    console.print(table)
+    for line in summary_lines(result):
+        console.print(line, markup=False)
+
+
+def summary_lines(result: Verification) -> list[str]:
+    totals = result.analysis.totals
+    agree = OK if result.ok else CROSS
+    lines = [f"params: analyzer {totals.params:,}, PyTorch {result.actual_params:,} "
+             f"(trainable {totals.trainable_params:,} / {result.actual_trainable:,}) {agree}"]
+    for timing in result.timings:
+        what = "forward" if timing.mode == "forward" else "forward + backward"
+        lines.append(f"{what}: {timing.milliseconds:.2f} ms per batch of {timing.batch}, "
+                     f"{timing.samples_per_second:,.1f} samples/s ({timing.iterations} runs after warm-up)")
+        if timing.peak_bytes is not None:
+            rule = "training rule of thumb (x2)" if timing.mode == "train" else "parameters + activations"
+            lines.append(f"  peak memory: measured {human_bytes(timing.peak_bytes)}, predicted "
+                         f"{human_bytes(timing.predicted_bytes)} ({rule}): ratio {timing.memory_ratio:.2f}")
+    for name, values in result.outputs.items():
+        shape = shape_text(result.analysis.layer(name).output_shape)
+        lines.append(f"output {name} ({shape}): {values_text(values)}")
+    lines += [f"note: {note}" for note in result.notes]
+    if result.ok:
+        count = len(result.checks)
+        lines.append(f"{agree} PyTorch agrees with the analyzer on {'all ' if count > 1 else ''}{count} "
+                     f"layer{'s' if count > 1 else ''}")
+    else:
+        lines += [f"{CROSS} {line}" for line in result.disagreements]
+    return lines
+
+
+def to_json(result: Verification) -> str:
+    totals = result.analysis.totals
+    data = {
+        "schema_version": 1,
+        "name": result.analysis.spec.name,
+        "device": result.device,
+        "device_name": result.device_name,
+        "dtype": result.dtype,
+        "batch": result.analysis.batch,
+        "ok": result.ok,
+        "disagreements": result.disagreements,
+        "layers": [{"name": c.name, "kind": c.kind, "predicted_shape": list(c.predicted_shape),
+                    "actual_shape": None if c.actual_shape is None else list(c.actual_shape),
+                    "predicted_params": c.predicted_params, "actual_params": c.actual_params, "ok": c.ok}
+                   for c in result.checks],
+        "totals": {"predicted_params": totals.params, "actual_params": result.actual_params,
+                   "predicted_trainable_params": totals.trainable_params,
+                   "actual_trainable_params": result.actual_trainable},
+        "timings": [{"mode": t.mode, "iterations": t.iterations, "seconds": t.seconds,
+                     "ms_per_batch": t.milliseconds, "samples_per_second": t.samples_per_second,
+                     "peak_bytes": t.peak_bytes, "predicted_bytes": t.predicted_bytes,
+                     "memory_ratio": t.memory_ratio} for t in result.timings],
+        "outputs": result.outputs,
+        "notes": list(result.notes),
+    }
+    return json.dumps(data, indent=2) + "\n"
+
+
+def values_text(values) -> str:
+    """Nested lists of numbers, 4 decimals at most: [[21, 21, 26, -7]]."""
+    if isinstance(values, list):
+        return "[" + ", ".join(values_text(item) for item in values) + "]"
+    text = f"{values:.4f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text

@@ -1,0 +1,301 @@
+"""``archcalc run``: compile a spec, run it, and check PyTorch against the analyzer.
+
+Per layer: the output shape and the parameter count. On a real device it also times the
+forward pass (and forward + backward with ``train``) after warm-up, and on CUDA reads the
+peak memory next to the analyzer's prediction.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from ..analysis import Analysis
+from ..errors import ArchcalcError, SpecError
+from ..layers import shape_text
+from ..units import human_bytes
+from . import require_torch
+from .graph import Network
+from .plan import make_plan
+
+TORCH_DTYPES = ("float32", "float16", "bfloat16", "float64")
+DEFAULT_ITERATIONS = {"cuda": 20, "cpu": 0, "meta": 0}  # cpu times only when asked
+WARMUP = 3
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    name: str
+    kind: str
+    predicted_shape: tuple
+    actual_shape: tuple | None      # None: PyTorch never got there
+    predicted_params: int
+    actual_params: int
+
+    @property
+    def ok(self) -> bool:
+        return self.actual_shape == tuple(self.predicted_shape) and self.actual_params == self.predicted_params
+
+
+@dataclass(frozen=True)
+class Timing:
+    mode: str                       # "forward" or "train" (forward + backward)
+    iterations: int
+    seconds: float                  # the timed iterations together, after warm-up
+    batch: int
+    peak_bytes: int | None = None   # torch.cuda.max_memory_allocated over the timed iterations
+    predicted_bytes: int | None = None
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.batch * self.iterations / self.seconds
+
+    @property
+    def milliseconds(self) -> float:
+        """Per iteration (one batch)."""
+        return 1000 * self.seconds / self.iterations
+
+    @property
+    def memory_ratio(self) -> float | None:
+        return self.peak_bytes / self.predicted_bytes if self.peak_bytes and self.predicted_bytes else None
+
+
+@dataclass(frozen=True)
+class Verification:
+    analysis: Analysis
+    device: str                     # cuda / cpu / meta
+    device_name: str                # "NVIDIA H100 80GB HBM3", "cpu", "meta"
+    dtype: str
+    checks: tuple
+    actual_params: int
+    actual_trainable: int
+    failure: str | None = None      # PyTorch refused a layer: "layer X: message"
+    timings: tuple = ()
+    outputs: dict = field(default_factory=dict)   # output name -> values (with --values)
+    notes: tuple = ()
+
+    @property
+    def disagreements(self) -> list[str]:
+        """One line per number on which PyTorch and the analyzer differ."""
+        lines = []
+        for check in self.checks:
+            if check.actual_shape is not None and check.actual_shape != tuple(check.predicted_shape):
+                lines.append(f"layer {check.name}: output shape: analyzer {shape_text(check.predicted_shape)}, "
+                             f"PyTorch {shape_text(check.actual_shape)}")
+            if check.actual_params != check.predicted_params:
+                lines.append(f"layer {check.name}: parameters: analyzer {check.predicted_params:,}, "
+                             f"PyTorch {check.actual_params:,}")
+        totals = self.analysis.totals
+        for what, predicted, actual in (("parameters", totals.params, self.actual_params),
+                                        ("trainable parameters", totals.trainable_params, self.actual_trainable)):
+            if predicted != actual:
+                lines.append(f"total {what}: analyzer {predicted:,}, PyTorch {actual:,}")
+        if self.failure:
+            lines.append(self.failure)
+        return lines
+
+    @property
+    def ok(self) -> bool:
+        return not self.disagreements
+
+
+def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, iterations: int | None = None,
+           values=None, seed: int = 0, progress=None) -> Verification:
+    """Build the analyzed spec in PyTorch on ``device`` (auto: CUDA if present, else CPU; meta:
+    shapes and counts without memory), feed a random batch (or ``values``, one sample: a flat or
+    nested list filling the input) and compare every layer with the analyzer.
+
+    ``iterations`` timed runs follow (default 20 on CUDA, none elsewhere) with ``train`` adding
+    forward + backward; ``progress(description, done, total)`` is called as they go.
+    """
+    torch = require_torch()
+    if analysis.dtype not in TORCH_DTYPES:
+        raise SpecError(f"PyTorch cannot run a network in {analysis.dtype} (here it only sizes memory)",
+                        hint=f"use --dtype {', '.join(TORCH_DTYPES)}")
+    target = _device(torch, device)
+    batch = analysis.batch
+    if values is not None and target.type == "meta":
+        raise SpecError("--values needs a device that computes; the meta device only tracks shapes",
+                        hint="use --device cpu")
+    if values is not None and batch != 1:
+        raise SpecError(f"--values is one sample, but --batch is {batch}", hint="drop --batch")
+    if target.type == "cpu":
+        _check_fits(analysis, train)
+    plan = make_plan(analysis)
+    torch.manual_seed(seed)
+    dtype = getattr(torch, analysis.dtype)
+    with torch.device(target):
+        model = Network(plan).to(dtype)
+    inputs = _inputs(torch, plan, batch, dtype, target, values)
+    checks, outputs, failure = _run_checks(torch, model, plan, inputs, keep_outputs=values is not None)
+    parameters = list(model.parameters())
+    notes = []
+    if values is not None:
+        random = [step.name for step in plan.steps if step.stats.params and "preset" not in step.recipe.helpers()]
+        if random:
+            notes.append(f"random weights (seed {seed}) in {', '.join(random)}: give them 'weights' to "
+                         f"reproduce worked examples")
+    count = DEFAULT_ITERATIONS[target.type] if iterations is None else iterations
+    timings = ()
+    if count and target.type == "meta":
+        notes.append("no timing on the meta device: it computes nothing")
+    elif count and failure is None:
+        modes = ("forward", "train") if train else ("forward",)
+        if train and not any(p.requires_grad for p in parameters):
+            notes.append("no training run: no parameter is trainable")
+            modes = ("forward",)
+        timings = tuple(_time(torch, model, inputs, mode, count, batch, analysis, target, progress)
+                        for mode in modes)
+    return Verification(analysis, target.type, _device_name(torch, target), analysis.dtype, tuple(checks),
+                        sum(p.numel() for p in parameters),
+                        sum(p.numel() for p in parameters if p.requires_grad),
+                        failure, timings, outputs, tuple(notes))
+
+
+def parse_values(text: str, shape: tuple) -> list:
+    """--values: YAML/JSON numbers, flat or nested, filling one sample of ``shape``."""
+    import yaml
+
+    from ..layers.values import check_count, numbers
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"--values is not a list of numbers: {getattr(exc, 'problem', None) or exc}") from None
+    try:
+        values = numbers(data)
+        check_count(values, tuple(shape), "--values", "".join(f"[{size}]" for size in shape), "the input")
+    except SpecError as exc:
+        if not exc.message.startswith("--values"):
+            exc.message = f"--values {exc.message}"
+        exc.field = None
+        raise
+    return _flat(values)
+
+
+def _device(torch, name: str):
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ArchcalcError("error: --device cuda, but PyTorch sees no CUDA GPU here\n"
+                            "  hint: use --device cpu, or --device meta for shapes and counts only")
+    return torch.device(name)
+
+
+def _device_name(torch, device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def _check_fits(analysis: Analysis, train: bool) -> None:
+    """Refuse a CPU run the machine's free memory cannot hold (the OS would kill it silently)."""
+    try:
+        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return
+    totals = analysis.totals
+    need = totals.training_bytes_estimate if train else totals.forward_bytes
+    if need > free:
+        raise ArchcalcError(
+            f"error: this run needs about {human_bytes(need)} at batch {analysis.batch} (the analyzer's "
+            f"{'training' if train else 'forward'} memory), but only {human_bytes(free)} is free\n"
+            f"  hint: --device meta checks every shape and count without memory; or lower --batch")
+
+
+def _inputs(torch, plan, batch: int, dtype, device, values) -> tuple:
+    """One tensor per network input: ``values`` for a single input, else what its first reader
+    accepts (Layer.sample_input)."""
+    if values is not None:
+        if len(plan.inputs) != 1:
+            raise SpecError(f"--values fills one input, but this network has {len(plan.inputs)} "
+                            f"({', '.join(plan.inputs)})")
+        shape = next(iter(plan.inputs.values()))
+        return (torch.tensor(values, dtype=dtype, device=device).reshape(1, *shape),)
+    tensors = []
+    for name, shape in plan.inputs.items():
+        reader = next(step for step in plan.steps if name in step.reads)
+        tensors.append(reader.stats.layer.sample_input(shape, batch, dtype, device))
+    return tuple(tensors)
+
+
+def _run_checks(torch, model: Network, plan, inputs, keep_outputs: bool) -> tuple:
+    """(checks, the output values if ``keep_outputs``, failure): one forward pass in eval mode."""
+    shapes = {}
+
+    def observe(name, tensor):
+        shapes[name] = tuple(tensor.shape[1:])
+
+    failure = None
+    model.eval()
+    try:
+        with torch.inference_mode():
+            results = model.run(*inputs, observe=observe)
+    except torch.cuda.OutOfMemoryError:
+        raise ArchcalcError("error: the device ran out of memory during the forward pass\n"
+                            "  hint: lower --batch, or --device meta to check shapes and counts only") from None
+    except Exception as exc:  # noqa: BLE001 - any refusal by PyTorch is a finding to report, not a crash
+        stuck = plan.steps[len(shapes)]
+        failure = f"layer {stuck.name}: PyTorch refused it: {str(exc).strip().splitlines()[0]}"
+        results = None
+    checks = [LayerCheck(step.name, _kind(step.stats.layer), tuple(step.stats.output_shape), shapes.get(step.name),
+                         step.stats.params, sum(p.numel() for p in model.submodule(step.name).parameters()))
+              for step in plan.steps]
+    outputs = {}
+    if results is not None and keep_outputs:
+        results = results if isinstance(results, tuple) else (results,)
+        outputs = {name: result[0].float().tolist() for name, result in zip(plan.outputs, results)}
+    return checks, outputs, failure
+
+
+def _time(torch, model: Network, inputs, mode: str, iterations: int, batch: int, analysis, device,
+          progress) -> Timing:
+    """Seconds for ``iterations`` passes after WARMUP untimed ones, synchronised on CUDA, and the
+    peak memory they reached."""
+    cuda = device.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+
+    def forward():
+        with torch.inference_mode():
+            model(*inputs)
+
+    def train():
+        outputs = model(*inputs)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        sum(output.float().sum() for output in outputs).backward()
+        model.zero_grad(set_to_none=True)
+
+    step = train if mode == "train" else forward
+    model.train(mode == "train")
+    total = WARMUP + iterations
+    try:
+        for done in range(WARMUP):
+            step()
+            if progress:
+                progress(mode, done + 1, total)
+        sync()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        for done in range(iterations):
+            step()
+            if progress:
+                progress(mode, WARMUP + done + 1, total)
+        sync()
+        seconds = time.perf_counter() - start
+    except torch.cuda.OutOfMemoryError:
+        raise ArchcalcError(f"error: the device ran out of memory in the {mode} runs at batch {batch}\n"
+                            f"  hint: lower --batch") from None
+    finally:
+        model.eval()
+    totals = analysis.totals
+    return Timing(mode, iterations, seconds, batch,
+                  torch.cuda.max_memory_allocated(device) if cuda else None,
+                  (totals.training_bytes_estimate if mode == "train" else totals.forward_bytes) if cuda else None)
+
+
+def _kind(layer) -> str:
+    """'conv relu': the kind and its activation attribute, as the inspect table shows them."""
+    return layer.kind + (f" {layer.activation}" if layer.activation else "")
+
+
+def _flat(values) -> list:
+    return [number for item in values for number in (_flat(item) if isinstance(item, tuple) else (item,))]
