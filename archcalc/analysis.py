@@ -91,6 +91,19 @@ class Analysis:
     def layer(self, name: str) -> LayerStats:
         return next(stats for stats in self.layers if stats.name == name)
 
+    @property
+    def input_shapes(self) -> dict:
+        """{network input name: shape} as analyzed (the first is ``input_shape``, after --input)."""
+        shapes = dict(self.spec.inputs) or {INPUT: self.input_shape}
+        shapes[next(iter(shapes))] = self.input_shape
+        return shapes
+
+    def layer_bytes(self, stats: LayerStats) -> tuple[int, int]:
+        """(weight bytes, activation bytes) of one layer, counted as the totals count them:
+        (params + buffers) x dtype size, and neurons x batch x dtype size."""
+        size = DTYPE_BYTES[self.dtype]
+        return (stats.params + stats.buffers) * size, stats.neurons * self.batch * size
+
 
 def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dtype: str = "float32",
             rounding: str | None = None, partial: bool = False) -> Analysis:

@@ -12,9 +12,14 @@ def _scaled(count: int, units) -> str:
     return f"{count:,} B"
 
 
+def decimal_bytes(count: int) -> str:
+    """'553.43 MB': decimal units only, where space is tight (a diagram's boxes)."""
+    return _scaled(count, _DECIMAL)
+
+
 def human_bytes(count: int) -> str:
     """'553.43 MB (527.79 MiB)': decimal first, binary in brackets."""
-    decimal, binary = _scaled(count, _DECIMAL), _scaled(count, _BINARY)
+    decimal, binary = decimal_bytes(count), _scaled(count, _BINARY)
     return decimal if decimal == binary else f"{decimal} ({binary})"
 
 

@@ -1,0 +1,396 @@
+"""Diagrams: an Analysis drawn with Graphviz, as DOT text, a graphviz.Digraph or an image file.
+
+    import archcalc
+    from archcalc.render import to_dot, write
+    analysis = archcalc.analyze(archcalc.load("specs/alexnet.yaml"), partial=True)
+    write(analysis, "alexnet.svg", rankdir="LR")
+
+Every number drawn is the analyzer's (LayerStats, Totals): this module only lays them out.
+A box's text comes from its layer class (``Layer.label``), so a new kind draws without any
+change here. Graphviz is imported only when drawing: the Python package builds the graph,
+its ``dot`` program turns it into SVG, PNG or PDF.
+"""
+from __future__ import annotations
+
+import html
+import os
+import textwrap
+from dataclasses import dataclass, field
+
+from typing import NamedTuple
+
+from .analysis import Analysis, LayerStats
+from .errors import ArchcalcError, MissingDependency
+from .fileio import atomic_path
+from .layers import Layer, shape_text
+from .spec import Node
+from .units import decimal_bytes, human_bytes
+
+FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
+RANKDIRS = ("TB", "LR")
+DETAILS = ("compact", "full")
+INSTALL_DOT = ("drawing {fmt} needs Graphviz's 'dot' program: install it with 'apt-get install graphviz', "
+               "'brew install graphviz' or 'conda install -c conda-forge graphviz' (a .dot file needs nothing)")
+
+# Boxes: layers with weights strong, parameter-free ones light, the network's ends green,
+# the layer that cannot be computed red.
+WEIGHTED = {"fillcolor": "#d6e6f5", "color": "#3c6e9f", "fontcolor": "#17232f"}
+PARAM_FREE = {"fillcolor": "#f7f8fa", "color": "#b4bcc5", "fontcolor": "#4f5963"}
+ENDS = {"fillcolor": "#d9eed0", "color": "#3f7d2c", "fontcolor": "#1c3613", "penwidth": "2"}
+INVALID = {"fillcolor": "#fde2e2", "color": "#c62828", "fontcolor": "#7a0c0c", "penwidth": "2.5"}
+COLLAPSED = {"shape": "box3d", "style": "filled"}  # a stack of boxes: a repeat drawn as one
+NOTE_COLOR = "#9a5800"
+REPEAT_CLUSTER = {"style": "rounded,filled", "fillcolor": "#f1f5f9", "color": "#9aabbd"}
+BLOCK_CLUSTER = {"style": "rounded,dashed", "fillcolor": "white", "color": "#8a97a5"}
+FONT = "Helvetica,Arial,sans-serif"
+WRAP = 44  # characters per line of the longer texts in a box
+LABEL_WRAP = {"TB": WRAP, "LR": 20}  # left to right, narrow boxes keep the chain short
+
+
+@dataclass
+class _Box:
+    """One drawn node: its lines of HTML text, colours, and the clusters it sits in."""
+
+    id: str
+    lines: list
+    style: dict
+    clusters: tuple = ()
+
+
+class _Drawn(NamedTuple):
+    """A layer to draw: its node, its layer as analyzed, its input shape(s), its LayerStats
+    (None for the layer that failed)."""
+
+    node: Node
+    layer: Layer
+    x: tuple
+    stats: LayerStats | None
+
+
+@dataclass
+class _Cluster:
+    label: str
+    style: dict
+    items: list = field(default_factory=list)  # _Box or _Cluster, in spec order
+
+
+def format_of(path: str) -> str:
+    """'svg', 'png', 'pdf' or 'dot', from the file's extension."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in FORMATS:
+        raise ArchcalcError(f"cannot tell which format to draw from {path!r}: "
+                            f"end the file name with {', '.join(FORMATS)}")
+    return FORMATS[extension]
+
+
+def to_dot(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact",
+           collapse_repeats: bool = False) -> str:
+    """The Graphviz source of the diagram; the same analysis always gives the same bytes."""
+    return to_digraph(analysis, rankdir=rankdir, detail=detail, collapse_repeats=collapse_repeats).source
+
+
+def to_digraph(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact",
+               collapse_repeats: bool = False):
+    """A graphviz.Digraph of the analysis (use ``analyze(..., partial=True)`` to draw a mistake).
+
+    One box per layer: name, ``Layer.label``, output shape and parameters (``full`` adds the
+    size arithmetic, neurons, memory and notes). Edges carry the tensor shape. Repeats and
+    block instances are clusters; ``collapse_repeats`` draws each repeat as one box.
+    """
+    if rankdir not in RANKDIRS or detail not in DETAILS:
+        raise ArchcalcError(f"rankdir is one of {RANKDIRS} and detail one of {DETAILS}, "
+                            f"got {rankdir!r} and {detail!r}")
+    graphviz = _graphviz()
+    boxes, edges, titles = _Layout(analysis, detail, collapse_repeats, LABEL_WRAP[rankdir]).build()
+    graph = graphviz.Digraph(
+        name=analysis.spec.name,
+        graph_attr={"rankdir": rankdir, "fontname": FONT, "bgcolor": "white", "pad": "0.3",
+                    "nodesep": "0.3", "ranksep": "0.35", "newrank": "true", "labelloc": "t",
+                    "labeljust": "l" if rankdir == "LR" else "c",
+                    "label": _caption(analysis)},
+        node_attr={"shape": "box", "style": "rounded,filled", "fontname": FONT, "fontsize": "12",
+                   "margin": "0.16,0.07"},
+        edge_attr={"fontname": FONT, "fontsize": "10", "color": "#6b7785", "fontcolor": "#3f4a55",
+                   "arrowsize": "0.7"})
+    _emit(graph, _nest(boxes, titles), iter(range(len(titles))))
+    for tail, head, label in edges:
+        graph.edge(tail, head, label=f" {label} ")
+    return graph
+
+
+def write(analysis: Analysis, path: str, **options) -> None:
+    """Draw into ``path`` (format from its extension), atomically: never a half-written file."""
+    fmt = format_of(path)
+    graph = to_digraph(analysis, **options)
+    data = graph.source.encode("utf-8") if fmt == "dot" else _image(graph, fmt)
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+
+
+def _graphviz():
+    try:
+        import graphviz
+    except ImportError:
+        raise MissingDependency("drawing needs the Python package graphviz: "
+                                "pip install 'archcalc[render]'") from None
+    return graphviz
+
+
+def _image(graph, fmt: str) -> bytes:
+    graphviz = _graphviz()
+    try:
+        return graph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise MissingDependency(INSTALL_DOT.format(fmt=fmt.upper())) from None
+    except graphviz.CalledProcessError as exc:
+        detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise ArchcalcError(f"Graphviz could not draw {fmt.upper()}" + (f": {detail[-1]}" if detail else "")) \
+            from None
+
+
+# --- what to draw --------------------------------------------------------------------------
+
+def _cluster_keys(group: tuple) -> tuple:
+    """One key per enclosing repeat or block instance, outermost first. A key is the path to
+    it with its own iteration left out, so every iteration of a repeat shares one cluster."""
+    return tuple((group[:depth], label) for depth, (label, _) in enumerate(group))
+
+
+def _repeat_depth(group: tuple) -> int | None:
+    """Depth of the outermost repeat around a layer (spec.py numbers a repeat's iterations from
+    1; a block instance is iteration 0), or None."""
+    return next((depth for depth, (_, iteration) in enumerate(group) if iteration), None)
+
+
+class _Layout:
+    """Boxes, edges and cluster titles of one analysis; pure data, no Graphviz."""
+
+    def __init__(self, analysis: Analysis, detail: str, collapse: bool, width: int):
+        self.analysis = analysis
+        self.width = width  # of a layer label's lines
+        self.full = detail == "full"
+        self.collapse = collapse
+        self.shapes = {**analysis.input_shapes, **{s.name: s.output_shape for s in analysis.layers}}
+
+    def build(self) -> tuple[list, list, dict]:
+        analysis = self.analysis
+        ids, boxes = {}, []
+        for index, (name, shape) in enumerate(analysis.input_shapes.items()):
+            ids[name] = f"input{index}"
+            title = "input" if name == "input" else f"input: {name}"
+            boxes.append(_Box(ids[name], [f"<B>{_text(title)}</B>", _text(shape_text(shape))], ENDS))
+        layers = self._layers()
+        collapsed = self._collapsed(layers)
+        for index, drawn in enumerate(layers):
+            name = drawn.node.name
+            key = collapsed.get(name)
+            if key is None:
+                ids[name] = f"n{index}"
+                boxes.append(self._layer_box(ids[name], drawn))
+            elif key not in ids:
+                ids[key] = ids[name] = f"r{index}"
+                members = [other for other in layers if collapsed.get(other.node.name) == key]
+                boxes.append(self._repeat_box(ids[key], key, members))
+            else:
+                ids[name] = ids[key]
+        edges = self._edges(layers, ids, collapsed)
+        if analysis.error is None:
+            outputs = analysis.spec.outputs
+            for index, name in enumerate(outputs):
+                title = "output" if len(outputs) == 1 else f"output: {name}"
+                boxes.append(_Box(f"output{index}", [f"<B>{_text(title)}</B>",
+                                                     _text(shape_text(self.shapes[name]))], ENDS))
+                edges.append((ids[name], f"output{index}", shape_text(self.shapes[name])))
+        return boxes, edges, _cluster_titles(analysis.spec)
+
+    def _layers(self) -> list:
+        """The layers drawn: those analyzed, then the one that failed, whose input shapes are
+        its producers' outputs."""
+        layers = [_Drawn(stats.node, stats.layer, stats.input_shape, stats) for stats in self.analysis.layers]
+        error = self.analysis.error
+        if error is not None:
+            node = next((n for n in self.analysis.spec.nodes if n.name == error.layer), None)
+            if node is not None:
+                x = tuple(self.shapes[name] for name in node.inputs)
+                layers.append(_Drawn(node, node.layer, x if node.layer.merges else x[0], None))
+        return layers
+
+    def _collapsed(self, layers: list) -> dict:
+        """{layer name: key of the repeat it is drawn inside of} when repeats collapse; the repeat
+        holding a failing layer stays open so the red box shows."""
+        if not self.collapse:
+            return {}
+        keys = {}
+        for node, *_ in layers:
+            depth = _repeat_depth(node.group)
+            if depth is not None:
+                keys[node.name] = _cluster_keys(node.group)[depth]
+        failed = [keys.get(drawn.node.name) for drawn in layers if drawn.stats is None]
+        return {name: key for name, key in keys.items() if key not in failed}
+
+    def _edges(self, layers: list, ids: dict, collapsed: dict) -> list:
+        """(tail, head, shape) from every input of every layer; edges inside a collapsed repeat
+        vanish, and those its collapsing merged into one are drawn once."""
+        edges, seen = [], set()
+        for node, *_ in layers:
+            for source in node.inputs:
+                edge = (ids[source], ids[node.name], shape_text(self.shapes[source]))
+                if edge[0] == edge[1]:
+                    continue
+                if source in collapsed or node.name in collapsed:
+                    if edge in seen:
+                        continue
+                    seen.add(edge)
+                edges.append(edge)
+        return edges
+
+    def _layer_box(self, box_id: str, drawn: _Drawn) -> _Box:
+        node, stats = drawn.node, drawn.stats
+        name = node.name.rsplit(".", 1)[-1] if node.group else node.name  # the cluster says the rest
+        label = drawn.layer.label(drawn.x)
+        lines = [f"<B>{_text(name)}</B>"]
+        if not (label == drawn.layer.kind and name.startswith(label)):  # 'relu1' needs no 'relu' below
+            lines += _packed(label, self.width)
+        clusters = _cluster_keys(node.group)
+        if stats is None:
+            error = self.analysis.error
+            lines += _wrapped(error.message)
+            if error.hint:
+                lines += [f'<FONT POINT-SIZE="10">{line}</FONT>' for line in _wrapped(error.hint)]
+            return _Box(box_id, lines, INVALID, clusters)
+        lines += self._counts(stats.output_shape, stats.params, stats.params and not stats.trainable_params)
+        if self.full:
+            lines += _wrapped(stats.formula)
+            lines += self._memory(stats.neurons, *self.analysis.layer_bytes(stats), stats.buffers)
+            lines += [f'<FONT COLOR="{NOTE_COLOR}">{line}</FONT>'
+                      for note in stats.notes for line in _wrapped("! " + note)]
+        return _Box(box_id, lines, WEIGHTED if stats.params else PARAM_FREE, clusters)
+
+    def _repeat_box(self, box_id: str, key: tuple, members: list) -> _Box:
+        """One box for a whole repeat: 'block3: 3 x conv 256 3x3, padding 1, relu', summed counts."""
+        depth = len(key[0])
+        iterations = [drawn.node.group[depth][1] for drawn in members]
+        body = [drawn for drawn in members if drawn.node.group[depth][1] == iterations[0]]
+        if len(body) == 1:
+            text = body[0].layer.label(body[0].x)
+        else:  # several layers per iteration: their kinds, or their labels when few
+            parts = [d.layer.kind for d in body] if len(body) > 3 else [d.layer.label(d.x) for d in body]
+            text = "[" + " → ".join(parts) + "]"
+        stats = [drawn.stats for drawn in members]
+        params = sum(s.params for s in stats)
+        lines = [f"<B>{_text(key[1])}</B>", *_packed(f"{len(set(iterations))} x {text}", self.width),
+                 *self._counts(stats[-1].output_shape, params, params and not sum(s.trainable_params for s in stats))]
+        if self.full:
+            sizes = [self.analysis.layer_bytes(s) for s in stats]
+            lines += self._memory(sum(s.neurons for s in stats), sum(w for w, _ in sizes),
+                                  sum(a for _, a in sizes), sum(s.buffers for s in stats))
+        return _Box(box_id, lines, {**(WEIGHTED if params else PARAM_FREE), **COLLAPSED},
+                    _cluster_keys(members[0].node.group)[:depth])
+
+    def _counts(self, shape, params: int, frozen: bool) -> list:
+        """The output shape (bold) and the parameters: one line, or two in narrow boxes."""
+        lines = [f"<B>{_text(shape_text(shape))}</B>"]
+        if params:
+            lines.append(f"{params:,} params" + (" (frozen)" if frozen else ""))
+        return lines if self.width < WRAP else ["  ·  ".join(lines)]
+
+    def _memory(self, neurons: int, weight_bytes: int, activation_bytes: int, buffers: int) -> list:
+        lines = []
+        if buffers:
+            lines.append(f"{buffers:,} buffers")
+        if neurons:
+            lines.append(f"{neurons:,} neurons · {decimal_bytes(activation_bytes)} activations")
+        if weight_bytes:
+            lines.append(f"{decimal_bytes(weight_bytes)} weights ({self.analysis.dtype})")
+        return lines
+
+
+def _cluster_titles(spec) -> dict:
+    """{cluster key: (title, style)}: a block instance's name, or a repeat's name and count
+    ('block3 x3'), counted over the whole spec (a mistake may stop the drawing inside it)."""
+    iterations = {}
+    for node in spec.nodes:
+        for key, (_, iteration) in zip(_cluster_keys(node.group), node.group):
+            iterations.setdefault(key, set()).add(iteration)
+    return {key: (key[1], BLOCK_CLUSTER) if seen == {0} else (f"{key[1]} x{len(seen)}", REPEAT_CLUSTER)
+            for key, seen in iterations.items()}
+
+
+def _nest(boxes: list, titles: dict) -> _Cluster:
+    """The boxes as a tree of clusters, each in the order its first member appears."""
+    root = _Cluster("", {})
+    clusters = {(): root}
+    for box in boxes:
+        for depth in range(1, len(box.clusters) + 1):
+            path = box.clusters[:depth]
+            if path not in clusters:
+                clusters[path] = _Cluster(*titles[path[-1]])
+                clusters[path[:-1]].items.append(clusters[path])
+        clusters[box.clusters].items.append(box)
+    return root
+
+
+def _emit(graph, cluster: _Cluster, numbers) -> None:
+    for item in cluster.items:
+        if isinstance(item, _Box):
+            graph.node(item.id, "<" + "<BR/>".join(item.lines) + ">", **item.style)
+            continue
+        with graph.subgraph(name=f"cluster_{next(numbers)}") as sub:
+            sub.attr(label=f"<<B>{_text(item.label)}</B>>", labelloc="t", labeljust="l", fontname=FONT, fontsize="12",
+                     fontcolor="#34414e", **item.style)
+            _emit(sub, item, numbers)
+
+
+def _caption(analysis: Analysis) -> str:
+    """The legend under the diagram: name, ends, totals with units, and what the colours mean."""
+    spec, totals = analysis.spec, analysis.totals
+    inputs = ", ".join(shape_text(shape) if name == "input" else f"{name} {shape_text(shape)}"
+                       for name, shape in analysis.input_shapes.items())
+    rows = [f'<FONT POINT-SIZE="16"><B>{_text(spec.name)}</B></FONT>']
+    legend = [("weights", WEIGHTED), ("no parameters", PARAM_FREE), ("input / output", ENDS)]
+    if analysis.error is None:
+        outputs = ", ".join(shape_text(shape) for shape in analysis.output_shapes.values())
+        trainable = f" ({totals.trainable_params:,} trainable)" if totals.non_trainable_params else ""
+        rows += [_text(f"input {inputs}  →  output {outputs}"),
+                 _text(f"{totals.params:,} params{trainable}  ·  {totals.neurons:,} neurons per sample"),
+                 _text(f"weights {human_bytes(totals.param_bytes + totals.buffer_bytes)}  ·  "
+                       f"activations {human_bytes(totals.activation_bytes)}"),
+                 _text(f"forward pass {human_bytes(totals.forward_bytes)}  ({analysis.dtype}, "
+                       f"batch {analysis.batch})")]
+    else:
+        rows += [_text(f"input {inputs}"),
+                 f'<FONT COLOR="{INVALID["color"]}"><B>{_text(f"invalid: layer {analysis.error.layer}")}'
+                 f'</B>{_text(" cannot be computed; the layers after it are not drawn")}</FONT>']
+        legend.append(("invalid", INVALID))
+    cells = "".join(f'<TD BGCOLOR="{style["fillcolor"]}" COLOR="{style["color"]}" BORDER="1">'
+                    f'<FONT COLOR="{style["fontcolor"]}" POINT-SIZE="10">{_text(text)}</FONT></TD>'
+                    for text, style in legend)
+    body = "".join(f"<TR><TD>{row}</TD></TR>" for row in rows)
+    return (f'<<TABLE BORDER="0" CELLSPACING="1" CELLPADDING="1">{body}<TR><TD>'
+            f'<TABLE BORDER="0" CELLSPACING="6" CELLPADDING="3"><TR>{cells}</TR></TABLE>'
+            f'</TD></TR></TABLE>>')
+
+
+def _text(text: str) -> str:
+    return html.escape(str(text), quote=False)
+
+
+def _packed(label: str, width: int) -> list:
+    """A layer label's escaped lines, broken between its settings ('..., rounding floor')."""
+    lines = []
+    for part in label.split(", "):
+        if lines and len(lines[-1]) + len(part) + 2 <= width:
+            lines[-1] += ", " + part
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.append(part)
+    return [wrapped for line in lines for wrapped in _wrapped(line, width)]
+
+
+def _wrapped(text: str, width: int = WRAP) -> list:
+    """Escaped lines of at most ``width`` characters (a box stays narrow), never breaking inside
+    'a = b' or '(-> 3)': textwrap does not break at a no-break space."""
+    kept = text.replace(" = ", "\u00a0=\u00a0").replace("-> ", "->\u00a0")
+    return [_text(line.replace("\u00a0", " ")) for line in textwrap.wrap(kept, width, break_on_hyphens=False)]

@@ -1,0 +1,222 @@
+"""Diagrams: what is drawn, not just that a file exists. SVG output is parsed as XML and its
+texts compared with the course's AlexNet and VGG16 figures and with the analyzer."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+from click.testing import CliRunner
+
+import archcalc
+from archcalc.cli import main
+from archcalc.layers import shape_text
+from conftest import ROOT, SPECS, spec_text
+from test_layers import LAYER_TABLE
+
+pytest.importorskip("graphviz", reason="the Python package graphviz is needed to draw (pip install graphviz)")
+from archcalc.render import to_digraph, to_dot  # noqa: E402  (after the skip: it needs graphviz to draw)
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
+                               reason="Graphviz's dot program is not installed (apt-get install graphviz; "
+                                      ".ci/run installs it)")
+SVG = "{http://www.w3.org/2000/svg}"
+INVALID_FRAGMENT = "conv: {filters: 1, kernel: 5, stride: 3}"  # the course: D=9, F=5, S=3 is invalid
+
+
+def render(*args):
+    result = CliRunner().invoke(main, ["render", *map(str, args)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def svg_items(path, kind="node") -> dict:
+    """{title: (all texts joined by ' | ', stroke colour, bounding box)} of the SVG's nodes or clusters."""
+    items = {}
+    for group in ET.parse(path).getroot().iter(f"{SVG}g"):
+        if group.get("class") != kind:
+            continue
+        texts = " | ".join(" ".join((t.text or "").split()) for t in group.iter(f"{SVG}text"))
+        outline = next(e for e in group if e.tag in (f"{SVG}path", f"{SVG}polygon"))
+        numbers = [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?", outline.get("d") or outline.get("points"))]
+        xs, ys = numbers[0::2], numbers[1::2]
+        items[group.find(f"{SVG}title").text] = (texts, outline.get("stroke"), (min(xs), min(ys), max(xs), max(ys)))
+    return items
+
+
+def by_name(items: dict, name: str):
+    """The item whose first text (the bold layer name) is ``name``."""
+    return next(item for item in items.values() if item[0].split(" | ")[0] == name)
+
+
+def center(item):
+    x0, y0, x1, y1 = item[2]
+    return (x0 + x1) / 2, (y0 + y1) / 2
+
+
+def is_red(colour: str) -> bool:
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return red > 150 and green < 100 and blue < 100
+
+
+@needs_dot
+def test_alexnet_svg_shows_the_course_figures(tmp_path):
+    out = tmp_path / "alexnet.svg"
+    assert render(SPECS / "alexnet.yaml", "-o", out).exit_code == 0
+    nodes = svg_items(out)
+    # the course's AlexNet: CONV1 55x55x96 (channels first here), 11x11x3x96 + 96 weights, ...
+    for name, shape, params in [("CONV1", "96x55x55", "34,944 params"), ("POOL1", "96x27x27", None),
+                                ("CONV2", "256x27x27", "614,656 params"), ("POOL3", "256x6x6", None),
+                                ("FC6", "4096", "37,752,832 params"), ("FC8", "1000", "4,097,000 params")]:
+        texts = by_name(nodes, name)[0]
+        assert shape in texts.split(" | ")
+        assert (params in texts) if params else "params" not in texts
+    assert "conv 96 11x11, stride 4, relu" in by_name(nodes, "CONV1")[0]
+    analysis = archcalc.analyze(archcalc.load(SPECS / "alexnet.yaml"))
+    for stats in analysis.layers:  # every box carries the analyzer's own numbers
+        texts = by_name(nodes, stats.name)[0]
+        assert shape_text(stats.output_shape) in texts
+        assert (f"{stats.params:,} params" in texts) == bool(stats.params)
+    ends = [texts for texts, _, _ in nodes.values() if texts.startswith(("input", "output"))]
+    assert ends == ["input | 3x227x227", "output | 1000"]
+    edges = [texts for texts, _, _ in svg_items(out, "edge").values()]
+    assert edges[:3] == ["3x227x227", "96x55x55", "96x27x27"]  # edges carry the tensor shape
+    caption = " ".join(texts for texts, _, _ in svg_items(out, "graph").values())
+    assert "AlexNet" in caption and "62,378,344 params" in caption and "MB" in caption
+
+
+@needs_dot
+def test_full_detail_adds_the_arithmetic_neurons_and_memory(tmp_path):
+    out = tmp_path / "alexnet.svg"
+    assert render(SPECS / "alexnet.yaml", "-o", out, "--detail", "full").exit_code == 0
+    conv1 = by_name(svg_items(out), "CONV1")[0]
+    assert "(227-11+2*0)/4+1 = 55" in conv1
+    assert "290,400 neurons" in conv1                       # 55 x 55 x 96
+    assert "1.16 MB activations" in conv1                   # 290,400 x 4 bytes
+    assert "139.78 kB weights" in conv1                     # 34,944 x 4 bytes
+
+
+@needs_dot
+def test_invalid_layer_is_drawn_red_with_its_arithmetic_then_exit_2(tmp_path):
+    spec = tmp_path / "s3.yaml"
+    spec.write_text(spec_text((1, 9), "conv: {filters: 1, kernel: 3, name: ok}", INVALID_FRAGMENT, "flatten",
+                              "dense: 2"))
+    out = tmp_path / "s3.svg"
+    result = render(spec, "-o", out)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert f"drawn up to it, in red: {out}" in result.output
+    nodes = svg_items(out)
+    bad_texts, bad_stroke, _ = by_name(nodes, "conv2")
+    assert is_red(bad_stroke)
+    assert "(7-5+2*0)/3+1 = 1.67 is not whole" in bad_texts  # after ok: (9-3)/1+1 = 7
+    assert not is_red(by_name(nodes, "ok")[1])
+    names = [texts.split(" | ")[0] for texts, _, _ in nodes.values()]
+    assert names == ["input", "ok", "conv2"]  # nothing after the mistake, no output
+    caption = " ".join(texts for texts, _, _ in svg_items(out, "graph").values())
+    assert "invalid: layer conv2" in caption
+
+
+@needs_dot
+def test_repeats_are_labelled_clusters_around_their_layers(tmp_path):
+    out = tmp_path / "vgg16.svg"
+    assert render(SPECS / "vgg16.yaml", "-o", out, "--rankdir", "LR").exit_code == 0
+    clusters = {texts: box for texts, _, box in svg_items(out, "cluster").values()}
+    # VGG16 (configuration D): 2, 2, 3, 3, 3 convolutions between the pools
+    assert sorted(clusters) == ["block1 x2", "block2 x2", "block3 x3", "block4 x3", "block5 x3"]
+    nodes = svg_items(out)
+
+    def inside(name, box):
+        x, y = center(by_name(nodes, name))
+        return box[0] < x < box[2] and box[1] < y < box[3]
+
+    assert inside("conv1", clusters["block1 x2"]) and inside("conv2", clusters["block1 x2"])
+    assert not inside("pool1", clusters["block1 x2"]) and not inside("conv3", clusters["block1 x2"])
+    assert all(inside(f"conv{i}", clusters["block5 x3"]) for i in (11, 12, 13))
+
+
+def test_collapsed_repeat_is_one_box_with_the_summed_count():
+    dot = to_dot(archcalc.analyze(archcalc.load(SPECS / "vgg16.yaml")), collapse_repeats=True)
+    assert "cluster" not in dot
+    # conv3_1 + conv3_2 + conv3_3 of VGG16: 295,168 + 590,080 + 590,080 (Keras' summary)
+    assert "<B>block3</B><BR/>3 x conv 256 3x3, padding 1, relu<BR/><B>256x56x56</B>  ·  1,475,328 params" in dot
+    # a chain of 18 boxes: input, 5 x (block, pool), flatten, 3 dense, 2 dropout, output
+    assert dot.count("->") == 18 - 1
+
+
+def test_every_input_of_a_branching_graph_is_an_edge():
+    spec = archcalc.load(SPECS / "inception.yaml")
+    dot = to_dot(archcalc.analyze(spec))
+    assert dot.count("->") == sum(len(node.inputs) for node in spec.nodes) + len(spec.outputs)
+    assert dot.count("subgraph cluster_") == 2  # inception3a, inception3b
+
+
+def test_every_network_input_is_drawn():
+    dot = to_dot(archcalc.analyze(archcalc.load(SPECS / "seq2seq_assez.yaml")))
+    assert "<B>input: french</B><BR/>6x6 (TxF)" in dot and "<B>input: english</B><BR/>7x8 (TxF)" in dot
+
+
+@pytest.mark.parametrize("kind,fragment,input_shape,output,params", LAYER_TABLE,
+                         ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
+def test_every_registered_kind_renders(kind, fragment, input_shape, output, params):
+    analysis = archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)))
+    stats = analysis.layers[0]
+    label = stats.layer.label(stats.input_shape)
+    assert label.startswith(kind)
+    dot = to_dot(analysis, detail="full")
+    box = next(line for line in dot.splitlines() if line.startswith("\tn0 "))  # the layer's box
+    assert f"<B>{shape_text(stats.output_shape)}</B>" in box
+    assert f"{params:,} params" in box if params else "params" not in box
+    assert to_digraph(analysis, rankdir="LR").source.count("->") == len(stats.node.inputs) + 1
+
+
+def test_dot_is_byte_identical_across_runs():
+    command = [sys.executable, "-m", "archcalc", "render", str(SPECS / "resnet18.yaml"), "-o", "-"]
+    runs = [subprocess.run(command, capture_output=True, cwd=ROOT, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    assert runs[0] == runs[1]
+    assert runs[0].decode() == to_dot(archcalc.analyze(archcalc.load(str(SPECS / "resnet18.yaml"))))
+
+
+def test_dash_writes_dot_to_stdout():
+    result = render(SPECS / "alexnet.yaml", "-o", "-")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("digraph AlexNet {")
+    assert "34,944 params" in result.stdout
+
+
+def test_dot_file_needs_no_graphviz_program(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "alexnet.gv"
+    assert render(SPECS / "alexnet.yaml", "-o", out).exit_code == 0
+    assert out.read_text().startswith("digraph AlexNet {")
+
+
+def test_missing_dot_is_one_line_with_install_commands(tmp_path, monkeypatch):
+    out = tmp_path / "alexnet.png"
+    out.write_bytes(b"previous drawing")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no dot on the PATH
+    result = render(SPECS / "alexnet.yaml", "-o", out)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert all(tool in lines[0] for tool in ("apt-get install graphviz", "brew install graphviz", "conda install"))
+    assert out.read_bytes() == b"previous drawing"  # left as it was
+    assert [p.name for p in tmp_path.iterdir()] == ["alexnet.png"]  # no temporary left behind
+
+
+def test_unknown_extension_is_refused(tmp_path):
+    result = render(SPECS / "alexnet.yaml", "-o", tmp_path / "alexnet.jpg")
+    assert result.exit_code == 2
+    assert ".svg" in result.output and ".dot" in result.output
+    assert not (tmp_path / "alexnet.jpg").exists()
+
+
+@needs_dot
+@pytest.mark.parametrize("spec", sorted(p.name for p in SPECS.glob("*.yaml")))
+def test_every_shipped_spec_draws(spec, tmp_path):
+    out = tmp_path / "spec.svg"
+    assert render(SPECS / spec, "-o", out, "--collapse-repeats").exit_code == 0
+    assert svg_items(out)
