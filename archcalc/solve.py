@@ -94,6 +94,10 @@ def solve(spec: Spec, *, input_shape: tuple | None = None, low: int = DEFAULT_RA
     if high - low >= MAX_CANDIDATES:
         raise SpecError(f"the size range {low}..{high} has more than {MAX_CANDIDATES:,} sizes",
                         hint="narrow it, e.g. 1..4096")
+    if len(spec.inputs) > 1:
+        raise SpecError(f"solve varies the size of the network's input, but this network has {len(spec.inputs)} "
+                        f"inputs ({', '.join(spec.inputs)})",
+                        hint="solve each branch as a spec of its own")
     shape = spec.input_shape if input_shape is None else input_shape
     repairs = _repairs(spec, shape)  # first: it raises what no input size can change
     return Solution(spec, shape, low, high, _scan(spec, shape, low, high), repairs)

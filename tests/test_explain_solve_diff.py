@@ -4,29 +4,16 @@ AlexNet paper, never from our own output."""
 import json
 
 import pytest
-from click.testing import CliRunner
 
 import archcalc
-from archcalc.cli import main
 from archcalc.diff import diff
 from archcalc.explain import explain, render_text
 from archcalc.solve import Progression, progressions, solve
 from conftest import SPECS, spec_text
+from test_cli import run, write
 from test_layers import LAYER_TABLE
 
 SIGNAL_F5_S3 = spec_text([1, 9], "conv: {filters: 1, kernel: 5, stride: 3}")  # "Combinaison D-F-S invalide"
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def write(tmp_path, text, name="spec.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 # --- explain ---------------------------------------------------------------------------------
@@ -167,6 +154,8 @@ def test_solve_refuses_a_flat_input_and_an_empty_range():
         solve(archcalc.loads(spec_text([10], "dense: 2")))
     with pytest.raises(archcalc.SpecError, match="empty"):
         solve(archcalc.load(SPECS / "alexnet.yaml"), low=10, high=5)
+    with pytest.raises(archcalc.SpecError, match="2 inputs"):
+        solve(archcalc.load(SPECS / "captioning_vgg16.yaml"))
 
 
 @pytest.mark.parametrize("sizes,expected", [
