@@ -78,6 +78,14 @@ def test_explain_non_square_axes_get_one_line_each():
     assert "params = 3x5x4x8 + 8 = 488" in layer.steps
 
 
+def test_explain_recurrent_layers_per_gate_and_direction():
+    # PyTorch's nn.LSTM(10, 20, num_layers=2, bidirectional=True): 15,040 parameters
+    layer = explain(archcalc.loads(spec_text({"steps": 7, "features": 10},
+                                             "lstm: {hidden: 20, layers: 2, bidirectional: true}"))).layers[0]
+    assert "params = 2x4x(20x10 + 20x20 + 2x20) + 2x4x(20x40 + 20x20 + 2x20) = 15,040" in layer.steps
+    assert "neurons = 7x20x2x2 = 560" in layer.steps
+
+
 @pytest.mark.parametrize("kind,fragment,input_shape,output,params", LAYER_TABLE,
                          ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
 def test_every_kind_explains_its_counts(kind, fragment, input_shape, output, params):

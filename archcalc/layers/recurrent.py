@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from ..errors import SpecError
 from ..schema import arg, boolean, choice, positive_int
-from .base import Layer, Shape, Steps, register, shape_text
+from .base import Layer, Shape, Steps, counted, register, shape_text
 
 
 def bias_form(value):
@@ -74,18 +74,51 @@ class Recurrent(Layer):
         width = self.hidden * self.directions
         return Steps((steps, width)) if self.returns == "sequence" else (width,)
 
+    @property
+    def bias_vectors(self) -> int:
+        """Bias vectors per gate: 2 (PyTorch), 1 (single) or 0."""
+        return {True: 2, "single": 1, False: 0}[self.bias]
+
     def params(self, x: tuple) -> int:
         features = self._sequence(x)[1]
-        per_bias = {True: 2, "single": 1, False: 0}[self.bias]
         total = 0
         for layer in range(self.layers):
             width_in = features if layer == 0 else self.hidden * self.directions
-            weights = self.hidden * width_in + self.hidden * self.hidden + per_bias * self.hidden
+            weights = self.hidden * width_in + self.hidden * self.hidden + self.bias_vectors * self.hidden
             total += self.gates * weights * self.directions
         return total
 
+    def _bias_params(self) -> int:
+        return self.layers * self.directions * self.gates * self.bias_vectors * self.hidden
+
+    def macs(self, x: tuple, y: Shape) -> int:
+        """Every step multiplies every weight matrix once: T x (params - biases)."""
+        return self._sequence(x).steps * (self.params(x) - self._bias_params())
+
+    def extra_flops(self, x: tuple, y: Shape) -> int:
+        """One add per bias per step. The gates' element-wise arithmetic (sigmoid, tanh, the
+        products of an LSTM's cell update) is not counted."""
+        return self._sequence(x).steps * self._bias_params()
+
     def neurons(self, x: tuple, y: Shape) -> int:
         return self._sequence(x).steps * self.hidden * self.directions * self.layers
+
+    def explain_params(self, x: tuple) -> str:
+        """Per layer: [directions x] [gates x] (H x in + H x H + biases x H), in = F, then H x directions."""
+        features, h = self._sequence(x)[1], self.hidden
+        bias = {2: f" + 2x{h}", 1: f" + {h}", 0: ""}[self.bias_vectors]
+        factors = "".join(f"{n}x" for n in (self.directions, self.gates) if n > 1)
+        terms = []
+        for layer in range(self.layers):
+            width_in = features if layer == 0 else h * self.directions
+            inner = f"{h}x{width_in} + {h}x{h}{bias}"
+            terms.append(f"{factors}({inner})" if factors else inner)
+        return counted("params", " + ".join(terms), self.params(x))
+
+    def explain_neurons(self, x: tuple, y: Shape) -> str:
+        """The hidden states of the unrolled network: T x H (x directions x layers)."""
+        factors = [self._sequence(x).steps, self.hidden] + [n for n in (self.directions, self.layers) if n > 1]
+        return counted("neurons", "x".join(map(str, factors)), self.neurons(x, y))
 
     def formula(self, x: tuple, y: Shape) -> str:
         sequence = self._sequence(x)
