@@ -9,7 +9,10 @@ Conventions (also in the README and every report):
   the input is not counted;
 - bytes = count x dtype size; activation bytes = neurons x batch x dtype size;
 - forward memory = parameter + buffer + activation bytes; the course's training rule of
-  thumb is twice that.
+  thumb is twice that;
+- MACs are the multiply-accumulates of conv, dense and recurrent layers, per sample (what
+  torchvision's tables call GFLOPS); FLOPs = 2 x MACs + every other operation, each kind
+  stating its rule (Layer.extra_flops); the totals also give both x batch.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import SpecError
+from .gcpause import paused_gc
 from .layers import Steps
 from .spec import INPUT, Node, Spec
 
@@ -37,6 +41,8 @@ class LayerStats:
     neurons: int
     formula: str
     notes: tuple
+    macs: int                  # multiply-accumulates, one sample (Layer.macs)
+    flops: int                 # 2 x MACs + the layer's other operations, one sample (Layer.flops)
 
     @property
     def name(self) -> str:
@@ -58,6 +64,10 @@ class Totals:
     activation_bytes: int      # neurons x batch x dtype size
     forward_bytes: int         # parameters + buffers + activations
     training_bytes_estimate: int  # the course's rule of thumb: about twice the forward memory
+    macs: int                  # per sample: conv/dense/recurrent multiply-accumulates
+    flops: int                 # per sample: 2 x MACs + bias, activation, pool, norm and add operations
+    batch_macs: int            # x batch
+    batch_flops: int           # x batch
 
     @property
     def non_trainable_params(self) -> int:
@@ -105,6 +115,7 @@ class Analysis:
         return (stats.params + stats.buffers) * size, stats.neurons * self.batch * size
 
 
+@paused_gc
 def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dtype: str = "float32",
             rounding: str | None = None, partial: bool = False) -> Analysis:
     """Walk the layers, computing every shape and count exactly.
@@ -156,7 +167,8 @@ def _layer_stats(node: Node, layer, x: tuple) -> LayerStats:
     y = layer.output_shape(x)
     params = layer.params(x)
     return LayerStats(node, layer, x, y, params, params if node.trainable else 0, layer.buffers(x),
-                      layer.neurons(x, y), layer.formula(x, y), tuple(layer.notes(x)))
+                      layer.neurons(x, y), layer.formula(x, y), tuple(layer.notes(x)), layer.macs(x, y),
+                      layer.flops(x, y))
 
 
 def _totals(layers: list, batch: int, size: int) -> Totals:
@@ -165,5 +177,6 @@ def _totals(layers: list, batch: int, size: int) -> Totals:
     neurons = sum(s.neurons for s in layers)
     param_bytes, buffer_bytes, activation_bytes = params * size, buffers * size, neurons * batch * size
     forward = param_bytes + buffer_bytes + activation_bytes
+    macs, flops = sum(s.macs for s in layers), sum(s.flops for s in layers)
     return Totals(params, sum(s.trainable_params for s in layers), buffers, neurons, param_bytes,
-                  buffer_bytes, activation_bytes, forward, 2 * forward)
+                  buffer_bytes, activation_bytes, forward, 2 * forward, macs, flops, macs * batch, flops * batch)

@@ -4,10 +4,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 
 from .analysis import DTYPE_BYTES, Analysis
 from .layers import Steps, shape_text
-from .units import human_bytes
+from .receptive import field_text
+from .units import human_bytes, human_count
 
 FORMATS = ("table", "json", "markdown", "csv")
 JSON_SCHEMA_VERSION = 1
@@ -25,7 +27,55 @@ def conventions(analysis: Analysis) -> dict:
         "bytes": f"count x {size} ({analysis.dtype}); activations x batch {analysis.batch}; "
                  "1 kB = 1000 B, 1 MB = 10^6 B; KiB/MiB/GiB are binary (2^10, 2^20, 2^30)",
         "training_estimate": "the course's rule of thumb: about twice the forward memory",
+        "macs": "multiply-accumulates of conv, dense and recurrent layers, per sample (conv: output elements "
+                "x C/groups x kernel volume; dense: in x out); no bias: torchvision's 'GFLOPS'",
+        "flops": "per sample: 2 x MACs + 1 per bias add and per activation element, pools 1 per value "
+                 "read, batchnorm 2 per element, add n-1 per element (README: every rule)",
     }
+
+
+@dataclass(frozen=True)
+class Extras:
+    """inspect's optional sections, computed by the library before any formatting."""
+
+    receptive_fields: dict | None = None   # receptive.receptive_fields(): {layer name: Field}
+    training: object | None = None         # training.TrainingMemory (--train)
+    max_batch: object | None = None        # training.MaxBatch (--max-batch)
+    unrolled: list | None = None           # im2col.unrolled_layers(): [(LayerStats, Unrolled)] (--im2col)
+
+
+def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = False, optimizer: str = "adam",
+           mixed_precision: str | None = None, budget: int | None = None, im2col: bool = False) -> Extras:
+    """The sections asked for, each from its library function."""
+    from .im2col import unrolled_layers
+    from .receptive import receptive_fields
+    from .training import max_batch, training_memory
+
+    return Extras(receptive_fields(analysis) if receptive_field else None,
+                  training_memory(analysis, optimizer, mixed_precision) if train else None,
+                  max_batch(analysis, budget, optimizer, mixed_precision) if budget is not None else None,
+                  unrolled_layers(analysis) if im2col else None)
+
+
+EXTRA_CONVENTIONS = {
+    "receptive_field": "per spatial axis, in input pixels: size seen by one unit (padding included), jump "
+                       "(effective stride) and start (left edge of the first unit's field, < 0 in the "
+                       "padding); a merge takes its inputs' largest field",
+    "training": "weights + gradients + optimizer state (sgd 0, momentum 1, adam/adamw 2 per trainable "
+                "parameter) + batch x (input + every layer's output + the largest layer's output once, "
+                "for its gradient); mixed precision: fp32 master weights, gradients and state, a 16-bit "
+                "weight copy, 16-bit activations",
+    "im2col": "per convolution: filter matrix K x (C/g*F^d), column matrix (C/g*F^d) x (positions*batch) "
+              "per group, output K x (positions*batch); column buffer = g x rows x columns x dtype size",
+}
+
+
+def extra_conventions(extras: Extras) -> dict:
+    """The conventions of the sections present."""
+    present = {"receptive_field": extras.receptive_fields is not None,
+               "training": extras.training is not None or extras.max_batch is not None,
+               "im2col": extras.unrolled is not None}
+    return {key: text for key, text in EXTRA_CONVENTIONS.items() if present[key]}
 
 
 def changed_weights(analysis: Analysis, baseline: Analysis | None) -> dict:
@@ -49,9 +99,11 @@ def layout(shape) -> str:
     return "channels first"
 
 
-def to_dict(analysis: Analysis, baseline: Analysis | None = None) -> dict:
+def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> dict:
     """The JSON document (schema version 1, documented in the README)."""
+    extras = extras or Extras()
     changed = changed_weights(analysis, baseline)
+    unrolled = {stats.name: matrix for stats, matrix in extras.unrolled or []}
     totals = analysis.totals
     layers = []
     for stats in analysis.layers:
@@ -71,9 +123,17 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None) -> dict:
                                 for k, v in stats.layer.hyperparameters().items()},
             "notes": list(stats.notes),
             "line": stats.node.location.line,
+            "macs": stats.macs,
+            "flops": stats.flops,
         }
         if stats.name in changed:
             entry["params_at_spec_input"] = changed[stats.name]
+        if extras.receptive_fields is not None:
+            field = extras.receptive_fields[stats.name]
+            entry["receptive_field"] = {key: [getattr(axis, key) for axis in field]
+                                        for key in ("size", "jump", "start")}
+        if stats.name in unrolled:
+            entry["im2col"] = im2col_dict(unrolled[stats.name], analysis)
         layers.append(entry)
     return {
         "schema_version": JSON_SCHEMA_VERSION,
@@ -85,7 +145,7 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None) -> dict:
         "batch": analysis.batch,
         "dtype": analysis.dtype,
         "dtype_bytes": DTYPE_BYTES[analysis.dtype],
-        "conventions": conventions(analysis),
+        "conventions": {**conventions(analysis), **extra_conventions(extras)},
         "layers": layers,
         "totals": {
             "params": totals.params,
@@ -98,12 +158,44 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None) -> dict:
             "activation_bytes": totals.activation_bytes,
             "forward_bytes": totals.forward_bytes,
             "training_bytes_estimate": totals.training_bytes_estimate,
+            "macs": totals.macs,
+            "flops": totals.flops,
+            "batch_macs": totals.batch_macs,
+            "batch_flops": totals.batch_flops,
         },
+        **extras_dict(extras),
     }
 
 
-def to_json(analysis: Analysis, baseline: Analysis | None = None) -> str:
-    return json.dumps(to_dict(analysis, baseline), indent=2) + "\n"
+def im2col_dict(unrolled, analysis: Analysis) -> dict:
+    batch = analysis.batch
+    return {"filter_matrix": list(unrolled.filter_matrix), "column_matrix": list(unrolled.column_matrix(batch)),
+            "output_matrix": list(unrolled.output_matrix(batch)), "groups": unrolled.groups,
+            "column_bytes": unrolled.column_bytes(batch, DTYPE_BYTES[analysis.dtype])}
+
+
+def extras_dict(extras: Extras) -> dict:
+    """The top-level JSON keys of the sections present: training, max_batch."""
+    found = {}
+    if extras.training is not None:
+        t = extras.training
+        found["training"] = {
+            "optimizer": t.optimizer, "mixed_precision": t.mixed_precision, "batch": t.batch,
+            "weight_bytes": t.weight_bytes, "gradient_bytes": t.gradient_bytes,
+            "optimizer_bytes": t.optimizer_bytes, "activation_bytes": t.activation_bytes,
+            "largest_layer": t.largest_layer, "largest_layer_bytes": t.largest_layer_bytes,
+            "fixed_bytes": t.fixed_bytes, "per_sample_bytes": t.sample_bytes, "total_bytes": t.total_bytes,
+            "rule_of_thumb_bytes": t.rule_of_thumb_bytes,
+        }
+    if extras.max_batch is not None:
+        m = extras.max_batch
+        found["max_batch"] = {"budget_bytes": m.budget, "inference": m.inference, "training": m.training,
+                              "optimizer": m.optimizer, "mixed_precision": m.mixed_precision}
+    return found
+
+
+def to_json(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> str:
+    return json.dumps(to_dict(analysis, baseline, extras), indent=2) + "\n"
 
 
 def inputs_text(analysis: Analysis) -> str:
@@ -122,17 +214,77 @@ def reads_text(stats, previous: str) -> str:
     return "<- " + ", ".join(name.removeprefix(prefix) for name in stats.node.inputs)
 
 
-def _rows(analysis: Analysis, reads_separator: str = " "):
+def _rows(analysis: Analysis, reads_separator: str = " ", extras: Extras | None = None):
     previous = next(iter(analysis.spec.inputs or {"input": None}))
+    fields = extras.receptive_fields if extras else None
     for stats in analysis.layers:
         kind = stats.kind + (f" {stats.layer.activation}" if stats.layer.activation else "")
         reads = reads_text(stats, previous)
-        yield (stats.name + (reads_separator + reads if reads else ""), kind, shape_text(stats.output_shape), stats.formula,
-               f"{stats.params:,}", f"{stats.neurons:,}")
+        row = (stats.name + (reads_separator + reads if reads else ""), kind, shape_text(stats.output_shape),
+               stats.formula, f"{stats.params:,}", f"{stats.neurons:,}", human_count(stats.macs),
+               human_count(stats.flops))
+        yield row + (field_text(fields[stats.name]) if fields is not None else ())
         previous = stats.name
 
 
-HEADERS = ("layer", "kind", "output", "(D-F+2P)/S+1", "params", "neurons")
+HEADERS = ("layer", "kind", "output", "(D-F+2P)/S+1", "params", "neurons", "MACs", "FLOPs")
+FIELD_HEADERS = ("field", "jump", "start")  # with --receptive-field
+NUMBER_HEADERS = ("params", "neurons", "MACs", "FLOPs", *FIELD_HEADERS)
+
+
+def headers(extras: Extras | None) -> tuple:
+    return HEADERS + (FIELD_HEADERS if extras and extras.receptive_fields is not None else ())
+
+
+def compute_line(analysis: Analysis) -> str:
+    """'compute: 15.47 GMACs, 30.97 GFLOPs per sample' (and per batch when there is one)."""
+    t = analysis.totals
+    line = f"compute: {human_count(t.macs, 'MACs')}, {human_count(t.flops, 'FLOPs')} per sample"
+    if analysis.batch > 1:
+        line += (f"; per batch of {analysis.batch}: {human_count(t.batch_macs, 'MACs')}, "
+                 f"{human_count(t.batch_flops, 'FLOPs')}")
+    return line
+
+
+def training_lines(analysis: Analysis, extras: Extras) -> list[str]:
+    """The --train breakdown and the --max-batch answer, with the rule of thumb beside the total."""
+    lines = []
+    t = extras.training
+    if t is not None:
+        precision = f"mixed {t.mixed_precision}" if t.mixed_precision else analysis.dtype
+        lines += [
+            f"training memory ({t.optimizer}, {precision}, batch {t.batch}):",
+            f"  weights: {human_bytes(t.weight_bytes)}"
+            + (" (fp32 master + 16-bit copy)" if t.mixed_precision else ""),
+            f"  gradients: {human_bytes(t.gradient_bytes)} (one per trainable parameter)",
+            f"  optimizer state: {human_bytes(t.optimizer_bytes)} ({t.optimizer})",
+            f"  activations kept for backprop: {human_bytes(t.activation_bytes)} "
+            f"(input + every layer's output, x batch {t.batch})",
+            f"  largest layer: {t.largest_layer}, {human_bytes(t.largest_layer_bytes)} "
+            f"(its gradient, once, at the backward peak)",
+            f"  total: {human_bytes(t.total_bytes)}; the course's rule of thumb (2 x forward): "
+            f"{human_bytes(t.rule_of_thumb_bytes)}",
+            "  a measured GPU peak (torch.cuda.max_memory_allocated) should land at or a little above the "
+            "total: CUDA context, cuDNN workspaces, pool indices and allocator rounding are not counted",
+        ]
+    m = extras.max_batch
+    if m is not None:
+        precision = f", mixed {m.mixed_precision}" if m.mixed_precision else ""
+        lines.append(f"largest batch in {human_bytes(m.budget)}: inference {m.inference:,}, "
+                     f"training {m.training:,} ({m.optimizer}{precision})")
+    return lines
+
+
+IM2COL_HEADERS = ("layer", "filters K x C/g*F^d", "columns C/g*F^d x N", "output K x N", "groups",
+                  "column buffer")
+
+
+def im2col_rows(analysis: Analysis, extras: Extras) -> list[tuple]:
+    """One row per convolution: its matrix product at the batch (N = output positions x batch)."""
+    batch, size = analysis.batch, DTYPE_BYTES[analysis.dtype]
+    return [(stats.name, "x".join(map(str, u.filter_matrix)), "x".join(map(str, u.column_matrix(batch))),
+             "x".join(map(str, u.output_matrix(batch))), str(u.groups), human_bytes(u.column_bytes(batch, size)))
+            for stats, u in extras.unrolled or []]
 
 
 def summary_lines(analysis: Analysis, baseline: Analysis | None = None) -> list[str]:
@@ -142,6 +294,7 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None) -> list[
         f"params: {t.params:,}" + (f" ({t.trainable_params:,} trainable)" if t.non_trainable_params else "")
         + (f", buffers: {t.buffers:,}" if t.buffers else ""),
         f"neurons: {t.neurons:,} per sample (input not counted)",
+        compute_line(analysis),
         f"parameter memory: {human_bytes(t.param_bytes + t.buffer_bytes)} ({analysis.dtype})",
         f"activation memory: {human_bytes(t.activation_bytes)} ({batch})",
         f"forward pass: {human_bytes(t.forward_bytes)} = parameters + activations",
@@ -155,26 +308,44 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None) -> list[
     return lines
 
 
-def to_markdown(analysis: Analysis, baseline: Analysis | None = None) -> str:
-    out = [f"# {analysis.spec.name}", "", f"input: {shape_text(analysis.input_shape)}", "",
-           "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in _rows(analysis)]
-    out += [""] + [f"- {line}" for line in summary_lines(analysis, baseline)]
-    out += ["", "Conventions: " + "; ".join(f"{k}: {v}" for k, v in conventions(analysis).items()), ""]
+def _markdown_table(header: tuple, rows) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+
+
+def to_markdown(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> str:
+    extras = extras or Extras()
+    out = [f"# {analysis.spec.name}", "", f"input: {shape_text(analysis.input_shape)}", ""]
+    out += _markdown_table(headers(extras), _rows(analysis, extras=extras))
+    out += [""] + [f"- {line}" for line in summary_lines(analysis, baseline) + training_lines(analysis, extras)]
+    if extras.unrolled is not None:
+        out += ["", f"Convolutions as matrix products (batch {analysis.batch}):", ""]
+        out += _markdown_table(IM2COL_HEADERS, im2col_rows(analysis, extras))
+    every = {**conventions(analysis), **extra_conventions(extras)}
+    out += ["", "Conventions: " + "; ".join(f"{k}: {v}" for k, v in every.items()), ""]
     return "\n".join(out)
 
 
-def to_csv(analysis: Analysis, baseline: Analysis | None = None) -> str:
+def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> str:
+    """One row per layer, exact integers (MACs and FLOPs per sample); the receptive field's size,
+    jump and start per axis joined by 'x' with --receptive-field."""
+    fields = extras.receptive_fields if extras else None
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "kind", "output_shape", "params", "trainable_params", "neurons", "formula"])
+    writer.writerow(["name", "kind", "output_shape", "params", "trainable_params", "neurons", "formula", "macs",
+                     "flops"] + (["rf_size", "rf_jump", "rf_start"] if fields is not None else []))
     for stats in analysis.layers:
-        writer.writerow([stats.name, stats.kind, shape_text(stats.output_shape), stats.params,
-                         stats.trainable_params, stats.neurons, stats.formula])
+        row = [stats.name, stats.kind, shape_text(stats.output_shape), stats.params, stats.trainable_params,
+               stats.neurons, stats.formula, stats.macs, stats.flops]
+        if fields is not None:
+            row += ["x".join(str(getattr(axis, key)) for axis in fields[stats.name])
+                    for key in ("size", "jump", "start")]
+        writer.writerow(row)
     return buffer.getvalue()
 
 
-def print_table(analysis: Analysis, baseline: Analysis | None = None, file=None) -> None:
+def print_table(analysis: Analysis, baseline: Analysis | None = None, file=None,
+                extras: Extras | None = None) -> None:
     """The default, human report: a rich table then the totals with units."""
     from rich import box
     from rich.console import Console
@@ -182,25 +353,38 @@ def print_table(analysis: Analysis, baseline: Analysis | None = None, file=None)
 
     console = Console(file=file, highlight=False)
     if not console.is_terminal:  # a pipe or file has no width: don't squeeze the table into 80
-        console.width = max(console.width, 120)
+        console.width = max(console.width, 150)
     title = f"{analysis.spec.name}: {inputs_text(analysis)}"
     table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-    for header in HEADERS:
-        table.add_column(header, justify="right" if header in ("params", "neurons") else "left",
+    extras = extras or Extras()
+    columns = headers(extras)
+    for header in columns:
+        table.add_column(header, justify="right" if header in NUMBER_HEADERS else "left",
                          no_wrap=header != HEADERS[3])
     changed = changed_weights(analysis, baseline)
-    for stats, row in zip(analysis.layers, _rows(analysis, reads_separator="\n  ")):
+    for stats, row in zip(analysis.layers, _rows(analysis, reads_separator="\n  ", extras=extras)):
         style = "bold yellow" if stats.name in changed else None
         table.add_row(*row, style=style)
         for note in stats.notes:
-            table.add_row("", "", "", f"[yellow]! {note}[/]", "", "")
+            table.add_row("", "", "", f"[yellow]! {note}[/]", *[""] * (len(columns) - 4))
     console.print(table)
-    for line in summary_lines(analysis, baseline):
+    if extras.unrolled is not None:
+        unrolled = Table(title=f"Convolutions as matrix products (im2col), batch {analysis.batch}",
+                         title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
+        for header in IM2COL_HEADERS:
+            unrolled.add_column(header, justify="left" if header == "layer" else "right", no_wrap=True)
+        for row in im2col_rows(analysis, extras):
+            unrolled.add_row(*row)
+        console.print(unrolled)
+    for line in summary_lines(analysis, baseline) + training_lines(analysis, extras):
         console.print(("[bold yellow]" if line.startswith("weights") else "") + line, markup=True)
     console.print(f"[dim]Units: 1 MB = 10^6 bytes, 1 MiB = 2^20 bytes. Shapes are per sample, "
-                  f"channels first. Neurons exclude the input and activation/dropout/flatten layers.[/]")
+                  f"channels first. Neurons exclude the input and activation/dropout/flatten layers.\n"
+                  f"Per sample, k/M/G = 10^3/10^6/10^9: MACs = conv/dense/recurrent multiply-accumulates "
+                  f"(torchvision's \"GFLOPS\"); FLOPs = 2 x MACs + bias, activation, pool, norm, add ops.[/]")
 
 
-def render_text(analysis: Analysis, fmt: str, baseline: Analysis | None = None) -> str:
+def render_text(analysis: Analysis, fmt: str, baseline: Analysis | None = None,
+                extras: Extras | None = None) -> str:
     """Any non-table format as text."""
-    return {"json": to_json, "markdown": to_markdown, "csv": to_csv}[fmt](analysis, baseline)
+    return {"json": to_json, "markdown": to_markdown, "csv": to_csv}[fmt](analysis, baseline, extras)

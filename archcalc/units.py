@@ -3,6 +3,7 @@ from __future__ import annotations
 
 _DECIMAL = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
 _BINARY = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+_COUNTS = (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3))
 
 
 def _scaled(count: int, units) -> str:
@@ -10,6 +11,14 @@ def _scaled(count: int, units) -> str:
         if count >= factor:
             return f"{count / factor:,.2f} {unit}"
     return f"{count:,} B"
+
+
+def human_count(count: int, unit: str = "") -> str:
+    """'15.47 GMACs': a decimal prefix (k = 10^3, M = 10^6, G = 10^9, T = 10^12), exact below 1000."""
+    for prefix, factor in _COUNTS:
+        if count >= factor:
+            return f"{count / factor:,.2f} {prefix}{unit}"
+    return f"{count:,} {unit}".rstrip()
 
 
 def decimal_bytes(count: int) -> str:

@@ -54,6 +54,14 @@ class ConvTranspose(Layer):
         kernel = axes(self.kernel, spatial_rank(x), "kernel")
         return x[0] * (self.filters // self.groups) * prod(kernel) + (self.filters if self.bias else 0)
 
+    def macs(self, x: Shape, y: Shape) -> int:
+        """Input elements x (K/groups x kernel volume): each input value is spread by its filters."""
+        return prod(x) * (self.filters // self.groups) * prod(axes(self.kernel, spatial_rank(x), "kernel"))
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """One bias add per output element."""
+        return prod(y) if self.bias else 0
+
     def formula(self, x: Shape, y: Shape) -> str:
         rank = spatial_rank(x)
         per_axis_values = zip(x[1:], y[1:], *(axes(getattr(self, name), rank, name) for name in
@@ -78,3 +86,7 @@ class Upsample(Layer):
         if rank < 1:
             raise SpecError(f"upsample needs a feature map [C, ...], got the flat vector {list(x)}")
         return (x[0], *(d * k for d, k in zip(x[1:], axes(self.scale, rank, "scale"))))
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        """nearest copies (0); linear weighs its 2^d neighbours: a multiply and an add each."""
+        return 0 if self.mode == "nearest" else 2 * 2 ** spatial_rank(x) * prod(y)

@@ -1,0 +1,97 @@
+"""Receptive fields: how much of the network input one output unit of a layer sees, per spatial axis.
+
+Through a window of kernel F (effective F_eff = dilation*(F-1)+1), stride S and left padding P,
+in input pixels (Araujo, Norris & Sim, "Computing Receptive Fields of Convolutional Neural
+Networks", Distill 2019):
+
+    size  = size_in + (F_eff - 1) * jump_in
+    jump  = jump_in * S                       the effective stride: input pixels between neighbours
+    start = start_in - P * jump_in            the left edge of the first unit's field (< 0: padding)
+
+The network input starts at size 1, jump 1, start 0. A merge (add, concat) sees the largest
+field among its inputs. A layer whose output has no spatial axes (flatten, global pool) sees the
+union of its input's fields, size + (n-1)*jump, and so does everything after it. Sequences and
+flat vectors have no spatial axes: their field is empty.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .geometry import Window
+
+
+@dataclass(frozen=True)
+class AxisField:
+    """The receptive field of a layer's units along one spatial axis, in network-input pixels."""
+
+    size: int       # input pixels one unit sees (padding included)
+    jump: int       # effective stride: input pixels between two neighbouring units
+    start: int      # input coordinate of the first unit's left edge; negative = in the padding
+
+    @property
+    def centre(self) -> float:
+        """Centre of the first unit's field; unit i is centred at centre + i*jump."""
+        return self.start + (self.size - 1) / 2
+
+    def through(self, window: Window) -> "AxisField":
+        """The field after one more window (a conv or pool axis)."""
+        return AxisField(self.size + (window.effective_kernel - 1) * self.jump, self.jump * window.stride,
+                         self.start - window.pad_left * self.jump)
+
+    def covering(self, units: int) -> "AxisField":
+        """One unit that reads all ``units`` positions of this field (a global pool, a flatten)."""
+        return AxisField(self.size + (units - 1) * self.jump, self.jump * units, self.start)
+
+
+Field = tuple  # one AxisField per spatial axis; () where there are none (vectors, sequences)
+
+
+def spatial_axes(shape) -> tuple:
+    """The spatial sizes of a feature map [C, ...]; () for a flat vector or a sequence."""
+    from .layers.base import Steps  # local: the layers import this module
+
+    return () if isinstance(shape, Steps) else tuple(shape[1:])
+
+
+def input_field(shape) -> Field:
+    """A network input: each pixel sees itself."""
+    return tuple(AxisField(1, 1, 0) for _ in spatial_axes(shape))
+
+
+def covering(field: Field, shape) -> Field:
+    """The field of a unit that reads every position of a map ``shape`` whose units see ``field``."""
+    return tuple(axis.covering(units) for axis, units in zip(field, spatial_axes(shape)))
+
+
+def widest(fields: list) -> Field:
+    """Per axis, the largest field among a merge's inputs (ties: the first input)."""
+    present = [field for field in fields if field]
+    if not present:
+        return ()
+    rank = max(len(field) for field in present)
+    return tuple(max((field[axis] for field in present if len(field) > axis), key=lambda f: f.size)
+                 for axis in range(rank))
+
+
+def receptive_fields(analysis) -> dict:
+    """{layer name: Field of its output} for every analyzed layer, in spec order.
+
+    Each kind's rule is its ``Layer.receptive_field(x, y, field)``.
+    """
+    fields = {name: input_field(shape) for name, shape in analysis.input_shapes.items()}
+    for stats in analysis.layers:
+        field = widest([fields[name] for name in stats.node.inputs])
+        fields[stats.name] = stats.layer.receptive_field(stats.input_shape, stats.output_shape, field)
+    return {stats.name: fields[stats.name] for stats in analysis.layers}
+
+
+def field_text(field: Field) -> tuple[str, str, str]:
+    """('7x7', '1', '-3'): size per axis, then jump and start (one value when every axis agrees)."""
+    if not field:
+        return "", "", ""
+
+    def joined(values, sep):
+        return str(values[0]) if len(set(values)) == 1 else sep.join(map(str, values))
+
+    return ("x".join(str(f.size) for f in field), joined([f.jump for f in field], ","),
+            joined([f.start for f in field], ","))

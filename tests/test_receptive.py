@@ -1,0 +1,127 @@
+"""Receptive fields: the course's 3x3 stack, published AlexNet/VGG16 tables, dilation, branches."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import archcalc
+from archcalc.cli import main
+from archcalc.receptive import AxisField, receptive_fields
+from conftest import SPECS, spec_text
+from test_layers import LAYER_TABLE
+
+
+def fields_of(text_or_name, **options):
+    if text_or_name.endswith(".yaml"):
+        spec = archcalc.load(str(SPECS / text_or_name))
+    else:
+        spec = archcalc.loads(text_or_name)
+    analysis = archcalc.analyze(spec, **options)
+    return analysis, receptive_fields(analysis)
+
+
+def test_three_3x3_convs_see_7x7_with_27_against_49_c_squared_weights():
+    """Course, slides 184-186: three stacked 3x3 filters see 7x7, with 3x3x3 = 27 weights per channel
+    pair against 7x7 = 49 for one 7x7 layer. With C = 64 channels in and out, no bias."""
+    c = 64
+    stacked, stacked_fields = fields_of(spec_text((c, 32, 32), *[f"conv: {{filters: {c}, kernel: 3, bias: false}}"] * 3))
+    single, single_fields = fields_of(spec_text((c, 32, 32), f"conv: {{filters: {c}, kernel: 7, bias: false}}"))
+    assert [f.size for f in stacked_fields["conv3"]] == [7, 7]
+    assert [f.size for f in single_fields["conv1"]] == [7, 7]
+    assert [f.size for f in stacked_fields["conv1"]] == [3, 3] and [f.size for f in stacked_fields["conv2"]] == [5, 5]
+    assert stacked.totals.params == 27 * c * c and single.totals.params == 49 * c * c
+    assert stacked.output_shape == single.output_shape == (c, 26, 26)
+
+
+# google-research/receptive_field, RECEPTIVE_FIELD_TABLE.md (TF-Slim alexnet_v2 and vgg_16, the same
+# geometry as specs/alexnet.yaml and specs/vgg16.yaml): (RF, effective stride, effective padding);
+# effective padding is how far the first unit's field starts before the input: -start.
+ALEXNET = {"CONV1": (11, 4, 0), "POOL1": (19, 8, 0), "CONV2": (51, 8, 16), "CONV3": (99, 16, 32),
+           "CONV4": (131, 16, 48), "CONV5": (163, 16, 64), "POOL3": (195, 32, 64)}
+VGG16 = {"conv1": (3, 1, 1), "pool1": (6, 2, 2), "conv3": (10, 2, 4), "pool2": (16, 4, 6), "conv5": (24, 4, 10),
+         "conv6": (32, 4, 14), "pool3": (44, 8, 18), "conv8": (60, 8, 26), "conv9": (76, 8, 34),
+         "pool4": (100, 16, 42), "conv11": (132, 16, 58), "conv12": (164, 16, 74), "pool5": (212, 32, 90),
+         # not in the table: conv5_3 = pool5 - (2-1)*16 (a 2x2 pool adds one jump), the widely quoted 196
+         "conv13": (196, 16, 90)}
+
+
+@pytest.mark.parametrize("name,expected", [("alexnet.yaml", ALEXNET), ("vgg16.yaml", VGG16)])
+def test_published_receptive_fields(name, expected):
+    _, fields = fields_of(name)
+    for layer, (size, jump, padding) in expected.items():
+        assert fields[layer] == (AxisField(size, jump, -padding),) * 2, layer
+
+
+def test_vgg16_fully_connected_units_see_the_whole_image_and_more():
+    """After flatten, one unit reads all 7x7 positions of pool5: 212 + 6*32 = 404 pixels, more than
+    the 224 of the image (the rest is padding)."""
+    _, fields = fields_of("vgg16.yaml")
+    assert fields["fc3"][0].size == 404 and fields["fc3"][0].start == -90
+
+
+def test_dilation():
+    """Yu & Koltun (2016): 3x3 convolutions dilated 1, 2, 4 see 3, 7 and 15 pixels."""
+    dilated = [f"conv: {{filters: 2, kernel: 3, dilation: {d}, padding: same}}" for d in (1, 2, 4)]
+    _, fields = fields_of(spec_text((1, 32, 32), *dilated))
+    assert [fields[name][0].size for name in ("conv1", "conv2", "conv3")] == [3, 7, 15]
+    assert all(fields[name][0].jump == 1 for name in ("conv1", "conv2", "conv3"))
+
+
+def test_per_axis_kernels_strides_and_paddings():
+    _, fields = fields_of(spec_text((1, 20, 19), "conv: {filters: 1, kernel: [3, 5], stride: [1, 2], padding: [1, 2]}",
+                                    "maxpool: {kernel: 2}"))
+    assert fields["conv1"] == (AxisField(3, 1, -1), AxisField(5, 2, -2))
+    assert fields["pool1"] == (AxisField(4, 2, -1), AxisField(7, 4, -2))
+
+
+def test_branches_take_the_largest_field():
+    text = """
+input: [4, 16, 16]
+layers:
+  - conv: {filters: 4, kernel: 5, padding: 2, name: wide}
+  - conv: {filters: 4, kernel: 3, padding: 1, inputs: input, name: narrow}
+  - add: {inputs: [narrow, wide], name: sum}
+  - concat: {inputs: [narrow, input], name: joined}
+  - conv: {filters: 4, kernel: 3, padding: 1, inputs: sum, name: after}
+  - concat: {inputs: [after, joined], name: out}
+"""
+    _, fields = fields_of(text)
+    assert fields["sum"][0] == AxisField(5, 1, -2)
+    assert fields["joined"][0] == AxisField(3, 1, -1)
+    assert fields["after"][0].size == 7 and fields["out"][0].size == 7
+
+
+def test_global_pool_and_flatten_see_everything():
+    _, fields = fields_of(spec_text((3, 8, 8), "conv: {filters: 2, kernel: 3}", "globalavgpool", "dense: 2"))
+    assert fields["gap1"] == (AxisField(8, 6, 0),) * 2          # 3 + (6-1)*1 = the 8 input pixels
+    assert fields["fc1"] == fields["gap1"]
+
+
+def test_adaptive_pool_that_divides_is_a_plain_pool():
+    _, fields = fields_of(spec_text((1, 12, 12), "adaptiveavgpool: 3"))
+    assert fields["pool1"] == (AxisField(4, 4, 0),) * 2
+
+
+def test_sequences_have_no_spatial_field():
+    _, fields = fields_of(spec_text({"steps": 7, "features": 10}, "rnn: 20", "dense: 4"))
+    assert fields == {"rnn1": (), "fc1": ()}
+
+
+@pytest.mark.parametrize("kind,fragment,input_shape", [row[:3] for row in LAYER_TABLE],
+                         ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
+def test_every_kind_has_a_field(kind, fragment, input_shape):
+    analysis, fields = fields_of(spec_text(input_shape, fragment))
+    field = fields[analysis.layers[0].name]
+    assert all(axis.size >= 1 and axis.jump >= 1 for axis in field)
+
+
+def test_cli_columns_and_json():
+    runner = CliRunner()
+    table = runner.invoke(main, ["inspect", str(SPECS / "vgg16.yaml"), "--receptive-field"]).output
+    assert "212x212" in table and "jump" in table
+    data = json.loads(runner.invoke(main, ["inspect", str(SPECS / "alexnet.yaml"), "--rf", "-f", "json"]).output)
+    pool3 = next(layer for layer in data["layers"] if layer["name"] == "POOL3")
+    assert pool3["receptive_field"] == {"size": [195, 195], "jump": [32, 32], "start": [-64, -64]}
+    assert "receptive_field" in data["conventions"]
+    plain = json.loads(runner.invoke(main, ["inspect", str(SPECS / "alexnet.yaml"), "-f", "json"]).output)
+    assert "receptive_field" not in plain["layers"][0]
