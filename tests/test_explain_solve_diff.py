@@ -84,6 +84,8 @@ def test_explain_recurrent_layers_per_gate_and_direction():
                                              "lstm: {hidden: 20, layers: 2, bidirectional: true}"))).layers[0]
     assert "params = 2x4x(20x10 + 20x20 + 2x20) + 2x4x(20x40 + 20x20 + 2x20) = 15,040" in layer.steps
     assert "neurons = 7x20x2x2 = 560" in layer.steps
+    embedding = explain(archcalc.loads(spec_text({"steps": 12}, "embedding: {vocabulary: 1000, dim: 64}"))).layers[0]
+    assert "params = 1000x64 = 64,000 (a table, V x E)" in embedding.steps
 
 
 @pytest.mark.parametrize("kind,fragment,input_shape,output,params", LAYER_TABLE,

@@ -175,6 +175,10 @@ class Embedding(Layer):
     def params(self, x: Shape) -> int:
         return self.vocabulary * self.dim
 
+    def explain_params(self, x: Shape) -> str:
+        """One vector of E per token of the vocabulary: V x E."""
+        return counted("params", f"{self.vocabulary}x{self.dim}", self.params(x)) + " (a table, V x E)"
+
 
 @register("repeatvector", prefix="repeatvector")
 @dataclass(frozen=True, kw_only=True)
