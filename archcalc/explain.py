@@ -1,6 +1,6 @@
 """`archcalc explain`: every layer's arithmetic written out the way a teacher does on the board.
 
-    CONV1: conv filters=96 kernel=11 stride=4 padding=valid activation=relu
+    CONV1: conv 96 11x11, stride 4, relu
       input 3x227x227
       (D-F+2P)/S+1 = (227-11+2*0)/4+1 = 55
       output 96x55x55
@@ -29,7 +29,7 @@ class LayerExplanation:
     """The board lines of one layer; ``error`` is set on the invalid layer (its output unknown)."""
 
     name: str
-    heading: str                 # "conv filters=96 kernel=11 stride=4 ..."
+    heading: str                 # the layer as the spec reads: "conv 96 11x11, stride 4, relu"
     input_shape: tuple           # a tuple of shapes for a layer that reads several inputs
     output_shape: tuple | None
     steps: tuple                 # the arithmetic, one line each
@@ -76,7 +76,7 @@ def failed_layer(analysis: Analysis, rounding: str | None = None) -> tuple | Non
 
 
 def _explained(node: Node, layer, x: tuple, y: tuple | None, error: SpecError | None = None):
-    heading = " ".join(part for part in (layer.kind, layer.describe()) if part)
+    heading = layer.label(x)
     steps = [f"input {input_text(x)}"]
     if error is None:
         steps += [*layer.explain_size(x, y), f"output {shape_text(y)}", layer.explain_params(x),
