@@ -14,10 +14,20 @@ def atomic_path(path: str):
     os.close(fd)
     try:
         yield temporary
+        os.chmod(temporary, _mode_for(path))  # mkstemp's 0600 would hide the file from others
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _mode_for(path: str) -> int:
+    """The mode a plain open() would give: the replaced file's, else 0666 less the umask."""
+    if os.path.exists(path):
+        return os.stat(path).st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_text(path: str, text: str) -> None:

@@ -38,7 +38,7 @@ WEIGHTED = {"fillcolor": "#d6e6f5", "color": "#3c6e9f", "fontcolor": "#17232f"}
 PARAM_FREE = {"fillcolor": "#f7f8fa", "color": "#b4bcc5", "fontcolor": "#4f5963"}
 ENDS = {"fillcolor": "#d9eed0", "color": "#3f7d2c", "fontcolor": "#1c3613", "penwidth": "2"}
 INVALID = {"fillcolor": "#fde2e2", "color": "#c62828", "fontcolor": "#7a0c0c", "penwidth": "2.5"}
-COLLAPSED = {"shape": "box3d", "style": "filled"}  # a stack of boxes: a repeat drawn as one
+COLLAPSED = {"shape": "box3d", "style": "filled", "margin": "0.2,0.11"}  # a stack of boxes: a repeat drawn as one
 NOTE_COLOR = "#9a5800"
 REPEAT_CLUSTER = {"style": "rounded,filled", "fillcolor": "#f1f5f9", "color": "#9aabbd"}
 BLOCK_CLUSTER = {"style": "rounded,dashed", "fillcolor": "white", "color": "#8a97a5"}
@@ -257,7 +257,7 @@ class _Layout:
             error = self.analysis.error
             lines += _wrapped(error.message)
             if error.hint:
-                lines += [f'<FONT POINT-SIZE="10">{line}</FONT>' for line in _wrapped(error.hint)]
+                lines += [f'<FONT POINT-SIZE="10">{line}</FONT>' for line in _wrapped(error.hint, WRAP + 8)]
             return _Box(box_id, lines, INVALID, clusters)
         lines += self._counts(stats.output_shape, stats.params, stats.params and not stats.trainable_params)
         if self.full:

@@ -192,6 +192,9 @@ def test_dot_file_needs_no_graphviz_program(tmp_path, monkeypatch):
     out = tmp_path / "alexnet.gv"
     assert render(SPECS / "alexnet.yaml", "-o", out).exit_code == 0
     assert out.read_text().startswith("digraph AlexNet {")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it, not mkstemp's 0600
 
 
 def test_missing_dot_is_one_line_with_install_commands(tmp_path, monkeypatch):
