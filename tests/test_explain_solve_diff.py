@@ -2,6 +2,8 @@
 two-GPU original. Numbers come from the course (slides on AlexNet and the D=9 signal) and the
 AlexNet paper, never from our own output."""
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -9,7 +11,7 @@ import archcalc
 from archcalc.diff import diff
 from archcalc.explain import explain, render_text
 from archcalc.solve import Progression, progressions, solve
-from conftest import SPECS, spec_text
+from conftest import ROOT, SPECS, spec_text
 from test_cli import run, write
 from test_layers import LAYER_TABLE
 
@@ -226,3 +228,13 @@ def test_diff_cli(tmp_path):
     assert [row["b"]["name"] for row in data["layers"] if row["status"] == "changed"] == ["CONV2", "CONV4", "CONV5"]
     broken = write(tmp_path, SIGNAL_F5_S3)
     assert run("diff", SPECS / "alexnet.yaml", broken).exit_code == 2
+
+
+@pytest.mark.parametrize("args", [["explain", "specs/alexnet.yaml"], ["solve", "specs/lenet1.yaml", "--range", "1..64"],
+                                  ["diff", "specs/lenet1.yaml", "specs/lenet5.yaml"]], ids=lambda args: args[0])
+def test_static_commands_never_import_torch(args):
+    probe = (f"import sys, runpy\nsys.argv = ['archcalc', *{args!r}]\n"
+             "try:\n    runpy.run_module('archcalc', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             "print('torch' in sys.modules, 'graphviz' in sys.modules, file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stderr.strip().splitlines()[-1] == "False False"
