@@ -13,10 +13,10 @@ its ``dot`` program turns it into SVG, PNG or PDF.
 from __future__ import annotations
 
 import html
+import itertools
 import os
 import textwrap
 from dataclasses import dataclass, field
-
 from typing import NamedTuple
 
 from .analysis import Analysis, LayerStats
@@ -30,7 +30,8 @@ FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "d
 RANKDIRS = ("TB", "LR")
 DETAILS = ("compact", "full")
 INSTALL_DOT = ("drawing {fmt} needs Graphviz's 'dot' program: install it with 'apt-get install graphviz', "
-               "'brew install graphviz' or 'conda install -c conda-forge graphviz' (a .dot file needs nothing)")
+               "'brew install graphviz' or 'conda install -c conda-forge graphviz' "
+               "(or write .dot: it needs no dot)")
 
 # Boxes: layers with weights strong, parameter-free ones light, the network's ends green,
 # the layer that cannot be computed red.
@@ -38,7 +39,7 @@ WEIGHTED = {"fillcolor": "#d6e6f5", "color": "#3c6e9f", "fontcolor": "#17232f"}
 PARAM_FREE = {"fillcolor": "#f7f8fa", "color": "#b4bcc5", "fontcolor": "#4f5963"}
 ENDS = {"fillcolor": "#d9eed0", "color": "#3f7d2c", "fontcolor": "#1c3613", "penwidth": "2"}
 INVALID = {"fillcolor": "#fde2e2", "color": "#c62828", "fontcolor": "#7a0c0c", "penwidth": "2.5"}
-COLLAPSED = {"shape": "box3d", "style": "filled", "margin": "0.2,0.11"}  # a stack of boxes: a repeat drawn as one
+COLLAPSED = {"shape": "box3d", "style": "filled", "margin": "0.2,0.11"}  # a repeat drawn as a stack
 NOTE_COLOR = "#9a5800"
 REPEAT_CLUSTER = {"style": "rounded,filled", "fillcolor": "#f1f5f9", "color": "#9aabbd"}
 BLOCK_CLUSTER = {"style": "rounded,dashed", "fillcolor": "white", "color": "#8a97a5"}
@@ -112,7 +113,7 @@ def to_digraph(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compac
                    "margin": "0.16,0.07"},
         edge_attr={"fontname": FONT, "fontsize": "10", "color": "#6b7785", "fontcolor": "#3f4a55",
                    "arrowsize": "0.7"})
-    _emit(graph, _nest(boxes, titles), iter(range(len(titles))))
+    _emit(graph, _nest(boxes, titles), itertools.count())
     for tail, head, label in edges:
         graph.edge(tail, head, label=f" {label} ")
     return graph
@@ -145,8 +146,8 @@ def _image(graph, fmt: str) -> bytes:
         raise MissingDependency(INSTALL_DOT.format(fmt=fmt.upper())) from None
     except graphviz.CalledProcessError as exc:
         detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-        raise ArchcalcError(f"Graphviz could not draw {fmt.upper()}" + (f": {detail[-1]}" if detail else "")) \
-            from None
+        reason = f": {detail[-1]}" if detail else ""
+        raise ArchcalcError(f"Graphviz could not draw {fmt.upper()}{reason}") from None
 
 
 # --- what to draw --------------------------------------------------------------------------
@@ -278,9 +279,9 @@ class _Layout:
             parts = [d.layer.kind for d in body] if len(body) > 3 else [d.layer.label(d.x) for d in body]
             text = "[" + " → ".join(parts) + "]"
         stats = [drawn.stats for drawn in members]
-        params = sum(s.params for s in stats)
+        params, trainable = sum(s.params for s in stats), sum(s.trainable_params for s in stats)
         lines = [f"<B>{_text(key[1])}</B>", *_packed(f"{len(set(iterations))} x {text}", self.width),
-                 *self._counts(stats[-1].output_shape, params, params and not sum(s.trainable_params for s in stats))]
+                 *self._counts(stats[-1].output_shape, params, params and not trainable)]
         if self.full:
             sizes = [self.analysis.layer_bytes(s) for s in stats]
             lines += self._memory(sum(s.neurons for s in stats), sum(w for w, _ in sizes),
@@ -337,13 +338,13 @@ def _emit(graph, cluster: _Cluster, numbers) -> None:
             graph.node(item.id, "<" + "<BR/>".join(item.lines) + ">", **item.style)
             continue
         with graph.subgraph(name=f"cluster_{next(numbers)}") as sub:
-            sub.attr(label=f"<<B>{_text(item.label)}</B>>", labelloc="t", labeljust="l", fontname=FONT, fontsize="12",
-                     fontcolor="#34414e", **item.style)
+            sub.attr(label=f"<<B>{_text(item.label)}</B>>", labelloc="t", labeljust="l", fontname=FONT,
+                     fontsize="12", fontcolor="#34414e", **item.style)
             _emit(sub, item, numbers)
 
 
 def _caption(analysis: Analysis) -> str:
-    """The legend under the diagram: name, ends, totals with units, and what the colours mean."""
+    """The caption above the diagram: name, ends, totals with units, and what the colours mean."""
     spec, totals = analysis.spec, analysis.totals
     inputs = ", ".join(shape_text(shape) if name == "input" else f"{name} {shape_text(shape)}"
                        for name, shape in analysis.input_shapes.items())

@@ -146,6 +146,16 @@ def test_collapsed_repeat_is_one_box_with_the_summed_count():
     assert dot.count("->") == 18 - 1
 
 
+def test_a_repeat_holding_the_mistake_stays_open_when_collapsing():
+    # (9-3)/2+1 = 4, then (4-3)/2+1 = 1.5: the second of three strided convs is invalid
+    text = spec_text((1, 9), "repeat: {name: down, times: 3, layers: [{conv: {filters: 1, kernel: 3, stride: 2}}]}")
+    dot = to_dot(archcalc.analyze(archcalc.loads(text), partial=True), collapse_repeats=True)
+    assert "<B>down x3</B>" in dot  # still a cluster, not one box
+    boxes = {re.search(r"<B>(\w+)</B>", line).group(1): re.search(r' color="(#\w+)"', line).group(1)
+             for line in dot.splitlines() if re.match(r"\t+n\d+ \[", line)}  # the layer boxes n0, n1, ...
+    assert list(boxes) == ["conv1", "conv2"] and is_red(boxes["conv2"]) and not is_red(boxes["conv1"])
+
+
 def test_every_input_of_a_branching_graph_is_an_edge():
     spec = archcalc.load(SPECS / "inception.yaml")
     dot = to_dot(archcalc.analyze(spec))
