@@ -202,9 +202,8 @@ def test_diff_alexnet_vs_two_gpu_original():
     conv2 = result.changed[0]
     assert conv2.counts["params"] == (5 * 5 * 96 * 256 + 256, 5 * 5 * 48 * 256 + 256)
     assert conv2.a.output_shape == conv2.b.output_shape == (256, 27, 27)
-    if "macs" in conv2.counts:  # issue 6 part 1: two groups halve a convolution's MACs
-        macs_a, macs_b = conv2.counts["macs"]
-        assert macs_a == 2 * macs_b == 27 * 27 * 256 * 5 * 5 * 96
+    macs_a, macs_b = conv2.counts["macs"]  # two groups halve a convolution's MACs
+    assert macs_a == 2 * macs_b == 27 * 27 * 256 * 5 * 5 * 96
 
 
 def test_diff_matches_by_name_then_position():
