@@ -12,6 +12,7 @@ import click
 
 from .analysis import DTYPE_BYTES
 from .errors import ArchcalcError, SpecError
+from .gcpause import paused_gc
 from .geometry import ROUNDINGS
 from .training import MIXED_PRECISION, OPTIMIZER_STATES
 from .render import DETAILS, RANKDIRS
@@ -25,8 +26,13 @@ def fail(message: str, code: int = EXIT_INVALID):
 
 
 def reports_errors(command):
-    """Turn the library's errors into one clear message and exit code 2, never a traceback."""
+    """Turn the library's errors into one clear message and exit code 2, never a traceback.
+
+    The command runs with the cycle collector paused (see gcpause): reports of big networks
+    build many objects too.
+    """
     @functools.wraps(command)
+    @paused_gc
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
@@ -316,9 +322,10 @@ def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_
     peak memory with the prediction. Exit code 1 if PyTorch disagrees with the analyzer.
     """
     from .backend import report, require_torch
-    from .backend.verify import parse_values, verify
 
     require_torch()
+    from .backend.verify import parse_values, verify
+
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     sample = None if values is None else parse_values(values, analysis.input_shape)
     with _progress(enabled=fmt == "table") as progress:
@@ -345,11 +352,12 @@ def export(spec, output, batch, dtype, input_shape, rounding):
     shapes must equal the analyzer's.
     """
     from .backend import require_torch
-    from .backend.export import export_checked
-    from .backend.plan import make_plan
     from .fileio import write_text
 
     require_torch()
+    from .backend.export import export_checked
+    from .backend.plan import make_plan
+
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     plan = make_plan(analysis)
     write_text(output, export_checked(plan))

@@ -95,7 +95,7 @@ def _variables(plan: Plan) -> dict:
     variables.update((step.name, step.attribute) for step in plan.steps)
     single_input = next(iter(plan.inputs)) if len(plan.inputs) == 1 else None
     values = [single_input, *(step.name for step in plan.steps)]
-    following = [*(step.reads for step in plan.steps), plan.outputs]
+    following = [*(step.reads for step in plan.steps), plan.outputs if len(plan.outputs) == 1 else ()]
     for name, next_reads in zip(values, following):
         if name is not None and uses[name] == 1 and name in next_reads:
             variables[name] = "x"

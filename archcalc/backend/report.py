@@ -1,4 +1,6 @@
-"""The verification report of ``archcalc run``: a table or JSON (formatting only, no torch)."""
+"""The verification report of ``archcalc run`` (a verify.Verification): a table or JSON.
+
+Formatting only; no torch."""
 from __future__ import annotations
 
 import json
@@ -6,13 +8,12 @@ import json
 from ..layers import shape_text
 from ..report import inputs_text
 from ..units import human_bytes
-from .verify import Verification
 
 HEADERS = ("layer", "kind", "analyzer", "PyTorch", "analyzer params", "PyTorch params", "")
 OK, CROSS = "✓", "✗"
 
 
-def print_verification(result: Verification, file=None) -> None:
+def print_verification(result, file=None) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -36,7 +37,7 @@ def print_verification(result: Verification, file=None) -> None:
         console.print(line, markup=False)
 
 
-def summary_lines(result: Verification) -> list[str]:
+def summary_lines(result) -> list[str]:
     totals = result.analysis.totals
     agree = OK if result.ok else CROSS
     lines = [f"params: analyzer {totals.params:,}, PyTorch {result.actual_params:,} "
@@ -62,7 +63,7 @@ def summary_lines(result: Verification) -> list[str]:
     return lines
 
 
-def to_json(result: Verification) -> str:
+def to_json(result) -> str:
     totals = result.analysis.totals
     data = {
         "schema_version": 1,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..analysis import Analysis
 from ..errors import ArchcalcError, SpecError
@@ -100,13 +100,14 @@ class Verification:
 
 
 def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, iterations: int | None = None,
-           values=None, seed: int = 0, progress=None) -> Verification:
+           warmup: int = WARMUP, values=None, seed: int = 0, progress=None) -> Verification:
     """Build the analyzed spec in PyTorch on ``device`` (auto: CUDA if present, else CPU; meta:
     shapes and counts without memory), feed a random batch (or ``values``, one sample: a flat or
     nested list filling the input) and compare every layer with the analyzer.
 
-    ``iterations`` timed runs follow (default 20 on CUDA, none elsewhere) with ``train`` adding
-    forward + backward; ``progress(description, done, total)`` is called as they go.
+    ``iterations`` timed runs follow ``warmup`` untimed ones (default 20 on CUDA, none elsewhere),
+    with ``train`` adding forward + backward; ``progress(description, done, total)`` is called
+    as they go.
     """
     torch = require_torch()
     if analysis.dtype not in TORCH_DTYPES:
@@ -144,7 +145,11 @@ def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, ite
         if train and not any(p.requires_grad for p in parameters):
             notes.append("no training run: no parameter is trainable")
             modes = ("forward",)
-        timings = tuple(_time(torch, model, inputs, mode, count, batch, analysis, target, progress)
+        totals = analysis.totals
+        timings = tuple(replace(measure(model, inputs, mode=mode, iterations=count, warmup=warmup,
+                                        progress=progress),
+                                predicted_bytes=totals.training_bytes_estimate if mode == "train"
+                                else totals.forward_bytes)
                         for mode in modes)
     return Verification(analysis, target.type, _device_name(torch, target), analysis.dtype, tuple(checks),
                         sum(p.numel() for p in parameters),
@@ -246,10 +251,14 @@ def _run_checks(torch, model: Network, plan, inputs, keep_outputs: bool) -> tupl
     return checks, outputs, failure
 
 
-def _time(torch, model: Network, inputs, mode: str, iterations: int, batch: int, analysis, device,
-          progress) -> Timing:
-    """Seconds for ``iterations`` passes after WARMUP untimed ones, synchronised on CUDA, and the
-    peak memory they reached."""
+def measure(model, inputs: tuple, *, mode: str, iterations: int, warmup: int = WARMUP,
+            progress=None) -> Timing:
+    """Time ``iterations`` passes of any module after ``warmup`` untimed ones, synchronised on
+    CUDA, with the peak memory they reached there. ``mode``: forward (inference) or train
+    (forward + backward of the outputs' sum)."""
+    import torch
+
+    device = inputs[0].device
     cuda = device.type == "cuda"
     sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
 
@@ -265,31 +274,26 @@ def _time(torch, model: Network, inputs, mode: str, iterations: int, batch: int,
 
     step = train if mode == "train" else forward
     model.train(mode == "train")
-    total = WARMUP + iterations
+    total = warmup + iterations
     try:
-        for done in range(WARMUP):
+        for done in range(total):
+            if done == warmup:
+                sync()
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats(device)
+                start = time.perf_counter()
             step()
             if progress:
                 progress(mode, done + 1, total)
         sync()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        start = time.perf_counter()
-        for done in range(iterations):
-            step()
-            if progress:
-                progress(mode, WARMUP + done + 1, total)
-        sync()
         seconds = time.perf_counter() - start
     except torch.cuda.OutOfMemoryError:
-        raise ArchcalcError(f"error: the device ran out of memory in the {mode} runs at batch {batch}\n"
-                            f"  hint: lower --batch") from None
+        raise ArchcalcError(f"error: the device ran out of memory in the {mode} runs at batch "
+                            f"{inputs[0].shape[0]}\n  hint: lower --batch") from None
     finally:
         model.eval()
-    totals = analysis.totals
-    return Timing(mode, iterations, seconds, batch,
-                  torch.cuda.max_memory_allocated(device) if cuda else None,
-                  (totals.training_bytes_estimate if mode == "train" else totals.forward_bytes) if cuda else None)
+    return Timing(mode, iterations, seconds, inputs[0].shape[0],
+                  torch.cuda.max_memory_allocated(device) if cuda else None)
 
 
 def _kind(layer) -> str:

@@ -73,9 +73,10 @@ class Layer:
 
     @classmethod
     def from_args(cls, args: dict, implied: dict | None = None) -> "Layer":
-        """Build from the spec's arguments (already a dict); unknown or missing keys raise."""
-        values = dict(implied or {})
-        for key, value in args.items():
+        """Build from the spec's arguments (already a dict) over the ``implied`` defaults; every
+        value goes through its field's converter; unknown or missing keys raise."""
+        values = {}
+        for key, value in {**(implied or {}), **args}.items():
             spec_field = cls.spec_fields.get(key)
             if spec_field is None:
                 valid = list(cls.spec_fields)
