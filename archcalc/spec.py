@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import Location, SpecError
+from .gcpause import paused_gc
 from .layers import ALIASES, REGISTRY, Layer, Steps, lookup
 from .schema import boolean, closest, positive_int, text
 from .yamlsource import Mapping, Sequence, load_file, load_text, location_of
@@ -56,11 +57,13 @@ class Spec:
     inputs: dict = field(default_factory=dict)  # {name: shape}; one entry, "input", unless 'inputs:'
 
 
+@paused_gc
 def load(path: str, params: dict | None = None) -> Spec:
     """Read and validate a spec file; ``params`` override the spec's own ``params:``."""
     return parse(load_file(path), path, params)
 
 
+@paused_gc
 def loads(text_: str, path: str = "<spec>", params: dict | None = None) -> Spec:
     """Read and validate spec text (``path`` is only used in messages)."""
     return parse(load_text(text_, path), path, params)

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from ..backend.recipe import module
 from ..errors import SpecError
-from ..schema import arg, closest, number
+from ..schema import arg, closest, number, shown
 from .base import REGISTRY, Layer, Shape, Steps, register
 
 
@@ -35,10 +35,10 @@ def activation_name(value):
     """The name of a registered activation kind (relu, tanh, ...)."""
     if value is None:
         return None
+    if isinstance(value, str) and issubclass(REGISTRY.get(value, object), Activation):
+        return value
     kinds = [kind for kind, cls in REGISTRY.items() if issubclass(cls, Activation)]
-    if value not in kinds:
-        raise SpecError(f"unknown activation {value!r}", hint=closest(value, kinds))
-    return value
+    raise SpecError(f"unknown activation {shown(value)}", hint=closest(value, kinds))
 
 
 @register("relu")

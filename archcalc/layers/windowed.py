@@ -1,6 +1,7 @@
 """Shared rules of layers that slide a window over spatial axes (convolutions, pools)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..backend.recipe import compact, module
@@ -26,7 +27,9 @@ class Windowed(Layer):
     def stride_value(self):
         return self.stride
 
-    def windows(self, x: Shape) -> list[Window]:
+    # output_shape, formula, notes, macs... each need the windows: built once per (layer, input)
+    @functools.lru_cache(maxsize=64)
+    def windows(self, x: Shape) -> tuple[Window, ...]:
         require_feature_map(x, self.kind)
         rank = spatial_rank(x)
         if rank < 1:
@@ -43,8 +46,8 @@ class Windowed(Layer):
             pads = [(0, 0)] * rank
         else:
             pads = [(p, p) for p in axes(self.padding, rank, "padding")]
-        return [Window(d, f, s, pl, pr, r, self.rounding)
-                for d, f, s, (pl, pr), r in zip(x[1:], kernel, stride, pads, dilation)]
+        return tuple(Window(d, f, s, pl, pr, r, self.rounding)
+                     for d, f, s, (pl, pr), r in zip(x[1:], kernel, stride, pads, dilation))
 
     def checked_windows(self, x: Shape) -> list[Window]:
         """The windows, after raising GeometryError for the first axis that does not tile."""
