@@ -60,7 +60,8 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
 EXTRA_CONVENTIONS = {
     "receptive_field": "per spatial axis, in input pixels: size seen by one unit (padding included), jump "
                        "(effective stride) and start (left edge of the first unit's field, < 0 in the "
-                       "padding); a merge takes its inputs' largest field",
+                       "padding): unit i sees start + i*jump .. + size - 1; a merge takes the union of its "
+                       "inputs' fields; exact through convs and pools, an enclosing bound after an upsampling",
     "training": "weights + gradients + optimizer state (sgd 0, momentum 1, adam/adamw 2 per trainable "
                 "parameter) + batch x (input + every layer's output + the largest layer's output once, "
                 "for its gradient); mixed precision: fp32 master weights, gradients and state, a 16-bit "

@@ -93,7 +93,7 @@ layers:
 
 def test_global_pool_and_flatten_see_everything():
     _, fields = fields_of(spec_text((3, 8, 8), "conv: {filters: 2, kernel: 3}", "globalavgpool", "dense: 2"))
-    assert fields["gap1"] == (AxisField(8, 6, 0),) * 2          # 3 + (6-1)*1 = the 8 input pixels
+    assert fields["gap1"] == (AxisField(8, 0, 0),) * 2          # 3 + (6-1)*1 = the 8 input pixels
     assert fields["fc1"] == fields["gap1"]
 
 
@@ -112,7 +112,7 @@ def test_sequences_have_no_spatial_field():
 def test_every_kind_has_a_field(kind, fragment, input_shape):
     analysis, fields = fields_of(spec_text(input_shape, fragment))
     field = fields[analysis.layers[0].name]
-    assert all(axis.size >= 1 and axis.jump >= 1 for axis in field)
+    assert all(axis.size >= 1 and axis.jump >= 0 for axis in field)
 
 
 def test_cli_columns_and_json():
@@ -125,3 +125,54 @@ def test_cli_columns_and_json():
     assert "receptive_field" in data["conventions"]
     plain = json.loads(runner.invoke(main, ["inspect", str(SPECS / "alexnet.yaml"), "-f", "json"]).output)
     assert "receptive_field" not in plain["layers"][0]
+
+
+ONE_D = [  # 1D layer lists; True: exact (no upsampling), False: an enclosing bound
+    (["conv: {filters: 2, kernel: 3}", "conv: {filters: 2, kernel: 3}", "conv: {filters: 2, kernel: 3}"], True),
+    (["conv: {filters: 2, kernel: 5, stride: 2, padding: 2, rounding: floor}",
+      "avgpool: {kernel: 3, stride: 2, rounding: floor}", "conv: {filters: 2, kernel: 3, dilation: 3, padding: 3}"],
+     True),
+    (["conv: {filters: 2, kernel: 3, padding: 1}", "avgpool: 2", "conv: {filters: 2, kernel: 3, padding: 1}",
+      "upconv: {filters: 2, kernel: 2, stride: 2}", "conv: {filters: 2, kernel: 3, padding: 1}"], False),
+    (["conv: {filters: 2, kernel: 3, stride: 2, padding: 1, rounding: floor}", "avgpool: 2",
+      "upconv: {filters: 2, kernel: 3, stride: 2, padding: 1, output_padding: 1}", "upsample: {scale: 2, mode: linear}",
+      "conv: {filters: 2, kernel: 3, padding: 1}"], False),
+    (["conv: {filters: 2, kernel: 3, padding: 1}", "upsample: 3", "conv: {filters: 2, kernel: 3, padding: 1}"], False),
+]
+
+
+@pytest.mark.parametrize("layers,exact", ONE_D, ids=[" | ".join(row[0]) for row in ONE_D])
+def test_fields_match_pytorchs_gradients(layers, exact):
+    """The input pixels a unit's gradient reaches (weights of 1, so nothing cancels) are its field:
+    exactly through convolutions and pools, within the bound after an upsampling."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    analysis, fields = fields_of(spec_text((2, 96), *layers))
+    modules = []
+    for stats in analysis.layers:
+        layer = stats.layer
+        if stats.kind == "conv":
+            modules.append(nn.Conv1d(2, 2, layer.kernel, layer.stride, layer.padding, layer.dilation))
+        elif stats.kind == "avgpool":
+            modules.append(nn.AvgPool1d(layer.kernel, layer.stride or layer.kernel))
+        elif stats.kind == "convtranspose":
+            modules.append(nn.ConvTranspose1d(2, 2, layer.kernel, layer.stride, layer.padding, layer.output_padding))
+        else:
+            modules.append(nn.Upsample(scale_factor=layer.scale, mode=layer.mode))
+    net = nn.Sequential(*modules).double()
+    for parameter in net.parameters():
+        nn.init.constant_(parameter, 1.0)
+    x = torch.ones(1, 2, 96, dtype=torch.float64, requires_grad=True)
+    y = net(x)
+    assert tuple(y.shape[1:]) == analysis.output_shape
+    field = fields[analysis.layers[-1].name][0]
+    middle = y.shape[-1] // 2
+    for unit in range(middle, middle + 6):
+        x.grad = None
+        y[0, 0, unit].backward(retain_graph=True)
+        reached = torch.nonzero(x.grad[0].sum(0)).flatten().tolist()
+        first, last = field.start + unit * field.jump, field.start + unit * field.jump + field.size - 1
+        if exact:
+            assert (reached[0], reached[-1]) == (first, last)
+        else:
+            assert first <= reached[0] and reached[-1] <= last

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+from ..backend.recipe import compact, module, options
 from ..errors import SpecError
 from ..geometry import transposed_output
 from ..schema import arg, boolean, choice, non_negative_int, per_axis, positive_int, size
@@ -62,6 +63,25 @@ class ConvTranspose(Layer):
         """One bias add per output element."""
         return prod(y) if self.bias else 0
 
+    def receptive_field(self, x: Shape, y: Shape, field: tuple) -> tuple:
+        """Output o reads the inputs i with i*S in [o+P-(F_eff-1), o+P]: at most (F_eff-1)//S + 1
+        of them, from ceil((P-(F_eff-1))/S) for o = 0; the jump shrinks by S."""
+        rank = spatial_rank(x)
+        values = zip(field, *(axes(getattr(self, name), rank, name) for name in ("kernel", "stride", "padding",
+                                                                                   "dilation")))
+        found = tuple(axis.upsampled(s, r * (f - 1) // s + 1, -((r * (f - 1) - p) // s))
+                      for axis, f, s, p, r in values)
+        return found if None not in found else super().receptive_field(x, y, field)
+
+    def to_torch(self, x: Shape):
+        rank = spatial_rank(x)
+        value = {name: compact(axes(getattr(self, name), rank, name))
+                 for name in ("kernel", "stride", "padding", "output_padding", "dilation")}
+        return module(f"nn.ConvTranspose{rank}d", x[0], self.filters, value["kernel"],
+                      **options(stride=(value["stride"], 1), padding=(value["padding"], 0),
+                                output_padding=(value["output_padding"], 0), groups=(self.groups, 1),
+                                bias=(self.bias, True), dilation=(value["dilation"], 1)))
+
     def formula(self, x: Shape, y: Shape) -> str:
         rank = spatial_rank(x)
         per_axis_values = zip(x[1:], y[1:], *(axes(getattr(self, name), rank, name) for name in
@@ -87,6 +107,21 @@ class Upsample(Layer):
             raise SpecError(f"upsample needs a feature map [C, ...], got the flat vector {list(x)}")
         return (x[0], *(d * k for d, k in zip(x[1:], axes(self.scale, rank, "scale"))))
 
+    def to_torch(self, x: Shape):
+        rank = spatial_rank(x)
+        mode = self.mode if self.mode == "nearest" else {1: "linear", 2: "bilinear", 3: "trilinear"}[rank]
+        scale = axes(self.scale, rank, "scale")
+        return module("nn.Upsample", scale_factor=tuple(float(k) for k in scale),
+                      **options(mode=(mode, "nearest")))
+
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """nearest copies (0); linear weighs its 2^d neighbours: a multiply and an add each."""
         return 0 if self.mode == "nearest" else 2 * 2 ** spatial_rank(x) * prod(y)
+
+    def receptive_field(self, x: Shape, y: Shape, field: tuple) -> tuple:
+        """Output o reads input floor(o/k) (nearest), or two neighbours among floor(o/k)-1 .. floor(o/k)+1
+        (linear, PyTorch's align_corners=False); the jump shrinks by the scale k."""
+        reach, first = (1, 0) if self.mode == "nearest" else (3, -1)
+        found = tuple(axis.upsampled(k, reach, first)
+                      for axis, k in zip(field, axes(self.scale, spatial_rank(x), "scale")))
+        return found if None not in found else super().receptive_field(x, y, field)
