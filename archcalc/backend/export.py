@@ -34,13 +34,14 @@ def export_checked(plan: Plan) -> str:
     import torch
 
     from ..errors import ArchcalcError
+    from .verify import sample_inputs
 
     source = render(plan)
     namespace: dict = {}
     exec(compile(source, f"<export of {plan.analysis.spec.path}>", "exec"), namespace)  # noqa: S102 (our own code)
     with torch.device("meta"):
         model = namespace[plan.class_name]()
-        outputs = model(*(torch.empty((1, *shape)) for shape in plan.inputs.values()))
+        outputs = model(*sample_inputs(torch, plan, 1, torch.float32, "meta", None))  # token ids stay integers
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     params = sum(p.numel() for p in model.parameters())
     shapes = [tuple(output.shape[1:]) for output in outputs]

@@ -46,8 +46,59 @@ def preset(module, weight=None, bias=None):
     return module
 
 
+class Recurrent(nn.Module):
+    """A batch-first nn.RNN/LSTM/GRU that returns every step's output (N, T, H*dirs) or, with
+    ``last``, the final hidden state of the top layer (N, H*dirs). An optional second input
+    (N, H) is the initial hidden state of every layer and direction (an encoder's last state)."""
+
+    def __init__(self, cell, last=False):
+        super().__init__()
+        self.cell = cell
+        self.last = last
+
+    def forward(self, sequence, initial=None):
+        directions = 2 if self.cell.bidirectional else 1
+        state = None
+        if initial is not None:
+            hidden = initial.unsqueeze(0).expand(self.cell.num_layers * directions, -1, -1).contiguous()
+            state = (hidden, torch.zeros_like(hidden)) if isinstance(self.cell, nn.LSTM) else hidden
+        outputs, final = self.cell(sequence, state)
+        if not self.last:
+            return outputs
+        hidden = final[0] if isinstance(self.cell, nn.LSTM) else final
+        return torch.cat(tuple(hidden[-directions:]), dim=-1)
+
+    def extra_repr(self):
+        return "last=True" if self.last else ""
+
+
+def single_bias(cell):
+    """``cell`` (nn.RNN/LSTM/GRU) with one bias per gate, as the course writes h = tanh(Wx + Wh + b):
+    PyTorch's second bias vectors (bias_hh_*) become fixed zeros, not parameters."""
+    for name in [name for name, _ in cell.named_parameters() if name.startswith("bias_hh")]:
+        zeros = torch.zeros_like(getattr(cell, name))
+        delattr(cell, name)
+        cell.register_buffer(name, zeros, persistent=False)
+    cell._init_flat_weights()
+    return cell
+
+
+class RepeatVector(nn.Module):
+    """A vector (N, F) fed at each of ``steps`` steps: (N, steps, F)."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = steps
+
+    def forward(self, vector):
+        return vector.unsqueeze(1).expand(-1, self.steps, -1)
+
+    def extra_repr(self):
+        return f"steps={self.steps}"
+
+
 # Recipes name a helper by its Python name; add new helpers here.
-HELPERS = {helper.__name__: helper for helper in (Add, Concat, preset)}
+HELPERS = {helper.__name__: helper for helper in (Add, Concat, preset, Recurrent, single_bias, RepeatVector)}
 
 
 def resolve(name: str):

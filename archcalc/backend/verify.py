@@ -127,7 +127,7 @@ def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, ite
     dtype = getattr(torch, analysis.dtype)
     with torch.device(target):
         model = Network(plan).to(dtype)
-    inputs = _inputs(torch, plan, batch, dtype, target, values)
+    inputs = sample_inputs(torch, plan, batch, dtype, target, values)
     checks, outputs, failure = _run_checks(torch, model, plan, inputs, keep_outputs=values is not None)
     parameters = list(model.parameters())
     notes = []
@@ -206,7 +206,7 @@ def _check_fits(analysis: Analysis, train: bool) -> None:
             f"  hint: --device meta checks every shape and count without memory; or lower --batch")
 
 
-def _inputs(torch, plan, batch: int, dtype, device, values) -> tuple:
+def sample_inputs(torch, plan, batch: int, dtype, device, values) -> tuple:
     """One tensor per network input: ``values`` for a single input, else what its first reader
     accepts (Layer.sample_input)."""
     if values is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..backend.recipe import module, options
 from ..errors import SpecError
 from ..schema import arg, boolean, choice, positive_int
 from .base import Layer, Shape, Steps, counted, register, shape_text
@@ -46,6 +47,7 @@ class Recurrent(Layer):
     main = "hidden"
     merges = True  # (sequence,) or (sequence, initial hidden state)
     gates: ClassVar[int] = 1
+    torch_class: ClassVar[str]
 
     @property
     def directions(self) -> int:
@@ -120,6 +122,20 @@ class Recurrent(Layer):
         factors = [self._sequence(x).steps, self.hidden] + [n for n in (self.directions, self.layers) if n > 1]
         return counted("neurons", "x".join(map(str, factors)), self.neurons(x, y))
 
+    def to_torch(self, x: tuple):
+        """nn.RNN/LSTM/GRU (batch first) in the Recurrent helper, which picks the returned value
+        and takes the optional initial state; ``bias: single`` drops PyTorch's second bias."""
+        cell = module(self.torch_class, self._sequence(x)[1], self.hidden,
+                      **options(num_layers=(self.layers, 1), bias=(bool(self.bias), True),
+                                batch_first=(True, False), bidirectional=(self.bidirectional, False),
+                                **self.torch_options()))
+        if self.bias == "single":
+            cell = module("single_bias", cell)
+        return module("Recurrent", cell, **options(last=(self.returns == "last", False)))
+
+    def torch_options(self) -> dict:
+        return {}
+
     def formula(self, x: tuple, y: Shape) -> str:
         sequence = self._sequence(x)
         parts = [f"{sequence.steps} steps", f"H {self.hidden}"]
@@ -137,6 +153,10 @@ class RNN(Recurrent):
     """Vanilla RNN (Elman): h_t = tanh(W_ih x_t + W_hh h_{t-1} + b)."""
 
     nonlinearity: str = arg(choice("tanh", "relu"), "tanh", "tanh or relu")
+    torch_class = "nn.RNN"
+
+    def torch_options(self) -> dict:
+        return {"nonlinearity": (self.nonlinearity, "tanh")}
 
 
 @register("lstm")
@@ -145,6 +165,7 @@ class LSTM(Recurrent):
     """Long short-term memory: 4 gates (input, forget, cell, output)."""
 
     gates = 4
+    torch_class = "nn.LSTM"
 
 
 @register("gru")
@@ -153,6 +174,7 @@ class GRU(Recurrent):
     """Gated recurrent unit: 3 gates (reset, update, new)."""
 
     gates = 3
+    torch_class = "nn.GRU"
 
 
 @register("embedding", prefix="embed")
@@ -175,6 +197,15 @@ class Embedding(Layer):
     def params(self, x: Shape) -> int:
         return self.vocabulary * self.dim
 
+    def to_torch(self, x: Shape):
+        return module("nn.Embedding", self.vocabulary, self.dim)
+
+    def sample_input(self, x: Shape, batch: int, dtype, device):
+        """Random token ids in [0, vocabulary)."""
+        import torch
+
+        return torch.randint(0, self.vocabulary, (batch, *x), device=device)
+
     def explain_params(self, x: Shape) -> str:
         """One vector of E per token of the vocabulary: V x E."""
         return counted("params", f"{self.vocabulary}x{self.dim}", self.params(x)) + " (a table, V x E)"
@@ -194,3 +225,6 @@ class RepeatVector(Layer):
             raise SpecError(f"repeatvector repeats a flat vector [F], got {shape_text(x)}",
                             hint="flatten or pool the input first")
         return Steps((self.steps, x[0]))
+
+    def to_torch(self, x: Shape):
+        return module("RepeatVector", self.steps)
