@@ -214,7 +214,8 @@ def inputs_text(analysis: Analysis) -> str:
     if len(analysis.spec.inputs) > 1:
         return "inputs " + ", ".join(f"{name} {shape_text(shape)}" for name, shape in analysis.spec.inputs.items())
     text = shape_text(analysis.input_shape)
-    return f"input {text}" + ("" if "(" in text else " (C x H x W)" if len(analysis.input_shape) > 1 else "")
+    layout = {2: " (C x L)", 3: " (C x H x W)", 4: " (C x D x H x W)"}.get(len(analysis.input_shape), "")
+    return f"input {text}" + ("" if "(" in text else layout)
 
 
 def reads_text(stats, previous: str) -> str:
@@ -355,7 +356,7 @@ def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras 
     return buffer.getvalue()
 
 
-RICH_TABLE_ROWS = 1000  # rich measures every cell, ~0.4 ms a row: longer tables are printed plain
+RICH_TABLE_ROWS = 500  # rich measures every cell, ~0.4 ms a row: longer tables are printed plain
 
 
 def plain_table(title: str, columns: tuple, rows) -> str:

@@ -26,7 +26,8 @@ TOP_LEVEL_KEYS = ("name", "description", "params", "input", "inputs", "defaults"
                   "outputs")
 COMMON_KEYS = ("name", "trainable", "inputs")
 INPUT = "input"  # the name by which layers refer to the network's input
-MAX_LAYERS = 1_000_000
+MAX_LAYERS = 200_000  # twice the largest benchmark; building that many takes seconds already
+MAX_BLOCK_NESTING = 100  # blocks using blocks (each expansion is a few Python frames deep)
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,7 @@ class _NodeBuilder:
         self.nodes: list[Node] = []
         self.names: dict[str, Location] = {}
         self.repeats = 0
+        self.expanding: list[str] = []  # the blocks being expanded, outermost first
 
     def build_all(self, entries: Sequence, scope: _Scope) -> None:
         for index, entry in enumerate(entries):
@@ -304,7 +306,8 @@ class _NodeBuilder:
             self._block(kind, args, args_location, location, scope)
             return
         if len(self.nodes) >= MAX_LAYERS:
-            raise SpecError(f"more than {MAX_LAYERS:,} layers", location=location)
+            raise SpecError(f"the spec expands to more than {MAX_LAYERS:,} layers", location=location,
+                            hint="that is the limit: no network has that many; check the repeats' times")
         try:
             cls = lookup(kind)
         except SpecError as exc:
@@ -446,9 +449,15 @@ class _NodeBuilder:
         self.repeats += 1
         label = str(args.get("name") or f"repeat{self.repeats}")
         for iteration in range(1, times + 1):
+            before = len(self.nodes)
             inner = scope.within_repeat(label, iteration)
             self.build_all(body, inner)
             scope.last = inner.last
+            # every iteration has the size of the first: refuse nested repeats that multiply
+            # beyond the limit now, not after building a million layers
+            if iteration == 1 and before + times * (len(self.nodes) - before) > MAX_LAYERS:
+                raise SpecError(f"repeat expands to {times * (len(self.nodes) - before):,} layers; the limit "
+                                f"is {MAX_LAYERS:,}", location=args.value_location("times"))
 
     def _block(self, kind: str, args, args_location: Location, location: Location, scope: _Scope) -> None:
         """One instance of a reusable block: its layers, named '<instance>.<layer>'."""
@@ -479,9 +488,17 @@ class _NodeBuilder:
                              else args_location, instance)
         if len(entry) != 1:
             raise SpecError(f"block {kind} reads one input, got {len(entry)}", location=args_location)
+        if kind in self.expanding or len(self.expanding) >= MAX_BLOCK_NESTING:
+            chain = " -> ".join([*self.expanding[self.expanding.index(kind):], kind]
+                                if kind in self.expanding else [*self.expanding[:3], "...", kind])
+            raise SpecError(f"block {kind} uses itself ({chain})" if kind in self.expanding else
+                            f"blocks nest more than {MAX_BLOCK_NESTING} deep ({chain})",
+                            hint="a block can use other blocks, never itself", location=location)
         inner = _Scope(prefix=instance + ".", group=scope.group + ((instance, 0),), entry=entry[0],
                        params={**self.spec_params, **params}, in_block=True)
+        self.expanding.append(kind)
         self.build_all(definition.layers, inner)
+        self.expanding.pop()
         scope.last = inner.last
 
 
@@ -509,8 +526,10 @@ def _blocks(data: Mapping) -> dict:
                             hint="pick another name", location=raw.key_location(name))
         _check_keys(definition, ("params", "layers"), f"block {name}", location,
                     f"{name}: {{params: {{filters: null}}, layers: [...]}}", required=("layers",))
-        params = definition.get("params") or {}
-        if not isinstance(params, Mapping):
+        params = definition.get("params")
+        if params is None:  # no parameters
+            params = {}
+        elif not isinstance(params, Mapping):
             raise SpecError(f"params of block {name} must map parameter names to defaults (null = required)",
                             location=definition.value_location("params"))
         layers = definition["layers"]
