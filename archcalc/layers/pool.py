@@ -43,11 +43,25 @@ class Pool(Windowed):
         """One operation per value read: each output compares (max) or adds (mean) its F^d window."""
         return prod(y) * prod(axes(self.kernel, spatial_rank(x), "kernel"))
 
+    def inline_padding(self, window: Window, rank: int) -> int:
+        """The most padding PyTorch's pool takes inline on this axis: half the kernel."""
+        return window.kernel // 2
+
     def to_torch(self, x: Shape):
         """nn.MaxPool/AvgPool 1d-3d; Caffe's ceil rounding is PyTorch's ceil_mode."""
         windows = self.windows(x)
         kernel = compact(w.kernel for w in windows)
-        padding, pad = self.torch_padding(x, fill=self.pad_fill, limit=lambda w: w.kernel // 2)
+        padding, pad = self.torch_padding(x, fill=self.pad_fill,
+                                          limit=lambda w: self.inline_padding(w, len(windows)))
+        if pad is not None and self.rounding == "ceil":
+            # an explicit pad is part of the input for ceil_mode, whose last window may then differ
+            for w in windows:
+                padded = Window(w.size + w.pad_left + w.pad_right, w.kernel, w.stride, 0, 0, w.dilation, "ceil")
+                if padded.output != w.output:
+                    raise SpecError(f"PyTorch cannot round this pool up: it needs its padding "
+                                    f"{w.pad_left}+{w.pad_right} as a separate layer, and ceil_mode would "
+                                    f"then give {padded.output} windows instead of {w.output}",
+                                    field="rounding", hint="use 'rounding: floor', or a whole (D-F+2P)/S+1")
         pool = module(f"nn.{self.torch_name}{len(windows)}d", kernel,
                       **options(stride=(compact(w.stride for w in windows), kernel), padding=(padding, 0),
                                 dilation=(compact(w.dilation for w in windows), 1),
@@ -77,6 +91,10 @@ class AvgPool(Pool):
 
     torch_name = "AvgPool"
     pad_fill = 0.0
+
+    def inline_padding(self, window: Window, rank: int) -> int:
+        """PyTorch's AvgPool3d also refuses an input smaller than its kernel, padding or not."""
+        return -1 if rank == 3 and window.size < window.kernel else super().inline_padding(window, rank)
 
     kernel: int | tuple = arg(size, doc="window size F")
     stride: int | tuple | None = arg(size, None, "step S (default: the kernel)")

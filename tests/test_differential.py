@@ -1,0 +1,176 @@
+"""Property-based differential tests: the analyzer against PyTorch on random specs.
+
+Normal runs try 500 specs per property on PyTorch's meta device (shapes only, no memory);
+ARCHCALC_LONG=1 tries 20,000.
+"""
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import archcalc
+from archcalc.backend import verify
+from conftest import spec_text
+
+EXAMPLES = 20_000 if os.environ.get("ARCHCALC_LONG") else 500
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+SIZES = {1: (6, 40), 2: (4, 20), 3: (3, 9)}  # input sizes per spatial rank, small enough to stay fast
+
+
+def per_axis(draw, rank, values):
+    """One value for every axis, or a list with one per axis."""
+    if draw(st.booleans()):
+        return draw(values)
+    return [draw(values) for _ in range(rank)]
+
+
+def listed(value) -> tuple:
+    return tuple(value) if isinstance(value, list) else None
+
+
+# --- D-F-S validity: the analyzer says "invalid" exactly when PyTorch silently floors ---------------
+
+@st.composite
+def windowed_layers(draw):
+    """A conv or pool with random geometry on a random input, and the equivalent torch modules
+    (floor, and ceil_mode for pools), built directly from torch.nn, not through the backend."""
+    rank = draw(st.integers(1, 3))
+    sizes = [draw(st.integers(1, SIZES[rank][1])) for _ in range(rank)]
+    kind = draw(st.sampled_from(["conv", "maxpool", "avgpool"]))
+    kernel = [draw(st.integers(1, 7)) for _ in range(rank)]
+    stride = [draw(st.integers(1, 5)) for _ in range(rank)]
+    dilation = [draw(st.integers(1, 3)) if kind != "avgpool" else 1 for _ in range(rank)]
+    if kind == "conv":
+        padding = [draw(st.integers(0, 4)) for _ in range(rank)]
+        fragment = f"conv: {{filters: 2, kernel: {kernel}, stride: {stride}, padding: {padding}, dilation: {dilation}}}"
+        modules = {"floor": getattr(torch.nn, f"Conv{rank}d")(1, 2, kernel, stride, padding, dilation)}
+    else:
+        padding = [draw(st.integers(0, f // 2)) for f in kernel]  # PyTorch pools take at most F//2
+        if kind == "avgpool" and rank == 3:  # AvgPool3d also wants D >= F (the backend pads explicitly)
+            sizes = [max(d, f) for d, f in zip(sizes, kernel)]
+        extra = f", dilation: {dilation}" if kind == "maxpool" else ""
+        fragment = f"{kind}: {{kernel: {kernel}, stride: {stride}, padding: {padding}{extra}}}"
+        options = {"dilation": dilation} if kind == "maxpool" else {}
+        pool = getattr(torch.nn, f"{'MaxPool' if kind == 'maxpool' else 'AvgPool'}{rank}d")
+        modules = {rounding: pool(kernel, stride, padding, ceil_mode=rounding == "ceil", **options)
+                   for rounding in ("floor", "ceil")}
+    return (1, *sizes), fragment, modules, (kernel, stride, padding, dilation)
+
+
+def pytorch_sizes(module, shape):
+    """The spatial output sizes PyTorch computes, or None when it refuses the geometry."""
+    try:
+        with torch.device("meta"):
+            return tuple(module(torch.empty(1, *shape)).shape[2:])
+    except RuntimeError:
+        return None
+
+
+@SETTINGS
+@given(windowed_layers())
+def test_invalid_exactly_when_pytorch_floors(case):
+    shape, fragment, modules, (kernel, stride, padding, dilation) = case
+    out = pytorch_sizes(modules["floor"], shape)
+    # PyTorch's windows tile the padded input exactly when the last one ends on its edge; a kernel
+    # that does not fit at all, PyTorch refuses
+    pytorch_floors = out is None or any((o - 1) * s + r * (f - 1) + 1 != d + 2 * p
+                                        for o, d, f, s, p, r in zip(out, shape[1:], kernel, stride, padding, dilation))
+    spec = archcalc.loads(spec_text(shape, fragment))
+    try:
+        archcalc.analyze(spec)
+        flagged = False
+    except archcalc.GeometryError:
+        flagged = True
+    assert flagged == pytorch_floors, fragment
+    for rounding, module in modules.items():  # accepted lossy geometry: the same sizes as PyTorch
+        sizes = pytorch_sizes(module, shape)
+        try:
+            ours = archcalc.analyze(spec, rounding=rounding).output_shape[1:]
+        except archcalc.GeometryError:
+            # only a window larger than the whole padded input, which ceil_mode lets hang over
+            assert sizes is None or rounding == "ceil", fragment
+            continue
+        assert ours == sizes, (rounding, fragment)
+
+
+# --- random chains: every layer's shape and parameter count equal PyTorch's --------------------------
+
+@st.composite
+def chains(draw):
+    """A random valid-looking chain of conv/pool/norm layers (1D-3D), maybe flattened into dense."""
+    rank = draw(st.integers(1, 3))
+    low, high = SIZES[rank]
+    channels = draw(st.integers(1, 6))
+    shape = (channels, *(draw(st.integers(low, high)) for _ in range(rank)))
+    layers = []
+    for _ in range(draw(st.integers(1, 5))):
+        choice = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "batchnorm", "layernorm", "lrn",
+                                       "dropout", "relu"]))
+        if choice == "conv":
+            groups = draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))
+            filters = groups * draw(st.integers(1, 3))
+            padding = draw(st.one_of(st.sampled_from(["valid", "same"]), st.integers(0, 3),
+                                     st.lists(st.integers(0, 3), min_size=rank, max_size=rank)))
+            fields = {"filters": filters, "kernel": per_axis(draw, rank, st.integers(1, 5)),
+                      "stride": per_axis(draw, rank, st.integers(1, 3)),
+                      "dilation": per_axis(draw, rank, st.integers(1, 2)), "padding": padding,
+                      "groups": groups, "bias": draw(st.booleans()),
+                      "padding_mode": draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"])),
+                      "rounding": draw(st.sampled_from(["floor", "strict"])),
+                      "activation": draw(st.sampled_from(["null", "relu", "tanh", "gelu"]))}
+            channels = filters
+        elif choice in ("maxpool", "avgpool"):
+            kernel = draw(st.integers(1, 4))
+            fields = {"kernel": kernel, "stride": draw(st.integers(1, 3)),
+                      "padding": draw(st.one_of(st.just("same"), st.integers(0, kernel // 2))),
+                      "rounding": draw(st.sampled_from(["floor", "ceil", "strict"]))}
+            if choice == "maxpool":
+                fields["dilation"] = draw(st.integers(1, 2))
+        elif choice in ("batchnorm", "layernorm"):
+            fields = {"affine": draw(st.booleans())}
+        elif choice == "lrn":
+            fields = {"size": draw(st.integers(1, 5))}
+        else:
+            fields = {}
+        layers.append(f"{choice}: {{{', '.join(f'{k}: {_yaml(v)}' for k, v in fields.items())}}}"
+                      if fields else choice)
+    if draw(st.booleans()):
+        layers.append("flatten")
+        for _ in range(draw(st.integers(1, 2))):
+            layers.append(f"dense: {{units: {draw(st.integers(1, 8))}, bias: {_yaml(draw(st.booleans()))}, "
+                          f"activation: {draw(st.sampled_from(['null', 'relu', 'softmax']))}}}")
+    return shape, layers
+
+
+def _yaml(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@SETTINGS
+@given(chains(), st.integers(1, 3))
+def test_random_chains_agree_with_pytorch_layer_by_layer(chain, batch):
+    shape, layers = chain
+    partial = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), partial=True)
+    valid = layers[:len(partial.layers)]  # up to the first layer the analyzer refuses
+    if not valid:
+        return
+    analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *valid)), batch=batch)
+    try:
+        result = verify(analysis, device="meta")
+    except archcalc.SpecError as exc:  # what PyTorch cannot express is refused, with the reason
+        assert "PyTorch cannot" in exc.message, exc
+        return
+    assert result.ok, (shape, valid, result.disagreements)
+    assert [check.actual_shape for check in result.checks] == [tuple(s.output_shape) for s in analysis.layers]
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_chains_reach_deep(rank):
+    """The generator is not vacuous: a hand-picked chain of each rank passes every layer."""
+    shape = (4, *(SIZES[rank][1],) * rank)
+    layers = ["conv: {filters: 4, kernel: 3, stride: 2, padding: same, groups: 2, padding_mode: reflect}",
+              "maxpool: {kernel: 2, rounding: ceil}", "batchnorm", "flatten", "dense: 3"]
+    result = verify(archcalc.analyze(archcalc.loads(spec_text(shape, *layers))), device="meta")
+    assert result.ok and len(result.checks) == 5
