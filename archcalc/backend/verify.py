@@ -192,34 +192,47 @@ def _device_name(torch, device) -> str:
 
 
 def _check_fits(analysis: Analysis, train: bool) -> None:
-    """Refuse a CPU run the machine's free memory cannot hold (the OS would kill it silently)."""
-    try:
-        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
+    """Refuse a CPU run the machine's available memory cannot hold (the OS would kill it silently)."""
+    free = _available_memory()
+    if free is None:
         return
     totals = analysis.totals
     need = totals.training_bytes_estimate if train else totals.forward_bytes
     if need > free:
         raise ArchcalcError(
             f"error: this run needs about {human_bytes(need)} at batch {analysis.batch} (the analyzer's "
-            f"{'training' if train else 'forward'} memory), but only {human_bytes(free)} is free\n"
+            f"{'training' if train else 'forward'} memory), but only {human_bytes(free)} is available\n"
             f"  hint: --device meta checks every shape and count without memory; or lower --batch")
+
+
+def _available_memory() -> int | None:
+    """Bytes the OS can give without swapping: Linux's MemAvailable, else the free pages."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def sample_inputs(torch, plan, batch: int, dtype, device, values) -> tuple:
     """One tensor per network input: ``values`` for a single input, else what its first reader
     accepts (Layer.sample_input)."""
+    readers = [next(step for step in plan.steps if name in step.reads).stats.layer for name in plan.inputs]
     if values is not None:
         if len(plan.inputs) != 1:
             raise SpecError(f"--values fills one input, but this network has {len(plan.inputs)} "
                             f"({', '.join(plan.inputs)})")
         shape = next(iter(plan.inputs.values()))
-        return (torch.tensor(values, dtype=dtype, device=device).reshape(1, *shape),)
-    tensors = []
-    for name, shape in plan.inputs.items():
-        reader = next(step for step in plan.steps if name in step.reads)
-        tensors.append(reader.stats.layer.sample_input(shape, batch, dtype, device))
-    return tuple(tensors)
+        kind = readers[0].sample_input(shape, 1, dtype, "meta").dtype  # token ids stay integers
+        return (torch.tensor(values, dtype=kind, device=device).reshape(1, *shape),)
+    return tuple(reader.sample_input(shape, batch, dtype, device)
+                 for reader, shape in zip(readers, plan.inputs.values()))
 
 
 def _run_checks(torch, model: Network, plan, inputs, keep_outputs: bool) -> tuple:
