@@ -324,7 +324,7 @@ def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_
     from .backend import report, require_torch
 
     require_torch()
-    from .backend.verify import parse_values, verify
+    from .backend.verification import parse_values, verify
 
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     sample = None if values is None else parse_values(values, analysis.input_shape)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import archcalc  # noqa: E402  (the checkout's archcalc, installed or not)
 from archcalc.backend import build, verify  # noqa: E402
-from archcalc.backend.verify import measure  # noqa: E402
+from archcalc.backend.verification import measure  # noqa: E402
 from archcalc.errors import ArchcalcError  # noqa: E402
 from archcalc.fileio import write_text  # noqa: E402
 from archcalc.units import human_bytes  # noqa: E402

@@ -13,7 +13,7 @@ import archcalc
 from archcalc.backend import build, export_source, verify
 from archcalc.backend.export import export_checked
 from archcalc.backend.plan import make_plan
-from archcalc.backend.verify import parse_values
+from archcalc.backend.verification import parse_values
 from archcalc.cli import main
 from conftest import ROOT, SPECS, spec_text
 from test_layers import LAYER_TABLE

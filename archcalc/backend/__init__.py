@@ -21,8 +21,8 @@ def build(source, *, device=None, dtype=None, seed: int | None = None, **analyze
 
 
 def verify(analysis, **options):
-    """Compile, run and compare with the analyzer; see verify.verify for the options."""
-    from .verify import verify as run_verification
+    """Compile, run and compare with the analyzer; see verification.verify for the options."""
+    from .verification import verify as run_verification
 
     return run_verification(analysis, **options)
 

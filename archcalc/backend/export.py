@@ -34,7 +34,7 @@ def export_checked(plan: Plan) -> str:
     import torch
 
     from ..errors import ArchcalcError
-    from .verify import sample_inputs
+    from .verification import sample_inputs
 
     source = render(plan)
     namespace: dict = {}

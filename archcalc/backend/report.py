@@ -1,4 +1,4 @@
-"""The verification report of ``archcalc run`` (a verify.Verification): a table or JSON.
+"""The verification report of ``archcalc run`` (a verification.Verification): a table or JSON.
 
 Formatting only; no torch."""
 from __future__ import annotations
