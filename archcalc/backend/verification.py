@@ -223,16 +223,20 @@ def _available_memory() -> int | None:
 def sample_inputs(torch, plan, batch: int, dtype, device, values) -> tuple:
     """One tensor per network input: ``values`` for a single input, else what its first reader
     accepts (Layer.sample_input)."""
-    readers = [next(step for step in plan.steps if name in step.reads).stats.layer for name in plan.inputs]
+    def sample(name, shape, batch, device):
+        reader = next((step.stats.layer for step in plan.steps if name in step.reads), None)
+        if reader is None:  # an input no layer reads still takes an argument
+            return torch.randn((batch, *shape), dtype=dtype, device=device)
+        return reader.sample_input(shape, batch, dtype, device)
+
     if values is not None:
         if len(plan.inputs) != 1:
             raise SpecError(f"--values fills one input, but this network has {len(plan.inputs)} "
                             f"({', '.join(plan.inputs)})")
-        shape = next(iter(plan.inputs.values()))
-        kind = readers[0].sample_input(shape, 1, dtype, "meta").dtype  # token ids stay integers
+        name, shape = next(iter(plan.inputs.items()))
+        kind = sample(name, shape, 1, "meta").dtype  # token ids stay integers
         return (torch.tensor(values, dtype=kind, device=device).reshape(1, *shape),)
-    return tuple(reader.sample_input(shape, batch, dtype, device)
-                 for reader, shape in zip(readers, plan.inputs.values()))
+    return tuple(sample(name, shape, batch, device) for name, shape in plan.inputs.items())
 
 
 def _run_checks(torch, model: Network, plan, inputs, keep_outputs: bool) -> tuple:
