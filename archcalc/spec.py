@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import Location, SpecError
 from .gcpause import paused_gc
 from .layers import ALIASES, REGISTRY, Layer, Steps, lookup
-from .schema import boolean, closest, positive_int, text
+from .schema import boolean, closest, positive_int, shown, text
 from .yamlsource import Mapping, Sequence, load_file, load_text, location_of
 
 TOP_LEVEL_KEYS = ("name", "description", "params", "input", "inputs", "defaults", "blocks", "layers",
@@ -162,9 +162,9 @@ def _outputs(data: Mapping, nodes: tuple) -> tuple:
         raise SpecError("outputs must be a layer name or a list of layer names",
                         location=data.value_location("outputs"))
     for index, name in enumerate(names):
-        if name not in known:
+        if not isinstance(name, str) or name not in known:  # a list or mapping here is no name either
             where = names.item_location(index) if isinstance(names, Sequence) else data.value_location("outputs")
-            raise SpecError(f"outputs: no layer is named {name!r}", hint=closest(name, known), location=where)
+            raise SpecError(f"outputs: no layer is named {shown(name)}", hint=closest(name, known), location=where)
     return tuple(names)
 
 
@@ -201,6 +201,7 @@ def parse_input(value, location: Location) -> tuple:
     try:
         return tuple(positive_int(d) for d in value)
     except SpecError as exc:
+        exc.message = f"input size {exc.message}"
         raise exc.located(location) from None
 
 
@@ -383,12 +384,12 @@ class _NodeBuilder:
         for candidate in (scope.prefix + ref + scope.suffix, scope.prefix + ref, ref):
             if candidate in self.names and candidate != name:
                 return candidate
-        known = [n[len(scope.prefix):] for n in self.names if n.startswith(scope.prefix)]
+        known = [n[len(scope.prefix):] for n in self.names if n.startswith(scope.prefix) and n != name]
         extra = "'in' is the block's input" if scope.in_block else \
             f"network inputs: {', '.join(self.network_inputs)}"
         raise SpecError(f"inputs: no earlier layer is named {ref!r}",
-                        hint=f"{closest(ref, known + (['in'] if scope.in_block else list(self.network_inputs)))} "
-                             f"Layers can only read layers written before them (no cycles); {extra}",
+                        hint=f"{closest(ref, known + (['in'] if scope.in_block else list(self.network_inputs)))}; "
+                             f"layers can only read layers written before them (no cycles); {extra}",
                         location=location, layer=name)
 
     network_inputs: tuple = (INPUT,)
@@ -403,11 +404,14 @@ class _NodeBuilder:
             return kind, ({} if args is None else args), entry.value_location(kind)
         if isinstance(entry, Mapping) and len(entry) > 1:
             keys = list(entry)
+            kinds = [key for key in keys[1:] if key in REGISTRY or key in ALIASES or key in self.blocks]
             raise SpecError(f"a layer is one 'kind: arguments' pair, but this one has {len(keys)} keys "
                             f"({', '.join(map(str, keys))})",
-                            hint=f"put the arguments inside the kind: '- {keys[0]}: {{{keys[1]}: ...}}'",
+                            hint=f"each layer is its own list item: write '- {kinds[0]}' on a line of its own"
+                            if kinds else f"put the arguments inside the kind: '- {keys[0]}: {{{keys[1]}: ...}}'",
                             location=location)
-        raise SpecError(f"a layer must be a kind or 'kind: arguments', got {entry!r}",
+        got = "an empty item ('-' alone)" if entry is None else shown(entry)
+        raise SpecError(f"a layer must be a kind or 'kind: arguments', got {got}",
                         hint="e.g. '- flatten' or '- dense: 10' or '- conv: {filters: 6, kernel: 5}'",
                         location=location)
 
@@ -457,7 +461,8 @@ class _NodeBuilder:
             # beyond the limit now, not after building a million layers
             if iteration == 1 and before + times * (len(self.nodes) - before) > MAX_LAYERS:
                 raise SpecError(f"repeat expands to {times * (len(self.nodes) - before):,} layers; the limit "
-                                f"is {MAX_LAYERS:,}", location=args.value_location("times"))
+                                f"is {MAX_LAYERS:,}", hint="repeats inside repeats multiply their times",
+                                location=args.value_location("times"))
 
     def _block(self, kind: str, args, args_location: Location, location: Location, scope: _Scope) -> None:
         """One instance of a reusable block: its layers, named '<instance>.<layer>'."""

@@ -7,6 +7,8 @@ so an error found much later can still point at file:line:column.
 """
 from __future__ import annotations
 
+import codecs
+
 import yaml
 
 from .errors import Location, SpecError
@@ -68,9 +70,21 @@ def load_text(text: str, path: str = "<spec>"):
         problem = exc.problem or exc.context or "malformed YAML"
         lines = text.splitlines()
         line_text = lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
-        hint = "YAML indents with spaces only, never tabs" if "\t" in line_text[: loc.column] else \
-            "check the indentation and that every 'key: value' has a space after the colon"
+        if "\t" in line_text[: loc.column]:
+            hint = "YAML indents with spaces only, never tabs"
+        elif "expected ',' or" in problem:
+            hint = "a '[' or '{' opened before this point is not closed"
+        else:
+            hint = "check the indentation and that every 'key: value' has a space after the colon"
         raise SpecError(f"YAML syntax error: {problem}", hint=hint, location=loc) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses (a control character, NUL...)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        at = text.find(chr(code))  # the first one stopped the reader (libyaml counts bytes, not characters)
+        line = text.count("\n", 0, at) + 1
+        column = at - text.rfind("\n", 0, at)
+        raise SpecError(f"the spec contains the control character U+{code:04X}, which YAML does not allow",
+                        hint="remove it: is the file binary, or saved in another encoding?",
+                        location=Location(path, line, column)) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", location=Location(path, 1, 1)) from None
     if data is None:
@@ -86,15 +100,25 @@ def load_file(path: str):
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"cannot read the spec: {exc.strerror}", location=Location(path, 1, 1)) from None
+    for bom, encoding in _OTHER_BOMS:  # UTF-32's mark starts like UTF-16's: it is tried first
+        if raw.startswith(bom):
+            raise SpecError(f"the spec is encoded in {encoding} (it starts with a {encoding} byte-order mark)",
+                            hint="save the file as UTF-8", location=Location(path, 1, 1))
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise SpecError(f"the spec is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
-                        hint="save the file as UTF-8", location=Location(path, line, 1)) from None
+        column = exc.start - raw.rfind(b"\n", 0, exc.start)
+        byte = raw[exc.start]
+        raise SpecError(f"the spec is not valid UTF-8: byte 0x{byte:02x} cannot start a character here",
+                        hint=f"save the file as UTF-8 (in Latin-1 or Windows-1252, 0x{byte:02x} would be "
+                             f"{bytes([byte]).decode('cp1252', 'replace')!r})",
+                        location=Location(path, line, column)) from None
     return load_text(text, path)
 
 
+_OTHER_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+               (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
 _NO_KEY = object()  # a mapping frame waiting for its next key
 
 
