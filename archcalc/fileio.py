@@ -5,20 +5,35 @@ import os
 import tempfile
 from contextlib import contextmanager
 
+from .errors import ArchcalcError
+
 
 @contextmanager
 def atomic_path(path: str):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    Whatever fails (the writer, a full disk, a missing folder), ``path`` stays as it was and no
+    temporary file is left; an OSError becomes an ArchcalcError that names the file.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=".archcalc-", suffix=os.path.splitext(path)[1], dir=directory)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".archcalc-", suffix=os.path.splitext(path)[1], dir=directory)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
     os.close(fd)
     try:
         yield temporary
         os.chmod(temporary, _mode_for(path))  # mkstemp's 0600 would hide the file from others
         os.replace(temporary, path)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _cannot_write(path: str, exc: OSError) -> ArchcalcError:
+    return ArchcalcError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _mode_for(path: str) -> int:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import archcalc
+from archcalc.fileio import write_text
 from archcalc.render import to_dot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,7 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text, end="")
     if args.save:
-        RESULTS.write_text(text)
+        write_text(str(RESULTS), text)  # atomically, like every archcalc output
 
 
 if __name__ == "__main__":
