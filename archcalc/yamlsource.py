@@ -149,8 +149,7 @@ class _Builder:
         self.path = path
         self.nodes = 0              # values built, aliases counted as what they expand to
         self.anchors = {}           # name -> (value, expanded size, height)
-        self.scalars = {}           # (tag, text) -> value: most values repeat (conv, 3, same)
-        self.tags = {}              # (text, implicit) -> resolved tag
+        self.scalars = {}           # (tag, text, implicit) -> value: most values repeat (conv, 3, same)
         self.resolver = None
 
     def loc(self, event) -> Location:
@@ -168,8 +167,8 @@ class _Builder:
         stack: list[_Frame] = []
         root = None
         documents = 0
-        while loader.check_event():
-            event = loader.get_event()
+        next_event = loader.get_event
+        while (event := next_event()) is not None:
             kind = type(event)
             if kind is yaml.ScalarEvent:
                 self.count(1, event)
@@ -240,17 +239,15 @@ class _Builder:
         return value, size, height
 
     def scalar(self, event):
+        key = (event.tag, event.value, event.implicit)
+        try:
+            return self.scalars[key]
+        except KeyError:
+            pass
         tag = event.tag
         implicit = tag is None or tag == "!"
         if implicit:
-            key = (event.value, event.implicit)
-            tag = self.tags.get(key)
-            if tag is None:
-                tag = self.tags[key] = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
-        try:
-            return self.scalars[tag, event.value]
-        except KeyError:
-            pass
+            tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
         if tag == _MERGE_TAG:
             raise SpecError("YAML merge keys (<<) are not supported in a spec",
                             hint="write the keys out, or put shared layer arguments under 'defaults:'",
@@ -269,7 +266,7 @@ class _Builder:
                             location=self.loc(event)) from None
         if type(value) is int and value.bit_length() > 64:
             raise self.too_large(event)
-        self.scalars[tag, event.value] = value
+        self.scalars[key] = value
         return value
 
     def too_large(self, event) -> SpecError:
@@ -279,7 +276,8 @@ class _Builder:
 
     def place(self, frame: _Frame, value, location: Location, height: int, kind) -> None:
         """Put a finished value into the collection being filled."""
-        frame.height = max(frame.height, height + 1)
+        if height >= frame.height:
+            frame.height = height + 1
         container = frame.value
         if type(container) is Sequence:
             container.append(value)
