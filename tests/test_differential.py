@@ -174,3 +174,70 @@ def test_chains_reach_deep(rank):
               "maxpool: {kernel: 2, rounding: ceil}", "batchnorm", "flatten", "dense: 3"]
     result = verify(archcalc.analyze(archcalc.loads(spec_text(shape, *layers))), device="meta")
     assert result.ok and len(result.checks) == 5
+
+
+# --- random graphs: branches merged by add and concat ------------------------------------------------
+
+@st.composite
+def graphs(draw):
+    """A random DAG: 'same' convolutions (some strided) and pools reading any earlier layer, adds of
+    equal shapes, concats of equal spatial sizes; every layer nobody reads becomes an output.
+    Shapes are tracked here with PyTorch's own rule for 'same' (out = ceil(D/S)) so merges are valid."""
+    rank = draw(st.integers(1, 2))
+    shapes = {"input": (draw(st.integers(1, 4)), *(draw(st.integers(4, 16)) for _ in range(rank)))}
+    layers, read = [], set()
+    for index in range(draw(st.integers(2, 8))):
+        name = f"n{index}"
+        choice = draw(st.sampled_from(["conv", "conv", "pool", "add", "concat"]))
+        names = list(shapes)
+        if choice in ("add", "concat"):
+            first = draw(st.sampled_from(names))
+            match = [n for n in names if n != first and (shapes[n] == shapes[first] if choice == "add"
+                                                         else shapes[n][1:] == shapes[first][1:])]
+            if match:
+                second = draw(st.sampled_from(match))
+                channels = shapes[first][0] + (shapes[second][0] if choice == "concat" else 0)
+                layers.append(f"{choice}: {{inputs: [{first}, {second}], name: {name}}}")
+                shapes[name] = (channels, *shapes[first][1:])
+                read |= {first, second}
+                continue
+            choice = "conv"
+        source = draw(st.sampled_from(names))
+        stride = draw(st.integers(1, 2))
+        spatial = tuple(-(-d // stride) for d in shapes[source][1:])
+        if choice == "conv":
+            filters = draw(st.integers(1, 6))
+            layers.append(f"conv: {{filters: {filters}, kernel: {draw(st.integers(1, 4))}, stride: {stride}, "
+                          f"padding: same, inputs: {source}, name: {name}}}")
+            shapes[name] = (filters, *spatial)
+        else:
+            kind = draw(st.sampled_from(["maxpool", "avgpool"]))
+            layers.append(f"{kind}: {{kernel: {draw(st.integers(1, 3))}, stride: {stride}, padding: same, "
+                          f"inputs: {source}, name: {name}}}")
+            shapes[name] = (shapes[source][0], *spatial)
+        read.add(source)
+    outputs = [name for name in shapes if name != "input" and name not in read]
+    return shapes["input"], layers, outputs
+
+
+@SETTINGS
+@given(graphs())
+def test_random_graphs_agree_with_pytorch_layer_by_layer(graph):
+    shape, layers, outputs = graph
+    text = spec_text(shape, *layers) + f"outputs: [{', '.join(outputs)}]\n"
+    analysis = archcalc.analyze(archcalc.loads(text))
+    result = verify(analysis, device="meta")
+    assert result.ok, (text, result.disagreements)
+    assert [check.actual_shape for check in result.checks] == [tuple(s.output_shape) for s in analysis.layers]
+    assert analysis.output_shapes.keys() == set(outputs)
+
+
+def test_graph_generator_is_not_vacuous():
+    """A hand-written residual + concat graph of the generator's form passes every layer."""
+    layers = ["conv: {filters: 3, kernel: 3, stride: 1, padding: same, inputs: input, name: n0}",
+              "add: {inputs: [n0, input], name: n1}", "conv: {filters: 2, kernel: 1, stride: 2, padding: same, "
+              "inputs: n1, name: n2}", "maxpool: {kernel: 3, stride: 2, padding: same, inputs: n1, name: n3}",
+              "concat: {inputs: [n2, n3], name: n4}"]
+    analysis = archcalc.analyze(archcalc.loads(spec_text((3, 9, 9), *layers)))
+    assert analysis.output_shape == (5, 5, 5)
+    assert verify(analysis, device="meta").ok

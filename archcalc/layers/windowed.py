@@ -46,7 +46,9 @@ class Windowed(Layer):
             pads = [(0, 0)] * rank
         else:
             pads = [(p, p) for p in axes(self.padding, rank, "padding")]
-        return tuple(Window(d, f, s, pl, pr, r, self.rounding)
+        # 'same' promises out = ceil(D/S), even where a kernel smaller than the stride skips inputs
+        rounding = "floor" if self.padding == "same" and self.rounding == "strict" else self.rounding
+        return tuple(Window(d, f, s, pl, pr, r, rounding)
                      for d, f, s, (pl, pr), r in zip(x[1:], kernel, stride, pads, dilation))
 
     def checked_windows(self, x: Shape) -> list[Window]:
@@ -55,7 +57,7 @@ class Windowed(Layer):
         for axis, window in enumerate(windows):
             if not window.fits:
                 raise self._too_big(window, axis, len(windows))
-            if not window.whole and self.rounding == "strict":
+            if not window.whole and window.rounding == "strict":
                 raise self._not_whole(window, axis, len(windows))
         return windows
 
@@ -125,9 +127,10 @@ class Windowed(Layer):
             if w.whole or not w.fits:
                 continue
             if w.rounding == "floor":
-                lost = "only padding, harmless" if w.leftover <= w.pad_right else \
-                    f"{w.leftover - w.pad_right} input {axis_words(rank, axis)} lost"
-                note = ("floor", f"the last {w.leftover} never read ({lost})")
+                lost_inputs = w.leftover - w.pad_right
+                words = axis_words(rank, axis) if lost_inputs > 1 else axis_words(rank, axis)[:-1]
+                lost = "only padding, harmless" if lost_inputs <= 0 else f"{lost_inputs} input {words} lost"
+                note = ("floor" if self.rounding == "floor" else "same", f"the last {w.leftover} never read ({lost})")
             elif w.rounding == "ceil":
                 note = ("ceil", f"the last window hangs {w.stride - w.leftover} past the padded edge")
             else:
