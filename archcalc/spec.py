@@ -97,7 +97,7 @@ def parse(data, path: str, params: dict | None = None) -> Spec:
     builder.build_all(layers, _Scope(entry=next(iter(inputs))))
     nodes = tuple(builder.nodes)
     outputs = _outputs(data, nodes)
-    _check_all_used(nodes, outputs)
+    _check_all_used(nodes, outputs, inputs, data)
     return Spec(name, description, next(iter(inputs.values())), nodes, path, input_location, outputs,
                 inputs)
 
@@ -168,11 +168,17 @@ def _outputs(data: Mapping, nodes: tuple) -> tuple:
     return tuple(names)
 
 
-def _check_all_used(nodes: tuple, outputs: tuple) -> None:
-    """A branch whose result goes nowhere is a mistake, not a silent dead end."""
+def _check_all_used(nodes: tuple, outputs: tuple, inputs: dict, data: Mapping) -> None:
+    """A branch whose result goes nowhere, or an input nothing reads, is a mistake, not a silent
+    dead end."""
     used = set(outputs)
     for node in nodes:
         used.update(node.inputs)
+    for name in inputs:
+        if name not in used:
+            where = data["inputs"].key_location(name) if "inputs" in data else data.value_location("input")
+            raise SpecError(f"no layer reads the input '{name}'",
+                            hint=f"give a layer 'inputs: {name}', or remove it", location=where)
     for node in nodes:
         if node.name not in used:
             raise SpecError(f"the output of layer {node.name} is never used",

@@ -99,3 +99,11 @@ def test_bad_graphs_are_clean_errors(text, message, hint):
     assert info.value.message == message
     assert hint in info.value.hint
     assert info.value.location is not None and info.value.location.path == "graph.yaml"
+
+
+def test_an_input_nothing_reads_is_an_error():
+    text = "inputs: {a: [4], b: [3]}\nlayers:\n  - dense: {units: 2, inputs: a}\n"
+    with pytest.raises(archcalc.SpecError) as info:
+        archcalc.loads(text, "two.yaml")
+    assert info.value.message == "no layer reads the input 'b'"
+    assert (info.value.location.line, info.value.location.column) == (1, 19)
