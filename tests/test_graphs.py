@@ -106,4 +106,4 @@ def test_an_input_nothing_reads_is_an_error():
     with pytest.raises(archcalc.SpecError) as info:
         archcalc.loads(text, "two.yaml")
     assert info.value.message == "no layer reads the input 'b'"
-    assert (info.value.location.line, info.value.location.column) == (1, 19)
+    assert (info.value.location.line, info.value.location.column) == (1, 18)
