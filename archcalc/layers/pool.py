@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
+from math import gcd, prod
 from typing import ClassVar
 
 from ..backend.recipe import compact, module, options, sequence
@@ -154,15 +154,14 @@ class AdaptivePool(Layer):
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One operation per value read, window by window (adaptive windows may overlap)."""
-        return x[0] * prod(sum(end - start for start, end in adaptive_windows(d, out))
-                           for d, out in zip(x[1:], y[1:]))
+        return x[0] * prod(adaptive_extent(d, out)[0] for d, out in zip(x[1:], y[1:]))
 
     def receptive_field(self, x: Shape, y: Shape, field: tuple) -> tuple:
         """Exact when the output divides the input (windows of D/out, stride D/out); otherwise the
         windows vary by one, and the largest window with the largest step gives an upper bound."""
         windows = []
         for d, out in zip(x[1:], y[1:]):
-            largest = max(end - start for start, end in adaptive_windows(d, out))
+            largest = adaptive_extent(d, out)[1]
             windows.append(Window(d, largest, -(-d // out), 0, 0))
         return tuple(axis.through(window) for axis, window in zip(field, windows))
 
@@ -189,6 +188,16 @@ class AdaptiveMaxPool(AdaptivePool):
     torch_name = "AdaptiveMaxPool"
 
     output: int | tuple = arg(size, doc="output size, one number or one per axis")
+
+
+def adaptive_extent(size: int, out: int) -> tuple[int, int]:
+    """(inputs read in all, longest window) of the adaptive windows along one axis, in O(1): an
+    output of 10^9 must not mean 10^9 windows. With q, r = divmod(D, out) and g = gcd(D, out),
+    the windows read D + out - g inputs, and the longest spans q (r = 0), q + 1 (r = g) or q + 2
+    positions (checked against adaptive_windows in tests/test_limits.py)."""
+    q, r = divmod(size, out)
+    g = gcd(size, out)
+    return size + out - g, q if r == 0 else q + 1 if r == g else q + 2
 
 
 def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:

@@ -82,13 +82,13 @@ class Recurrent(Layer):
         return {True: 2, "single": 1, False: 0}[self.bias]
 
     def params(self, x: tuple) -> int:
+        """Per gate and direction: H x in + H x H + biases x H, where in = F for the first layer
+        and H x directions for each of the layers above (in closed form: 10^9 layers count at once)."""
+        def per_gate(width_in: int) -> int:
+            return self.hidden * width_in + self.hidden * self.hidden + self.bias_vectors * self.hidden
         features = self._sequence(x)[1]
-        total = 0
-        for layer in range(self.layers):
-            width_in = features if layer == 0 else self.hidden * self.directions
-            weights = self.hidden * width_in + self.hidden * self.hidden + self.bias_vectors * self.hidden
-            total += self.gates * weights * self.directions
-        return total
+        return self.gates * self.directions * (per_gate(features)
+                                               + (self.layers - 1) * per_gate(self.hidden * self.directions))
 
     def _bias_params(self) -> int:
         return self.layers * self.directions * self.gates * self.bias_vectors * self.hidden
@@ -110,11 +110,10 @@ class Recurrent(Layer):
         features, h = self._sequence(x)[1], self.hidden
         bias = {2: f" + 2x{h}", 1: f" + {h}", 0: ""}[self.bias_vectors]
         factors = "".join(f"{n}x" for n in (self.directions, self.gates) if n > 1)
-        terms = []
-        for layer in range(self.layers):
-            width_in = features if layer == 0 else h * self.directions
-            inner = f"{h}x{width_in} + {h}x{h}{bias}"
-            terms.append(f"{factors}({inner})" if factors else inner)
+        first, above = (f"{factors}({h}x{width_in} + {h}x{h}{bias})" if factors else f"{h}x{width_in} + {h}x{h}{bias}"
+                        for width_in in (features, h * self.directions))
+        repeated = f"{self.layers - 1}x{above}" if factors else f"{self.layers - 1}x({above})"  # layers 2 to n
+        terms = [first] + ([above] if self.layers == 2 else [repeated] if self.layers > 2 else [])
         return counted("params", " + ".join(terms), self.params(x))
 
     def explain_neurons(self, x: tuple, y: Shape) -> str:
