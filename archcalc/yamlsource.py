@@ -100,6 +100,10 @@ def load_file(path: str):
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise SpecError(f"cannot read the spec: {exc.strerror}", location=Location(path, 1, 1)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise SpecError(f"the spec is larger than {MAX_FILE_BYTES:,} bytes",
+                        hint="a network spec is a short file: use repeat and defaults instead of copies",
+                        location=Location(path, 1, 1))
     for bom, encoding in _OTHER_BOMS:  # UTF-32's mark starts like UTF-16's: it is tried first
         if raw.startswith(bom):
             raise SpecError(f"the spec is encoded in {encoding} (it starts with a {encoding} byte-order mark)",
@@ -110,7 +114,7 @@ def load_file(path: str):
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - raw.rfind(b"\n", 0, exc.start)
         byte = raw[exc.start]
-        raise SpecError(f"the spec is not valid UTF-8: byte 0x{byte:02x} cannot start a character here",
+        raise SpecError(f"the spec is not valid UTF-8 (byte 0x{byte:02x})",
                         hint=f"save the file as UTF-8 (in Latin-1 or Windows-1252, 0x{byte:02x} would be "
                              f"{bytes([byte]).decode('cp1252', 'replace')!r})",
                         location=Location(path, line, column)) from None
