@@ -34,7 +34,7 @@ SCALE = 50 if os.environ.get("ARCHCALC_LONG") else 1
 
 
 def fuzz_settings(examples: int):
-    return settings(max_examples=examples * SCALE, deadline=None, database=None,
+    return settings(max_examples=examples * SCALE, deadline=None,
                     suppress_health_check=list(HealthCheck))
 
 
