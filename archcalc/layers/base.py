@@ -268,6 +268,16 @@ def require_feature_map(x: Shape, kind: str) -> None:
                              "and dropout; a 1D signal is declared as input: [channels, length]")
 
 
+def feature_map_rank(x: Shape, kind: str) -> int:
+    """The number of spatial axes of a [C, ...] feature map; a sequence or a flat vector is refused."""
+    require_feature_map(x, kind)
+    if len(x) < 2:
+        raise SpecError(f"{kind} works on spatial axes, but its input {list(x)} is a flat feature vector",
+                        hint="declare the input as [channels, length] (e.g. [1, 100]) for 1D, "
+                             "or drop the flatten before this layer")
+    return len(x) - 1
+
+
 def spatial_rank(x: Shape) -> int:
     """Number of spatial axes after the channel axis: 0 for a feature vector."""
     return len(x) - 1

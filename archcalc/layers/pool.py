@@ -9,7 +9,7 @@ from ..backend.recipe import compact, module, options, sequence
 from ..errors import SpecError
 from ..geometry import ROUNDINGS, Window
 from ..schema import arg, choice, padding, positive_int, size
-from .base import Layer, Shape, axes, register, require_feature_map, spatial_rank
+from .base import Layer, Shape, axes, feature_map_rank, register, spatial_rank
 from .windowed import Windowed
 
 
@@ -109,9 +109,7 @@ class GlobalPool(Layer):
     torch_name: ClassVar[str]  # the adaptive pool that reduces each channel to one value
 
     def output_shape(self, x: Shape) -> Shape:
-        require_feature_map(x, self.kind)
-        if spatial_rank(x) < 1:
-            raise SpecError(f"{self.kind} needs a feature map [C, ...], got the flat vector {list(x)}")
+        feature_map_rank(x, self.kind)
         return (x[0],)
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
@@ -146,10 +144,7 @@ class AdaptivePool(Layer):
     torch_name: ClassVar[str]
 
     def output_shape(self, x: Shape) -> Shape:
-        require_feature_map(x, self.kind)
-        rank = spatial_rank(x)
-        if rank < 1:
-            raise SpecError(f"{self.kind} needs a feature map [C, ...], got the flat vector {list(x)}")
+        rank = feature_map_rank(x, self.kind)
         return (x[0], *axes(self.output, rank, "output"))
 
     def extra_flops(self, x: Shape, y: Shape) -> int:

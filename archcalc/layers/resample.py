@@ -9,7 +9,7 @@ from ..errors import SpecError
 from ..geometry import transposed_output
 from ..schema import arg, boolean, choice, non_negative_int, per_axis, positive_int, size
 from .activation import activation_name
-from .base import Layer, Shape, axes, register, require_feature_map, spatial_rank
+from .base import Layer, Shape, axes, feature_map_rank, register, spatial_rank
 
 
 @register("convtranspose", "upconv", prefix="upconv")
@@ -30,10 +30,7 @@ class ConvTranspose(Layer):
     main = "filters"
 
     def output_shape(self, x: Shape) -> Shape:
-        require_feature_map(x, self.kind)
-        rank = spatial_rank(x)
-        if rank < 1:
-            raise SpecError(f"convtranspose needs a feature map [C, ...], got the flat vector {list(x)}")
+        rank = feature_map_rank(x, self.kind)
         if x[0] % self.groups or self.filters % self.groups:
             raise SpecError(f"groups={self.groups} must divide both the input channels ({x[0]}) and the "
                             f"filters ({self.filters})", field="groups")
@@ -101,10 +98,7 @@ class Upsample(Layer):
     main = "scale"
 
     def output_shape(self, x: Shape) -> Shape:
-        require_feature_map(x, self.kind)
-        rank = spatial_rank(x)
-        if rank < 1:
-            raise SpecError(f"upsample needs a feature map [C, ...], got the flat vector {list(x)}")
+        rank = feature_map_rank(x, self.kind)
         return (x[0], *(d * k for d, k in zip(x[1:], axes(self.scale, rank, "scale"))))
 
     def to_torch(self, x: Shape):

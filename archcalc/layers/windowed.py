@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..backend.recipe import compact, module
 from ..errors import GeometryError, SpecError
 from ..geometry import Window, axis_words, same_padding, valid_alternatives
-from .base import Layer, Shape, axes, label_text, require_feature_map, spatial_rank
+from .base import Layer, Shape, axes, feature_map_rank, label_text, spatial_rank
 
 AXIS_LABELS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 PAD_MODULES = {"zeros": "ZeroPad", "reflect": "ReflectionPad", "replicate": "ReplicationPad",
@@ -30,13 +30,7 @@ class Windowed(Layer):
     # output_shape, formula, notes, macs... each need the windows: built once per (layer, input)
     @functools.lru_cache(maxsize=64)
     def windows(self, x: Shape) -> tuple[Window, ...]:
-        require_feature_map(x, self.kind)
-        rank = spatial_rank(x)
-        if rank < 1:
-            raise SpecError(f"{self.kind} slides over spatial axes, but its input {list(x)} is a flat "
-                            f"feature vector",
-                            hint="declare the input as [channels, length] (e.g. [1, 100]) for 1D, "
-                                 "or drop the flatten before this layer")
+        rank = feature_map_rank(x, self.kind)
         kernel = axes(self.kernel, rank, "kernel")
         stride = axes(self.stride_value(), rank, "stride")
         dilation = axes(self.dilation, rank, "dilation")
