@@ -8,7 +8,7 @@ from typing import ClassVar
 from ..backend.recipe import compact, module, options, sequence
 from ..errors import SpecError
 from ..geometry import ROUNDINGS, Window
-from ..schema import arg, choice, padding, positive_int, size
+from ..schema import arg, choice, padding, size
 from .base import Layer, Shape, axes, feature_map_rank, register, spatial_rank
 from .windowed import Windowed
 

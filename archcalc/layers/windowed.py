@@ -5,7 +5,7 @@ import functools
 from dataclasses import dataclass
 
 from ..backend.recipe import compact, module
-from ..errors import GeometryError, SpecError
+from ..errors import GeometryError
 from ..geometry import Window, axis_words, same_padding, valid_alternatives
 from .base import Layer, Shape, axes, feature_map_rank, label_text, spatial_rank
 
