@@ -5,21 +5,34 @@
     >>> result.totals.params
     62378344
 """
-from .analysis import DTYPE_BYTES, Analysis, LayerStats, Totals, analyze
 from .errors import ArchcalcError, GeometryError, Location, MissingDependency, SpecError
-from .spec import Node, Spec, load, loads
 
 __version__ = "0.1.0"
 
-__all__ = ["DTYPE_BYTES", "Analysis", "ArchcalcError", "GeometryError", "LayerStats", "Location",
-           "MissingDependency", "Node", "Spec", "SpecError", "Totals", "analyze", "load", "loads"]
+# Imported on first use, so `archcalc --help` need not build every layer kind and `import
+# archcalc` never loads torch: name -> (module, attribute).
+_LAZY = {
+    "DTYPE_BYTES": (".choices", "DTYPE_BYTES"),
+    "Analysis": (".analysis", "Analysis"),
+    "LayerStats": (".analysis", "LayerStats"),
+    "Totals": (".analysis", "Totals"),
+    "analyze": (".analysis", "analyze"),
+    "Node": (".spec", "Node"),
+    "Spec": (".spec", "Spec"),
+    "load": (".spec", "load"),
+    "loads": (".spec", "loads"),
+    "build": (".backend", "build"),  # spec -> torch nn.Module
+}
+
+__all__ = ["ArchcalcError", "GeometryError", "Location", "MissingDependency", "SpecError", *_LAZY]
 
 
 def __getattr__(name: str):
-    """``archcalc.build`` (spec -> torch nn.Module) is imported on first use: ``import archcalc``
-    never loads torch."""
-    if name == "build":
-        from .backend import build
+    if name not in _LAZY:
+        raise AttributeError(f"module 'archcalc' has no attribute {name!r}")
+    import importlib
 
-        return build
-    raise AttributeError(f"module 'archcalc' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module, __name__), attribute)
+    globals()[name] = value
+    return value

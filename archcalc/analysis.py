@@ -19,12 +19,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .choices import DTYPE_BYTES
 from .errors import SpecError
 from .gcpause import paused_gc
 from .layers import Steps
 from .spec import INPUT, Node, Spec
 
-DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
 
 
 @dataclass(frozen=True)

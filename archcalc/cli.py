@@ -10,12 +10,10 @@ import sys
 
 import click
 
-from .analysis import DTYPE_BYTES
+from .choices import DETAILS, DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES, RANKDIRS
 from .errors import ArchcalcError, SpecError
 from .gcpause import paused_gc
 from .geometry import ROUNDINGS
-from .training import MIXED_PRECISION, OPTIMIZER_STATES
-from .render import DETAILS, RANKDIRS
 
 EXIT_INVALID = 2
 

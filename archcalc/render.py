@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .analysis import Analysis, LayerStats
+from .choices import DETAILS, RANKDIRS
 from .errors import ArchcalcError, MissingDependency
 from .fileio import atomic_path
 from .layers import Layer, shape_text
@@ -27,8 +28,6 @@ from .spec import Node
 from .units import decimal_bytes, human_bytes
 
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
-RANKDIRS = ("TB", "LR")
-DETAILS = ("compact", "full")
 INSTALL_DOT = ("drawing {fmt} needs Graphviz's 'dot' program: install it with 'apt-get install graphviz', "
                "'brew install graphviz' or 'conda install -c conda-forge graphviz' "
                "(or write .dot: it needs no dot)")

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 from math import prod
 
 from .analysis import DTYPE_BYTES, Analysis
+from .choices import MIXED_PRECISION, OPTIMIZER_STATES
 from .errors import SpecError
 
-OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}  # values kept per trainable parameter
-MIXED_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
 MASTER_BYTES = DTYPE_BYTES["float32"]  # master weights, gradients and optimizer state under mixed precision
 
 
