@@ -87,8 +87,7 @@ def parse(data, path: str, params: dict | None = None) -> Spec:
     inputs, input_location = _network_inputs(data)
     name = _field(data, "name", text, Path(path).stem)
     description = _field(data, "description", lambda v: str(v), "")
-    builder = _NodeBuilder(_defaults(data), _blocks(data), getattr(data, "spec_params", {}))
-    builder.network_inputs = tuple(inputs)
+    builder = _NodeBuilder(_defaults(data), _blocks(data), getattr(data, "spec_params", {}), tuple(inputs))
     layers = data["layers"]
     if not isinstance(layers, Sequence) or not layers:
         raise SpecError("'layers' must be a non-empty list of layers",
@@ -289,8 +288,9 @@ class _Scope:
 class _NodeBuilder:
     """Turns layer entries into Nodes: shorthand, defaults, repeats, blocks, automatic names."""
 
-    def __init__(self, defaults: dict, blocks: dict, spec_params: dict):
+    def __init__(self, defaults: dict, blocks: dict, spec_params: dict, network_inputs: tuple):
         self.defaults = defaults
+        self.network_inputs = network_inputs  # names layers may read at the top level
         self.blocks = blocks
         self.spec_params = spec_params  # blocks see the spec's params under their own
         self.nodes: list[Node] = []
@@ -397,8 +397,6 @@ class _NodeBuilder:
                         hint=f"{closest(ref, known + (['in'] if scope.in_block else list(self.network_inputs)))}; "
                              f"layers can only read layers written before them (no cycles); {extra}",
                         location=location, layer=name)
-
-    network_inputs: tuple = (INPUT,)
 
     def _split(self, entry, location: Location):
         """(kind, args, location of args) from '- kind', '- kind: 3' or '- kind: {...}'."""

@@ -179,10 +179,6 @@ class Layer:
                 shown[name] = value
         return shown
 
-    def describe(self) -> str:
-        """Short text of the key hyper-parameters: 'filters=96 kernel=11 stride=4'."""
-        return " ".join(f"{k}={_short(v)}" for k, v in self.hyperparameters().items())
-
     def label(self, x: Shape) -> str:
         """One line for diagrams, read like the spec's shorthand: the kind, the main argument's
         value (even at its default), then the other non-default settings, the activation last
