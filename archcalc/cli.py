@@ -13,7 +13,7 @@ import click
 from .choices import DETAILS, DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES, RANKDIRS
 from .errors import ArchcalcError, SpecError
 from .gcpause import paused_gc
-from .geometry import ROUNDINGS
+from .layers.geometry import ROUNDINGS
 
 EXIT_INVALID = 2
 
@@ -42,8 +42,8 @@ def reports_errors(command):
 def parse_input_option(ctx, param, value):
     if value is None:
         return None
-    from .spec import parse_input
     from .errors import Location
+    from .spec import parse_input
     try:
         return parse_input(value, Location("--input", 1, 1))
     except SpecError as exc:
@@ -156,7 +156,7 @@ def inspect(spec, fmt, output, receptive_field, train, optimizer, mixed_precisio
     Static: no PyTorch, milliseconds. An invalid D-F-S combination stops with the arithmetic
     and the nearest fixes (exit code 2).
     """
-    from . import report
+    from .views import report
 
     analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     extras = report.extras(analysis, receptive_field=receptive_field, train=train, optimizer=optimizer,
@@ -176,7 +176,7 @@ def inspect(spec, fmt, output, receptive_field, train, optimizer, mixed_precisio
 def _table_text(analysis, baseline, extras=None) -> str:
     import io
 
-    from . import report
+    from .views import report
     buffer = io.StringIO()
     report.print_table(analysis, baseline, file=buffer, extras=extras)
     return buffer.getvalue()
@@ -201,7 +201,7 @@ def render(spec, output, rankdir, detail, collapse_repeats, batch, dtype, input_
     An invalid spec is still drawn, up to and including the layer at fault, in red with the
     arithmetic that fails; then the command exits with code 2.
     """
-    from . import render as drawing
+    from .views import render as drawing
 
     if output != "-":
         drawing.format_of(output)  # a bad extension is refused before any work
@@ -230,7 +230,7 @@ def explain(spec, batch, dtype, input_shape, rounding):
     An invalid spec is explained up to the layer at fault, which is shown with the arithmetic
     that fails and its fixes; then the command exits with code 2.
     """
-    from . import explain as board
+    from .views import explain as board
 
     explanation = board.explain(_load(spec), input_shape=input_shape, batch=batch, dtype=dtype,
                                 rounding=rounding)
@@ -262,7 +262,7 @@ def solve(spec, size_range, fmt, input_shape):
     invalid input, each offending layer is listed with the nearest stride, padding and kernel
     that make its D-F-S combination whole. Exit code 0 either way (2 for an unreadable spec).
     """
-    from . import solve as solver
+    from .views import solve as solver
 
     solution = solver.solve(_load(spec), input_shape=input_shape, low=size_range[0], high=size_range[1])
     if fmt == "json":
@@ -285,8 +285,8 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
 
     Layers are matched by name, then the remaining ones by position. The options apply to both.
     """
-    from . import diff as compare
     from .analysis import analyze
+    from .views import diff as compare
 
     a, b = (analyze(_load(path), input_shape=input_shape, batch=batch, dtype=dtype, rounding=rounding)
             for path in (spec_a, spec_b))
@@ -319,7 +319,8 @@ def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_
     On CUDA it also times the forward pass (and forward + backward with --train) and compares the
     peak memory with the prediction. Exit code 1 if PyTorch disagrees with the analyzer.
     """
-    from .backend import report, require_torch
+    from .backend import require_torch
+    from .views import runreport as report
 
     require_torch()
     from .backend.verification import parse_values, verify

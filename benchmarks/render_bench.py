@@ -3,7 +3,7 @@
     python benchmarks/render_bench.py                 # print the table
     python benchmarks/render_bench.py --save          # and write benchmarks/results/render_bench.md
 
-Our share is load + analyze + building the graph and its DOT text (archcalc.render.to_dot);
+Our share is load + analyze + building the graph and its DOT text (archcalc.views.render.to_dot);
 `dot -Tsvg` is timed apart, for scale, because it is Graphviz's work, not ours. The whole
 command writing a .dot file (no Graphviz run) adds Python's start-up and imports. Each figure
 is the median of --runs runs (the slowest beside it).
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import archcalc
 from archcalc.fileio import write_text
-from archcalc.render import to_dot
+from archcalc.views.render import to_dot
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ("vgg16.yaml", "resnet50.yaml")  # the target, and a large branching graph

@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import archcalc  # noqa: E402  (the checkout's archcalc, installed or not)
+from archcalc.analysis.memory import training_memory  # noqa: E402
 from archcalc.backend import build, verify  # noqa: E402
 from archcalc.backend.verification import measure  # noqa: E402
 from archcalc.errors import ArchcalcError  # noqa: E402
 from archcalc.fileio import write_text  # noqa: E402
-from archcalc.training import training_memory  # noqa: E402
 from archcalc.units import human_bytes  # noqa: E402
 
 VGG16_LAYERS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]

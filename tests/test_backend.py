@@ -8,6 +8,8 @@ import textwrap
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import ROOT, SPECS, spec_text
+from test_layers import LAYER_TABLE
 
 import archcalc
 from archcalc.backend import build, export_source, verify
@@ -15,8 +17,6 @@ from archcalc.backend.export import export_checked
 from archcalc.backend.plan import make_plan
 from archcalc.backend.verification import parse_values
 from archcalc.cli import main
-from conftest import ROOT, SPECS, spec_text
-from test_layers import LAYER_TABLE
 
 ALL_SPECS = sorted(SPECS.glob("*.yaml"))
 CPU_BYTES = 300 * 10**6  # specs lighter than this also run on the CPU; every spec runs on meta
@@ -268,8 +268,8 @@ def test_run_table_and_json():
 
 
 def test_a_disagreement_exits_1_naming_the_layer_and_number(monkeypatch, tmp_path):
-    from archcalc.backend.recipe import module
     from archcalc.layers.dense import Dense
+    from archcalc.layers.recipe import module
 
     monkeypatch.setattr(Dense, "to_torch", lambda self, x: module("nn.Linear", x[-1], self.units + 1))
     spec = tmp_path / "s.yaml"
@@ -281,8 +281,8 @@ def test_a_disagreement_exits_1_naming_the_layer_and_number(monkeypatch, tmp_pat
 
 
 def test_pytorch_refusing_a_layer_exits_1(monkeypatch, tmp_path):
-    from archcalc.backend.recipe import module
     from archcalc.layers.dense import Dense
+    from archcalc.layers.recipe import module
 
     monkeypatch.setattr(Dense, "to_torch", lambda self, x: module("nn.Linear", x[-1] + 1, self.units))
     spec = tmp_path / "s.yaml"

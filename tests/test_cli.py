@@ -7,9 +7,9 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT, SPECS
 
 from archcalc.cli import main
-from conftest import ROOT, SPECS
 
 
 def run(*args):

@@ -3,12 +3,12 @@ counter, and each kind's stated FLOP rule."""
 import json
 
 import pytest
-
-import archcalc
-from archcalc.cli import main
 from click.testing import CliRunner
 from conftest import SPECS, spec_text
 from test_layers import LAYER_TABLE
+
+import archcalc
+from archcalc.cli import main
 
 
 def analyzed(name, **options):

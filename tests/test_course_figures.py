@@ -1,8 +1,8 @@
 """Every figure the course (../shared/seed, IFT 780, P.-M. Jodoin) gives, from the shipped specs."""
 import pytest
+from conftest import SPECS
 
 import archcalc
-from conftest import SPECS
 
 # (spec, params, neurons, output shape) -- numbers from the course's slides
 COURSE = [

@@ -7,12 +7,12 @@ import os
 
 import pytest
 import torch
+from conftest import spec_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import archcalc
 from archcalc.backend import verify
-from conftest import spec_text
 
 EXAMPLES = 20_000 if os.environ.get("ARCHCALC_LONG") else 500
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

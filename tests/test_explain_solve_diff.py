@@ -6,14 +6,14 @@ import subprocess
 import sys
 
 import pytest
-
-import archcalc
-from archcalc.diff import diff
-from archcalc.explain import explain, render_text
-from archcalc.solve import Progression, progressions, solve
 from conftest import ROOT, SPECS, spec_text
 from test_cli import run, write
 from test_layers import LAYER_TABLE
+
+import archcalc
+from archcalc.views.diff import diff
+from archcalc.views.explain import explain, render_text
+from archcalc.views.solve import Progression, progressions, solve
 
 SIGNAL_F5_S3 = spec_text([1, 9], "conv: {filters: 1, kernel: 5, stride: 3}")  # "Combinaison D-F-S invalide"
 

@@ -5,11 +5,11 @@ import os
 
 import pytest
 from click.testing import CliRunner
+from conftest import SPECS
 
 from archcalc import ArchcalcError
 from archcalc.cli import main
 from archcalc.fileio import atomic_path, write_text
-from conftest import SPECS
 
 
 def test_a_writer_that_fails_half_way_leaves_nothing(tmp_path):

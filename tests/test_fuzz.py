@@ -20,15 +20,15 @@ from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
+from conftest import ROOT, SPECS
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import archcalc
-from archcalc import report
 from archcalc.cli import main
 from archcalc.layers import ALIASES, REGISTRY
-from archcalc.spec import TOP_LEVEL_KEYS
-from conftest import ROOT, SPECS
+from archcalc.spec.model import TOP_LEVEL_KEYS
+from archcalc.views import report
 
 SCALE = 50 if os.environ.get("ARCHCALC_LONG") else 1
 

@@ -1,9 +1,9 @@
 """The one size rule (D-F+2P)/S+1, on the course's worked examples."""
 import pytest
+from conftest import spec_text
 
 import archcalc
-from archcalc.geometry import Window, same_padding, valid_alternatives
-from conftest import spec_text
+from archcalc.layers.geometry import Window, same_padding, valid_alternatives
 
 
 @pytest.mark.parametrize("kernel,stride,expected", [

@@ -1,8 +1,8 @@
 """Branching networks: published parameter counts, blocks, and clean errors for bad graphs."""
 import pytest
+from conftest import SPECS
 
 import archcalc
-from conftest import SPECS
 
 # torchvision's model tables (weights' num_params); v1.5 puts the stride on the 3x3
 PUBLISHED = [

@@ -2,11 +2,11 @@
 import json
 
 from click.testing import CliRunner
+from conftest import spec_text
 
 import archcalc
+from archcalc.analysis.im2col import unrolled_layers
 from archcalc.cli import main
-from archcalc.im2col import unrolled_layers
-from conftest import spec_text
 
 
 def unrolled(input_shape, fragment, **options):

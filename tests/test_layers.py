@@ -4,10 +4,10 @@ Expected parameter counts follow PyTorch's module for the same layer (nn.Conv2d,
 test_backend.py checks the same table against PyTorch itself.
 """
 import pytest
+from conftest import spec_text
 
 import archcalc
 from archcalc.layers import REGISTRY
-from conftest import spec_text
 
 LAYER_TABLE = [
     # kind, fragment, input, output, params

@@ -8,11 +8,11 @@ from math import gcd
 
 import pytest
 from click.testing import CliRunner
+from conftest import spec_text
 
 import archcalc
 from archcalc.cli import main
 from archcalc.layers.pool import adaptive_extent, adaptive_windows
-from conftest import spec_text
 
 
 def test_adaptive_extent_is_the_windows_closed_form():

@@ -4,11 +4,11 @@ import io
 import time
 
 import pytest
+from conftest import SPECS, spec_text
 from rich.console import Console
 
 import archcalc
-from archcalc import report
-from conftest import SPECS, spec_text
+from archcalc.views import report
 
 
 @pytest.mark.parametrize("name,options", [("alexnet", {}), ("vgg16", {"batch": 2}), ("lenet5", {}),

@@ -3,12 +3,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
-import archcalc
-from archcalc.cli import main
-from archcalc.receptive import AxisField, receptive_fields
 from conftest import SPECS, spec_text
 from test_layers import LAYER_TABLE
+
+import archcalc
+from archcalc.analysis.receptive import receptive_fields
+from archcalc.cli import main
+from archcalc.layers.receptive import AxisField
 
 
 def fields_of(text_or_name, **options):

@@ -1,9 +1,9 @@
 """Sequences and recurrent layers: the course's character models, translation and captioning."""
 import pytest
+from conftest import SPECS, spec_text
 
 import archcalc
 from archcalc.layers import Steps
-from conftest import SPECS, spec_text
 
 
 def test_char_rnn_masse():

@@ -9,15 +9,15 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT, SPECS, spec_text
+from test_layers import LAYER_TABLE
 
 import archcalc
 from archcalc.cli import main
 from archcalc.layers import shape_text
-from conftest import ROOT, SPECS, spec_text
-from test_layers import LAYER_TABLE
 
 pytest.importorskip("graphviz", reason="the Python package graphviz is needed to draw (pip install graphviz)")
-from archcalc.render import to_digraph, to_dot  # noqa: E402  (after the skip: it needs graphviz to draw)
+from archcalc.views.render import to_digraph, to_dot  # noqa: E402  (after the skip: it needs graphviz to draw)
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
                                reason="Graphviz's dot program is not installed (apt-get install graphviz; "

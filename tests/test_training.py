@@ -1,13 +1,13 @@
-"""Training memory (the stated model of archcalc/training.py) and the largest batch that fits."""
+"""Training memory (the stated model of archcalc/analysis/memory.py) and the largest batch that fits."""
 import json
 
 import pytest
 from click.testing import CliRunner
+from conftest import SPECS, spec_text
 
 import archcalc
+from archcalc.analysis.memory import inference_max_batch, max_batch, training_memory
 from archcalc.cli import main
-from archcalc.training import inference_max_batch, max_batch, training_memory
-from conftest import SPECS, spec_text
 
 TINY = spec_text((10,), "dense: 5")  # 55 params; input 10 + output 5 values per sample
 

@@ -1,6 +1,6 @@
 """``archcalc export``: the network as readable PyTorch source that needs only torch.
 
-The source is printed from the same plan the backend builds and verifies (see recipe.py),
+The source is printed from the same plan the backend builds and verifies (see layers/recipe.py),
 and ``export_checked`` executes it on the meta device before anything is written.
 """
 from __future__ import annotations

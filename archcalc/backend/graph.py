@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from .modules import construct
 from .plan import Plan, make_plan
 
 
@@ -19,7 +20,7 @@ class Network(nn.Module):
         self.output_names = tuple(plan.outputs)
         self.layer_names = tuple(step.name for step in plan.steps)
         for step in plan.steps:
-            layer = step.recipe.build()
+            layer = construct(step.recipe)
             if not step.stats.node.trainable:
                 layer.requires_grad_(False)
             self.add_module(step.attribute, layer)

@@ -106,3 +106,15 @@ def resolve(name: str):
     if name.startswith("nn."):
         return getattr(nn, name[len("nn."):])
     return HELPERS[name]
+
+
+def construct(recipe):
+    """The torch module (or whatever the constructor returns) a layers.recipe.Recipe describes."""
+    from ..layers.recipe import Recipe
+
+    def built(value):
+        return construct(value) if isinstance(value, Recipe) else value
+
+    constructor = resolve(recipe.name)
+    return constructor(*[built(value) for value in recipe.args],
+                       **{key: built(value) for key, value in recipe.kwargs})

@@ -13,8 +13,8 @@ from pathlib import Path
 from ..analysis import Analysis, LayerStats, analyze
 from ..errors import SpecError
 from ..layers import lookup
+from ..layers.recipe import Recipe, sequence
 from ..spec import INPUT, Spec, load
-from .recipe import Recipe, sequence
 
 
 @dataclass(frozen=True)

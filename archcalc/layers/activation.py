@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from math import prod
 from typing import ClassVar
 
-from ..backend.recipe import module
 from ..errors import SpecError
-from ..schema import arg, closest, number, shown
-from .base import REGISTRY, Layer, Shape, Steps, register
+from .arguments import arg, closest, number, shown
+from .base import REGISTRY, Layer, register
+from .recipe import module
+from .shapes import Shape, Steps
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,24 +13,9 @@ from math import prod
 from typing import ClassVar
 
 from ..errors import SpecError
-from ..receptive import Field, covering, spatial_axes
-from ..schema import closest
-
-Shape = tuple  # channels first, no batch: (F,) | (C, L) | (C, H, W) | (C, D, H, W) | Steps
-
-
-class Steps(tuple):
-    """The shape of a sequence, per sample: (T, F) = T steps of F features, or (T,) = T token ids.
-
-    A distinct type so a [C, L] signal and a [T, F] sequence are never confused.
-    """
-
-    @property
-    def steps(self) -> int:
-        return self[0]
-
-    def __repr__(self) -> str:
-        return f"Steps({tuple(self)!r})"
+from .arguments import closest
+from .receptive import Field, covering, spatial_axes
+from .shapes import Shape, Steps
 
 REGISTRY: dict[str, type["Layer"]] = {}
 ALIASES: dict[str, str] = {}
@@ -138,7 +123,7 @@ class Layer:
         return 2 * self.macs(x, y) + self.extra_flops(x, y) + (prod(y) if self.activation else 0)
 
     def receptive_field(self, x: Shape, y: Shape, field: Field) -> Field:
-        """The receptive field of this layer's output (see archcalc/receptive.py), given ``field``,
+        """The receptive field of this layer's output (see layers/receptive.py), given ``field``,
         its input's (the widest of them for a merge). Default: a layer that keeps the spatial
         sizes keeps the field; one that changes them (flatten, a global pool) sees its whole input:
         exact for those, an upper bound for a new kind that slides a window and should say so."""

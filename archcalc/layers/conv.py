@@ -5,13 +5,14 @@ from dataclasses import dataclass
 from math import prod
 from typing import ClassVar
 
-from ..backend.recipe import compact, module, options, sequence
 from ..errors import SpecError
-from ..geometry import ROUNDINGS
-from ..im2col import Unrolled
-from ..schema import arg, choice, padding, positive_int, size
 from .activation import activation_name
-from .base import Shape, axes, counted, register, spatial_rank
+from .arguments import arg, choice, padding, positive_int, size
+from .base import axes, counted, register, spatial_rank
+from .geometry import ROUNDINGS
+from .im2col import Unrolled
+from .recipe import compact, module, options, sequence
+from .shapes import Shape
 from .values import bias_values, check_values, numbers, preset
 from .windowed import Windowed
 

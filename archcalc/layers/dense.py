@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from ..backend.recipe import module, options
 from ..errors import SpecError
-from ..schema import arg, positive_int, probability
 from .activation import activation_name
-from .base import Layer, Shape, Steps, counted, register, shape_text
+from .arguments import arg, positive_int, probability
+from .base import Layer, counted, register, shape_text
+from .recipe import module, options
+from .shapes import Shape, Steps
 from .values import bias_values, check_values, numbers, preset
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from ..backend.recipe import module
 from ..errors import SpecError
-from ..schema import arg, non_negative_int
+from .arguments import arg, non_negative_int
 from .base import Layer, register, shape_text
+from .recipe import module
 
 
 @register("add")

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from ..backend.recipe import module, options
 from ..errors import SpecError
-from ..schema import arg, boolean, number, positive_int, positive_number
-from .base import Layer, Shape, Steps, counted, register, require_feature_map, spatial_rank
+from .arguments import arg, boolean, number, positive_int, positive_number
+from .base import Layer, counted, register, require_feature_map, spatial_rank
+from .recipe import module, options
+from .shapes import Shape, Steps
 
 
 @register("batchnorm", prefix="bn")

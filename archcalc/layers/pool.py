@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from math import gcd, prod
 from typing import ClassVar
 
-from ..backend.recipe import compact, module, options, sequence
 from ..errors import SpecError
-from ..geometry import ROUNDINGS, Window
-from ..schema import arg, choice, padding, size
-from .base import Layer, Shape, axes, feature_map_rank, register, spatial_rank
+from .arguments import arg, choice, padding, size
+from .base import Layer, axes, feature_map_rank, register, spatial_rank
+from .geometry import ROUNDINGS, Window
+from .recipe import compact, module, options, sequence
+from .shapes import Shape
 from .windowed import Windowed
 
 

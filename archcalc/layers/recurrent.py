@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..backend.recipe import module, options
 from ..errors import SpecError
-from ..schema import arg, boolean, choice, positive_int
-from .base import Layer, Shape, Steps, counted, register, shape_text
+from .arguments import arg, boolean, choice, positive_int
+from .base import Layer, counted, register, shape_text
+from .recipe import module, options
+from .shapes import Shape, Steps
 
 
 def bias_form(value):

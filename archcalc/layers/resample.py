@@ -4,12 +4,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from ..backend.recipe import compact, module, options
 from ..errors import SpecError
-from ..geometry import transposed_output
-from ..schema import arg, boolean, choice, non_negative_int, per_axis, positive_int, size
 from .activation import activation_name
-from .base import Layer, Shape, axes, feature_map_rank, register, spatial_rank
+from .arguments import (
+    arg,
+    boolean,
+    choice,
+    non_negative_int,
+    per_axis,
+    positive_int,
+    size,
+)
+from .base import Layer, axes, feature_map_rank, register, spatial_rank
+from .geometry import transposed_output
+from .recipe import compact, module, options
+from .shapes import Shape
 
 
 @register("convtranspose", "upconv", prefix="upconv")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from math import prod
 
-from ..backend.recipe import Recipe, module, options
 from ..errors import SpecError
-from ..schema import boolean
+from .arguments import boolean
+from .recipe import Recipe, module, options
 
 
 def numbers(value):

@@ -4,10 +4,11 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from ..backend.recipe import compact, module
 from ..errors import GeometryError
-from ..geometry import Window, axis_words, same_padding, valid_alternatives
-from .base import Layer, Shape, axes, feature_map_rank, label_text, spatial_rank
+from .base import Layer, axes, feature_map_rank, label_text, spatial_rank
+from .geometry import Window, axis_words, same_padding, valid_alternatives
+from .recipe import compact, module
+from .shapes import Shape
 
 AXIS_LABELS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 PAD_MODULES = {"zeros": "ZeroPad", "reflect": "ReflectionPad", "replicate": "ReplicationPad",

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .analysis import DTYPE_BYTES, Analysis, analyze, as_analyzed
-from .errors import GeometryError, SpecError
-from .layers import shape_text
-from .spec import INPUT, Node, Spec
-from .units import human_bytes
+from ..analysis.walk import Analysis, analyze, as_analyzed
+from ..choices import DTYPE_BYTES
+from ..errors import GeometryError, SpecError
+from ..layers import shape_text
+from ..spec import INPUT, Node, Spec
+from ..units import human_bytes
 
 MAX_TERMS = 16  # a total written as a sum of more non-zero terms than this is given as the sum alone
 

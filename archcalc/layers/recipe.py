@@ -1,8 +1,8 @@
 """Recipes: how to construct a PyTorch module, written as plain data (no torch here).
 
 A layer's ``to_torch(x)`` returns a Recipe, not a module. The backend builds the module from
-it and ``archcalc export`` prints the very same recipe as Python source, so the exported code
-constructs exactly the model that ``archcalc run`` verified:
+it (backend/modules.py, ``construct``) and ``archcalc export`` prints the very same recipe as
+Python source, so the exported code constructs exactly the model that ``archcalc run`` verified:
 
     module("nn.Conv2d", 3, 96, 11, stride=4)
       built:   torch.nn.Conv2d(3, 96, 11, stride=4)
@@ -24,14 +24,6 @@ class Recipe:
     name: str
     args: tuple = ()
     kwargs: tuple = ()  # (keyword, value) pairs, in order
-
-    def build(self):
-        """The torch module (or whatever the constructor returns); imports torch."""
-        from . import modules
-
-        constructor = modules.resolve(self.name)
-        args = [_built(value) for value in self.args]
-        return constructor(*args, **{key: _built(value) for key, value in self.kwargs})
 
     def source(self) -> str:
         """Python source that constructs the same module: 'nn.Conv2d(3, 96, 11, stride=4)'."""
@@ -90,7 +82,3 @@ def literal(value) -> str:
     if isinstance(value, list):
         return f"[{', '.join(literal(v) for v in value)}]"
     return repr(value)
-
-
-def _built(value):
-    return value.build() if isinstance(value, Recipe) else value

@@ -19,12 +19,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .choices import DTYPE_BYTES
-from .errors import SpecError
-from .gcpause import paused_gc
-from .layers import Steps
-from .spec import INPUT, Node, Spec
-
+from ..choices import DTYPE_BYTES
+from ..errors import SpecError
+from ..gcpause import paused_gc
+from ..layers import Steps
+from ..spec import INPUT, Node, Spec
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,3 @@ class Unrolled:
     def column_bytes(self, batch: int, dtype_bytes: int) -> int:
         """The column buffer im2col allocates, in bytes."""
         return self.column_elements(batch) * dtype_bytes
-
-
-def unrolled_layers(analysis) -> list:
-    """[(LayerStats, Unrolled)] for every layer that is a matrix product (the convolutions)."""
-    found = []
-    for stats in analysis.layers:
-        unrolled = stats.layer.unrolled(stats.input_shape, stats.output_shape)
-        if unrolled is not None:
-            found.append((stats, unrolled))
-    return found

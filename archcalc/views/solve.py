@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .analysis import analyze
-from .errors import GeometryError, Location, SpecError
+from ..analysis import analyze
+from ..errors import GeometryError, Location, SpecError
+from ..layers import Steps, shape_text
+from ..layers.geometry import valid_alternatives
+from ..layers.windowed import AXIS_LABELS
+from ..spec import Spec
 from .explain import failed_layer
-from .geometry import valid_alternatives
-from .layers import Steps, shape_text
-from .layers.windowed import AXIS_LABELS
-from .spec import Spec
 
 DEFAULT_RANGE = (1, 1024)
 MAX_CANDIDATES = 100_000  # sizes tried per axis: about a second per thousand for a deep network

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .geometry import Window
+from .shapes import Steps
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,6 @@ Field = tuple  # one AxisField per spatial axis; () where there are none (vector
 
 def spatial_axes(shape) -> tuple:
     """The spatial sizes of a feature map [C, ...]; () for a flat vector or a sequence."""
-    from .layers.base import Steps  # local: the layers import this module
-
     return () if isinstance(shape, Steps) else tuple(shape[1:])
 
 
@@ -95,27 +94,3 @@ def widest(fields: list) -> Field:
         start = min(f.start for f in candidates)
         merged.append(AxisField(max(f.start + f.size for f in candidates) - start, candidates[0].jump, start))
     return tuple(merged)
-
-
-def receptive_fields(analysis) -> dict:
-    """{layer name: Field of its output} for every analyzed layer, in spec order.
-
-    Each kind's rule is its ``Layer.receptive_field(x, y, field)``.
-    """
-    fields = {name: input_field(shape) for name, shape in analysis.input_shapes.items()}
-    for stats in analysis.layers:
-        field = widest([fields[name] for name in stats.node.inputs])
-        fields[stats.name] = stats.layer.receptive_field(stats.input_shape, stats.output_shape, field)
-    return {stats.name: fields[stats.name] for stats in analysis.layers}
-
-
-def field_text(field: Field) -> tuple[str, str, str]:
-    """('7x7', '1', '-3'): size per axis, then jump and start (one value when every axis agrees)."""
-    if not field:
-        return "", "", ""
-
-    def joined(values, sep):
-        return str(values[0]) if len(set(values)) == 1 else sep.join(map(str, values))
-
-    return ("x".join(str(f.size) for f in field), joined([f.jump for f in field], ","),
-            joined([f.start for f in field], ","))

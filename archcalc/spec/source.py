@@ -11,7 +11,7 @@ import codecs
 
 import yaml
 
-from .errors import Location, SpecError
+from ..errors import Location, SpecError
 
 try:  # libyaml's parser is ~10x faster and still gives line/column marks
     _Loader = yaml.CSafeLoader

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from ..layers import shape_text
-from ..report import inputs_text
 from ..units import human_bytes
+from .report import inputs_text
 
 HEADERS = ("layer", "kind", "analyzer", "PyTorch", "analyzer params", "PyTorch params", "")
 OK, CROSS = "✓", "✗"

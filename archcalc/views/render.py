@@ -1,7 +1,7 @@
 """Diagrams: an Analysis drawn with Graphviz, as DOT text, a graphviz.Digraph or an image file.
 
     import archcalc
-    from archcalc.render import to_dot, write
+    from archcalc.views.render import to_dot, write
     analysis = archcalc.analyze(archcalc.load("specs/alexnet.yaml"), partial=True)
     write(analysis, "alexnet.svg", rankdir="LR")
 
@@ -19,13 +19,13 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .analysis import Analysis, LayerStats
-from .choices import DETAILS, RANKDIRS
-from .errors import ArchcalcError, MissingDependency
-from .fileio import atomic_path
-from .layers import Layer, shape_text
-from .spec import Node
-from .units import decimal_bytes, human_bytes
+from ..analysis import Analysis, LayerStats
+from ..choices import DETAILS, RANKDIRS
+from ..errors import ArchcalcError, MissingDependency
+from ..fileio import atomic_path
+from ..layers import Layer, shape_text
+from ..spec import Node
+from ..units import decimal_bytes, human_bytes
 
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 INSTALL_DOT = ("drawing {fmt} needs Graphviz's 'dot' program: install it with 'apt-get install graphviz', "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .analysis import Analysis, LayerStats
+from ..analysis import Analysis, LayerStats
 
 
 def counts(record) -> dict:
@@ -158,7 +158,7 @@ def _short(value) -> str:
 
 def total_rows(result: SpecDiff):
     """(figure, A, B, change) for every total that is not 0 on both sides, bytes in human units."""
-    from .units import human_bytes
+    from ..units import human_bytes
     for name, (a, b) in result.totals.items():
         if a == b == 0:
             continue
@@ -174,7 +174,7 @@ def print_table(result: SpecDiff, show_all: bool = False, file=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .layers import shape_text
+    from ..layers import shape_text
 
     console = Console(file=file, highlight=False)
     if not console.is_terminal:

@@ -1,269 +1,17 @@
-"""Reading a spec: YAML -> a validated ``Spec`` whose layers are Layer objects with names.
-
-    name: AlexNet
-    input: [3, 227, 227]
-    defaults: {conv: {activation: relu}}
-    layers:
-      - conv: {filters: 96, kernel: 11, stride: 4, name: CONV1}
-      - maxpool: 3            # scalar shorthand sets the kind's main field
-      - flatten               # bare kind
-      - repeat: {times: 2, layers: [...]}
-
-Nothing here knows about shapes: that is the analyzer's job.
-"""
+"""Expanding a spec's layer list: shorthand, defaults, repeats, blocks with $parameters, automatic names."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .errors import Location, SpecError
-from .gcpause import paused_gc
-from .layers import ALIASES, REGISTRY, Layer, Steps, lookup
-from .schema import boolean, closest, positive_int, shown, text
-from .yamlsource import Mapping, Sequence, load_file, load_text, location_of
-
-TOP_LEVEL_KEYS = ("name", "description", "params", "input", "inputs", "defaults", "blocks", "layers",
-                  "outputs")
-COMMON_KEYS = ("name", "trainable", "inputs")
-INPUT = "input"  # the name by which layers refer to the network's input
-MAX_LAYERS = 200_000  # twice the largest benchmark; building that many takes seconds already
-MAX_BLOCK_NESTING = 100  # blocks using blocks (each expansion is a few Python frames deep)
-
-
-@dataclass(frozen=True)
-class Node:
-    """One layer of the network as written: its name, rules, and where it was written."""
-
-    name: str
-    layer: Layer
-    location: Location
-    field_locations: dict = field(default_factory=dict)
-    group: tuple = ()          # enclosing repeats: ((label, iteration), ...), outermost first
-    trainable: bool = True
-    inputs: tuple = ()         # names of the layers (or "input") this one reads
-
-    def location_of(self, field_name: str | None) -> Location:
-        return self.field_locations.get(field_name, self.location)
-
-
-@dataclass(frozen=True)
-class Spec:
-    name: str
-    description: str
-    input_shape: tuple
-    nodes: tuple
-    path: str
-    input_location: Location
-    outputs: tuple = ()        # names of the layers whose results leave the network
-    inputs: dict = field(default_factory=dict)  # {name: shape}; one entry, "input", unless 'inputs:'
-
-
-@paused_gc
-def load(path: str, params: dict | None = None) -> Spec:
-    """Read and validate a spec file; ``params`` override the spec's own ``params:``."""
-    return parse(load_file(path), path, params)
-
-
-@paused_gc
-def loads(text_: str, path: str = "<spec>", params: dict | None = None) -> Spec:
-    """Read and validate spec text (``path`` is only used in messages)."""
-    return parse(load_text(text_, path), path, params)
-
-
-def parse(data, path: str, params: dict | None = None) -> Spec:
-    top = Location(path, 1, 1)
-    if not isinstance(data, Mapping):
-        raise SpecError("a spec is a mapping with 'input' and 'layers'",
-                        hint="start with 'input: [3, 32, 32]' then 'layers:'",
-                        location=location_of(data, top))
-    for key in data:
-        if key not in TOP_LEVEL_KEYS:
-            raise SpecError(f"unknown top-level key '{key}'", hint=closest(key, TOP_LEVEL_KEYS),
-                            location=data.key_location(key))
-    data = _with_params(data, params or {})
-    if "layers" not in data:
-        raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
-                        location=data.location)
-    inputs, input_location = _network_inputs(data)
-    name = _field(data, "name", text, Path(path).stem)
-    description = _field(data, "description", lambda v: str(v), "")
-    builder = _NodeBuilder(_defaults(data), _blocks(data), getattr(data, "spec_params", {}), tuple(inputs))
-    layers = data["layers"]
-    if not isinstance(layers, Sequence) or not layers:
-        raise SpecError("'layers' must be a non-empty list of layers",
-                        hint="each item looks like '- conv: {filters: 6, kernel: 5}' or '- flatten'",
-                        location=data.value_location("layers"))
-    builder.build_all(layers, _Scope(entry=next(iter(inputs))))
-    nodes = tuple(builder.nodes)
-    outputs = _outputs(data, nodes)
-    _check_all_used(nodes, outputs, inputs, data)
-    return Spec(name, description, next(iter(inputs.values())), nodes, path, input_location, outputs,
-                inputs)
-
-
-def _with_params(data: Mapping, overrides: dict) -> Mapping:
-    """The spec with every '$name' replaced by its value from 'params:' (or an override).
-
-    Blocks keep their '$name's: they are filled per instance, block parameters first.
-    """
-    declared = data.get("params", {})
-    if not isinstance(declared, dict):
-        raise SpecError("params must map names to values, e.g. params: {vocab: 65}",
-                        location=data.value_location("params"))
-    for key in overrides:
-        if key not in declared:
-            raise SpecError(f"the spec declares no parameter '{key}'",
-                            hint=closest(key, declared) if declared else "it has no 'params:'",
-                            location=data.location)
-    values = {**declared, **overrides}
-    if not values:
-        return data
-    result = Mapping()
-    result.location, result.key_locations = data.location, data.key_locations
-    result.value_locations = data.value_locations
-    for key, value in data.items():
-        keep = key in ("params", "blocks", "name", "description")
-        result[key] = value if keep else _substitute(value, values, data.value_location(key))
-    result.spec_params = values
-    return result
-
-
-def _network_inputs(data: Mapping) -> tuple[dict, Location]:
-    """{name: shape} from 'input: shape' (named 'input') or 'inputs: {name: shape, ...}'."""
-    if ("input" in data) == ("inputs" in data):
-        if "input" in data:
-            raise SpecError("give either 'input' or 'inputs', not both", location=data.key_location("inputs"))
-        raise SpecError("the spec has no 'input'",
-                        hint="add input: [3, 32, 32]   # channels first: [features] | [C, L] | [C, H, W]",
-                        location=data.location)
-    if "input" in data:
-        return {INPUT: parse_input(data["input"], data.value_location("input"))}, data.value_location("input")
-    raw = data["inputs"]
-    if not isinstance(raw, Mapping) or not raw:
-        raise SpecError("inputs must map input names to shapes",
-                        hint="e.g. inputs: {image: [3, 224, 224], caption: {steps: 16}}",
-                        location=data.value_location("inputs"))
-    for name in raw:
-        if not isinstance(name, str) or name in ("in",):
-            raise SpecError(f"{name!r} cannot name an input", location=raw.key_location(name))
-    return ({name: parse_input(value, raw.value_location(name)) for name, value in raw.items()},
-            data.value_location("inputs"))
-
-
-def _outputs(data: Mapping, nodes: tuple) -> tuple:
-    """The 'outputs' list, or the last layer."""
-    if "outputs" not in data:
-        return (nodes[-1].name,)
-    raw = data["outputs"]
-    names = [raw] if isinstance(raw, str) else raw
-    known = {node.name for node in nodes}
-    if not isinstance(names, list) or not names:
-        raise SpecError("outputs must be a layer name or a list of layer names",
-                        location=data.value_location("outputs"))
-    for index, name in enumerate(names):
-        if not isinstance(name, str) or name not in known:  # a list or mapping here is no name either
-            where = names.item_location(index) if isinstance(names, Sequence) else data.value_location("outputs")
-            raise SpecError(f"outputs: no layer is named {shown(name)}", hint=closest(name, known), location=where)
-    return tuple(names)
-
-
-def _check_all_used(nodes: tuple, outputs: tuple, inputs: dict, data: Mapping) -> None:
-    """A branch whose result goes nowhere, or an input nothing reads, is a mistake, not a silent
-    dead end."""
-    used = set(outputs)
-    for node in nodes:
-        used.update(node.inputs)
-    for name in inputs:
-        if name not in used:
-            where = data["inputs"].key_location(name) if "inputs" in data else data.value_location("input")
-            raise SpecError(f"no layer reads the input '{name}'",
-                            hint=f"give a layer 'inputs: {name}', or remove it", location=where)
-    for node in nodes:
-        if node.name not in used:
-            raise SpecError(f"the output of layer {node.name} is never used",
-                            hint="feed it to a later layer with 'inputs:', merge it with add/concat, "
-                                 "or list it under 'outputs:'",
-                            location=node.location, layer=node.name)
-
-
-def parse_input(value, location: Location) -> tuple:
-    """[features] | [C, L] | [C, H, W] | [C, D, H, W], the text '3x227x227', or a sequence
-    {steps: T, features: F} (T vectors of F) | {steps: T} (T token ids, for an embedding)."""
-    if isinstance(value, Mapping):
-        return _parse_sequence(value)
-    if isinstance(value, str):
-        try:
-            value = [int(part) for part in value.lower().replace("×", "x").split("x")]
-        except ValueError:
-            raise SpecError(f"cannot read the input shape {value!r}",
-                            hint="write it channels first, like 3x227x227 or [3, 227, 227]",
-                            location=location) from None
-    if not isinstance(value, list) or not 1 <= len(value) <= 4:
-        raise SpecError(f"input must be a list of 1 to 4 sizes, channels first, got {value!r}",
-                        hint="[features] | [C, L] | [C, H, W] | [C, D, H, W], e.g. [3, 227, 227]; "
-                             "a sequence is {steps: T, features: F}",
-                        location=location)
-    try:
-        return tuple(positive_int(d) for d in value)
-    except SpecError as exc:
-        exc.message = f"input size {exc.message}"
-        raise exc.located(location) from None
-
-
-def _parse_sequence(value: Mapping) -> Steps:
-    _check_keys(value, ("steps", "features"), "a sequence input", value.location,
-                "{steps: 25, features: 4} (one-hot or vectors) or {steps: 25} (token ids)", required=("steps",))
-    try:
-        dims = [positive_int(value[key]) for key in ("steps", "features") if key in value]
-    except SpecError as exc:
-        raise exc.located(value.location) from None
-    return Steps(dims)
-
-
-def _field(data: Mapping, key: str, convert, default):
-    if key not in data:
-        return default
-    try:
-        return convert(data[key])
-    except SpecError as exc:
-        exc.message = f"{key}: {exc.message}"
-        raise exc.located(data.value_location(key)) from None
-
-
-def _defaults(data: Mapping) -> dict:
-    """{kind: (args Mapping, class)}, each validated against its kind's fields."""
-    raw = data.get("defaults")
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise SpecError("defaults must map layer kinds to arguments",
-                        hint="e.g. defaults: {conv: {activation: relu}}", location=data.value_location("defaults"))
-    result = {}
-    for kind, args in raw.items():
-        try:
-            cls = lookup(kind)
-        except SpecError as exc:
-            raise exc.located(raw.key_location(kind)) from None
-        if not isinstance(args, Mapping):
-            raise SpecError(f"defaults for {kind} must be a mapping of its arguments",
-                            hint=f"e.g. {kind}: {{{next(iter(cls.spec_fields), 'key')}: ...}}",
-                            location=raw.value_location(kind))
-        for key, value in args.items():
-            spec_field = cls.spec_fields.get(key)
-            if spec_field is None:
-                raise SpecError(f"unknown key '{key}' for {kind} in defaults",
-                                hint=closest(key, cls.spec_fields), location=args.key_location(key))
-            try:
-                spec_field.metadata["convert"](value)
-            except SpecError as exc:
-                exc.message = f"{key}: {exc.message}"
-                raise exc.located(args.value_location(key)) from None
-        result[cls.kind] = args
-    return result
+from ..errors import Location, SpecError
+from ..layers import ALIASES, REGISTRY, lookup
+from ..layers.arguments import boolean, closest, positive_int, shown, text
+from .model import COMMON_KEYS, INPUT, MAX_BLOCK_NESTING, MAX_LAYERS, Node
+from .source import Mapping, Sequence
 
 
 @dataclass
-class _Scope:
+class Scope:
     """Where layers are being written: top level, inside repeats, inside a block instance."""
 
     prefix: str = ""               # "stage2." for the layers of block instance stage2
@@ -279,13 +27,13 @@ class _Scope:
     def suffix(self) -> str:
         return "".join(f"_{iteration}" for _, iteration in self.group[len(self.group) - self.own_groups:])
 
-    def within_repeat(self, label: str, iteration: int) -> "_Scope":
+    def within_repeat(self, label: str, iteration: int) -> "Scope":
         """The same scope, one repeat deeper (names and counters shared with the parent)."""
-        return _Scope(self.prefix, self.group + ((label, iteration),), self.entry, self.params,
+        return Scope(self.prefix, self.group + ((label, iteration),), self.entry, self.params,
                       self.counters, self.last, self.in_block, self.own_groups + 1)
 
 
-class _NodeBuilder:
+class NodeBuilder:
     """Turns layer entries into Nodes: shorthand, defaults, repeats, blocks, automatic names."""
 
     def __init__(self, defaults: dict, blocks: dict, spec_params: dict, network_inputs: tuple):
@@ -298,13 +46,13 @@ class _NodeBuilder:
         self.repeats = 0
         self.expanding: list[str] = []  # the blocks being expanded, outermost first
 
-    def build_all(self, entries: Sequence, scope: _Scope) -> None:
+    def build_all(self, entries: Sequence, scope: Scope) -> None:
         for index, entry in enumerate(entries):
             self.build(entry, entries.item_location(index), scope)
 
-    def build(self, entry, location: Location, scope: _Scope) -> None:
+    def build(self, entry, location: Location, scope: Scope) -> None:
         if scope.params:
-            entry = _substitute(entry, scope.params, location)
+            entry = substitute(entry, scope.params, location)
         kind, args, args_location = self._split(entry, location)
         if kind == "repeat":
             self._repeat(args, args_location, location, scope)
@@ -363,7 +111,7 @@ class _NodeBuilder:
                             location=args_location)
         return {cls.main: args}
 
-    def _inputs(self, args: dict, scope: _Scope, location: Location, name: str) -> tuple:
+    def _inputs(self, args: dict, scope: Scope, location: Location, name: str) -> tuple:
         """Resolved names this layer reads: 'inputs' if given, else the layer before it.
 
         Inside a repeat, a name written in the repeated body means that iteration's copy;
@@ -379,7 +127,7 @@ class _NodeBuilder:
                             location=location, layer=name)
         return tuple(self._resolve(ref, scope, location, name) for ref in refs)
 
-    def _resolve(self, ref: str, scope: _Scope, location: Location, name: str) -> str:
+    def _resolve(self, ref: str, scope: Scope, location: Location, name: str) -> str:
         if ref == name:
             raise SpecError(f"layer {name} cannot read its own output (that would be a cycle)",
                             location=location, layer=name)
@@ -419,7 +167,7 @@ class _NodeBuilder:
                         hint="e.g. '- flatten' or '- dense: 10' or '- conv: {filters: 6, kernel: 5}'",
                         location=location)
 
-    def _name(self, args: dict, auto_name: str, location: Location, scope: _Scope) -> str:
+    def _name(self, args: dict, auto_name: str, location: Location, scope: Scope) -> str:
         if "name" in args:
             try:
                 name = text(args["name"])
@@ -440,8 +188,8 @@ class _NodeBuilder:
         self.names[name] = location
         return name
 
-    def _repeat(self, args, args_location: Location, location: Location, scope: _Scope) -> None:
-        _check_keys(args, ("times", "layers", "name"), "repeat", args_location,
+    def _repeat(self, args, args_location: Location, location: Location, scope: Scope) -> None:
+        check_keys(args, ("times", "layers", "name"), "repeat", args_location,
                     "repeat: {times: 3, layers: [{conv: {filters: 64, kernel: 3}}]}")
         try:
             times = positive_int(args["times"])
@@ -468,7 +216,7 @@ class _NodeBuilder:
                                 f"is {MAX_LAYERS:,}", hint="repeats inside repeats multiply their times",
                                 location=args.value_location("times"))
 
-    def _block(self, kind: str, args, args_location: Location, location: Location, scope: _Scope) -> None:
+    def _block(self, kind: str, args, args_location: Location, location: Location, scope: Scope) -> None:
         """One instance of a reusable block: its layers, named '<instance>.<layer>'."""
         definition = self.blocks[kind]
         param_names = list(definition.params)
@@ -503,7 +251,7 @@ class _NodeBuilder:
             raise SpecError(f"block {kind} uses itself ({chain})" if kind in self.expanding else
                             f"blocks nest more than {MAX_BLOCK_NESTING} deep ({chain})",
                             hint="a block can use other blocks, never itself", location=location)
-        inner = _Scope(prefix=instance + ".", group=scope.group + ((instance, 0),), entry=entry[0],
+        inner = Scope(prefix=instance + ".", group=scope.group + ((instance, 0),), entry=entry[0],
                        params={**self.spec_params, **params}, in_block=True)
         self.expanding.append(kind)
         self.build_all(definition.layers, inner)
@@ -519,7 +267,7 @@ class Block:
     layers: Sequence
 
 
-def _blocks(data: Mapping) -> dict:
+def read_blocks(data: Mapping) -> dict:
     raw = data.get("blocks")
     if raw is None:
         return {}
@@ -533,7 +281,7 @@ def _blocks(data: Mapping) -> dict:
         if not isinstance(name, str) or name in ("repeat", "in") or name in REGISTRY or name in ALIASES:
             raise SpecError(f"block name {name!r} is already a layer kind or keyword",
                             hint="pick another name", location=raw.key_location(name))
-        _check_keys(definition, ("params", "layers"), f"block {name}", location,
+        check_keys(definition, ("params", "layers"), f"block {name}", location,
                     f"{name}: {{params: {{filters: null}}, layers: [...]}}", required=("layers",))
         params = definition.get("params")
         if params is None:  # no parameters
@@ -549,7 +297,7 @@ def _blocks(data: Mapping) -> dict:
     return result
 
 
-def _check_keys(args, allowed: tuple, what: str, location: Location, example: str,
+def check_keys(args, allowed: tuple, what: str, location: Location, example: str,
                 required: tuple | None = None) -> None:
     if not isinstance(args, Mapping):
         raise SpecError(f"{what} needs {' and '.join(repr(k) for k in (required or allowed[:2]))}",
@@ -563,7 +311,7 @@ def _check_keys(args, allowed: tuple, what: str, location: Location, example: st
             raise SpecError(f"{what} needs '{key}'", hint=example, location=location)
 
 
-def _substitute(value, params: dict, location: Location):
+def substitute(value, params: dict, location: Location):
     """A copy of ``value`` with every '$name' string replaced by the block parameter's value."""
     if isinstance(value, str) and value.startswith("$"):
         key = value[1:]
@@ -571,12 +319,12 @@ def _substitute(value, params: dict, location: Location):
             raise SpecError(f"unknown block parameter {value}", hint=closest(key, params), location=location)
         return params[key]
     if isinstance(value, Mapping):
-        copy = Mapping((k, _substitute(v, params, value.value_location(k))) for k, v in value.items())
+        copy = Mapping((k, substitute(v, params, value.value_location(k))) for k, v in value.items())
         copy.location, copy.key_locations, copy.value_locations = \
             value.location, value.key_locations, value.value_locations
         return copy
     if isinstance(value, Sequence):
-        copy = Sequence(_substitute(v, params, value.item_location(i)) for i, v in enumerate(value))
+        copy = Sequence(substitute(v, params, value.item_location(i)) for i, v in enumerate(value))
         copy.location, copy.item_locations = value.location, value.item_locations
         return copy
     return value

@@ -27,9 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from .analysis import DTYPE_BYTES, Analysis
-from .choices import MIXED_PRECISION, OPTIMIZER_STATES
-from .errors import SpecError
+from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
+from ..errors import SpecError
+from .walk import Analysis
 
 MASTER_BYTES = DTYPE_BYTES["float32"]  # master weights, gradients and optimizer state under mixed precision
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import MISSING, field
 
-from .errors import SpecError
+from ..errors import SpecError
 
 
 def arg(convert, default=MISSING, doc: str = ""):

@@ -6,10 +6,11 @@ import io
 import json
 from dataclasses import dataclass
 
-from .analysis import DTYPE_BYTES, Analysis
-from .layers import Steps, shape_text
-from .receptive import field_text
-from .units import human_bytes, human_count
+from ..analysis.receptive import field_text
+from ..analysis.walk import Analysis
+from ..choices import DTYPE_BYTES
+from ..layers import Steps, shape_text
+from ..units import human_bytes, human_count
 
 FORMATS = ("table", "json", "markdown", "csv")
 JSON_SCHEMA_VERSION = 1
@@ -47,9 +48,9 @@ class Extras:
 def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = False, optimizer: str = "adam",
            mixed_precision: str | None = None, budget: int | None = None, im2col: bool = False) -> Extras:
     """The sections asked for, each from its library function."""
-    from .im2col import unrolled_layers
-    from .receptive import receptive_fields
-    from .training import max_batch, training_memory
+    from ..analysis.im2col import unrolled_layers
+    from ..analysis.memory import max_batch, training_memory
+    from ..analysis.receptive import receptive_fields
 
     return Extras(receptive_fields(analysis) if receptive_field else None,
                   training_memory(analysis, optimizer, mixed_precision) if train else None,

@@ -1,0 +1,12 @@
+"""The convolutions of an analyzed network as matrix products (the rule: layers/im2col.py)."""
+from __future__ import annotations
+
+
+def unrolled_layers(analysis) -> list:
+    """[(LayerStats, Unrolled)] for every layer that is a matrix product (the convolutions)."""
+    found = []
+    for stats in analysis.layers:
+        unrolled = stats.layer.unrolled(stats.input_shape, stats.output_shape)
+        if unrolled is not None:
+            found.append((stats, unrolled))
+    return found

@@ -1,0 +1,228 @@
+"""Reading a spec: YAML -> a validated ``Spec`` whose layers are Layer objects with names.
+
+    name: AlexNet
+    input: [3, 227, 227]
+    defaults: {conv: {activation: relu}}
+    layers:
+      - conv: {filters: 96, kernel: 11, stride: 4, name: CONV1}
+      - maxpool: 3            # scalar shorthand sets the kind's main field
+      - flatten               # bare kind
+      - repeat: {times: 2, layers: [...]}
+
+Nothing here knows about shapes: that is the analyzer's job.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import Location, SpecError
+from ..gcpause import paused_gc
+from ..layers import Steps, lookup
+from ..layers.arguments import closest, positive_int, shown, text
+from .expand import NodeBuilder, Scope, check_keys, read_blocks, substitute
+from .model import INPUT, TOP_LEVEL_KEYS, Spec
+from .source import Mapping, Sequence, load_file, load_text, location_of
+
+
+@paused_gc
+def load(path: str, params: dict | None = None) -> Spec:
+    """Read and validate a spec file; ``params`` override the spec's own ``params:``."""
+    return parse(load_file(path), path, params)
+
+
+@paused_gc
+def loads(text_: str, path: str = "<spec>", params: dict | None = None) -> Spec:
+    """Read and validate spec text (``path`` is only used in messages)."""
+    return parse(load_text(text_, path), path, params)
+
+
+def parse(data, path: str, params: dict | None = None) -> Spec:
+    top = Location(path, 1, 1)
+    if not isinstance(data, Mapping):
+        raise SpecError("a spec is a mapping with 'input' and 'layers'",
+                        hint="start with 'input: [3, 32, 32]' then 'layers:'",
+                        location=location_of(data, top))
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise SpecError(f"unknown top-level key '{key}'", hint=closest(key, TOP_LEVEL_KEYS),
+                            location=data.key_location(key))
+    data = _with_params(data, params or {})
+    if "layers" not in data:
+        raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
+                        location=data.location)
+    inputs, input_location = _network_inputs(data)
+    name = _field(data, "name", text, Path(path).stem)
+    description = _field(data, "description", lambda v: str(v), "")
+    builder = NodeBuilder(_defaults(data), read_blocks(data), getattr(data, "spec_params", {}), tuple(inputs))
+    layers = data["layers"]
+    if not isinstance(layers, Sequence) or not layers:
+        raise SpecError("'layers' must be a non-empty list of layers",
+                        hint="each item looks like '- conv: {filters: 6, kernel: 5}' or '- flatten'",
+                        location=data.value_location("layers"))
+    builder.build_all(layers, Scope(entry=next(iter(inputs))))
+    nodes = tuple(builder.nodes)
+    outputs = _outputs(data, nodes)
+    _check_all_used(nodes, outputs, inputs, data)
+    return Spec(name, description, next(iter(inputs.values())), nodes, path, input_location, outputs,
+                inputs)
+
+
+def _with_params(data: Mapping, overrides: dict) -> Mapping:
+    """The spec with every '$name' replaced by its value from 'params:' (or an override).
+
+    Blocks keep their '$name's: they are filled per instance, block parameters first.
+    """
+    declared = data.get("params", {})
+    if not isinstance(declared, dict):
+        raise SpecError("params must map names to values, e.g. params: {vocab: 65}",
+                        location=data.value_location("params"))
+    for key in overrides:
+        if key not in declared:
+            raise SpecError(f"the spec declares no parameter '{key}'",
+                            hint=closest(key, declared) if declared else "it has no 'params:'",
+                            location=data.location)
+    values = {**declared, **overrides}
+    if not values:
+        return data
+    result = Mapping()
+    result.location, result.key_locations = data.location, data.key_locations
+    result.value_locations = data.value_locations
+    for key, value in data.items():
+        keep = key in ("params", "blocks", "name", "description")
+        result[key] = value if keep else substitute(value, values, data.value_location(key))
+    result.spec_params = values
+    return result
+
+
+def _network_inputs(data: Mapping) -> tuple[dict, Location]:
+    """{name: shape} from 'input: shape' (named 'input') or 'inputs: {name: shape, ...}'."""
+    if ("input" in data) == ("inputs" in data):
+        if "input" in data:
+            raise SpecError("give either 'input' or 'inputs', not both", location=data.key_location("inputs"))
+        raise SpecError("the spec has no 'input'",
+                        hint="add input: [3, 32, 32]   # channels first: [features] | [C, L] | [C, H, W]",
+                        location=data.location)
+    if "input" in data:
+        return {INPUT: parse_input(data["input"], data.value_location("input"))}, data.value_location("input")
+    raw = data["inputs"]
+    if not isinstance(raw, Mapping) or not raw:
+        raise SpecError("inputs must map input names to shapes",
+                        hint="e.g. inputs: {image: [3, 224, 224], caption: {steps: 16}}",
+                        location=data.value_location("inputs"))
+    for name in raw:
+        if not isinstance(name, str) or name in ("in",):
+            raise SpecError(f"{name!r} cannot name an input", location=raw.key_location(name))
+    return ({name: parse_input(value, raw.value_location(name)) for name, value in raw.items()},
+            data.value_location("inputs"))
+
+
+def _outputs(data: Mapping, nodes: tuple) -> tuple:
+    """The 'outputs' list, or the last layer."""
+    if "outputs" not in data:
+        return (nodes[-1].name,)
+    raw = data["outputs"]
+    names = [raw] if isinstance(raw, str) else raw
+    known = {node.name for node in nodes}
+    if not isinstance(names, list) or not names:
+        raise SpecError("outputs must be a layer name or a list of layer names",
+                        location=data.value_location("outputs"))
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or name not in known:  # a list or mapping here is no name either
+            where = names.item_location(index) if isinstance(names, Sequence) else data.value_location("outputs")
+            raise SpecError(f"outputs: no layer is named {shown(name)}", hint=closest(name, known), location=where)
+    return tuple(names)
+
+
+def _check_all_used(nodes: tuple, outputs: tuple, inputs: dict, data: Mapping) -> None:
+    """A branch whose result goes nowhere, or an input nothing reads, is a mistake, not a silent
+    dead end."""
+    used = set(outputs)
+    for node in nodes:
+        used.update(node.inputs)
+    for name in inputs:
+        if name not in used:
+            where = data["inputs"].key_location(name) if "inputs" in data else data.value_location("input")
+            raise SpecError(f"no layer reads the input '{name}'",
+                            hint=f"give a layer 'inputs: {name}', or remove it", location=where)
+    for node in nodes:
+        if node.name not in used:
+            raise SpecError(f"the output of layer {node.name} is never used",
+                            hint="feed it to a later layer with 'inputs:', merge it with add/concat, "
+                                 "or list it under 'outputs:'",
+                            location=node.location, layer=node.name)
+
+
+def parse_input(value, location: Location) -> tuple:
+    """[features] | [C, L] | [C, H, W] | [C, D, H, W], the text '3x227x227', or a sequence
+    {steps: T, features: F} (T vectors of F) | {steps: T} (T token ids, for an embedding)."""
+    if isinstance(value, Mapping):
+        return _parse_sequence(value)
+    if isinstance(value, str):
+        try:
+            value = [int(part) for part in value.lower().replace("×", "x").split("x")]
+        except ValueError:
+            raise SpecError(f"cannot read the input shape {value!r}",
+                            hint="write it channels first, like 3x227x227 or [3, 227, 227]",
+                            location=location) from None
+    if not isinstance(value, list) or not 1 <= len(value) <= 4:
+        raise SpecError(f"input must be a list of 1 to 4 sizes, channels first, got {value!r}",
+                        hint="[features] | [C, L] | [C, H, W] | [C, D, H, W], e.g. [3, 227, 227]; "
+                             "a sequence is {steps: T, features: F}",
+                        location=location)
+    try:
+        return tuple(positive_int(d) for d in value)
+    except SpecError as exc:
+        exc.message = f"input size {exc.message}"
+        raise exc.located(location) from None
+
+
+def _parse_sequence(value: Mapping) -> Steps:
+    check_keys(value, ("steps", "features"), "a sequence input", value.location,
+                "{steps: 25, features: 4} (one-hot or vectors) or {steps: 25} (token ids)", required=("steps",))
+    try:
+        dims = [positive_int(value[key]) for key in ("steps", "features") if key in value]
+    except SpecError as exc:
+        raise exc.located(value.location) from None
+    return Steps(dims)
+
+
+def _field(data: Mapping, key: str, convert, default):
+    if key not in data:
+        return default
+    try:
+        return convert(data[key])
+    except SpecError as exc:
+        exc.message = f"{key}: {exc.message}"
+        raise exc.located(data.value_location(key)) from None
+
+
+def _defaults(data: Mapping) -> dict:
+    """{kind: (args Mapping, class)}, each validated against its kind's fields."""
+    raw = data.get("defaults")
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError("defaults must map layer kinds to arguments",
+                        hint="e.g. defaults: {conv: {activation: relu}}", location=data.value_location("defaults"))
+    result = {}
+    for kind, args in raw.items():
+        try:
+            cls = lookup(kind)
+        except SpecError as exc:
+            raise exc.located(raw.key_location(kind)) from None
+        if not isinstance(args, Mapping):
+            raise SpecError(f"defaults for {kind} must be a mapping of its arguments",
+                            hint=f"e.g. {kind}: {{{next(iter(cls.spec_fields), 'key')}: ...}}",
+                            location=raw.value_location(kind))
+        for key, value in args.items():
+            spec_field = cls.spec_fields.get(key)
+            if spec_field is None:
+                raise SpecError(f"unknown key '{key}' for {kind} in defaults",
+                                hint=closest(key, cls.spec_fields), location=args.key_location(key))
+            try:
+                spec_field.metadata["convert"](value)
+            except SpecError as exc:
+                exc.message = f"{key}: {exc.message}"
+                raise exc.located(args.value_location(key)) from None
+        result[cls.kind] = args
+    return result
