@@ -4,6 +4,7 @@ from conftest import spec_text
 
 import archcalc
 from archcalc.layers.geometry import Window, same_padding, valid_alternatives
+from archcalc.views.wording import notes
 
 
 @pytest.mark.parametrize("kernel,stride,expected", [
@@ -39,7 +40,7 @@ def test_rounding_accepts_lossy_geometry(rounding, expected):
     spec = archcalc.loads(spec_text([1, 9], f"maxpool: {{kernel: 5, stride: 3, rounding: {rounding}}}"))
     result = archcalc.analyze(spec)
     assert result.output_shape == (1, expected)
-    assert result.layers[0].notes
+    assert notes(result.layers[0].size_terms)
 
 
 @pytest.mark.parametrize("size,kernel,stride,dilation,expected", [

@@ -4,6 +4,7 @@ from conftest import SPECS, spec_text
 
 import archcalc
 from archcalc.layers import Steps
+from archcalc.views.wording import formula
 
 
 def test_char_rnn_masse():
@@ -21,7 +22,7 @@ def test_min_char_rnn_formula():
     hidden, vocab, steps = 100, 65, 25
     assert result.totals.params == 2 * hidden * vocab + hidden ** 2 + hidden + vocab
     assert result.layer("Wxh_Whh_bh").neurons == steps * hidden  # the unrolled hidden states
-    assert "1 bias (course)" in result.layer("Wxh_Whh_bh").formula
+    assert "1 bias (course)" in formula(result.layer("Wxh_Whh_bh").size_terms)
 
 
 def test_seq2seq_m_to_n():

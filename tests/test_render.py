@@ -18,6 +18,7 @@ from archcalc.layers import shape_text
 
 pytest.importorskip("graphviz", reason="the Python package graphviz is needed to draw (pip install graphviz)")
 from archcalc.views.render import to_digraph, to_dot  # noqa: E402  (after the skip: it needs graphviz to draw)
+from archcalc.views.wording import label_text  # noqa: E402
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
                                reason="Graphviz's dot program is not installed (apt-get install graphviz; "
@@ -173,7 +174,7 @@ def test_every_network_input_is_drawn():
 def test_every_registered_kind_renders(kind, fragment, input_shape, output, params):
     analysis = archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)))
     stats = analysis.layers[0]
-    label = stats.layer.label(stats.input_shape)
+    label = label_text(stats.layer.label(stats.input_shape))
     assert label.startswith(kind)
     dot = to_dot(analysis, detail="full")
     box = next(line for line in dot.splitlines() if line.startswith("\tn0 "))  # the layer's box

@@ -38,8 +38,7 @@ class LayerStats:
     trainable_params: int
     buffers: int
     neurons: int
-    formula: str
-    notes: tuple
+    size_terms: tuple          # how the output size follows (Layer.size_terms), for the views to word
     macs: int                  # multiply-accumulates, one sample (Layer.macs)
     flops: int                 # 2 x MACs + the layer's other operations, one sample (Layer.flops)
 
@@ -166,7 +165,7 @@ def _layer_stats(node: Node, layer, x: tuple) -> LayerStats:
     y = layer.output_shape(x)
     params = layer.params(x)
     return LayerStats(node, layer, x, y, params, params if node.trainable else 0, layer.buffers(x),
-                      layer.neurons(x, y), layer.formula(x, y), tuple(layer.notes(x)), layer.macs(x, y),
+                      layer.neurons(x, y), layer.size_terms(x, y), layer.macs(x, y),
                       layer.flops(x, y))
 
 

@@ -4,6 +4,16 @@ A layer kind is one small frozen dataclass registered under its spec name. Its f
 its spec schema (declared with ``schema.arg``) and its methods hold every rule about it.
 The base class gives the dull defaults: the shape passes through, no parameters, and the
 layer's output elements count as neurons.
+
+A new kind overrides only what differs from those defaults, each method one job:
+- the numbers: ``output_shape`` (and its checks), ``params``, ``buffers``, ``neurons``,
+  ``macs``, ``extra_flops``, ``receptive_field`` (a kind that slides a window), ``unrolled``
+  (a convolution as a matrix product);
+- the same arithmetic as data, for explain, the report and the diagram to word
+  (views/wording.py): ``size_terms`` (how the output size follows, layers/terms.py) and
+  ``count_terms`` (how params, buffers and neurons are made up);
+- ``label``: the settings a heading or a diagram box shows, as data;
+- the PyTorch recipe: ``to_torch``, and ``sample_input`` for a kind that reads integers.
 """
 from __future__ import annotations
 
@@ -16,6 +26,7 @@ from ..errors import SpecError
 from .arguments import closest
 from .receptive import Field, covering, spatial_axes
 from .shapes import Shape, Steps
+from .terms import Count, Counts, Product
 
 REGISTRY: dict[str, type["Layer"]] = {}
 ALIASES: dict[str, str] = {}
@@ -98,14 +109,6 @@ class Layer:
         """Elements of this layer's output for one sample, if it creates new neurons."""
         return prod(y) if self.creates_neurons else 0
 
-    def formula(self, x: Shape, y: Shape) -> str:
-        """The size arithmetic with numbers, for the report's formula column."""
-        return ""
-
-    def notes(self, x: Shape) -> list[str]:
-        """Warnings about accepted-but-lossy choices (floor/ceil rounding...)."""
-        return []
-
     # --- compute, receptive field, convolution as a matrix product (`inspect`'s deeper figures) ---
     def macs(self, x: Shape, y: Shape) -> int:
         """Multiply-accumulates for one sample: the products of conv, dense and recurrent layers.
@@ -136,24 +139,20 @@ class Layer:
         """This layer as one matrix product (im2col.Unrolled, convolutions), or None."""
         return None
 
-    # --- the board arithmetic of `archcalc explain` (kinds override to show their formula) ---
-    def explain_size(self, x: Shape, y: Shape) -> list[str]:
-        """How the output size follows from the input, one line each (default: the formula)."""
-        formula = self.formula(x, y)
-        return [formula] if formula else []
+    # --- the same arithmetic as data (layers/terms.py), worded by views/wording.py -----------
+    def size_terms(self, x: Shape, y: Shape | None) -> tuple:
+        """How the output size follows from the input: per-axis terms (WindowAxis,
+        TransposedAxis) or one for the layer (Flattened, Joined, Recurrence); () when the shape
+        simply passes through or is set by an argument."""
+        return ()
 
-    def explain_params(self, x: Shape) -> str:
-        """'params = 11x11x3x96 + 96 = 34,944'; the default gives the bare counts."""
-        buffers = self.buffers(x)
-        return counted("params", "", self.params(x)) + (f"; {counted('buffers', '', buffers)}" if buffers else "")
-
-    def explain_neurons(self, x: Shape, y: Shape) -> str:
-        """'neurons = 55x55x96 = 290,400': the output elements, spatial axes first as the course writes them."""
-        if not self.creates_neurons:
-            return f"0 neurons: {self.kind} passes on the values it receives, it creates no new ones"
-        count = self.neurons(x, y)
+    def count_terms(self, x: Shape, y: Shape) -> Counts:
+        """How params, buffers and neurons are made up. Default: the bare counts, and the
+        output elements as neurons, spatial axes first as the course writes them (55x55x96)."""
+        neurons = self.neurons(x, y)
         factors = tuple(y) if isinstance(y, Steps) else (*y[1:], y[0])
-        return counted("neurons", "x".join(map(str, factors)) if count == prod(y) else "", count)
+        return Counts(Count(self.params(x)), Count(self.buffers(x)),
+                      Count(neurons, Product(factors) if neurons and neurons == prod(y) else None))
 
     def hyperparameters(self) -> dict:
         """The spec fields that differ from their defaults, in declaration order."""
@@ -164,17 +163,17 @@ class Layer:
                 shown[name] = value
         return shown
 
-    def label(self, x: Shape) -> str:
-        """One line for diagrams, read like the spec's shorthand: the kind, the main argument's
-        value (even at its default), then the other non-default settings, the activation last
+    def label(self, x: Shape) -> Label:
+        """The layer as the spec's shorthand reads, for headings and diagrams: the kind, the
+        main argument's value (even at its default), then the other non-default settings
         ('dense 4096, relu', 'lstm 20, layers 2, bidirectional'). ``x`` is the input shape (a
         tuple of them for merges)."""
         settings = self.hyperparameters()
-        head = self.kind
+        head = ()
         if self.main is not None:  # shown even at its default: 'dropout 0.5'
             settings.pop(self.main, None)
-            head += " " + _short(getattr(self, self.main))
-        return label_text(head, settings)
+            head = (getattr(self, self.main),)
+        return Label(self.kind, head, settings)
 
     # --- the PyTorch backend (archcalc/backend; torch is never imported on the static path) ---
     def to_torch(self, x: Shape):
@@ -204,40 +203,14 @@ class Layer:
         return torch.randn((batch, *x), dtype=dtype, device=device)
 
 
-def counted(what: str, expression: str, value: int) -> str:
-    """'params = 9216x4096 + 4096 = 37,752,832'; '0 params'; 'neurons = 4,096' (nothing to expand)."""
-    if value == 0 and not expression:
-        return f"0 {what}"
-    if expression and expression != str(value):
-        return f"{what} = {expression} = {value:,}"
-    return f"{what} = {value:,}"
+@dataclass(frozen=True)
+class Label:
+    """What a heading or a diagram box shows of a layer: its kind, the values read right after
+    it (the main argument; a window's kernel per axis) and the other settings, by name."""
 
-
-def label_text(head: str, settings: dict) -> str:
-    """'conv 96 11x11, stride 4, no bias, relu': head, then each setting, the activation last."""
-    settings = dict(settings)
-    activation = settings.pop("activation", None)
-    parts = [head]
-    for name, value in settings.items():
-        if value is True:
-            parts.append(name)
-        elif value is False:
-            parts.append(f"no {name}")
-        else:
-            parts.append(f"{name} {_short(value)}")
-    return ", ".join(parts + ([activation] if activation else []))
-
-
-def _short(value) -> str:
-    if isinstance(value, tuple):
-        if all(isinstance(item, int) for item in value):  # per-axis sizes: 3x3
-            return "x".join(map(str, value))
-        return f"[{_count(value)} values]"                  # explicit weights (teaching)
-    return str(value)
-
-
-def _count(values: tuple) -> int:
-    return sum(_count(item) if isinstance(item, tuple) else 1 for item in values)
+    kind: str
+    head: tuple
+    settings: dict
 
 
 def require_feature_map(x: Shape, kind: str) -> None:

@@ -1,6 +1,7 @@
 """Convolutions: conv (rank from the input), conv1d, conv2d, conv3d."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from math import prod
 from typing import ClassVar
@@ -8,11 +9,12 @@ from typing import ClassVar
 from ..errors import SpecError
 from .activation import activation_name
 from .arguments import arg, choice, padding, positive_int, size
-from .base import axes, counted, register, spatial_rank
+from .base import axes, register, spatial_rank
 from .geometry import ROUNDINGS
 from .im2col import Unrolled
 from .recipe import compact, module, options, sequence
 from .shapes import Shape
+from .terms import Count, Counts, Product, Ratio, Sum
 from .values import bias_values, check_values, numbers, preset
 from .windowed import Windowed
 
@@ -70,12 +72,12 @@ class Conv(Windowed):
         """im2col: K filters of C/groups*prod(F) values, one column per output position."""
         return Unrolled(self.filters, self.groups, self.window_values(x), prod(y[1:]))
 
-    def explain_params(self, x: Shape) -> str:
-        """'params = 11x11x3x96 + 96 = 34,944': F x F x C/groups x K, plus K biases."""
-        channels = f"({x[0]}/{self.groups})" if self.groups > 1 else str(x[0])
-        kernel = axes(self.kernel, spatial_rank(x), "kernel")
-        weights = "x".join([*map(str, kernel), channels, str(self.filters)])
-        return counted("params", weights + (f" + {self.filters}" if self.bias else ""), self.params(x))
+    def count_terms(self, x: Shape, y: Shape) -> Counts:
+        """params = 11x11x3x96 + 96: F x F x C/groups x K weights, plus K biases."""
+        channels = Ratio(x[0], self.groups) if self.groups > 1 else x[0]
+        weights = Product((*axes(self.kernel, spatial_rank(x), "kernel"), channels, self.filters))
+        params = Count(self.params(x), Sum((weights, self.filters)) if self.bias else weights)
+        return dataclasses.replace(super().count_terms(x, y), params=params)
 
     def _check_input(self, x: Shape) -> None:
         rank = spatial_rank(x)

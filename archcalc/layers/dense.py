@@ -1,15 +1,17 @@
 """Fully connected layers and the shape-only layers around them: dense, flatten, dropout."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from math import prod
 
 from ..errors import SpecError
 from .activation import activation_name
 from .arguments import arg, positive_int, probability
-from .base import Layer, counted, register, shape_text
+from .base import Layer, register, shape_text
 from .recipe import module, options
 from .shapes import Shape, Steps
+from .terms import Count, Counts, Flattened, Product, Sum
 from .values import bias_values, check_values, numbers, preset
 
 
@@ -65,11 +67,13 @@ class Dense(Layer):
         """One bias add per output element."""
         return prod(y) if self.bias else 0
 
-    def explain_params(self, x: Shape) -> str:
-        """'params = 9216x4096 + 4096 = 37,752,832': inputs x units, plus one bias per unit."""
-        expression = f"{x[-1]}x{self.units}" + (f" + {self.units}" if self.bias else "")
-        shared = f" (shared by the {x.steps} steps)" if isinstance(x, Steps) else ""
-        return counted("params", expression, self.params(x)) + shared
+    def count_terms(self, x: Shape, y: Shape) -> Counts:
+        """params = 9216x4096 + 4096: inputs x units, plus one bias per unit (on a sequence,
+        shared by its steps)."""
+        weights = Product((x[-1], self.units))
+        params = Count(self.params(x), Sum((weights, self.units)) if self.bias else weights,
+                       shared_steps=x.steps if isinstance(x, Steps) else 0)
+        return dataclasses.replace(super().count_terms(x, y), params=params)
 
 
 @register("flatten")
@@ -82,8 +86,8 @@ class Flatten(Layer):
     def output_shape(self, x: Shape) -> Shape:
         return (prod(x),)
 
-    def formula(self, x: Shape, y: Shape) -> str:
-        return f"{'*'.join(map(str, x))} = {y[0]}"
+    def size_terms(self, x: Shape, y: Shape | None) -> tuple:
+        return (Flattened(tuple(x), prod(x)),)
 
     def to_torch(self, x: Shape):
         return module("nn.Flatten")

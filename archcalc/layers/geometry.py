@@ -5,7 +5,8 @@ out = (D - F_eff + P_left + P_right) / S + 1, with F_eff = dilation*(F - 1) + 1.
 This is the course's (D-F+2P)/S+1 with dilation and asymmetric padding as plain inputs.
 When (D - F_eff + P_left + P_right) is not a multiple of S the geometry is invalid
 ("Combinaison D-F-S invalide"): ``strict`` rounding refuses it, ``floor`` (PyTorch) drops
-the last partial window, ``ceil`` (Caffe pooling) adds one more partial window.
+the last partial window, ``ceil`` (Caffe pooling) adds one more partial window, unless
+it would start in the right padding (``Window.dropped``).
 """
 from __future__ import annotations
 
@@ -50,28 +51,31 @@ class Window:
         return self.span % self.stride if self.span >= 0 else 0
 
     @property
+    def dropped(self) -> bool:
+        """Ceil rounding whose extra window would start in the right padding (or past it):
+        PyTorch and Caffe drop that window, if (out-1)*S >= D + P_left then out -= 1."""
+        return (self.rounding == "ceil" and self.leftover > 0
+                and (self.span // self.stride + 1) * self.stride >= self.size + self.pad_left)
+
+    @property
     def output(self) -> int:
         """Output size under this axis's rounding (strict assumes ``whole``)."""
         steps = self.span // self.stride
-        if self.rounding == "ceil" and self.leftover:
+        if self.rounding == "ceil" and self.leftover and not self.dropped:
             steps += 1
-            # PyTorch/Caffe: the last window must start inside the input or its left padding
-            if steps * self.stride >= self.size + self.pad_left:
-                steps -= 1
         return steps + 1
 
-    def arithmetic(self) -> str:
-        """The size rule with numbers filled in, as written on the board: (227-11+2*0)/4+1 = 55."""
-        pad = f"2*{self.pad_left}" if self.pad_left == self.pad_right else f"{self.pad_left}+{self.pad_right}"
-        rule = f"({self.size}-{self.effective_kernel}+{pad})/{self.stride}"
-        if self.rounding == "ceil" and self.leftover:
-            return f"ceil({rule})+1 = {self.output}"
-        if self.whole:
-            return f"{rule}+1 = {self.output}"
-        exact = _decimal(self.span + self.stride, self.stride)  # (span/S + 1), exactly
-        if self.rounding == "floor" and self.fits:
-            return f"{rule}+1 = {exact} -> floor {self.output}"
-        return f"{rule}+1 = {exact}"
+
+def rule_text(window: Window) -> str:
+    """The size rule's quotient with numbers, as on the board: (227-11+2*0)/4 (F is F_eff)."""
+    w = window
+    pad = f"2*{w.pad_left}" if w.pad_left == w.pad_right else f"{w.pad_left}+{w.pad_right}"
+    return f"({w.size}-{w.effective_kernel}+{pad})/{w.stride}"
+
+
+def exact_text(window: Window) -> str:
+    """(D-F_eff+P_left+P_right)/S + 1 exactly, before rounding: 2.33, 4.5, 55."""
+    return _decimal(window.span + window.stride, window.stride)
 
 
 def _decimal(numerator: int, denominator: int) -> str:
@@ -130,6 +134,11 @@ def valid_alternatives(window: Window, search: int = 64) -> dict[str, tuple[int,
                          lambda d: replaced(size=d)),
     }
     return {key: value for key, value in found.items() if value is not None}
+
+
+def axis_labels(rank: int) -> tuple:
+    """The names of a feature map's spatial axes: L; H, W; D, H, W (then 'axis 4', ...)."""
+    return {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}.get(rank, tuple(f"axis {i}" for i in range(1, rank + 1)))
 
 
 def axis_words(rank: int, axis: int) -> str:

@@ -8,6 +8,7 @@ from ..errors import SpecError
 from .arguments import arg, non_negative_int
 from .base import Layer, register, shape_text
 from .recipe import module
+from .terms import Joined
 
 
 @register("add")
@@ -71,7 +72,6 @@ class Concat(Layer):
     def to_torch(self, x: tuple):
         return module("Concat", self.axis + 1)  # +1: the batch axis comes first in torch
 
-    def explain_size(self, x: tuple, y: tuple) -> list[str]:
+    def size_terms(self, x: tuple, y: tuple | None) -> tuple:
         """The joined axis is the sum of the branches': 64+128+32 = 224 channels."""
-        what = "channels" if self.axis == 0 else f"along axis {self.axis}"
-        return [f"{'+'.join(str(shape[self.axis]) for shape in x)} = {y[self.axis]} {what}"]
+        return (Joined(self.axis, tuple(shape[self.axis] for shape in x), y[self.axis]),)

@@ -5,14 +5,16 @@ elements count as neurons.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from math import prod
 
 from ..errors import SpecError
 from .arguments import arg, boolean, number, positive_int, positive_number
-from .base import Layer, counted, register, require_feature_map, spatial_rank
+from .base import Layer, register, require_feature_map, spatial_rank
 from .recipe import module, options
 from .shapes import Shape, Steps
+from .terms import Count, Counts, Product
 
 
 @register("batchnorm", prefix="bn")
@@ -42,10 +44,12 @@ class BatchNorm(Layer):
         """2 per element: at inference the statistics fold into one scale and one shift, a*x + b."""
         return 2 * prod(y)
 
-    def explain_params(self, x: Shape) -> str:
-        """gamma and beta per channel, then the running mean and variance per channel."""
-        params = (counted("params", f"2x{x[0]}", self.params(x)) + " (gamma, beta)") if self.affine else "0 params"
-        return f"{params}; {counted('buffers', f'2x{x[0]}', self.buffers(x))} (running mean, variance)"
+    def count_terms(self, x: Shape, y: Shape) -> Counts:
+        """gamma and beta per channel (2C), then the running mean and variance per channel (2C)."""
+        per_channel = Product((2, x[0]))
+        params = Count(self.params(x), per_channel, "gamma, beta") if self.affine else Count(0)
+        buffers = Count(self.buffers(x), per_channel, "running mean, variance")
+        return dataclasses.replace(super().count_terms(x, y), params=params, buffers=buffers)
 
     def to_torch(self, x: Shape):
         """nn.BatchNorm1d for [F] and [C, L], 2d for [C, H, W], 3d for [C, D, H, W]."""
@@ -76,11 +80,12 @@ class LayerNorm(Layer):
         multiply-add; normalise: a subtract and a multiply), + 2 for gamma and beta."""
         return (7 if self.affine else 5) * prod(y)
 
-    def explain_params(self, x: Shape) -> str:
-        """gamma and beta for each normalised element."""
+    def count_terms(self, x: Shape, y: Shape) -> Counts:
+        """gamma and beta for each normalised element: 2x(25x4), or 2x4 for one axis."""
         shape = self.normalized_shape(x)
-        elements = "x".join(map(str, shape))
-        return counted("params", f"2x({elements})" if len(shape) > 1 else f"2x{elements}", self.params(x))
+        elements = Product(shape) if len(shape) > 1 else shape[0]
+        params = Count(self.params(x), Product((2, elements))) if self.affine else Count(0)
+        return dataclasses.replace(super().count_terms(x, y), params=params)
 
     def to_torch(self, x: Shape):
         shape = self.normalized_shape(x)

@@ -9,14 +9,16 @@ recurrent layer says which one it uses:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, positive_int
-from .base import Layer, counted, register, shape_text
+from .base import Layer, register, shape_text
 from .recipe import module, options
 from .shapes import Shape, Steps
+from .terms import Count, Counts, Product, Recurrence, Sum
 
 
 def bias_form(value):
@@ -106,21 +108,21 @@ class Recurrent(Layer):
     def neurons(self, x: tuple, y: Shape) -> int:
         return self._sequence(x).steps * self.hidden * self.directions * self.layers
 
-    def explain_params(self, x: tuple) -> str:
-        """Per layer: [directions x] [gates x] (H x in + H x H + biases x H), in = F, then H x directions."""
+    def count_terms(self, x: tuple, y: Shape) -> Counts:
+        """params per layer: [directions x] [gates x] (H x in + H x H + biases x H), with in = F for
+        the first layer and H x directions for the (layers - 1) above it; neurons: the hidden
+        states of the unrolled network, T x H (x directions x layers)."""
         features, h = self._sequence(x)[1], self.hidden
-        bias = {2: f" + 2x{h}", 1: f" + {h}", 0: ""}[self.bias_vectors]
-        factors = "".join(f"{n}x" for n in (self.directions, self.gates) if n > 1)
-        first, above = (f"{factors}({h}x{width_in} + {h}x{h}{bias})" if factors else f"{h}x{width_in} + {h}x{h}{bias}"
+        bias = {2: (Product((2, h)),), 1: (h,), 0: ()}[self.bias_vectors]
+        factors = tuple(n for n in (self.directions, self.gates) if n > 1)
+        first, above = (Sum((Product((h, width_in)), Product((h, h)), *bias))
                         for width_in in (features, h * self.directions))
-        repeated = f"{self.layers - 1}x{above}" if factors else f"{self.layers - 1}x({above})"  # layers 2 to n
-        terms = [first] + ([above] if self.layers == 2 else [repeated] if self.layers > 2 else [])
-        return counted("params", " + ".join(terms), self.params(x))
-
-    def explain_neurons(self, x: tuple, y: Shape) -> str:
-        """The hidden states of the unrolled network: T x H (x directions x layers)."""
-        factors = [self._sequence(x).steps, self.hidden] + [n for n in (self.directions, self.layers) if n > 1]
-        return counted("neurons", "x".join(map(str, factors)), self.neurons(x, y))
+        layers = [Product((*factors, first))]
+        if self.layers > 1:  # layers 2 to n alike: their input is the H x directions below
+            layers.append(Product(((self.layers - 1,) if self.layers > 2 else ()) + (*factors, above)))
+        neurons = (self._sequence(x).steps, h) + tuple(n for n in (self.directions, self.layers) if n > 1)
+        return dataclasses.replace(super().count_terms(x, y), params=Count(self.params(x), Sum(tuple(layers))),
+                                   neurons=Count(self.neurons(x, y), Product(neurons)))
 
     def to_torch(self, x: tuple):
         """nn.RNN/LSTM/GRU (batch first) in the Recurrent helper, which picks the returned value
@@ -136,15 +138,8 @@ class Recurrent(Layer):
     def torch_options(self) -> dict:
         return {}
 
-    def formula(self, x: tuple, y: Shape) -> str:
-        sequence = self._sequence(x)
-        parts = [f"{sequence.steps} steps", f"H {self.hidden}"]
-        if self.directions > 1:
-            parts.append("2 directions")
-        if self.layers > 1:
-            parts.append(f"{self.layers} layers")
-        bias = {True: "2 biases (PyTorch)", "single": "1 bias (course)", False: "no bias"}[self.bias]
-        return " x ".join(parts) + f"; {bias}"
+    def size_terms(self, x: tuple, y: Shape | None) -> tuple:
+        return (Recurrence(self._sequence(x).steps, self.hidden, self.directions, self.layers, self.bias_vectors),)
 
 
 @register("rnn")
@@ -206,9 +201,10 @@ class Embedding(Layer):
 
         return torch.randint(0, self.vocabulary, (batch, *x), device=device)
 
-    def explain_params(self, x: Shape) -> str:
+    def count_terms(self, x: Shape, y: Shape) -> Counts:
         """One vector of E per token of the vocabulary: V x E."""
-        return counted("params", f"{self.vocabulary}x{self.dim}", self.params(x)) + " (a table, V x E)"
+        params = Count(self.params(x), Product((self.vocabulary, self.dim)), "a table, V x E")
+        return dataclasses.replace(super().count_terms(x, y), params=params)
 
 
 @register("repeatvector", prefix="repeatvector")

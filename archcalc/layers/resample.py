@@ -16,9 +16,10 @@ from .arguments import (
     size,
 )
 from .base import Layer, axes, feature_map_rank, register, spatial_rank
-from .geometry import transposed_output
+from .geometry import axis_labels, transposed_output
 from .recipe import compact, module, options
 from .shapes import Shape
+from .terms import TransposedAxis
 
 
 @register("convtranspose", "upconv", prefix="upconv")
@@ -88,13 +89,13 @@ class ConvTranspose(Layer):
                                 output_padding=(value["output_padding"], 0), groups=(self.groups, 1),
                                 bias=(self.bias, True), dilation=(value["dilation"], 1)))
 
-    def formula(self, x: Shape, y: Shape) -> str:
+    def size_terms(self, x: Shape, y: Shape | None) -> tuple:
+        """One TransposedAxis per spatial axis, in axis order."""
         rank = spatial_rank(x)
-        per_axis_values = zip(x[1:], y[1:], *(axes(getattr(self, name), rank, name) for name in
-                                              ("kernel", "stride", "padding", "dilation", "output_padding")))
-        texts = {f"({d}-1)*{s}-2*{p}+{r * (f - 1) + 1}" + (f"+{extra}" if extra else "") + f" = {out}"
-                 for d, out, f, s, p, r, extra in per_axis_values}
-        return " | ".join(sorted(texts))
+        values = zip(axis_labels(rank), x[1:], *(axes(getattr(self, name), rank, name) for name in
+                                                  ("kernel", "stride", "padding", "dilation", "output_padding")))
+        return tuple(TransposedAxis(label, d, f, s, p, r, extra, transposed_output(d, f, s, p, r, extra))
+                     for label, d, f, s, p, r, extra in values)
 
 
 @register("upsample")

@@ -5,12 +5,12 @@ import functools
 from dataclasses import dataclass
 
 from ..errors import GeometryError
-from .base import Layer, axes, feature_map_rank, label_text, spatial_rank
-from .geometry import Window, axis_words, same_padding, valid_alternatives
+from .base import Label, Layer, axes, feature_map_rank, spatial_rank
+from .geometry import Window, axis_labels, axis_words, exact_text, rule_text, same_padding, valid_alternatives
 from .recipe import compact, module
 from .shapes import Shape
+from .terms import WindowAxis
 
-AXIS_LABELS = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 PAD_MODULES = {"zeros": "ZeroPad", "reflect": "ReflectionPad", "replicate": "ReplicationPad",
                "circular": "CircularPad"}  # torch.nn's explicit padding layers, + "1d"/"2d"/"3d"
 
@@ -28,7 +28,7 @@ class Windowed(Layer):
     def stride_value(self):
         return self.stride
 
-    # output_shape, formula, notes, macs... each need the windows: built once per (layer, input)
+    # output_shape, size_terms, macs... each need the windows: built once per (layer, input)
     @functools.lru_cache(maxsize=64)
     def windows(self, x: Shape) -> tuple[Window, ...]:
         rank = feature_map_rank(x, self.kind)
@@ -63,22 +63,22 @@ class Windowed(Layer):
         """Each axis's window widens the field (receptive.AxisField.through)."""
         return tuple(axis.through(window) for axis, window in zip(field, self.windows(x)))
 
-    def label(self, x: Shape) -> str:
+    def label(self, x: Shape) -> Label:
         """'conv 96 11x11, stride 4, relu', 'maxpool 3x3, stride 2': the kernel drawn per axis;
         in 1D, 'conv 4, kernel 3' (not 'conv 4 3')."""
         settings = self.hyperparameters()
         kernel = settings.pop("kernel", self.kernel)
         if not isinstance(kernel, tuple):
             kernel = (kernel,) * max(spatial_rank(x), 1)
-        head = self.kind
+        head = ()
         if self.main not in (None, "kernel"):
             settings.pop(self.main, None)
-            head += f" {getattr(self, self.main)}"
+            head = (getattr(self, self.main),)
         if self.main == "kernel" or len(kernel) > 1:
-            head += " " + "x".join(map(str, kernel))
+            head += (kernel,)
         else:
             settings = {"kernel": kernel[0], **settings}
-        return label_text(head, settings)
+        return Label(self.kind, head, settings)
 
     def torch_padding(self, x: Shape, mode: str = "zeros", fill: float = 0.0, limit=None):
         """(the torch layer's padding argument, an explicit pad recipe or None).
@@ -98,45 +98,16 @@ class Windowed(Layer):
             return 0, module(f"nn.ConstantPad{rank}d", pads, fill)
         return 0, module(f"nn.{PAD_MODULES[mode]}{rank}d", pads)
 
-    def formula(self, x: Shape, y: Shape) -> str:
-        return ", ".join(per_axis([w.arithmetic() for w in self.windows(x)]))
-
-    def explain_size(self, x: Shape, y: Shape) -> list[str]:
-        """The course's rule on each axis, after the effective kernel (dilation) and 'same' padding."""
+    def size_terms(self, x: Shape, y: Shape | None) -> tuple:
+        """One WindowAxis per spatial axis, after the effective kernel (dilation) and 'same'
+        padding; ``y`` is not needed (explain shows the windows of a layer that fails to tile)."""
         windows = self.windows(x)
-        lines = []
-        if any(w.dilation > 1 for w in windows):
-            lines += per_axis([f"F_eff = d*(F-1)+1 = {w.dilation}*({w.kernel}-1)+1 = {w.effective_kernel}"
-                               for w in windows])
-        if self.padding == "same":
-            lines += per_axis(["'same' padding (out = ceil(D/S)): P = " +
-                               (f"{w.pad_left}" if w.pad_left == w.pad_right else
-                                f"{w.pad_left} left, {w.pad_right} right") for w in windows])
-        return lines + per_axis([f"(D-F+2P)/S+1 = {w.arithmetic()}" for w in windows])
-
-    def notes(self, x: Shape) -> list[str]:
-        """One line per lossy rounding: what is left unread (floor) or read past the edge (ceil)."""
-        rank = spatial_rank(x)
-        axes_by_note: dict[tuple, list[str]] = {}
-        for axis, w in enumerate(self.windows(x)):
-            if w.whole or not w.fits:
-                continue
-            if w.rounding == "floor":
-                lost_inputs = w.leftover - w.pad_right
-                words = axis_words(rank, axis) if lost_inputs > 1 else axis_words(rank, axis)[:-1]
-                lost = "only padding, harmless" if lost_inputs <= 0 else f"{lost_inputs} input {words} lost"
-                note = ("floor" if self.rounding == "floor" else "same", f"the last {w.leftover} never read ({lost})")
-            elif w.rounding == "ceil":
-                note = ("ceil", f"the last window hangs {w.stride - w.leftover} past the padded edge")
-            else:
-                continue
-            axes_by_note.setdefault(note, []).append(AXIS_LABELS[rank][axis])
-        return [f"{rounding} along {'/'.join(labels)}: {detail}"
-                for (rounding, detail), labels in axes_by_note.items()]
+        labels = axis_labels(len(windows))
+        return tuple(WindowAxis(label, w, self.padding == "same", self.rounding) for label, w in zip(labels, windows))
 
     # --- error messages ---------------------------------------------------------------
     def _axis(self, axis: int, rank: int) -> str:
-        return "" if rank == 1 else f" along {AXIS_LABELS[rank][axis]}"
+        return "" if rank == 1 else f" along {axis_labels(rank)[axis]}"
 
     def _fixes(self, window: Window) -> str:
         found = valid_alternatives(window)
@@ -148,8 +119,8 @@ class Windowed(Layer):
         words = axis_words(rank, axis)
         unread = f"last {w.leftover} {words}" if w.leftover > 1 else f"last {words[:-1]}"
         floor = w.span // w.stride + 1
-        message = (f"invalid D-F-S combination{self._axis(axis, rank)}: {w.arithmetic()} is not whole; "
-                   f"stride {w.stride} leaves the {unread} unread "
+        message = (f"invalid D-F-S combination{self._axis(axis, rank)}: {rule_text(w)}+1 = {exact_text(w)} "
+                   f"is not whole; stride {w.stride} leaves the {unread} unread "
                    f"(PyTorch would silently floor to {floor})")
         hint = self._fixes(w) + "; or accept the loss with 'rounding: floor' (PyTorch) or 'ceil' (Caffe)"
         field = "stride" if "stride" in self.spec_fields else "kernel"
@@ -161,9 +132,3 @@ class Windowed(Layer):
         largest = (w.size + w.pad_left + w.pad_right - 1) // w.dilation + 1  # F_eff <= D + 2P
         return GeometryError(message, hint=self._fixes(w) or f"at most kernel {largest} fits here", field="kernel")
 
-
-def per_axis(texts: list[str]) -> list[str]:
-    """One text when every spatial axis agrees (square images), else one per axis: 'H: ...'."""
-    if len(set(texts)) == 1:
-        return texts[:1]
-    return [f"{label}: {text}" for label, text in zip(AXIS_LABELS[len(texts)], texts)]

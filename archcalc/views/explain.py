@@ -7,9 +7,9 @@
       params = 11x11x3x96 + 96 = 34,944
       neurons = 55x55x96 = 290,400
 
-The wording of each step belongs to the layer kinds (``Layer.explain_size``, ``explain_params``,
-``explain_neurons``), so a new kind explains itself; this module only puts the steps in order,
-adds the totals, and, for an invalid spec, stops at the first invalid layer with its fixes.
+Each kind gives its arithmetic as data (``Layer.size_terms``, ``Layer.count_terms``) and
+views/wording.py words it, so a new kind explains itself; this module only puts the steps in
+order, adds the totals, and, for an invalid spec, stops at the first invalid layer with its fixes.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ..errors import GeometryError, SpecError
 from ..layers import shape_text
 from ..spec import INPUT, Node, Spec
 from ..units import human_bytes
+from .wording import label_text, neurons_line, params_line, size_lines
 
 MAX_TERMS = 16  # a total written as a sum of more non-zero terms than this is given as the sum alone
 
@@ -77,16 +78,17 @@ def failed_layer(analysis: Analysis, rounding: str | None = None) -> tuple | Non
 
 
 def _explained(node: Node, layer, x: tuple, y: tuple | None, error: SpecError | None = None):
-    heading = layer.label(x)
+    heading = label_text(layer.label(x))
     steps = [f"input {input_text(x)}"]
     if error is None:
-        steps += [*layer.explain_size(x, y), f"output {shape_text(y)}", layer.explain_params(x),
-                  layer.explain_neurons(x, y)]
+        counts = layer.count_terms(x, y)
+        steps += [*size_lines(layer.size_terms(x, y)), f"output {shape_text(y)}", params_line(counts),
+                  neurons_line(layer, counts)]
     elif isinstance(error, GeometryError):
         # the windows were built before they failed to tile: show the arithmetic that failed,
         # (9-5+2*0)/3+1 = 2.33 (a window's size rule needs no output shape); otherwise the
         # input itself is wrong for this kind and the error says why
-        steps += layer.explain_size(x, None)
+        steps += size_lines(layer.size_terms(x, None))
     return LayerExplanation(node.name, heading, x, y, tuple(steps), error)
 
 

@@ -6,9 +6,9 @@
     write(analysis, "alexnet.svg", rankdir="LR")
 
 Every number drawn is the analyzer's (LayerStats, Totals): this module only lays them out.
-A box's text comes from its layer class (``Layer.label``), so a new kind draws without any
-change here. Graphviz is imported only when drawing: the Python package builds the graph,
-its ``dot`` program turns it into SVG, PNG or PDF.
+A box's text comes from its layer class (``Layer.label``, ``Layer.size_terms``) through
+views/wording.py, so a new kind draws without any change here. Graphviz is imported only when
+drawing: the Python package builds the graph, its ``dot`` program turns it into SVG, PNG or PDF.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from ..fileio import atomic_path
 from ..layers import Layer, shape_text
 from ..spec import Node
 from ..units import decimal_bytes, human_bytes
+from .wording import formula, label_text, notes
 
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
 INSTALL_DOT = ("drawing {fmt} needs Graphviz's 'dot' program: install it with 'apt-get install graphviz', "
@@ -248,7 +249,7 @@ class _Layout:
     def _layer_box(self, box_id: str, drawn: _Drawn) -> _Box:
         node, stats = drawn.node, drawn.stats
         name = node.name.rsplit(".", 1)[-1] if node.group else node.name  # the cluster says the rest
-        label = drawn.layer.label(drawn.x)
+        label = label_text(drawn.layer.label(drawn.x))
         lines = [f"<B>{_text(name)}</B>"]
         if not (label == drawn.layer.kind and name.startswith(label)):  # 'relu1' needs no 'relu' below
             lines += _packed(label, self.width)
@@ -261,10 +262,10 @@ class _Layout:
             return _Box(box_id, lines, INVALID, clusters)
         lines += self._counts(stats.output_shape, stats.params, stats.params and not stats.trainable_params)
         if self.full:
-            lines += _wrapped(stats.formula)
+            lines += _wrapped(formula(stats.size_terms))
             lines += self._memory(stats.neurons, *self.analysis.layer_bytes(stats), stats.buffers)
             lines += [f'<FONT COLOR="{NOTE_COLOR}">{line}</FONT>'
-                      for note in stats.notes for line in _wrapped("! " + note)]
+                      for note in notes(stats.size_terms) for line in _wrapped("! " + note)]
         return _Box(box_id, lines, WEIGHTED if stats.params else PARAM_FREE, clusters)
 
     def _repeat_box(self, box_id: str, key: tuple, members: list) -> _Box:
@@ -273,9 +274,9 @@ class _Layout:
         iterations = [drawn.node.group[depth][1] for drawn in members]
         body = [drawn for drawn in members if drawn.node.group[depth][1] == iterations[0]]
         if len(body) == 1:
-            text = body[0].layer.label(body[0].x)
+            text = label_text(body[0].layer.label(body[0].x))
         else:  # several layers per iteration: their kinds, or their labels when few
-            parts = [d.layer.kind for d in body] if len(body) > 3 else [d.layer.label(d.x) for d in body]
+            parts = [d.layer.kind for d in body] if len(body) > 3 else [label_text(d.layer.label(d.x)) for d in body]
             text = "[" + " → ".join(parts) + "]"
         stats = [drawn.stats for drawn in members]
         params, trainable = sum(s.params for s in stats), sum(s.trainable_params for s in stats)

@@ -11,6 +11,7 @@ from ..analysis.walk import Analysis
 from ..choices import DTYPE_BYTES
 from ..layers import Steps, shape_text
 from ..units import human_bytes, human_count
+from .wording import formula, notes
 
 FORMATS = ("table", "json", "markdown", "csv")
 JSON_SCHEMA_VERSION = 1
@@ -120,10 +121,10 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
             "trainable_params": stats.trainable_params,
             "buffers": stats.buffers,
             "neurons": stats.neurons,
-            "formula": stats.formula,
+            "formula": formula(stats.size_terms),
             "hyperparameters": {k: list(v) if isinstance(v, tuple) else v
                                 for k, v in stats.layer.hyperparameters().items()},
-            "notes": list(stats.notes),
+            "notes": notes(stats.size_terms),
             "line": stats.node.location.line,
             "macs": stats.macs,
             "flops": stats.flops,
@@ -234,7 +235,7 @@ def _rows(analysis: Analysis, reads_separator: str = " ", extras: Extras | None 
         kind = stats.kind + (f" {stats.layer.activation}" if stats.layer.activation else "")
         reads = reads_text(stats, previous)
         row = (stats.name + (reads_separator + reads if reads else ""), kind, shape_text(stats.output_shape),
-               stats.formula, f"{stats.params:,}", f"{stats.neurons:,}", human_count(stats.macs),
+               formula(stats.size_terms), f"{stats.params:,}", f"{stats.neurons:,}", human_count(stats.macs),
                human_count(stats.flops))
         yield row + (field_text(fields[stats.name]) if fields is not None else ())
         previous = stats.name
@@ -349,7 +350,7 @@ def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras 
                      "flops"] + (["rf_size", "rf_jump", "rf_start"] if fields is not None else []))
     for stats in analysis.layers:
         row = [stats.name, stats.kind, shape_text(stats.output_shape), stats.params, stats.trainable_params,
-               stats.neurons, stats.formula, stats.macs, stats.flops]
+               stats.neurons, formula(stats.size_terms), stats.macs, stats.flops]
         if fields is not None:
             row += ["x".join(str(getattr(axis, key)) for axis in fields[stats.name])
                     for key in ("size", "jump", "start")]
@@ -413,7 +414,7 @@ def _with_notes(analysis: Analysis, rows):
     """The layer rows, each followed by its notes in the formula column, as the rich table shows them."""
     for stats, row in zip(analysis.layers, rows):
         yield row
-        for note in stats.notes:
+        for note in notes(stats.size_terms):
             yield ("", "", "", f"! {note}", *[""] * (len(row) - 4))
 
 
@@ -432,7 +433,7 @@ def rich_report(analysis: Analysis, baseline: Analysis | None, extras: Extras, c
     for stats, row in zip(analysis.layers, _rows(analysis, reads_separator="\n  ", extras=extras)):
         style = "bold yellow" if stats.name in changed else None
         table.add_row(*row, style=style)
-        for note in stats.notes:
+        for note in notes(stats.size_terms):
             table.add_row("", "", "", f"[yellow]! {note}[/]", *[""] * (len(columns) - 4))
     console.print(table)
     if extras.unrolled is not None:

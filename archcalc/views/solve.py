@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from ..analysis import analyze
 from ..errors import GeometryError, Location, SpecError
 from ..layers import Steps, shape_text
-from ..layers.geometry import valid_alternatives
-from ..layers.windowed import AXIS_LABELS
+from ..layers.geometry import axis_labels, valid_alternatives
 from ..spec import Spec
 from .explain import failed_layer
+from .wording import window_text
 
 DEFAULT_RANGE = (1, 1024)
 MAX_CANDIDATES = 100_000  # sizes tried per axis: about a second per thousand for a deep network
@@ -139,7 +139,7 @@ def _varied_axes(shape: tuple) -> tuple:
     if rank < 1:
         raise SpecError(f"solve varies the spatial sizes of the input, but {shape_text(shape)} is a flat "
                         f"feature vector: every layer's validity is already fixed")
-    return tuple(range(1, rank + 1)), AXIS_LABELS.get(rank, tuple(f"axis {i}" for i in range(1, rank + 1)))
+    return tuple(range(1, rank + 1)), axis_labels(rank)
 
 
 def _resized(shape: tuple, axes: tuple, size: int) -> tuple:
@@ -205,12 +205,13 @@ def _repairs(spec: Spec, shape: tuple) -> tuple:
 
 def _axis_fixes(layer, x: tuple) -> tuple:
     """The failing axes of a windowed layer: those that do not fit or do not tile (strict)."""
-    windows = layer.windows(x)
-    labels = AXIS_LABELS[len(windows)]
     # the layer's own hyper-parameters only: which network inputs work is the size scan's answer
-    fixes = [AxisFix(label, w.arithmetic(), {what: change for what, change in valid_alternatives(w).items()
-                                             if what != "input"})
-             for label, w in zip(labels, windows) if not w.fits or (not w.whole and w.rounding == "strict")]
+    fixes = []
+    for term in layer.size_terms(x, None):
+        w = term.window
+        if not w.fits or (not w.whole and w.rounding == "strict"):
+            changes = {what: change for what, change in valid_alternatives(w).items() if what != "input"}
+            fixes.append(AxisFix(term.axis, window_text(term), changes))
     if len(fixes) > 1 and all((f.arithmetic, f.changes) == (fixes[0].arithmetic, fixes[0].changes)
                               for f in fixes):
         return (dataclasses.replace(fixes[0], axis="/".join(f.axis for f in fixes)),)
