@@ -19,6 +19,9 @@ EXIT_INVALID = 2
 
 
 def fail(message: str, code: int = EXIT_INVALID):
+    from .views.escape import visible
+
+    message = "\n".join(map(visible, message.split("\n")))  # a name in it never reaches the terminal raw
     click.echo(message if "error:" in message.split("\n")[0] else f"error: {message}", err=True)
     sys.exit(code)
 

@@ -194,7 +194,7 @@ def test_dot_is_byte_identical_across_runs():
 def test_dash_writes_dot_to_stdout():
     result = render(SPECS / "alexnet.yaml", "-o", "-")
     assert result.exit_code == 0
-    assert result.stdout.startswith("digraph AlexNet {")
+    assert result.stdout.startswith("digraph <AlexNet> {")  # the name as an HTML-like ID: shown literally
     assert "34,944 params" in result.stdout
 
 
@@ -202,7 +202,7 @@ def test_dot_file_needs_no_graphviz_program(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     out = tmp_path / "alexnet.gv"
     assert render(SPECS / "alexnet.yaml", "-o", out).exit_code == 0
-    assert out.read_text().startswith("digraph AlexNet {")
+    assert out.read_text().startswith("digraph <AlexNet> {")
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it, not mkstemp's 0600

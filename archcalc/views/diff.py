@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..analysis import Analysis, LayerStats
+from . import escape
 
 
 def counts(record) -> dict:
@@ -180,8 +181,9 @@ def print_table(result: SpecDiff, show_all: bool = False, file=None) -> None:
     if not console.is_terminal:
         console.width = max(console.width, 140)
     a, b = result.a, result.b
-    console.print(f"A: {a.spec.name} ({a.spec.path}), input {shape_text(a.input_shape)}\n"
-                  f"B: {b.spec.name} ({b.spec.path}), input {shape_text(b.input_shape)}")
+    for side, analysis in (("A", a), ("B", b)):  # a Text: rich reads no markup in names or paths
+        console.print(escape.rich(f"{side}: {analysis.spec.name} ({analysis.spec.path}), "
+                                  f"input {shape_text(analysis.input_shape)}"))
     changed = result.changed
     console.print(f"{len(changed)} of {len(result.layers)} layers differ")
     rows = result.layers if show_all else changed
@@ -192,9 +194,9 @@ def print_table(result: SpecDiff, show_all: bool = False, file=None) -> None:
             table.add_column(header, justify="right" if header in figures else "left")
         for layer in rows:
             shapes = [s.output_shape if s else None for s in (layer.a, layer.b)]
-            table.add_row(layer.name, _pair_text(*(s.kind if s else None for s in (layer.a, layer.b))),
+            table.add_row(escape.rich(layer.name), _pair_text(*(s.kind if s else None for s in (layer.a, layer.b))),
                           _pair_text(*shapes, text=shape_text),
-                          *(_count_text(layer, name) for name in figures), _what_changed(layer),
+                          *(_count_text(layer, name) for name in figures), escape.rich(_what_changed(layer)),
                           style=None if layer.changed else "dim")
         console.print(table)
     totals = Table(title="totals", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)

@@ -21,6 +21,7 @@ from ..errors import GeometryError, SpecError
 from ..layers import shape_text
 from ..spec import INPUT, Node, Spec
 from ..units import human_bytes
+from .escape import visible
 from .wording import label_text, neurons_line, params_line, size_lines
 
 MAX_TERMS = 16  # a total written as a sum of more non-zero terms than this is given as the sum alone
@@ -133,11 +134,11 @@ def render_text(explanation: Explanation) -> str:
     The invalid layer's error is not included: the caller reports it (with its location).
     """
     analysis = explanation.analysis
-    out = [f"{analysis.spec.name}: input {shape_text(analysis.input_shape)}, batch {analysis.batch}, "
+    out = [f"{visible(analysis.spec.name)}: input {shape_text(analysis.input_shape)}, batch {analysis.batch}, "
            f"{analysis.dtype}",
            "shapes are C x H x W; products are written as in the course: F x F x C x K, H x W x C", ""]
     for layer in explanation.layers:
-        out.append(f"{layer.name}: {layer.heading}")
+        out.append(f"{visible(layer.name)}: {layer.heading}")
         out += [f"  {step}" for step in layer.steps]
         out.append("")
     if explanation.totals:

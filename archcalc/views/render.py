@@ -12,7 +12,6 @@ drawing: the Python package builds the graph, its ``dot`` program turns it into 
 """
 from __future__ import annotations
 
-import html
 import itertools
 import os
 import textwrap
@@ -26,6 +25,7 @@ from ..fileio import atomic_path
 from ..layers import Layer, shape_text
 from ..spec import Node
 from ..units import decimal_bytes, human_bytes
+from .escape import html, visible
 from .wording import formula, label_text, notes
 
 FORMATS = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
@@ -104,7 +104,7 @@ def to_digraph(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compac
     graphviz = _graphviz()
     boxes, edges, titles = _Layout(analysis, detail, collapse_repeats, LABEL_WRAP[rankdir]).build()
     graph = graphviz.Digraph(
-        name=analysis.spec.name,
+        name=f"<{html(analysis.spec.name)}>",  # HTML-like, as every text here: never a DOT string
         graph_attr={"rankdir": rankdir, "fontname": FONT, "bgcolor": "white", "pad": "0.3",
                     "nodesep": "0.3", "ranksep": "0.35", "newrank": "true", "labelloc": "t",
                     "labeljust": "l" if rankdir == "LR" else "c",
@@ -115,7 +115,7 @@ def to_digraph(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compac
                    "arrowsize": "0.7"})
     _emit(graph, _nest(boxes, titles), itertools.count())
     for tail, head, label in edges:
-        graph.edge(tail, head, label=f" {label} ")
+        graph.edge(tail, head, label=f"< {html(label)} >")
     return graph
 
 
@@ -180,7 +180,7 @@ class _Layout:
         for index, (name, shape) in enumerate(analysis.input_shapes.items()):
             ids[name] = f"input{index}"
             title = "input" if name == "input" else f"input: {name}"
-            boxes.append(_Box(ids[name], [f"<B>{_text(title)}</B>", _text(shape_text(shape))], ENDS))
+            boxes.append(_Box(ids[name], [f"<B>{html(title)}</B>", html(shape_text(shape))], ENDS))
         layers = self._layers()
         collapsed = self._collapsed(layers)
         for index, drawn in enumerate(layers):
@@ -200,8 +200,8 @@ class _Layout:
             outputs = analysis.spec.outputs
             for index, name in enumerate(outputs):
                 title = "output" if len(outputs) == 1 else f"output: {name}"
-                boxes.append(_Box(f"output{index}", [f"<B>{_text(title)}</B>",
-                                                     _text(shape_text(self.shapes[name]))], ENDS))
+                boxes.append(_Box(f"output{index}", [f"<B>{html(title)}</B>",
+                                                     html(shape_text(self.shapes[name]))], ENDS))
                 edges.append((ids[name], f"output{index}", shape_text(self.shapes[name])))
         return boxes, edges, _cluster_titles(analysis.spec)
 
@@ -250,7 +250,7 @@ class _Layout:
         node, stats = drawn.node, drawn.stats
         name = node.name.rsplit(".", 1)[-1] if node.group else node.name  # the cluster says the rest
         label = label_text(drawn.layer.label(drawn.x))
-        lines = [f"<B>{_text(name)}</B>"]
+        lines = [f"<B>{html(name)}</B>"]
         if not (label == drawn.layer.kind and name.startswith(label)):  # 'relu1' needs no 'relu' below
             lines += _packed(label, self.width)
         clusters = _cluster_keys(node.group)
@@ -280,7 +280,7 @@ class _Layout:
             text = "[" + " → ".join(parts) + "]"
         stats = [drawn.stats for drawn in members]
         params, trainable = sum(s.params for s in stats), sum(s.trainable_params for s in stats)
-        lines = [f"<B>{_text(key[1])}</B>", *_packed(f"{len(set(iterations))} x {text}", self.width),
+        lines = [f"<B>{html(key[1])}</B>", *_packed(f"{len(set(iterations))} x {text}", self.width),
                  *self._counts(stats[-1].output_shape, params, params and not trainable)]
         if self.full:
             sizes = [self.analysis.layer_bytes(s) for s in stats]
@@ -291,7 +291,7 @@ class _Layout:
 
     def _counts(self, shape, params: int, frozen: bool) -> list:
         """The output shape (bold) and the parameters: one line, or two in narrow boxes."""
-        lines = [f"<B>{_text(shape_text(shape))}</B>"]
+        lines = [f"<B>{html(shape_text(shape))}</B>"]
         if params:
             lines.append(f"{params:,} params" + (" (frozen)" if frozen else ""))
         return lines if self.width < WRAP else ["  ·  ".join(lines)]
@@ -338,7 +338,7 @@ def _emit(graph, cluster: _Cluster, numbers) -> None:
             graph.node(item.id, "<" + "<BR/>".join(item.lines) + ">", **item.style)
             continue
         with graph.subgraph(name=f"cluster_{next(numbers)}") as sub:
-            sub.attr(label=f"<<B>{_text(item.label)}</B>>", labelloc="t", labeljust="l", fontname=FONT,
+            sub.attr(label=f"<<B>{html(item.label)}</B>>", labelloc="t", labeljust="l", fontname=FONT,
                      fontsize="12", fontcolor="#34414e", **item.style)
             _emit(sub, item, numbers)
 
@@ -348,33 +348,29 @@ def _caption(analysis: Analysis) -> str:
     spec, totals = analysis.spec, analysis.totals
     inputs = ", ".join(shape_text(shape) if name == "input" else f"{name} {shape_text(shape)}"
                        for name, shape in analysis.input_shapes.items())
-    rows = [f'<FONT POINT-SIZE="16"><B>{_text(spec.name)}</B></FONT>']
+    rows = [f'<FONT POINT-SIZE="16"><B>{html(spec.name)}</B></FONT>']
     legend = [("weights", WEIGHTED), ("no parameters", PARAM_FREE), ("input / output", ENDS)]
     if analysis.error is None:
         outputs = ", ".join(shape_text(shape) for shape in analysis.output_shapes.values())
         trainable = f" ({totals.trainable_params:,} trainable)" if totals.non_trainable_params else ""
-        rows += [_text(f"input {inputs}  →  output {outputs}"),
-                 _text(f"{totals.params:,} params{trainable}  ·  {totals.neurons:,} neurons per sample"),
-                 _text(f"weights {human_bytes(totals.param_bytes + totals.buffer_bytes)}  ·  "
+        rows += [html(f"input {inputs}  →  output {outputs}"),
+                 html(f"{totals.params:,} params{trainable}  ·  {totals.neurons:,} neurons per sample"),
+                 html(f"weights {human_bytes(totals.param_bytes + totals.buffer_bytes)}  ·  "
                        f"activations {human_bytes(totals.activation_bytes)}"),
-                 _text(f"forward pass {human_bytes(totals.forward_bytes)}  ({analysis.dtype}, "
+                 html(f"forward pass {human_bytes(totals.forward_bytes)}  ({analysis.dtype}, "
                        f"batch {analysis.batch})")]
     else:
-        rows += [_text(f"input {inputs}"),
-                 f'<FONT COLOR="{INVALID["color"]}"><B>{_text(f"invalid: layer {analysis.error.layer}")}'
-                 f'</B>{_text(" cannot be computed; the layers after it are not drawn")}</FONT>']
+        rows += [html(f"input {inputs}"),
+                 f'<FONT COLOR="{INVALID["color"]}"><B>{html(f"invalid: layer {analysis.error.layer}")}'
+                 f'</B>{html(" cannot be computed; the layers after it are not drawn")}</FONT>']
         legend.append(("invalid", INVALID))
     cells = "".join(f'<TD BGCOLOR="{style["fillcolor"]}" COLOR="{style["color"]}" BORDER="1">'
-                    f'<FONT COLOR="{style["fontcolor"]}" POINT-SIZE="10">{_text(text)}</FONT></TD>'
+                    f'<FONT COLOR="{style["fontcolor"]}" POINT-SIZE="10">{html(text)}</FONT></TD>'
                     for text, style in legend)
     body = "".join(f"<TR><TD>{row}</TD></TR>" for row in rows)
     return (f'<<TABLE BORDER="0" CELLSPACING="1" CELLPADDING="1">{body}<TR><TD>'
             f'<TABLE BORDER="0" CELLSPACING="6" CELLPADDING="3"><TR>{cells}</TR></TABLE>'
             f'</TD></TR></TABLE>>')
-
-
-def _text(text: str) -> str:
-    return html.escape(str(text), quote=False)
 
 
 def _packed(label: str, width: int) -> list:
@@ -393,5 +389,6 @@ def _packed(label: str, width: int) -> list:
 def _wrapped(text: str, width: int = WRAP) -> list:
     """Escaped lines of at most ``width`` characters (a box stays narrow), never breaking inside
     'a = b' or '(-> 3)': textwrap does not break at a no-break space."""
-    kept = text.replace(" = ", "\u00a0=\u00a0").replace("-> ", "->\u00a0")
-    return [_text(line.replace("\u00a0", " ")) for line in textwrap.wrap(kept, width, break_on_hyphens=False)]
+    # visible first: textwrap would turn a newline in a name into a space
+    kept = visible(text).replace(" = ", "\u00a0=\u00a0").replace("-> ", "->\u00a0")
+    return [html(line.replace("\u00a0", " ")) for line in textwrap.wrap(kept, width, break_on_hyphens=False)]

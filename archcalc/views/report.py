@@ -1,8 +1,6 @@
 """Formatting an Analysis: rich table, JSON, markdown, CSV. No arithmetic happens here."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 
@@ -11,6 +9,7 @@ from ..analysis.walk import Analysis
 from ..choices import DTYPE_BYTES
 from ..layers import Steps, shape_text
 from ..units import human_bytes, human_count
+from . import escape
 from .wording import formula, notes
 
 FORMATS = ("table", "json", "markdown", "csv")
@@ -228,14 +227,16 @@ def reads_text(stats, previous: str) -> str:
     return "<- " + ", ".join(name.removeprefix(prefix) for name in stats.node.inputs)
 
 
-def _rows(analysis: Analysis, reads_separator: str = " ", extras: Extras | None = None):
+def _rows(analysis: Analysis, name=escape.visible, reads_separator: str = " ", extras: Extras | None = None):
+    """The layer table's rows; ``name`` writes the layer names for the format (escape)."""
     previous = next(iter(analysis.spec.inputs or {"input": None}))
     fields = extras.receptive_fields if extras else None
     for stats in analysis.layers:
         kind = stats.kind + (f" {stats.layer.activation}" if stats.layer.activation else "")
         reads = reads_text(stats, previous)
-        row = (stats.name + (reads_separator + reads if reads else ""), kind, shape_text(stats.output_shape),
-               formula(stats.size_terms), f"{stats.params:,}", f"{stats.neurons:,}", human_count(stats.macs),
+        row = ((name(stats.name) + reads_separator + name(reads) if reads else name(stats.name)), kind,
+               shape_text(stats.output_shape), formula(stats.size_terms), f"{stats.params:,}", f"{stats.neurons:,}",
+               human_count(stats.macs),
                human_count(stats.flops))
         yield row + (field_text(fields[stats.name]) if fields is not None else ())
         previous = stats.name
@@ -260,8 +261,9 @@ def compute_line(analysis: Analysis) -> str:
     return line
 
 
-def training_lines(analysis: Analysis, extras: Extras) -> list[str]:
-    """The --train breakdown and the --max-batch answer, with the rule of thumb beside the total."""
+def training_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> list[str]:
+    """The --train breakdown and the --max-batch answer, with the rule of thumb beside the total;
+    ``name`` writes the layer name for the format (escape)."""
     lines = []
     t = extras.training
     if t is not None:
@@ -274,7 +276,7 @@ def training_lines(analysis: Analysis, extras: Extras) -> list[str]:
             f"  optimizer state: {human_bytes(t.optimizer_bytes)} ({t.optimizer})",
             f"  activations kept for backprop: {human_bytes(t.activation_bytes)} "
             f"(input + every layer's output, x batch {t.batch})",
-            f"  largest layer: {t.largest_layer}, {human_bytes(t.largest_layer_bytes)} "
+            f"  largest layer: {name(t.largest_layer)}, {human_bytes(t.largest_layer_bytes)} "
             f"(its gradient, once, at the backward peak)",
             f"  total: {human_bytes(t.total_bytes)}; the course's rule of thumb (2 x forward): "
             f"{human_bytes(t.rule_of_thumb_bytes)}",
@@ -293,15 +295,15 @@ IM2COL_HEADERS = ("layer", "filters K x C/g*F^d", "columns C/g*F^d x N", "output
                   "column buffer")
 
 
-def im2col_rows(analysis: Analysis, extras: Extras) -> list[tuple]:
+def im2col_rows(analysis: Analysis, extras: Extras, name=escape.visible) -> list[tuple]:
     """One row per convolution: its matrix product at the batch (N = output positions x batch)."""
     batch, size = analysis.batch, DTYPE_BYTES[analysis.dtype]
-    return [(stats.name, "x".join(map(str, u.filter_matrix)), "x".join(map(str, u.column_matrix(batch))),
+    return [(name(stats.name), "x".join(map(str, u.filter_matrix)), "x".join(map(str, u.column_matrix(batch))),
              "x".join(map(str, u.output_matrix(batch))), str(u.groups), human_bytes(u.column_bytes(batch, size)))
             for stats, u in extras.unrolled or []]
 
 
-def summary_lines(analysis: Analysis, baseline: Analysis | None = None) -> list[str]:
+def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=escape.visible) -> list[str]:
     t = analysis.totals
     batch = f"batch {analysis.batch}, {analysis.dtype}"
     lines = [
@@ -314,9 +316,9 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None) -> list[
         f"forward pass: {human_bytes(t.forward_bytes)} = parameters + activations",
         f"training, rule of thumb (x2): {human_bytes(t.training_bytes_estimate)}",
     ]
-    for name, before in changed_weights(analysis, baseline).items():
-        now = analysis.layer(name).params
-        lines.append(f"weights no longer fit: {name} has {now:,} params at input "
+    for layer, before in changed_weights(analysis, baseline).items():
+        now = analysis.layer(layer).params
+        lines.append(f"weights no longer fit: {name(layer)} has {now:,} params at input "
                      f"{shape_text(analysis.input_shape)} but {before:,} at the spec's "
                      f"{shape_text(analysis.spec.input_shape)}")
     return lines
@@ -329,12 +331,14 @@ def _markdown_table(header: tuple, rows) -> list[str]:
 
 def to_markdown(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> str:
     extras = extras or Extras()
-    out = [f"# {analysis.spec.name}", "", f"input: {shape_text(analysis.input_shape)}", ""]
-    out += _markdown_table(headers(extras), _rows(analysis, extras=extras))
-    out += [""] + [f"- {line}" for line in summary_lines(analysis, baseline) + training_lines(analysis, extras)]
+    name = escape.markdown
+    out = [f"# {name(analysis.spec.name)}", "", f"input: {shape_text(analysis.input_shape)}", ""]
+    out += _markdown_table(headers(extras), _rows(analysis, name, extras=extras))
+    out += [""] + [f"- {line}" for line in summary_lines(analysis, baseline, name) +
+                   training_lines(analysis, extras, name)]
     if extras.unrolled is not None:
         out += ["", f"Convolutions as matrix products (batch {analysis.batch}):", ""]
-        out += _markdown_table(IM2COL_HEADERS, im2col_rows(analysis, extras))
+        out += _markdown_table(IM2COL_HEADERS, im2col_rows(analysis, extras, name))
     every = {**conventions(analysis), **extra_conventions(extras)}
     out += ["", "Conventions: " + "; ".join(f"{k}: {v}" for k, v in every.items()), ""]
     return "\n".join(out)
@@ -344,18 +348,17 @@ def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras 
     """One row per layer, exact integers (MACs and FLOPs per sample); the receptive field's size,
     jump and start per axis joined by 'x' with --receptive-field."""
     fields = extras.receptive_fields if extras else None
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "kind", "output_shape", "params", "trainable_params", "neurons", "formula", "macs",
-                     "flops"] + (["rf_size", "rf_jump", "rf_start"] if fields is not None else []))
+    header = ["name", "kind", "output_shape", "params", "trainable_params", "neurons", "formula", "macs",
+              "flops"] + (["rf_size", "rf_jump", "rf_start"] if fields is not None else [])
+    rows = []
     for stats in analysis.layers:
         row = [stats.name, stats.kind, shape_text(stats.output_shape), stats.params, stats.trainable_params,
                stats.neurons, formula(stats.size_terms), stats.macs, stats.flops]
         if fields is not None:
             row += ["x".join(str(getattr(axis, key)) for axis in fields[stats.name])
                     for key in ("size", "jump", "start")]
-        writer.writerow(row)
-    return buffer.getvalue()
+        rows.append(row)
+    return escape.csv_text(rows, header)
 
 
 RICH_TABLE_ROWS = 500  # rich measures every cell, ~0.4 ms a row: longer tables are printed plain
@@ -386,7 +389,7 @@ def print_table(analysis: Analysis, baseline: Analysis | None = None, file=None,
 
 def plain_report(analysis: Analysis, baseline: Analysis | None, extras: Extras) -> str:
     """The table report as plain text: rich's layout (SIMPLE_HEAD), without styles or wrapping."""
-    title = f"{analysis.spec.name}: {inputs_text(analysis)}"
+    title = escape.visible(f"{analysis.spec.name}: {inputs_text(analysis)}")
     parts = [plain_table(title, headers(extras), _with_notes(analysis, _rows(analysis, extras=extras)),
                          NUMBER_HEADERS)]
     if extras.unrolled is not None:
@@ -423,14 +426,15 @@ def rich_report(analysis: Analysis, baseline: Analysis | None, extras: Extras, c
     from rich import box
     from rich.table import Table
 
-    title = f"{analysis.spec.name}: {inputs_text(analysis)}"
+    title = escape.rich(f"{analysis.spec.name}: {inputs_text(analysis)}")
     table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     columns = headers(extras)
     for header in columns:
         table.add_column(header, justify="right" if header in NUMBER_HEADERS else "left",
                          no_wrap=header != HEADERS[3])
     changed = changed_weights(analysis, baseline)
-    for stats, row in zip(analysis.layers, _rows(analysis, reads_separator="\n  ", extras=extras)):
+    # every cell that holds a name is a rich Text: rich reads markup only in plain strings
+    for stats, row in zip(analysis.layers, _rows(analysis, escape.rich, reads_separator="\n  ", extras=extras)):
         style = "bold yellow" if stats.name in changed else None
         table.add_row(*row, style=style)
         for note in notes(stats.size_terms):
@@ -441,11 +445,11 @@ def rich_report(analysis: Analysis, baseline: Analysis | None, extras: Extras, c
                          title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
         for header in IM2COL_HEADERS:
             unrolled.add_column(header, justify="left" if header == "layer" else "right", no_wrap=True)
-        for row in im2col_rows(analysis, extras):
+        for row in im2col_rows(analysis, extras, escape.rich):
             unrolled.add_row(*row)
         console.print(unrolled)
     for line in summary_lines(analysis, baseline) + training_lines(analysis, extras):
-        console.print(("[bold yellow]" if line.startswith("weights") else "") + line, markup=True)
+        console.print(escape.rich(line, "bold yellow" if line.startswith("weights") else ""))
     console.print(f"[dim]{UNITS_NOTE}[/]")
 
 

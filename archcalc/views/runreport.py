@@ -7,6 +7,7 @@ import json
 
 from ..layers import shape_text
 from ..units import human_bytes
+from . import escape
 from .report import inputs_text
 
 HEADERS = ("layer", "kind", "analyzer", "PyTorch", "analyzer params", "PyTorch params", "")
@@ -22,19 +23,19 @@ def print_verification(result, file=None) -> None:
     if not console.is_terminal:  # a pipe or file has no width: don't squeeze the table into 80
         console.width = max(console.width, 120)
     analysis = result.analysis
-    title = (f"{analysis.spec.name}: {inputs_text(analysis)}, batch {analysis.batch}, {result.dtype}, "
-             f"on {result.device_name}")
+    title = escape.rich(f"{analysis.spec.name}: {inputs_text(analysis)}, batch {analysis.batch}, {result.dtype}, "
+                        f"on {result.device_name}")
     table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
     for header in HEADERS:
         table.add_column(header, justify="right" if "params" in header else "left", no_wrap=True)
     for check in result.checks:
         actual = "-" if check.actual_shape is None else shape_text(check.actual_shape)
         mark = f"[green]{OK}[/]" if check.ok else f"[bold red]{CROSS}[/]"
-        table.add_row(check.name, check.kind, shape_text(check.predicted_shape), actual,
+        table.add_row(escape.rich(check.name), check.kind, shape_text(check.predicted_shape), actual,
                       f"{check.predicted_params:,}", f"{check.actual_params:,}", mark)
     console.print(table)
     for line in summary_lines(result):
-        console.print(line, markup=False)
+        console.print(escape.rich(line))
 
 
 def summary_lines(result) -> list[str]:

@@ -15,6 +15,7 @@ from ..errors import GeometryError, Location, SpecError
 from ..layers import Steps, shape_text
 from ..layers.geometry import axis_labels, valid_alternatives
 from ..spec import Spec
+from .escape import visible
 from .explain import failed_layer
 from .wording import window_text
 
@@ -251,7 +252,7 @@ def render_text(solution: Solution) -> str:
     together = len(solution.axes) == 1 and "=" in solution.axes[0].axis
     how = ("its spatial sizes together" if together else
            "one axis at a time, the others as given or, where invalid, at their nearest valid size")
-    out = [f"{spec.name}: input sizes {solution.low}..{solution.high} that make every layer valid "
+    out = [f"{visible(spec.name)}: input sizes {solution.low}..{solution.high} that make every layer valid "
            f"(input {shape_text(shape)}, varying {how}):"]
     out += [f"  {axis.axis}: {sizes_text(axis)}" for axis in solution.axes]
     out.append("")
@@ -262,12 +263,13 @@ def render_text(solution: Solution) -> str:
     out.append(f"input {shape_text(shape)} is invalid at {count} layer{'s' if count > 1 else ''}" +
                (" (past each one the walk rounds down, as PyTorch would):" if count > 1 else ":"))
     for repair in solution.repairs:
-        out.append(f"  {repair.layer} ({repair.location}), input {shape_text(repair.input_shape)}")
+        out.append(f"  {visible(repair.layer)} ({visible(repair.location)}), input {shape_text(repair.input_shape)}")
         for fix in repair.axes:
             changes = change_text(fix.changes) or "no single stride, padding or kernel fixes it"
             out.append(f"    {fix.axis}: {fix.arithmetic}: try {changes}")
         if not repair.axes:
-            out.append(f"    {repair.error.message}" + (f"\n    hint: {repair.error.hint}" if repair.error.hint else ""))
+            out.append(f"    {visible(repair.error.message)}" +
+                       (f"\n    hint: {visible(repair.error.hint)}" if repair.error.hint else ""))
     nearest = [f"{axis.axis} = {axis.nearest()}" for axis in solution.axes
                if axis.sizes and axis.current != axis.nearest()]
     if nearest:
