@@ -325,20 +325,22 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=esc
 
 
 def _markdown_table(header: tuple, rows) -> list[str]:
+    """The first column holds names: escaped for markdown (escape.markdown); in the others a '|'."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines + ["| " + " | ".join([escape.markdown(row[0]), *(cell.replace("|", "\\|") for cell in row[1:])])
+                    + " |" for row in rows]
 
 
 def to_markdown(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> str:
     extras = extras or Extras()
     name = escape.markdown
     out = [f"# {name(analysis.spec.name)}", "", f"input: {shape_text(analysis.input_shape)}", ""]
-    out += _markdown_table(headers(extras), _rows(analysis, name, extras=extras))
+    out += _markdown_table(headers(extras), _rows(analysis, str, extras=extras))
     out += [""] + [f"- {line}" for line in summary_lines(analysis, baseline, name) +
                    training_lines(analysis, extras, name)]
     if extras.unrolled is not None:
         out += ["", f"Convolutions as matrix products (batch {analysis.batch}):", ""]
-        out += _markdown_table(IM2COL_HEADERS, im2col_rows(analysis, extras, name))
+        out += _markdown_table(IM2COL_HEADERS, im2col_rows(analysis, extras, str))
     every = {**conventions(analysis), **extra_conventions(extras)}
     out += ["", "Conventions: " + "; ".join(f"{k}: {v}" for k, v in every.items()), ""]
     return "\n".join(out)
