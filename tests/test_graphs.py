@@ -85,7 +85,7 @@ BAD_GRAPHS = [
     ("input: [4]\nlayers:\n  - dense: {units: 2, name: a}\n  - add: {inputs: [a, input]}\n",
      "add needs inputs of one shape, got 2 and 4", "projection"),
     ("input: [4]\nblocks:\n  b: {params: {units: null}, layers: [dense: $unit]}\nlayers:\n  - b: 3\n",
-     "unknown block parameter $unit", "did you mean 'units'?"),
+     "unknown parameter $unit", "did you mean '$units'?"),
     ("input: [4]\nblocks:\n  b: {params: {units: null}, layers: [dense: $units]}\nlayers:\n  - b: {unit: 3}\n",
      "unknown parameter 'unit' for block b", "did you mean 'units'?"),
     ("input: [4]\noutputs: [nope]\nlayers:\n  - dense: 2\n", "outputs: no layer is named 'nope'", ""),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from ..errors import Location, SpecError
 from ..layers import ALIASES, REGISTRY, lookup
 from ..layers.arguments import boolean, closest, positive_int, shown, text
+from .expressions import evaluate, is_expression
 from .model import COMMON_KEYS, INPUT, MAX_BLOCK_NESTING, MAX_LAYERS, Node
 from .source import Mapping, Sequence
 
@@ -36,13 +37,16 @@ class Scope:
 class NodeBuilder:
     """Turns layer entries into Nodes: shorthand, defaults, repeats, blocks, automatic names."""
 
-    def __init__(self, defaults: dict, blocks: dict, spec_params: dict, network_inputs: tuple):
+    def __init__(self, defaults: dict, blocks: dict, spec_params: dict, network_inputs: tuple,
+                 expressions: dict | None = None):
         self.defaults = defaults
         self.network_inputs = network_inputs  # names layers may read at the top level
         self.blocks = blocks
         self.spec_params = spec_params  # blocks see the spec's params under their own
         self.nodes: list[Node] = []
         self.names: dict[str, Location] = {}
+        self.instances: dict[str, str] = {}  # block instance name -> its last layer, which it outputs
+        self.expressions = {} if expressions is None else expressions  # {location: '$c * 6'} substituted
         self.repeats = 0
         self.expanding: list[str] = []  # the blocks being expanded, outermost first
 
@@ -51,8 +55,8 @@ class NodeBuilder:
             self.build(entry, entries.item_location(index), scope)
 
     def build(self, entry, location: Location, scope: Scope) -> None:
-        if scope.params:
-            entry = substitute(entry, scope.params, location)
+        if scope.in_block:  # the top level was substituted once, with the spec's params
+            entry = substitute(entry, scope.params, location, self.expressions)
         kind, args, args_location = self._split(entry, location)
         if kind == "repeat":
             self._repeat(args, args_location, location, scope)
@@ -87,7 +91,10 @@ class NodeBuilder:
             trainable = boolean(args.get("trainable", True))
         except SpecError as exc:
             field_name = exc.field or ("trainable" if "trainable" in args else None)
-            raise exc.located(field_locations.get(field_name, args_location), name) from None
+            where = field_locations.get(field_name, args_location)
+            if exc.location is None and where in self.expressions:  # a computed value: name its formula
+                exc.message += f" (computed from {self.expressions[where]!r})"
+            raise exc.located(where, name) from None
         inputs = self._inputs(args, scope, field_locations.get("inputs", args_location), name)
         if len(inputs) > 1 and not layer.merges:
             raise SpecError(f"{cls.kind} reads one input, but {len(inputs)} are given "
@@ -137,8 +144,18 @@ class NodeBuilder:
             return ref
         for candidate in (scope.prefix + ref + scope.suffix, scope.prefix + ref, ref):
             if candidate in self.names and candidate != name:
-                return candidate
+                if candidate not in self.instances:
+                    return candidate
+                if self.instances[candidate] is None:
+                    raise SpecError(f"inputs: {ref!r} is the block instance this layer belongs to; it has "
+                                    f"no output yet", hint="inside a block, 'in' is what the block reads",
+                                    location=location, layer=name)
+                return self.instances[candidate]
+        # suggest what this scope's own names are: layers and block instances, not the layers
+        # inside an instance (reading 'stage2.bn' instead of 'stage2' would skip its last layers)
         known = [n[len(scope.prefix):] for n in self.names if n.startswith(scope.prefix) and n != name]
+        if "." not in ref:
+            known = [n for n in known if "." not in n]
         extra = "'in' is the block's input" if scope.in_block else \
             f"network inputs: {', '.join(self.network_inputs)}"
         raise SpecError(f"inputs: no earlier layer is named {ref!r}",
@@ -230,17 +247,18 @@ class NodeBuilder:
                 raise SpecError(f"unknown parameter '{key}' for block {kind}",
                                 hint=closest(key, [*param_names, "name", "inputs"]), location=where)
         params = {}
-        for key in param_names:
+        for key in param_names:  # a default may use the spec's params and the block's earlier ones
             if key in args:
                 params[key] = args[key]
             elif definition.params[key] is None:
                 raise SpecError(f"block {kind} needs parameter '{key}'",
                                 hint=f"write '- {kind}: {{{key}: ...}}'", location=args_location)
             else:
-                params[key] = definition.params[key]
+                params[key] = substitute(definition.params[key], {**self.spec_params, **params},
+                                         definition.params.value_location(key), self.expressions)
         scope.counters[kind] = scope.counters.get(kind, 0) + 1
         instance = self._name(args, f"{kind}{scope.counters[kind]}", location, scope)
-        del self.names[instance]  # the instance names a group of layers, not a layer
+        self.instances[instance] = None  # reading the instance reads its last layer, known once it is built
         entry = self._inputs(args, scope, args.value_location("inputs") if isinstance(args, Mapping)
                              else args_location, instance)
         if len(entry) != 1:
@@ -256,14 +274,14 @@ class NodeBuilder:
         self.expanding.append(kind)
         self.build_all(definition.layers, inner)
         self.expanding.pop()
-        scope.last = inner.last
+        scope.last = self.instances[instance] = inner.last
 
 
 @dataclass(frozen=True)
 class Block:
     """A reusable, parameterised group of layers (blocks: in the spec)."""
 
-    params: dict          # name -> default (None = required)
+    params: Mapping       # name -> default (None = required), with their locations
     layers: Sequence
 
 
@@ -285,7 +303,7 @@ def read_blocks(data: Mapping) -> dict:
                     f"{name}: {{params: {{filters: null}}, layers: [...]}}", required=("layers",))
         params = definition.get("params")
         if params is None:  # no parameters
-            params = {}
+            params = Mapping()
         elif not isinstance(params, Mapping):
             raise SpecError(f"params of block {name} must map parameter names to defaults (null = required)",
                             location=definition.value_location("params"))
@@ -293,7 +311,7 @@ def read_blocks(data: Mapping) -> dict:
         if not isinstance(layers, Sequence) or not layers:
             raise SpecError(f"block {name} needs a non-empty list of layers",
                             location=definition.value_location("layers"))
-        result[name] = Block(dict(params), layers)
+        result[name] = Block(params, layers)
     return result
 
 
@@ -311,20 +329,29 @@ def check_keys(args, allowed: tuple, what: str, location: Location, example: str
             raise SpecError(f"{what} needs '{key}'", hint=example, location=location)
 
 
-def substitute(value, params: dict, location: Location):
-    """A copy of ``value`` with every '$name' string replaced by the block parameter's value."""
-    if isinstance(value, str) and value.startswith("$"):
-        key = value[1:]
-        if key not in params:
-            raise SpecError(f"unknown block parameter {value}", hint=closest(key, params), location=location)
-        return params[key]
+def substitute(value, params: dict, location: Location, written: dict):
+    """``value`` with every string that contains '$' replaced by its value over ``params``
+    (expressions.evaluate: '$name' alone is the parameter as it is, anything else arithmetic).
+
+    Returns ``value`` itself where nothing changes (most of a large spec); ``written`` collects
+    {location: expression} of what was computed, for messages about the result.
+    """
+    if is_expression(value):
+        written[location] = value
+        return evaluate(value, params, location)
     if isinstance(value, Mapping):
-        copy = Mapping((k, substitute(v, params, value.value_location(k))) for k, v in value.items())
+        new = {k: substitute(v, params, value.value_location(k), written) for k, v in value.items()}
+        if all(new[k] is v for k, v in value.items()):
+            return value
+        copy = Mapping(new)
         copy.location, copy.key_locations, copy.value_locations = \
             value.location, value.key_locations, value.value_locations
         return copy
     if isinstance(value, Sequence):
-        copy = Sequence(substitute(v, params, value.item_location(i)) for i, v in enumerate(value))
+        items = [substitute(v, params, value.item_location(i), written) for i, v in enumerate(value)]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        copy = Sequence(items)
         copy.location, copy.item_locations = value.location, value.item_locations
         return copy
     return value

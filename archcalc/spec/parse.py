@@ -46,14 +46,15 @@ def parse(data, path: str, params: dict | None = None) -> Spec:
         if key not in TOP_LEVEL_KEYS:
             raise SpecError(f"unknown top-level key '{key}'", hint=closest(key, TOP_LEVEL_KEYS),
                             location=data.key_location(key))
-    data = _with_params(data, params or {})
+    expressions: dict = {}
+    data = _with_params(data, params or {}, expressions)
     if "layers" not in data:
         raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
                         location=data.location)
     inputs, input_location = _network_inputs(data)
     name = _field(data, "name", text, Path(path).stem)
     description = _field(data, "description", lambda v: str(v), "")
-    builder = NodeBuilder(_defaults(data), read_blocks(data), getattr(data, "spec_params", {}), tuple(inputs))
+    builder = NodeBuilder(_defaults(data), read_blocks(data), data.spec_params, tuple(inputs), expressions)
     layers = data["layers"]
     if not isinstance(layers, Sequence) or not layers:
         raise SpecError("'layers' must be a non-empty list of layers",
@@ -61,19 +62,20 @@ def parse(data, path: str, params: dict | None = None) -> Spec:
                         location=data.value_location("layers"))
     builder.build_all(layers, Scope(entry=next(iter(inputs))))
     nodes = tuple(builder.nodes)
-    outputs = _outputs(data, nodes)
+    outputs = _outputs(data, nodes, builder.instances)
     _check_all_used(nodes, outputs, inputs, data)
     return Spec(name, description, next(iter(inputs.values())), nodes, path, input_location, outputs,
                 inputs)
 
 
-def _with_params(data: Mapping, overrides: dict) -> Mapping:
-    """The spec with every '$name' replaced by its value from 'params:' (or an override).
+def _with_params(data: Mapping, overrides: dict, expressions: dict) -> Mapping:
+    """The spec with every '$' value computed from 'params:' (or an override), in order: a
+    parameter may use those declared before it (params: {c: 32, hidden: $c * 4}).
 
-    Blocks keep their '$name's: they are filled per instance, block parameters first.
+    Blocks keep their '$' values: they are computed per instance, block parameters first.
     """
-    declared = data.get("params", {})
-    if not isinstance(declared, dict):
+    declared = data.get("params") or Mapping()
+    if not isinstance(declared, Mapping):
         raise SpecError("params must map names to values, e.g. params: {vocab: 65}",
                         location=data.value_location("params"))
     for key in overrides:
@@ -81,15 +83,15 @@ def _with_params(data: Mapping, overrides: dict) -> Mapping:
             raise SpecError(f"the spec declares no parameter '{key}'",
                             hint=closest(key, declared) if declared else "it has no 'params:'",
                             location=data.location)
-    values = {**declared, **overrides}
-    if not values:
-        return data
+    values: dict = {}
+    for key, value in declared.items():
+        values[key] = substitute(overrides.get(key, value), values, declared.value_location(key), expressions)
     result = Mapping()
     result.location, result.key_locations = data.location, data.key_locations
     result.value_locations = data.value_locations
     for key, value in data.items():
         keep = key in ("params", "blocks", "name", "description")
-        result[key] = value if keep else substitute(value, values, data.value_location(key))
+        result[key] = value if keep else substitute(value, values, data.value_location(key), expressions)
     result.spec_params = values
     return result
 
@@ -116,13 +118,13 @@ def _network_inputs(data: Mapping) -> tuple[dict, Location]:
             data.value_location("inputs"))
 
 
-def _outputs(data: Mapping, nodes: tuple) -> tuple:
-    """The 'outputs' list, or the last layer."""
+def _outputs(data: Mapping, nodes: tuple, instances: dict) -> tuple:
+    """The 'outputs' list (a block instance's name means its last layer), or the last layer."""
     if "outputs" not in data:
         return (nodes[-1].name,)
     raw = data["outputs"]
     names = [raw] if isinstance(raw, str) else raw
-    known = {node.name for node in nodes}
+    known = {node.name for node in nodes} | set(instances)
     if not isinstance(names, list) or not names:
         raise SpecError("outputs must be a layer name or a list of layer names",
                         location=data.value_location("outputs"))
@@ -130,7 +132,7 @@ def _outputs(data: Mapping, nodes: tuple) -> tuple:
         if not isinstance(name, str) or name not in known:  # a list or mapping here is no name either
             where = names.item_location(index) if isinstance(names, Sequence) else data.value_location("outputs")
             raise SpecError(f"outputs: no layer is named {shown(name)}", hint=closest(name, known), location=where)
-    return tuple(names)
+    return tuple(instances.get(name, name) for name in names)
 
 
 def _check_all_used(nodes: tuple, outputs: tuple, inputs: dict, data: Mapping) -> None:
