@@ -92,7 +92,8 @@ class NodeBuilder:
         except SpecError as exc:
             field_name = exc.field or ("trainable" if "trainable" in args else None)
             where = field_locations.get(field_name, args_location)
-            if exc.location is None and where in self.expressions:  # a computed value: name its formula
+            if exc.location is None and where in self.expressions and field_name in (*cls.spec_fields, *COMMON_KEYS):
+                # the value was computed: name its formula
                 exc.message += f" (computed from {self.expressions[where]!r})"
             raise exc.located(where, name) from None
         inputs = self._inputs(args, scope, field_locations.get("inputs", args_location), name)

@@ -222,9 +222,10 @@ class _Parser:
     def expect(self, token: str) -> None:
         if self.peek() != token:
             found = self.tokens[self.position]
-            raise self.error(f"expected {token!r}, found " +
-                             ("the end" if found[0] == "end" else repr(found[1])),
-                             "every '(' needs its ')'; arguments are separated by ','")
+            cut = found[0] == "end" and token == ")"  # YAML's flow {...} and [...] end a plain value at ','
+            raise self.error(f"expected {token!r}, found " + ("the end" if found[0] == "end" else repr(found[1])),
+                             "inside YAML's {...} or [...], quote an expression that has commas: "
+                             "\"max($a, 8)\"" if cut else "every '(' needs its ')'")
         self.position += 1
 
     def source(self, start: int) -> str:
