@@ -1,3 +1,4 @@
+import os
 import textwrap
 from pathlib import Path
 
@@ -7,6 +8,19 @@ import archcalc
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+
+# Tests marked slow (the CPU GPU-check, the 100,000-layer table, the fuzz and differential properties)
+# keep the default run under 30 s; `-m slow` runs only them, ARCHCALC_SLOW=1 runs everything (CI does).
+RUN_SLOW = os.environ.get("ARCHCALC_SLOW") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    if RUN_SLOW or "slow" in config.getoption("markexpr"):  # asked for by name: '-m slow' selects them
+        return
+    skip = pytest.mark.skip(reason="slow: run with ARCHCALC_SLOW=1 (everything) or -m slow (only these)")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
 
 
 def spec_text(input_shape, *layers, defaults: str = "") -> str:

@@ -6,13 +6,14 @@ ARCHCALC_LONG=1 tries 20,000.
 import os
 
 import pytest
-import torch
 from conftest import spec_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import archcalc
-from archcalc.backend import verify
+
+torch = pytest.importorskip("torch")
+from archcalc.backend import verify  # noqa: E402  (needs torch)
 
 EXAMPLES = 20_000 if os.environ.get("ARCHCALC_LONG") else 500
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -68,6 +69,7 @@ def pytorch_sizes(module, shape):
         return None
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(windowed_layers())
 def test_invalid_exactly_when_pytorch_floors(case):
@@ -148,6 +150,7 @@ def _yaml(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(chains(), st.integers(1, 3))
 def test_random_chains_agree_with_pytorch_layer_by_layer(chain, batch):
@@ -220,6 +223,7 @@ def graphs(draw):
     return shapes["input"], layers, outputs
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(graphs())
 def test_random_graphs_agree_with_pytorch_layer_by_layer(graph):

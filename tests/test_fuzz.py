@@ -18,6 +18,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import ROOT, SPECS
@@ -174,12 +175,14 @@ any_text = st.one_of(st.text(max_size=200), st.text(alphabet=PUNCTUATION + "abin
 
 # --- the tests ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @fuzz_settings(1000)
 @given(spec_like)
 def test_spec_like_documents(text):
     outcome(text)
 
 
+@pytest.mark.slow
 @fuzz_settings(1200)
 @given(mutated())
 def test_mutated_specs(text):
@@ -195,6 +198,7 @@ def test_arbitrary_text(text):
 WORK = Path(tempfile.mkdtemp(prefix="archcalc-fuzz-"))
 
 
+@pytest.mark.slow
 @fuzz_settings(400)
 @given(st.one_of(mutated(), spec_like, any_text), st.sampled_from(["table", "json"]))
 def test_cli_exits_0_or_2_without_traceback(text, fmt):

@@ -3,8 +3,10 @@ import importlib.util
 import json
 
 import pytest
-import torch
 from conftest import ROOT, SPECS
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow  # VGG16 forward and training on the CPU: 8-16 s
 
 
 def test_gpu_check_runs_on_cpu_and_says_no_gpu(tmp_path, capsys):

@@ -21,6 +21,7 @@ def test_plain_layout_is_richs(name, options):
     assert report.plain_report(analysis, None, report.Extras()).splitlines() == drawn_by_rich
 
 
+@pytest.mark.slow
 def test_a_100000_layer_table_prints_in_seconds():
     analysis = archcalc.analyze(archcalc.loads(spec_text([4, 8, 8], *["conv: {filters: 4, kernel: 3, padding: same}",
                                                                        "relu"] * 50_000)))
