@@ -3,6 +3,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
 
 import archcalc
 
@@ -33,6 +34,21 @@ def spec_text(input_shape, *layers, defaults: str = "") -> str:
 
 def analyze_text(text: str, **options):
     return archcalc.analyze(archcalc.loads(textwrap.dedent(text), "test.yaml"), **options)
+
+
+def drawn(strategy, count: int) -> list:
+    """The first ``count`` examples a hypothesis strategy generates, the same on every run (a fixed
+    seed): to measure what a generator covers, not only that each example passes."""
+    found = []
+
+    @settings(max_examples=count, database=None, derandomize=True, deadline=None,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+    @given(strategy)
+    def collect(example):
+        found.append(example)
+
+    collect()
+    return found
 
 
 @pytest.fixture

@@ -217,7 +217,9 @@ def test_exported_code_computes_what_the_built_network_computes(name):
     x = torch.randn(2, *analysis.input_shape)
     with torch.no_grad():
         mine, theirs = network(x), exported(x)
-    for a, b in zip(*(t if isinstance(t, tuple) else (t,) for t in (mine, theirs))):
+    mine, theirs = (t if isinstance(t, tuple) else (t,) for t in (mine, theirs))
+    assert len(mine) == len(theirs)
+    for a, b in zip(mine, theirs):
         assert torch.allclose(a, b)
 
 

@@ -6,7 +6,7 @@ ARCHCALC_LONG=1 tries 20,000.
 import os
 
 import pytest
-from conftest import spec_text
+from conftest import drawn, spec_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -169,9 +169,20 @@ def test_random_chains_agree_with_pytorch_layer_by_layer(chain, batch):
     assert [check.actual_shape for check in result.checks] == [tuple(s.output_shape) for s in analysis.layers]
 
 
+@pytest.fixture(scope="module")
+def drawn_chains():
+    return drawn(chains(), 150)
+
+
 @pytest.mark.parametrize("rank", [1, 2, 3])
-def test_chains_reach_deep(rank):
-    """The generator is not vacuous: a hand-picked chain of each rank passes every layer."""
+def test_chains_reach_deep(rank, drawn_chains):
+    """The generator is not vacuous: of the chains it draws of each rank, most pass every layer and
+    at least one goes on through flatten into dense; a hand-picked chain of its form passes every layer."""
+    ranked = [(shape, layers) for shape, layers in drawn_chains if len(shape) == rank + 1]
+    whole = [layers for shape, layers in ranked
+             if len(archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), partial=True).layers) == len(layers)]
+    assert len(ranked) >= 30 and len(whole) >= len(ranked) / 2, (len(whole), len(ranked))
+    assert any("flatten" in layers for layers in whole)
     shape = (4, *(SIZES[rank][1],) * rank)
     layers = ["conv: {filters: 4, kernel: 3, stride: 2, padding: same, groups: 2, padding_mode: reflect}",
               "maxpool: {kernel: 2, rounding: ceil}", "batchnorm", "flatten", "dense: 3"]
@@ -237,7 +248,15 @@ def test_random_graphs_agree_with_pytorch_layer_by_layer(graph):
 
 
 def test_graph_generator_is_not_vacuous():
-    """A hand-written residual + concat graph of the generator's form passes every layer."""
+    """The graphs it draws merge branches (add and concat), downsample and end in several outputs,
+    and every one analyzes; a hand-written residual + concat graph of its form passes every layer."""
+    graphs_drawn = drawn(graphs(), 100)
+    for feature in ("add: ", "concat: ", "stride: 2"):
+        assert sum(any(feature in layer for layer in layers) for _, layers, _ in graphs_drawn) >= 10, feature
+    assert sum(len(outputs) > 1 for _, _, outputs in graphs_drawn) >= 10
+    for shape, layers, outputs in graphs_drawn:
+        analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers) + f"outputs: [{', '.join(outputs)}]\n"))
+        assert len(analysis.layers) == len(layers)
     layers = ["conv: {filters: 3, kernel: 3, stride: 1, padding: same, inputs: input, name: n0}",
               "add: {inputs: [n0, input], name: n1}", "conv: {filters: 2, kernel: 1, stride: 2, padding: same, "
               "inputs: n1, name: n2}", "maxpool: {kernel: 3, stride: 2, padding: same, inputs: n1, name: n3}",

@@ -111,9 +111,25 @@ def test_sequences_have_no_spatial_field():
 @pytest.mark.parametrize("kind,fragment,input_shape", [row[:3] for row in LAYER_TABLE],
                          ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
 def test_every_kind_has_a_field(kind, fragment, input_shape):
-    analysis, fields = fields_of(spec_text(input_shape, fragment))
-    field = fields[analysis.layers[0].name]
-    assert all(axis.size >= 1 and axis.jump >= 0 for axis in field)
+    """One field per spatial axis of the network input, none for a sequence. A kind on flat vectors
+    is reached from a 3-pixel 1D map through a 3-wide conv and flatten, whose one unit sees all 3
+    pixels: the kind must pass that field on. A kind whose output has no spatial axes sees its
+    whole input map, the same for every unit (jump 0)."""
+    if isinstance(input_shape, dict):  # a sequence has no spatial axes: nothing to see
+        analysis, fields = fields_of(spec_text(input_shape, fragment))
+        assert fields[analysis.layers[-1].name] == ()
+    elif len(input_shape) == 1:
+        analysis, fields = fields_of(spec_text((1, 3), f"conv: {{filters: {input_shape[0]}, kernel: 3}}", "flatten",
+                                               fragment))
+        assert analysis.layers[-1].kind == kind and analysis.layers[-1].input_shape == input_shape
+        assert fields[analysis.layers[-1].name] == (AxisField(3, 0, 0),)
+    else:
+        analysis, fields = fields_of(spec_text(input_shape, fragment))
+        field = fields[analysis.layers[0].name]
+        assert len(field) == len(input_shape) - 1
+        assert all(axis.size >= 1 and axis.jump >= 0 for axis in field)
+        if len(analysis.output_shape) == 1:  # flatten, a global pool
+            assert field == tuple(AxisField(size, 0, 0) for size in input_shape[1:])
 
 
 def test_cli_columns_and_json():
