@@ -39,7 +39,7 @@ class SpecError(ArchcalcError):
         self.layer = layer
         self.field = field
 
-    def located(self, location: Location | None, layer: str | None = None) -> "SpecError":
+    def located(self, location: Location | None, layer: str | None = None) -> SpecError:
         """Fill in location and layer where still unknown; returns self for `raise ... from`."""
         if self.location is None:
             self.location = location

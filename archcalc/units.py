@@ -35,7 +35,7 @@ def human_bytes(count: int) -> str:
 def parse_bytes(text: str) -> int:
     """'24GB' -> 24*10^9, '24GiB' -> 24*2^30, '1000' -> 1000 bytes."""
     cleaned = text.strip().replace(" ", "").replace("_", "")
-    for unit, factor in (*_BINARY, *_DECIMAL, ("KB", 10**3), ("B", 1)):
+    for unit, factor in (*_BINARY, *_DECIMAL, ("KB", 10**3), ("B", 1)):  # noqa: B007 - factor is read after the break
         if cleaned.lower().endswith(unit.lower()):
             number = cleaned[: -len(unit)]
             break

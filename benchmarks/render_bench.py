@@ -64,9 +64,10 @@ def main() -> None:
         path = ROOT / "specs" / name
         layers = len(archcalc.load(str(path)).nodes)
         for collapse in (False, True):
-            median, slowest = timed(lambda: ours(path, collapse), args.runs)
+            median, slowest = timed(lambda path=path, collapse=collapse: ours(path, collapse), args.runs)
             dot = ours(path, collapse)
-            layout = "%.1f / %.1f" % timed(lambda: graphviz_svg(dot), max(3, args.runs // 10)) if has_dot else "-"
+            layout = "{:.1f} / {:.1f}".format(*timed(lambda dot=dot: graphviz_svg(dot), max(3, args.runs // 10))) \
+                if has_dot else "-"
             lines.append(f"| {name} | {layers} | {'--collapse-repeats' if collapse else 'default'} | "
                          f"{median:.1f} / {slowest:.1f} | {layout} |")
     with tempfile.TemporaryDirectory() as scratch:

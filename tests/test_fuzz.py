@@ -204,7 +204,8 @@ def varied(draw, written):
     names = sorted(set(plausible) - {"weights"})
     if names and draw(st.booleans()):
         for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)):
-            changed[name] = draw(st.sampled_from([v for v in plausible[name][0] if name != "bias" or v in (True, False)]))
+            changed[name] = draw(st.sampled_from([value for value in plausible[name][0]
+                                                  if name != "bias" or value in (True, False)]))
     return {kind: changed}
 
 

@@ -28,7 +28,7 @@ from .receptive import Field, covering, spatial_axes
 from .shapes import Shape, Steps
 from .terms import Count, Counts, Product
 
-REGISTRY: dict[str, type["Layer"]] = {}
+REGISTRY: dict[str, type[Layer]] = {}
 ALIASES: dict[str, str] = {}
 
 
@@ -45,7 +45,7 @@ def register(kind: str, *aliases: str, prefix: str | None = None):
     return decorate
 
 
-def lookup(kind) -> type["Layer"]:
+def lookup(kind) -> type[Layer]:
     """The class for a kind or alias; a SpecError naming the closest kind otherwise."""
     if not isinstance(kind, str):
         raise SpecError(f"a layer kind must be a word, got {kind!r}")
@@ -68,7 +68,7 @@ class Layer:
     activation: ClassVar[str | None] = None    # overridden by a field on conv/dense
 
     @classmethod
-    def from_args(cls, args: dict, implied: dict | None = None) -> "Layer":
+    def from_args(cls, args: dict, implied: dict | None = None) -> Layer:
         """Build from the spec's arguments (already a dict) over the ``implied`` defaults; every
         value goes through its field's converter; unknown or missing keys raise."""
         values = {}

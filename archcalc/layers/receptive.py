@@ -38,12 +38,12 @@ class AxisField:
         """Centre of the first unit's field; unit i is centred at centre + i*jump."""
         return self.start + (self.size - 1) / 2
 
-    def through(self, window: Window) -> "AxisField":
+    def through(self, window: Window) -> AxisField:
         """The field after one more window (a conv or pool axis)."""
         return AxisField(self.size + (window.effective_kernel - 1) * self.jump, self.jump * window.stride,
                          self.start - window.pad_left * self.jump)
 
-    def upsampled(self, factor: int, reach: int, first: int) -> "AxisField | None":
+    def upsampled(self, factor: int, reach: int, first: int) -> AxisField | None:
         """After an upsampling by ``factor`` (upsample, a transposed conv) where output unit o reads
         at most ``reach`` neighbouring input units from ceil((o + a)/factor) on, ``first`` being
         that for o = 0. Outputs share inputs unevenly, so the field becomes an enclosing bound: each
@@ -55,7 +55,7 @@ class AxisField:
         slack = (factor - 1) * jump
         return AxisField(self.size + (reach - 1) * self.jump + 2 * slack, jump, self.start + first * self.jump - slack)
 
-    def covering(self, units: int) -> "AxisField":
+    def covering(self, units: int) -> AxisField:
         """What a unit that reads all ``units`` positions of this field sees (a global pool, a
         flatten); jump 0: every unit of such a layer sees the same pixels."""
         return AxisField(self.size + (units - 1) * self.jump, 0, self.start)

@@ -28,7 +28,7 @@ class Scope:
     def suffix(self) -> str:
         return "".join(f"_{iteration}" for _, iteration in self.group[len(self.group) - self.own_groups:])
 
-    def within_repeat(self, label: str, iteration: int) -> "Scope":
+    def within_repeat(self, label: str, iteration: int) -> Scope:
         """The same scope, one repeat deeper (names and counters shared with the parent)."""
         return Scope(self.prefix, self.group + ((label, iteration),), self.entry, self.params,
                       self.counters, self.last, self.in_block, self.own_groups + 1)
