@@ -216,3 +216,20 @@ def test_an_instance_name_is_taken():
         archcalc.loads(BRANCHES.replace("  - add: {inputs: [branch1, branch2]}",
                                         "  - add: {inputs: [branch1, branch2], name: branch1}"))
     assert info.value.message == "two layers are named 'branch1'"
+
+
+def test_names_are_data_not_arithmetic():
+    text = """\
+input: [4]
+params: {tag: head}
+blocks:
+  b: {params: {n: null}, layers: [dense: {units: 2, name: $n}]}
+layers:
+  - dense: {units: 3, name: "cost $x * 2"}
+  - b: {n: $tag, inputs: "cost $x * 2"}
+outputs: [b1]
+"""
+    spec = archcalc.loads(text)
+    assert [node.name for node in spec.nodes] == ["cost $x * 2", "b1.head"]
+    assert spec.nodes[1].inputs == ("cost $x * 2",)
+    assert spec.outputs == ("b1.head",)

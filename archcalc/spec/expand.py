@@ -330,18 +330,26 @@ def check_keys(args, allowed: tuple, what: str, location: Location, example: str
             raise SpecError(f"{what} needs '{key}'", hint=example, location=location)
 
 
-def substitute(value, params: dict, location: Location, written: dict):
+NAME_KEYS = ("name", "inputs", "outputs", "shares")  # their values are names: data, never arithmetic
+
+
+def substitute(value, params: dict, location: Location, written: dict, names: bool = False):
     """``value`` with every string that contains '$' replaced by its value over ``params``
     (expressions.evaluate: '$name' alone is the parameter as it is, anything else arithmetic).
 
-    Returns ``value`` itself where nothing changes (most of a large spec); ``written`` collects
-    {location: expression} of what was computed, for messages about the result.
+    Under NAME_KEYS (``names``) a string is a name, whatever its characters: only '$p' of a
+    parameter p is replaced. Returns ``value`` itself where nothing changes (most of a large
+    spec); ``written`` collects {location: expression} of what was computed, for messages.
     """
-    if is_expression(value):
+    if names:
+        if isinstance(value, str):
+            return params[value[1:]] if value.startswith("$") and value[1:] in params else value
+    elif is_expression(value):
         written[location] = value
         return evaluate(value, params, location)
     if isinstance(value, Mapping):
-        new = {k: substitute(v, params, value.value_location(k), written) for k, v in value.items()}
+        new = {k: substitute(v, params, value.value_location(k), written, names or k in NAME_KEYS)
+               for k, v in value.items()}
         if all(new[k] is v for k, v in value.items()):
             return value
         copy = Mapping(new)
@@ -349,7 +357,7 @@ def substitute(value, params: dict, location: Location, written: dict):
             value.location, value.key_locations, value.value_locations
         return copy
     if isinstance(value, Sequence):
-        items = [substitute(v, params, value.item_location(i), written) for i, v in enumerate(value)]
+        items = [substitute(v, params, value.item_location(i), written, names) for i, v in enumerate(value)]
         if all(a is b for a, b in zip(items, value)):
             return value
         copy = Sequence(items)

@@ -91,7 +91,8 @@ def _with_params(data: Mapping, overrides: dict, expressions: dict) -> Mapping:
     result.value_locations = data.value_locations
     for key, value in data.items():
         keep = key in ("params", "blocks", "name", "description")
-        result[key] = value if keep else substitute(value, values, data.value_location(key), expressions)
+        result[key] = value if keep else substitute(value, values, data.value_location(key), expressions,
+                                                    key == "outputs")
     result.spec_params = values
     return result
 
