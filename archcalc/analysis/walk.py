@@ -126,15 +126,7 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
         raise SpecError(f"unknown dtype {dtype!r}", hint="one of " + ", ".join(DTYPE_BYTES))
     if batch < 1:
         raise SpecError(f"batch must be >= 1, got {batch}")
-    shapes = dict(spec.inputs) or {INPUT: spec.input_shape}
-    if input_shape is not None:
-        if len(shapes) > 1:
-            raise SpecError(f"this network has {len(shapes)} inputs ({', '.join(shapes)}); "
-                            f"an input override needs exactly one")
-        (name, declared), = shapes.items()
-        if isinstance(declared, Steps) and not isinstance(input_shape, Steps):
-            input_shape = Steps(input_shape)  # '25x27' overrides a sequence with a sequence
-        shapes = {name: tuple(input_shape) if not isinstance(input_shape, Steps) else input_shape}
+    shapes = network_inputs(spec, input_shape)
     layers = []
     error = None
     for node in spec.nodes:
@@ -152,6 +144,126 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
         shapes[node.name] = stats.output_shape
     return Analysis(spec, next(iter(shapes.values())), batch, dtype, tuple(layers),
                     _totals(layers, batch, DTYPE_BYTES[dtype]), error)
+
+
+def network_inputs(spec: Spec, input_shape: tuple | None = None) -> dict:
+    """{network input name: shape}: the spec's, or its one input overridden by ``input_shape``."""
+    shapes = dict(spec.inputs) or {INPUT: spec.input_shape}
+    if input_shape is None:
+        return shapes
+    if len(shapes) > 1:
+        raise SpecError(f"this network has {len(shapes)} inputs ({', '.join(shapes)}); "
+                        f"an input override needs exactly one")
+    (name, declared), = shapes.items()
+    if isinstance(declared, Steps) and not isinstance(input_shape, Steps):
+        input_shape = Steps(input_shape)  # '25x27' overrides a sequence with a sequence
+    return {name: tuple(input_shape) if not isinstance(input_shape, Steps) else input_shape}
+
+
+@paused_gc
+def valid_inputs(spec: Spec, input_shapes: list) -> list[bool]:
+    """For each input shape, whether ``analyze(spec, input_shape=shape)`` succeeds: the same
+    walk and the same per-layer rules (``_layer_stats``), for all the shapes at once.
+
+    What flows from layer to layer is a partition of the candidates by the shape each gives
+    there (a candidate that failed is in no part): a layer is judged once per distinct input it
+    meets, and a strided layer merges the candidates it maps to one size. A layer that meets
+    the partition an equal layer met before takes that result whole, so a 100,000-layer repeat
+    costs about what its first iterations do. A candidate is valid when it is in a part at
+    every layer that no other layer reads.
+    """
+    if not input_shapes:
+        return []
+    inputs = [network_inputs(spec, shape) for shape in input_shapes]
+    (name, _), = inputs[0].items()
+    walk = _PartitionWalk()
+    states = {name: walk.first([shape for shapes in inputs for shape in shapes.values()])}
+    last_reader = {source: index for index, node in enumerate(spec.nodes) for source in node.inputs}
+    valid = [True] * len(input_shapes)
+    for index, node in enumerate(spec.nodes):
+        part = walk.through(node, tuple(states[source] for source in node.inputs))
+        for source in node.inputs:
+            if last_reader[source] == index:
+                del states[source]  # what no later layer reads is dropped: memory stays bounded
+        if node.name in last_reader:
+            states[node.name] = part
+        else:  # nothing reads it: its candidates are the valid ones, as far as it is concerned
+            valid = [ok and owner >= 0 for ok, owner in zip(valid, part.owners)]
+    return valid
+
+
+class _Partition:
+    """``shapes``: the distinct shapes at one layer's output; ``owners[k]``: the index there of
+    candidate k's shape, -1 once it has failed. Compared by identity: equal ones are made once."""
+
+    __slots__ = ("shapes", "owners")
+
+    def __init__(self, shapes: tuple, owners: tuple):
+        self.shapes, self.owners = shapes, owners
+
+
+class _PartitionWalk:
+    """The partitions of valid_inputs, with what has been computed on them."""
+
+    BUDGET = 1_000_000  # shapes, owners and verdicts kept for reuse before the memos start afresh
+
+    def __init__(self):
+        self.kept, self.parts, self.results, self.verdicts = 0, {}, {}, {}
+
+    def made(self, shapes: tuple, owners: tuple) -> _Partition:
+        """The one partition of these shapes and owners."""
+        key = (shapes, owners)
+        if key not in self.parts:
+            if self.kept > self.BUDGET:  # a long run of distinct layers: forget, the live states stay
+                self.kept, self.parts, self.results, self.verdicts = 0, {}, {}, {}
+            self.kept += len(shapes) + len(owners)
+            self.parts[key] = _Partition(shapes, owners)
+        return self.parts[key]
+
+    def first(self, shapes: list) -> _Partition:
+        index = {}
+        owners = tuple(index.setdefault(shape, len(index)) for shape in shapes)
+        return self.made(tuple(index), owners)
+
+    def through(self, node: Node, sources: tuple) -> _Partition:
+        """The partition of ``node``'s output, given those of its inputs."""
+        key = (node.layer, sources)
+        if key not in self.results:
+            self.results[key] = self._through(node, sources)
+        return self.results[key]
+
+    def _through(self, node: Node, sources: tuple) -> _Partition:
+        if node.layer.merges:  # one input per distinct combination of the inputs' shapes
+            combos, xs, owners = {}, [], []
+            for owned in zip(*(part.owners for part in sources)):
+                if -1 in owned:
+                    owners.append(-1)
+                    continue
+                if owned not in combos:
+                    combos[owned] = len(xs)
+                    xs.append(tuple(part.shapes[i] for part, i in zip(sources, owned)))
+                owners.append(combos[owned])
+        else:
+            xs, owners = sources[0].shapes, sources[0].owners
+        ys = [self.verdict(node, x) for x in xs]
+        # numbered in the order of the candidates, so that equal partitions are equal tuples; the
+        # extra last entry sends a failed candidate (-1) to -1 again
+        renumbered, order = [-1] * (len(xs) + 1), {}
+        for i in owners:
+            if i >= 0 and renumbered[i] < 0 and ys[i] is not None:
+                renumbered[i] = order.setdefault(ys[i], len(order))
+        return self.made(tuple(order), tuple(map(renumbered.__getitem__, owners)))
+
+    def verdict(self, node: Node, x):
+        """The layer's output shape for ``x``, None where the analyzer refuses it."""
+        key = (node.layer, x)
+        if key not in self.verdicts:
+            self.kept += 1
+            try:
+                self.verdicts[key] = _layer_stats(node, node.layer, x).output_shape
+            except SpecError:
+                self.verdicts[key] = None
+        return self.verdicts[key]
 
 
 def as_analyzed(layer, rounding: str | None):

@@ -1,7 +1,8 @@
 """`archcalc solve`: which input sizes make every layer valid, and what fixes an invalid one.
 
-The sizes are found by analyzing the spec (parsed once) at every candidate size: the analyzer
-stays the only judge of validity, whatever layer kinds the spec uses. A square input varies
+The sizes are found by the analyzer's own walk, done for every candidate size at once
+(analysis.walk.valid_inputs): the analyzer stays the only judge of validity, whatever layer
+kinds the spec uses, and each layer is judged once per distinct size it meets. A square input varies
 its spatial sizes together (AlexNet: 227 works, 224 does not); any other input varies one
 axis at a time, the others kept as given.
 """
@@ -11,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..analysis import analyze
+from ..analysis.walk import valid_inputs
 from ..errors import GeometryError, Location, SpecError
 from ..layers import Steps, shape_text
 from ..layers.geometry import axis_labels, valid_alternatives
@@ -20,7 +22,7 @@ from .explain import failed_layer
 from .wording import window_text
 
 DEFAULT_RANGE = (1, 1024)
-MAX_CANDIDATES = 100_000  # sizes tried per axis: about a second per thousand for a deep network
+MAX_CANDIDATES = 100_000  # sizes tried per axis: a layer is judged once per distinct size it meets
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,9 @@ def _scan(spec: Spec, shape: tuple, low: int, high: int) -> tuple:
     axes, labels = _varied_axes(shape)
 
     def scanned(label: str, varied: tuple, base: tuple) -> AxisSizes:
-        sizes = tuple(size for size in range(low, high + 1) if _valid(spec, _resized(base, varied, size)))
+        candidates = range(low, high + 1)
+        valid = valid_inputs(spec, [_resized(base, varied, size) for size in candidates])
+        sizes = tuple(size for size, ok in zip(candidates, valid) if ok)
         return AxisSizes(label, shape[varied[0]], sizes, progressions(sizes))
 
     if len(axes) > 1 and len({shape[axis] for axis in axes}) == 1:
@@ -146,14 +150,6 @@ def _varied_axes(shape: tuple) -> tuple:
 def _resized(shape: tuple, axes: tuple, size: int) -> tuple:
     """The shape with ``axes`` set to ``size``, of the same kind (a sequence stays a sequence)."""
     return type(shape)(size if axis in axes else value for axis, value in enumerate(shape))
-
-
-def _valid(spec: Spec, shape: tuple) -> bool:
-    try:
-        analyze(spec, input_shape=shape)
-    except SpecError:
-        return False
-    return True
 
 
 def progressions(sizes: tuple) -> tuple:
