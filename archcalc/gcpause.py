@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import functools
 import gc
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def paused_gc(function):
+def paused_gc(function: Callable[P, R]) -> Callable[P, R]:
     """Decorator: run ``function`` with the cycle collector paused (re-entrant)."""
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if not gc.isenabled():
             return function(*args, **kwargs)
         gc.disable()

@@ -1,12 +1,14 @@
 """Expanding a spec's layer list: shorthand, defaults, repeats, blocks with $parameters, automatic names."""
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import Location, SpecError
-from ..layers import ALIASES, REGISTRY, lookup
+from ..layers import ALIASES, REGISTRY, Layer, lookup
 from ..layers.arguments import boolean, closest, positive_int, shown, text
-from .expressions import evaluate, is_expression
+from .expressions import Params, evaluate, is_expression
 from .model import COMMON_KEYS, INPUT, MAX_BLOCK_NESTING, MAX_LAYERS, Node
 from .source import Mapping, Sequence
 
@@ -16,10 +18,10 @@ class Scope:
     """Where layers are being written: top level, inside repeats, inside a block instance."""
 
     prefix: str = ""               # "stage2." for the layers of block instance stage2
-    group: tuple = ()              # enclosing repeats: ((label, iteration), ...)
+    group: tuple[tuple[str, int], ...] = ()  # enclosing repeats: ((label, iteration), ...)
     entry: str = INPUT             # what a block's first layer (and 'in') reads
-    params: dict = field(default_factory=dict)    # block parameters, for $name
-    counters: dict = field(default_factory=dict)  # automatic-name counters of this scope
+    params: Params = field(default_factory=dict)  # block parameters, for $name
+    counters: dict[str, int] = field(default_factory=dict)  # automatic-name counters of this scope
     last: str | None = None        # the latest layer written in this scope
     in_block: bool = False
     own_groups: int = 0            # repeats inside this scope (they number the names)
@@ -37,15 +39,16 @@ class Scope:
 class NodeBuilder:
     """Turns layer entries into Nodes: shorthand, defaults, repeats, blocks, automatic names."""
 
-    def __init__(self, defaults: dict, blocks: dict, spec_params: dict, network_inputs: tuple,
-                 expressions: dict | None = None):
+    def __init__(self, defaults: dict[str, Mapping], blocks: dict[str, Block], spec_params: Params,
+                 network_inputs: tuple[str, ...], expressions: dict[Location, str] | None = None):
         self.defaults = defaults
         self.network_inputs = network_inputs  # names layers may read at the top level
         self.blocks = blocks
         self.spec_params = spec_params  # blocks see the spec's params under their own
         self.nodes: list[Node] = []
         self.names: dict[str, Location] = {}
-        self.instances: dict[str, str] = {}  # block instance name -> its last layer, which it outputs
+        # block instance name -> its last layer, which it outputs (None while it is being built)
+        self.instances: dict[str, str | None] = {}
         self.expressions = {} if expressions is None else expressions  # {location: '$c * 6'} substituted
         self.repeats = 0
         self.expanding: list[str] = []  # the blocks being expanded, outermost first
@@ -54,7 +57,7 @@ class NodeBuilder:
         for index, entry in enumerate(entries):
             self.build(entry, entries.item_location(index), scope)
 
-    def build(self, entry, location: Location, scope: Scope) -> None:
+    def build(self, entry: Any, location: Location, scope: Scope) -> None:
         if scope.in_block:  # the top level was substituted once, with the spec's params
             entry = substitute(entry, scope.params, location, self.expressions)
         kind, args, args_location = self._split(entry, location)
@@ -77,10 +80,10 @@ class NodeBuilder:
         own = {k: v for k, v in args.items() if k not in COMMON_KEYS}
         scope.counters[cls.prefix] = scope.counters.get(cls.prefix, 0) + 1
         name = self._name(args, f"{cls.prefix}{scope.counters[cls.prefix]}", location, scope)
-        field_locations = {}
-        implied = {}
+        field_locations: dict[Hashable, Location] = {}
+        implied: dict[Hashable, Any] = {}
         for klass in reversed(cls.__mro__):  # family defaults first: conv before conv1d
-            kind_defaults = self.defaults.get(vars(klass).get("kind"))
+            kind_defaults = self.defaults.get(vars(klass).get("kind", ""))
             if kind_defaults:
                 implied.update(kind_defaults)
                 field_locations.update(kind_defaults.value_locations)
@@ -107,7 +110,7 @@ class NodeBuilder:
         scope.last = name
 
     @staticmethod
-    def _as_mapping(cls, args, args_location: Location) -> dict:
+    def _as_mapping(cls: type[Layer], args: Any, args_location: Location) -> dict[Hashable, Any]:
         """'- kind: value' sets the kind's main argument; a mapping is taken as it is."""
         if isinstance(args, dict):
             return args
@@ -119,7 +122,7 @@ class NodeBuilder:
                             location=args_location)
         return {cls.main: args}
 
-    def _inputs(self, args: dict, scope: Scope, location: Location, name: str) -> tuple:
+    def _inputs(self, args: dict[Hashable, Any], scope: Scope, location: Location, name: str) -> tuple[str, ...]:
         """Resolved names this layer reads: 'inputs' if given, else the layer before it.
 
         Inside a repeat, a name written in the repeated body means that iteration's copy;
@@ -147,11 +150,12 @@ class NodeBuilder:
             if candidate in self.names and candidate != name:
                 if candidate not in self.instances:
                     return candidate
-                if self.instances[candidate] is None:
+                last = self.instances[candidate]
+                if last is None:
                     raise SpecError(f"inputs: {ref!r} is the block instance this layer belongs to; it has "
                                     f"no output yet", hint="inside a block, 'in' is what the block reads",
                                     location=location, layer=name)
-                return self.instances[candidate]
+                return last
         # suggest what this scope's own names are: layers and block instances, not the layers
         # inside an instance (reading 'stage2.bn' instead of 'stage2' would skip its last layers)
         known = [n[len(scope.prefix):] for n in self.names if n.startswith(scope.prefix) and n != name]
@@ -164,7 +168,7 @@ class NodeBuilder:
                              f"layers can only read layers written before them (no cycles); {extra}",
                         location=location, layer=name)
 
-    def _split(self, entry, location: Location):
+    def _split(self, entry: Any, location: Location) -> tuple[Any, Any, Location]:
         """(kind, args, location of args) from '- kind', '- kind: 3' or '- kind: {...}'."""
         if isinstance(entry, str):
             return entry, {}, location
@@ -185,12 +189,12 @@ class NodeBuilder:
                         hint="e.g. '- flatten' or '- dense: 10' or '- conv: {filters: 6, kernel: 5}'",
                         location=location)
 
-    def _name(self, args: dict, auto_name: str, location: Location, scope: Scope) -> str:
+    def _name(self, args: dict[Hashable, Any], auto_name: str, location: Location, scope: Scope) -> str:
         if "name" in args:
             try:
-                name = text(args["name"])
-            except SpecError as exc:
-                raise exc.located(args.value_location("name")) from None
+                name: str = text(args["name"])
+            except SpecError as exc:  # a block's shorthand value is a plain dict: its entry says where
+                raise exc.located(args.value_location("name") if isinstance(args, Mapping) else location) from None
             name = scope.prefix + name + scope.suffix  # copies in a repeat are numbered
         else:
             name = scope.prefix + auto_name
@@ -206,7 +210,7 @@ class NodeBuilder:
         self.names[name] = location
         return name
 
-    def _repeat(self, args, args_location: Location, location: Location, scope: Scope) -> None:
+    def _repeat(self, args: Any, args_location: Location, location: Location, scope: Scope) -> None:
         check_keys(args, ("times", "layers", "name"), "repeat", args_location,
                     "repeat: {times: 3, layers: [{conv: {filters: 64, kernel: 3}}]}")
         try:
@@ -234,7 +238,7 @@ class NodeBuilder:
                                 f"is {MAX_LAYERS:,}", hint="repeats inside repeats multiply their times",
                                 location=args.value_location("times"))
 
-    def _block(self, kind: str, args, args_location: Location, location: Location, scope: Scope) -> None:
+    def _block(self, kind: str, args: Any, args_location: Location, location: Location, scope: Scope) -> None:
         """One instance of a reusable block: its layers, named '<instance>.<layer>'."""
         definition = self.blocks[kind]
         param_names = list(definition.params)
@@ -247,7 +251,7 @@ class NodeBuilder:
                 where = args.key_location(key) if isinstance(args, Mapping) else args_location
                 raise SpecError(f"unknown parameter '{key}' for block {kind}",
                                 hint=closest(key, [*param_names, "name", "inputs"]), location=where)
-        params = {}
+        params: Params = {}
         for key in param_names:  # a default may use the spec's params and the block's earlier ones
             if key in args:
                 params[key] = args[key]
@@ -286,7 +290,7 @@ class Block:
     layers: Sequence
 
 
-def read_blocks(data: Mapping) -> dict:
+def read_blocks(data: Mapping) -> dict[str, Block]:
     raw = data.get("blocks")
     if raw is None:
         return {}
@@ -316,8 +320,8 @@ def read_blocks(data: Mapping) -> dict:
     return result
 
 
-def check_keys(args, allowed: tuple, what: str, location: Location, example: str,
-                required: tuple | None = None) -> None:
+def check_keys(args: Any, allowed: tuple[str, ...], what: str, location: Location, example: str,
+                required: tuple[str, ...] | None = None) -> None:
     if not isinstance(args, Mapping):
         raise SpecError(f"{what} needs {' and '.join(repr(k) for k in (required or allowed[:2]))}",
                         hint=example, location=location)
@@ -333,7 +337,8 @@ def check_keys(args, allowed: tuple, what: str, location: Location, example: str
 NAME_KEYS = ("name", "inputs", "outputs", "shares")  # their values are names: data, never arithmetic
 
 
-def substitute(value, params: dict, location: Location, written: dict, names: bool = False):
+def substitute(value: Any, params: Params, location: Location, written: dict[Location, str],
+               names: bool = False) -> Any:
     """``value`` with every string that contains '$' replaced by its value over ``params``
     (expressions.evaluate: '$name' alone is the parameter as it is, anything else arithmetic).
 
@@ -352,15 +357,15 @@ def substitute(value, params: dict, location: Location, written: dict, names: bo
                for k, v in value.items()}
         if all(new[k] is v for k, v in value.items()):
             return value
-        copy = Mapping(new)
-        copy.location, copy.key_locations, copy.value_locations = \
+        mapping = Mapping(new)
+        mapping.location, mapping.key_locations, mapping.value_locations = \
             value.location, value.key_locations, value.value_locations
-        return copy
+        return mapping
     if isinstance(value, Sequence):
         items = [substitute(v, params, value.item_location(i), written, names) for i, v in enumerate(value)]
         if all(a is b for a, b in zip(items, value)):
             return value
-        copy = Sequence(items)
-        copy.location, copy.item_locations = value.location, value.item_locations
-        return copy
+        sequence = Sequence(items)
+        sequence.location, sequence.item_locations = value.location, value.item_locations
+        return sequence
     return value

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ..errors import Location, SpecError
 from ..layers.arguments import MAX_SIZE, closest, shown
@@ -31,7 +33,11 @@ _TOKEN = re.compile(r"\s*(?:(?P<number>\d+\.\d*|\.\d+|\d+)|\$(?P<param>[A-Za-z_]
                     r"|(?P<op>//|[-+*%(),/]))")
 
 
-def make_divisible(value, divisor: int, min_value: int | None = None) -> int:
+Number = int | float  # what an expression computes; a parameter alone may be any spec value
+Params = dict[Hashable, Any]  # {name: value}, names as the YAML wrote them
+
+
+def make_divisible(value: Number, divisor: int, min_value: int | None = None) -> int:
     """torchvision's rule (torchvision/models/_utils.py, _make_divisible, from TensorFlow's
     MobileNet): the multiple of ``divisor`` nearest to ``value``, at least ``min_value``
     (default: divisor), and never more than 10% below ``value``:
@@ -45,28 +51,28 @@ def make_divisible(value, divisor: int, min_value: int | None = None) -> int:
     return new_value
 
 
-def _maximum(*values):
+def _maximum(*values: Number) -> Number:
     return max(values)
 
 
-def _minimum(*values):
+def _minimum(*values: Number) -> Number:
     return min(values)
 
 
 # name -> (function, fewest and most arguments, which arguments must be whole numbers)
-FUNCTIONS = {
+FUNCTIONS: dict[str, tuple[Callable[..., Number], int, int, tuple[int, ...]]] = {
     "max": (_maximum, 1, 64, ()),
     "min": (_minimum, 1, 64, ()),
     "make_divisible": (make_divisible, 2, 3, (1, 2)),
 }
 
 
-def is_expression(value) -> bool:
+def is_expression(value: object) -> bool:
     """Whether a spec value is computed from parameters: a string that contains '$'."""
     return isinstance(value, str) and "$" in value
 
 
-def evaluate(text: str, params: dict, location: Location | None = None):
+def evaluate(text: str, params: Params, location: Location | None = None) -> Any:
     """The value of ``text`` with ``params`` ({name: value}): '$name' alone gives the value as it
     is; an expression gives an int, or a float where a decimal stays in the result."""
     if text[1:] in params and text.startswith("$"):
@@ -77,7 +83,7 @@ def evaluate(text: str, params: dict, location: Location | None = None):
 class _Parser:
     """One expression, parsed and evaluated in a single pass (the values are known)."""
 
-    def __init__(self, text: str, params: dict, location: Location | None):
+    def __init__(self, text: str, params: Params, location: Location | None):
         self.text, self.params, self.location = text, params, location
         if len(text) > MAX_EXPRESSION_CHARS:
             raise self.error(f"the expression is {len(text)} characters long; the limit is {MAX_EXPRESSION_CHARS}",
@@ -90,8 +96,10 @@ class _Parser:
         alone = re.fullmatch(r"\s*\$\w+\s*", self.text)  # '$name' alone: the message names it already
         return SpecError(what if alone else f"in {_quoted(self.text)}: {what}", hint=hint, location=self.location)
 
-    def _tokenize(self) -> list:
-        tokens, at, text = [], 0, self.text.rstrip()
+    def _tokenize(self) -> list[tuple[str, str, int]]:
+        """(kind, text, offset) per token, then ('end', '', length)."""
+        tokens: list[tuple[str, str, int]] = []
+        at, text = 0, self.text.rstrip()
         while at < len(text):
             match = _TOKEN.match(text, at)
             if match is None:
@@ -102,13 +110,14 @@ class _Parser:
                 raise self.error(f"unexpected {bad!r} at character {len(text) - len(text[at:].lstrip()) + 1}",
                                  hint)
             kind = match.lastgroup
+            assert kind is not None  # every alternative is a named group
             tokens.append((kind, match.group(kind), match.end() - len(match.group(0).lstrip())))
             at = match.end()
         tokens.append(("end", "", len(text)))
         return tokens
 
     # --- the grammar, one method per rule -------------------------------------------------
-    def parse(self):
+    def parse(self) -> Number:
         value = self.expression()
         kind, token, _ = self.tokens[self.position]
         if kind != "end":
@@ -116,7 +125,7 @@ class _Parser:
                              "an operator (+ - * // %) is missing, or a ')' has no '('")
         return value
 
-    def expression(self):
+    def expression(self) -> Number:
         value = self.term()
         while self.peek() in ("+", "-"):
             operator = self.take()
@@ -124,7 +133,7 @@ class _Parser:
             value = self.checked(value + right if operator == "+" else value - right)
         return value
 
-    def term(self):
+    def term(self) -> Number:
         value = self.unary()
         while self.peek() in ("*", "//", "%", "/"):
             operator = self.take()
@@ -140,7 +149,7 @@ class _Parser:
             value = self.checked(value // right if operator == "//" else value % right)
         return value
 
-    def unary(self):
+    def unary(self) -> Number:
         if self.peek() in ("-", "+"):
             sign = self.take()
             with self.deeper():
@@ -148,7 +157,7 @@ class _Parser:
             return -value if sign == "-" else value
         return self.atom()
 
-    def atom(self):
+    def atom(self) -> Number:
         kind, token, _ = self.tokens[self.position]
         self.position += 1
         if kind == "number":
@@ -165,7 +174,7 @@ class _Parser:
         what = "the expression ends too early" if kind == "end" else f"unexpected {token!r}"
         raise self.error(what, "a number, a $parameter, a function call or '(' is missing")
 
-    def parameter(self, name: str):
+    def parameter(self, name: str) -> Number:
         if name not in self.params:
             known = [f"${key}" for key in self.params]
             raise self.error(f"unknown parameter ${name}",
@@ -178,7 +187,7 @@ class _Parser:
                              "arithmetic works on numbers; write $name alone to use a list or a word")
         return value
 
-    def call(self, name: str):
+    def call(self, name: str) -> Number:
         if name not in FUNCTIONS:
             hint = closest(name, FUNCTIONS)
             raise self.error(f"unknown function {name}" if self.peek() == "(" else
@@ -234,14 +243,14 @@ class _Parser:
         end = self.tokens[self.position][2]
         return self.text[begin:end].strip()
 
-    def checked(self, value):
+    def checked(self, value: Number) -> Number:
         """Values stay within PyTorch's sizes (int64) and finite."""
         if isinstance(value, float) and not math.isfinite(value) or abs(value) > MAX_SIZE:
             raise self.error("the value is too large", "sizes stop at 2^63-1 (PyTorch's int64)")
         return value
 
     @contextmanager
-    def deeper(self):
+    def deeper(self) -> Iterator[None]:
         """One level more of parentheses, calls or signs (bounded: the parser recurses)."""
         self.depth += 1
         if self.depth > MAX_EXPRESSION_DEPTH:

@@ -1,6 +1,7 @@
 """What a parsed spec is: a Spec holding Nodes, each a named Layer with its locations."""
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from ..errors import Location
@@ -21,10 +22,10 @@ class Node:
     name: str
     layer: Layer
     location: Location
-    field_locations: dict = field(default_factory=dict)
-    group: tuple = ()          # enclosing repeats: ((label, iteration), ...), outermost first
+    field_locations: dict[Hashable, Location] = field(default_factory=dict)  # by key as written
+    group: tuple[tuple[str, int], ...] = ()  # enclosing repeats: ((label, iteration), ...), outermost first
     trainable: bool = True
-    inputs: tuple = ()         # names of the layers (or "input") this one reads
+    inputs: tuple[str, ...] = ()  # names of the layers (or "input") this one reads
 
     def location_of(self, field_name: str | None) -> Location:
         return self.field_locations.get(field_name, self.location)
@@ -34,9 +35,9 @@ class Node:
 class Spec:
     name: str
     description: str
-    input_shape: tuple
-    nodes: tuple
+    input_shape: tuple[int, ...]
+    nodes: tuple[Node, ...]
     path: str
     input_location: Location
-    outputs: tuple = ()        # names of the layers whose results leave the network
-    inputs: dict = field(default_factory=dict)  # {name: shape}; one entry, "input", unless 'inputs:'
+    outputs: tuple[str, ...] = ()  # names of the layers whose results leave the network
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # {name: shape}; "input" unless 'inputs:'

@@ -13,30 +13,35 @@ Nothing here knows about shapes: that is the analyzer's job.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from ..errors import Location, SpecError
 from ..gcpause import paused_gc
 from ..layers import Steps, lookup
 from ..layers.arguments import closest, positive_int, shown, text
 from .expand import NodeBuilder, Scope, check_keys, read_blocks, substitute
-from .model import INPUT, TOP_LEVEL_KEYS, Spec
+from .expressions import Params
+from .model import INPUT, TOP_LEVEL_KEYS, Node, Spec
 from .source import Mapping, Sequence, load_file, load_text, location_of
+
+T = TypeVar("T")
 
 
 @paused_gc
-def load(path: str, params: dict | None = None) -> Spec:
+def load(path: str, params: Params | None = None) -> Spec:
     """Read and validate a spec file; ``params`` override the spec's own ``params:``."""
     return parse(load_file(path), path, params)
 
 
 @paused_gc
-def loads(text_: str, path: str = "<spec>", params: dict | None = None) -> Spec:
+def loads(text_: str, path: str = "<spec>", params: Params | None = None) -> Spec:
     """Read and validate spec text (``path`` is only used in messages)."""
     return parse(load_text(text_, path), path, params)
 
 
-def parse(data, path: str, params: dict | None = None) -> Spec:
+def parse(data: Any, path: str, params: Params | None = None) -> Spec:
     top = Location(path, 1, 1)
     if not isinstance(data, Mapping):
         raise SpecError("a spec is a mapping with 'input' and 'layers'",
@@ -46,15 +51,15 @@ def parse(data, path: str, params: dict | None = None) -> Spec:
         if key not in TOP_LEVEL_KEYS:
             raise SpecError(f"unknown top-level key '{key}'", hint=closest(key, TOP_LEVEL_KEYS),
                             location=data.key_location(key))
-    expressions: dict = {}
-    data = _with_params(data, params or {}, expressions)
+    expressions: dict[Location, str] = {}
+    data, spec_params = _with_params(data, params or {}, expressions)
     if "layers" not in data:
         raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
                         location=data.location)
     inputs, input_location = _network_inputs(data)
     name = _field(data, "name", text, Path(path).stem)
     description = _field(data, "description", lambda v: str(v), "")
-    builder = NodeBuilder(_defaults(data), read_blocks(data), data.spec_params, tuple(inputs), expressions)
+    builder = NodeBuilder(_defaults(data), read_blocks(data), spec_params, tuple(inputs), expressions)
     layers = data["layers"]
     if not isinstance(layers, Sequence) or not layers:
         raise SpecError("'layers' must be a non-empty list of layers",
@@ -68,9 +73,9 @@ def parse(data, path: str, params: dict | None = None) -> Spec:
                 inputs)
 
 
-def _with_params(data: Mapping, overrides: dict, expressions: dict) -> Mapping:
-    """The spec with every '$' value computed from 'params:' (or an override), in order: a
-    parameter may use those declared before it (params: {c: 32, hidden: $c * 4}).
+def _with_params(data: Mapping, overrides: Params, expressions: dict[Location, str]) -> tuple[Mapping, Params]:
+    """The spec with every '$' value computed from 'params:' (or an override), and the parameters'
+    values, in order: a parameter may use those declared before it (params: {c: 32, hidden: $c * 4}).
 
     Blocks keep their '$' values: they are computed per instance, block parameters first.
     """
@@ -83,7 +88,7 @@ def _with_params(data: Mapping, overrides: dict, expressions: dict) -> Mapping:
             raise SpecError(f"the spec declares no parameter '{key}'",
                             hint=closest(key, declared) if declared else "it has no 'params:'",
                             location=data.location)
-    values: dict = {}
+    values: Params = {}
     for key, value in declared.items():
         values[key] = substitute(overrides.get(key, value), values, declared.value_location(key), expressions)
     result = Mapping()
@@ -93,11 +98,10 @@ def _with_params(data: Mapping, overrides: dict, expressions: dict) -> Mapping:
         keep = key in ("params", "blocks", "name", "description")
         result[key] = value if keep else substitute(value, values, data.value_location(key), expressions,
                                                     key == "outputs")
-    result.spec_params = values
-    return result
+    return result, values
 
 
-def _network_inputs(data: Mapping) -> tuple[dict, Location]:
+def _network_inputs(data: Mapping) -> tuple[dict[str, tuple[int, ...]], Location]:
     """{name: shape} from 'input: shape' (named 'input') or 'inputs: {name: shape, ...}'."""
     if ("input" in data) == ("inputs" in data):
         if "input" in data:
@@ -115,11 +119,11 @@ def _network_inputs(data: Mapping) -> tuple[dict, Location]:
     for name in raw:
         if not isinstance(name, str) or name in ("in",):
             raise SpecError(f"{name!r} cannot name an input", location=raw.key_location(name))
-    return ({name: parse_input(value, raw.value_location(name)) for name, value in raw.items()},
+    return ({cast(str, name): parse_input(value, raw.value_location(name)) for name, value in raw.items()},  # checked
             data.value_location("inputs"))
 
 
-def _outputs(data: Mapping, nodes: tuple, instances: dict) -> tuple:
+def _outputs(data: Mapping, nodes: tuple[Node, ...], instances: dict[str, str | None]) -> tuple[str, ...]:
     """The 'outputs' list (a block instance's name means its last layer), or the last layer."""
     if "outputs" not in data:
         return (nodes[-1].name,)
@@ -133,10 +137,11 @@ def _outputs(data: Mapping, nodes: tuple, instances: dict) -> tuple:
         if not isinstance(name, str) or name not in known:  # a list or mapping here is no name either
             where = names.item_location(index) if isinstance(names, Sequence) else data.value_location("outputs")
             raise SpecError(f"outputs: no layer is named {shown(name)}", hint=closest(name, known), location=where)
-    return tuple(instances.get(name, name) for name in names)
+    return tuple(instances.get(name) or name for name in names)  # every instance is built by now
 
 
-def _check_all_used(nodes: tuple, outputs: tuple, inputs: dict, data: Mapping) -> None:
+def _check_all_used(nodes: tuple[Node, ...], outputs: tuple[str, ...], inputs: dict[str, tuple[int, ...]],
+                    data: Mapping) -> None:
     """A branch whose result goes nowhere, or an input nothing reads, is a mistake, not a silent
     dead end."""
     used = set(outputs)
@@ -155,7 +160,7 @@ def _check_all_used(nodes: tuple, outputs: tuple, inputs: dict, data: Mapping) -
                             location=node.location, layer=node.name)
 
 
-def parse_input(value, location: Location) -> tuple:
+def parse_input(value: Any, location: Location) -> tuple[int, ...]:
     """[features] | [C, L] | [C, H, W] | [C, D, H, W], the text '3x227x227', or a sequence
     {steps: T, features: F} (T vectors of F) | {steps: T} (T token ids, for an embedding)."""
     if isinstance(value, Mapping):
@@ -189,7 +194,7 @@ def _parse_sequence(value: Mapping) -> Steps:
     return Steps(dims)
 
 
-def _field(data: Mapping, key: str, convert, default):
+def _field(data: Mapping, key: str, convert: Callable[[Any], T], default: T) -> T:
     if key not in data:
         return default
     try:
@@ -199,7 +204,7 @@ def _field(data: Mapping, key: str, convert, default):
         raise exc.located(data.value_location(key)) from None
 
 
-def _defaults(data: Mapping) -> dict:
+def _defaults(data: Mapping) -> dict[str, Mapping]:
     """{kind: (args Mapping, class)}, each validated against its kind's fields."""
     raw = data.get("defaults")
     if raw is None:
@@ -207,7 +212,7 @@ def _defaults(data: Mapping) -> dict:
     if not isinstance(raw, Mapping):
         raise SpecError("defaults must map layer kinds to arguments",
                         hint="e.g. defaults: {conv: {activation: relu}}", location=data.value_location("defaults"))
-    result = {}
+    result: dict[str, Mapping] = {}
     for kind, args in raw.items():
         try:
             cls = lookup(kind)

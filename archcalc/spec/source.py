@@ -8,15 +8,22 @@ so an error found much later can still point at file:line:column.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import yaml
 
 from ..errors import Location, SpecError
 
+_Loader: type[yaml.CSafeLoader] | type[yaml.SafeLoader]
 try:  # libyaml's parser is ~10x faster and still gives line/column marks
     _Loader = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
+
+# libyaml's parser events (ScalarEvent, MappingStartEvent...): its stubs leave them untyped, and
+# the builder tells them apart by their type
+Event = Any
 
 MAX_FILE_BYTES = 10_000_000
 MAX_NODES = 2_000_000  # after alias expansion: refuses "billion laughs" files quickly
@@ -28,35 +35,35 @@ _SCALAR_TAGS = {
 }
 
 
-class Mapping(dict):
+class Mapping(dict[Hashable, Any]):
     """A dict from YAML, with the location of itself, of each key and of each value."""
 
     location: Location
-    key_locations: dict
-    value_locations: dict
+    key_locations: dict[Hashable, Location]
+    value_locations: dict[Hashable, Location]
 
-    def key_location(self, key) -> Location:
+    def key_location(self, key: Hashable) -> Location:
         return self.key_locations.get(key, self.location)
 
-    def value_location(self, key) -> Location:
+    def value_location(self, key: Hashable) -> Location:
         return self.value_locations.get(key, self.location)
 
 
-class Sequence(list):
+class Sequence(list[Any]):
     """A list from YAML, with the location of itself and of each item."""
 
     location: Location
-    item_locations: list
+    item_locations: list[Location]
 
     def item_location(self, index: int) -> Location:
         return self.item_locations[index] if index < len(self.item_locations) else self.location
 
 
-def location_of(value, default: Location) -> Location:
-    return getattr(value, "location", default)
+def location_of(value: object, default: Location) -> Location:
+    return value.location if isinstance(value, (Mapping, Sequence)) else default
 
 
-def load_text(text: str, path: str = "<spec>"):
+def load_text(text: str, path: str = "<spec>") -> Any:
     """Parse YAML text into plain data with locations; raises SpecError on any problem."""
     if len(text) > MAX_FILE_BYTES:
         raise SpecError(f"the spec is {len(text):,} characters long; the limit is {MAX_FILE_BYTES:,}",
@@ -93,7 +100,7 @@ def load_text(text: str, path: str = "<spec>"):
     return data
 
 
-def load_file(path: str):
+def load_file(path: str) -> Any:
     """Read and parse a spec file; unreadable or non-UTF-8 files are SpecErrors too."""
     try:
         with open(path, "rb") as handle:
@@ -131,13 +138,13 @@ class _Frame:
 
     __slots__ = ("value", "location", "anchor", "start", "height", "key", "key_location")
 
-    def __init__(self, value, location: Location, anchor, start: int):
+    def __init__(self, value: Mapping | Sequence, location: Location, anchor: str | None, start: int):
         self.value = value
         self.location = location
         self.anchor = anchor
         self.start = start          # values counted before this one: its size is the difference
         self.height = 1             # nesting levels from here down
-        self.key = _NO_KEY
+        self.key: Hashable = _NO_KEY
         self.key_location = location
 
 
@@ -152,14 +159,15 @@ class _Builder:
     def __init__(self, path: str):
         self.path = path
         self.nodes = 0              # values built, aliases counted as what they expand to
-        self.anchors = {}           # name -> (value, expanded size, height)
-        self.scalars = {}           # (tag, text, implicit) -> value: most values repeat (conv, 3, same)
-        self.resolver = None
+        self.anchors: dict[str, tuple[Any, int, int]] = {}  # name -> (value, expanded size, height)
+        # (tag, text, implicit) -> value: most values repeat (conv, 3, same)
+        self.scalars: dict[tuple[str | None, str, tuple[bool, bool]], Any] = {}
+        self.resolver: yaml.resolver.BaseResolver | None = None
 
-    def loc(self, event) -> Location:
+    def loc(self, event: Event) -> Location:
         return Location(self.path, event.start_mark.line + 1, event.start_mark.column + 1)
 
-    def build(self, text: str):
+    def build(self, text: str) -> Any:
         loader = _Loader(text)
         self.resolver = loader
         try:
@@ -167,11 +175,12 @@ class _Builder:
         finally:
             loader.dispose()
 
-    def walk(self, loader):
+    def walk(self, loader: yaml.CSafeLoader | yaml.SafeLoader) -> Any:
         stack: list[_Frame] = []
         root = None
+        location: Location | None
         documents = 0
-        next_event = loader.get_event
+        next_event: Callable[[], Event | None] = loader.get_event
         while (event := next_event()) is not None:
             kind = type(event)
             if kind is yaml.ScalarEvent:
@@ -207,14 +216,14 @@ class _Builder:
                 self.place(stack[-1], value, location, height, kind)
         return root
 
-    def count(self, size: int, event) -> None:
+    def count(self, size: int, event: Event) -> None:
         self.nodes += size
         if self.nodes > MAX_NODES:
             raise SpecError(f"the spec expands to more than {MAX_NODES:,} YAML values (aliases included)",
                             hint="anchors and aliases that multiply each other are refused",
                             location=self.loc(event))
 
-    def start(self, event, depth: int) -> _Frame:
+    def start(self, event: Event, depth: int) -> _Frame:
         if depth >= MAX_DEPTH:
             raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels",
                             hint="a network spec needs a few levels: look for unclosed brackets",
@@ -223,15 +232,17 @@ class _Builder:
         if event.tag not in (None, "!", _MAP_TAG if is_map else _SEQ_TAG):
             raise _tag_error(event.tag, self.loc(event))
         location = self.loc(event)
-        value = Mapping() if is_map else Sequence()
-        value.location = location
+        value: Mapping | Sequence
         if is_map:
+            value = Mapping()
             value.key_locations, value.value_locations = {}, {}
         else:
+            value = Sequence()
             value.item_locations = []
+        value.location = location
         return _Frame(value, location, event.anchor, self.nodes - 1)
 
-    def alias(self, event, depth: int):
+    def alias(self, event: Event, depth: int) -> tuple[Any, int, int]:
         if event.anchor not in self.anchors:
             raise SpecError(f"alias *{event.anchor} refers to no anchor defined before it",
                             hint=f"define it first with &{event.anchor}, outside the value that uses it",
@@ -242,7 +253,7 @@ class _Builder:
                             location=self.loc(event))
         return value, size, height
 
-    def scalar(self, event):
+    def scalar(self, event: Event) -> Any:
         key = (event.tag, event.value, event.implicit)
         try:
             return self.scalars[key]
@@ -251,6 +262,7 @@ class _Builder:
         tag = event.tag
         implicit = tag is None or tag == "!"
         if implicit:
+            assert self.resolver is not None  # set by build()
             tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
         if tag == _MERGE_TAG:
             raise SpecError("YAML merge keys (<<) are not supported in a spec",
@@ -258,6 +270,7 @@ class _Builder:
                             location=self.loc(event))
         if tag not in _SCALAR_TAGS:
             if not implicit:
+                assert tag is not None  # an explicit tag
                 raise _tag_error(tag, self.loc(event))
             tag = _STR_TAG  # a plain date or '=' is just text here
         if tag == _INT_TAG and len(event.value) > 100:  # before int() spends time on a huge literal
@@ -273,17 +286,17 @@ class _Builder:
         self.scalars[key] = value
         return value
 
-    def too_large(self, event) -> SpecError:
+    def too_large(self, event: Event) -> SpecError:
         """Integers beyond 64 bits: no size is that large, and some would not even print."""
         return SpecError(f"the number {_cut(event.value)} is too large for a spec",
                          hint="sizes stop at 2^63-1 (PyTorch's int64)", location=self.loc(event))
 
-    def place(self, frame: _Frame, value, location: Location, height: int, kind) -> None:
+    def place(self, frame: _Frame, value: Any, location: Location, height: int, kind: type) -> None:
         """Put a finished value into the collection being filled."""
         if height >= frame.height:
             frame.height = height + 1
         container = frame.value
-        if type(container) is Sequence:
+        if isinstance(container, Sequence):
             container.append(value)
             container.item_locations.append(location)
         elif frame.key is _NO_KEY:
