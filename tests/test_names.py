@@ -5,8 +5,10 @@ import csv
 import io
 import json
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -195,7 +197,7 @@ def test_rich_markup_in_names_through_the_cli_on_a_terminal(tmp_path):
     path = tmp_path / "hostile.yaml"
     path.write_text(hostile_yaml())
     for command in (["inspect", path], ["diff", path, path, "--all"], ["explain", path]):
-        line = " ".join(["python", "-m", "archcalc", *map(str, command)])
+        line = shlex.join([sys.executable, "-m", "archcalc", *map(str, command)])  # this interpreter, not PATH's
         done = subprocess.run(["script", "-qec", line, "/dev/null"], capture_output=True, text=True, check=False,
                               env={**__import__("os").environ, "COLUMNS": "6000"})
         assert done.returncode == 0, done.stdout[-2000:]
