@@ -6,3 +6,6 @@ OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}  # values ke
 MIXED_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
 RANKDIRS = ("TB", "LR")
 DETAILS = ("compact", "full")
+REPORT_FORMATS = ("table", "json", "markdown", "csv")  # inspect
+TABLE_FORMATS = ("table", "json")                     # diff, run
+SOLVE_FORMATS = ("text", "json")

@@ -5,41 +5,120 @@ Exit codes: 0 ok, 1 a verification disagreed, 2 an invalid spec or usage error.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import os
 import sys
 
 import click
 
-from .choices import DETAILS, DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES, RANKDIRS
-from .errors import ArchcalcError, SpecError
+from .choices import (DETAILS, DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES, RANKDIRS, REPORT_FORMATS,
+                      SOLVE_FORMATS, TABLE_FORMATS)
+from .errors import ArchcalcError, SpecError, UsageError, VerificationFailed
 from .gcpause import paused_gc
 from .layers.geometry import ROUNDINGS
 
-EXIT_INVALID = 2
+
+class Archcalc(click.Group):
+    """The command group, and the one place where an error becomes a message and an exit code.
+
+    Every error the library raises, and every refusal of click's own (an unknown option, a
+    missing argument), is printed here as 'error: ...' with its hint; nothing ends in a
+    traceback but a bug. Commands run with the cycle collector paused (see gcpause): reports
+    of big networks build many objects too.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:  # the caller handles exceptions itself
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            paused_gc(super().main)(args, prog_name, complete_var, False, **extra)
+        except ArchcalcError as error:
+            report(error)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare 'archcalc': the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            report(_from_click(exc))
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the reader left: stop quietly
+            sys.exit(1)
+        sys.exit(0)
 
 
-def fail(message: str, code: int = EXIT_INVALID):
+def report(error: ArchcalcError):
+    """Print an error (what, where, hint) on stderr and exit with its code; a name in it never
+    reaches the terminal raw."""
     from .views.escape import visible
 
-    message = "\n".join(map(visible, message.split("\n")))  # a name in it never reaches the terminal raw
-    click.echo(message if "error:" in message.split("\n")[0] else f"error: {message}", err=True)
-    sys.exit(code)
+    click.echo("\n".join(map(visible, str(error).split("\n"))), err=True)
+    sys.exit(error.exit_code)
 
 
-def reports_errors(command):
-    """Turn the library's errors into one clear message and exit code 2, never a traceback.
+def _from_click(exc: click.ClickException) -> ArchcalcError:
+    """click's own refusal (no such option, missing argument, a directory as SPEC) in archcalc's form."""
+    text = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    error = ArchcalcError(text[:1].lower() + text[1:],
+                          hint=f"'{ctx.command_path} --help' lists what it takes" if ctx else "")
+    error.exit_code = exc.exit_code
+    return error
 
-    The command runs with the cycle collector paused (see gcpause): reports of big networks
-    build many objects too.
+
+class Option(click.Option):
+    """Every option of every command. Its value goes through click's type, then the callback;
+    whatever either refuses becomes one UsageError naming the option, the value and what it takes.
+
+    ``accepted`` says what the option takes; click's own types (Choice, IntRange, int) say it
+    themselves.
     """
-    @functools.wraps(command)
-    @paused_gc
-    def wrapper(*args, **kwargs):
+
+    def __init__(self, *args, accepted: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.accepted = accepted or _accepted(self.type)
+
+    def process_value(self, ctx, value):
         try:
-            return command(*args, **kwargs)
-        except ArchcalcError as exc:
-            fail(str(exc))
-    return wrapper
+            return super().process_value(ctx, value)
+        except click.MissingParameter:
+            raise
+        except click.BadParameter as exc:  # click's own types
+            reason = exc.message.rstrip(".")
+            if isinstance(self.type, click.Choice):
+                from .layers.arguments import closest
+                suggestion = closest(value, self.type.choices)
+                reason = f"unknown value {value!r}" + (f"; {suggestion}" if suggestion.startswith("did") else "")
+            raise UsageError(self.opts[0], value, reason, self.accepted) from None
+        except UsageError:
+            raise
+        except ArchcalcError as exc:  # our converters: the library's message and hint
+            raise UsageError(self.opts[0], value, exc.message, self.accepted, hint=exc.hint) from None
+        except (ValueError, OverflowError) as exc:
+            raise UsageError(self.opts[0], value, str(exc), self.accepted) from None
+
+
+def _accepted(kind) -> str:
+    if isinstance(kind, click.Choice):
+        return "one of " + ", ".join(map(str, kind.choices))
+    if isinstance(kind, click.IntRange):
+        return f"a whole number >= {kind.min}" if kind.max is None else f"a whole number {kind.min}..{kind.max}"
+    if kind is click.INT:
+        return "a whole number"
+    return ""
+
+
+option = functools.partial(click.option, cls=Option)
+
+
+def format_option(*formats: str, default: str | None = None):
+    """--format/-f: one of ``formats`` (the first by default)."""
+    return option("--format", "-f", "fmt", type=click.Choice(formats), default=default or formats[0],
+                  show_default=True, help="Output format.")
 
 
 def parse_input_option(ctx, param, value):
@@ -47,20 +126,22 @@ def parse_input_option(ctx, param, value):
         return None
     from .errors import Location
     from .spec import parse_input
-    try:
-        return parse_input(value, Location("--input", 1, 1))
-    except SpecError as exc:
-        raise click.BadParameter(exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
+    return parse_input(value, Location("--input", 1, 1))
 
 
 def parse_budget_option(ctx, param, value):
     if value is None:
         return None
     from .units import parse_bytes
-    try:
-        return parse_bytes(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    return parse_bytes(value)
+
+
+def parse_output_drawing(ctx, param, value):
+    """The drawing's file name: its extension picks the format, refused before any work."""
+    if value not in (None, "-"):
+        from .views import render as drawing
+        drawing.format_of(value)
+    return value
 
 
 def _store_spec_params(ctx, param, values):
@@ -71,8 +152,13 @@ def _store_spec_params(ctx, param, values):
     for item in values:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param=param)
-        parsed[name.strip()] = yaml.safe_load(value)
+            raise ValueError(f"{item!r} is not NAME=VALUE")
+        try:
+            parsed[name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{item!r}: the value is not YAML: {getattr(exc, 'problem', None) or exc}") from None
+        except RecursionError:
+            raise ValueError(f"{name.strip()}: the value nests too deeply") from None
     ctx.meta["archcalc.spec_params"] = parsed
 
 
@@ -82,27 +168,28 @@ def spec_params() -> dict:
     return ctx.meta.get("archcalc.spec_params", {}) if ctx else {}
 
 
-INPUT_OPTION = click.option("--input", "input_shape", callback=parse_input_option, metavar="CxHxW",
-                            help="Override the spec's input shape, channels first, e.g. 3x64x64.")
-SET_OPTION = click.option("--set", "spec_params", multiple=True, metavar="NAME=VALUE", expose_value=False,
-                          callback=_store_spec_params,
-                          help="Override one of the spec's params (repeatable), e.g. --set vocab=27.")
-ROUNDING_OPTION = click.option("--rounding", type=click.Choice(ROUNDINGS),
-                               help="Override every conv/pool's rounding: strict refuses a D-F-S combination "
-                                    "that is not whole; floor (PyTorch) and ceil (Caffe) accept it.")
+INPUT_OPTION = option("--input", "input_shape", callback=parse_input_option, metavar="CxHxW",
+                      accepted="sizes channels first, like 3x64x64",
+                      help="Override the spec's input shape, channels first, e.g. 3x64x64.")
+SET_OPTION = option("--set", "spec_params", multiple=True, metavar="NAME=VALUE", expose_value=False,
+                    callback=_store_spec_params, accepted="NAME=VALUE, the value in YAML, e.g. vocab=27",
+                    help="Override one of the spec's params (repeatable), e.g. --set vocab=27.")
+ROUNDING_OPTION = option("--rounding", type=click.Choice(ROUNDINGS),
+                         help="Override every conv/pool's rounding: strict refuses a D-F-S combination "
+                              "that is not whole; floor (PyTorch) and ceil (Caffe) accept it.")
 
 
 def analysis_options(command):
     """--batch, --dtype, --input, --set, --rounding: shared by every command that analyzes a spec."""
     options = [
-        click.option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Samples per batch (scales activation memory)."),
-        click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="float32", show_default=True,
-                     help="Bytes per number for memory figures."),
+        option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True,
+               help="Samples per batch (scales activation memory)."),
+        option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="float32", show_default=True,
+               help="Bytes per number for memory figures."),
         INPUT_OPTION, SET_OPTION, ROUNDING_OPTION,
     ]
-    for option in reversed(options):
-        command = option(command)
+    for add_option in reversed(options):
+        command = add_option(command)
     return command
 
 
@@ -123,7 +210,7 @@ def load_and_analyze(spec_path: str, input_shape, batch: int, dtype: str, roundi
     return analysis, baseline
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Archcalc, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="archcalc")
 def main():
     """archcalc: exact shapes, parameters, neurons and memory of a network spec.
@@ -134,24 +221,23 @@ def main():
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json", "markdown", "csv"]),
-              default="table", show_default=True, help="Output format.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False),
-              help="Write the report to this file (atomically) instead of the terminal.")
-@click.option("--receptive-field", "--rf", "receptive_field", is_flag=True,
-              help="Add each layer's receptive field per axis: size, jump (effective stride), start.")
-@click.option("--train", is_flag=True,
-              help="Add the training memory: weights, gradients, optimizer state, activations kept.")
-@click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam", show_default=True,
-              help="Optimizer state for --train and --max-batch (sgd 0, momentum 1, adam/adamw 2 per weight).")
-@click.option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)),
-              help="Train with fp32 master weights and 16-bit activations (torch.autocast).")
-@click.option("--max-batch", "budget", callback=parse_budget_option, metavar="BYTES",
-              help="Largest batch that fits in this memory, for inference and training, e.g. 24GB or 16GiB.")
-@click.option("--im2col", is_flag=True,
-              help="Add each convolution as a matrix product: filter, column and output matrices.")
+@format_option(*REPORT_FORMATS)
+@option("--output", "-o", type=click.Path(dir_okay=False),
+        help="Write the report to this file (atomically) instead of the terminal.")
+@option("--receptive-field", "--rf", "receptive_field", is_flag=True,
+        help="Add each layer's receptive field per axis: size, jump (effective stride), start.")
+@option("--train", is_flag=True,
+        help="Add the training memory: weights, gradients, optimizer state, activations kept.")
+@option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam", show_default=True,
+        help="Optimizer state for --train and --max-batch (sgd 0, momentum 1, adam/adamw 2 per weight).")
+@option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)),
+        help="Train with fp32 master weights and 16-bit activations (torch.autocast).")
+@option("--max-batch", "budget", callback=parse_budget_option, metavar="BYTES",
+        accepted="a memory size such as 24GB, 16GiB or 500MB (1 GB = 10^9 B, 1 GiB = 2^30 B)",
+        help="Largest batch that fits in this memory, for inference and training, e.g. 24GB or 16GiB.")
+@option("--im2col", is_flag=True,
+        help="Add each convolution as a matrix product: filter, column and output matrices.")
 @analysis_options
-@reports_errors
 def inspect(spec, fmt, output, receptive_field, train, optimizer, mixed_precision, budget, im2col, batch, dtype,
             input_shape, rounding):
     """Every layer's output shape, size arithmetic, parameters, neurons and MACs, then totals.
@@ -187,17 +273,17 @@ def _table_text(analysis, baseline, extras=None) -> str:
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", required=True, metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
-              help="The drawing: .svg, .png, .pdf, or .dot/.gv for the Graphviz source; '-' prints DOT.")
-@click.option("--rankdir", type=click.Choice(RANKDIRS), default="TB", show_default=True,
-              help="Layers top to bottom (TB) or left to right (LR).")
-@click.option("--detail", type=click.Choice(DETAILS), default="compact", show_default=True,
-              help="compact: hyper-parameters, output shape, params; full adds the size arithmetic, "
-                   "neurons, memory and notes.")
-@click.option("--collapse-repeats", is_flag=True,
-              help="Draw each repeat as one box ('block3: 3 x conv 256 3x3').")
+@option("--output", "-o", required=True, metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
+        callback=parse_output_drawing,
+        help="The drawing: .svg, .png, .pdf, or .dot/.gv for the Graphviz source; '-' prints DOT.")
+@option("--rankdir", type=click.Choice(RANKDIRS), default="TB", show_default=True,
+        help="Layers top to bottom (TB) or left to right (LR).")
+@option("--detail", type=click.Choice(DETAILS), default="compact", show_default=True,
+        help="compact: hyper-parameters, output shape, params; full adds the size arithmetic, "
+             "neurons, memory and notes.")
+@option("--collapse-repeats", is_flag=True,
+        help="Draw each repeat as one box ('block3: 3 x conv 256 3x3').")
 @analysis_options
-@reports_errors
 def render(spec, output, rankdir, detail, collapse_repeats, batch, dtype, input_shape, rounding):
     """Draw the network as a diagram (Graphviz), with the analyzer's shapes and counts.
 
@@ -206,8 +292,6 @@ def render(spec, output, rankdir, detail, collapse_repeats, batch, dtype, input_
     """
     from .views import render as drawing
 
-    if output != "-":
-        drawing.format_of(output)  # a bad extension is refused before any work
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding, partial=True)
     options = {"rankdir": rankdir, "detail": detail, "collapse_repeats": collapse_repeats}
     if output == "-":
@@ -215,7 +299,7 @@ def render(spec, output, rankdir, detail, collapse_repeats, batch, dtype, input_
     else:
         drawing.write(analysis, output, **options)
     if analysis.error is not None:
-        fail(str(analysis.error) + ("" if output == "-" else f"\n  drawn up to it, in red: {output}"))
+        raise analysis.error if output == "-" else analysis.error.noted(f"drawn up to it, in red: {output}")
 
 
 def _load(spec_path: str):
@@ -226,7 +310,6 @@ def _load(spec_path: str):
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @analysis_options
-@reports_errors
 def explain(spec, batch, dtype, input_shape, rounding):
     """Every layer's arithmetic written out as on the board: (D-F+2P)/S+1, params, neurons.
 
@@ -239,25 +322,28 @@ def explain(spec, batch, dtype, input_shape, rounding):
                                 rounding=rounding)
     click.echo(board.render_text(explanation), nl=False)
     if explanation.error is not None:
-        fail(str(explanation.error))
+        raise explanation.error
 
 
 def parse_range_option(ctx, param, value):
+    from .views.solve import check_range
+
     low, sep, high = value.partition("..")
-    if not (sep and low.strip().isdigit() and high.strip().isdigit()):
-        raise click.BadParameter(f"{value!r} is not a range: write it like 1..1024")
-    return int(low), int(high)
+    if not (sep and low.strip().isascii() and low.strip().isdigit() and high.strip().isascii()
+            and high.strip().isdigit()):
+        raise ValueError(f"{value!r} is not a range")
+    return check_range(int(low), int(high))
+
 
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--range", "size_range", default="1..1024", show_default=True, callback=parse_range_option,
-              metavar="LOW..HIGH", help="Input sizes to try on each spatial axis.")
-@click.option("--format", "-f", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Output format.")
+@option("--range", "size_range", default="1..1024", show_default=True, callback=parse_range_option,
+        metavar="LOW..HIGH", accepted="LOW..HIGH with 1 <= LOW <= HIGH, e.g. 1..1024",
+        help="Input sizes to try on each spatial axis.")
+@format_option(*SOLVE_FORMATS)
 @INPUT_OPTION
 @SET_OPTION
-@reports_errors
 def solve(spec, size_range, fmt, input_shape):
     """Which input sizes make every layer valid, and what fixes the spec's (or --input's) size.
 
@@ -278,11 +364,9 @@ def solve(spec, size_range, fmt, input_shape):
 @main.command()
 @click.argument("spec_a", metavar="A", type=click.Path(dir_okay=False))
 @click.argument("spec_b", metavar="B", type=click.Path(dir_okay=False))
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Output format.")
-@click.option("--all", "show_all", is_flag=True, help="List every layer, not only those that differ.")
+@format_option(*TABLE_FORMATS)
+@option("--all", "show_all", is_flag=True, help="List every layer, not only those that differ.")
 @analysis_options
-@reports_errors
 def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
     """Layer-by-layer and total differences between two specs (shapes, params, neurons, memory).
 
@@ -303,19 +387,17 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu", "meta"]), default="auto", show_default=True,
-              help="auto: CUDA if present, else CPU. meta: shapes and counts only, no memory at all.")
-@click.option("--train", is_flag=True, help="Also time forward + backward.")
-@click.option("--iterations", "-n", type=click.IntRange(min=0),
-              help="Timed runs after warm-up [default: 20 on CUDA, none on CPU].")
-@click.option("--values", metavar="LIST",
-              help="Feed this exact sample (flat or nested numbers filling the input) and print the outputs, "
-                   "e.g. '[40,50,70,80,90,10,20,30,40]'.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and inputs.")
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="Output format.")
+@option("--device", type=click.Choice(["auto", "cuda", "cpu", "meta"]), default="auto", show_default=True,
+        help="auto: CUDA if present, else CPU. meta: shapes and counts only, no memory at all.")
+@option("--train", is_flag=True, help="Also time forward + backward.")
+@option("--iterations", "-n", type=click.IntRange(min=0),
+        help="Timed runs after warm-up [default: 20 on CUDA, none on CPU].")
+@option("--values", metavar="LIST",
+        help="Feed this exact sample (flat or nested numbers filling the input) and print the outputs, "
+             "e.g. '[40,50,70,80,90,10,20,30,40]'.")
+@option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and inputs.")
+@format_option(*TABLE_FORMATS)
 @analysis_options
-@reports_errors
 def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_shape, rounding):
     """Compile SPEC into PyTorch and check every layer's shape and parameter count against the analyzer.
 
@@ -338,15 +420,14 @@ def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_
     else:
         report.print_verification(result)
     if not result.ok:
-        fail("PyTorch disagrees with the analyzer: " + "; ".join(result.disagreements), code=1)
+        raise VerificationFailed("PyTorch disagrees with the analyzer: " + "; ".join(result.disagreements))
 
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--output", "-o", required=True, metavar="FILE", type=click.Path(dir_okay=False),
-              help="The Python file to write (atomically).")
+@option("--output", "-o", required=True, metavar="FILE", type=click.Path(dir_okay=False),
+        help="The Python file to write (atomically).")
 @analysis_options
-@reports_errors
 def export(spec, output, batch, dtype, input_shape, rounding):
     """Write SPEC as readable PyTorch code: one nn.Module class that needs only torch.
 

@@ -1,4 +1,9 @@
-"""The project's own error types. The library raises them; only the CLI prints them."""
+"""The project's own error types. The library raises them; only the CLI prints them.
+
+Like click's ``ClickException``, an error carries everything needed to report it: the message,
+where (a spec location, a layer), what to do (a hint) and the exit code. ``str(error)`` is the
+whole report; the CLI writes it and exits with ``error.exit_code``, in one place.
+"""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -20,26 +25,24 @@ class Location(NamedTuple):
 
 
 class ArchcalcError(Exception):
-    """Base of every error archcalc raises on purpose."""
+    """Base of every error archcalc raises on purpose: where, which layer, what is wrong, what to do.
 
-
-class SpecError(ArchcalcError):
-    """A spec that cannot be analyzed: where, which layer, what is wrong, what to do.
-
-    ``field`` names the layer argument at fault (so the caller can point at its line);
-    ``location`` and ``layer`` are filled in by whoever knows them, often later.
+    ``location`` and ``layer`` are filled in by whoever knows them, often later (``located``);
+    ``notes`` are lines printed after the hint (what was still done, e.g. a partial drawing).
     """
 
+    exit_code = 2  # an invalid spec or command line; VerificationFailed is 1
+
     def __init__(self, message: str, *, hint: str = "", location: Location | None = None,
-                 layer: str | None = None, field: str | None = None):
+                 layer: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.location = location
         self.layer = layer
-        self.field = field
+        self.notes: list[str] = []
 
-    def located(self, location: Location | None, layer: str | None = None) -> SpecError:
+    def located(self, location: Location | None, layer: str | None = None) -> ArchcalcError:
         """Fill in location and layer where still unknown; returns self for `raise ... from`."""
         if self.location is None:
             self.location = location
@@ -47,18 +50,52 @@ class SpecError(ArchcalcError):
             self.layer = layer
         return self
 
+    def noted(self, note: str) -> ArchcalcError:
+        """Add a line to print after the hint; returns self for `raise`."""
+        self.notes.append(note)
+        return self
+
     def __str__(self) -> str:
+        """'spec.yaml:3:5: error: layer conv1: message', then '  hint: ...' and the notes."""
         where = f"{self.location}: " if self.location else ""
         who = f"layer {self.layer}: " if self.layer else ""
-        text = f"{where}error: {who}{self.message}"
+        lines = [f"{where}error: {who}{self.message}"]
         if self.hint:
-            text += f"\n  hint: {self.hint}"
-        return text
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines + [f"  {note}" for note in self.notes])
+
+
+class SpecError(ArchcalcError):
+    """A spec that cannot be analyzed. ``field`` names the layer argument at fault, so the
+    caller can point at its line."""
+
+    def __init__(self, message: str, *, hint: str = "", location: Location | None = None,
+                 layer: str | None = None, field: str | None = None):
+        super().__init__(message, hint=hint, location=location, layer=layer)
+        self.field = field
 
 
 class GeometryError(SpecError):
     """An invalid D-F-S combination: the window does not tile the (padded) input."""
 
 
+class UsageError(ArchcalcError):
+    """A command-line value that cannot be used: names the option, the value and what is accepted.
+
+    '--max-batch: cannot read 'inf' as a size' / 'hint: --max-batch takes a size such as 24GB'.
+    """
+
+    def __init__(self, option: str, value, reason: str, accepted: str = "", *, hint: str = ""):
+        super().__init__(f"{option}: {reason}", hint=hint or (f"{option} takes {accepted}" if accepted else ""))
+        self.option = option
+        self.value = value
+
+
 class MissingDependency(ArchcalcError):
     """An optional dependency (torch, Graphviz's dot) is needed but absent."""
+
+
+class VerificationFailed(ArchcalcError):
+    """PyTorch disagrees with the analyzer (``archcalc run``): a finding, not a usage error."""
+
+    exit_code = 1

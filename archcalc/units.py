@@ -1,6 +1,8 @@
 """Human units, stated without ambiguity: decimal (1 MB = 10^6 bytes) with binary beside it."""
 from __future__ import annotations
 
+import math
+
 _DECIMAL = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
 _BINARY = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 _COUNTS = (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3))
@@ -42,9 +44,11 @@ def parse_bytes(text: str) -> int:
     else:
         number, factor = cleaned, 1
     try:
-        value = float(number)
+        size = float(number) * factor
     except ValueError:
-        raise ValueError(f"cannot read {text!r} as a size: write it like 24GB, 16GiB or 500MB") from None
-    if value <= 0:
-        raise ValueError(f"a memory size must be positive, got {text!r}")
-    return int(value * factor)
+        raise ValueError(f"cannot read {text!r} as a size") from None
+    if not math.isfinite(size):
+        raise ValueError(f"a memory size must be a finite number, got {text!r}")
+    if size < 1:
+        raise ValueError(f"a memory size must be at least 1 byte, got {text!r}")
+    return int(size)

@@ -287,10 +287,10 @@ def test_pytorch_refusing_a_layer_exits_1(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--dtype", "int8"], "PyTorch cannot run a network in int8"),
-    (["--values", "[1, 2]"], "--values has 2 numbers but the input needs 9"),
-    (["--values", "[1, x]"], "--values must contain only numbers"),
+    (["--values", "[1, 2]"], "--values: has 2 numbers but the input needs 9"),
+    (["--values", "[1, x]"], "--values: must contain only numbers"),
     (["--values", "[1,2,3,4,5,6,7,8,9]", "--device", "meta"], "the meta device only tracks shapes"),
-    (["--values", "[1,2,3,4,5,6,7,8,9]", "--batch", "2"], "--values is one sample"),
+    (["--values", "[1,2,3,4,5,6,7,8,9]", "--batch", "2"], "--values: one sample, but --batch is 2"),
 ])
 def test_run_usage_errors_exit_2(args, message):
     result = CliRunner().invoke(main, ["run", str(SPECS / "signal1d.yaml"), *args])

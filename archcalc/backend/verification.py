@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ..analysis import Analysis
-from ..errors import ArchcalcError, SpecError
+from ..errors import ArchcalcError, SpecError, UsageError
 from ..layers import shape_text
 from ..units import human_bytes
 from . import require_torch
@@ -111,15 +111,15 @@ def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, ite
     """
     torch = require_torch()
     if analysis.dtype not in TORCH_DTYPES:
-        raise SpecError(f"PyTorch cannot run a network in {analysis.dtype} (here it only sizes memory)",
-                        hint=f"use --dtype {', '.join(TORCH_DTYPES)}")
+        raise UsageError("--dtype", analysis.dtype, f"PyTorch cannot run a network in {analysis.dtype} "
+                         "(here it only sizes memory)", f"{', '.join(TORCH_DTYPES)} to run")
     target = _device(torch, device)
     batch = analysis.batch
     if values is not None and target.type == "meta":
-        raise SpecError("--values needs a device that computes; the meta device only tracks shapes",
-                        hint="use --device cpu")
+        raise UsageError("--values", values, "needs a device that computes; the meta device only tracks shapes",
+                         hint="use --device cpu")
     if values is not None and batch != 1:
-        raise SpecError(f"--values is one sample, but --batch is {batch}", hint="drop --batch")
+        raise UsageError("--values", values, f"one sample, but --batch is {batch}", hint="drop --batch")
     if target.type == "cpu":
         _check_fits(analysis, train)
     plan = make_plan(analysis)
@@ -163,18 +163,19 @@ def parse_values(text: str, shape: tuple) -> list:
 
     from ..layers.values import check_count, numbers
 
+    layout = "".join(f"[{size}]" for size in shape)
+    accepted = f"the numbers of one sample, flat or nested as {layout}"
     try:
-        data = yaml.safe_load(text)
+        values = numbers(yaml.safe_load(text))
+        check_count(values, tuple(shape), "--values", layout, "the input")
     except yaml.YAMLError as exc:
-        raise SpecError(f"--values is not a list of numbers: {getattr(exc, 'problem', None) or exc}") from None
-    try:
-        values = numbers(data)
-        check_count(values, tuple(shape), "--values", "".join(f"[{size}]" for size in shape), "the input")
+        problem = getattr(exc, "problem", None) or exc
+        raise UsageError("--values", text, f"not a list of numbers: {problem}", accepted) from None
+    except RecursionError:
+        raise UsageError("--values", text, "lists nested too deeply", accepted) from None
     except SpecError as exc:
-        if not exc.message.startswith("--values"):
-            exc.message = f"--values {exc.message}"
-        exc.field = None
-        raise
+        raise UsageError("--values", text, exc.message.removeprefix("--values "), accepted,
+                         hint=exc.hint) from None
     return _flat(values)
 
 
@@ -182,8 +183,8 @@ def _device(torch, name: str):
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ArchcalcError("error: --device cuda, but PyTorch sees no CUDA GPU here\n"
-                            "  hint: use --device cpu, or --device meta for shapes and counts only")
+        raise UsageError("--device", name, "cuda, but PyTorch sees no CUDA GPU here",
+                         "cpu here, or meta for shapes and counts only")
     return torch.device(name)
 
 
@@ -200,9 +201,9 @@ def _check_fits(analysis: Analysis, train: bool) -> None:
     need = totals.training_bytes_estimate if train else totals.forward_bytes
     if need > free:
         raise ArchcalcError(
-            f"error: this run needs about {human_bytes(need)} at batch {analysis.batch} (the analyzer's "
-            f"{'training' if train else 'forward'} memory), but only {human_bytes(free)} is available\n"
-            f"  hint: --device meta checks every shape and count without memory; or lower --batch")
+            f"this run needs about {human_bytes(need)} at batch {analysis.batch} (the analyzer's "
+            f"{'training' if train else 'forward'} memory), but only {human_bytes(free)} is available",
+            hint="--device meta checks every shape and count without memory; or lower --batch")
 
 
 def _available_memory() -> int | None:
@@ -252,8 +253,8 @@ def _run_checks(torch, model: Network, plan, inputs, keep_outputs: bool) -> tupl
         with torch.inference_mode():
             results = model.run(*inputs, observe=observe)
     except torch.cuda.OutOfMemoryError:
-        raise ArchcalcError("error: the device ran out of memory during the forward pass\n"
-                            "  hint: lower --batch, or --device meta to check shapes and counts only") from None
+        raise ArchcalcError("the device ran out of memory during the forward pass",
+                            hint="lower --batch, or --device meta to check shapes and counts only") from None
     except Exception as exc:  # noqa: BLE001 - any refusal by PyTorch is a finding to report, not a crash
         stuck = plan.steps[len(shapes)]
         failure = f"layer {stuck.name}: PyTorch refused it: {str(exc).strip().splitlines()[0]}"
@@ -305,8 +306,8 @@ def measure(model, inputs: tuple, *, mode: str, iterations: int, warmup: int = W
         sync()
         seconds = time.perf_counter() - start
     except torch.cuda.OutOfMemoryError:
-        raise ArchcalcError(f"error: the device ran out of memory in the {mode} runs at batch "
-                            f"{inputs[0].shape[0]}\n  hint: lower --batch") from None
+        raise ArchcalcError(f"the device ran out of memory in the {mode} runs at batch {inputs[0].shape[0]}",
+                            hint="lower --batch") from None
     finally:
         model.eval()
     return Timing(mode, iterations, seconds, inputs[0].shape[0],

@@ -79,8 +79,8 @@ def format_of(path: str) -> str:
     """'svg', 'png', 'pdf' or 'dot', from the file's extension."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in FORMATS:
-        raise ArchcalcError(f"cannot tell which format to draw from {path!r}: "
-                            f"end the file name with {', '.join(FORMATS)}")
+        raise ArchcalcError(f"cannot tell which format to draw from {path!r}",
+                            hint=f"end the file name with {', '.join(FORMATS)}")
     return FORMATS[extension]
 
 

@@ -89,14 +89,20 @@ class Solution:
         return not self.repairs
 
 
-def solve(spec: Spec, *, input_shape: tuple | None = None, low: int = DEFAULT_RANGE[0],
-          high: int = DEFAULT_RANGE[1]) -> Solution:
-    """The valid input sizes from ``low`` to ``high`` and the repairs of ``input_shape``."""
+def check_range(low: int, high: int) -> tuple[int, int]:
+    """(low, high) if it is a range of input sizes solve can try, else a SpecError saying why."""
     if not 1 <= low <= high:
         raise SpecError(f"the size range {low}..{high} is empty", hint="write it like 1..1024")
     if high - low >= MAX_CANDIDATES:
         raise SpecError(f"the size range {low}..{high} has more than {MAX_CANDIDATES:,} sizes",
                         hint="narrow it, e.g. 1..4096")
+    return low, high
+
+
+def solve(spec: Spec, *, input_shape: tuple | None = None, low: int = DEFAULT_RANGE[0],
+          high: int = DEFAULT_RANGE[1]) -> Solution:
+    """The valid input sizes from ``low`` to ``high`` and the repairs of ``input_shape``."""
+    check_range(low, high)
     if len(spec.inputs) > 1:
         raise SpecError(f"solve varies the size of the network's input, but this network has {len(spec.inputs)} "
                         f"inputs ({', '.join(spec.inputs)})",
