@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import archcalc
 from archcalc.cli import main
 from archcalc.views import diff as compare
-from archcalc.views import escape, report
+from archcalc.views import escape, output, report
 from archcalc.views import explain as board
 from archcalc.views import solve as solver
 
@@ -181,7 +181,7 @@ def terminal(width: int = 6000):
 def test_rich_markup_in_names_crashes_nothing_and_shows_literally():
     analysis = archcalc.analyze(hostile_spec(), input_shape=(3, 8, 8))  # --input: 'weights no longer fit' lines
     console = terminal()
-    report.rich_report(analysis, archcalc.analyze(hostile_spec()), report.Extras(), console)
+    output.write_rich(report.table_report(analysis, archcalc.analyze(hostile_spec()), report.Extras()), console)
     out = console.file.getvalue()
     assert_no_raw_control(out)
     assert "\x1b]8;" not in out  # no hyperlink
@@ -244,7 +244,7 @@ def test_run_report_of_hostile_names_on_a_terminal(monkeypatch):
 
 def test_plain_table_one_line_per_row_with_hostile_names():
     analysis = analysis_of()
-    text = report.plain_report(analysis, None, report.Extras())
+    text = output.plain_text(report.table_report(analysis, None, report.Extras()))
     lines = text.split("\n")
     assert lines[0] == escape.visible(f"<x> {{ injected }} digraph <y>: {report.inputs_text(analysis)}")
     rule = next(i for i, line in enumerate(lines) if line.startswith(" \u2500"))

@@ -1,18 +1,7 @@
 """The static analyzer: pure integer arithmetic over a Spec, no torch.
 
-Conventions (also in the README and every report):
-- shapes are per sample, channels first, without the batch axis;
-- params are learnable weights + biases, exactly as PyTorch's ``parameters()`` counts them;
-  buffers (BatchNorm running statistics) are counted apart;
-- neurons are the output elements of a layer, for one sample; layers that create no new
-  neurons (standalone activations, dropout, flatten) add 0; pools and norm layers count;
-  the input is not counted;
-- bytes = count x dtype size; activation bytes = neurons x batch x dtype size;
-- forward memory = parameter + buffer + activation bytes; the course's training rule of
-  thumb is twice that;
-- MACs are the multiply-accumulates of conv, dense and recurrent layers, per sample (what
-  torchvision's tables call GFLOPS); FLOPs = 2 x MACs + every other operation, each kind
-  stating its rule (Layer.extra_flops); the totals also give both x batch.
+What every figure means (per sample, channels first, which kinds count neurons and MACs) is
+stated once, in conventions.py, and every report takes it from there.
 """
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ class Layer:
     prefix: ClassVar[str]
     spec_fields: ClassVar[dict]
     main: ClassVar[str | None] = None          # the field a scalar shorthand sets (dense: 4096)
-    creates_neurons: ClassVar[bool] = True     # False: activations, dropout, flatten add 0
+    creates_neurons: ClassVar[bool] = True     # False: passes values on, adds 0 (analysis/conventions.py lists them)
     merges: ClassVar[bool] = False             # True: reads several inputs, x is a tuple of shapes
     activation: ClassVar[str | None] = None    # overridden by a field on conv/dense
 
@@ -111,8 +111,9 @@ class Layer:
 
     # --- compute, receptive field, convolution as a matrix product (`inspect`'s deeper figures) ---
     def macs(self, x: Shape, y: Shape) -> int:
-        """Multiply-accumulates for one sample: the products of conv, dense and recurrent layers.
-        0 for every other kind (their arithmetic is in ``extra_flops``)."""
+        """Multiply-accumulates for one sample, for the kinds that multiply by weights (those that
+        override this: analysis/conventions.py lists them). 0 for every other kind (their
+        arithmetic is in ``extra_flops``)."""
         return 0
 
     def extra_flops(self, x: Shape, y: Shape) -> int:

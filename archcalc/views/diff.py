@@ -11,7 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..analysis import Analysis, LayerStats
-from . import escape
+from ..analysis.conventions import conventions, footnote
+from .output import JSON_SCHEMA_VERSION, Table, write
 
 
 def counts(record) -> dict:
@@ -170,41 +171,35 @@ def total_rows(result: SpecDiff):
 
 
 def print_table(result: SpecDiff, show_all: bool = False, file=None) -> None:
-    """The layers that differ (all with ``show_all``), then every total."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
+    """The layers that differ (all with ``show_all``), then every total (rich or plain: output.write)."""
+    write(table_report(result, show_all), file)
 
+
+def table_report(result: SpecDiff, show_all: bool = False) -> list:
+    """print_table's output blocks: unchanged layers dim, units dim."""
     from ..layers import shape_text
 
-    console = Console(file=file, highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 140)
     a, b = result.a, result.b
-    for side, analysis in (("A", a), ("B", b)):  # a Text: rich reads no markup in names or paths
-        console.print(escape.rich(f"{side}: {analysis.spec.name} ({analysis.spec.path}), "
-                                  f"input {shape_text(analysis.input_shape)}"))
-    changed = result.changed
-    console.print(f"{len(changed)} of {len(result.layers)} layers differ")
-    rows = result.layers if show_all else changed
+    blocks = [f"A: {a.spec.name} ({a.spec.path}), input {shape_text(a.input_shape)}",
+              f"B: {b.spec.name} ({b.spec.path}), input {shape_text(b.input_shape)}",
+              f"{len(result.changed)} of {len(result.layers)} layers differ"]
+    rows = result.layers if show_all else result.changed
     if rows:
-        figures = [name for name in TABLE_FIGURES if any(name in layer.counts for layer in rows)]
-        table = Table(header_style="bold", box=box.SIMPLE_HEAD)
-        for header in ("layer", "kind", "output", *figures, "what changed"):
-            table.add_column(header, justify="right" if header in figures else "left")
+        figures = tuple(name for name in TABLE_FIGURES if any(name in layer.counts for layer in rows))
+        columns = ("layer", "kind", "output", *figures, "what changed")
+        table = Table(columns, right=figures, wrap=columns)
         for layer in rows:
             shapes = [s.output_shape if s else None for s in (layer.a, layer.b)]
-            table.add_row(escape.rich(layer.name), _pair_text(*(s.kind if s else None for s in (layer.a, layer.b))),
+            table.add_row(layer.name, _pair_text(*(s.kind if s else None for s in (layer.a, layer.b))),
                           _pair_text(*shapes, text=shape_text),
-                          *(_count_text(layer, name) for name in figures), escape.rich(_what_changed(layer)),
+                          *(_count_text(layer, name) for name in figures), _what_changed(layer),
                           style=None if layer.changed else "dim")
-        console.print(table)
-    totals = Table(title="totals", title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-    for header in ("figure", "A", "B", "change"):
-        totals.add_column(header, justify="left" if header == "figure" else "right")
+        blocks.append(table)
+    totals = Table(("figure", "A", "B", "change"), right=("A", "B", "change"), title="totals",
+                   wrap=("figure", "A", "B", "change"))
     for row in total_rows(result):
         totals.add_row(*row)
-    console.print(totals)
+    return [*blocks, totals, (footnote("bytes", "shapes", "neurons", "macs"), "dim")]
 
 
 def to_dict(result: SpecDiff) -> dict:
@@ -217,9 +212,10 @@ def to_dict(result: SpecDiff) -> dict:
         return None if s is None else {"name": s.name, "kind": s.kind, "output_shape": list(s.output_shape)}
 
     return {
-        "schema_version": 1,
+        "schema_version": JSON_SCHEMA_VERSION,
         "a": side(result.a),
         "b": side(result.b),
+        "conventions": conventions(result.a.dtype, result.a.batch),  # one batch and dtype for both sides
         "layers": [{"status": layer.status, "a": stats(layer.a), "b": stats(layer.b),
                     "counts": {name: {"a": x, "b": y, "change": y - x} for name, (x, y) in layer.counts.items()},
                     "hyperparameters": {name: [list(v) if isinstance(v, tuple) else v for v in pair]

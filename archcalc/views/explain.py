@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..analysis.conventions import footnote
 from ..analysis.walk import Analysis, analyze, as_analyzed
 from ..choices import DTYPE_BYTES
 from ..errors import GeometryError, SpecError
@@ -144,4 +145,5 @@ def render_text(explanation: Explanation) -> str:
     if explanation.totals:
         out.append("Totals")
         out += [f"  {line}" for line in explanation.totals]
+        out.append(footnote("bytes"))
     return "\n".join(out).rstrip("\n") + "\n"

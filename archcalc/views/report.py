@@ -4,35 +4,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..analysis.conventions import EXTRA_CONVENTIONS, conventions, footnote
 from ..analysis.receptive import field_text
 from ..analysis.walk import Analysis
 from ..choices import DTYPE_BYTES
 from ..layers import Steps, shape_text
 from ..units import human_bytes, human_count
 from . import escape
+from .output import JSON_SCHEMA_VERSION, Table, write
 from .wording import formula, notes
-
-FORMATS = ("table", "json", "markdown", "csv")
-JSON_SCHEMA_VERSION = 1
-
-
-def conventions(analysis: Analysis) -> dict:
-    """The conventions every number in a report follows, stated once."""
-    size = DTYPE_BYTES[analysis.dtype]
-    return {
-        "shapes": "per sample, channels first (C x H x W), no batch axis",
-        "params": "learnable weights + biases, as PyTorch's parameters() counts them; "
-                  "buffers (BatchNorm running statistics) apart",
-        "neurons": "output elements of each layer for one sample; standalone activations, dropout "
-                   "and flatten add 0; pools and norms count; the input is not counted",
-        "bytes": f"count x {size} ({analysis.dtype}); activations x batch {analysis.batch}; "
-                 "1 kB = 1000 B, 1 MB = 10^6 B; KiB/MiB/GiB are binary (2^10, 2^20, 2^30)",
-        "training_estimate": "the course's rule of thumb: about twice the forward memory",
-        "macs": "multiply-accumulates of conv, dense and recurrent layers, per sample (conv: output elements "
-                "x C/groups x kernel volume; dense: in x out); no bias: torchvision's 'GFLOPS'",
-        "flops": "per sample: 2 x MACs + 1 per bias add and per activation element, pools 1 per value "
-                 "read, batchnorm 2 per element, add n-1 per element (README: every rule)",
-    }
 
 
 @dataclass(frozen=True)
@@ -58,26 +38,17 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
                   unrolled_layers(analysis) if im2col else None)
 
 
-EXTRA_CONVENTIONS = {
-    "receptive_field": "per spatial axis, in input pixels: size seen by one unit (padding included), jump "
-                       "(effective stride) and start (left edge of the first unit's field, < 0 in the "
-                       "padding): unit i sees start + i*jump .. + size - 1; a merge takes the union of its "
-                       "inputs' fields; exact through convs and pools, an enclosing bound after an upsampling",
-    "training": "weights + gradients + optimizer state (sgd 0, momentum 1, adam/adamw 2 per trainable "
-                "parameter) + batch x (input + every layer's output + the largest layer's output once, "
-                "for its gradient); mixed precision: fp32 master weights, gradients and state, a 16-bit "
-                "weight copy, 16-bit activations",
-    "im2col": "per convolution: filter matrix K x (C/g*F^d), column matrix (C/g*F^d) x (positions*batch) "
-              "per group, output K x (positions*batch); column buffer = g x rows x columns x dtype size",
-}
-
-
 def extra_conventions(extras: Extras) -> dict:
     """The conventions of the sections present."""
     present = {"receptive_field": extras.receptive_fields is not None,
                "training": extras.training is not None or extras.max_batch is not None,
                "im2col": extras.unrolled is not None}
     return {key: text for key, text in EXTRA_CONVENTIONS.items() if present[key]}
+
+
+def all_conventions(analysis: Analysis, extras: Extras) -> dict:
+    """The conventions of the report: the figures' and those of the sections present."""
+    return {**conventions(analysis.dtype, analysis.batch), **extra_conventions(extras)}
 
 
 def changed_weights(analysis: Analysis, baseline: Analysis | None) -> dict:
@@ -102,7 +73,7 @@ def layout(shape) -> str:
 
 
 def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> dict:
-    """The JSON document (schema version 1, documented in the README)."""
+    """The JSON document (schema JSON_SCHEMA_VERSION, documented in the README)."""
     extras = extras or Extras()
     changed = changed_weights(analysis, baseline)
     unrolled = {stats.name: matrix for stats, matrix in extras.unrolled or []}
@@ -147,7 +118,7 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
         "batch": analysis.batch,
         "dtype": analysis.dtype,
         "dtype_bytes": DTYPE_BYTES[analysis.dtype],
-        "conventions": {**conventions(analysis), **extra_conventions(extras)},
+        "conventions": all_conventions(analysis, extras),
         "layers": layers,
         "totals": {
             "params": totals.params,
@@ -227,14 +198,14 @@ def reads_text(stats, previous: str) -> str:
     return "<- " + ", ".join(name.removeprefix(prefix) for name in stats.node.inputs)
 
 
-def _rows(analysis: Analysis, name=escape.visible, reads_separator: str = " ", extras: Extras | None = None):
+def _rows(analysis: Analysis, name=escape.visible, extras: Extras | None = None):
     """The layer table's rows; ``name`` writes the layer names for the format (escape)."""
     previous = next(iter(analysis.spec.inputs or {"input": None}))
     fields = extras.receptive_fields if extras else None
     for stats in analysis.layers:
         kind = stats.kind + (f" {stats.layer.activation}" if stats.layer.activation else "")
         reads = reads_text(stats, previous)
-        row = ((name(stats.name) + reads_separator + name(reads) if reads else name(stats.name)), kind,
+        row = ((name(stats.name) + " " + name(reads) if reads else name(stats.name)), kind,
                shape_text(stats.output_shape), formula(stats.size_terms), f"{stats.params:,}", f"{stats.neurons:,}",
                human_count(stats.macs),
                human_count(stats.flops))
@@ -341,7 +312,7 @@ def to_markdown(analysis: Analysis, baseline: Analysis | None = None, extras: Ex
     if extras.unrolled is not None:
         out += ["", f"Convolutions as matrix products (batch {analysis.batch}):", ""]
         out += _markdown_table(IM2COL_HEADERS, im2col_rows(analysis, extras, str))
-    every = {**conventions(analysis), **extra_conventions(extras)}
+    every = all_conventions(analysis, extras)
     out += ["", "Conventions: " + "; ".join(f"{k}: {v}" for k, v in every.items()), ""]
     return "\n".join(out)
 
@@ -363,96 +334,35 @@ def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras 
     return escape.csv_text(rows, header)
 
 
-RICH_TABLE_ROWS = 500  # rich measures every cell, ~0.4 ms a row: longer tables are printed plain
-UNITS_NOTE = ("Units: 1 MB = 10^6 bytes, 1 MiB = 2^20 bytes. Shapes are per sample, channels first. Neurons "
-              "exclude the input and activation/dropout/flatten layers.\n"
-              "Per sample, k/M/G = 10^3/10^6/10^9: MACs = conv/dense/recurrent multiply-accumulates "
-              "(torchvision's \"GFLOPS\"); FLOPs = 2 x MACs + bias, activation, pool, norm, add ops.")
+UNITS_NOTE = footnote("bytes", "shapes", "neurons", "macs")
 
 
 def print_table(analysis: Analysis, baseline: Analysis | None = None, file=None,
                 extras: Extras | None = None) -> None:
-    """The default, human report: the layer table, then the totals with units.
-
-    A terminal gets rich's colours and wrapping. A pipe or a file, and any table of more than
-    RICH_TABLE_ROWS layers, gets the same table laid out plain: unwrapped text for grep and
-    scripts, without rich's import (40 ms of a 160 ms start) or its cost per row.
-    """
-    import sys
-
-    extras = extras or Extras()
-    out = file or sys.stdout
-    if not getattr(out, "isatty", lambda: False)() or len(analysis.layers) > RICH_TABLE_ROWS:
-        out.write(plain_report(analysis, baseline, extras))
-    else:
-        from rich.console import Console
-        rich_report(analysis, baseline, extras, Console(file=out, highlight=False))
+    """The default, human report: the layer table, then the totals with units (rich on a
+    terminal, plain text elsewhere: output.write decides)."""
+    write(table_report(analysis, baseline, extras or Extras()), file)
 
 
-def plain_report(analysis: Analysis, baseline: Analysis | None, extras: Extras) -> str:
-    """The table report as plain text: rich's layout (SIMPLE_HEAD), without styles or wrapping."""
-    title = escape.visible(f"{analysis.spec.name}: {inputs_text(analysis)}")
-    parts = [plain_table(title, headers(extras), _with_notes(analysis, _rows(analysis, extras=extras)),
-                         NUMBER_HEADERS)]
-    if extras.unrolled is not None:
-        parts.append(plain_table(f"Convolutions as matrix products (im2col), batch {analysis.batch}",
-                                 IM2COL_HEADERS, im2col_rows(analysis, extras), IM2COL_HEADERS[1:]))
-    lines = summary_lines(analysis, baseline) + training_lines(analysis, extras) + [UNITS_NOTE]
-    return "".join(parts) + "\n".join(lines) + "\n"
-
-
-def plain_table(title: str, columns: tuple, rows, right: tuple) -> str:
-    """A table as rich's SIMPLE_HEAD box draws it, ending with a blank line; ``right``: the
-    right-aligned columns."""
-    rows = list(rows)
-    widths = [max(map(len, cells)) for cells in zip(columns, *rows)]
-    flush = [header in right for header in columns]
-
-    def line(cells) -> str:
-        return ("  " + "   ".join(cell.rjust(width) if to_right else cell.ljust(width)
-                                  for cell, width, to_right in zip(cells, widths, flush))).rstrip()
-    rule = " " + "\u2500" * (sum(widths) + 3 * (len(widths) - 1) + 2)
-    return "\n".join([title, "", line(columns), rule, *map(line, rows), "", ""])
-
-
-def _with_notes(analysis: Analysis, rows):
-    """The layer rows, each followed by its notes in the formula column, as the rich table shows them."""
-    for stats, row in zip(analysis.layers, rows):
-        yield row
-        for note in notes(stats.size_terms):
-            yield ("", "", "", f"! {note}", *[""] * (len(row) - 4))
-
-
-def rich_report(analysis: Analysis, baseline: Analysis | None, extras: Extras, console) -> None:
-    """The table report on a rich Console: changed weights in yellow, notes in yellow, units dim."""
-    from rich import box
-    from rich.table import Table
-
-    title = escape.rich(f"{analysis.spec.name}: {inputs_text(analysis)}")
-    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-    columns = headers(extras)
-    for header in columns:
-        table.add_column(header, justify="right" if header in NUMBER_HEADERS else "left",
-                         no_wrap=header != HEADERS[3])
+def table_report(analysis: Analysis, baseline: Analysis | None, extras: Extras) -> list:
+    """The table report as output blocks: changed weights and notes in yellow, units dim."""
+    table = Table(headers(extras), right=NUMBER_HEADERS, title=f"{analysis.spec.name}: {inputs_text(analysis)}",
+                  wrap=(HEADERS[3],))
     changed = changed_weights(analysis, baseline)
-    # every cell that holds a name is a rich Text: rich reads markup only in plain strings
-    for stats, row in zip(analysis.layers, _rows(analysis, escape.rich, reads_separator="\n  ", extras=extras)):
-        style = "bold yellow" if stats.name in changed else None
-        table.add_row(*row, style=style)
+    for stats, row in zip(analysis.layers, _rows(analysis, extras=extras)):
+        table.add_row(*row, style="bold yellow" if stats.name in changed else None)
         for note in notes(stats.size_terms):
-            table.add_row("", "", "", f"[yellow]! {note}[/]", *[""] * (len(columns) - 4))
-    console.print(table)
+            table.add_row("", "", "", f"! {note}", *[""] * (len(row) - 4), style="yellow")
+    blocks = [table]
     if extras.unrolled is not None:
-        unrolled = Table(title=f"Convolutions as matrix products (im2col), batch {analysis.batch}",
-                         title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-        for header in IM2COL_HEADERS:
-            unrolled.add_column(header, justify="left" if header == "layer" else "right", no_wrap=True)
-        for row in im2col_rows(analysis, extras, escape.rich):
+        unrolled = Table(IM2COL_HEADERS, right=IM2COL_HEADERS[1:],
+                         title=f"Convolutions as matrix products (im2col), batch {analysis.batch}")
+        for row in im2col_rows(analysis, extras):
             unrolled.add_row(*row)
-        console.print(unrolled)
-    for line in summary_lines(analysis, baseline) + training_lines(analysis, extras):
-        console.print(escape.rich(line, "bold yellow" if line.startswith("weights") else ""))
-    console.print(f"[dim]{UNITS_NOTE}[/]")
+        blocks.append(unrolled)
+    blocks += [(line, "bold yellow" if line.startswith("weights") else "")
+               for line in summary_lines(analysis, baseline) + training_lines(analysis, extras)]
+    return blocks + [(UNITS_NOTE, "dim")]
 
 
 def render_text(analysis: Analysis, fmt: str, baseline: Analysis | None = None,

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+from ..analysis.conventions import conventions, footnote
 from ..layers import shape_text
 from ..units import human_bytes
-from . import escape
+from .output import JSON_SCHEMA_VERSION, Table, write
 from .report import inputs_text
 
 HEADERS = ("layer", "kind", "analyzer", "PyTorch", "analyzer params", "PyTorch params", "")
@@ -15,27 +16,23 @@ OK, CROSS = "✓", "✗"
 
 
 def print_verification(result, file=None) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
+    """The checks layer by layer, then the totals and timings (rich or plain: output.write)."""
+    write(table_report(result), file)
 
-    console = Console(file=file, highlight=False)
-    if not console.is_terminal:  # a pipe or file has no width: don't squeeze the table into 80
-        console.width = max(console.width, 120)
+
+def table_report(result) -> list:
+    """print_verification's output blocks: a green tick or a red cross per layer, units dim."""
     analysis = result.analysis
-    title = escape.rich(f"{analysis.spec.name}: {inputs_text(analysis)}, batch {analysis.batch}, {result.dtype}, "
-                        f"on {result.device_name}")
-    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD)
-    for header in HEADERS:
-        table.add_column(header, justify="right" if "params" in header else "left", no_wrap=True)
+    title = (f"{analysis.spec.name}: {inputs_text(analysis)}, batch {analysis.batch}, {result.dtype}, "
+             f"on {result.device_name}")
+    table = Table(HEADERS, right=tuple(header for header in HEADERS if "params" in header), title=title)
     for check in result.checks:
         actual = "-" if check.actual_shape is None else shape_text(check.actual_shape)
-        mark = f"[green]{OK}[/]" if check.ok else f"[bold red]{CROSS}[/]"
-        table.add_row(escape.rich(check.name), check.kind, shape_text(check.predicted_shape), actual,
+        mark = (OK, "green") if check.ok else (CROSS, "bold red")
+        table.add_row(check.name, check.kind, shape_text(check.predicted_shape), actual,
                       f"{check.predicted_params:,}", f"{check.actual_params:,}", mark)
-    console.print(table)
-    for line in summary_lines(result):
-        console.print(escape.rich(line))
+    figures = ("shapes", "bytes") if any(t.peak_bytes is not None for t in result.timings) else ("shapes",)
+    return [table, *summary_lines(result), (footnote(*figures), "dim")]
 
 
 def summary_lines(result) -> list[str]:
@@ -67,7 +64,7 @@ def summary_lines(result) -> list[str]:
 def to_json(result) -> str:
     totals = result.analysis.totals
     data = {
-        "schema_version": 1,
+        "schema_version": JSON_SCHEMA_VERSION,
         "name": result.analysis.spec.name,
         "device": result.device,
         "device_name": result.device_name,
@@ -88,6 +85,8 @@ def to_json(result) -> str:
                      "memory_ratio": t.memory_ratio} for t in result.timings],
         "outputs": result.outputs,
         "notes": list(result.notes),
+        "conventions": {key: text for key, text in conventions(result.dtype, result.analysis.batch).items()
+                        if key in ("shapes", "params", "bytes")},
     }
     return json.dumps(data, indent=2) + "\n"
 

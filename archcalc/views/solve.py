@@ -20,6 +20,7 @@ from ..spec import Spec
 from .escape import visible
 from .explain import failed_layer
 from .wording import window_text
+from .output import JSON_SCHEMA_VERSION
 
 DEFAULT_RANGE = (1, 1024)
 MAX_CANDIDATES = 100_000  # sizes tried per axis: a layer is judged once per distinct size it meets
@@ -281,7 +282,7 @@ def render_text(solution: Solution) -> str:
 
 def to_dict(solution: Solution) -> dict:
     return {
-        "schema_version": 1,
+        "schema_version": JSON_SCHEMA_VERSION,
         "name": solution.spec.name,
         "input_shape": list(solution.input_shape),
         "range": [solution.low, solution.high],

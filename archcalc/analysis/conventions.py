@@ -1,0 +1,90 @@
+"""What every number archcalc prints means, stated once: every view (the table, JSON, markdown,
+explain, diff, run) takes its wording from here.
+
+- shapes are per sample, channels first, without the batch axis;
+- params are learnable weights + biases, exactly as PyTorch's ``parameters()`` counts them;
+  buffers (BatchNorm running statistics) are counted apart;
+- neurons are the output elements of a layer, for one sample; the kinds that create no new
+  values add 0 (``Layer.creates_neurons``); the input is not counted;
+- bytes = count x dtype size; activation bytes = neurons x batch x dtype size; units are decimal
+  (1 MB = 10^6 B) with the binary value beside (1 MiB = 2^20 B);
+- forward memory = parameter + buffer + activation bytes; the course's training rule of thumb
+  is twice that;
+- MACs are the multiply-accumulates of the kinds that define ``Layer.macs``, per sample (what
+  torchvision's tables call GFLOPS); FLOPs = 2 x MACs + every other operation, each kind
+  stating its rule (``Layer.extra_flops``); the totals also give both x batch.
+
+The lists of kinds are read from the layer registry, so they cannot drift from the rules: a new
+kind is described the moment it is registered.
+"""
+from __future__ import annotations
+
+from ..choices import DTYPE_BYTES
+from ..layers import REGISTRY, Layer
+
+
+def _kinds(has) -> list[str]:
+    """The registered kinds for which ``has(cls)`` holds, in registry order; a kind whose registered
+    parent kind holds it too is left out (conv1d, conv2d and conv3d are conv)."""
+    def registered(cls) -> bool:
+        return REGISTRY.get(getattr(cls, "kind", None)) is cls
+
+    return [kind for kind, cls in REGISTRY.items()
+            if has(cls) and not any(registered(base) and has(base) for base in cls.__mro__[1:])]
+
+
+def kinds_without_neurons() -> list[str]:
+    """Kinds that add 0 neurons: they pass on, reorder or join values without creating new ones."""
+    return _kinds(lambda cls: issubclass(cls, Layer) and not cls.creates_neurons)
+
+
+def kinds_with_macs() -> list[str]:
+    """Kinds that count multiply-accumulates: those that define their own ``macs`` rule."""
+    return _kinds(lambda cls: issubclass(cls, Layer) and cls.macs is not Layer.macs)
+
+
+def conventions(dtype: str, batch: int) -> dict[str, str]:
+    """Every convention of a report in full, for JSON and markdown: {figure: what it means}."""
+    return {
+        "shapes": "per sample, channels first (C x H x W), no batch axis",
+        "params": "learnable weights + biases, as PyTorch's parameters() counts them; "
+                  "buffers (BatchNorm running statistics) apart",
+        "neurons": f"output elements of each layer for one sample; {', '.join(kinds_without_neurons())} add 0 "
+                   "(they create no new values); pools and norms count; the input is not counted",
+        "bytes": f"count x {DTYPE_BYTES[dtype]} ({dtype}); activations x batch {batch}; "
+                 "1 kB = 1000 B, 1 MB = 10^6 B; KiB/MiB/GiB are binary (2^10, 2^20, 2^30)",
+        "training_estimate": "the course's rule of thumb: about twice the forward memory",
+        "macs": f"multiply-accumulates of {', '.join(kinds_with_macs())} layers, per sample (conv: output "
+                "elements x C/groups x kernel volume; dense: in x out); no bias: torchvision's 'GFLOPS'",
+        "flops": "per sample: 2 x MACs + 1 per bias add and per activation element, pools 1 per value "
+                 "read, batchnorm 2 per element, add n-1 per element (README: every rule)",
+    }
+
+
+EXTRA_CONVENTIONS = {  # inspect's optional sections
+    "receptive_field": "per spatial axis, in input pixels: size seen by one unit (padding included), jump "
+                       "(effective stride) and start (left edge of the first unit's field, < 0 in the "
+                       "padding): unit i sees start + i*jump .. + size - 1; a merge takes the union of its "
+                       "inputs' fields; exact through convs and pools, an enclosing bound after an upsampling",
+    "training": "weights + gradients + optimizer state (sgd 0, momentum 1, adam/adamw 2 per trainable "
+                "parameter) + batch x (input + every layer's output + the largest layer's output once, "
+                "for its gradient); mixed precision: fp32 master weights, gradients and state, a 16-bit "
+                "weight copy, 16-bit activations",
+    "im2col": "per convolution: filter matrix K x (C/g*F^d), column matrix (C/g*F^d) x (positions*batch) "
+              "per group, output K x (positions*batch); column buffer = g x rows x columns x dtype size",
+}
+
+
+def footnote(*figures: str) -> str:
+    """The short form under a table, for the figures it shows (shapes, bytes, neurons, macs)."""
+    first = {
+        "bytes": "Units: 1 MB = 10^6 bytes, 1 MiB = 2^20 bytes.",
+        "shapes": "Shapes are per sample, channels first.",
+        "neurons": f"Neurons exclude the input and {'/'.join(kinds_without_neurons())} layers.",
+    }
+    lines = [" ".join(text for figure, text in first.items() if figure in figures)]
+    if "macs" in figures:
+        lines.append(f"Per sample, k/M/G = 10^3/10^6/10^9: MACs = {'/'.join(kinds_with_macs())} "
+                     "multiply-accumulates (torchvision's \"GFLOPS\"); FLOPs = 2 x MACs + bias, activation, "
+                     "pool, norm, add ops.")
+    return "\n".join(line for line in lines if line)
