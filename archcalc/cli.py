@@ -115,9 +115,9 @@ def _accepted(kind) -> str:
 option = functools.partial(click.option, cls=Option)
 
 
-def format_option(*formats: str, default: str | None = None):
+def format_option(*formats: str):
     """--format/-f: one of ``formats`` (the first by default)."""
-    return option("--format", "-f", "fmt", type=click.Choice(formats), default=default or formats[0],
+    return option("--format", "-f", "fmt", type=click.Choice(formats), default=formats[0],
                   show_default=True, help="Output format.")
 
 
