@@ -12,8 +12,16 @@ import sys
 
 import click
 
-from .choices import (DETAILS, DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES, RANKDIRS, REPORT_FORMATS,
-                      SOLVE_FORMATS, TABLE_FORMATS)
+from .choices import (
+    DETAILS,
+    DTYPE_BYTES,
+    MIXED_PRECISION,
+    OPTIMIZER_STATES,
+    RANKDIRS,
+    REPORT_FORMATS,
+    SOLVE_FORMATS,
+    TABLE_FORMATS,
+)
 from .errors import ArchcalcError, SpecError, UsageError, VerificationFailed
 from .gcpause import paused_gc
 from .layers.geometry import ROUNDINGS

@@ -5,8 +5,15 @@ from click.testing import CliRunner
 from conftest import SPECS
 
 from archcalc.cli import main
-from archcalc.errors import (ArchcalcError, GeometryError, Location, MissingDependency, SpecError, UsageError,
-                             VerificationFailed)
+from archcalc.errors import (
+    ArchcalcError,
+    GeometryError,
+    Location,
+    MissingDependency,
+    SpecError,
+    UsageError,
+    VerificationFailed,
+)
 
 ALEXNET = str(SPECS / "alexnet.yaml")
 SIGNAL = str(SPECS / "signal1d.yaml")

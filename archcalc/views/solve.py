@@ -19,8 +19,8 @@ from ..layers.geometry import axis_labels, valid_alternatives
 from ..spec import Spec
 from .escape import visible
 from .explain import failed_layer
-from .wording import window_text
 from .output import JSON_SCHEMA_VERSION
+from .wording import window_text
 
 DEFAULT_RANGE = (1, 1024)
 MAX_CANDIDATES = 100_000  # sizes tried per axis: a layer is judged once per distinct size it meets
