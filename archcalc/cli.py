@@ -144,6 +144,23 @@ def parse_budget_option(ctx, param, value):
     return parse_bytes(value)
 
 
+def parse_memory_option(ctx, param, value):
+    """A memory size that must carry its unit (80GB, 80GiB): a bare number is refused."""
+    if value is None:
+        return None
+    from .units import parse_bytes
+    return parse_bytes(value, unit_required=True)
+
+
+def parse_rate_option(unit: str):
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        from .units import parse_rate
+        return parse_rate(value, unit)
+    return parse
+
+
 def parse_output_drawing(ctx, param, value):
     """The drawing's file name: its extension picks the format, refused before any work."""
     if value not in (None, "-"):
@@ -185,6 +202,34 @@ SET_OPTION = option("--set", "spec_params", multiple=True, metavar="NAME=VALUE",
 ROUNDING_OPTION = option("--rounding", type=click.Choice(ROUNDINGS),
                          help="Override every conv/pool's rounding: strict refuses a D-F-S combination "
                               "that is not whole; floor (PyTorch) and ceil (Caffe) accept it.")
+
+
+SHARD_UNIT_OPTION = option(
+    "--shard-unit", "shard_units", multiple=True, metavar="NAME", accepted="a repeat, block instance or layer name",
+    help="FSDP's wrapping units: a repeat (each iteration one unit), a block instance or a layer "
+         "(repeatable) [default: each layer's innermost repeat iteration or block instance].")
+BANDWIDTH_OPTION = option("--bandwidth", callback=parse_rate_option("B"), metavar="BYTES/s",
+                          accepted="a rate with its unit, e.g. 400GB/s",
+                          help="Network bandwidth per GPU for the communication time, e.g. 400GB/s.")
+THROUGHPUT_OPTION = option("--throughput", callback=parse_rate_option("FLOPs"), metavar="FLOPs/s",
+                           accepted="FLOPs per second, e.g. 312TFLOPs/s or 1e15",
+                           help="Compute per GPU for the compute time, e.g. 312TFLOPs/s or 1e15.")
+SHARD_STRATEGIES = ("none", "ddp", "zero1", "zero2", "fsdp")  # analysis.sharding.STRATEGIES, without its import
+
+
+def sharding_options(command):
+    """--gpus, --shard, --shard-unit, --bandwidth, --throughput."""
+    options = [
+        option("--gpus", type=click.IntRange(min=1), metavar="N",
+               help="Train on N GPUs: per-GPU memory and communication (--batch is the global batch)."),
+        option("--shard", type=click.Choice(SHARD_STRATEGIES),
+               help="none (one GPU), ddp (replicas), zero1 (optimizer state sharded), zero2 (+ gradients), "
+                    "fsdp (+ weights) [default with --gpus: ddp]."),
+        SHARD_UNIT_OPTION, BANDWIDTH_OPTION, THROUGHPUT_OPTION,
+    ]
+    for add_option in reversed(options):
+        command = add_option(command)
+    return command
 
 
 def analysis_options(command):
@@ -245,9 +290,10 @@ def main():
         help="Largest batch that fits in this memory, for inference and training, e.g. 24GB or 16GiB.")
 @option("--im2col", is_flag=True,
         help="Add each convolution as a matrix product: filter, column and output matrices.")
+@sharding_options
 @analysis_options
-def inspect(spec, fmt, output, receptive_field, train, optimizer, mixed_precision, budget, im2col, batch, dtype,
-            input_shape, rounding):
+def inspect(spec, fmt, output, receptive_field, train, optimizer, mixed_precision, budget, im2col, gpus, shard,
+            shard_units, bandwidth, throughput, batch, dtype, input_shape, rounding):
     """Every layer's output shape, size arithmetic, parameters, neurons and MACs, then totals.
 
     Static: no PyTorch, milliseconds. An invalid D-F-S combination stops with the arithmetic
@@ -256,8 +302,13 @@ def inspect(spec, fmt, output, receptive_field, train, optimizer, mixed_precisio
     from .views import report
 
     analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    sharding = None
+    if gpus is not None or shard is not None or shard_units or bandwidth or throughput:
+        sharding = {"strategy": shard or ("ddp" if (gpus or 1) > 1 else "none"), "gpus": gpus or 1,
+                    "shard_units": shard_units}
     extras = report.extras(analysis, receptive_field=receptive_field, train=train, optimizer=optimizer,
-                           mixed_precision=mixed_precision, budget=budget, im2col=im2col)
+                           mixed_precision=mixed_precision, budget=budget, im2col=im2col, sharding=sharding,
+                           rates=(bandwidth, throughput))
     if fmt == "table" and output is None:
         report.print_table(analysis, baseline, extras=extras)
         return
@@ -277,6 +328,58 @@ def _table_text(analysis, baseline, extras=None) -> str:
     buffer = io.StringIO()
     report.print_table(analysis, baseline, file=buffer, extras=extras)
     return buffer.getvalue()
+
+
+def parse_gpus_range(ctx, param, value):
+    low, sep, high = value.partition("..")
+    if not sep:
+        low = high = value
+    if not all(part.strip().isascii() and part.strip().isdigit() for part in (low, high)) \
+            or not 1 <= int(low) <= int(high) <= 65536:
+        raise ValueError(f"{value!r} is not a count or a range of GPUs")
+    return int(low), int(high)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@option("--gpu-memory", "budget", required=True, callback=parse_memory_option, metavar="BYTES",
+        accepted="a memory size with its unit: 80GB (10^9 B) or 80GiB (2^30 B)",
+        help="Memory of one GPU, with its unit: 80GB (10^9 bytes) or 80GiB (2^30).")
+@option("--gpus", "gpus", default="1..64", show_default=True, callback=parse_gpus_range, metavar="LOW..HIGH",
+        accepted="N or LOW..HIGH with 1 <= LOW <= HIGH <= 65536, e.g. 1..64",
+        help="GPU counts to try.")
+@option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam", show_default=True,
+        help="Optimizer state (sgd 0, momentum 1, adam/adamw 2 per weight).")
+@option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)),
+        help="16-bit weights, gradients and activations, fp32 optimizer state and master weights.")
+@format_option(*TABLE_FORMATS)
+@SHARD_UNIT_OPTION
+@BANDWIDTH_OPTION
+@THROUGHPUT_OPTION
+@option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="float32", show_default=True,
+        help="Bytes per number without --mixed-precision.")
+@INPUT_OPTION
+@SET_OPTION
+@ROUNDING_OPTION
+def plan(spec, budget, gpus, optimizer, mixed_precision, fmt, shard_units, bandwidth, throughput, dtype,
+         input_shape, rounding):
+    """Which sharding strategies fit a GPU's memory, on how few GPUs, at what batch per GPU.
+
+    Static: per strategy (none, ddp, zero1, zero2, fsdp) the smallest GPU count of the range on
+    which one sample per GPU fits, the largest per-GPU batch there, and for those that never fit
+    the term that is too big.
+    """
+    from .analysis.sharding import plan as make_plan
+    from .views import sharding as view
+
+    analysis, _ = load_and_analyze(spec, input_shape, 1, dtype, rounding)
+    fits = make_plan(analysis, budget, gpus, optimizer=optimizer, mixed_precision=mixed_precision,
+                     shard_units=shard_units)
+    if fmt == "json":
+        import json
+        click.echo(json.dumps(view.plan_dict(analysis, fits, budget, gpus, bandwidth, throughput), indent=2))
+    else:
+        click.echo(view.plan_text(analysis, fits, budget, gpus, bandwidth, throughput), nl=False)
 
 
 @main.command()

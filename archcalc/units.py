@@ -34,14 +34,16 @@ def human_bytes(count: int) -> str:
     return decimal if decimal == binary else f"{decimal} ({binary})"
 
 
-def parse_bytes(text: str) -> int:
-    """'24GB' -> 24*10^9, '24GiB' -> 24*2^30, '1000' -> 1000 bytes."""
+def parse_bytes(text: str, unit_required: bool = False) -> int:
+    """'24GB' -> 24*10^9, '24GiB' -> 24*2^30, '1000' -> 1000 bytes (refused when ``unit_required``)."""
     cleaned = text.strip().replace(" ", "").replace("_", "")
     for unit, factor in (*_BINARY, *_DECIMAL, ("KB", 10**3), ("B", 1)):  # noqa: B007 - factor is read after the break
         if cleaned.lower().endswith(unit.lower()):
             number = cleaned[: -len(unit)]
             break
     else:
+        if unit_required:
+            raise ValueError(f"{text!r} needs a unit: write it like 80GB (10^9 bytes) or 80GiB (2^30 bytes)")
         number, factor = cleaned, 1
     try:
         size = float(number) * factor
@@ -52,3 +54,25 @@ def parse_bytes(text: str) -> int:
     if size < 1:
         raise ValueError(f"a memory size must be at least 1 byte, got {text!r}")
     return int(size)
+
+
+def parse_rate(text: str, unit: str) -> int:
+    """A rate per second with a decimal prefix: '400GB/s' (unit 'B'), '312TFLOPs/s' or '312T' (unit
+    'FLOPs'), '1e15'. Byte rates need their unit ('400GB/s'); the '/s' may be left out."""
+    cleaned = text.strip().replace(" ", "").replace("_", "")
+    body = cleaned[:-2] if cleaned.lower().endswith("/s") else cleaned
+    if unit == "B":
+        return parse_bytes(body, unit_required=True)
+    for suffix in (unit, unit.rstrip("s"), unit.upper(), unit.upper().rstrip("S")):
+        if body.endswith(suffix):
+            body = body[: -len(suffix)]
+            break
+    factor = dict(_COUNTS + (("P", 10**15),)).get(body[-1:], 1) if body else 1
+    number = body[:-1] if factor > 1 else body
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a rate: write it like 312T{unit}/s or 1e15") from None
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"a rate must be positive and finite, got {text!r}")
+    return int(value * factor)

@@ -105,6 +105,12 @@ class Layer:
         """Non-learned state stored with the model (BatchNorm's running mean and variance)."""
         return 0
 
+    def parameter_shapes(self, x: Shape) -> tuple:
+        """The parameter tensors as PyTorch's module holds them: ((shape, how many), ...), their
+        elements summing to ``params``. Sharding needs them: FSDP splits each tensor on its first
+        axis (analysis/sharding.py). A kind with parameters overrides this."""
+        return ()
+
     def neurons(self, x: Shape, y: Shape) -> int:
         """Elements of this layer's output for one sample, if it creates new neurons."""
         return prod(y) if self.creates_neurons else 0

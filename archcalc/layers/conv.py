@@ -56,6 +56,12 @@ class Conv(Windowed):
         kernel = axes(self.kernel, spatial_rank(x), "kernel")
         return self.filters * (x[0] // self.groups) * prod(kernel) + (self.filters if self.bias else 0)
 
+    def parameter_shapes(self, x: Shape) -> tuple:
+        """weight [K, C/groups, *F], bias [K]."""
+        kernel = axes(self.kernel, spatial_rank(x), "kernel")
+        weight = ((self.filters, x[0] // self.groups, *kernel), 1)
+        return (weight, ((self.filters,), 1)) if self.bias else (weight,)
+
     def window_values(self, x: Shape) -> int:
         """C/groups x kernel volume: the inputs one output element is computed from."""
         return x[0] // self.groups * prod(axes(self.kernel, spatial_rank(x), "kernel"))

@@ -59,6 +59,11 @@ class Dense(Layer):
     def params(self, x: Shape) -> int:
         return x[-1] * self.units + (self.units if self.bias else 0)
 
+    def parameter_shapes(self, x: Shape) -> tuple:
+        """weight [units, in], bias [units]."""
+        weight = ((self.units, x[-1]), 1)
+        return (weight, ((self.units,), 1)) if self.bias else (weight,)
+
     def macs(self, x: Shape, y: Shape) -> int:
         """in x units (per step on a sequence): each output element sums ``in`` products."""
         return prod(y) * x[-1]

@@ -37,6 +37,10 @@ class BatchNorm(Layer):
     def params(self, x: Shape) -> int:
         return 2 * x[0] if self.affine else 0
 
+    def parameter_shapes(self, x: Shape) -> tuple:
+        """weight (gamma) and bias (beta), [C] each."""
+        return (((x[0],), 2),) if self.affine else ()
+
     def buffers(self, x: Shape) -> int:
         return 2 * x[0]
 
@@ -74,6 +78,10 @@ class LayerNorm(Layer):
 
     def params(self, x: Shape) -> int:
         return 2 * prod(self.normalized_shape(x)) if self.affine else 0
+
+    def parameter_shapes(self, x: Shape) -> tuple:
+        """weight (gamma) and bias (beta), each the normalised shape."""
+        return ((self.normalized_shape(x), 2),) if self.affine else ()
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """5 per element, statistics computed on the fly (mean: 1 add; variance: a subtract and a

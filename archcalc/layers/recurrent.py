@@ -93,6 +93,17 @@ class Recurrent(Layer):
         return self.gates * self.directions * (per_gate(features)
                                                + (self.layers - 1) * per_gate(self.hidden * self.directions))
 
+    def parameter_shapes(self, x: tuple) -> tuple:
+        """Per layer and direction: weight_ih [G*H, in], weight_hh [G*H, H], and bias_ih, bias_hh
+        [G*H] (bias: single keeps bias_ih only), in = F for the first layer and H*directions above."""
+        rows, features = self.gates * self.hidden, self._sequence(x)[1]
+        above = self.layers - 1
+        shapes = [((rows, features), self.directions), ((rows, self.hidden), self.directions * self.layers),
+                  ((rows,), self.directions * self.layers * self.bias_vectors)]
+        if above:
+            shapes.insert(1, ((rows, self.hidden * self.directions), self.directions * above))
+        return tuple((shape, count) for shape, count in shapes if count)
+
     def _bias_params(self) -> int:
         return self.layers * self.directions * self.gates * self.bias_vectors * self.hidden
 
@@ -191,6 +202,10 @@ class Embedding(Layer):
 
     def params(self, x: Shape) -> int:
         return self.vocabulary * self.dim
+
+    def parameter_shapes(self, x: Shape) -> tuple:
+        """weight [V, E]."""
+        return (((self.vocabulary, self.dim), 1),)
 
     def to_torch(self, x: Shape):
         return module("nn.Embedding", self.vocabulary, self.dim)

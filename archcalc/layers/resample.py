@@ -62,6 +62,12 @@ class ConvTranspose(Layer):
         kernel = axes(self.kernel, spatial_rank(x), "kernel")
         return x[0] * (self.filters // self.groups) * prod(kernel) + (self.filters if self.bias else 0)
 
+    def parameter_shapes(self, x: Shape) -> tuple:
+        """weight [C, K/groups, *F] (PyTorch's transposed layout), bias [K]."""
+        kernel = axes(self.kernel, spatial_rank(x), "kernel")
+        weight = ((x[0], self.filters // self.groups, *kernel), 1)
+        return (weight, ((self.filters,), 1)) if self.bias else (weight,)
+
     def macs(self, x: Shape, y: Shape) -> int:
         """Input elements x (K/groups x kernel volume): each input value is spread by its filters."""
         return prod(x) * (self.filters // self.groups) * prod(axes(self.kernel, spatial_rank(x), "kernel"))

@@ -23,11 +23,15 @@ class Extras:
     training: object | None = None         # training.TrainingMemory (--train)
     max_batch: object | None = None        # training.MaxBatch (--max-batch)
     unrolled: list | None = None           # im2col.unrolled_layers(): [(LayerStats, Unrolled)] (--im2col)
+    sharding: object | None = None         # sharding.ShardedMemory (--gpus/--shard)
+    rates: tuple = (None, None)            # (--bandwidth bytes/s, --throughput FLOPs/s) for its times
 
 
 def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = False, optimizer: str = "adam",
-           mixed_precision: str | None = None, budget: int | None = None, im2col: bool = False) -> Extras:
-    """The sections asked for, each from its library function."""
+           mixed_precision: str | None = None, budget: int | None = None, im2col: bool = False,
+           sharding: dict | None = None, rates: tuple = (None, None)) -> Extras:
+    """The sections asked for, each from its library function; ``sharding``: sharded_memory's
+    strategy, gpus and shard_units (--gpus/--shard)."""
     from ..analysis.im2col import unrolled_layers
     from ..analysis.memory import max_batch, training_memory
     from ..analysis.receptive import receptive_fields
@@ -35,13 +39,23 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
     return Extras(receptive_fields(analysis) if receptive_field else None,
                   training_memory(analysis, optimizer, mixed_precision) if train else None,
                   max_batch(analysis, budget, optimizer, mixed_precision) if budget is not None else None,
-                  unrolled_layers(analysis) if im2col else None)
+                  unrolled_layers(analysis) if im2col else None,
+                  _sharding(analysis, sharding, optimizer, mixed_precision), rates)
+
+
+def _sharding(analysis: Analysis, options: dict | None, optimizer: str, mixed_precision: str | None):
+    if options is None:
+        return None
+    from ..analysis.sharding import sharded_memory
+
+    return sharded_memory(analysis, optimizer=optimizer, mixed_precision=mixed_precision, **options)
 
 
 def extra_conventions(extras: Extras) -> dict:
     """The conventions of the sections present."""
     present = {"receptive_field": extras.receptive_fields is not None,
                "training": extras.training is not None or extras.max_batch is not None,
+               "sharding": extras.sharding is not None,
                "im2col": extras.unrolled is not None}
     return {key: text for key, text in EXTRA_CONVENTIONS.items() if present[key]}
 
@@ -164,6 +178,9 @@ def extras_dict(extras: Extras) -> dict:
         m = extras.max_batch
         found["max_batch"] = {"budget_bytes": m.budget, "inference": m.inference, "training": m.training,
                               "optimizer": m.optimizer, "mixed_precision": m.mixed_precision}
+    if extras.sharding is not None:
+        from .sharding import memory_dict
+        found["sharding"] = memory_dict(extras.sharding, *extras.rates)
     return found
 
 
@@ -259,6 +276,9 @@ def training_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> l
         precision = f", mixed {m.mixed_precision}" if m.mixed_precision else ""
         lines.append(f"largest batch in {human_bytes(m.budget)}: inference {m.inference:,}, "
                      f"training {m.training:,} ({m.optimizer}{precision})")
+    if extras.sharding is not None:
+        from .sharding import memory_lines
+        lines += memory_lines(extras.sharding, *extras.rates, name=name)
     return lines
 
 

@@ -1,0 +1,453 @@
+"""Training on N GPUs: per-GPU memory and communication under data parallelism and ZeRO/FSDP sharding.
+
+Model states, for Psi trainable parameters (Rajbhandari et al., "ZeRO: Memory Optimizations Toward
+Training Trillion Parameter Models", SC20, section 3.1 and Figure 1):
+- mixed precision (bf16/fp16), as ZeRO and DeepSpeed hold it: 16-bit weights (2 Psi bytes), 16-bit
+  gradients (2 Psi) and K bytes of optimizer state per parameter, all fp32: the master weights (4)
+  and the optimizer's own states (4 each), K = 4 + 4 x states: Adam 12, momentum 8, SGD 4.
+  (torch.autocast keeps fp32 weights and gradients instead: that is inspect --train's model.)
+- no mixed precision, s bytes per number (the dtype): weights s Psi, gradients s Psi, optimizer
+  state s x states x Psi (Adam 2).
+Frozen parameters are weights only (16-bit under mixed precision); buffers stay replicated in the
+dtype (fp32 under mixed precision) under every strategy.
+
+Per GPU, for N GPUs:
+  none   one GPU holds everything (N = 1)
+  ddp    every GPU a full replica; DDP also keeps its gradient buckets, a flat copy of the gradients
+         (gradient_as_bucket_view=False, PyTorch's default), filled bucket by bucket: the first
+         bucket up to 1 MiB, the others up to bucket_cap_mb = 25 MiB, parameters in reverse order
+  zero1  optimizer state / N                       (ZeRO stage 1, P_os)
+  zero2  optimizer state and gradients / N         (stage 2, P_os+g)
+  fsdp   weights, gradients and optimizer state / N (stage 3, P_os+g+p), plus the gathered units:
+         the root's parameters (FSDP2 keeps the root unsharded through the step) and the largest two
+         neighbouring units (the one computed and the one prefetched), whole, in the compute dtype
+How a shard divides: ZeRO flattens the parameters into one buffer padded to a multiple of N, so
+each GPU holds ceil(Psi/N) elements (zero1, zero2). fsdp follows PyTorch's FSDP2 (fully_shard,
+what ``archcalc run --shard fsdp`` runs): each parameter tensor is split on its first axis as
+torch.chunk splits it, every rank storing ceil(d0/N) rows (padded), rank r's to_local() the rows
+that remain for it. When every first axis divides by N the two agree: the ZeRO paper's figures.
+
+Activations per GPU: the memory model's training bytes per sample (``activation_bytes``) x the
+per-GPU batch = batch / N. The per-GPU peak is the sum of the terms.
+
+Communication per step, bytes each GPU sends (and receives as many), a ring algorithm:
+  all-reduce 2(N-1)/N x payload; reduce-scatter and all-gather (N-1)/N x payload
+  ddp        all-reduce of the gradients
+  zero1/2    reduce-scatter of the gradients, all-gather of the updated parameters (ZeRO's 2 Psi)
+  fsdp       all-gather of the parameters in forward and again in backward (all but the root's,
+             which stays gathered), reduce-scatter of the gradients (ZeRO's 3 Psi)
+Gradients travel in the gradient dtype, parameters in the weight dtype. Compute per step: the
+training FLOPs of one GPU's batch, 3 x the forward FLOPs (the backward pass computes the gradients
+of the inputs and of the weights, each about one forward: Kaplan et al. 2020's 6 FLOPs per
+parameter per token).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import prod
+
+from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
+from ..errors import SpecError
+from ..layers.arguments import closest
+from .walk import Analysis
+
+STRATEGIES = ("none", "ddp", "zero1", "zero2", "fsdp")
+MASTER_BYTES = DTYPE_BYTES["float32"]
+DDP_FIRST_BUCKET = 1024 * 1024         # torch.distributed._DEFAULT_FIRST_BUCKET_BYTES
+DDP_BUCKET_CAP = 25 * 1024 * 1024      # DistributedDataParallel(bucket_cap_mb=25), in MiB
+TRAINING_FLOPS_FACTOR = 3              # forward + backward (inputs' and weights' gradients)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per number of each model state."""
+
+    weight: int          # the weights the forward reads (16-bit under mixed precision)
+    gradient: int
+    optimizer: int       # K: optimizer bytes per trainable parameter (master weights included)
+    buffer: int
+    name: str            # 'float32', 'mixed bf16'
+
+
+def precision(dtype: str, optimizer: str, mixed_precision: str | None) -> Precision:
+    """The bytes of each state (see the module's model)."""
+    if optimizer not in OPTIMIZER_STATES:
+        raise SpecError(f"unknown optimizer {optimizer!r}", hint="one of " + ", ".join(OPTIMIZER_STATES))
+    states = OPTIMIZER_STATES[optimizer]
+    if mixed_precision is None:
+        size = DTYPE_BYTES[dtype]
+        return Precision(size, size, size * states, size, dtype)
+    if mixed_precision not in MIXED_PRECISION:
+        raise SpecError(f"unknown mixed precision {mixed_precision!r}", hint="one of " + ", ".join(MIXED_PRECISION))
+    if dtype != "float32":
+        raise SpecError(f"mixed precision keeps float32 master weights, but the dtype is {dtype}",
+                        hint="leave --dtype at float32 with --mixed-precision")
+    half = DTYPE_BYTES[MIXED_PRECISION[mixed_precision]]
+    return Precision(half, half, MASTER_BYTES * (1 + states), MASTER_BYTES, f"mixed {mixed_precision}")
+
+
+def shard(elements: int, gpus: int) -> int:
+    """ZeRO's share of a flat buffer of ``elements``: ceil(elements / N), the last GPU's padded."""
+    return -(-elements // gpus)
+
+
+def chunk_rows(rows: int, gpus: int, rank: int) -> int:
+    """Rows of a first axis of ``rows`` that torch.chunk (FSDP2's Shard(0)) gives ``rank``:
+    chunks of ceil(rows/N), the last ones shorter or empty."""
+    size = -(-rows // gpus)
+    return max(0, min(size, rows - rank * size))
+
+
+def fsdp_elements(shapes, gpus: int, rank: int | None = None) -> int:
+    """Elements of FSDP2's shards of the parameter tensors ``shapes`` ((shape, count), ...): what
+    ``rank``'s to_local() holds, or, for rank None, what every rank stores (padded: ceil(d0/N) rows)."""
+    total = 0
+    for shape, count in shapes:
+        rows, rest = shape[0], prod(shape[1:])
+        held = -(-rows // gpus) if rank is None else chunk_rows(rows, gpus, rank)
+        total += count * held * rest
+    return total
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A group of consecutive layers whose parameters FSDP gathers at once."""
+
+    name: str
+    layers: tuple        # layer names, in spec order
+    params: int          # all of their parameters, trainable or frozen
+    shapes: tuple        # their parameter tensors ((shape, count), ...)
+
+
+@dataclass(frozen=True)
+class Units:
+    """The spec's wrapping units, and the root: the layers in none of them."""
+
+    root: Unit
+    units: tuple
+
+    def of(self, layer: str) -> Unit:
+        return next((unit for unit in self.units if layer in unit.layers), self.root)
+
+
+def group_label(entry: tuple) -> str:
+    """A repeat's iteration 'block3[2]', or a block instance 'basic1'."""
+    label, iteration = entry
+    return f"{label}[{iteration}]" if iteration else label
+
+
+def units(analysis: Analysis, names: tuple = ()) -> Units:
+    """The wrapping units: by default each layer's innermost repeat iteration or block instance;
+    with ``names``, the repeats and block instances so named (each iteration of a repeat a unit) and
+    the layers so named. Layers in no unit belong to the root. A name that is none of those raises."""
+    keys = []
+    if names:
+        labels = {entry[0] for stats in analysis.layers for entry in stats.node.group}
+        layer_names = {stats.name for stats in analysis.layers}
+        for name in names:
+            if name not in labels and name not in layer_names:
+                raise SpecError(f"--shard-unit {name!r} is not a repeat, block or layer of this spec",
+                                hint=closest(name, sorted(labels | layer_names)) or
+                                "name a repeat, a block instance or a layer")
+        for stats in analysis.layers:
+            group = stats.node.group
+            depth = next((i for i, entry in enumerate(group) if entry[0] in names), None)
+            keys.append(group[:depth + 1] if depth is not None
+                        else (stats.name,) if stats.name in names else None)
+    else:
+        keys = [stats.node.group or None for stats in analysis.layers]
+    runs: list[list] = []   # [key, [stats, ...]] for each maximal run of equal keys
+    for key, stats in zip(keys, analysis.layers):
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(stats)
+        else:
+            runs.append([key, [stats]])
+    root, found, seen = [], [], {}
+    for key, members in runs:
+        if key is None:
+            root += members
+            continue
+        name = members[0].name if isinstance(key[-1], str) else group_label(key[-1])
+        seen[name] = seen.get(name, 0) + 1
+        found.append(_unit(f"{name}#{seen[name]}" if seen[name] > 1 else name, members))
+    return Units(_unit("root", root), tuple(found))
+
+
+def _unit(name: str, members: list) -> Unit:
+    shapes = tuple(pair for stats in members for pair in stats.layer.parameter_shapes(stats.input_shape))
+    return Unit(name, tuple(stats.name for stats in members), sum(stats.params for stats in members), shapes)
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One collective of a step: ``payload`` bytes in all; each GPU sends ``factor`` x payload."""
+
+    name: str            # 'all-reduce', 'all-gather', 'reduce-scatter'
+    what: str            # 'gradients', 'parameters (forward)'
+    payload: int
+    factor: Fraction
+
+    @property
+    def bytes(self) -> int:
+        """Bytes each GPU sends (and receives), rounded up."""
+        return -(-self.payload * self.factor.numerator // self.factor.denominator)
+
+
+def ring_factor(collective: str, gpus: int) -> Fraction:
+    """A ring's bytes sent per GPU, per byte of payload: all-reduce 2(N-1)/N, the others (N-1)/N."""
+    return Fraction(2 * (gpus - 1) if collective == "all-reduce" else gpus - 1, gpus)
+
+
+@dataclass(frozen=True)
+class ShardedMemory:
+    """Per-GPU memory and communication of one training step; every figure in bytes."""
+
+    strategy: str
+    gpus: int
+    batch: int                # the global batch
+    precision: Precision
+    optimizer: str
+    trainable_params: int
+    weight_bytes: int         # parameters held (the shard) + buffers
+    gradient_bytes: int
+    optimizer_bytes: int
+    activation_bytes: int     # at the per-GPU batch
+    gathered_bytes: int       # fsdp: the root + the two largest neighbouring units, whole
+    gathered_units: tuple     # their names
+    bucket_bytes: int         # ddp: the gradient buckets
+    buckets: int
+    collectives: tuple
+    flops: int                # training FLOPs of one GPU's batch, per step
+
+    @property
+    def gpu_batch(self) -> int:
+        return self.batch // self.gpus
+
+    @property
+    def model_state_bytes(self) -> int:
+        """Weights, gradients and optimizer state: the ZeRO paper's Figure 1."""
+        return self.weight_bytes + self.gradient_bytes + self.optimizer_bytes
+
+    @property
+    def total_bytes(self) -> int:
+        """The per-GPU peak, as the sum of its terms."""
+        return self.model_state_bytes + self.activation_bytes + self.gathered_bytes + self.bucket_bytes
+
+    def terms(self) -> dict:
+        """{term: bytes}, in the order they are printed."""
+        return {"weights": self.weight_bytes, "gradients": self.gradient_bytes,
+                "optimizer state": self.optimizer_bytes, "activations": self.activation_bytes,
+                "gathered units": self.gathered_bytes, "gradient buckets": self.bucket_bytes}
+
+    @property
+    def communication_bytes(self) -> int:
+        return sum(collective.bytes for collective in self.collectives)
+
+    def communication_seconds(self, bandwidth: int) -> float:
+        """At ``bandwidth`` bytes per second per GPU."""
+        return self.communication_bytes / bandwidth
+
+    def compute_seconds(self, throughput: int) -> float:
+        """At ``throughput`` FLOPs per second per GPU."""
+        return self.flops / throughput
+
+
+def model_states(params: int, strategy: str, gpus: int, states: Precision) -> tuple[int, int, int]:
+    """(weights, gradients, optimizer state) bytes per GPU for ``params`` trainable parameters,
+    divided as ZeRO divides them (ceil(Psi/N) elements each): the ZeRO paper's Figure 1."""
+    check_strategy(strategy, gpus)
+    share = shard(params, gpus)
+    weights = states.weight * (share if strategy == "fsdp" else params)
+    gradients = states.gradient * (share if strategy in ("zero2", "fsdp") else params)
+    optimizer = states.optimizer * (params if strategy in ("none", "ddp") else share)
+    return weights, gradients, optimizer
+
+
+def check_strategy(strategy: str, gpus: int) -> None:
+    if strategy not in STRATEGIES:
+        raise SpecError(f"unknown sharding {strategy!r}", hint="one of " + ", ".join(STRATEGIES))
+    if gpus < 1:
+        raise SpecError(f"--gpus must be at least 1, got {gpus}")
+    if strategy == "none" and gpus > 1:
+        raise SpecError(f"--shard none trains on one GPU, but --gpus is {gpus}",
+                        hint="--shard ddp replicates the model on every GPU; zero1, zero2 and fsdp shard it")
+
+
+def activation_bytes(analysis: Analysis, batch: int, optimizer: str, mixed_precision: str | None) -> int:
+    """What training keeps per GPU besides the model states, at ``batch`` samples: the memory
+    model's bytes per sample (activations kept for backward and the backward's transient) x batch.
+    The one place the sharding model reads the single-device memory model."""
+    from .memory import training_memory
+
+    return training_memory(analysis, optimizer, mixed_precision).sample_bytes * batch
+
+
+def ddp_buckets(shapes, size: int) -> list[int]:
+    """DDP's bucket sizes in bytes: the gradients in reverse parameter order, a bucket closed once it
+    reaches its cap (1 MiB for the first, 25 MiB after), as the Reducer assigns them."""
+    buckets, current = [], 0
+    for shape, count in reversed(shapes):
+        for _ in range(count):
+            current += prod(shape) * size
+            if current >= (DDP_FIRST_BUCKET if not buckets else DDP_BUCKET_CAP):
+                buckets.append(current)
+                current = 0
+    return buckets + [current] if current else buckets
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What sharding reads of an analysis, computed once: its units and parameter tensors."""
+
+    units: Units
+    shapes: tuple            # every parameter tensor ((shape, count), ...)
+    trained_shapes: tuple    # those of the trainable layers
+
+
+def layout(analysis: Analysis, shard_units: tuple = ()) -> Layout:
+    def shapes(layers) -> tuple:
+        return tuple(pair for stats in layers for pair in stats.layer.parameter_shapes(stats.input_shape))
+    return Layout(units(analysis, shard_units), shapes(analysis.layers),
+                  shapes(stats for stats in analysis.layers if stats.trainable_params))
+
+
+def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int | None = None,
+                   optimizer: str = "adam", mixed_precision: str | None = None, shard_units: tuple = (),
+                   shapes: Layout | None = None) -> ShardedMemory:
+    """Per-GPU memory and communication of one training step of ``analysis`` on ``gpus`` GPUs under
+    ``strategy`` (see the module's model); ``batch`` is the global batch (the analysis's by default),
+    ``shapes`` the layout when the caller has it already."""
+    check_strategy(strategy, gpus)
+    batch = analysis.batch if batch is None else batch
+    if batch % gpus:
+        raise SpecError(f"{gpus} GPUs do not divide the batch of {batch}: each GPU needs the same number "
+                        f"of samples", hint=f"a batch of {max(1, batch // gpus) * gpus} or {(batch // gpus + 1) * gpus}")
+    states = precision(analysis.dtype, optimizer, mixed_precision)
+    totals = analysis.totals
+    trainable, frozen = totals.trainable_params, totals.params - totals.trainable_params
+    if strategy != "none" and trainable == 0:
+        raise SpecError("nothing to train: the spec has no trainable parameter", hint="drop --gpus/--shard")
+    if strategy in ("zero1", "zero2", "fsdp") and totals.params < gpus:
+        raise SpecError(f"the spec is too small to shard: {totals.params:,} parameters for {gpus} GPUs",
+                        hint="every GPU needs at least one element: fewer GPUs, or --shard ddp")
+    shapes = shapes or layout(analysis, shard_units)
+    weights, gradients, optimizer_bytes = model_states(trainable, strategy, gpus, states)
+    gathered, gathered_names, bucket_sizes, collectives = 0, (), [], []
+    grad_payload = trainable * states.gradient
+    if strategy == "fsdp":
+        held = fsdp_elements(shapes.shapes, gpus)   # every rank stores ceil(d0/N) rows of each tensor
+        trained_held = fsdp_elements(shapes.trained_shapes, gpus)
+        weights = states.weight * held
+        gradients = states.gradient * trained_held
+        optimizer_bytes = states.optimizer * trained_held
+        gathered_elements, gathered_names = _gathered(shapes.units)
+        gathered = gathered_elements * states.weight
+        padded = held * gpus * states.weight
+        kept = fsdp_elements(shapes.units.root.shapes, gpus) * gpus * states.weight  # the root stays gathered
+        collectives = [Collective("all-gather", "parameters (forward)", padded, ring_factor("all-gather", gpus)),
+                       Collective("all-gather", "parameters (backward)", padded - kept,
+                                  ring_factor("all-gather", gpus)),
+                       Collective("reduce-scatter", "gradients", trained_held * gpus * states.gradient,
+                                  ring_factor("reduce-scatter", gpus))]
+    else:
+        weights += frozen * states.weight
+        if strategy == "ddp":
+            bucket_sizes = ddp_buckets(shapes.trained_shapes, states.gradient)
+            collectives = [Collective("all-reduce", "gradients", grad_payload, ring_factor("all-reduce", gpus))]
+        elif strategy in ("zero1", "zero2"):
+            collectives = [Collective("reduce-scatter", "gradients", grad_payload,
+                                      ring_factor("reduce-scatter", gpus)),
+                           Collective("all-gather", "parameters", trainable * states.weight,
+                                      ring_factor("all-gather", gpus))]
+    per_gpu = batch // gpus
+    return ShardedMemory(
+        strategy, gpus, batch, states, optimizer, trainable, weights + totals.buffers * states.buffer, gradients,
+        optimizer_bytes, activation_bytes(analysis, per_gpu, optimizer, mixed_precision), gathered,
+        gathered_names, sum(bucket_sizes), len(bucket_sizes), tuple(collectives),
+        TRAINING_FLOPS_FACTOR * totals.flops * per_gpu)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One strategy's answer in a plan: the fewest GPUs of the range where one sample per GPU fits,
+    and the largest per-GPU batch there (``gpus`` None: no count in the range fits)."""
+
+    strategy: str
+    gpus: int | None
+    gpu_batch: int                # the largest per-GPU batch at ``gpus`` (0 when none fits)
+    memory: ShardedMemory         # at that count and batch; when none fits, one sample per GPU on the most GPUs
+    largest_gpu_batch: int        # at the largest count of the range (``top_gpus``)
+    top_gpus: int
+
+    @property
+    def too_big(self) -> tuple[str, int]:
+        """The largest term of ``memory``: what keeps it from fitting."""
+        return max(self.memory.terms().items(), key=lambda item: item[1])
+
+
+UNBOUNDED = 2 ** 63 - 1   # a batch that any memory fits: nothing grows with the samples
+
+
+def max_gpu_batch(memory: ShardedMemory, per_sample: int, budget: int) -> int:
+    """The largest per-GPU batch whose peak fits in ``budget`` (0: not even one sample)."""
+    fixed = memory.total_bytes - memory.activation_bytes
+    if fixed > budget:
+        return 0
+    return (budget - fixed) // per_sample if per_sample else UNBOUNDED
+
+
+def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: str = "adam",
+         mixed_precision: str | None = None, shard_units: tuple = (), strategies=STRATEGIES) -> tuple:
+    """For each strategy, the fewest GPUs in ``gpus`` (low, high) on which it fits in ``budget`` bytes
+    per GPU, and the largest per-GPU batch (see Fit). ``none`` is tried on one GPU only, the others
+    on 2 GPUs or more. A GPU's memory never grows with the count (each shard is at most the one
+    before), so the fewest is found by bisection."""
+    low, high = gpus
+    if not 1 <= low <= high:
+        raise SpecError(f"--gpus {low}..{high} is not a range of GPU counts", hint="write it like 1..64")
+    shapes = layout(analysis, shard_units)
+    per_sample = activation_bytes(analysis, 1, optimizer, mixed_precision)
+
+    def memory(strategy: str, count: int, gpu_batch: int = 1) -> ShardedMemory:
+        return sharded_memory(analysis, strategy, count, batch=count * gpu_batch, optimizer=optimizer,
+                              mixed_precision=mixed_precision, shapes=shapes)
+
+    fits = []
+    for strategy in strategies:
+        first, last = (1, 1) if strategy == "none" else (max(low, 2), high)
+        if strategy == "none" and low > 1:
+            continue
+        if strategy in ("zero1", "zero2", "fsdp"):   # every GPU needs at least one element
+            last = min(last, analysis.totals.params)
+        if first > last or (strategy != "none" and analysis.totals.trainable_params == 0):
+            continue
+        most = memory(strategy, last)
+        top = max_gpu_batch(most, per_sample, budget)
+        if not top:
+            fits.append(Fit(strategy, None, 0, most, 0, last))
+            continue
+        lo, hi = first, last          # the fewest that fits is in lo..hi, and hi fits
+        while lo < hi:
+            middle = (lo + hi) // 2
+            if max_gpu_batch(memory(strategy, middle), per_sample, budget):
+                hi = middle
+            else:
+                lo = middle + 1
+        largest = max_gpu_batch(memory(strategy, lo), per_sample, budget)
+        fits.append(Fit(strategy, lo, largest, memory(strategy, lo, largest if largest != UNBOUNDED else 1),
+                        top, last))
+    return tuple(fits)
+
+
+def _gathered(wrapping: Units) -> tuple[int, tuple]:
+    """Elements gathered at once: the root's and the largest two neighbouring units' (or the one unit)."""
+    best, names = 0, ()
+    sizes = [(unit.params, unit.name) for unit in wrapping.units]
+    for i, (size, name) in enumerate(sizes):
+        pair = [(size, name)] + sizes[i + 1:i + 2]
+        total = sum(s for s, _ in pair)
+        if total > best:
+            best, names = total, tuple(n for _, n in pair)
+    root = wrapping.root.params
+    return root + best, (("root",) if root else ()) + names

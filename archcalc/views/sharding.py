@@ -1,0 +1,149 @@
+"""Wording of the sharding model (analysis/sharding.py): inspect --gpus's section and the plan."""
+from __future__ import annotations
+
+from ..units import human_bytes, human_count
+from . import escape
+
+TERM_NOTES = {
+    "weights": "parameters held + buffers",
+    "gradients": "of the trainable parameters",
+    "optimizer state": "K bytes per parameter: master weights + states",
+    "activations": "kept for backward, at the per-GPU batch",
+    "gathered units": "FSDP: whole parameters of the root and the largest two neighbouring units",
+    "gradient buckets": "DDP: a flat copy of the gradients for the all-reduce",
+}
+SHARDED = {"none": "nothing (one GPU)", "ddp": "nothing (every GPU a replica)",
+           "zero1": "optimizer state", "zero2": "optimizer state and gradients",
+           "fsdp": "optimizer state, gradients and weights"}
+
+
+def seconds(value: float) -> str:
+    return f"{value * 1e3:,.2f} ms" if value < 1 else f"{value:,.2f} s"
+
+
+def factor_text(collective) -> str:
+    return "2(N-1)/N" if collective.name == "all-reduce" else "(N-1)/N"
+
+
+def memory_lines(memory, bandwidth: int | None = None, throughput: int | None = None,
+                 name=escape.visible) -> list[str]:
+    """The per-GPU breakdown, the communication of a step and, given the rates, its times."""
+    m = memory
+    lines = [f"per GPU, {m.strategy} on {m.gpus} GPU{'s' if m.gpus > 1 else ''} ({m.optimizer}, "
+             f"{m.precision.name}, batch {m.batch} = {m.gpu_batch} per GPU; sharded: {SHARDED[m.strategy]}):"]
+    for term, value in m.terms().items():
+        if value or term in ("weights", "gradients", "optimizer state", "activations"):
+            detail = TERM_NOTES[term]
+            if term == "gathered units" and m.gathered_units:
+                detail += ": " + ", ".join(map(name, m.gathered_units))
+            if term == "gradient buckets":
+                detail += f", {m.buckets} bucket{'s' if m.buckets != 1 else ''} (1 MiB first, 25 MiB cap)"
+            lines.append(f"  {term}: {human_bytes(value)} ({detail})")
+    lines.append(f"  model states: {human_bytes(m.model_state_bytes)} (the ZeRO paper's Figure 1 figure)")
+    lines.append(f"  peak per GPU: {human_bytes(m.total_bytes)} (the sum of the terms)")
+    if m.collectives:
+        lines.append(f"communication per step and GPU, ring algorithm (N = {m.gpus}):")
+        for collective in m.collectives:
+            lines.append(f"  {collective.name} of the {collective.what}: {factor_text(collective)} x "
+                         f"{human_bytes(collective.payload)} = {human_bytes(collective.bytes)} sent and as much received")
+        lines.append(f"  total: {human_bytes(m.communication_bytes)} sent per GPU")
+    lines.append(f"compute per step and GPU: {human_count(m.flops, 'FLOPs')} (3 x forward FLOPs x {m.gpu_batch})")
+    if bandwidth is not None or throughput is not None:
+        network = m.communication_seconds(bandwidth) if bandwidth else None
+        compute = m.compute_seconds(throughput) if throughput else None
+        parts = []
+        if compute is not None:
+            parts.append(f"compute {seconds(compute)} at {human_count(throughput, 'FLOPs/s')}")
+        if network is not None:
+            parts.append(f"network {seconds(network)} at {human_bytes(bandwidth)}/s")
+        verdict = ""
+        if compute is not None and network is not None:
+            verdict = ("; network-bound unless communication overlaps compute" if network > compute
+                       else "; compute-bound: communication can hide behind compute")
+        lines.append("time per step: " + ", ".join(parts) + verdict)
+    return lines
+
+
+def memory_dict(memory, bandwidth: int | None = None, throughput: int | None = None) -> dict:
+    m = memory
+    found = {
+        "strategy": m.strategy, "gpus": m.gpus, "batch": m.batch, "gpu_batch": m.gpu_batch,
+        "optimizer": m.optimizer, "precision": m.precision.name,
+        "optimizer_bytes_per_parameter": m.precision.optimizer,
+        **{term.replace(" ", "_") + "_bytes": value for term, value in m.terms().items()},
+        "gathered_units": list(m.gathered_units), "buckets": m.buckets,
+        "model_state_bytes": m.model_state_bytes, "total_bytes": m.total_bytes,
+        "collectives": [{"collective": c.name, "what": c.what, "payload_bytes": c.payload,
+                         "factor": str(c.factor), "bytes_per_gpu": c.bytes} for c in m.collectives],
+        "communication_bytes": m.communication_bytes, "flops": m.flops,
+    }
+    if bandwidth:
+        found["bandwidth_bytes_per_second"] = bandwidth
+        found["communication_seconds"] = m.communication_seconds(bandwidth)
+    if throughput:
+        found["throughput_flops_per_second"] = throughput
+        found["compute_seconds"] = m.compute_seconds(throughput)
+    return found
+
+
+def batch_text(batch: int) -> str:
+    from ..analysis.sharding import UNBOUNDED
+
+    return "any" if batch == UNBOUNDED else f"{batch:,}"
+
+
+def plan_text(analysis, fits, budget: int, gpus: tuple, bandwidth: int | None = None,
+              throughput: int | None = None) -> str:
+    """The plan: per strategy, the fewest GPUs that fit and the per-GPU batch; why the others do not."""
+    from .report import plain_table
+
+    t = analysis.totals
+    first = fits[0].memory if fits else None
+    precision = f"{first.optimizer}, {first.precision.name}" if first else ""
+    title = escape.visible(f"{analysis.spec.name}: {t.params:,} parameters, {precision}, "
+                           f"{human_bytes(budget)} per GPU, {gpus[0]}..{gpus[1]} GPUs")
+    rows, reasons = [], []
+    for fit in fits:
+        m = fit.memory
+        if fit.gpus is None:
+            term, value = fit.too_big
+            rows.append((fit.strategy, "-", "0", human_bytes(m.total_bytes), "-", "does not fit"))
+            reasons.append(f"{fit.strategy}: one sample per GPU on {m.gpus} GPU{'s' if m.gpus > 1 else ''} needs "
+                           f"{human_bytes(m.total_bytes)} > {human_bytes(budget)}; the largest term: {term} "
+                           f"{human_bytes(value)}")
+            continue
+        rows.append((fit.strategy, str(fit.gpus), batch_text(fit.gpu_batch), human_bytes(m.total_bytes),
+                     batch_text(fit.largest_gpu_batch), human_bytes(m.communication_bytes)))
+    headers = ("strategy", "fewest GPUs", "batch per GPU", "peak per GPU", "batch per GPU at most GPUs",
+               "sent per GPU and step")
+    text = plain_table(title, headers, rows, headers[1:])
+    lines = reasons[:]
+    if any(fit.gpus is not None for fit in fits):
+        lines.append("fewest GPUs: the smallest count where one sample per GPU fits; batch per GPU: the largest "
+                     "that fits there (and on the most GPUs of the range)")
+    for fit in fits:
+        if fit.gpus is not None and (bandwidth or throughput):
+            lines += [f"{fit.strategy} on {fit.gpus}:"] + ["  " + line for line in
+                                                           memory_lines(fit.memory, bandwidth, throughput)[-1:]]
+    lines.append("Model states as the ZeRO paper holds them (K = 4 + 4 x optimizer states bytes per parameter "
+                 "under mixed precision); activations from the memory model; see inspect --train --gpus N "
+                 "--shard S for each term. 1 GB = 10^9 bytes.")
+    return text + "\n".join(lines) + "\n"
+
+
+def plan_dict(analysis, fits, budget: int, gpus: tuple, bandwidth: int | None = None,
+              throughput: int | None = None) -> dict:
+    from ..analysis.sharding import UNBOUNDED
+
+    def batch(value: int):
+        return None if value == UNBOUNDED else value
+
+    return {
+        "spec": analysis.spec.name, "params": analysis.totals.params, "gpu_memory_bytes": budget,
+        "gpus": list(gpus),
+        "strategies": [{"strategy": fit.strategy, "fewest_gpus": fit.gpus, "gpu_batch": batch(fit.gpu_batch),
+                        "gpu_batch_at_most_gpus": batch(fit.largest_gpu_batch), "most_gpus": fit.top_gpus,
+                        "fits": fit.gpus is not None,
+                        "too_big": None if fit.gpus is not None else dict(zip(("term", "bytes"), fit.too_big)),
+                        "memory": memory_dict(fit.memory, bandwidth, throughput)} for fit in fits],
+    }
