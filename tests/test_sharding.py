@@ -144,6 +144,7 @@ def test_ddp_buckets_are_the_reducers(name):
     order, 1 MiB for the first bucket and 25 MiB after."""
     torch = pytest.importorskip("torch")
     import torch.distributed as dist
+
     from archcalc.backend import build
 
     analysis = archcalc.analyze(archcalc.load(str(SPECS / f"{name}.yaml")))

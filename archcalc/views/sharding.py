@@ -1,7 +1,7 @@
 """Wording of the sharding model (analysis/sharding.py): inspect --gpus's section and the plan."""
 from __future__ import annotations
 
-from ..units import human_bytes, human_count
+from ..units import decimal_bytes, human_bytes, human_count
 from . import escape
 
 TERM_NOTES = {
@@ -55,7 +55,7 @@ def memory_lines(memory, bandwidth: int | None = None, throughput: int | None = 
         if compute is not None:
             parts.append(f"compute {seconds(compute)} at {human_count(throughput, 'FLOPs/s')}")
         if network is not None:
-            parts.append(f"network {seconds(network)} at {human_bytes(bandwidth)}/s")
+            parts.append(f"network {seconds(network)} at {decimal_bytes(bandwidth)}/s")
         verdict = ""
         if compute is not None and network is not None:
             verdict = ("; network-bound unless communication overlaps compute" if network > compute
