@@ -379,7 +379,8 @@ def plan(spec, budget, gpus, optimizer, mixed_precision, fmt, shard_units, bandw
         import json
         click.echo(json.dumps(view.plan_dict(analysis, fits, budget, gpus, bandwidth, throughput), indent=2))
     else:
-        click.echo(view.plan_text(analysis, fits, budget, gpus, bandwidth, throughput), nl=False)
+        from .views.output import write
+        write(view.plan_blocks(analysis, fits, budget, gpus, bandwidth, throughput))
 
 
 @main.command()

@@ -92,43 +92,44 @@ def batch_text(batch: int) -> str:
     return "any" if batch == UNBOUNDED else f"{batch:,}"
 
 
-def plan_text(analysis, fits, budget: int, gpus: tuple, bandwidth: int | None = None,
-              throughput: int | None = None) -> str:
-    """The plan: per strategy, the fewest GPUs that fit and the per-GPU batch; why the others do not."""
-    from .report import plain_table
+def plan_blocks(analysis, fits, budget: int, gpus: tuple, bandwidth: int | None = None,
+                throughput: int | None = None) -> list:
+    """The plan as output blocks (views/output.py): per strategy, the fewest GPUs that fit and the
+    per-GPU batch; then why the others do not fit."""
+    from .output import Table
 
     t = analysis.totals
     first = fits[0].memory if fits else None
-    precision = f"{first.optimizer}, {first.precision.name}" if first else ""
-    title = escape.visible(f"{analysis.spec.name}: {t.params:,} parameters, {precision}, "
-                           f"{human_bytes(budget)} per GPU, {gpus[0]}..{gpus[1]} GPUs")
-    rows, reasons = [], []
+    precision = f", {first.optimizer}, {first.precision.name}" if first else ""
+    headers = ("strategy", "fewest GPUs", "batch per GPU", "peak per GPU", "batch per GPU at most GPUs",
+               "sent per GPU and step")
+    table = Table(headers, right=headers[1:], title=f"{analysis.spec.name}: {t.params:,} parameters{precision}, "
+                                                    f"{human_bytes(budget)} per GPU, {gpus[0]}..{gpus[1]} GPUs")
+    lines = []
     for fit in fits:
         m = fit.memory
         if fit.gpus is None:
             term, value = fit.too_big
-            rows.append((fit.strategy, "-", "0", human_bytes(m.total_bytes), "-", "does not fit"))
-            reasons.append(f"{fit.strategy}: one sample per GPU on {m.gpus} GPU{'s' if m.gpus > 1 else ''} needs "
-                           f"{human_bytes(m.total_bytes)} > {human_bytes(budget)}; the largest term: {term} "
-                           f"{human_bytes(value)}")
+            table.add_row(fit.strategy, "-", "0", human_bytes(m.total_bytes), "-", "does not fit", style="red")
+            lines.append(f"{fit.strategy}: one sample per GPU on {m.gpus} GPU{'s' if m.gpus > 1 else ''} needs "
+                         f"{human_bytes(m.total_bytes)} > {human_bytes(budget)}; the largest term: {term} "
+                         f"{human_bytes(value)}")
             continue
-        rows.append((fit.strategy, str(fit.gpus), batch_text(fit.gpu_batch), human_bytes(m.total_bytes),
-                     batch_text(fit.largest_gpu_batch), human_bytes(m.communication_bytes)))
-    headers = ("strategy", "fewest GPUs", "batch per GPU", "peak per GPU", "batch per GPU at most GPUs",
-               "sent per GPU and step")
-    text = plain_table(title, headers, rows, headers[1:])
-    lines = reasons[:]
+        table.add_row(fit.strategy, str(fit.gpus), batch_text(fit.gpu_batch), human_bytes(m.total_bytes),
+                      batch_text(fit.largest_gpu_batch), human_bytes(m.communication_bytes))
+    if not fits:
+        lines.append("no strategy applies to this range: none needs 1 GPU, the others 2 or more, and a "
+                     "trainable parameter")
     if any(fit.gpus is not None for fit in fits):
         lines.append("fewest GPUs: the smallest count where one sample per GPU fits; batch per GPU: the largest "
                      "that fits there (and on the most GPUs of the range)")
     for fit in fits:
         if fit.gpus is not None and (bandwidth or throughput):
-            lines += [f"{fit.strategy} on {fit.gpus}:"] + ["  " + line for line in
-                                                           memory_lines(fit.memory, bandwidth, throughput)[-1:]]
+            lines.append(f"{fit.strategy} on {fit.gpus}: " + memory_lines(fit.memory, bandwidth, throughput)[-1])
     lines.append("Model states as the ZeRO paper holds them (K = 4 + 4 x optimizer states bytes per parameter "
-                 "under mixed precision); activations from the memory model; see inspect --train --gpus N "
-                 "--shard S for each term. 1 GB = 10^9 bytes.")
-    return text + "\n".join(lines) + "\n"
+                 "under mixed precision); activations from the memory model; see inspect --gpus N --shard S "
+                 "for each term. 1 GB = 10^9 bytes.")
+    return [table, "\n".join(lines)]
 
 
 def plan_dict(analysis, fits, budget: int, gpus: tuple, bandwidth: int | None = None,
