@@ -170,20 +170,20 @@ def parse_output_drawing(ctx, param, value):
 
 
 def _store_spec_params(ctx, param, values):
-    """Keep --set NAME=VALUE pairs on the context, for load_and_analyze (values read as YAML)."""
-    import yaml
+    """Keep the --set NAME=VALUE pairs on the context, for load_and_analyze: each value read as
+    YAML by the spec's own loader, under the spec's limits (size, depth, aliases)."""
+    from .spec.source import load_value
 
     parsed = {}
     for item in values:
         name, sep, value = item.partition("=")
-        if not sep or not name:
+        if not sep or not name.strip():
             raise ValueError(f"{item!r} is not NAME=VALUE")
         try:
-            parsed[name.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{item!r}: the value is not YAML: {getattr(exc, 'problem', None) or exc}") from None
-        except RecursionError:
-            raise ValueError(f"{name.strip()}: the value nests too deeply") from None
+            parsed[name.strip()] = load_value(value)
+        except SpecError as exc:
+            raise UsageError("--set", item, f"{name.strip()}: {exc.message}", param.accepted,
+                             hint="; ".join(filter(None, (exc.hint, f"--set takes {param.accepted}")))) from None
     ctx.meta["archcalc.spec_params"] = parsed
 
 

@@ -159,20 +159,14 @@ def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, ite
 
 def parse_values(text: str, shape: tuple) -> list:
     """--values: YAML/JSON numbers, flat or nested, filling one sample of ``shape``."""
-    import yaml
-
     from ..layers.values import check_count, numbers
+    from ..spec.source import load_value
 
     layout = "".join(f"[{size}]" for size in shape)
     accepted = f"the numbers of one sample, flat or nested as {layout}"
     try:
-        values = numbers(yaml.safe_load(text))
+        values = numbers(load_value(text))  # a spec's limits: size, nesting depth, what aliases expand to
         check_count(values, tuple(shape), "--values", layout, "the input")
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or exc
-        raise UsageError("--values", text, f"not a list of numbers: {problem}", accepted) from None
-    except RecursionError:
-        raise UsageError("--values", text, "lists nested too deeply", accepted) from None
     except SpecError as exc:
         raise UsageError("--values", text, exc.message.removeprefix("--values "), accepted,
                          hint=exc.hint) from None

@@ -14,12 +14,44 @@ from .arguments import boolean
 from .recipe import Recipe, module, options
 
 
-def numbers(value):
+class Numbers(tuple):
+    """Explicit values as nested tuples, with ``count``, how many numbers they hold in all.
+
+    A layer in a repeat is built once and shared by its copies, so are its values: their
+    nesting is measured once too (``nesting``), not once per copy.
+    """
+
+    count: int
+
+    def nesting(self, field: str) -> tuple:
+        """(4, 3) for four lists of three numbers; ragged nesting is an error."""
+        if "shape" not in self.__dict__:
+            self.shape = _nested_shape(self, field)
+        return self.shape
+
+
+def numbers(value) -> Numbers:
     """A list of numbers, flat or nested: [0.2, -0.3, 0.4] or [[[0.2, -0.3, 0.4]]]."""
+    values, count = _numbers(value)
+    result = Numbers(values)
+    result.count = count
+    return result
+
+
+def _numbers(value) -> tuple[tuple, int]:
     if not isinstance(value, list) or not value:
         raise SpecError(f"must be a non-empty list of numbers, got {value!r}",
                         hint="e.g. [0.2, -0.3, 0.4], or nested lists in PyTorch's order")
-    return tuple(numbers(item) if isinstance(item, list) else _number(item) for item in value)
+    items, count = [], 0
+    for item in value:
+        if isinstance(item, list):
+            item, inner = _numbers(item)
+            count += inner
+        else:
+            item = _number(item)
+            count += 1
+        items.append(item)
+    return tuple(items), count
 
 
 def bias_values(value):
@@ -50,7 +82,7 @@ def check_values(weights, bias, shape: tuple, layout: str) -> None:
 
 def check_count(values, shape: tuple, field: str, layout: str, owner: str = "this layer") -> None:
     """``values`` must be flat with prod(shape) numbers, or nested exactly as ``shape``."""
-    nested = _nested_shape(values, field)
+    nested = values.nesting(field)
     expected = "x".join(map(str, shape))
     if len(nested) == 1:
         if nested[0] != prod(shape):

@@ -8,8 +8,9 @@ from typing import Any
 from ..errors import Location, SpecError
 from ..layers import ALIASES, REGISTRY, Layer, lookup
 from ..layers.arguments import boolean, closest, positive_int, shown, text
+from ..layers.values import Numbers
 from .expressions import Params, evaluate, is_expression
-from .model import COMMON_KEYS, INPUT, MAX_BLOCK_NESTING, MAX_LAYERS, Node
+from .model import COMMON_KEYS, INPUT, MAX_BLOCK_NESTING, MAX_LAYERS, MAX_VALUES, Node
 from .source import Mapping, Sequence
 
 
@@ -52,12 +53,15 @@ class NodeBuilder:
         self.expressions = {} if expressions is None else expressions  # {location: '$c * 6'} substituted
         self.repeats = 0
         self.expanding: list[str] = []  # the blocks being expanded, outermost first
+        self.built: dict[int, tuple[Any, Layer, int]] = {}  # id(entry) -> (entry, layer, its values)
+        self.values = 0                 # explicit weights and biases of every layer so far
 
     def build_all(self, entries: Sequence, scope: Scope) -> None:
         for index, entry in enumerate(entries):
             self.build(entry, entries.item_location(index), scope)
 
     def build(self, entry: Any, location: Location, scope: Scope) -> None:
+        written = entry
         if scope.in_block:  # the top level was substituted once, with the spec's params
             entry = substitute(entry, scope.params, location, self.expressions)
         kind, args, args_location = self._split(entry, location)
@@ -90,7 +94,7 @@ class NodeBuilder:
         if isinstance(args, Mapping):
             field_locations.update({k: args.value_location(k) for k in args})
         try:
-            layer = cls.from_args(own, implied)
+            layer, values = self._layer(entry, cls, own, implied, substituted=entry is not written)
             trainable = boolean(args.get("trainable", True))
         except SpecError as exc:
             field_name = exc.field or ("trainable" if "trainable" in args else None)
@@ -99,6 +103,12 @@ class NodeBuilder:
                 # the value was computed: name its formula
                 exc.message += f" (computed from {self.expressions[where]!r})"
             raise exc.located(where, name) from None
+        self.values += values
+        if self.values > MAX_VALUES:
+            raise SpecError(f"the spec's explicit weights and biases add up to more than {MAX_VALUES:,} numbers "
+                            f"(each copy of a repeated layer counts)", location=location, layer=name,
+                            hint="explicit values are for worked examples: leave them out of repeated layers "
+                                 "(they are then random), or repeat fewer times")
         inputs = self._inputs(args, scope, field_locations.get("inputs", args_location), name)
         if len(inputs) > 1 and not layer.merges:
             raise SpecError(f"{cls.kind} reads one input, but {len(inputs)} are given "
@@ -108,6 +118,22 @@ class NodeBuilder:
                             location=field_locations.get("inputs", args_location), layer=name)
         self.nodes.append(Node(name, layer, location, field_locations, scope.group, trainable, inputs))
         scope.last = name
+
+    def _layer(self, entry: Any, cls: type[Layer], own: dict[Hashable, Any], implied: dict[Hashable, Any],
+               substituted: bool) -> tuple[Layer, int]:
+        """(the Layer, how many explicit values it holds), built once per entry of the file.
+
+        The copies of a repeat are the same YAML entry: they share one Layer, so explicit
+        weights are converted and checked once, not once per copy. An entry that block
+        parameters changed is a new object each time, built each time.
+        """
+        if not substituted and id(entry) in self.built:
+            return self.built[id(entry)][1:]
+        layer = cls.from_args(own, implied)
+        values = sum(value.count for value in vars(layer).values() if isinstance(value, Numbers))
+        if not substituted:
+            self.built[id(entry)] = (entry, layer, values)  # the entry is kept: its id stays its own
+        return layer, values
 
     @staticmethod
     def _as_mapping(cls: type[Layer], args: Any, args_location: Location) -> dict[Hashable, Any]:

@@ -12,6 +12,7 @@ TOP_LEVEL_KEYS = ("name", "description", "params", "input", "inputs", "defaults"
 COMMON_KEYS = ("name", "trainable", "inputs")
 INPUT = "input"  # the name by which layers refer to the network's input
 MAX_LAYERS = 200_000  # twice the largest benchmark; building that many takes seconds already
+MAX_VALUES = 2_000_000  # explicit weights and biases in all, copies counted: as many as a spec file may hold
 MAX_BLOCK_NESTING = 100  # blocks using blocks (each expansion is a few Python frames deep)
 
 

@@ -69,12 +69,51 @@ def load_text(text: str, path: str = "<spec>") -> Any:
         raise SpecError(f"the spec is {len(text):,} characters long; the limit is {MAX_FILE_BYTES:,}",
                         hint="a network spec is a short file: use repeat and defaults instead of copies",
                         location=Location(path, 1, 1))
+    data = _parse(text, path, "the spec")
+    if data is None:
+        raise SpecError("the spec is empty", hint="start with 'input: [3, 32, 32]' and a 'layers:' list",
+                        location=Location(path, 1, 1))
+    return data
+
+
+def load_value(text: str) -> Any:
+    """One YAML value given on the command line (--set NAME=VALUE, --values).
+
+    It is read exactly like a spec's values, with the same limits (size, nesting depth, what
+    aliases expand to, no object tags): an argument of a few hundred bytes must not build
+    gigabytes either. An empty text is YAML's null. A SpecError says where in the text, in its
+    message: the caller names the option.
+    """
+    if len(text) > MAX_FILE_BYTES:
+        raise SpecError(f"the value is {len(text):,} characters long; the limit is {MAX_FILE_BYTES:,}",
+                        hint="give it in the spec's params instead")
     try:
-        data = _Builder(path).build(text)
+        return _parse(text, "<value>", "the value")
+    except SpecError as exc:
+        if exc.location is not None:
+            exc.message += f" ({_place(text, exc.location)})"
+            exc.location = None
+        raise
+
+
+def _place(text: str, location: Location) -> str:
+    """Where in a one-argument text: 'at column 7', 'at line 2, column 1', or 'at the end'."""
+    lines = text.split("\n")
+    if location.line > len(lines) or location.column > len(lines[location.line - 1]):
+        return "at the end"
+    return f"at column {location.column}" if len(lines) == 1 else f"at line {location.line}, column {location.column}"
+
+
+def _parse(text: str, path: str, subject: str) -> Any:
+    """The data of one YAML document, None if it holds nothing; ``subject`` names it in messages."""
+    try:
+        return _Builder(path, subject).build(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
         problem = exc.problem or exc.context or "malformed YAML"
+        if "maximum nesting depth" in problem:  # libyaml's scanner, reading ahead of the builder's limit
+            raise _too_deep(subject, loc) from None
         lines = text.splitlines()
         line_text = lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
         if "\t" in line_text[: loc.column]:
@@ -89,15 +128,11 @@ def load_text(text: str, path: str = "<spec>") -> Any:
         at = text.find(chr(code))  # the first one stopped the reader (libyaml counts bytes, not characters)
         line = text.count("\n", 0, at) + 1
         column = at - text.rfind("\n", 0, at)
-        raise SpecError(f"the spec contains the control character U+{code:04X}, which YAML does not allow",
+        raise SpecError(f"{subject} contains the control character U+{code:04X}, which YAML does not allow",
                         hint="remove it: is the file binary, or saved in another encoding?",
                         location=Location(path, line, column)) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", location=Location(path, 1, 1)) from None
-    if data is None:
-        raise SpecError("the spec is empty", hint="start with 'input: [3, 32, 32]' and a 'layers:' list",
-                        location=Location(path, 1, 1))
-    return data
 
 
 def load_file(path: str) -> Any:
@@ -156,8 +191,9 @@ class _Builder:
     counts what it would expand to, so a "billion laughs" file is refused after one reading.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, subject: str):
         self.path = path
+        self.subject = subject      # "the spec", "the value": what the messages talk about
         self.nodes = 0              # values built, aliases counted as what they expand to
         self.anchors: dict[str, tuple[Any, int, int]] = {}  # name -> (value, expanded size, height)
         # (tag, text, implicit) -> value: most values repeat (conv, 3, same)
@@ -186,6 +222,8 @@ class _Builder:
             if kind is yaml.ScalarEvent:
                 self.count(1, event)
                 value, location, height = self.scalar(event), None, 0
+                if event.anchor is not None:  # 'filters: &k 4', later '*k': one value, no expansion
+                    self.anchors[event.anchor] = (value, 1, 0)
             elif kind is yaml.AliasEvent:
                 value, size, height = self.alias(event, len(stack))
                 self.count(size, event)
@@ -202,7 +240,7 @@ class _Builder:
             elif kind is yaml.DocumentStartEvent:
                 documents += 1
                 if documents > 1:
-                    raise SpecError("the file holds more than one YAML document ('---' starts another here)",
+                    raise SpecError(f"{self.subject} holds more than one YAML document ('---' starts another here)",
                                     hint="a spec is one document: remove this '---' and what follows, "
                                          "or split the file", location=self.loc(event))
                 continue
@@ -219,15 +257,13 @@ class _Builder:
     def count(self, size: int, event: Event) -> None:
         self.nodes += size
         if self.nodes > MAX_NODES:
-            raise SpecError(f"the spec expands to more than {MAX_NODES:,} YAML values (aliases included)",
+            raise SpecError(f"{self.subject} expands to more than {MAX_NODES:,} YAML values (aliases included)",
                             hint="anchors and aliases that multiply each other are refused",
                             location=self.loc(event))
 
     def start(self, event: Event, depth: int) -> _Frame:
         if depth >= MAX_DEPTH:
-            raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels",
-                            hint="a network spec needs a few levels: look for unclosed brackets",
-                            location=self.loc(event))
+            raise _too_deep(self.subject, self.loc(event))
         is_map = type(event) is yaml.MappingStartEvent
         if event.tag not in (None, "!", _MAP_TAG if is_map else _SEQ_TAG):
             raise _tag_error(event.tag, self.loc(event))
@@ -249,7 +285,7 @@ class _Builder:
                             location=self.loc(event))
         value, size, height = self.anchors[event.anchor]
         if depth + height > MAX_DEPTH:
-            raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels (through alias *{event.anchor})",
+            raise SpecError(f"{self.subject} nests deeper than {MAX_DEPTH} levels (through alias *{event.anchor})",
                             location=self.loc(event))
         return value, size, height
 
@@ -320,6 +356,11 @@ def _cut(text: str) -> str:
 
 def _short_tag(tag: str) -> str:
     return "!!" + tag[len(_STANDARD):] if tag.startswith(_STANDARD) else tag
+
+
+def _too_deep(subject: str, location: Location) -> SpecError:
+    return SpecError(f"{subject} nests deeper than {MAX_DEPTH} levels",
+                     hint="a network spec needs a few levels: look for unclosed brackets", location=location)
 
 
 def _tag_error(tag: str, location: Location) -> SpecError:
