@@ -38,7 +38,10 @@ class Window:
 
     @property
     def fits(self) -> bool:
-        return self.span >= 0
+        """At least one window. Rounding up, a single window may hang past the padded edge by
+        less than a stride: PyTorch's ceil_mode gives (span + S - 1)//S + 1 = 1 for -S < span < 0
+        (a 3-wide window, stride 2, over 2 inputs), as Caffe does; from -S on that is 0, refused."""
+        return self.span >= 0 or (self.rounding == "ceil" and self.span > -self.stride)
 
     @property
     def whole(self) -> bool:
@@ -47,8 +50,9 @@ class Window:
 
     @property
     def leftover(self) -> int:
-        """Padded inputs after the last full window: never read when rounding down."""
-        return self.span % self.stride if self.span >= 0 else 0
+        """Padded inputs after the last full window: never read when rounding down (with a lone
+        window wider than the input, S - leftover is how far it hangs past the edge)."""
+        return self.span % self.stride if self.fits else 0
 
     @property
     def dropped(self) -> bool:

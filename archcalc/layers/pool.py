@@ -97,6 +97,19 @@ class AvgPool(Pool):
         """PyTorch's AvgPool3d also refuses an input smaller than its kernel, padding or not."""
         return -1 if rank == 3 and window.size < window.kernel else super().inline_padding(window, rank)
 
+    def output_shape(self, x: Shape) -> Shape:
+        """As any pool; in 3D a window wider than the padded input is refused even rounding up,
+        where 1D and 2D give one window: AvgPool3d checks the input against its kernel."""
+        y = super().output_shape(x)
+        if spatial_rank(x) == 3:
+            for w in self.windows(x):
+                if w.span < 0:
+                    raise SpecError(f"PyTorch's AvgPool3d refuses an input smaller than its kernel, even with "
+                                    f"ceil_mode: the padded input is {w.size + w.pad_left + w.pad_right}, "
+                                    f"the kernel {w.kernel}", field="kernel",
+                                    hint=f"use kernel {w.size + w.pad_left + w.pad_right} or smaller, or maxpool")
+        return y
+
     kernel: int | tuple = arg(size, doc="window size F")
     stride: int | tuple | None = arg(size, None, "step S (default: the kernel)")
     padding: str | int | tuple = arg(padding, 0, "P per side, valid or same")
