@@ -163,7 +163,7 @@ def parse_rate_option(unit: str):
 
 def parse_output_drawing(ctx, param, value):
     """The drawing's file name: its extension picks the format, refused before any work."""
-    if value not in (None, "-"):
+    if value not in (None, "-", ""):  # an empty name is fileio.output_path's to refuse
         from .views import render as drawing
         drawing.format_of(value)
     return value
@@ -199,6 +199,8 @@ INPUT_OPTION = option("--input", "input_shape", callback=parse_input_option, met
 SET_OPTION = option("--set", "spec_params", multiple=True, metavar="NAME=VALUE", expose_value=False,
                     callback=_store_spec_params, accepted="NAME=VALUE, the value in YAML, e.g. vocab=27",
                     help="Override one of the spec's params (repeatable), e.g. --set vocab=27.")
+FORCE_OPTION = option("--force", is_flag=True,
+                      help="Write through -o when it is a symbolic link: to the file it points to.")
 ROUNDING_OPTION = option("--rounding", type=click.Choice(ROUNDINGS),
                          help="Override every conv/pool's rounding: strict refuses a D-F-S combination "
                               "that is not whole; floor (PyTorch) and ceil (Caffe) accept it.")
@@ -275,8 +277,9 @@ def main():
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @format_option(*REPORT_FORMATS)
-@option("--output", "-o", type=click.Path(dir_okay=False),
-        help="Write the report to this file (atomically) instead of the terminal.")
+@option("--output", "-o", metavar="FILE",
+        help="Write the report to this regular file (atomically); '-' is standard output.")
+@FORCE_OPTION
 @option("--receptive-field", "--rf", "receptive_field", is_flag=True,
         help="Add each layer's receptive field per axis: size, jump (effective stride), start.")
 @option("--train", is_flag=True,
@@ -292,15 +295,17 @@ def main():
         help="Add each convolution as a matrix product: filter, column and output matrices.")
 @sharding_options
 @analysis_options
-def inspect(spec, fmt, output, receptive_field, train, optimizer, mixed_precision, budget, im2col, gpus, shard,
+def inspect(spec, fmt, output, force, receptive_field, train, optimizer, mixed_precision, budget, im2col, gpus, shard,
             shard_units, bandwidth, throughput, batch, dtype, input_shape, rounding):
     """Every layer's output shape, size arithmetic, parameters, neurons and MACs, then totals.
 
     Static: no PyTorch, milliseconds. An invalid D-F-S combination stops with the arithmetic
     and the nearest fixes (exit code 2).
     """
+    from .fileio import output_path
     from .views import report
 
+    target = output_path(output, [spec], force)
     analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     sharding = None
     if gpus is not None or shard is not None or shard_units or bandwidth or throughput:
@@ -309,16 +314,16 @@ def inspect(spec, fmt, output, receptive_field, train, optimizer, mixed_precisio
     extras = report.extras(analysis, receptive_field=receptive_field, train=train, optimizer=optimizer,
                            mixed_precision=mixed_precision, budget=budget, im2col=im2col, sharding=sharding,
                            rates=(bandwidth, throughput))
-    if fmt == "table" and output is None:
+    if fmt == "table" and target is None:
         report.print_table(analysis, baseline, extras=extras)
         return
     text = (report.render_text(analysis, fmt, baseline, extras) if fmt != "table"
             else _table_text(analysis, baseline, extras))
-    if output:
-        from .fileio import write_text
-        write_text(output, text)
-    else:
+    if target is None:
         click.echo(text, nl=False)
+    else:
+        from .fileio import write_text
+        write_text(target, text)
 
 
 def _table_text(analysis, baseline, extras=None) -> str:
@@ -385,9 +390,9 @@ def plan(spec, budget, gpus, optimizer, mixed_precision, fmt, shard_units, bandw
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@option("--output", "-o", required=True, metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
-        callback=parse_output_drawing,
+@option("--output", "-o", required=True, metavar="FILE", callback=parse_output_drawing,
         help="The drawing: .svg, .png, .pdf, or .dot/.gv for the Graphviz source; '-' prints DOT.")
+@FORCE_OPTION
 @option("--rankdir", type=click.Choice(RANKDIRS), default="TB", show_default=True,
         help="Layers top to bottom (TB) or left to right (LR).")
 @option("--detail", type=click.Choice(DETAILS), default="compact", show_default=True,
@@ -396,22 +401,24 @@ def plan(spec, budget, gpus, optimizer, mixed_precision, fmt, shard_units, bandw
 @option("--collapse-repeats", is_flag=True,
         help="Draw each repeat as one box ('block3: 3 x conv 256 3x3').")
 @analysis_options
-def render(spec, output, rankdir, detail, collapse_repeats, batch, dtype, input_shape, rounding):
+def render(spec, output, force, rankdir, detail, collapse_repeats, batch, dtype, input_shape, rounding):
     """Draw the network as a diagram (Graphviz), with the analyzer's shapes and counts.
 
     An invalid spec is still drawn, up to and including the layer at fault, in red with the
     arithmetic that fails; then the command exits with code 2.
     """
+    from .fileio import output_path
     from .views import render as drawing
 
+    target = output_path(output, [spec], force)
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding, partial=True)
     options = {"rankdir": rankdir, "detail": detail, "collapse_repeats": collapse_repeats}
-    if output == "-":
+    if target is None:
         click.echo(drawing.to_dot(analysis, **options), nl=False)
     else:
-        drawing.write(analysis, output, **options)
+        drawing.write(analysis, target, **options)
     if analysis.error is not None:
-        raise analysis.error if output == "-" else analysis.error.noted(f"drawn up to it, in red: {output}")
+        raise analysis.error if target is None else analysis.error.noted(f"drawn up to it, in red: {output}")
 
 
 def _load(spec_path: str):
@@ -537,26 +544,34 @@ def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@option("--output", "-o", required=True, metavar="FILE", type=click.Path(dir_okay=False),
-        help="The Python file to write (atomically).")
+@option("--output", "-o", required=True, metavar="FILE",
+        help="The Python file to write (atomically); '-' is standard output.")
+@FORCE_OPTION
 @analysis_options
-def export(spec, output, batch, dtype, input_shape, rounding):
+def export(spec, output, force, batch, dtype, input_shape, rounding):
     """Write SPEC as readable PyTorch code: one nn.Module class that needs only torch.
 
     The code is run on PyTorch's meta device before it is written: its parameter count and output
     shapes must equal the analyzer's.
     """
     from .backend import require_torch
-    from .fileio import write_text
+    from .fileio import output_path, write_text
 
+    target = output_path(output, [spec], force)
     require_torch()
     from .backend.export import export_checked
     from .backend.plan import make_plan
 
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     plan = make_plan(analysis)
-    write_text(output, export_checked(plan))
-    click.echo(f"wrote {output}: class {plan.class_name}, {analysis.totals.params:,} parameters")
+    code = export_checked(plan)
+    summary = f"class {plan.class_name}, {analysis.totals.params:,} parameters"
+    if target is None:  # the code alone on standard output; what it is, on stderr
+        click.echo(code, nl=False)
+        click.echo(f"wrote standard output: {summary}", err=True)
+    else:
+        write_text(target, code)
+        click.echo(f"wrote {output}: {summary}")
 
 
 @contextlib.contextmanager

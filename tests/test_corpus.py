@@ -33,7 +33,7 @@ def test_message(name, monkeypatch):
 
 
 HOSTILE = ["billion_laughs", "deep_nesting", "repeat_explosion", "recursive_block", "huge_number",
-           "huge_kernel", "huge_input"]
+           "huge_kernel", "huge_input", "weights_repeat_explosion"]
 
 
 @pytest.mark.parametrize("name", HOSTILE)

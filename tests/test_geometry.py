@@ -70,3 +70,61 @@ def test_fixes_for_the_course_invalid_example():
     assert fixes["padding"] == (1, 3)       # (9-5+2)/3+1 = 3
     assert fixes["kernel"] == (6, 2)        # (9-6)/3+1 = 2 (ties go to the smaller change)
     assert fixes["input"] == (8, 2)
+
+
+@pytest.mark.parametrize("layer,expected", [
+    ("maxpool: {kernel: 3, stride: 2, rounding: ceil}", (1, 1, 1)),   # hangs 1 past the edge: one window
+    ("avgpool: {kernel: 4, stride: 3, rounding: ceil}", (1, 1, 1)),   # hangs 2, less than the stride
+    ("maxpool: {kernel: 5, stride: 2, rounding: ceil}", None),        # hangs 3, a stride or more: 0 windows
+    ("maxpool: {kernel: 3, stride: 1, rounding: ceil}", None),
+    ("maxpool: {kernel: 3, stride: 2, rounding: floor}", None),       # floor never hangs past the edge
+])
+def test_ceil_pool_window_larger_than_the_input(layer, expected):
+    """On 2x2, as torch.nn.MaxPool2d/AvgPool2d(k, s, ceil_mode=True) give (1x1 or 'output size is too small')."""
+    torch = pytest.importorskip("torch")
+    spec = archcalc.loads(spec_text([1, 2, 2], layer))
+    if expected is None:
+        with pytest.raises(archcalc.GeometryError, match="does not fit"):
+            archcalc.analyze(spec)
+    else:
+        assert archcalc.analyze(spec).output_shape == expected
+    settings = spec.nodes[0].layer
+    pool = (torch.nn.MaxPool2d if settings.kind == "maxpool" else torch.nn.AvgPool2d)(
+        settings.kernel, settings.stride, ceil_mode=settings.rounding == "ceil")
+    try:
+        assert tuple(pool(torch.zeros(1, 1, 2, 2)).shape[1:]) == expected
+    except RuntimeError:
+        assert expected is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["maxpool", "avgpool"])
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_ceil_pool_window_larger_than_the_input_gives_what_pytorch_gives(kind, rank):
+    """A ceil-mode window wider than the input was refused where PyTorch (and Caffe) give 1: PyTorch's
+    ceil_mode accepts a lone window hanging past the edge by less than a stride. Every small case is
+    run through torch.nn.MaxPool/AvgPool(k, s, p, ceil_mode=True); what it refuses stays refused."""
+    torch = pytest.importorskip("torch")
+    pool = getattr(torch.nn, f"{'MaxPool' if kind == 'maxpool' else 'AvgPool'}{rank}d")
+    cases = 0
+    for size in range(1, 5):
+        for kernel in range(1, 7):
+            for stride in range(1, 5):
+                for pad in range(kernel // 2 + 1):
+                    if kind == "avgpool" and rank == 3 and pad and size < kernel:
+                        continue  # AvgPool3d refuses these padded or not; archcalc pads in a layer of its own
+                    try:
+                        torch_out = pool(kernel, stride, pad, ceil_mode=True)(torch.zeros(1, 1, *[size] * rank))
+                        expected = tuple(torch_out.shape[1:])
+                    except RuntimeError:
+                        expected = None
+                    spec = archcalc.loads(spec_text(
+                        [1, *[size] * rank],
+                        f"{kind}: {{kernel: {kernel}, stride: {stride}, padding: {pad}, rounding: ceil}}"))
+                    try:
+                        got = archcalc.analyze(spec).output_shape
+                    except archcalc.SpecError:
+                        got = None
+                    assert got == expected, (size, kernel, stride, pad)
+                    cases += size < kernel and expected is not None
+    assert cases > 0 or (kind, rank) == ("avgpool", 3)  # windows wider than the input, accepted by both

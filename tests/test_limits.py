@@ -3,16 +3,21 @@
 Every count is exact integer arithmetic, so a size of 10^9 or 10^18 must cost what a size of 3
 costs: nothing may loop over a size (windows, layers of a stack, candidate fixes).
 """
+import json
+import subprocess
+import sys
 import time
+import tracemalloc
 from math import gcd
 
 import pytest
 from click.testing import CliRunner
-from conftest import spec_text
+from conftest import ROOT, SPECS, spec_text
 
 import archcalc
 from archcalc.cli import main
 from archcalc.layers.pool import adaptive_extent, adaptive_windows
+from archcalc.spec import source
 
 
 def test_adaptive_extent_is_the_windows_closed_form():
@@ -52,3 +57,163 @@ def test_giant_sizes_are_exact_and_instant(tmp_path, shape, layer, params):
         result = CliRunner().invoke(main, [*command, str(path)])
         assert result.exit_code == (2 if params is None else 0), result.output
     assert time.perf_counter() - start < 10  # milliseconds in fact; generous for a busy machine
+
+
+# --- limits at every entry point: the command line and repeats, not only the YAML file -------
+LIMIT_SECONDS, LIMIT_BYTES = 10, 2 * 2**30
+
+# The child reports its own peak memory (RUSAGE_CHILDREN would be the largest of every child
+# the test process ever had); atexit runs on the sys.exit of click's main too.
+_CHILD = """
+import atexit, resource, sys
+atexit.register(lambda: open(sys.argv[1], "w").write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
+from archcalc.cli import main
+main(sys.argv[2:], prog_name="archcalc")
+"""
+
+
+def run_bounded(tmp_path, *args):
+    """archcalc ARGS in a child process, killed after LIMIT_SECONDS: (result, seconds, peak bytes)."""
+    peak_file = tmp_path / "peak-rss"
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", _CHILD, str(peak_file), *map(str, args)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=LIMIT_SECONDS)
+    seconds = time.perf_counter() - start
+    return result, seconds, int(peak_file.read_text()) * 1024  # ru_maxrss is in KiB on Linux
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """[&a [1 x 9], &b [*a x 9], ...]: under 300 bytes, 9^levels values once expanded."""
+    names = "abcdefghijklmnopqrstuvwxyz"
+    parts = ["&a [" + ",".join("1" * 9) + "]"]
+    parts += [f"&{names[i]} [" + ",".join([f"*{names[i - 1]}"] * 9) + "]" for i in range(1, levels)]
+    return "[" + ",".join(parts) + "]"
+
+
+def test_set_alias_bomb_is_refused_in_seconds_and_megabytes(tmp_path):
+    """A 317-byte --set argument took over 60 s and 6.3 GB: --set bypassed the spec's alias limit."""
+    bomb = alias_bomb()
+    assert len(bomb) <= 317
+    result, seconds, peak = run_bounded(tmp_path, "inspect", SPECS / "min_char_rnn.yaml",
+                                        "--set", f"vocab={bomb}")
+    assert result.returncode == 2, result.stderr
+    assert "--set vocab: the value expands to more than 2,000,000 YAML values" in result.stderr
+    assert result.stderr.startswith("command line:")
+    assert seconds < LIMIT_SECONDS and peak < LIMIT_BYTES
+
+
+def test_values_alias_bomb_is_refused_in_seconds_and_megabytes():
+    """--values went through yaml.safe_load as well: the same bomb, refused by the same limit."""
+    pytest.importorskip("torch")
+    from archcalc.backend.verification import parse_values
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(archcalc.SpecError, match="--values: the value expands to more than 2,000,000 YAML values"):
+            parse_values(alias_bomb(), (1, 9))
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert seconds < LIMIT_SECONDS and peak < 50 * 2**20
+
+
+DEEP = "[" * 3000 + "]" * 3000
+
+
+def test_set_with_3000_nested_brackets_is_an_error_not_a_traceback():
+    result = CliRunner().invoke(main, ["inspect", str(SPECS / "min_char_rnn.yaml"), "--set", f"vocab={DEEP}"])
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "--set vocab: the value nests deeper than 100 levels" in result.output
+
+
+def test_values_with_3000_nested_brackets_is_an_error_not_a_traceback():
+    pytest.importorskip("torch")
+    result = CliRunner().invoke(main, ["run", str(SPECS / "course_signal.yaml"), "--values", DEEP])
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "--values: the value nests deeper than 100 levels" in result.output
+
+
+@pytest.mark.parametrize("value,message", [
+    ("[1,2", "--set vocab: YAML syntax error: did not find expected ',' or ']'"),
+    ("!!python/object/apply:os.system ['echo owned']", "--set vocab: YAML tag !!python/object/apply:os.system is "
+                                                       "not allowed"),
+    ("a\n---\nb", "--set vocab: the value holds more than one YAML document"),
+])
+def test_set_values_that_yaml_refuses_name_the_parameter_and_the_command_line(value, message):
+    result = CliRunner().invoke(main, ["inspect", str(SPECS / "min_char_rnn.yaml"), "--set",
+                                       f"vocab={value}"])
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output.startswith("command line:1:") or result.output.startswith("command line:2:")
+    assert message in result.output
+
+
+def test_set_still_reads_yaml_values():
+    """min-char-rnn with V = 27 (slide 236: 2HV + H^2 + H + V parameters, H = 100) = 15,527."""
+    spec = archcalc.load(str(SPECS / "min_char_rnn.yaml"), {"vocab": 27})
+    assert archcalc.analyze(spec).totals.params == 2 * 100 * 27 + 100**2 + 100 + 27
+    result = CliRunner().invoke(main, ["inspect", str(SPECS / "min_char_rnn.yaml"), "-f", "json", "--set", "vocab=27"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["totals"]["params"] == 15_527
+
+
+def weights_in_a_repeat(times: int, units: int = 16) -> str:
+    """A dense layer with explicit weights and biases inside a repeat: units*(units+1) values a copy."""
+    weights = [[round((row * units + column) % 7 / 10 - 0.3, 1) for column in range(units)] for row in range(units)]
+    return (f"input: [{units}]\nlayers:\n  - repeat:\n      times: {times}\n      layers:\n"
+            f"        - dense: {{units: {units}, weights: {weights}, bias: {[0.1] * units}}}\n")
+
+
+def test_explicit_weights_in_a_200000_fold_repeat_are_refused_in_seconds(tmp_path):
+    """The 2.1 KB spec took 37 s and 2 GB: the weights were converted again for every copy, and
+    nothing bounded the values of all copies together (54 million here)."""
+    path = tmp_path / "weights.yaml"
+    path.write_text(weights_in_a_repeat(200_000))
+    assert len(path.read_bytes()) < 2200
+    result, seconds, peak = run_bounded(tmp_path, "inspect", path)
+    assert result.returncode == 2, result.stderr
+    assert "explicit weights and biases add up to more than 2,000,000 numbers" in result.stderr
+    assert seconds < LIMIT_SECONDS and peak < LIMIT_BYTES
+
+
+def test_explicit_weights_are_converted_once_per_entry_not_per_copy():
+    """Every copy of a repeat shares the layer built from its entry, hence its values."""
+    spec = archcalc.loads(weights_in_a_repeat(1000, units=4))
+    layers = {id(node.layer) for node in spec.nodes}
+    assert len(spec.nodes) == 1000 and len(layers) == 1
+    assert spec.nodes[0].layer.weights[1] == (0.1, 0.2, 0.3, -0.3)  # row 1 = (4,5,6,7) % 7 / 10 - 0.3
+
+
+def test_explicit_values_limit_is_two_million_numbers_in_all():
+    """100 weights a copy (dense 10 -> 10, no bias): 20,000 copies are 2,000,000 numbers, one more is too many."""
+    def spec(times):
+        return (f"input: [10]\nlayers:\n  - repeat: {{times: {times}, layers: "
+                f"[{{dense: {{units: 10, bias: false, weights: {[0.5] * 100}}}}}]}}\n")
+    assert len(archcalc.loads(spec(20_000)).nodes) == 20_000
+    with pytest.raises(archcalc.SpecError, match="add up to more than 2,000,000 numbers"):
+        archcalc.loads(spec(20_001))
+
+
+# --- refusals that should not be ------------------------------------------------------------
+def test_yaml_scalar_anchor_is_accepted():
+    """'filters: &k 4' then '*k' was refused as an unknown alias: only collections were anchors."""
+    aliased = archcalc.analyze(archcalc.loads(
+        "input: [3, 8, 8]\nlayers:\n  - conv: {filters: &k 4, kernel: &f 3}\n"
+        "  - conv: {filters: *k, kernel: *f}\n  - flatten\n  - dense: *k\n"))
+    written = archcalc.analyze(archcalc.loads(
+        "input: [3, 8, 8]\nlayers:\n  - conv: {filters: 4, kernel: 3}\n"
+        "  - conv: {filters: 4, kernel: 3}\n  - flatten\n  - dense: 4\n"))
+    assert [(s.output_shape, s.params) for s in aliased.layers] == [(s.output_shape, s.params) for s in written.layers]
+
+
+def test_scalar_aliases_count_toward_the_value_limit(monkeypatch):
+    """A scalar alias is one value (no alias bomb is made of scalars), but each one counts."""
+    monkeypatch.setattr(source, "MAX_NODES", 1000)
+    def spec(aliases):
+        return "input: [3]\nparams: {k: &k 1, many: [" + ",".join(["*k"] * aliases) + "]}\nlayers: [relu]\n"
+    assert len(archcalc.loads(spec(900)).nodes) == 1
+    with pytest.raises(archcalc.SpecError, match="expands to more than 1,000 YAML values"):
+        archcalc.loads(spec(1000))

@@ -129,6 +129,8 @@ class Windowed(Layer):
     def _too_big(self, w: Window, axis: int, rank: int) -> GeometryError:
         message = (f"kernel {w.effective_kernel} does not fit{self._axis(axis, rank)}: the input is "
                    f"{w.size} with padding {w.pad_left}+{w.pad_right}, so D-F+2P = {w.span} is negative")
+        if w.rounding == "ceil":  # PyTorch's ceil_mode: one window may hang past the edge, by less than S
+            message += f" (rounding up lets one window hang past the edge by less than the stride {w.stride})"
         largest = (w.size + w.pad_left + w.pad_right - 1) // w.dilation + 1  # F_eff <= D + 2P
         return GeometryError(message, hint=self._fixes(w) or f"at most kernel {largest} fits here", field="kernel")
 
