@@ -194,12 +194,14 @@ def test_chains_reach_deep(rank, drawn_chains):
 
 @st.composite
 def graphs(draw):
-    """A random DAG: 'same' convolutions (some strided) and pools reading any earlier layer, adds of
+    """A random DAG: 'same' convolutions (some strided, some with a frozen bias, some applying an
+    earlier convolution's weights again with 'shares') and pools reading any earlier layer, adds of
     equal shapes, concats of equal spatial sizes; every layer nobody reads becomes an output.
     Shapes are tracked here with PyTorch's own rule for 'same' (out = ceil(D/S)) so merges are valid."""
     rank = draw(st.integers(1, 2))
     shapes = {"input": (draw(st.integers(1, 4)), *(draw(st.integers(4, 16)) for _ in range(rank)))}
     layers, read = [], set()
+    convs = {}  # name -> (input shape, its arguments as written, filters, stride): what a later conv may share
     for index in range(draw(st.integers(2, 8))):
         name = f"n{index}"
         choice = draw(st.sampled_from(["conv", "conv", "pool", "add", "concat"]))
@@ -220,9 +222,20 @@ def graphs(draw):
         stride = draw(st.integers(1, 2))
         spatial = tuple(-(-d // stride) for d in shapes[source][1:])
         if choice == "conv":
-            filters = draw(st.integers(1, 6))
-            layers.append(f"conv: {{filters: {filters}, kernel: {draw(st.integers(1, 4))}, stride: {stride}, "
-                          f"padding: same, inputs: {source}, name: {name}}}")
+            # the same module applied to another input of that shape ('same' padding fits one size)
+            twins = [n for n, twin in convs.items() if twin[0] == shapes[source]]
+            if twins and draw(st.booleans()):
+                owner = draw(st.sampled_from(twins))
+                _, arguments, filters, stride = convs[owner]
+                layers.append(f"conv: {{{arguments}, inputs: {source}, name: {name}, shares: {owner}}}")
+                spatial = tuple(-(-d // stride) for d in shapes[source][1:])
+            else:
+                filters = draw(st.integers(1, 6))
+                freeze = ", freeze: [bias]" if draw(st.booleans()) else ""
+                arguments = (f"filters: {filters}, kernel: {draw(st.integers(1, 4))}, stride: {stride}, "
+                             f"padding: same{freeze}")
+                layers.append(f"conv: {{{arguments}, inputs: {source}, name: {name}}}")
+                convs[name] = (shapes[source], arguments, filters, stride)
             shapes[name] = (filters, *spatial)
         else:
             kind = draw(st.sampled_from(["maxpool", "avgpool"]))
@@ -251,7 +264,7 @@ def test_graph_generator_is_not_vacuous():
     """The graphs it draws merge branches (add and concat), downsample and end in several outputs,
     and every one analyzes; a hand-written residual + concat graph of its form passes every layer."""
     graphs_drawn = drawn(graphs(), 100)
-    for feature in ("add: ", "concat: ", "stride: 2"):
+    for feature in ("add: ", "concat: ", "stride: 2", "shares: ", "freeze: "):
         assert sum(any(feature in layer for layer in layers) for _, layers, _ in graphs_drawn) >= 10, feature
     assert sum(len(outputs) > 1 for _, _, outputs in graphs_drawn) >= 10
     for shape, layers, outputs in graphs_drawn:
@@ -264,3 +277,10 @@ def test_graph_generator_is_not_vacuous():
     analysis = archcalc.analyze(archcalc.loads(spec_text((3, 9, 9), *layers)))
     assert analysis.output_shape == (5, 5, 5)
     assert verify(analysis, device="meta").ok
+    shared = ["conv: {filters: 3, kernel: 3, stride: 1, padding: same, freeze: [bias], inputs: input, name: n0}",
+              "conv: {filters: 3, kernel: 3, stride: 1, padding: same, freeze: [bias], inputs: n0, name: n1, "
+              "shares: n0}", "add: {inputs: [n0, n1], name: n2}"]
+    analysis = archcalc.analyze(archcalc.loads(spec_text((3, 9, 9), *shared)))
+    assert (analysis.totals.params, analysis.totals.trainable_params) == (84, 81)  # 3x3x3x3 + 3, bias frozen
+    result = verify(analysis, device="meta")
+    assert result.ok and (result.actual_params, result.actual_trainable) == (84, 81)

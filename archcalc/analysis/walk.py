@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from math import prod
 
 from ..choices import DTYPE_BYTES
 from ..errors import SpecError
 from ..gcpause import paused_gc
-from ..layers import Steps
+from ..layers import Steps, shape_text
+from ..layers.arguments import closest
 from ..spec import INPUT, Node, Spec
 
 
@@ -30,6 +32,7 @@ class LayerStats:
     size_terms: tuple          # how the output size follows (Layer.size_terms), for the views to word
     macs: int                  # multiply-accumulates, one sample (Layer.macs)
     flops: int                 # 2 x MACs + the layer's other operations, one sample (Layer.flops)
+    shares: str | None = None  # the layer whose parameters it uses: counted there, 0 here
 
     @property
     def name(self) -> str:
@@ -117,12 +120,15 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
         raise SpecError(f"batch must be >= 1, got {batch}")
     shapes = network_inputs(spec, input_shape)
     layers = []
+    owners = {}  # name -> stats, for the layers that share an earlier one's parameters
     error = None
     for node in spec.nodes:
         layer = as_analyzed(node.layer, rounding)
         inputs = tuple(shapes[name] for name in node.inputs)
         try:
             stats = _layer_stats(node, layer, inputs if layer.merges else inputs[0])
+            if node.shares is not None:
+                stats = shared(stats, owners[node.shares])
         except SpecError as exc:
             exc.located(node.location_of(exc.field), node.name)
             if not partial:
@@ -131,6 +137,7 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
             break
         layers.append(stats)
         shapes[node.name] = stats.output_shape
+        owners[node.name] = stats
     return Analysis(spec, next(iter(shapes.values())), batch, dtype, tuple(layers),
                     _totals(layers, batch, DTYPE_BYTES[dtype]), error)
 
@@ -265,9 +272,69 @@ def as_analyzed(layer, rounding: str | None):
 def _layer_stats(node: Node, layer, x: tuple) -> LayerStats:
     y = layer.output_shape(x)
     params = layer.params(x)
-    return LayerStats(node, layer, x, y, params, params if node.trainable else 0, layer.buffers(x),
+    trainable = params - frozen_params(node, layer, x) if node.trainable else 0
+    return LayerStats(node, layer, x, y, params, trainable, layer.buffers(x),
                       layer.neurons(x, y), layer.size_terms(x, y), layer.macs(x, y),
                       layer.flops(x, y))
+
+
+def frozen_params(node: Node, layer, x: tuple) -> int:
+    """The elements of the tensors named by 'freeze:', which must be the layer's own."""
+    if not node.frozen:
+        return 0
+    tensors = layer.tensors(x)
+    for name in node.frozen:
+        if name not in tensors:
+            raise SpecError(f"freeze: {layer.kind} has no tensor {name!r}" +
+                            (f" here (its tensors: {', '.join(tensors)})" if tensors else " (it has no parameters)"),
+                            hint=closest(name, tensors) if tensors else "remove 'freeze'", field="freeze")
+    return sum(prod(tensors[name]) for name in node.frozen)
+
+
+def _module(layer, x: tuple):
+    """The layer's PyTorch recipe (plain data, no torch): one module serves two layers only if
+    both would build it alike. None where PyTorch cannot build it (the backend says why)."""
+    try:
+        return layer.to_torch(x)
+    except SpecError:
+        return None
+
+
+def shared(stats: LayerStats, owner: LayerStats) -> LayerStats:
+    """A layer that uses ``owner``'s parameters (the same module, applied again): the same kind
+    and arguments, tensors of the same shapes, trained alike; its parameters and buffers are
+    counted once, at the owner, so here they are 0 (as torch's parameters() counts them)."""
+    node, layer = stats.node, stats.layer
+    if not owner.params and not owner.buffers:
+        return stats  # nothing to share (a block instance that shares another also has its relus)
+    where = f"{owner.name}, whose parameters it shares,"
+    if type(layer) is not type(owner.layer) or layer != owner.layer:
+        mine, theirs = layer.hyperparameters(), owner.layer.hyperparameters()
+        differ = [key for key in {**theirs, **mine} if mine.get(key) != theirs.get(key)]
+        detail = (f"{owner.name} is {owner.kind}" if layer.kind != owner.kind else
+                  "; ".join(f"{key} {theirs.get(key, 'default')} there, {mine.get(key, 'default')} here"
+                            for key in differ))
+        raise SpecError(f"shares: {owner.name} is not the same layer ({detail})",
+                        hint="a shared layer is the same module applied again: give it the same kind and "
+                             "arguments", field="shares")
+    mine, theirs = layer.tensors(stats.input_shape), owner.layer.tensors(owner.input_shape)
+    if mine != theirs:
+        shapes = "; ".join(f"{name} {'x'.join(map(str, theirs[name]))} there, {'x'.join(map(str, mine[name]))} "
+                           f"here" for name in theirs if mine.get(name) != theirs[name])
+        raise SpecError(f"shares: the input {shape_text(stats.input_shape)} gives other weight shapes than "
+                        f"{where} input {shape_text(owner.input_shape)} ({shapes})",
+                        hint="shared weights must have the same shapes: feed it what the shared layer reads",
+                        field="shares")
+    if _module(layer, stats.input_shape) != _module(owner.layer, owner.input_shape):
+        raise SpecError(f"shares: the module of {owner.name} is made for its input {shape_text(owner.input_shape)}; "
+                        f"on {shape_text(stats.input_shape)} it would compute something else than this layer",
+                        hint="'same' padding with a stride depends on the input size: give both layers inputs "
+                             "of one size, or explicit padding", field="shares")
+    if (node.trainable, node.frozen) != (owner.node.trainable, owner.node.frozen):
+        raise SpecError(f"shares: {where} is trained differently (trainable/freeze)",
+                        hint=f"one module has one setting: set 'trainable'/'freeze' on {owner.name} only, "
+                             f"or the same on both", field="shares")
+    return dataclasses.replace(stats, params=0, trainable_params=0, buffers=0, shares=owner.name)
 
 
 def _totals(layers: list, batch: int, size: int) -> Totals:

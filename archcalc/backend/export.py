@@ -73,19 +73,33 @@ def _header(plan: Plan) -> str:
 def _class(plan: Plan) -> str:
     lines = [f"class {plan.class_name}(nn.Module):",
              f"{INDENT}def __init__(self):", f"{INDENT * 2}super().__init__()"]
-    for step in plan.steps:
+    owning = [step for step in plan.steps if step.shares is None]  # a shared module is made once
+    for step in owning:
         lines.append(f"{INDENT * 2}self.{step.attribute} = {step.recipe.source()}")
-    for step in plan.steps:
+    for step in owning:
         if not step.stats.node.trainable:
             lines.append(f"{INDENT * 2}self.{step.attribute}.requires_grad_(False)  # trainable: false")
+        elif step.stats.node.frozen:
+            lines += [f"{INDENT * 2}self.{step.attribute}.get_parameter({path!r}).requires_grad_(False)  # freeze"
+                      for path in _frozen_paths(step)]
     variables = _variables(plan)
     arguments = ", ".join(variables[name] for name in plan.inputs)
     lines += ["", f"{INDENT}def forward(self, {arguments}):"]
     for step in plan.steps:
         reads = ", ".join(variables[name] for name in step.reads)
-        lines.append(f"{INDENT * 2}{variables[step.name]} = self.{step.attribute}({reads})")
+        lines.append(f"{INDENT * 2}{variables[step.name]} = self.{step.module}({reads})")
     lines.append(f"{INDENT * 2}return {', '.join(variables[name] for name in plan.outputs)}")
     return "\n".join(lines)
+
+
+def _frozen_paths(step) -> list:
+    """The paths of the frozen parameters inside the step's module (built on the meta device,
+    which allocates nothing, to read PyTorch's own names)."""
+    import torch
+
+    with torch.device("meta"):
+        module = modules.construct(step.recipe)
+    return [path for path, _ in modules.frozen_parameters(module, step.stats.node.frozen)]
 
 
 def _variables(plan: Plan) -> dict:

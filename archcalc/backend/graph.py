@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .modules import construct
+from .modules import construct, frozen_parameters
 from .plan import Plan, make_plan
 
 
@@ -20,12 +20,16 @@ class Network(nn.Module):
         self.output_names = tuple(plan.outputs)
         self.layer_names = tuple(step.name for step in plan.steps)
         for step in plan.steps:
+            if step.shares is not None:  # the shared layer's module, registered once, applied again
+                continue
             layer = construct(step.recipe)
             if not step.stats.node.trainable:
                 layer.requires_grad_(False)
+            for _, parameter in frozen_parameters(layer, step.stats.node.frozen):
+                parameter.requires_grad_(False)
             self.add_module(step.attribute, layer)
         # a plain list (not registered twice): the walk of forward, in spec order
-        self._walk = [(step.name, self._modules[step.attribute], step.reads, released)
+        self._walk = [(step.name, self._modules[step.module], step.reads, released)
                       for step, released in zip(plan.steps, plan.releases())]
 
     def forward(self, *inputs):

@@ -108,6 +108,14 @@ def resolve(name: str):
     return HELPERS[name]
 
 
+def frozen_parameters(module, names: tuple) -> list:
+    """[(path, parameter)] of ``module``'s parameters named in ``names`` ('freeze: [bias]'), by
+    their own name: 'bias' is '0.bias' in a conv followed by its activation, 'weight_ih_l0' is
+    'cell.weight_ih_l0' in a recurrent layer."""
+    return [(path, parameter) for path, parameter in module.named_parameters()
+            if path.rsplit(".", 1)[-1] in names]
+
+
 def construct(recipe):
     """The torch module (or whatever the constructor returns) a layers.recipe.Recipe describes."""
     from ..layers.recipe import Recipe

@@ -25,10 +25,16 @@ class Step:
     attribute: str      # the submodule's Python name (the spec's name, made an identifier)
     recipe: Recipe
     reads: tuple        # spec names of the values it reads: earlier layers or network inputs
+    shares: str | None = None  # the attribute of the module it applies again ('shares:'), not its own
 
     @property
     def name(self) -> str:
         return self.stats.name
+
+    @property
+    def module(self) -> str:
+        """The attribute of the module it calls: its own, or the shared layer's."""
+        return self.shares or self.attribute
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,10 @@ def make_plan(source, **analyze_options) -> Plan:
     inputs[next(iter(inputs))] = analysis.input_shape  # --input overrides the (single) input
     taken: set = set()
     variables = tuple(identifier(name, taken) for name in inputs)
-    steps = tuple(Step(stats, identifier(stats.name, taken), layer_recipe(stats),
-                       stats.node.inputs) for stats in analysis.layers)
+    attributes = {stats.name: identifier(stats.name, taken) for stats in analysis.layers}
+    steps = tuple(Step(stats, attributes[stats.name], layer_recipe(stats), stats.node.inputs,
+                       attributes[stats.shares] if stats.shares is not None else None)
+                  for stats in analysis.layers)
     return Plan(analysis, class_name(spec.name), inputs, variables, steps, spec.outputs)
 
 

@@ -254,13 +254,21 @@ def _run_checks(torch, model: Network, plan, inputs, keep_outputs: bool) -> tupl
         failure = f"layer {stuck.name}: PyTorch refused it: {str(exc).strip().splitlines()[0]}"
         results = None
     checks = [LayerCheck(step.name, _kind(step.stats.layer), tuple(step.stats.output_shape), shapes.get(step.name),
-                         step.stats.params, sum(p.numel() for p in model.submodule(step.name).parameters()))
-              for step in plan.steps]
+                         step.stats.params, _own_params(model, step)) for step in plan.steps]
     outputs = {}
     if results is not None and keep_outputs:
         results = results if isinstance(results, tuple) else (results,)
         outputs = {name: result[0].float().tolist() for name, result in zip(plan.outputs, results)}
     return checks, outputs, failure
+
+
+def _own_params(model: Network, step) -> int:
+    """The parameters of the step's module, or 0 when it is the very module of the layer it
+    shares (counted there, once, as model.parameters() does)."""
+    module = model.submodule(step.name)
+    if step.stats.shares is not None and module is model.submodule(step.stats.shares):
+        return 0
+    return sum(p.numel() for p in module.parameters())
 
 
 def measure(model, inputs: tuple, *, mode: str, iterations: int, warmup: int = WARMUP,

@@ -18,6 +18,7 @@ A new kind overrides only what differs from those defaults, each method one job:
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from math import prod
 from typing import ClassVar
@@ -97,9 +98,15 @@ class Layer:
     def output_shape(self, x: Shape) -> Shape:
         return x
 
+    def tensors(self, x: Shape) -> dict:
+        """The learnable tensors, {PyTorch's parameter name: shape}, in PyTorch's order
+        (conv: weight, bias). What ``freeze`` names and what ``shares`` compares. None by default."""
+        return {}
+
     def params(self, x: Shape) -> int:
-        """Learnable parameters (weights + biases), as PyTorch's parameters() counts them."""
-        return 0
+        """Learnable parameters (weights + biases), as PyTorch's parameters() counts them:
+        the elements of every tensor, sum(prod(shape))."""
+        return sum(prod(shape) for shape in self.tensors(x).values())
 
     def buffers(self, x: Shape) -> int:
         """Non-learned state stored with the model (BatchNorm's running mean and variance)."""
@@ -107,9 +114,9 @@ class Layer:
 
     def parameter_shapes(self, x: Shape) -> tuple:
         """The parameter tensors as PyTorch's module holds them: ((shape, how many), ...), their
-        elements summing to ``params``. Sharding needs them: FSDP splits each tensor on its first
-        axis (analysis/sharding.py). A kind with parameters overrides this."""
-        return ()
+        elements summing to ``params``: ``tensors`` grouped by shape, in order. Sharding needs
+        them: FSDP splits each tensor on its first axis (analysis/sharding.py)."""
+        return tuple(Counter(self.tensors(x).values()).items())
 
     def neurons(self, x: Shape, y: Shape) -> int:
         """Elements of this layer's output for one sample, if it creates new neurons."""

@@ -52,15 +52,10 @@ class Conv(Windowed):
         self._check_values(x)
         return (self.filters, *spatial)
 
-    def params(self, x: Shape) -> int:
-        kernel = axes(self.kernel, spatial_rank(x), "kernel")
-        return self.filters * (x[0] // self.groups) * prod(kernel) + (self.filters if self.bias else 0)
-
-    def parameter_shapes(self, x: Shape) -> tuple:
-        """weight [K, C/groups, *F], bias [K]."""
-        kernel = axes(self.kernel, spatial_rank(x), "kernel")
-        weight = ((self.filters, x[0] // self.groups, *kernel), 1)
-        return (weight, ((self.filters,), 1)) if self.bias else (weight,)
+    def tensors(self, x: Shape) -> dict:
+        """weight K x C/groups x F..., bias K (nn.ConvNd's)."""
+        weight = (self.filters, x[0] // self.groups, *axes(self.kernel, spatial_rank(x), "kernel"))
+        return {"weight": weight, "bias": (self.filters,)} if self.bias else {"weight": weight}
 
     def window_values(self, x: Shape) -> int:
         """C/groups x kernel volume: the inputs one output element is computed from."""

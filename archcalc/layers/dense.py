@@ -56,13 +56,10 @@ class Dense(Layer):
         linear = module("nn.Linear", x[-1], self.units, **options(bias=(bool(self.bias), True)))
         return preset(linear, self.weights, self.bias)
 
-    def params(self, x: Shape) -> int:
-        return x[-1] * self.units + (self.units if self.bias else 0)
-
-    def parameter_shapes(self, x: Shape) -> tuple:
-        """weight [units, in], bias [units]."""
-        weight = ((self.units, x[-1]), 1)
-        return (weight, ((self.units,), 1)) if self.bias else (weight,)
+    def tensors(self, x: Shape) -> dict:
+        """weight units x in, bias units (nn.Linear's)."""
+        weight = (self.units, x[-1])
+        return {"weight": weight, "bias": (self.units,)} if self.bias else {"weight": weight}
 
     def macs(self, x: Shape, y: Shape) -> int:
         """in x units (per step on a sequence): each output element sums ``in`` products."""

@@ -34,12 +34,9 @@ class BatchNorm(Layer):
         require_feature_map(x, self.kind)
         return x
 
-    def params(self, x: Shape) -> int:
-        return 2 * x[0] if self.affine else 0
-
-    def parameter_shapes(self, x: Shape) -> tuple:
-        """weight (gamma) and bias (beta), [C] each."""
-        return (((x[0],), 2),) if self.affine else ()
+    def tensors(self, x: Shape) -> dict:
+        """weight (gamma) and bias (beta), C each, when affine."""
+        return {"weight": (x[0],), "bias": (x[0],)} if self.affine else {}
 
     def buffers(self, x: Shape) -> int:
         return 2 * x[0]
@@ -76,12 +73,10 @@ class LayerNorm(Layer):
     def normalized_shape(self, x: Shape) -> tuple:
         return (x[-1],) if isinstance(x, Steps) else tuple(x)
 
-    def params(self, x: Shape) -> int:
-        return 2 * prod(self.normalized_shape(x)) if self.affine else 0
-
-    def parameter_shapes(self, x: Shape) -> tuple:
-        """weight (gamma) and bias (beta), each the normalised shape."""
-        return ((self.normalized_shape(x), 2),) if self.affine else ()
+    def tensors(self, x: Shape) -> dict:
+        """weight (gamma) and bias (beta) of the normalised shape each, when affine."""
+        shape = self.normalized_shape(x)
+        return {"weight": shape, "bias": shape} if self.affine else {}
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """5 per element, statistics computed on the fly (mean: 1 add; variance: a subtract and a

@@ -95,7 +95,8 @@ class Recurrent(Layer):
 
     def parameter_shapes(self, x: tuple) -> tuple:
         """Per layer and direction: weight_ih [G*H, in], weight_hh [G*H, H], and bias_ih, bias_hh
-        [G*H] (bias: single keeps bias_ih only), in = F for the first layer and H*directions above."""
+        [G*H] (bias: single keeps bias_ih only), in = F for the first layer and H*directions above
+        (in closed form, as ``params``: ``tensors`` names every layer's)."""
         rows, features = self.gates * self.hidden, self._sequence(x)[1]
         above = self.layers - 1
         shapes = [((rows, features), self.directions), ((rows, self.hidden), self.directions * self.layers),
@@ -103,6 +104,22 @@ class Recurrent(Layer):
         if above:
             shapes.insert(1, ((rows, self.hidden * self.directions), self.directions * above))
         return tuple((shape, count) for shape, count in shapes if count)
+
+    def tensors(self, x: tuple) -> dict:
+        """PyTorch's names and shapes, per layer l and direction: weight_ih_l{l} G*H x in,
+        weight_hh_l{l} G*H x H, bias_ih_l{l} and bias_hh_l{l} G*H (only bias_ih with a single
+        bias), '_reverse' for the backward direction. (``params`` keeps its closed form: this
+        lists every layer, and is asked only of a layer that shares or freezes tensors.)"""
+        found = {}
+        rows, features = self.gates * self.hidden, self._sequence(x)[1]
+        biases = ("bias_ih", "bias_hh")[:self.bias_vectors]
+        for layer in range(self.layers):
+            width = features if layer == 0 else self.hidden * self.directions
+            for suffix in ("", "_reverse")[:self.directions]:
+                found[f"weight_ih_l{layer}{suffix}"] = (rows, width)
+                found[f"weight_hh_l{layer}{suffix}"] = (rows, self.hidden)
+                found.update((f"{name}_l{layer}{suffix}", (rows,)) for name in biases)
+        return found
 
     def _bias_params(self) -> int:
         return self.layers * self.directions * self.gates * self.bias_vectors * self.hidden
@@ -200,12 +217,9 @@ class Embedding(Layer):
                             hint="a one-hot sequence {steps: T, features: V} goes straight to rnn/dense")
         return Steps((x.steps, self.dim))
 
-    def params(self, x: Shape) -> int:
-        return self.vocabulary * self.dim
-
-    def parameter_shapes(self, x: Shape) -> tuple:
-        """weight [V, E]."""
-        return (((self.vocabulary, self.dim), 1),)
+    def tensors(self, x: Shape) -> dict:
+        """weight V x E, the table."""
+        return {"weight": (self.vocabulary, self.dim)}
 
     def to_torch(self, x: Shape):
         return module("nn.Embedding", self.vocabulary, self.dim)

@@ -58,15 +58,10 @@ class ConvTranspose(Layer):
             spatial.append(out)
         return (self.filters, *spatial)
 
-    def params(self, x: Shape) -> int:
-        kernel = axes(self.kernel, spatial_rank(x), "kernel")
-        return x[0] * (self.filters // self.groups) * prod(kernel) + (self.filters if self.bias else 0)
-
-    def parameter_shapes(self, x: Shape) -> tuple:
-        """weight [C, K/groups, *F] (PyTorch's transposed layout), bias [K]."""
-        kernel = axes(self.kernel, spatial_rank(x), "kernel")
-        weight = ((x[0], self.filters // self.groups, *kernel), 1)
-        return (weight, ((self.filters,), 1)) if self.bias else (weight,)
+    def tensors(self, x: Shape) -> dict:
+        """weight C x K/groups x F..., bias K (nn.ConvTransposeNd's)."""
+        weight = (x[0], self.filters // self.groups, *axes(self.kernel, spatial_rank(x), "kernel"))
+        return {"weight": weight, "bias": (self.filters,)} if self.bias else {"weight": weight}
 
     def macs(self, x: Shape, y: Shape) -> int:
         """Input elements x (K/groups x kernel volume): each input value is spread by its filters."""

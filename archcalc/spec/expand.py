@@ -26,6 +26,7 @@ class Scope:
     last: str | None = None        # the latest layer written in this scope
     in_block: bool = False
     own_groups: int = 0            # repeats inside this scope (they number the names)
+    sharing: tuple[str, ...] = ()  # (this instance's prefix, the shared instance's prefix) under 'shares'
 
     @property
     def suffix(self) -> str:
@@ -34,7 +35,14 @@ class Scope:
     def within_repeat(self, label: str, iteration: int) -> Scope:
         """The same scope, one repeat deeper (names and counters shared with the parent)."""
         return Scope(self.prefix, self.group + ((label, iteration),), self.entry, self.params,
-                      self.counters, self.last, self.in_block, self.own_groups + 1)
+                      self.counters, self.last, self.in_block, self.own_groups + 1, self.sharing)
+
+    def shared_name(self, name: str) -> str | None:
+        """The layer whose parameters ``name`` uses when its block instance shares another's."""
+        if not self.sharing:
+            return None
+        mine, theirs = self.sharing
+        return theirs + name[len(mine):]
 
 
 class NodeBuilder:
@@ -50,6 +58,8 @@ class NodeBuilder:
         self.names: dict[str, Location] = {}
         # block instance name -> its last layer, which it outputs (None while it is being built)
         self.instances: dict[str, str | None] = {}
+        self.instance_kinds: dict[str, str] = {}  # block instance name -> its block
+        self.layers: dict[str, Node] = {}
         self.expressions = {} if expressions is None else expressions  # {location: '$c * 6'} substituted
         self.repeats = 0
         self.expanding: list[str] = []  # the blocks being expanded, outermost first
@@ -96,8 +106,9 @@ class NodeBuilder:
         try:
             layer, values = self._layer(entry, cls, own, implied, substituted=entry is not written)
             trainable = boolean(args.get("trainable", True))
+            frozen = _tensor_names(args["freeze"]) if "freeze" in args else ()
         except SpecError as exc:
-            field_name = exc.field or ("trainable" if "trainable" in args else None)
+            field_name = exc.field or next((key for key in ("trainable", "freeze") if key in args), None)
             where = field_locations.get(field_name, args_location)
             if exc.location is None and where in self.expressions and field_name in (*cls.spec_fields, *COMMON_KEYS):
                 # the value was computed: name its formula
@@ -116,7 +127,17 @@ class NodeBuilder:
                             hint="combine branches first with '- add: {inputs: [...]}' or "
                                  "'- concat: {inputs: [...]}'",
                             location=field_locations.get("inputs", args_location), layer=name)
-        self.nodes.append(Node(name, layer, location, field_locations, scope.group, trainable, inputs))
+        shares = scope.shared_name(name)
+        if "shares" in args:
+            shares = self._owner(args["shares"], scope, field_locations["shares"], name)
+        if shares is not None and shares not in self.layers:
+            raise SpecError(f"shares: {shares} does not exist, so {name} cannot use its parameters",
+                            hint="the shared block instance must have the same layers",
+                            location=field_locations.get("shares", location), layer=name)
+        shares = self.layers[shares].shares or shares if shares is not None else None  # the first owner
+        node = Node(name, layer, location, field_locations, scope.group, trainable, inputs, shares, frozen)
+        self.nodes.append(node)
+        self.layers[name] = node
         scope.last = name
 
     def _layer(self, entry: Any, cls: type[Layer], own: dict[Hashable, Any], implied: dict[Hashable, Any],
@@ -193,6 +214,37 @@ class NodeBuilder:
                         hint=f"{closest(ref, known + (['in'] if scope.in_block else list(self.network_inputs)))}; "
                              f"layers can only read layers written before them (no cycles); {extra}",
                         location=location, layer=name)
+
+    def _owner(self, ref: Any, scope: Scope, location: Location, name: str, block: str | None = None) -> str:
+        """The layer (or, for a block instance, the instance) named by 'shares:'."""
+        if not isinstance(ref, str):
+            raise SpecError(f"shares must be the name of an earlier {'block instance' if block else 'layer'}, "
+                            f"got {shown(ref)}", location=location, layer=name)
+        candidates = (scope.prefix + ref + scope.suffix, scope.prefix + ref, ref)
+        instance = next((c for c in candidates if c in self.instances and c != name), None)
+        if block is not None:
+            if instance is None or self.instance_kinds[instance] != block:
+                same = [n for n, kind in self.instance_kinds.items() if kind == block and n != name]
+                raise SpecError(f"shares: no earlier instance of block {block} is named {ref!r}",
+                                hint=(closest(ref, same) if same else f"write an instance of {block} first") +
+                                     "; a block instance shares another instance of the same block",
+                                location=location, layer=name)
+            return instance
+        if instance is not None and not any(c in self.layers for c in candidates):
+            raise SpecError(f"shares: {ref!r} is a block instance, not a layer",
+                            hint=f"share a whole instance from a block instance ('shares: {ref}' on it), "
+                                 f"or name one of its layers", location=location, layer=name)
+        if ref == name.removeprefix(scope.prefix):
+            raise SpecError(f"layer {name} cannot share its own parameters", hint="name an earlier layer",
+                            location=location, layer=name)
+        try:
+            owner = self._resolve(ref, scope, location, name)
+        except SpecError as exc:
+            exc.message = exc.message.replace("inputs: ", "shares: ", 1)
+            raise
+        if owner not in self.layers:
+            raise SpecError(f"shares: {owner!r} is a network input, not a layer", location=location, layer=name)
+        return owner
 
     def _split(self, entry: Any, location: Location) -> tuple[Any, Any, Location]:
         """(kind, args, location of args) from '- kind', '- kind: 3' or '- kind: {...}'."""
@@ -273,10 +325,10 @@ class NodeBuilder:
                 raise SpecError(f"block {kind} takes no parameters (got {args!r})", location=args_location)
             args = {param_names[0]: args}
         for key in args:
-            if key not in (*param_names, "name", "inputs"):
+            if key not in (*param_names, "name", "inputs", "shares"):
                 where = args.key_location(key) if isinstance(args, Mapping) else args_location
                 raise SpecError(f"unknown parameter '{key}' for block {kind}",
-                                hint=closest(key, [*param_names, "name", "inputs"]), location=where)
+                                hint=closest(key, [*param_names, "name", "inputs", "shares"]), location=where)
         params: Params = {}
         for key in param_names:  # a default may use the spec's params and the block's earlier ones
             if key in args:
@@ -290,6 +342,14 @@ class NodeBuilder:
         scope.counters[kind] = scope.counters.get(kind, 0) + 1
         instance = self._name(args, f"{kind}{scope.counters[kind]}", location, scope)
         self.instances[instance] = None  # reading the instance reads its last layer, known once it is built
+        self.instance_kinds[instance] = kind
+        sharing: tuple[str, ...] = ()
+        twin = scope.shared_name(instance)
+        if twin is not None:  # inside an instance that shares another, a nested instance shares its twin
+            sharing = (instance + ".", twin + ".")
+        if "shares" in args:
+            where = args.value_location("shares") if isinstance(args, Mapping) else args_location
+            sharing = (instance + ".", self._owner(args["shares"], scope, where, instance, kind) + ".")
         entry = self._inputs(args, scope, args.value_location("inputs") if isinstance(args, Mapping)
                              else args_location, instance)
         if len(entry) != 1:
@@ -301,7 +361,7 @@ class NodeBuilder:
                             f"blocks nest more than {MAX_BLOCK_NESTING} deep ({chain})",
                             hint="a block can use other blocks, never itself", location=location)
         inner = Scope(prefix=instance + ".", group=scope.group + ((instance, 0),), entry=entry[0],
-                       params={**self.spec_params, **params}, in_block=True)
+                       params={**self.spec_params, **params}, in_block=True, sharing=sharing)
         self.expanding.append(kind)
         self.build_all(definition.layers, inner)
         self.expanding.pop()
@@ -358,6 +418,16 @@ def check_keys(args: Any, allowed: tuple[str, ...], what: str, location: Locatio
     for key in required or allowed[:2]:
         if key not in args:
             raise SpecError(f"{what} needs '{key}'", hint=example, location=location)
+
+
+def _tensor_names(value: Any) -> tuple[str, ...]:
+    """'freeze: bias' or 'freeze: [weight, bias]': names of a layer's tensors (checked against its
+    kind once its input is known)."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise SpecError(f"freeze must name the layer's tensors, e.g. freeze: [bias], got {shown(value)}",
+                        field="freeze")
+    return tuple(dict.fromkeys(names))
 
 
 NAME_KEYS = ("name", "inputs", "outputs", "shares")  # their values are names: data, never arithmetic

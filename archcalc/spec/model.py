@@ -9,7 +9,7 @@ from ..layers import Layer
 
 TOP_LEVEL_KEYS = ("name", "description", "params", "input", "inputs", "defaults", "blocks", "layers",
                   "outputs")
-COMMON_KEYS = ("name", "trainable", "inputs")
+COMMON_KEYS = ("name", "trainable", "inputs", "shares", "freeze")
 INPUT = "input"  # the name by which layers refer to the network's input
 MAX_LAYERS = 200_000  # twice the largest benchmark; building that many takes seconds already
 MAX_VALUES = 2_000_000  # explicit weights and biases in all, copies counted: as many as a spec file may hold
@@ -27,6 +27,8 @@ class Node:
     group: tuple[tuple[str, int], ...] = ()  # enclosing repeats: ((label, iteration), ...), outermost first
     trainable: bool = True
     inputs: tuple[str, ...] = ()  # names of the layers (or "input") this one reads
+    shares: str | None = None  # the earlier layer whose parameters (the same module) this one uses
+    frozen: tuple[str, ...] = ()  # names of its tensors that are not trained ('freeze: [bias]')
 
     def location_of(self, field_name: str | None) -> Location:
         return self.field_locations.get(field_name, self.location)

@@ -86,6 +86,8 @@ def _explained(node: Node, layer, x: tuple, y: tuple | None, error: SpecError | 
         counts = layer.count_terms(x, y)
         steps += [*size_lines(layer.size_terms(x, y)), f"output {shape_text(y)}", params_line(counts),
                   neurons_line(layer, counts)]
+        if node.shares is not None and counts.params.value:
+            steps.insert(-1, f"  the weights of {node.shares}, applied again: counted there, once")
     elif isinstance(error, GeometryError):
         # the windows were built before they failed to tile: show the arithmetic that failed,
         # (9-5+2*0)/3+1 = 2.33 (a window's size rule needs no output shape); otherwise the

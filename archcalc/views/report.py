@@ -113,6 +113,10 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
             "macs": stats.macs,
             "flops": stats.flops,
         }
+        if stats.shares is not None:  # its parameters are counted at that layer, once
+            entry["shares"] = stats.shares
+        if stats.node.frozen:
+            entry["frozen"] = list(stats.node.frozen)
         if stats.name in changed:
             entry["params_at_spec_input"] = changed[stats.name]
         if extras.receptive_fields is not None:
@@ -223,11 +227,17 @@ def _rows(analysis: Analysis, name=escape.visible, extras: Extras | None = None)
         kind = stats.kind + (f" {stats.layer.activation}" if stats.layer.activation else "")
         reads = reads_text(stats, previous)
         row = ((name(stats.name) + " " + name(reads) if reads else name(stats.name)), kind,
-               shape_text(stats.output_shape), formula(stats.size_terms), f"{stats.params:,}", f"{stats.neurons:,}",
+               shape_text(stats.output_shape), formula(stats.size_terms), params_text(stats, name), f"{stats.neurons:,}",
                human_count(stats.macs),
                human_count(stats.flops))
         yield row + (field_text(fields[stats.name]) if fields is not None else ())
         previous = stats.name
+
+
+def params_text(stats, name=escape.visible) -> str:
+    """The params cell: the count, or 'shares conv1' for a layer that uses another's parameters
+    (counted there, once, as PyTorch counts a module applied twice)."""
+    return f"shares {name(stats.shares)}" if stats.shares is not None else f"{stats.params:,}"
 
 
 HEADERS = ("layer", "kind", "output", "(D-F+2P)/S+1", "params", "neurons", "MACs", "FLOPs")
@@ -339,10 +349,13 @@ def to_markdown(analysis: Analysis, baseline: Analysis | None = None, extras: Ex
 
 def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> str:
     """One row per layer, exact integers (MACs and FLOPs per sample); the receptive field's size,
-    jump and start per axis joined by 'x' with --receptive-field."""
+    jump and start per axis joined by 'x' with --receptive-field; a 'shares' column (the layer
+    whose parameters a layer uses, its own params then 0) when a layer shares weights."""
     fields = extras.receptive_fields if extras else None
+    sharing = any(stats.shares is not None for stats in analysis.layers)
     header = ["name", "kind", "output_shape", "params", "trainable_params", "neurons", "formula", "macs",
-              "flops"] + (["rf_size", "rf_jump", "rf_start"] if fields is not None else [])
+              "flops"] + (["rf_size", "rf_jump", "rf_start"] if fields is not None else []) + (
+              ["shares"] if sharing else [])
     rows = []
     for stats in analysis.layers:
         row = [stats.name, stats.kind, shape_text(stats.output_shape), stats.params, stats.trainable_params,
@@ -350,6 +363,8 @@ def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras 
         if fields is not None:
             row += ["x".join(str(getattr(axis, key)) for axis in fields[stats.name])
                     for key in ("size", "jump", "start")]
+        if sharing:
+            row.append(stats.shares or "")
         rows.append(row)
     return escape.csv_text(rows, header)
 
