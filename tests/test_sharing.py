@@ -267,3 +267,30 @@ def test_tensors_are_pytorchs_by_name(shape, layers):
         pytorch = {path.rsplit(".", 1)[-1]: tuple(p.shape) for path, p in
                    network.submodule(stats.name).named_parameters()}
         assert stats.layer.tensors(stats.input_shape) == pytorch, stats.name
+
+
+SHARDED = [
+    # name, spec text or file, params, trainable
+    ("siamese", None, 2_251_585, 2_251_585),
+    ("frozen bias", "input: [4]\nlayers:\n  - dense: {units: 3, freeze: [bias]}\n  - dense: {units: 2, trainable: false}\n",
+     23, 12),
+]
+
+
+@pytest.mark.parametrize("text,params,trainable", [case[1:] for case in SHARDED], ids=[case[0] for case in SHARDED])
+def test_sharding_holds_shared_tensors_once_and_trains_only_unfrozen_ones(text, params, trainable):
+    from archcalc.analysis.sharding import layout
+
+    analysis = siamese() if text is None else archcalc.analyze(archcalc.loads(text))
+    tensors = layout(analysis)
+
+    def elements(shapes) -> int:
+        total = 0
+        for shape, count in shapes:
+            size = count
+            for axis in shape:
+                size *= axis
+            total += size
+        return total
+    assert (elements(tensors.shapes), elements(tensors.trained_shapes)) == (params, trainable)
+    assert (analysis.totals.params, analysis.totals.trainable_params) == (params, trainable)

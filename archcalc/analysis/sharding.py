@@ -43,6 +43,7 @@ parameter per token).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from math import prod
@@ -175,7 +176,7 @@ def units(analysis: Analysis, names: tuple = ()) -> Units:
 
 
 def _unit(name: str, members: list) -> Unit:
-    shapes = tuple(pair for stats in members for pair in stats.layer.parameter_shapes(stats.input_shape))
+    shapes = tuple(pair for stats in members for pair in tensor_shapes(stats))
     return Unit(name, tuple(stats.name for stats in members), sum(stats.params for stats in members), shapes)
 
 
@@ -305,11 +306,22 @@ class Layout:
     trained_shapes: tuple    # those of the trainable layers
 
 
+def tensor_shapes(stats, trained: bool = False) -> tuple:
+    """A layer's parameter tensors ((shape, count), ...): none for a layer that shares another's
+    (they are that layer's); with ``trained``, only those it trains (not under trainable: false
+    or freeze)."""
+    if stats.shares is not None or (trained and not stats.trainable_params):
+        return ()
+    if trained and stats.node.frozen:
+        tensors = stats.layer.tensors(stats.input_shape)
+        return tuple(Counter(shape for name, shape in tensors.items() if name not in stats.node.frozen).items())
+    return stats.layer.parameter_shapes(stats.input_shape)
+
+
 def layout(analysis: Analysis, shard_units: tuple = ()) -> Layout:
-    def shapes(layers) -> tuple:
-        return tuple(pair for stats in layers for pair in stats.layer.parameter_shapes(stats.input_shape))
-    return Layout(units(analysis, shard_units), shapes(analysis.layers),
-                  shapes(stats for stats in analysis.layers if stats.trainable_params))
+    def shapes(trained: bool) -> tuple:
+        return tuple(pair for stats in analysis.layers for pair in tensor_shapes(stats, trained))
+    return Layout(units(analysis, shard_units), shapes(False), shapes(True))
 
 
 def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int | None = None,
