@@ -240,7 +240,8 @@ def test_exported_forward_reads_like_hand_written_code():
     source = export_source(SPECS / "course_padding.yaml")
     assert ("self.reflect = preset(nn.Conv1d(1, 1, 3, padding=1, bias=False, padding_mode='reflect'), "
             "weight=(0.1, 0.2, 0.3))") in source
-    assert "def forward(self, input):" in source and "reflect = self.reflect(input)" in source
+    # 'input' is a builtin: the variable takes PEP 8's trailing underscore
+    assert "def forward(self, input_):" in source and "reflect = self.reflect(input_)" in source
     assert "return valid, zeros, reflect, replicate" in source
     chain = export_source(SPECS / "lenet5.yaml")
     assert "        x = self.conv1(x)\n" in chain and "        return x\n" in chain

@@ -13,6 +13,7 @@ from .. import __version__
 from ..layers import shape_text
 from . import modules
 from .plan import Plan, make_plan
+from .tensors import check_tensor_sizes, sample_inputs
 
 INDENT = "    "
 
@@ -30,26 +31,41 @@ def render(plan: Plan) -> str:
 
 def export_checked(plan: Plan) -> str:
     """The source, after building it on the meta device and comparing its parameter count and
-    output shapes with the analyzer (an ArchcalcError if they differ: a bug in the backend)."""
+    output shapes with the analyzer (an ArchcalcError if they differ: a bug in the backend).
+
+    The check runs in eval mode, as a user would first run an exported model: in training mode
+    PyTorch refuses a batchnorm over a flat vector at this batch of 1."""
     import torch
 
     from ..errors import ArchcalcError
-    from .verification import sample_inputs
 
+    check_tensor_sizes(torch, plan, 1, torch.float32)
     source = render(plan)
     namespace: dict = {}
     exec(compile(source, f"<export of {plan.analysis.spec.path}>", "exec"), namespace)  # noqa: S102 (our own code)
-    with torch.device("meta"):
-        model = namespace[plan.class_name]()
-        outputs = model(*sample_inputs(torch, plan, 1, torch.float32, "meta", None))  # token ids stay integers
+    with torch.device("meta"):  # the class takes no device: build it under this default
+        model = namespace[plan.class_name]().eval()
+    inputs = sample_inputs(torch, plan, 1, torch.float32, "meta", None)  # token ids stay integers
+    try:
+        with torch.inference_mode():
+            outputs = model(*inputs)
+    except Exception as exc:  # noqa: BLE001 - a refusal by PyTorch is reported, not a crash
+        raise ArchcalcError(f"the exported code fails on PyTorch's meta device: "
+                            f"{str(exc).strip().splitlines()[0]}") from None
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     params = sum(p.numel() for p in model.parameters())
     shapes = [tuple(output.shape[1:]) for output in outputs]
-    expected = [tuple(plan.analysis.layer(name).output_shape) for name in plan.outputs]
+    expected = [tuple(shape) for shape in _output_shapes(plan)]
     if params != plan.analysis.totals.params or shapes != expected:
         raise ArchcalcError(f"the exported code disagrees with the analyzer: {params:,} parameters and "
                             f"outputs {shapes}, expected {plan.analysis.totals.params:,} and {expected}")
     return source
+
+
+def _output_shapes(plan: Plan) -> list:
+    """The analyzer's shape of each output, in forward's order (one pass, not a search per output)."""
+    shapes = {step.name: step.stats.output_shape for step in plan.steps}
+    return [shapes[name] for name in plan.outputs]
 
 
 def _header(plan: Plan) -> str:
@@ -58,7 +74,7 @@ def _header(plan: Plan) -> str:
     if spec.description:
         lines += [*textwrap.wrap(" ".join(spec.description.split()), 96), ""]
     inputs = ", ".join(f"{name} {shape_text(shape)}" for name, shape in plan.inputs.items())
-    outputs = ", ".join(f"{name} {shape_text(analysis.layer(name).output_shape)}" for name in plan.outputs)
+    outputs = ", ".join(f"{name} {shape_text(shape)}" for name, shape in zip(plan.outputs, _output_shapes(plan)))
     arguments = ["x"] if len(plan.inputs) == 1 else list(plan.input_variables)
     shapes = ", ".join(f"{argument}: ({', '.join(map(str, ('N', *shape)))})"
                        for argument, shape in zip(arguments, plan.inputs.values()))
@@ -66,7 +82,7 @@ def _header(plan: Plan) -> str:
               f"{analysis.totals.params:,} parameters. Needs only torch:", "",
               f"    model = {plan.class_name}()",
               f"    y = model({', '.join(arguments)})  # {shapes}, batch first"]
-    text = "\n".join(lines).replace("\\", "\\\\").replace('"""', '\\"\\"\\"')  # spec text, in a docstring
+    text = "\n".join(escaped(line) for line in lines).replace('"""', '\\"\\"\\"')  # spec text, in a docstring
     return f'"""{text}\n"""\n'
 
 
@@ -75,7 +91,8 @@ def _class(plan: Plan) -> str:
              f"{INDENT}def __init__(self):", f"{INDENT * 2}super().__init__()"]
     owning = [step for step in plan.steps if step.shares is None]  # a shared module is made once
     for step in owning:
-        lines.append(f"{INDENT * 2}self.{step.attribute} = {step.recipe.source()}")
+        named = "" if step.attribute == step.name else f"  # {escaped(step.name)}"
+        lines.append(f"{INDENT * 2}self.{step.attribute} = {step.recipe.source()}{named}")
     for step in owning:
         if not step.stats.node.trainable:
             lines.append(f"{INDENT * 2}self.{step.attribute}.requires_grad_(False)  # trainable: false")
@@ -100,6 +117,16 @@ def _frozen_paths(step) -> list:
     with torch.device("meta"):
         module = modules.construct(step.recipe)
     return [path for path, _ in modules.frozen_parameters(module, step.stats.node.frozen)]
+
+
+def escaped(text: str) -> str:
+    """Spec text made safe in a comment or a docstring line, and still readable: a backslash and
+    every unprintable character (newline, NUL, bidirectional overrides, lone surrogates) as its
+    Python escape, 'a\\nb' for a name holding a newline; letters of any script kept as they are."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(char if char.isprintable() and char != "\\" else char.encode("unicode_escape").decode("ascii")
+                   for char in text)
 
 
 def _variables(plan: Plan) -> dict:

@@ -5,6 +5,7 @@ from torch import nn
 
 from .modules import construct, frozen_parameters
 from .plan import Plan, make_plan
+from .tensors import check_tensor_sizes
 
 
 class Network(nn.Module):
@@ -15,10 +16,10 @@ class Network(nn.Module):
 
     def __init__(self, plan: Plan):
         super().__init__()
-        self.spec_name = plan.analysis.spec.name
-        self.input_names = tuple(plan.inputs)
-        self.output_names = tuple(plan.outputs)
-        self.layer_names = tuple(step.name for step in plan.steps)
+        # its own attributes start with '_' (no layer's attribute does: see plan.python_name)
+        self._spec_name = plan.analysis.spec.name
+        self._input_names = tuple(plan.inputs)
+        self._output_names = tuple(plan.outputs)
         for step in plan.steps:
             if step.shares is not None:  # the shared layer's module, registered once, applied again
                 continue
@@ -31,28 +32,29 @@ class Network(nn.Module):
         # a plain list (not registered twice): the walk of forward, in spec order
         self._walk = [(step.name, self._modules[step.module], step.reads, released)
                       for step, released in zip(plan.steps, plan.releases())]
+        self._by_name = {step.name: self._modules[step.module] for step in plan.steps}
 
     def forward(self, *inputs):
         return self.run(*inputs)
 
     def run(self, *inputs, observe=None):
         """forward, calling ``observe(layer name, output)`` after each layer."""
-        if len(inputs) != len(self.input_names):
-            raise TypeError(f"{self.spec_name} takes {len(self.input_names)} input(s) "
-                            f"({', '.join(self.input_names)}), got {len(inputs)}")
-        values = dict(zip(self.input_names, inputs))
+        if len(inputs) != len(self._input_names):
+            raise TypeError(f"{self._spec_name} takes {len(self._input_names)} input(s) "
+                            f"({', '.join(self._input_names)}), got {len(inputs)}")
+        values = dict(zip(self._input_names, inputs))
         for name, layer, reads, released in self._walk:
             values[name] = layer(*(values[read] for read in reads))
             if observe is not None:
                 observe(name, values[name])
             for gone in released:
                 del values[gone]
-        results = tuple(values[name] for name in self.output_names)
+        results = tuple(values[name] for name in self._output_names)
         return results[0] if len(results) == 1 else results
 
     def submodule(self, layer_name: str) -> nn.Module:
         """The module computing the spec's layer ``layer_name``."""
-        return self._walk[self.layer_names.index(layer_name)][1]
+        return self._by_name[layer_name]
 
 
 def build(source, *, device=None, dtype=None, seed: int | None = None, **analyze_options) -> Network:
@@ -61,10 +63,13 @@ def build(source, *, device=None, dtype=None, seed: int | None = None, **analyze
     import torch
 
     plan = make_plan(source, **analyze_options)
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    built_in = torch.get_default_dtype()  # then cast to dtype: the larger of the two must fit
+    check_tensor_sizes(torch, plan, None, max(built_in, dtype or built_in, key=lambda kind: kind.itemsize))
     if seed is not None:
         torch.manual_seed(seed)
     with torch.device(device or "cpu"):
         network = Network(plan)
     if dtype is not None:
-        network.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        network.to(dtype)
     return network

@@ -5,8 +5,10 @@ runnable model and the exported source are two readings of one plan.
 """
 from __future__ import annotations
 
+import functools
 import keyword
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +56,9 @@ class Plan:
             for name in step.reads:
                 last[name] = index
         done = [[] for _ in self.steps]
+        outputs = set(self.outputs)
         for name, index in last.items():
-            if name not in self.outputs:
+            if name not in outputs:
                 done[index].append(name)
         return [tuple(names) for names in done]
 
@@ -78,9 +81,9 @@ def make_plan(source, **analyze_options) -> Plan:
     spec = analysis.spec
     inputs = dict(spec.inputs) or {INPUT: spec.input_shape}
     inputs[next(iter(inputs))] = analysis.input_shape  # --input overrides the (single) input
-    taken: set = set()
-    variables = tuple(identifier(name, taken) for name in inputs)
-    attributes = {stats.name: identifier(stats.name, taken) for stats in analysis.layers}
+    names = identifiers([*inputs, *(stats.name for stats in analysis.layers)])
+    variables = tuple(names[:len(inputs)])
+    attributes = dict(zip((stats.name for stats in analysis.layers), names[len(inputs):]))
     steps = tuple(Step(stats, attributes[stats.name], layer_recipe(stats), stats.node.inputs,
                        attributes[stats.shares] if stats.shares is not None else None)
                   for stats in analysis.layers)
@@ -99,27 +102,73 @@ def layer_recipe(stats: LayerStats) -> Recipe:
     return recipe
 
 
-def identifier(name: str, taken: set) -> str:
-    """A Python name for a layer, unique in ``taken`` (which it joins): 'stage2.conv1' -> 'stage2_conv1'.
+def python_name(name: str) -> str:
+    """A valid Python identifier that reads like ``name``: 'stage2.conv1' -> 'stage2_conv1',
+    'a²' -> 'a2', 'ﬁlter' -> 'filter_', '__w' -> 'w', '2x' -> 'layer_2x', '卷积' -> 'layer'.
 
-    Avoids keywords and nn.Module's own attributes ('forward', 'training'...).
+    Names are data, never code: the spec name is decomposed (NFKD: ligatures and superscripts
+    become letters and digits, accents are dropped), every run of other characters becomes '_',
+    and leading underscores go (Python would mangle '__w' inside a class, and '_modules' is
+    nn.Module's own). ASCII only, so Python's NFKC folding of identifiers cannot merge two names.
+    A name the generated code or nn.Module already uses (keywords, builtins, 'forward',
+    'training', 'torch', 'x'...) gets a trailing '_'.
     """
+    text = re.sub(r"[^A-Za-z0-9_]+", "_", _decomposed(name)).lstrip("_") or "layer"
+    if text[0].isdigit():
+        text = f"layer_{text}"
+    return f"{text}_" if text in reserved_names() else text
+
+
+def identifiers(names) -> list[str]:
+    """``python_name`` of each name, made unique by a suffix where two meet ('a', 'a_2', 'a_3';
+    'filter_', 'filter_2').
+
+    build and export both take their attribute names from here, so their state dicts agree.
+    """
+    taken: set = set()
+    next_suffix: dict = {}  # per base name: where the search for a free suffix resumes (linear, not quadratic)
+    unique = []
+    for name in names:
+        base = candidate = python_name(name)
+        number = next_suffix.get(base, 2)
+        while candidate in taken:
+            candidate, number = f"{base.rstrip('_')}_{number}", number + 1
+        next_suffix[base] = number
+        taken.add(candidate)
+        unique.append(candidate)
+    return unique
+
+
+@functools.cache
+def reserved_names() -> frozenset:
+    """Identifiers a layer must not take: Python's keywords and builtins, every attribute of
+    nn.Module (class and instance: 'forward', 'to', 'training'), the Network's own methods, and
+    the names the exported file uses (torch, nn, its helpers, 'self', 'x' for chains)."""
+    import builtins
+
     from torch import nn
 
-    text = re.sub(r"\W", "_", name)
-    if not text or text[0].isdigit():
-        text = f"layer_{text}"
-    if keyword.iskeyword(text) or hasattr(nn.Module, text) or text in ("self", "x"):
-        text += "_"
-    candidate, number = text, 2
-    while candidate in taken:
-        candidate, number = f"{text}_{number}", number + 1
-    taken.add(candidate)
-    return candidate
+    from .modules import HELPERS
+
+    return frozenset({*keyword.kwlist, *dir(builtins), *dir(nn.Module), *vars(nn.Module()),
+                      *NETWORK_METHODS, *HELPERS, "torch", "nn", "self", "x"})
+
+
+# graph.Network's methods besides nn.Module's (its data attributes start with '_', which no identifier does)
+NETWORK_METHODS = ("run", "submodule")
 
 
 def class_name(name: str) -> str:
-    """'1D signal, D=9' -> 'Net1DSignalD9': CamelCase words, never starting with a digit."""
-    words = re.findall(r"[A-Za-z0-9]+", name)
+    """'1D signal, D=9' -> 'Net1DSignalD9': CamelCase words, ASCII (as python_name decomposes it),
+    'Net' in front of a digit or of a name taken ('none' -> 'NetNone', 'add' -> 'NetAdd')."""
+    words = re.findall(r"[A-Za-z0-9]+", _decomposed(name))
     text = "".join(word[0].upper() + word[1:] for word in words) or "Network"
-    return f"Net{text}" if text[0].isdigit() else text
+    return f"Net{text}" if text[0].isdigit() or text in reserved_names() else text
+
+
+def _decomposed(name: str) -> str:
+    """``name`` with Unicode's compatibility decomposition (NFKD: 'ﬁ' -> 'fi', '²' -> '2',
+    'é' -> 'e' + accent) and the accents dropped."""
+    if name.isascii():
+        return name
+    return "".join(char for char in unicodedata.normalize("NFKD", name) if not unicodedata.combining(char))

@@ -17,6 +17,7 @@ from ..units import human_bytes
 from . import require_torch
 from .graph import Network
 from .plan import make_plan
+from .tensors import check_tensor_sizes, sample_inputs
 
 TORCH_DTYPES = ("float32", "float16", "bfloat16", "float64")
 DEFAULT_ITERATIONS = {"cuda": 20, "cpu": 0, "meta": 0}  # cpu times only when asked
@@ -120,14 +121,23 @@ def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, ite
                          hint="use --device cpu")
     if values is not None and batch != 1:
         raise UsageError("--values", values, f"one sample, but --batch is {batch}", hint="drop --batch")
+    plan = make_plan(analysis)
+    dtype = getattr(torch, analysis.dtype)
+    check_tensor_sizes(torch, plan, batch, dtype)
     if target.type == "cpu":
         _check_fits(analysis, train)
-    plan = make_plan(analysis)
+    count = DEFAULT_ITERATIONS[target.type] if iterations is None else iterations
+    if train and count and target.type != "meta" and analysis.totals.trainable_params:
+        _check_trainable_at(plan, batch)
     torch.manual_seed(seed)
-    dtype = getattr(torch, analysis.dtype)
-    with torch.device(target):
-        model = Network(plan).to(dtype)
-    inputs = sample_inputs(torch, plan, batch, dtype, target, values)
+    try:
+        with torch.device(target):
+            model = Network(plan).to(dtype)
+        inputs = sample_inputs(torch, plan, batch, dtype, target, values)
+    except torch.cuda.OutOfMemoryError:
+        raise ArchcalcError(f"the device ran out of memory building the network and its batch of {batch:,} "
+                            f"(the analyzer predicts {human_bytes(analysis.totals.forward_bytes)})",
+                            hint="lower --batch, or --device meta to check shapes and counts only") from None
     checks, outputs, failure = _run_checks(torch, model, plan, inputs, keep_outputs=values is not None)
     parameters = list(model.parameters())
     notes = []
@@ -136,7 +146,6 @@ def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, ite
         if random:
             notes.append(f"random weights (seed {seed}) in {', '.join(random)}: give them 'weights' to "
                          f"reproduce worked examples")
-    count = DEFAULT_ITERATIONS[target.type] if iterations is None else iterations
     timings = ()
     if count and target.type == "meta":
         notes.append("no timing on the meta device: it computes nothing")
@@ -200,6 +209,19 @@ def _check_fits(analysis: Analysis, train: bool) -> None:
             hint="--device meta checks every shape and count without memory; or lower --batch")
 
 
+def _check_trainable_at(plan, batch: int) -> None:
+    """Refuse a training run at a batch PyTorch cannot train a layer at (Layer.training_batch),
+    before anything is built."""
+    for step in plan.steps:
+        stats = step.stats
+        need = stats.layer.training_batch(stats.input_shape)
+        if batch < need:
+            raise SpecError(f"PyTorch trains {stats.kind} on {shape_text(stats.input_shape)} only at batch {need} "
+                            f"or more, but --batch is {batch}",
+                            hint=f"use --batch {need}, or drop --train", location=stats.node.location,
+                            layer=stats.name)
+
+
 def _available_memory() -> int | None:
     """Bytes the OS can give without swapping: Linux's MemAvailable, else the free pages."""
     try:
@@ -213,25 +235,6 @@ def _available_memory() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return None
-
-
-def sample_inputs(torch, plan, batch: int, dtype, device, values) -> tuple:
-    """One tensor per network input: ``values`` for a single input, else what its first reader
-    accepts (Layer.sample_input)."""
-    def sample(name, shape, batch, device):
-        reader = next((step.stats.layer for step in plan.steps if name in step.reads), None)
-        if reader is None:  # an input no layer reads still takes an argument
-            return torch.randn((batch, *shape), dtype=dtype, device=device)
-        return reader.sample_input(shape, batch, dtype, device)
-
-    if values is not None:
-        if len(plan.inputs) != 1:
-            raise SpecError(f"--values fills one input, but this network has {len(plan.inputs)} "
-                            f"({', '.join(plan.inputs)})")
-        name, shape = next(iter(plan.inputs.items()))
-        kind = sample(name, shape, 1, "meta").dtype  # token ids stay integers
-        return (torch.tensor(values, dtype=kind, device=device).reshape(1, *shape),)
-    return tuple(sample(name, shape, batch, device) for name, shape in plan.inputs.items())
 
 
 def _run_checks(torch, model: Network, plan, inputs, keep_outputs: bool) -> tuple:

@@ -6,6 +6,7 @@ rejected by comparing against those fields, with the closest valid key suggested
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import MISSING, field
 
 from ..errors import SpecError
@@ -108,9 +109,16 @@ def boolean(value):
 
 
 def number(value):
-    """A number (integer or decimal)."""
+    """A finite number (integer or decimal): not nan, not infinite, not an integer beyond a
+    decimal's range (PyTorch reads these arguments as floats)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(f"must be a number, got {shown(value)} ({_kind_of(value)})")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite:
+        raise SpecError(f"must be a finite number, got {shown(value)}")
     return value
 
 

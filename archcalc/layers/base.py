@@ -216,6 +216,10 @@ class Layer:
 
         return torch.randn((batch, *x), dtype=dtype, device=device)
 
+    def training_batch(self, x: Shape) -> int:
+        """The smallest batch at which PyTorch trains this layer on the per-sample input ``x``: 1."""
+        return 1
+
 
 @dataclass(frozen=True)
 class Label:

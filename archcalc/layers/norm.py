@@ -57,6 +57,12 @@ class BatchNorm(Layer):
         return module(f"nn.BatchNorm{max(spatial_rank(x), 1)}d", x[0],
                       **options(eps=(self.eps, 1e-5), momentum=(self.momentum, 0.1), affine=(self.affine, True)))
 
+    def training_batch(self, x: Shape) -> int:
+        """2 where a sample holds one value per channel ([F], [C, 1], [C, 1, 1]): training normalises
+        each channel by the statistics of batch x spatial values, and PyTorch refuses a single one
+        ("Expected more than 1 value per channel when training")."""
+        return 1 if prod(x[1:]) > 1 else 2
+
 
 @register("layernorm", prefix="ln")
 @dataclass(frozen=True, kw_only=True)
