@@ -74,15 +74,19 @@ def child_env() -> dict:
 
 # A forked child's peak memory counts its parent's pages from before exec, so every command is
 # started by this small harness (python -S, ~8 MB) rather than by the benchmark itself.
+# With a timeout, the harness kills the command when it runs past it (its exit code is then -9).
 HARNESS = """
-import json, os, resource, sys, time
-report, limit, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+import json, os, resource, signal, sys, time
+report, limit, timeout, argv = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
 start = time.perf_counter()
 pid = os.fork()
 if pid == 0:
     if limit:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     os.execvp(argv[0], argv)
+if timeout:
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(pid, signal.SIGKILL))
+    signal.setitimer(signal.ITIMER_REAL, timeout)
 _, status, usage = os.wait4(pid, 0)
 with open(report, "w") as handle:
     json.dump({"wall": time.perf_counter() - start, "cpu": usage.ru_utime + usage.ru_stime,
@@ -90,11 +94,12 @@ with open(report, "w") as handle:
 """
 
 
-def timed(argv: list, limit: int = 0) -> dict:
-    """One cold process: wall and CPU (user + system) seconds, peak resident kB, exit code, output."""
+def timed(argv: list, limit: int = 0, timeout: float = 0) -> dict:
+    """One cold process: wall and CPU (user + system) seconds, peak resident kB, exit code, output;
+    killed after ``timeout`` seconds if given (exit code -9)."""
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
-        done = subprocess.run([sys.executable, "-S", "-c", HARNESS, str(report), str(limit), *argv],
+        done = subprocess.run([sys.executable, "-S", "-c", HARNESS, str(report), str(limit), str(timeout), *argv],
                               capture_output=True, env=child_env(), cwd=ROOT)
         return {**json.loads(report.read_text()), "out": done.stdout.decode(errors="replace"),
                 "err": done.stderr.decode(errors="replace")}
