@@ -6,6 +6,7 @@ import keyword
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -273,3 +274,33 @@ def test_largest_tensor_is_pytorchs():
     assert verify(analyze(spec_text([fits], "relu")), device="meta").ok
     with pytest.raises(SpecError, match="more than PyTorch's largest tensor"):
         verify(analyze(spec_text([over], "relu")), device="meta")
+
+
+# --- runaway work: cost per layer stays flat ------------------------------------------------------
+
+def _cpu_seconds(work) -> float:
+    start = time.process_time()
+    work()
+    return time.process_time() - start
+
+
+def _chain(layers: int, layer: str, shape: str):
+    return analyze(f"input: {shape}\nlayers:\n  - repeat: {{times: {layers}, layers: [{layer}]}}\n")
+
+
+@pytest.mark.slow
+def test_run_100000_relus_is_linear():
+    """run looked up each layer's module by searching the layer names: 207 s at 100,000 relus.
+    Four times the layers must cost about four times the CPU (quadratic work would cost 16)."""
+    small, large = _chain(10_000, "relu", "[4]"), _chain(40_000, "relu", "[4]")
+    ratio = _cpu_seconds(lambda: verify(large, device="cpu")) / _cpu_seconds(lambda: verify(small, device="cpu"))
+    assert ratio < 6, ratio
+
+
+@pytest.mark.slow
+def test_export_200000_convs_is_linear():
+    small = _chain(5_000, "conv: {filters: 1, kernel: 1}", "[1, 4, 4]")
+    large = _chain(20_000, "conv: {filters: 1, kernel: 1}", "[1, 4, 4]")
+    ratio = (_cpu_seconds(lambda: export_checked(make_plan(large))) /
+             _cpu_seconds(lambda: export_checked(make_plan(small))))
+    assert ratio < 6, ratio

@@ -10,6 +10,7 @@ import textwrap
 from collections import Counter
 
 from .. import __version__
+from ..gcpause import paused_gc
 from ..layers import shape_text
 from . import modules
 from .plan import Plan, make_plan
@@ -18,6 +19,7 @@ from .tensors import check_tensor_sizes, sample_inputs
 INDENT = "    "
 
 
+@paused_gc
 def export_source(source, **analyze_options) -> str:
     """Python source of one nn.Module class, constructible with no arguments."""
     return render(make_plan(source, **analyze_options))
@@ -29,6 +31,7 @@ def render(plan: Plan) -> str:
     return _header(plan) + "\nimport torch\nfrom torch import nn\n\n\n" + "\n\n\n".join(blocks) + "\n"
 
 
+@paused_gc
 def export_checked(plan: Plan) -> str:
     """The source, after building it on the meta device and comparing its parameter count and
     output shapes with the analyzer (an ArchcalcError if they differ: a bug in the backend).

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..gcpause import paused_gc
 from .modules import construct, frozen_parameters
 from .plan import Plan, make_plan
 from .tensors import check_tensor_sizes
@@ -57,6 +58,7 @@ class Network(nn.Module):
         return self._by_name[layer_name]
 
 
+@paused_gc
 def build(source, *, device=None, dtype=None, seed: int | None = None, **analyze_options) -> Network:
     """Network for a spec path, Spec or Analysis, on ``device`` (built there: 'meta' allocates
     nothing), cast to ``dtype`` (a torch dtype or its name) when given."""

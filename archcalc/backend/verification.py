@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from ..analysis import Analysis
 from ..errors import ArchcalcError, SpecError, UsageError
+from ..gcpause import paused_gc
 from ..layers import shape_text
 from ..units import human_bytes
 from . import require_torch
@@ -100,6 +101,7 @@ class Verification:
         return not self.disagreements
 
 
+@paused_gc
 def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, iterations: int | None = None,
            warmup: int = WARMUP, values=None, seed: int = 0, progress=None) -> Verification:
     """Build the analyzed spec in PyTorch on ``device`` (auto: CUDA if present, else CPU; meta:
