@@ -5,9 +5,9 @@
 
 Two networks, each a `repeat` of one layer (the spec stays under 100 bytes at any size): relus
 over a vector [4], and 1x1 convs with one filter over [1, 4, 4]. At 10 to 200,000 layers, each
-of `inspect`, `run --device meta`, `export`, `solve` and `render -o x.dot` runs once as a cold
-process (bench.py's harness: wall and CPU seconds, peak memory), killed past --timeout; a
-command that times out is not tried at larger sizes. The growth exponent k of cpu ~ layers^k is
+of `inspect`, `run --device meta` (its table, and -f json), `export`, `solve` and
+`render -o x.dot` runs once as a cold process (bench.py's harness: wall and CPU seconds, peak
+memory), killed past --timeout; a command that times out is not tried at larger sizes. The growth exponent k of cpu ~ layers^k is
 the least-squares slope in log-log over the sizes from 10,000 up (below, start-up dominates):
 1 is linear, 2 quadratic. The cost per layer is (cpu at the largest size - cpu at 10) / layers.
 """
@@ -26,6 +26,7 @@ LAYER_COUNTS = (10, 100, 1_000, 10_000, 100_000, 200_000)
 NETWORKS = {"relu": ("[4]", "relu"), "conv 1x1": ("[1, 4, 4]", "conv: {filters: 1, kernel: 1}")}
 COMMANDS = {"inspect": ["inspect", "{spec}"],
             "run --device meta": ["run", "{spec}", "--device", "meta"],
+            "run --device meta -f json": ["run", "{spec}", "--device", "meta", "-f", "json"],
             "export": ["export", "{spec}", "-o", "{work}/model.py"],
             "solve": ["solve", "{spec}"],
             "render -o x.dot": ["render", "{spec}", "-o", "{work}/x.dot"]}
