@@ -118,7 +118,8 @@ def number(value):
     except OverflowError:  # an int too large for a float
         finite = False
     if not finite:
-        raise SpecError(f"must be a finite number, got {shown(value)}")
+        raise SpecError(f"must be a finite number, got {shown(value)}",
+                        hint="YAML reads .nan, .inf and 1e400 as not-a-number and infinity; write a decimal such as 0.5")
     return value
 
 
