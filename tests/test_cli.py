@@ -98,7 +98,8 @@ ERRORS = [
     ("input: [3, 8, 8]\nlayers:\n  - !!python/object:os.system {}\n",
      "3:5: error: YAML tag !!python/object:os.system is not allowed in a spec", "plain data"),
     ("input: [8, 4, 4]\nlayers:\n  - conv: {filters: 4, kernel: 1, name: a}\n  - add: {inputs: [a, input]}\n",
-     "4:19: error: layer add1: add needs inputs of one shape, got 4x4x4 and 8x4x4", "projection"),
+     "4:19: error: layer add1: add needs shapes that broadcast (each axis equal, or 1 in one of them), got 4x4x4 "
+     "and 8x4x4", "projection"),
     ("input: [8]\nlayers:\n  - dense: {units: 4, name: a}\n  - dense: {units: 2, inputs: input}\n",
      "3:5: error: layer a: the output of layer a is never used", "outputs:"),
 ]

@@ -104,6 +104,10 @@ RULES = [
     # rnn: every step multiplies W_ih (10x20) and W_hh (20x20); 2 bias vectors of 20 added per step
     ("rnn: 20", {"steps": 7, "features": 10}, 7 * (20 * 10 + 20 * 20), 2 * 7 * 600 + 7 * 40),
     ("embedding: {vocabulary: 1000, dim: 64}", {"steps": 12}, 0, 0),          # a lookup
+    # --- issue 13 (kinds-a): n-1 operations per element for n inputs, one multiply per scaled element ---
+    ("multiply: {inputs: [input, input, input]}", (8, 4, 4), 0, 2 * 128),
+    ("subtract: {inputs: [input, input]}", (8, 4, 4), 0, 128),
+    ("scale: 0.5", (96, 7, 7), 0, 96 * 49),
 ]
 
 

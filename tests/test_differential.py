@@ -204,21 +204,28 @@ def graphs(draw):
     convs = {}  # name -> (input shape, its arguments as written, filters, stride): what a later conv may share
     for index in range(draw(st.integers(2, 8))):
         name = f"n{index}"
-        choice = draw(st.sampled_from(["conv", "conv", "pool", "add", "concat"]))
+        choice = draw(st.sampled_from(["conv", "conv", "pool", "gate", "add", "multiply", "subtract", "concat"]))
         names = list(shapes)
-        if choice in ("add", "concat"):
+        if choice in ("add", "multiply", "subtract", "concat"):
             first = draw(st.sampled_from(names))
-            match = [n for n in names if n != first and (shapes[n] == shapes[first] if choice == "add"
-                                                         else shapes[n][1:] == shapes[first][1:])]
+            match = [n for n in names if n != first and (shapes[n][1:] == shapes[first][1:] if choice == "concat"
+                                                         else broadcasts(shapes[n], shapes[first]))]
             if match:
                 second = draw(st.sampled_from(match))
-                channels = shapes[first][0] + (shapes[second][0] if choice == "concat" else 0)
+                if choice == "concat":
+                    shapes[name] = (shapes[first][0] + shapes[second][0], *shapes[first][1:])
+                else:  # element-wise, broadcast: a gate [C, 1, 1] stretches over a map
+                    shapes[name] = tuple(max(a, b) for a, b in zip(shapes[first], shapes[second]))
                 layers.append(f"{choice}: {{inputs: [{first}, {second}], name: {name}}}")
-                shapes[name] = (channels, *shapes[first][1:])
                 read |= {first, second}
                 continue
             choice = "conv"
         source = draw(st.sampled_from(names))
+        if choice == "gate":  # squeeze-excitation's squeeze: [C, 1, ...]
+            layers.append(f"adaptiveavgpool: {{output: 1, inputs: {source}, name: {name}}}")
+            shapes[name] = (shapes[source][0], *(1 for _ in shapes[source][1:]))
+            read.add(source)
+            continue
         stride = draw(st.integers(1, 2))
         spatial = tuple(-(-d // stride) for d in shapes[source][1:])
         if choice == "conv":
@@ -247,6 +254,11 @@ def graphs(draw):
     return shapes["input"], layers, outputs
 
 
+def broadcasts(a: tuple, b: tuple) -> bool:
+    """PyTorch's rule, one rank: on each axis equal sizes, or 1 in one of them."""
+    return all(x == y or 1 in (x, y) for x, y in zip(a, b))
+
+
 @pytest.mark.slow
 @SETTINGS
 @given(graphs())
@@ -261,15 +273,21 @@ def test_random_graphs_agree_with_pytorch_layer_by_layer(graph):
 
 
 def test_graph_generator_is_not_vacuous():
-    """The graphs it draws merge branches (add and concat), downsample and end in several outputs,
-    and every one analyzes; a hand-written residual + concat graph of its form passes every layer."""
+    """The graphs it draws merge branches (add, multiply, subtract, concat; element-wise merges of
+    two shapes, broadcast), downsample and end in several outputs, and every one analyzes; a
+    hand-written residual + concat graph of its form passes every layer."""
     graphs_drawn = drawn(graphs(), 100)
-    for feature in ("add: ", "concat: ", "stride: 2", "shares: ", "freeze: "):
+    for feature in ("add: ", "multiply: ", "subtract: ", "concat: ", "adaptiveavgpool: ", "stride: 2", "shares: ",
+                    "freeze: "):
         assert sum(any(feature in layer for layer in layers) for _, layers, _ in graphs_drawn) >= 10, feature
     assert sum(len(outputs) > 1 for _, _, outputs in graphs_drawn) >= 10
+    broadcast = 0
     for shape, layers, outputs in graphs_drawn:
         analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers) + f"outputs: [{', '.join(outputs)}]\n"))
         assert len(analysis.layers) == len(layers)
+        broadcast += any(stats.kind in ("add", "multiply", "subtract") and len(set(stats.input_shape)) > 1
+                         for stats in analysis.layers)
+    assert broadcast >= 10
     layers = ["conv: {filters: 3, kernel: 3, stride: 1, padding: same, inputs: input, name: n0}",
               "add: {inputs: [n0, input], name: n1}", "conv: {filters: 2, kernel: 1, stride: 2, padding: same, "
               "inputs: n1, name: n2}", "maxpool: {kernel: 3, stride: 2, padding: same, inputs: n1, name: n3}",

@@ -83,7 +83,7 @@ BAD_GRAPHS = [
     ("input: [4]\nlayers:\n  - dense: {units: 2, name: a}\n  - dense: {units: 3, inputs: [a, input]}\n",
      "dense reads one input, but 2 are given (a, input)", "add"),
     ("input: [4]\nlayers:\n  - dense: {units: 2, name: a}\n  - add: {inputs: [a, input]}\n",
-     "add needs inputs of one shape, got 2 and 4", "projection"),
+     "add needs shapes that broadcast (each axis equal, or 1 in one of them), got 2 and 4", "projection"),
     ("input: [4]\nblocks:\n  b: {params: {units: null}, layers: [dense: $unit]}\nlayers:\n  - b: 3\n",
      "unknown parameter $unit", "did you mean '$units'?"),
     ("input: [4]\nblocks:\n  b: {params: {units: null}, layers: [dense: $units]}\nlayers:\n  - b: {unit: 3}\n",

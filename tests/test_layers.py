@@ -59,6 +59,14 @@ LAYER_TABLE = [
     ("convtranspose", "upconv: {filters: 4, kernel: 3, stride: 2, padding: 1, output_padding: 1, groups: 2}",
      (6, 7, 9), (4, 14, 18), 112),
     ("upsample", "upsample: 2", (8, 5, 7), (8, 10, 14), 0),
+    # --- issue 13, element-wise merges and learned tensors (kinds-a) ---
+    # broadcasting itself: tests/test_elementwise.py against torch.broadcast_shapes
+    ("multiply", "multiply: {inputs: [input, input, input]}", (8, 4, 4), (8, 4, 4), 0),
+    ("subtract", "subtract: {inputs: [input, input]}", {"steps": 5, "features": 3}, (5, 3), 0),
+    # torchvision's ConvNeXt layer_scale: nn.Parameter(torch.ones(dim, 1, 1) * 1e-6), 96 in stage 1
+    ("scale", "scale: 1.0e-6", (96, 56, 56), (96, 56, 56), 96),
+    ("scale", "scale", {"steps": 7, "features": 10}, (7, 10), 10),
+    # --- end kinds-a merges ---
 ]
 
 

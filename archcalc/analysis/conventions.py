@@ -57,7 +57,7 @@ def conventions(dtype: str, batch: int) -> dict[str, str]:
         "macs": f"multiply-accumulates of {', '.join(kinds_with_macs())} layers, per sample (conv: output "
                 "elements x C/groups x kernel volume; dense: in x out); no bias: torchvision's 'GFLOPS'",
         "flops": "per sample: 2 x MACs + 1 per bias add and per activation element, pools 1 per value "
-                 "read, batchnorm 2 per element, add n-1 per element (README: every rule)",
+                 "read, batchnorm 2 per element, add/multiply/subtract n-1 per element (README: every rule)",
     }
 
 

@@ -19,6 +19,23 @@ class Add(nn.Module):
         return total
 
 
+class Multiply(nn.Module):
+    """Element-wise product of the inputs, y = a * b * ... (squeeze-excitation's gate)."""
+
+    def forward(self, *inputs):
+        product = inputs[0]
+        for other in inputs[1:]:
+            product = product * other
+        return product
+
+
+class Subtract(nn.Module):
+    """Element-wise difference of two inputs, y = a - b."""
+
+    def forward(self, a, b):
+        return a - b
+
+
 class Concat(nn.Module):
     """The inputs joined along one tensor dimension (1 = channels, after the batch)."""
 
@@ -97,8 +114,21 @@ class RepeatVector(nn.Module):
         return f"steps={self.steps}"
 
 
+class Scale(nn.Module):
+    """A learned factor per channel, y = weight * x (ConvNeXt's layer scale gamma * x): weight is
+    [C, 1, ...] on a feature map, [F] on a sequence's or a vector's features."""
+
+    def __init__(self, shape, init=1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full(shape, float(init)))
+
+    def forward(self, x):
+        return self.weight * x
+
+
 # Recipes name a helper by its Python name; add new helpers here.
-HELPERS = {helper.__name__: helper for helper in (Add, Concat, preset, Recurrent, single_bias, RepeatVector)}
+HELPERS = {helper.__name__: helper for helper in (Add, Multiply, Subtract, Concat, preset, Recurrent, single_bias,
+                                                  RepeatVector, Scale)}
 
 
 def resolve(name: str):

@@ -1,8 +1,10 @@
-"""Layers that join branches: add (residual connections) and concat (Inception, U-Net)."""
+"""Layers that join branches: element-wise add (residual connections), multiply (gates) and
+subtract, which broadcast; concat (Inception, U-Net)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
+from typing import ClassVar
 
 from ..errors import SpecError
 from .arguments import arg, non_negative_int
@@ -11,35 +13,86 @@ from .recipe import module
 from .terms import Joined
 
 
-@register("add")
 @dataclass(frozen=True, kw_only=True)
-class Add(Layer):
-    """Element-wise sum of branches of identical shape (ResNet's shortcut): y = a + b + ...
-
-    0 params; its output elements count as neurons (new values, like a pool's).
-    """
+class Elementwise(Layer):
+    """Branches combined element by element, their shapes broadcast as PyTorch broadcasts them
+    (``broadcast``): y = a op b op ... ; 0 params; the output elements count as neurons (new
+    values, like a pool's). FLOPs: n-1 per output element for n inputs (one operation each)."""
 
     merges = True
+    arity: ClassVar[int | None] = None  # exactly this many inputs; None: two or more
+    helper: ClassVar[str]               # the module of backend/modules.py that computes it
+    example: ClassVar[str]              # a spec line for the hint
+    mismatch: ClassVar[str]             # the hint when the shapes do not broadcast
 
     def output_shape(self, x: tuple) -> tuple:
-        if len(x) < 2:
-            raise SpecError("add needs at least two inputs", field="inputs",
-                            hint="e.g. add: {inputs: [conv3, shortcut]}")
-        first = x[0]
-        for other in x[1:]:
-            if other != first:
-                raise SpecError(f"add needs inputs of one shape, got {shape_text(first)} and "
-                                f"{shape_text(other)}", field="inputs",
-                                hint="make the shortcut match: a 1x1 conv with the same filters and stride "
-                                     "(ResNet's projection)")
-        return first
+        if len(x) < 2 or (self.arity is not None and len(x) != self.arity):
+            wanted = f"exactly {self.arity}" if self.arity else "at least two"
+            raise SpecError(f"{self.kind} needs {wanted} inputs, got {len(x)}", field="inputs",
+                            hint=f"e.g. {self.kind}: {{{self.example}}}")
+        return broadcast(x, self.kind, self.mismatch)
 
     def extra_flops(self, x: tuple, y: tuple) -> int:
-        """n inputs: n-1 additions per output element."""
+        """n inputs: n-1 operations per output element."""
         return (len(x) - 1) * prod(y)
 
+    def receptive_field(self, x: tuple, y: tuple, field):
+        """The union of the inputs' fields (``field``): a value stretched along an axis (a gate of
+        [C, 1, 1]) reaches every output position, with the field it has."""
+        return field
+
     def to_torch(self, x: tuple):
-        return module("Add")
+        return module(self.helper)
+
+
+def broadcast(shapes: tuple, kind: str, hint: str) -> tuple:
+    """The shape of an element-wise result, as PyTorch broadcasts: on each axis the sizes are
+    equal, or 1 in some inputs, stretched to the others' ([C, 1, 1] * [C, H, W] -> [C, H, W]).
+
+    The per-sample shapes must have one rank: the batch axis leads every tensor, so PyTorch would
+    align a [C] against the last axis of a [C, H, W] (W), not against C.
+    """
+    result = shapes[0]
+    for other in shapes[1:]:
+        if len(other) != len(result) or any(a != b and 1 not in (a, b) for a, b in zip(result, other)):
+            raise SpecError(f"{kind} needs shapes that broadcast (each axis equal, or 1 in one of them), "
+                            f"got {shape_text(result)} and {shape_text(other)}",
+                            field="inputs", hint=hint)
+        result = type(result)(max(a, b) if 1 in (a, b) else a for a, b in zip(result, other))
+    return result
+
+
+@register("add")
+@dataclass(frozen=True, kw_only=True)
+class Add(Elementwise):
+    """Element-wise sum, y = a + b + ... (ResNet's shortcut), shapes broadcast."""
+
+    helper = "Add"
+    example = "inputs: [conv3, shortcut]"
+    mismatch = "make the shortcut match: a 1x1 conv with the same filters and stride (ResNet's projection)"
+
+
+@register("multiply", "mul")
+@dataclass(frozen=True, kw_only=True)
+class Multiply(Elementwise):
+    """Element-wise product, y = a * b * ..., shapes broadcast: squeeze-excitation's x * s with
+    a gate s of [C, 1, 1]."""
+
+    helper = "Multiply"
+    example = "inputs: [features, gate]"
+    mismatch = ("a gate that scales each channel is [C, 1, 1]: 'adaptiveavgpool: 1', then 1x1 convs "
+                "(squeeze-excitation)")
+
+
+@register("subtract", "sub")
+@dataclass(frozen=True, kw_only=True)
+class Subtract(Elementwise):
+    """Element-wise difference of exactly two inputs, y = a - b, shapes broadcast."""
+
+    arity = 2
+    helper = "Subtract"
+    example = "inputs: [left, right]"
+    mismatch = "give both inputs one shape, or 1 on the axes to stretch"
 
 
 @register("concat")
