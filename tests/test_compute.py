@@ -108,6 +108,10 @@ RULES = [
     ("multiply: {inputs: [input, input, input]}", (8, 4, 4), 0, 2 * 128),
     ("subtract: {inputs: [input, input]}", (8, 4, 4), 0, 128),
     ("scale: 0.5", (96, 7, 7), 0, 96 * 49),
+    # activations, parameters or not: 1 per element (the stated convention)
+    ("silu", (8, 4, 4), 0, 128), ("gelu: {approximate: tanh}", (8,), 0, 8), ("logsoftmax", (10,), 0, 10),
+    ("prelu: 8", (8, 4, 4), 0, 128),
+    ("conv: {filters: 4, kernel: 1, activation: hardswish}", (2, 3, 3), 36 * 2, 2 * 72 + 36 + 36),
 ]
 
 

@@ -109,7 +109,7 @@ def chains(draw):
     layers = []
     for _ in range(draw(st.integers(1, 5))):
         choice = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "batchnorm", "layernorm", "lrn",
-                                       "dropout", "relu"]))
+                                       "dropout", "activation", "prelu", "scale"]))
         if choice == "conv":
             groups = draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))
             filters = groups * draw(st.integers(1, 3))
@@ -121,7 +121,7 @@ def chains(draw):
                       "groups": groups, "bias": draw(st.booleans()),
                       "padding_mode": draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"])),
                       "rounding": draw(st.sampled_from(["floor", "strict"])),
-                      "activation": draw(st.sampled_from(["null", "relu", "tanh", "gelu"]))}
+                      "activation": draw(st.sampled_from(["null", "relu", "tanh", "gelu", *ACTIVATIONS]))}
             channels = filters
         elif choice in ("maxpool", "avgpool"):
             kernel = draw(st.integers(1, 4))
@@ -134,6 +134,15 @@ def chains(draw):
             fields = {"affine": draw(st.booleans())}
         elif choice == "lrn":
             fields = {"size": draw(st.integers(1, 5))}
+        elif choice == "activation":
+            choice = draw(st.sampled_from(["relu", "softplus", "logsoftmax", "gelu", *ACTIVATIONS]))
+            fields = {"softplus": {"beta": draw(st.sampled_from([0.5, 2]))},
+                      "logsoftmax": {"axis": draw(st.integers(0, rank))},
+                      "gelu": {"approximate": draw(st.sampled_from(["none", "tanh"]))}}.get(choice, {})
+        elif choice == "prelu":
+            fields = {"num_parameters": draw(st.sampled_from([1, channels]))}
+        elif choice == "scale":
+            fields = {"init": draw(st.sampled_from([1.0, 0.5]))}
         else:
             fields = {}
         layers.append(f"{choice}: {{{', '.join(f'{k}: {_yaml(v)}' for k, v in fields.items())}}}"
@@ -142,8 +151,11 @@ def chains(draw):
         layers.append("flatten")
         for _ in range(draw(st.integers(1, 2))):
             layers.append(f"dense: {{units: {draw(st.integers(1, 8))}, bias: {_yaml(draw(st.booleans()))}, "
-                          f"activation: {draw(st.sampled_from(['null', 'relu', 'softmax']))}}}")
+                          f"activation: {draw(st.sampled_from(['null', 'relu', 'softmax', 'logsoftmax', 'silu']))}}}")
     return shape, layers
+
+
+ACTIVATIONS = ["silu", "hardswish", "hardsigmoid", "relu6", "mish", "abs"]  # issue 13's, without arguments
 
 
 def _yaml(value) -> str:

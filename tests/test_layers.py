@@ -67,6 +67,23 @@ LAYER_TABLE = [
     ("scale", "scale: 1.0e-6", (96, 56, 56), (96, 56, 56), 96),
     ("scale", "scale", {"steps": 7, "features": 10}, (7, 10), 10),
     # --- end kinds-a merges ---
+    # --- issue 13, activations (kinds-a): torch.nn's modules of the same names; nn.PReLU() has 1
+    # parameter, nn.PReLU(8) 8 ---
+    ("silu", "silu", (8, 4, 4), (8, 4, 4), 0),
+    ("silu", "swish", (8,), (8,), 0),
+    ("hardswish", "hardswish", (16, 5, 5), (16, 5, 5), 0),
+    ("hardsigmoid", "hardsigmoid", (16, 1, 1), (16, 1, 1), 0),
+    ("relu6", "relu6", (32, 7), (32, 7), 0),
+    ("mish", "mish", (8,), (8,), 0),
+    ("gelu", "gelu: {approximate: tanh}", {"steps": 5, "features": 8}, (5, 8), 0),
+    ("softplus", "softplus: {beta: 2, threshold: 10}", (8,), (8,), 0),
+    ("softmax", "softmax: {axis: 0}", {"steps": 6, "features": 4}, (6, 4), 0),
+    ("logsoftmax", "logsoftmax", (10,), (10,), 0),
+    ("logsoftmax", "log_softmax: {axis: 2}", (3, 4, 5), (3, 4, 5), 0),
+    ("abs", "abs", (3, 5), (3, 5), 0),
+    ("prelu", "prelu", (8, 4, 4), (8, 4, 4), 1),
+    ("prelu", "prelu: 8", (8, 4, 4), (8, 4, 4), 8),
+    # --- end kinds-a activations ---
 ]
 
 

@@ -229,6 +229,28 @@ def test_pytorch_agrees_and_holds_shared_weights_once(spec, total):
     assert torch.is_tensor(next(iter(exported.state_dict().values())))
 
 
+def test_siamese_computes_torchinfos_similarity():
+    """torchinfo's SiameseNets.forward, written with the built model's own modules: each tower
+    max_pool2d(relu(conv)) four times and fc1; then sigmoid(fc2(dropout(|x1 - x2|)))."""
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional
+
+    from archcalc.backend import build
+
+    model = build(siamese(), seed=0).eval()
+    convs = [model.submodule(f"left.conv{i}")[0] for i in range(1, 5)]  # conv + relu: the conv
+
+    def tower(x):
+        for conv in convs:
+            x = functional.max_pool2d(functional.relu(conv(x)), 2, 2)
+        return model.submodule("left.fc1")(x.view(x.size(0), -1))
+
+    x1, x2 = torch.randn(2, 1, 88, 88), torch.randn(2, 1, 88, 88)
+    with torch.no_grad():
+        expected = torch.sigmoid(model.submodule("fc2")[0](torch.abs(tower(x1) - tower(x2))))
+        torch.testing.assert_close(model(x1, x2), expected)
+
+
 def test_pytorch_trains_only_what_is_not_frozen():
     pytest.importorskip("torch")
     from archcalc.backend import build, export_source
@@ -252,6 +274,8 @@ TENSOR_SPECS = [
     ("convolutions, norms, dense", "[3, 8, 8]", ["conv: {filters: 6, kernel: 3, groups: 3, activation: relu}",
                                                 "batchnorm", "convtranspose: {filters: 4, kernel: 2, stride: 2}",
                                                 "conv: {filters: 2, kernel: 3, bias: false}", "flatten", "dense: 2"]),
+    # --- issue 13 (kinds-a) ---
+    ("scale, prelu", "[4, 5, 5]", ["scale: 0.5", "prelu: 4", "prelu", "flatten", "scale"]),
 ]
 
 

@@ -36,6 +36,13 @@ class Subtract(nn.Module):
         return a - b
 
 
+class Abs(nn.Module):
+    """|x| element-wise (torch.nn has no module for it)."""
+
+    def forward(self, x):
+        return torch.abs(x)
+
+
 class Concat(nn.Module):
     """The inputs joined along one tensor dimension (1 = channels, after the batch)."""
 
@@ -127,7 +134,7 @@ class Scale(nn.Module):
 
 
 # Recipes name a helper by its Python name; add new helpers here.
-HELPERS = {helper.__name__: helper for helper in (Add, Multiply, Subtract, Concat, preset, Recurrent, single_bias,
+HELPERS = {helper.__name__: helper for helper in (Add, Multiply, Subtract, Abs, Concat, preset, Recurrent, single_bias,
                                                   RepeatVector, Scale)}
 
 
