@@ -439,7 +439,8 @@ def explain(spec, batch, dtype, input_shape, rounding):
 
     explanation = board.explain(_load(spec), input_shape=input_shape, batch=batch, dtype=dtype,
                                 rounding=rounding)
-    click.echo(board.render_text(explanation), nl=False)
+    from .views.output import write_text
+    write_text(board.render_text(explanation))
     if explanation.error is not None:
         raise explanation.error
 
@@ -477,7 +478,8 @@ def solve(spec, size_range, fmt, input_shape):
         import json
         click.echo(json.dumps(solver.to_dict(solution), indent=2))
     else:
-        click.echo(solver.render_text(solution), nl=False)
+        from .views.output import write_text
+        write_text(solver.render_text(solution))
 
 
 @main.command()

@@ -187,7 +187,7 @@ def table_report(result: SpecDiff, show_all: bool = False) -> list:
     if rows:
         figures = tuple(name for name in TABLE_FIGURES if any(name in layer.counts for layer in rows))
         columns = ("layer", "kind", "output", *figures, "what changed")
-        table = Table(columns, right=figures, wrap=columns)
+        table = Table(columns, right=figures, under=("what changed",), fold=("layer",))
         for layer in rows:
             shapes = [s.output_shape if s else None for s in (layer.a, layer.b)]
             table.add_row(layer.name, _pair_text(*(s.kind if s else None for s in (layer.a, layer.b))),
@@ -195,8 +195,7 @@ def table_report(result: SpecDiff, show_all: bool = False) -> list:
                           *(_count_text(layer, name) for name in figures), _what_changed(layer),
                           style=None if layer.changed else "dim")
         blocks.append(table)
-    totals = Table(("figure", "A", "B", "change"), right=("A", "B", "change"), title="totals",
-                   wrap=("figure", "A", "B", "change"))
+    totals = Table(("figure", "A", "B", "change"), right=("A", "B", "change"), title="totals")
     for row in total_rows(result):
         totals.add_row(*row)
     return [*blocks, totals, (footnote("bytes", "shapes", "neurons", "macs"), "dim")]

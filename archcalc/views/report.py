@@ -382,7 +382,7 @@ def print_table(analysis: Analysis, baseline: Analysis | None = None, file=None,
 def table_report(analysis: Analysis, baseline: Analysis | None, extras: Extras) -> list:
     """The table report as output blocks: changed weights and notes in yellow, units dim."""
     table = Table(headers(extras), right=NUMBER_HEADERS, title=f"{analysis.spec.name}: {inputs_text(analysis)}",
-                  wrap=(HEADERS[3],))
+                  under=(HEADERS[3],), fold=("layer",), together=(FIELD_HEADERS,))
     changed = changed_weights(analysis, baseline)
     for stats, row in zip(analysis.layers, _rows(analysis, extras=extras)):
         table.add_row(*row, style="bold yellow" if stats.name in changed else None)

@@ -11,7 +11,7 @@ from ..units import human_bytes
 from .output import JSON_SCHEMA_VERSION, Table, write
 from .report import inputs_text
 
-HEADERS = ("layer", "kind", "analyzer", "PyTorch", "analyzer params", "PyTorch params", "")
+HEADERS = ("", "layer", "kind", "analyzer", "PyTorch", "analyzer params", "PyTorch params")  # the mark first
 OK, CROSS = "✓", "✗"
 
 
@@ -25,12 +25,13 @@ def table_report(result) -> list:
     analysis = result.analysis
     title = (f"{analysis.spec.name}: {inputs_text(analysis)}, batch {analysis.batch}, {result.dtype}, "
              f"on {result.device_name}")
-    table = Table(HEADERS, right=tuple(header for header in HEADERS if "params" in header), title=title)
+    table = Table(HEADERS, right=tuple(header for header in HEADERS if "params" in header), title=title,
+                  fold=("layer",))
     for check in result.checks:
         actual = "-" if check.actual_shape is None else shape_text(check.actual_shape)
         mark = (OK, "green") if check.ok else (CROSS, "bold red")
-        table.add_row(check.name, check.kind, shape_text(check.predicted_shape), actual,
-                      f"{check.predicted_params:,}", f"{check.actual_params:,}", mark)
+        table.add_row(mark, check.name, check.kind, shape_text(check.predicted_shape), actual,
+                      f"{check.predicted_params:,}", f"{check.actual_params:,}")
     figures = ("shapes", "bytes") if any(t.peak_bytes is not None for t in result.timings) else ("shapes",)
     return [table, *summary_lines(result), (footnote(*figures), "dim")]
 
