@@ -95,7 +95,7 @@ def write_text(text: str, file=None) -> None:
 
 def plain_text(blocks: list, width: int | None = None) -> str:
     """The blocks as plain text: each table as rich's SIMPLE_HEAD box draws it, then a blank line."""
-    return "".join("".join(text for text, _ in line).rstrip() + "\n" for line in lay_out(blocks, width))
+    return "".join("".join(text for text, _ in line).rstrip() + "\n" for line in lay_out(blocks, width, False))
 
 
 def write_rich(blocks: list, console) -> None:
@@ -112,12 +112,13 @@ def write_rich(blocks: list, console) -> None:
 
 # --- layout -----------------------------------------------------------------------------------
 
-def lay_out(blocks: list, width: int | None) -> list[list]:
-    """Every output line as [(text, style), ...], none wider than ``width`` (None: natural)."""
+def lay_out(blocks: list, width: int | None, styled: bool = True) -> list[list]:
+    """Every output line as [(text, style), ...], none wider than ``width`` (None: natural);
+    without ``styled``, a table line is one text (plain text: 5x faster for big tables)."""
     lines: list[list] = []
     for block in blocks:
         if isinstance(block, Table):
-            lines += table_lines(block, width)
+            lines += table_lines(block, width, styled)
         else:
             text, style = (block, "") if isinstance(block, str) else block
             for line in text.split("\n"):
@@ -198,7 +199,7 @@ def _words_width(text: str) -> int:
     return max((cell_width(word) for word in _SPACE.split(text)), default=0)
 
 
-def table_lines(table: Table, width: int | None) -> list[list]:
+def table_lines(table: Table, width: int | None, styled: bool = True) -> list[list]:
     """The table's lines: its title, a blank line, the header, a rule, the rows, a blank line;
     at ``width``, in the narrowest of the layouts in the module docstring that fits."""
     header = tuple(escape.visible(column) for column in table.columns)
@@ -221,6 +222,10 @@ def table_lines(table: Table, width: int | None) -> list[list]:
     fold = [column in table.fold for column in table.columns]
 
     def row_lines(cells, styles, style) -> list[list]:
+        if not styled and not under and all(cell_width(cells[i]) <= widths[i] for i in bands[0]):
+            return [[("  " + "   ".join(cell.rjust(widths[i] - cell_width(cell) + len(cell)) if right[i] else
+                                       cell.ljust(widths[i] - cell_width(cell) + len(cell))
+                                       for i, cell in enumerate(cells)), None)]]
         lines: list[list] = []
         for number, band in enumerate(bands):
             if not any(cells[i] for i in band):
