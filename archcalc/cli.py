@@ -13,6 +13,7 @@ import sys
 import click
 
 from .choices import (
+    COLUMNS,
     DETAILS,
     DTYPE_BYTES,
     MIXED_PRECISION,
@@ -161,6 +162,23 @@ def parse_rate_option(unit: str):
     return parse
 
 
+def parse_columns_option(ctx, param, value):
+    """--columns: names from report.COLUMNS, separated by commas; an unknown one gets a did-you-mean."""
+    if value is None:
+        return None
+    from .layers.arguments import closest
+
+    names = tuple(name.strip().lower() for name in value.split(","))
+    for name in names:
+        if name not in COLUMNS:
+            suggestion = closest(name, COLUMNS)
+            raise ValueError(f"unknown column {name!r}" + (f"; {suggestion}" if suggestion.startswith("did") else "")
+                             + ("; the layer name is always the first column" if name in ("layer", "name") else ""))
+    if len(set(names)) != len(names):
+        raise ValueError("a column is named twice")
+    return names
+
+
 def parse_output_drawing(ctx, param, value):
     """The drawing's file name: its extension picks the format, refused before any work."""
     if value not in (None, "-", ""):  # an empty name is fileio.output_path's to refuse
@@ -293,10 +311,19 @@ def main():
         help="Largest batch that fits in this memory, for inference and training, e.g. 24GB or 16GiB.")
 @option("--im2col", is_flag=True,
         help="Add each convolution as a matrix product: filter, column and output matrices.")
+@option("--depth", type=click.IntRange(min=1), metavar="N",
+        help="Sum the layers more than N blocks or repeats deep into one row per block or repeat "
+             "(1: the top level); totals are unchanged. Table, markdown, CSV.")
+@option("--columns", callback=parse_columns_option, metavar="LIST",
+        accepted="column names separated by commas, from: " + ", ".join(COLUMNS),
+        help="The columns after the layer name, in order, e.g. kind,output,params,params_percent,trainable "
+             "(README: every column). Table, markdown, CSV.")
+@option("--batch-axis", is_flag=True,
+        help="Write shapes with the batch axis first, as PyTorch sees them: 8x96x55x55. Table, markdown, CSV.")
 @sharding_options
 @analysis_options
-def inspect(spec, fmt, output, force, receptive_field, train, optimizer, mixed_precision, budget, im2col, gpus, shard,
-            shard_units, bandwidth, throughput, batch, dtype, input_shape, rounding):
+def inspect(spec, fmt, output, force, receptive_field, train, optimizer, mixed_precision, budget, im2col, depth,
+            columns, batch_axis, gpus, shard, shard_units, bandwidth, throughput, batch, dtype, input_shape, rounding):
     """Every layer's output shape, size arithmetic, parameters, neurons and MACs, then totals.
 
     Static: no PyTorch, milliseconds. An invalid D-F-S combination stops with the arithmetic
@@ -305,20 +332,26 @@ def inspect(spec, fmt, output, force, receptive_field, train, optimizer, mixed_p
     from .fileio import output_path
     from .views import report
 
+    if fmt == "json":
+        for name, given in (("--depth", depth is not None), ("--columns", columns), ("--batch-axis", batch_axis)):
+            if given:
+                raise UsageError(name, fmt, "does not apply to JSON, which lists every layer with all its figures",
+                                 hint=f"use {name} with -f table, markdown or csv")
     target = output_path(output, [spec], force)
     analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     sharding = None
     if gpus is not None or shard is not None or shard_units or bandwidth or throughput:
         sharding = {"strategy": shard or ("ddp" if (gpus or 1) > 1 else "none"), "gpus": gpus or 1,
                     "shard_units": shard_units}
-    extras = report.extras(analysis, receptive_field=receptive_field, train=train, optimizer=optimizer,
-                           mixed_precision=mixed_precision, budget=budget, im2col=im2col, sharding=sharding,
-                           rates=(bandwidth, throughput))
+    extras = report.extras(analysis, receptive_field=receptive_field or report.wants_receptive_fields(columns),
+                           train=train, optimizer=optimizer, mixed_precision=mixed_precision, budget=budget,
+                           im2col=im2col, sharding=sharding, rates=(bandwidth, throughput))
+    options = report.TableOptions(columns, depth, batch_axis)
     if fmt == "table" and target is None:
-        report.print_table(analysis, baseline, extras=extras)
+        report.print_table(analysis, baseline, extras=extras, options=options)
         return
-    text = (report.render_text(analysis, fmt, baseline, extras) if fmt != "table"
-            else _table_text(analysis, baseline, extras))
+    text = (report.render_text(analysis, fmt, baseline, extras, options) if fmt != "table"
+            else _table_text(analysis, baseline, extras, options))
     if target is None:
         click.echo(text, nl=False)
     else:
@@ -326,12 +359,12 @@ def inspect(spec, fmt, output, force, receptive_field, train, optimizer, mixed_p
         write_text(target, text)
 
 
-def _table_text(analysis, baseline, extras=None) -> str:
+def _table_text(analysis, baseline, extras=None, options=None) -> str:
     import io
 
     from .views import report
     buffer = io.StringIO()
-    report.print_table(analysis, baseline, file=buffer, extras=extras)
+    report.print_table(analysis, baseline, file=buffer, extras=extras, options=options)
     return buffer.getvalue()
 
 

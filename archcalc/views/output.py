@@ -110,6 +110,16 @@ def write_rich(blocks: list, console) -> None:
         console.print(text, soft_wrap=True)
 
 
+def markdown_table(table: Table) -> list[str]:
+    """The table as markdown lines: the header, the alignment row (numbers to the right), one line
+    per row, every cell escaped (escape.markdown: a name stays literal, a '|' ends no cell)."""
+    def line(cells) -> str:
+        return "| " + " | ".join(escape.markdown(cell if isinstance(cell, str) else cell[0]) for cell in cells) + " |"
+
+    align = "|" + "".join("---:|" if column in table.right else "---|" for column in table.columns)
+    return [line(table.columns), align, *(line(cells) for cells, _ in table.rows)]
+
+
 # --- layout -----------------------------------------------------------------------------------
 
 def lay_out(blocks: list, width: int | None, styled: bool = True) -> list[list]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..analysis import collapse
 from ..analysis.conventions import EXTRA_CONVENTIONS, conventions, footnote
 from ..analysis.receptive import field_text
 from ..analysis.walk import Analysis
 from ..choices import DTYPE_BYTES
 from ..layers import Steps, shape_text
-from ..units import human_bytes, human_count
+from ..layers.base import axes, spatial_rank
+from ..units import decimal_bytes, human_bytes, human_count
 from . import escape
-from .output import JSON_SCHEMA_VERSION, Table, write
+from .output import JSON_SCHEMA_VERSION, Table, markdown_table, write
 from .wording import formula, notes
 
 
@@ -98,6 +100,7 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
             "name": stats.name,
             "kind": stats.kind,
             "inputs": list(stats.node.inputs),
+            "within": [name for name, _ in collapse.containers(stats)],  # blocks and repeats, outermost first
             "input_shape": list(stats.input_shape),
             "output_shape": list(stats.output_shape),
             "output_layout": layout(stats.output_shape),
@@ -153,6 +156,7 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
             "flops": totals.flops,
             "batch_macs": totals.batch_macs,
             "batch_flops": totals.batch_flops,
+            "input_bytes": collapse.input_bytes(analysis),
         },
         **extras_dict(extras),
     }
@@ -202,51 +206,184 @@ def to_json(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
     return "{\n" + ",\n".join(items) + "\n}\n"
 
 
-def inputs_text(analysis: Analysis) -> str:
-    """'input 3x227x227 (C x H x W)', or each named input of a multi-input network."""
+def inputs_text(analysis: Analysis, batch_axis: bool = False) -> str:
+    """'input 3x227x227 (C x H x W)', or each named input of a multi-input network; with
+    ``batch_axis``, 'input 8x3x227x227 (N x C x H x W)'."""
     if len(analysis.spec.inputs) > 1:
-        return "inputs " + ", ".join(f"{name} {shape_text(shape)}" for name, shape in analysis.spec.inputs.items())
-    text = shape_text(analysis.input_shape)
-    layout = {2: " (C x L)", 3: " (C x H x W)", 4: " (C x D x H x W)"}.get(len(analysis.input_shape), "")
-    return f"input {text}" + ("" if "(" in text else layout)
+        return "inputs " + ", ".join(f"{name} {shown_shape(shape, analysis, batch_axis)}"
+                                     for name, shape in analysis.input_shapes.items())
+    text = shown_shape(analysis.input_shape, analysis, batch_axis)
+    layout = {2: "C x L", 3: "C x H x W", 4: "C x D x H x W"}.get(len(analysis.input_shape))
+    if "(" in text or layout is None:
+        return f"input {text}"
+    return f"input {text} ({'N x ' if batch_axis else ''}{layout})"
 
 
-def reads_text(stats, previous: str) -> str:
-    """'<- a, b' when a layer reads something other than the layer just before it."""
-    if stats.node.inputs == (previous,):
+def shown_shape(shape, analysis: Analysis, batch_axis: bool) -> str:
+    """A shape as the table writes it: 96x55x55, or with the batch axis first, 8x96x55x55
+    (a sequence: 8x25x4 (NxTxF))."""
+    text = shape_text(shape)
+    if not batch_axis:
+        return text
+    return f"{analysis.batch}x" + text.replace(" (", " (Nx", 1)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One choice of --columns: its name there, its header(s) in the table, what it shows, and
+    whether it is a number (right-aligned, never broken)."""
+
+    name: str
+    headers: tuple
+    doc: str
+    number: bool = True
+
+
+COLUMNS = (
+    Column("kind", ("kind",), "the layer's kind and activation; a block or repeat at --depth", False),
+    Column("input", ("input",), "input shape (a merge: each input's)", False),
+    Column("output", ("output",), "output shape", False),
+    Column("kernel", ("kernel",), "window size per axis (conv, pools)", False),
+    Column("formula", ("(D-F+2P)/S+1",), "the output size arithmetic, and its notes", False),
+    Column("params", ("params",), "parameters (weights + biases)"),
+    Column("params_percent", ("params %",), "share of all parameters"),
+    Column("trainable", ("trainable",), "True, Partial or False (-- for no parameters)", False),
+    Column("trainable_params", ("trainable params",), "trainable parameters"),
+    Column("neurons", ("neurons",), "output elements per sample"),
+    Column("macs", ("MACs",), "multiply-accumulates per sample"),
+    Column("batch_macs", ("batch MACs",), "multiply-accumulates per batch"),
+    Column("flops", ("FLOPs",), "floating-point operations per sample"),
+    Column("batch_flops", ("batch FLOPs",), "floating-point operations per batch"),
+    Column("memory", ("memory",), "(params + buffers) x dtype + neurons x batch x dtype: adds up to the forward pass"),
+    Column("rf", ("field", "jump", "start"), "receptive field per axis: size, jump (effective stride), start"),
+)
+COLUMN_NAMES = {column.name: column for column in COLUMNS}
+TABLE_COLUMNS = ("kind", "output", "formula", "params", "neurons", "macs", "flops")  # the default
+CSV_COLUMNS = ("kind", "output", "params", "trainable_params", "neurons", "formula", "macs", "flops")
+CSV_HEADERS = {"input": ("input_shape",), "output": ("output_shape",), "memory": ("memory_bytes",),
+               "rf": ("rf_size", "rf_jump", "rf_start")}  # the others: the column's name
+HEADERS = ("layer", *(header for name in TABLE_COLUMNS for header in COLUMN_NAMES[name].headers))
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """What the layer table (and markdown and CSV) show: --columns (None: the format's default,
+    with the receptive field when it was computed), --depth, --batch-axis."""
+
+    columns: tuple | None = None
+    depth: int | None = None
+    batch_axis: bool = False
+
+    def chosen(self, default: tuple, extras: Extras) -> tuple:
+        columns = self.columns or default
+        if extras.receptive_fields is not None and "rf" not in columns:
+            columns += ("rf",)
+        return columns
+
+
+def wants_receptive_fields(columns: tuple | None) -> bool:
+    return bool(columns) and "rf" in columns
+
+
+def reads_text(row, previous: str, row_of: dict) -> str:
+    """'<- a, b' when a row reads something other than the row just before it (names relative
+    to the row's own block instance); ``row_of`` maps a layer name to its row's name."""
+    layers = collapse.members(row)
+    inside = {stats.name for stats in layers}
+    sources = [row_of.get(name, name) for stats in layers for name in stats.node.inputs if name not in inside]
+    if isinstance(row, collapse.Group):
+        sources = list(dict.fromkeys(sources))
+    if sources == [previous]:
         return ""
-    prefix = stats.name.rsplit(".", 1)[0] + "." if "." in stats.name else ""
-    return "<- " + ", ".join(name.removeprefix(prefix) for name in stats.node.inputs)
+    prefix = row.name.rsplit(".", 1)[0] + "." if "." in row.name else ""
+    return "<- " + ", ".join(name.removeprefix(prefix) for name in sources)
 
 
-def _rows(analysis: Analysis, name=escape.visible, extras: Extras | None = None):
-    """The layer table's rows; ``name`` writes the layer names for the format (escape)."""
-    previous = next(iter(analysis.spec.inputs or {"input": None}))
-    fields = extras.receptive_fields if extras else None
-    for stats in analysis.layers:
-        kind = stats.kind + (f" {stats.layer.activation}" if stats.layer.activation else "")
-        reads = reads_text(stats, previous)
-        row = ((name(stats.name) + " " + name(reads) if reads else name(stats.name)), kind,
-               shape_text(stats.output_shape), formula(stats.size_terms), params_text(stats, name), f"{stats.neurons:,}",
-               human_count(stats.macs),
-               human_count(stats.flops))
-        yield row + (field_text(fields[stats.name]) if fields is not None else ())
-        previous = stats.name
+def _kind(row) -> str:
+    if isinstance(row, collapse.Group):
+        return f"{row.kind} ({len(row.layers)} layers)"
+    return row.kind + (f" {row.layer.activation}" if row.layer.activation else "")
 
 
-def params_text(stats, name=escape.visible) -> str:
-    """The params cell: the count, or 'shares conv1' for a layer that uses another's parameters
-    (counted there, once, as PyTorch counts a module applied twice)."""
-    return f"shares {name(stats.shares)}" if stats.shares is not None else f"{stats.params:,}"
+def _kernel(row) -> str:
+    if isinstance(row, collapse.Group) or "kernel" not in row.layer.spec_fields:
+        return ""
+    shape = row.input_shape[0] if row.layer.merges else row.input_shape
+    return "x".join(map(str, axes(row.layer.kernel, spatial_rank(shape), "kernel")))
 
 
-HEADERS = ("layer", "kind", "output", "(D-F+2P)/S+1", "params", "neurons", "MACs", "FLOPs")
-FIELD_HEADERS = ("field", "jump", "start")  # with --receptive-field
-NUMBER_HEADERS = ("params", "neurons", "MACs", "FLOPs", *FIELD_HEADERS)
+def _trainable(row) -> str:
+    if not row.params:
+        return "--"
+    return "True" if row.trainable_params == row.params else "False" if not row.trainable_params else "Partial"
 
 
-def headers(extras: Extras | None) -> tuple:
-    return HEADERS + (FIELD_HEADERS if extras and extras.receptive_fields is not None else ())
+def _input(row, analysis: Analysis, batch_axis: bool) -> str:
+    first = collapse.members(row)[0]
+    shapes = first.input_shape if first.layer.merges else (first.input_shape,)
+    return ", ".join(shown_shape(shape, analysis, batch_axis) for shape in shapes)
+
+
+def cells(row, column: str, analysis: Analysis, extras: Extras, options: TableOptions, exact: bool) -> tuple:
+    """A row's cell(s) in a column: as the table writes them, or ``exact`` (CSV: integers, shapes
+    joined by x, the receptive field per axis)."""
+    if column == "kind":
+        return (row.kind if exact else _kind(row)),
+    if column == "input":
+        return _input(row, analysis, options.batch_axis),
+    if column == "output":
+        return shown_shape(row.output_shape, analysis, options.batch_axis),
+    if column == "kernel":
+        return _kernel(row),
+    if column == "formula":
+        return ("" if isinstance(row, collapse.Group) else formula(row.size_terms)),
+    if column == "trainable":
+        return _trainable(row),
+    if column == "rf":
+        field = extras.receptive_fields[collapse.members(row)[-1].name]
+        if exact:
+            return tuple("x".join(str(getattr(axis, key)) for axis in field) for key in ("size", "jump", "start"))
+        return field_text(field)
+    value = collapse.figures(analysis, row)[column]
+    if column == "params_percent":
+        return ("" if value is None else f"{value:.2f}" if exact else f"{value:.2f}%"),
+    if exact:
+        return value,
+    if column == "params" and getattr(row, "shares", None) is not None:
+        return f"shares {row.shares}",  # counted at that layer, once, as PyTorch counts a module applied twice
+    if column == "memory":
+        return decimal_bytes(value),
+    return (f"{value:,}" if column in ("params", "trainable_params", "neurons") else human_count(value)),
+
+
+def layer_table(analysis: Analysis, extras: Extras, options: TableOptions, baseline: Analysis | None = None,
+                title: str = "") -> Table:
+    """The layer table: the name (and '<- inputs' where a row reads more than the row before),
+    then the chosen columns; a layer's notes on rows of their own under the arithmetic (when it is
+    shown). The weights that no longer fit at this input in bold yellow, notes in yellow."""
+    columns = options.chosen(TABLE_COLUMNS, extras)
+    chosen = [COLUMN_NAMES[name] for name in columns]
+    headers = ("layer", *(header for column in chosen for header in column.headers))
+    right = tuple(header for column in chosen if column.number for header in column.headers)
+    table = Table(headers, right=right, title=title, under=COLUMN_NAMES["formula"].headers, fold=("layer",),
+                  together=(COLUMN_NAMES["rf"].headers,))
+    changed = changed_weights(analysis, baseline)
+    rows = collapse.rows(analysis, options.depth)
+    row_of = {stats.name: row.name for row in rows for stats in collapse.members(row)}
+    previous = next(iter(analysis.input_shapes))
+    formula_at = headers.index(COLUMN_NAMES["formula"].headers[0]) if "formula" in columns else None
+    for row in rows:
+        reads = reads_text(row, previous, row_of)
+        texts = [row.name + (" " + reads if reads else "")]
+        for name in columns:
+            texts += cells(row, name, analysis, extras, options, exact=False)
+        layers = collapse.members(row)
+        table.add_row(*texts, style="bold yellow" if any(stats.name in changed for stats in layers) else None)
+        if formula_at is not None and not isinstance(row, collapse.Group):
+            for note in notes(row.size_terms):
+                table.add_row(*("" if i != formula_at else f"! {note}" for i in range(len(headers))), style="yellow")
+        previous = row.name
+    return table
 
 
 def compute_line(analysis: Analysis) -> str:
@@ -296,10 +433,10 @@ IM2COL_HEADERS = ("layer", "filters K x C/g*F^d", "columns C/g*F^d x N", "output
                   "column buffer")
 
 
-def im2col_rows(analysis: Analysis, extras: Extras, name=escape.visible) -> list[tuple]:
+def im2col_rows(analysis: Analysis, extras: Extras) -> list[tuple]:
     """One row per convolution: its matrix product at the batch (N = output positions x batch)."""
     batch, size = analysis.batch, DTYPE_BYTES[analysis.dtype]
-    return [(name(stats.name), "x".join(map(str, u.filter_matrix)), "x".join(map(str, u.column_matrix(batch))),
+    return [(stats.name, "x".join(map(str, u.filter_matrix)), "x".join(map(str, u.column_matrix(batch))),
              "x".join(map(str, u.output_matrix(batch))), str(u.groups), human_bytes(u.column_bytes(batch, size)))
             for stats, u in extras.unrolled or []]
 
@@ -312,6 +449,7 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=esc
         + (f", buffers: {t.buffers:,}" if t.buffers else ""),
         f"neurons: {t.neurons:,} per sample (input not counted)",
         compute_line(analysis),
+        input_size_line(analysis),
         f"parameter memory: {human_bytes(t.param_bytes + t.buffer_bytes)} ({analysis.dtype})",
         f"activation memory: {human_bytes(t.activation_bytes)} ({batch})",
         f"forward pass: {human_bytes(t.forward_bytes)} = parameters + activations",
@@ -325,47 +463,49 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=esc
     return lines
 
 
-def _markdown_table(header: tuple, rows) -> list[str]:
-    """The first column holds names: escaped for markdown (escape.markdown); in the others a '|'."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join([escape.markdown(row[0]), *(cell.replace("|", "\\|") for cell in row[1:])])
-                    + " |" for row in rows]
+def input_size_line(analysis: Analysis) -> str:
+    """'input size: 618.35 kB (603.86 KiB) (batch 1, float32)', as torchinfo's 'Input size (MB)'."""
+    return (f"input size: {human_bytes(collapse.input_bytes(analysis))} "
+            f"(batch {analysis.batch}, {analysis.dtype})")
 
 
-def to_markdown(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> str:
-    extras = extras or Extras()
+def to_markdown(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None,
+                options: TableOptions | None = None) -> str:
+    """The table report as markdown: the same layer table (names with '<- inputs', notes on rows
+    of their own, every cell escaped), the totals as a list, the conventions."""
+    extras, options = extras or Extras(), options or TableOptions()
     name = escape.markdown
-    out = [f"# {name(analysis.spec.name)}", "", f"input: {shape_text(analysis.input_shape)}", ""]
-    out += _markdown_table(headers(extras), _rows(analysis, str, extras=extras))
+    word, _, shapes = inputs_text(analysis, options.batch_axis).partition(" ")
+    out = [f"# {name(analysis.spec.name)}", "", f"{word}: {name(shapes)}", ""]
+    out += markdown_table(layer_table(analysis, extras, options, baseline))
     out += [""] + [f"- {line}" for line in summary_lines(analysis, baseline, name) +
                    training_lines(analysis, extras, name)]
     if extras.unrolled is not None:
         out += ["", f"Convolutions as matrix products (batch {analysis.batch}):", ""]
-        out += _markdown_table(IM2COL_HEADERS, im2col_rows(analysis, extras, str))
+        out += markdown_table(im2col_table(analysis, extras))
     every = all_conventions(analysis, extras)
     out += ["", "Conventions: " + "; ".join(f"{k}: {v}" for k, v in every.items()), ""]
     return "\n".join(out)
 
 
-def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None) -> str:
-    """One row per layer, exact integers (MACs and FLOPs per sample); the receptive field's size,
-    jump and start per axis joined by 'x' with --receptive-field; a 'shares' column (the layer
-    whose parameters a layer uses, its own params then 0) when a layer shares weights."""
-    fields = extras.receptive_fields if extras else None
+def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras | None = None,
+           options: TableOptions | None = None) -> str:
+    """One row per layer (or per block at --depth), exact integers (MACs and FLOPs per sample),
+    the receptive field's size, jump and start per axis joined by 'x'; a 'shares' column (the layer
+    whose parameters a layer uses, its own params then 0) when a layer shares weights; then a row
+    'total' with the network's totals in the columns that have one."""
+    extras, options = extras or Extras(), options or TableOptions()
+    columns = options.chosen(CSV_COLUMNS, extras)
     sharing = any(stats.shares is not None for stats in analysis.layers)
-    header = ["name", "kind", "output_shape", "params", "trainable_params", "neurons", "formula", "macs",
-              "flops"] + (["rf_size", "rf_jump", "rf_start"] if fields is not None else []) + (
-              ["shares"] if sharing else [])
-    rows = []
-    for stats in analysis.layers:
-        row = [stats.name, stats.kind, shape_text(stats.output_shape), stats.params, stats.trainable_params,
-               stats.neurons, formula(stats.size_terms), stats.macs, stats.flops]
-        if fields is not None:
-            row += ["x".join(str(getattr(axis, key)) for axis in fields[stats.name])
-                    for key in ("size", "jump", "start")]
-        if sharing:
-            row.append(stats.shares or "")
-        rows.append(row)
+    header = ["name", *(h for name in columns for h in CSV_HEADERS.get(name, (name,)))] + (["shares"] if sharing else [])
+    rows = [[row.name, *(cell for name in columns for cell in cells(row, name, analysis, extras, options, exact=True))]
+            + ([getattr(row, "shares", None) or ""] if sharing else []) for row in collapse.rows(analysis, options.depth)]
+    totals = analysis.totals
+    summed = {"params": totals.params, "trainable_params": totals.trainable_params, "neurons": totals.neurons,
+              "macs": totals.macs, "batch_macs": totals.batch_macs, "flops": totals.flops,
+              "batch_flops": totals.batch_flops, "memory": totals.forward_bytes}
+    rows.append(["total", *(summed.get(name, "") for name in columns for _ in CSV_HEADERS.get(name, (name,)))]
+                + ([""] if sharing else []))
     return escape.csv_text(rows, header)
 
 
@@ -373,34 +513,36 @@ UNITS_NOTE = footnote("bytes", "shapes", "neurons", "macs")
 
 
 def print_table(analysis: Analysis, baseline: Analysis | None = None, file=None,
-                extras: Extras | None = None) -> None:
+                extras: Extras | None = None, options: TableOptions | None = None) -> None:
     """The default, human report: the layer table, then the totals with units (rich on a
     terminal, plain text elsewhere: output.write decides)."""
-    write(table_report(analysis, baseline, extras or Extras()), file)
+    write(table_report(analysis, baseline, extras or Extras(), options), file)
 
 
-def table_report(analysis: Analysis, baseline: Analysis | None, extras: Extras) -> list:
+def im2col_table(analysis: Analysis, extras: Extras) -> Table:
+    unrolled = Table(IM2COL_HEADERS, right=IM2COL_HEADERS[1:],
+                     title=f"Convolutions as matrix products (im2col), batch {analysis.batch}", fold=("layer",))
+    for row in im2col_rows(analysis, extras):
+        unrolled.add_row(*row)
+    return unrolled
+
+
+def table_report(analysis: Analysis, baseline: Analysis | None, extras: Extras,
+                 options: TableOptions | None = None) -> list:
     """The table report as output blocks: changed weights and notes in yellow, units dim."""
-    table = Table(headers(extras), right=NUMBER_HEADERS, title=f"{analysis.spec.name}: {inputs_text(analysis)}",
-                  under=(HEADERS[3],), fold=("layer",), together=(FIELD_HEADERS,))
-    changed = changed_weights(analysis, baseline)
-    for stats, row in zip(analysis.layers, _rows(analysis, extras=extras)):
-        table.add_row(*row, style="bold yellow" if stats.name in changed else None)
-        for note in notes(stats.size_terms):
-            table.add_row("", "", "", f"! {note}", *[""] * (len(row) - 4), style="yellow")
-    blocks = [table]
+    options = options or TableOptions()
+    title = f"{analysis.spec.name}: {inputs_text(analysis, options.batch_axis)}"
+    blocks: list = [layer_table(analysis, extras, options, baseline, title)]
     if extras.unrolled is not None:
-        unrolled = Table(IM2COL_HEADERS, right=IM2COL_HEADERS[1:],
-                         title=f"Convolutions as matrix products (im2col), batch {analysis.batch}")
-        for row in im2col_rows(analysis, extras):
-            unrolled.add_row(*row)
-        blocks.append(unrolled)
+        blocks.append(im2col_table(analysis, extras))
     blocks += [(line, "bold yellow" if line.startswith("weights") else "")
                for line in summary_lines(analysis, baseline) + training_lines(analysis, extras)]
     return blocks + [(UNITS_NOTE, "dim")]
 
 
 def render_text(analysis: Analysis, fmt: str, baseline: Analysis | None = None,
-                extras: Extras | None = None) -> str:
-    """Any non-table format as text."""
-    return {"json": to_json, "markdown": to_markdown, "csv": to_csv}[fmt](analysis, baseline, extras)
+                extras: Extras | None = None, options: TableOptions | None = None) -> str:
+    """Any non-table format as text (JSON lists every layer: TableOptions do not apply)."""
+    if fmt == "json":
+        return to_json(analysis, baseline, extras)
+    return {"markdown": to_markdown, "csv": to_csv}[fmt](analysis, baseline, extras, options)
