@@ -103,18 +103,20 @@ def rows(analysis: Analysis, depth: int | None = None) -> list:
     return found
 
 
-def figures(analysis: Analysis, row) -> dict:
-    """A row's counts for the table's columns: its own (params, trainable_params, neurons, macs,
+def figure(name: str, analysis: Analysis):
+    """A function giving a row's count ``name``: its own (params, trainable_params, neurons, macs,
     flops), at the batch (batch_macs, batch_flops: x batch, as the totals), its share of the
-    parameters (params_percent, a float: 100 x params / all params; None when there are none),
-    and its memory as the totals count it (memory: (params + buffers) x dtype size + neurons x
-    batch x dtype size, Analysis.layer_bytes; the rows add up to the forward bytes)."""
-    total = analysis.totals.params
-    return {"params": row.params, "trainable_params": row.trainable_params, "neurons": row.neurons,
-            "macs": row.macs, "batch_macs": row.macs * analysis.batch, "flops": row.flops,
-            "batch_flops": row.flops * analysis.batch,
-            "params_percent": 100 * row.params / total if total else None,
-            "memory": sum(sum(analysis.layer_bytes(stats)) for stats in members(row))}
+    parameters (params_percent, a float: 100 x params / all params; None when there are none), or
+    its memory as the totals count it (memory: (params + buffers) x dtype size + neurons x batch x
+    dtype size, Analysis.layer_bytes, summed: the rows add up to the forward bytes)."""
+    total, batch = analysis.totals.params, analysis.batch
+    derived = {
+        "batch_macs": lambda row: row.macs * batch,
+        "batch_flops": lambda row: row.flops * batch,
+        "params_percent": lambda row: 100 * row.params / total if total else None,
+        "memory": lambda row: sum(sum(analysis.layer_bytes(stats)) for stats in members(row)),
+    }
+    return derived.get(name) or (lambda row: getattr(row, name))
 
 
 def input_bytes(analysis: Analysis) -> int:

@@ -324,36 +324,46 @@ def _input(row, analysis: Analysis, batch_axis: bool) -> str:
     return ", ".join(shown_shape(shape, analysis, batch_axis) for shape in shapes)
 
 
-def cells(row, column: str, analysis: Analysis, extras: Extras, options: TableOptions, exact: bool) -> tuple:
-    """A row's cell(s) in a column: as the table writes them, or ``exact`` (CSV: integers, shapes
-    joined by x, the receptive field per axis)."""
+def cell_writer(column: str, analysis: Analysis, extras: Extras, options: TableOptions, exact: bool):
+    """A function giving a row's cell(s) in ``column`` (a tuple): as the table writes them, or
+    ``exact`` (CSV: integers, shapes joined by x, the receptive field per axis)."""
+    batch_axis = options.batch_axis
     if column == "kind":
-        return (row.kind if exact else _kind(row)),
+        return lambda row: (row.kind if exact else _kind(row),)
     if column == "input":
-        return _input(row, analysis, options.batch_axis),
+        return lambda row: (_input(row, analysis, batch_axis),)
     if column == "output":
-        return shown_shape(row.output_shape, analysis, options.batch_axis),
+        return lambda row: (shown_shape(row.output_shape, analysis, batch_axis),)
     if column == "kernel":
-        return _kernel(row),
+        return lambda row: (_kernel(row),)
     if column == "formula":
-        return ("" if isinstance(row, collapse.Group) else formula(row.size_terms)),
+        return lambda row: ("" if isinstance(row, collapse.Group) else formula(row.size_terms),)
     if column == "trainable":
-        return _trainable(row),
+        return lambda row: (_trainable(row),)
     if column == "rf":
-        field = extras.receptive_fields[collapse.members(row)[-1].name]
+        fields = extras.receptive_fields
         if exact:
-            return tuple("x".join(str(getattr(axis, key)) for axis in field) for key in ("size", "jump", "start"))
-        return field_text(field)
-    value = collapse.figures(analysis, row)[column]
+            return lambda row: tuple("x".join(str(getattr(axis, key)) for axis in fields[collapse.members(row)[-1].name])
+                                     for key in ("size", "jump", "start"))
+        return lambda row: field_text(fields[collapse.members(row)[-1].name])
+    value = collapse.figure(column, analysis)
     if column == "params_percent":
-        return ("" if value is None else f"{value:.2f}" if exact else f"{value:.2f}%"),
+        return lambda row: ("" if value(row) is None else f"{value(row):.2f}" if exact else f"{value(row):.2f}%",)
     if exact:
-        return value,
-    if column == "params" and getattr(row, "shares", None) is not None:
-        return f"shares {row.shares}",  # counted at that layer, once, as PyTorch counts a module applied twice
+        return lambda row: (value(row),)
+    if column == "params":  # a layer that shares another's parameters: counted there, once, as PyTorch does
+        return lambda row: (f"shares {row.shares}" if getattr(row, "shares", None) is not None else f"{row.params:,}",)
     if column == "memory":
-        return decimal_bytes(value),
-    return (f"{value:,}" if column in ("params", "trainable_params", "neurons") else human_count(value)),
+        return lambda row: (decimal_bytes(value(row)),)
+    if column in ("trainable_params", "neurons"):
+        return lambda row: (f"{value(row):,}",)
+    return lambda row: (human_count(value(row)),)
+
+
+def row_writer(columns: tuple, analysis: Analysis, extras: Extras, options: TableOptions, exact: bool):
+    """A function giving a row's cells in ``columns``, in order (cell_writer)."""
+    writers = [cell_writer(column, analysis, extras, options, exact) for column in columns]
+    return lambda row: [cell for write in writers for cell in write(row)]
 
 
 def layer_table(analysis: Analysis, extras: Extras, options: TableOptions, baseline: Analysis | None = None,
@@ -372,11 +382,10 @@ def layer_table(analysis: Analysis, extras: Extras, options: TableOptions, basel
     row_of = {stats.name: row.name for row in rows for stats in collapse.members(row)}
     previous = next(iter(analysis.input_shapes))
     formula_at = headers.index(COLUMN_NAMES["formula"].headers[0]) if "formula" in columns else None
+    write = row_writer(columns, analysis, extras, options, exact=False)
     for row in rows:
         reads = reads_text(row, previous, row_of)
-        texts = [row.name + (" " + reads if reads else "")]
-        for name in columns:
-            texts += cells(row, name, analysis, extras, options, exact=False)
+        texts = [row.name + (" " + reads if reads else ""), *write(row)]
         layers = collapse.members(row)
         table.add_row(*texts, style="bold yellow" if any(stats.name in changed for stats in layers) else None)
         if formula_at is not None and not isinstance(row, collapse.Group):
@@ -498,7 +507,8 @@ def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras 
     columns = options.chosen(CSV_COLUMNS, extras)
     sharing = any(stats.shares is not None for stats in analysis.layers)
     header = ["name", *(h for name in columns for h in CSV_HEADERS.get(name, (name,)))] + (["shares"] if sharing else [])
-    rows = [[row.name, *(cell for name in columns for cell in cells(row, name, analysis, extras, options, exact=True))]
+    write = row_writer(columns, analysis, extras, options, exact=True)
+    rows = [[row.name, *write(row)]
             + ([getattr(row, "shares", None) or ""] if sharing else []) for row in collapse.rows(analysis, options.depth)]
     totals = analysis.totals
     summed = {"params": totals.params, "trainable_params": totals.trainable_params, "neurons": totals.neurons,
