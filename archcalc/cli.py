@@ -550,9 +550,20 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
         help="Feed this exact sample (flat or nested numbers filling the input) and print the outputs, "
              "e.g. '[40,50,70,80,90,10,20,30,40]'.")
 @option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights and inputs.")
+@option("--nproc", type=click.IntRange(min=2, max=64), metavar="N",
+        help="Train on N processes with torch.distributed (gloo on CPU, nccl on CUDA, one GPU each): two steps, "
+             "each rank's peak memory and collectives beside the prediction (--batch is the global batch).")
+@option("--shard", "run_shard", type=click.Choice(["ddp", "fsdp"]), default="ddp", show_default=True,
+        help="With --nproc: DistributedDataParallel, or FSDP2 (fully_shard on each unit, then the root).")
+@SHARD_UNIT_OPTION
+@option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="sgd", show_default=True,
+        help="The optimizer of --nproc's training steps.")
+@option("--master-port", type=click.IntRange(min=1, max=65535), metavar="PORT",
+        help="With --nproc: the rendezvous port [default: a free one].")
 @format_option(*TABLE_FORMATS)
 @analysis_options
-def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_shape, rounding):
+def run(spec, device, train, iterations, values, seed, nproc, run_shard, shard_units, optimizer, master_port, fmt,
+        batch, dtype, input_shape, rounding):
     """Compile SPEC into PyTorch and check every layer's shape and parameter count against the analyzer.
 
     On CUDA it also times the forward pass (and forward + backward with --train) and compares the
@@ -565,6 +576,10 @@ def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_
     from .backend.verification import parse_values, verify
 
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    if nproc is not None:
+        _distributed(spec, analysis, nproc, run_shard, shard_units, optimizer, seed, device, master_port, fmt,
+                     input_shape, rounding)
+        return
     sample = None if values is None else parse_values(values, analysis.input_shape)
     with _progress(enabled=fmt == "table") as progress:
         result = verify(analysis, device=device, train=train, iterations=iterations, values=sample, seed=seed,
@@ -575,6 +590,36 @@ def run(spec, device, train, iterations, values, seed, fmt, batch, dtype, input_
         report.print_verification(result)
     if not result.ok:
         raise VerificationFailed("PyTorch disagrees with the analyzer: " + "; ".join(result.disagreements))
+
+
+def _distributed(spec, analysis, nproc, shard, shard_units, optimizer, seed, device, port, fmt, input_shape,
+                 rounding):
+    """run --nproc: the ranks launched, measured and compared (backend/distributed.py)."""
+    import os
+
+    from .backend.distributed import run as run_ranks
+    from .views import sharding as view
+
+    if device == "meta":
+        raise UsageError("--device", device, "a distributed run trains for real: it needs cpu or cuda memory",
+                         "auto, cuda or cpu")
+    options = {"spec": os.path.abspath(spec), "params": spec_params(), "input": input_shape,
+               "batch": analysis.batch, "dtype": analysis.dtype, "rounding": rounding, "shard": shard,
+               "shard_units": list(shard_units), "optimizer": optimizer, "seed": seed,
+               "device": "cpu" if device == "cpu" else "auto"}
+    result = run_ranks(analysis, options, nproc, port=port)
+    if fmt == "json":
+        import json
+
+        from .views.sharding import memory_dict
+        click.echo(json.dumps({"predicted": memory_dict(result.predicted),
+                               "ranks": [rank.__dict__ for rank in result.ranks],
+                               "disagreements": result.disagreements}, indent=2))
+    else:
+        from .views.output import write
+        write(view.run_blocks(result, nproc))
+    if not result.ok:
+        raise VerificationFailed("the distributed run disagrees with the prediction: " + "; ".join(result.disagreements))
 
 
 @main.command()

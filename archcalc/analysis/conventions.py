@@ -73,8 +73,10 @@ EXTRA_CONVENTIONS = {  # inspect's optional sections
     "sharding": "per GPU (ZeRO, Rajbhandari et al. SC20): mixed precision holds 16-bit weights and gradients and "
                 "K = 4 + 4 x states fp32 bytes of optimizer state per parameter; zero1 shards the optimizer "
                 "state, zero2 also the gradients, fsdp also the weights (each tensor on its first axis, "
-                "FSDP2); activations at batch / N; communication per GPU with a ring's factor, all-reduce "
-                "2(N-1)/N, all-gather and reduce-scatter (N-1)/N; compute 3 x forward FLOPs",
+                "FSDP2); activations at batch / N; peak: the largest of the end of forward, the end of backward "
+                "and the optimizer step (its temporaries as torch.optim's CUDA foreach Adam makes them); communication per GPU "
+                "with a ring's factor, all-reduce 2(N-1)/N, all-gather and reduce-scatter (N-1)/N; compute "
+                "3 x forward FLOPs",
     "im2col": "per convolution: filter matrix K x (C/g*F^d), column matrix (C/g*F^d) x (positions*batch) "
               "per group, output K x (positions*batch); column buffer = g x rows x columns x dtype size",
 }

@@ -19,8 +19,10 @@ Per GPU, for N GPUs:
   zero1  optimizer state / N                       (ZeRO stage 1, P_os)
   zero2  optimizer state and gradients / N         (stage 2, P_os+g)
   fsdp   weights, gradients and optimizer state / N (stage 3, P_os+g+p), plus the gathered units:
-         the root's parameters (FSDP2 keeps the root unsharded through the step) and the largest two
-         neighbouring units (the one computed and the one prefetched), whole, in the compute dtype
+         the root's parameters (FSDP2 keeps the root unsharded through the step), the largest two
+         neighbouring units (the one computed and the one prefetched), whole, in the compute dtype,
+         and one flat buffer the size of the largest unit (padded to N shards): FSDP2 all-gathers
+         into it before copying out, and copies the gradients into it to reduce-scatter them
 How a shard divides: ZeRO flattens the parameters into one buffer padded to a multiple of N, so
 each GPU holds ceil(Psi/N) elements (zero1, zero2). fsdp follows PyTorch's FSDP2 (fully_shard,
 what ``archcalc run --shard fsdp`` runs): each parameter tensor is split on its first axis as
@@ -28,7 +30,17 @@ torch.chunk splits it, every rank storing ceil(d0/N) rows (padded), rank r's to_
 that remain for it. When every first axis divides by N the two agree: the ZeRO paper's figures.
 
 Activations per GPU: the memory model's training bytes per sample (``activation_bytes``) x the
-per-GPU batch = batch / N. The per-GPU peak is the sum of the terms.
+per-GPU batch = batch / N. The optimizer step's temporaries, as torch.optim's default
+implementation makes them: Adam and AdamW on CUDA (foreach) one the size of every parameter
+held, on CPU (tensor by tensor) two the size of the largest one (sqrt(v) and its division);
+SGD, with or without momentum, none (in place).
+
+The per-GPU peak is the largest of three moments of a step (gradients set to None before it, as
+zero_grad does by default; DDP's buckets and FSDP's gathered units at every moment):
+  end of forward    weights, optimizer state, the activations (no gradient yet)
+  end of backward   weights, optimizer state, gradients, the batch (the activations are freed)
+  optimizer step    weights, optimizer state, gradients, the batch, the step's temporaries
+                    (FSDP's units are resharded by then)
 
 Communication per step, bytes each GPU sends (and receives as many), a ring algorithm:
   all-reduce 2(N-1)/N x payload; reduce-scatter and all-gather (N-1)/N x payload
@@ -214,12 +226,15 @@ class ShardedMemory:
     gradient_bytes: int
     optimizer_bytes: int
     activation_bytes: int     # at the per-GPU batch
-    gathered_bytes: int       # fsdp: the root + the two largest neighbouring units, whole
+    gathered_bytes: int       # fsdp: the root + the two largest neighbouring units, whole, + a flat buffer
     gathered_units: tuple     # their names
     bucket_bytes: int         # ddp: the gradient buckets
     buckets: int
     collectives: tuple
     flops: int                # training FLOPs of one GPU's batch, per step
+    input_bytes: int          # the per-GPU batch itself (within the activations)
+    step_bytes: int           # the optimizer step's temporaries
+    device: str               # whose optimizer implementation: 'cuda' or 'cpu'
 
     @property
     def gpu_batch(self) -> int:
@@ -230,16 +245,29 @@ class ShardedMemory:
         """Weights, gradients and optimizer state: the ZeRO paper's Figure 1."""
         return self.weight_bytes + self.gradient_bytes + self.optimizer_bytes
 
+    def moments(self) -> dict:
+        """{moment: bytes} of the three moments of a step (see the module's model)."""
+        states = self.model_state_bytes + self.bucket_bytes
+        return {"end of forward": states - self.gradient_bytes + self.gathered_bytes + self.activation_bytes,
+                "end of backward": states + self.gathered_bytes + self.input_bytes,
+                "optimizer step": states + self.input_bytes + self.step_bytes}
+
     @property
     def total_bytes(self) -> int:
-        """The per-GPU peak, as the sum of its terms."""
-        return self.model_state_bytes + self.activation_bytes + self.gathered_bytes + self.bucket_bytes
+        """The per-GPU peak: the largest moment."""
+        return max(self.moments().values())
+
+    @property
+    def peak_moment(self) -> str:
+        moments = self.moments()
+        return max(moments, key=moments.get)
 
     def terms(self) -> dict:
         """{term: bytes}, in the order they are printed."""
         return {"weights": self.weight_bytes, "gradients": self.gradient_bytes,
                 "optimizer state": self.optimizer_bytes, "activations": self.activation_bytes,
-                "gathered units": self.gathered_bytes, "gradient buckets": self.bucket_bytes}
+                "gathered units": self.gathered_bytes, "gradient buckets": self.bucket_bytes,
+                "optimizer step": self.step_bytes}
 
     @property
     def communication_bytes(self) -> int:
@@ -273,6 +301,16 @@ def check_strategy(strategy: str, gpus: int) -> None:
     if strategy == "none" and gpus > 1:
         raise SpecError(f"--shard none trains on one GPU, but --gpus is {gpus}",
                         hint="--shard ddp replicates the model on every GPU; zero1, zero2 and fsdp shard it")
+
+
+def step_bytes(optimizer: str, device: str, shapes, size: int) -> int:
+    """The optimizer step's temporaries over parameter tensors ``shapes`` ((shape, count), ...)
+    of ``size``-byte numbers (see the module's model)."""
+    if optimizer not in ("adam", "adamw") or not shapes:
+        return 0
+    if device == "cuda":
+        return size * sum(prod(shape) * count for shape, count in shapes)
+    return 2 * size * max(prod(shape) for shape, _ in shapes)
 
 
 def activation_bytes(analysis: Analysis, batch: int, optimizer: str, mixed_precision: str | None) -> int:
@@ -326,10 +364,10 @@ def layout(analysis: Analysis, shard_units: tuple = ()) -> Layout:
 
 def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int | None = None,
                    optimizer: str = "adam", mixed_precision: str | None = None, shard_units: tuple = (),
-                   shapes: Layout | None = None) -> ShardedMemory:
+                   shapes: Layout | None = None, device: str = "cuda") -> ShardedMemory:
     """Per-GPU memory and communication of one training step of ``analysis`` on ``gpus`` GPUs under
     ``strategy`` (see the module's model); ``batch`` is the global batch (the analysis's by default),
-    ``shapes`` the layout when the caller has it already."""
+    ``shapes`` the layout when the caller has it already; ``device`` whose optimizer temporaries."""
     check_strategy(strategy, gpus)
     batch = analysis.batch if batch is None else batch
     if batch % gpus:
@@ -354,7 +392,8 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
         gradients = states.gradient * trained_held
         optimizer_bytes = states.optimizer * trained_held
         gathered_elements, gathered_names = _gathered(shapes.units)
-        gathered = gathered_elements * states.weight
+        flat = max((fsdp_elements(unit.shapes, gpus) for unit in (shapes.units.root, *shapes.units.units)), default=0)
+        gathered = (gathered_elements + flat * gpus) * states.weight
         padded = held * gpus * states.weight
         kept = fsdp_elements(shapes.units.root.shapes, gpus) * gpus * states.weight  # the root stays gathered
         collectives = [Collective("all-gather", "parameters (forward)", padded, ring_factor("all-gather", gpus)),
@@ -373,11 +412,26 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
                            Collective("all-gather", "parameters", trainable * states.weight,
                                       ring_factor("all-gather", gpus))]
     per_gpu = batch // gpus
+    master = MASTER_BYTES if mixed_precision else states.weight   # the optimizer's arithmetic
+    stepped = shapes.trained_shapes   # the tensors the step updates: whole, FSDP's shards, or ZeRO's flat one
+    if strategy == "fsdp":
+        stepped = tuple(((-(-shape[0] // gpus), *shape[1:]), count) for shape, count in stepped)
+    elif strategy in ("zero1", "zero2"):
+        stepped = (((shard(trainable, gpus),), 1),)
     return ShardedMemory(
         strategy, gpus, batch, states, optimizer, trainable, weights + totals.buffers * states.buffer, gradients,
         optimizer_bytes, activation_bytes(analysis, per_gpu, optimizer, mixed_precision), gathered,
         gathered_names, sum(bucket_sizes), len(bucket_sizes), tuple(collectives),
-        TRAINING_FLOPS_FACTOR * totals.flops * per_gpu)
+        TRAINING_FLOPS_FACTOR * totals.flops * per_gpu, input_bytes(analysis, per_gpu, mixed_precision),
+        step_bytes(optimizer, device, stepped, master), device)
+
+
+def input_bytes(analysis: Analysis, batch: int, mixed_precision: str | None) -> int:
+    """The network input at ``batch`` samples, as the memory model holds it."""
+    from .memory import input_elements
+
+    size = DTYPE_BYTES[MIXED_PRECISION[mixed_precision] if mixed_precision else analysis.dtype]
+    return input_elements(analysis) * size * batch
 
 
 @dataclass(frozen=True)
@@ -402,11 +456,19 @@ UNBOUNDED = 2 ** 63 - 1   # a batch that any memory fits: nothing grows with the
 
 
 def max_gpu_batch(memory: ShardedMemory, per_sample: int, budget: int) -> int:
-    """The largest per-GPU batch whose peak fits in ``budget`` (0: not even one sample)."""
-    fixed = memory.total_bytes - memory.activation_bytes
-    if fixed > budget:
-        return 0
-    return (budget - fixed) // per_sample if per_sample else UNBOUNDED
+    """The largest per-GPU batch whose peak fits in ``budget`` (0: not even one sample): both
+    moments are lines in the batch, the forward's rising by ``per_sample``, the step's by the input."""
+    per_input = memory.input_bytes // memory.gpu_batch
+    largest = UNBOUNDED
+    moments = memory.moments()
+    for moment, total in moments.items():
+        held = memory.activation_bytes if moment == "end of forward" else memory.input_bytes
+        fixed, rate = total - held, per_sample if moment == "end of forward" else per_input
+        if fixed + rate > budget:
+            return 0
+        if rate:
+            largest = min(largest, (budget - fixed) // rate)
+    return largest
 
 
 def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: str = "adam",

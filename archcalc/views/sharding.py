@@ -9,8 +9,10 @@ TERM_NOTES = {
     "gradients": "of the trainable parameters",
     "optimizer state": "K bytes per parameter: master weights + states",
     "activations": "kept for backward, at the per-GPU batch",
-    "gathered units": "FSDP: whole parameters of the root and the largest two neighbouring units",
+    "gathered units": "FSDP: whole parameters of the root and the largest two neighbouring units, and a flat "
+                      "buffer the size of the largest unit",
     "gradient buckets": "DDP: a flat copy of the gradients for the all-reduce",
+    "optimizer step": "temporaries of torch.optim's step",
 }
 SHARDED = {"none": "nothing (one GPU)", "ddp": "nothing (every GPU a replica)",
            "zero1": "optimizer state", "zero2": "optimizer state and gradients",
@@ -38,9 +40,14 @@ def memory_lines(memory, bandwidth: int | None = None, throughput: int | None = 
                 detail += ": " + ", ".join(map(name, m.gathered_units))
             if term == "gradient buckets":
                 detail += f", {m.buckets} bucket{'s' if m.buckets != 1 else ''} (1 MiB first, 25 MiB cap)"
+            if term == "optimizer step":
+                detail += (f" on {m.device.upper() if m.device == 'cuda' else m.device}: "
+                           + ("one the size of every weight held (foreach)" if m.device == "cuda"
+                              else "two the size of the largest weight tensor"))
             lines.append(f"  {term}: {human_bytes(value)} ({detail})")
     lines.append(f"  model states: {human_bytes(m.model_state_bytes)} (the ZeRO paper's Figure 1 figure)")
-    lines.append(f"  peak per GPU: {human_bytes(m.total_bytes)} (the sum of the terms)")
+    moments = "; ".join(f"{name} {human_bytes(value)}" for name, value in m.moments().items())
+    lines.append(f"  peak per GPU: {human_bytes(m.total_bytes)} at the {m.peak_moment} (the largest moment: {moments})")
     if m.collectives:
         lines.append(f"communication per step and GPU, ring algorithm (N = {m.gpus}):")
         for collective in m.collectives:
@@ -73,6 +80,8 @@ def memory_dict(memory, bandwidth: int | None = None, throughput: int | None = N
         **{term.replace(" ", "_") + "_bytes": value for term, value in m.terms().items()},
         "gathered_units": list(m.gathered_units), "buckets": m.buckets,
         "model_state_bytes": m.model_state_bytes, "total_bytes": m.total_bytes,
+        "moments_bytes": m.moments(), "peak_moment": m.peak_moment,
+        "input_bytes": m.input_bytes, "device": m.device,
         "collectives": [{"collective": c.name, "what": c.what, "payload_bytes": c.payload,
                          "factor": str(c.factor), "bytes_per_gpu": c.bytes} for c in m.collectives],
         "communication_bytes": m.communication_bytes, "flops": m.flops,
@@ -148,3 +157,31 @@ def plan_dict(analysis, fits, budget: int, gpus: tuple, bandwidth: int | None = 
                         "too_big": None if fit.gpus is not None else dict(zip(("term", "bytes"), fit.too_big)),
                         "memory": memory_dict(fit.memory, bandwidth, throughput)} for fit in fits],
     }
+
+
+def run_blocks(result, nproc: int) -> list:
+    """archcalc run --nproc: per rank, the predicted and measured peak, their ratio, the bytes of
+    each collective; FSDP's shards checked against the prediction."""
+    from .output import Table
+
+    m = result.predicted
+    names = sorted({name for rank in result.ranks for name in rank.collectives})
+    headers = ("rank", "predicted peak", "measured peak", "predicted / measured", "at the start",
+               *(f"{name} payload" for name in names), "seconds")
+    table = Table(headers, right=headers, title=f"{m.strategy} on {nproc} processes ({m.device}), batch {m.batch} "
+                                                 f"= {m.gpu_batch} per rank, {m.optimizer}: the second training step")
+    for rank in result.ranks:
+        table.add_row(str(rank.rank), human_bytes(m.total_bytes), human_bytes(rank.peak_bytes),
+                      f"{m.total_bytes / rank.peak_bytes:.3f}" if rank.peak_bytes else "-",
+                      human_bytes(rank.start_bytes), *(human_bytes(rank.collectives.get(name, 0)) for name in names),
+                      f"{rank.seconds:.2f}")
+    lines = memory_lines(m)
+    if m.strategy == "fsdp":
+        held = sum(rows for _, rows in result.expected_shards[0]) if result.expected_shards else 0
+        lines.append(f"parameter and gradient shards (to_local() rows of every tensor, on every rank): "
+                     f"{'as predicted' if result.ok else 'see the disagreements'} (torch.chunk's split of the "
+                     f"first axis; rank 0 holds {held:,} rows)")
+    lines.append("measured: live tensor bytes (every storage an operation returns, until freed) from the start of "
+                 "the second step to the end of its optimizer step; payloads: what the collectives were given, "
+                 "each GPU sending its ring's factor of them")
+    return [table, "\n".join(lines)]

@@ -1,0 +1,445 @@
+"""``archcalc run SPEC --nproc N --shard ddp|fsdp``: the spec trained on N processes with
+torch.distributed, each rank's peak live bytes and collectives measured, beside the prediction
+of analysis/sharding.py.
+
+The launcher starts N copies of this module (``python -m archcalc.backend.distributed OPTIONS``)
+with torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), so
+``torchrun --nproc-per-node N -m archcalc.backend.distributed OPTIONS`` runs the same workers.
+Each rank:
+- joins the process group (gloo on CPU, nccl on CUDA, one GPU per local rank);
+- builds the spec's network with the same seed, then wraps it: DDP (DistributedDataParallel,
+  default buckets), or FSDP2 (``fully_shard`` on each unit of analysis/sharding.units, then on
+  the root), in the spec's dtype;
+- trains two steps on its own random batch of batch/N samples (the loss: the sum of the
+  outputs): the first creates the optimizer state (and DDP rebuilds its buckets in the second's
+  forward), the second is measured: live tensor bytes (backend/livebytes.py) from its start to
+  after the optimizer step, and the payload of every collective (DDP's buckets through a comm
+  hook, FSDP2's all-gathers and reduce-scatters through its custom-collective hooks);
+- under FSDP, records each parameter's and gradient's local shard (``to_local()``) size;
+- writes its result as JSON beside the options, for the launcher.
+The launcher stops every rank when one fails or the time runs out, and waits for each: no
+process outlives the command.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ArchcalcError, SpecError
+
+SHARDS = ("ddp", "fsdp")
+ADDRESS = "127.0.0.1"
+OPTIMIZERS = {"sgd": ("SGD", {}), "momentum": ("SGD", {"momentum": 0.9}), "adam": ("Adam", {}),
+              "adamw": ("AdamW", {})}   # choices.OPTIMIZER_STATES as torch.optim builds them
+
+
+class LaunchError(ArchcalcError):
+    """A distributed run that could not start or did not finish (exit code 2)."""
+
+
+# --- the launcher ------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((ADDRESS, 0))
+        return probe.getsockname()[1]
+
+
+def check_port(port: int) -> None:
+    """Refuse a port another process holds: the rendezvous would hang or fail obscurely."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((ADDRESS, port))
+        except OSError:
+            raise LaunchError(f"port {port} is already taken on {ADDRESS}",
+                              hint="leave out --master-port: a free port is chosen") from None
+
+
+@dataclass(frozen=True)
+class RankResult:
+    rank: int
+    peak_bytes: int               # live bytes, most during the measured step
+    start_bytes: int              # live when it began: parameters, optimizer state, the batch
+    collectives: dict             # {'all-reduce': payload bytes, ...} of the measured step
+    shards: list                  # fsdp: [[global shape, local rows], ...] of every parameter
+    gradient_shards: list
+    seconds: float
+
+
+def launch(options: dict, nproc: int, *, port: int | None = None, timeout: float = 300.0) -> list[RankResult]:
+    """Run ``nproc`` workers on ``options`` (see ``worker``) and return their results by rank.
+
+    A rank that exits with an error, or a run longer than ``timeout`` seconds, stops them all and
+    raises LaunchError with the rank's last message."""
+    if port is None:
+        port = free_port()
+    else:
+        check_port(port)
+    with tempfile.TemporaryDirectory(prefix="archcalc-ranks-") as folder:
+        folder = Path(folder)
+        (folder / "options.json").write_text(json.dumps(options))
+        processes = []
+        try:
+            for rank in range(nproc):
+                env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
+                       "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": ADDRESS, "MASTER_PORT": str(port),
+                       "ARCHCALC_PARENT": str(os.getpid())}
+                log = open(folder / f"rank{rank}.log", "wb")
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "archcalc.backend.distributed", str(folder / "options.json")],
+                    env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+                log.close()
+            _wait(processes, folder, timeout)
+        finally:
+            _stop(processes)
+        return [_result(folder, rank) for rank in range(nproc)]
+
+
+def _wait(processes: list, folder: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        codes = [process.poll() for process in processes]
+        failed = [rank for rank, code in enumerate(codes) if code not in (None, 0)]
+        if failed:
+            # the first to fail is the cause; the others mostly fail because it left
+            rank = min(failed, key=lambda r: (_says_why(folder, r) is None, r))
+            raise LaunchError(f"rank {rank} of {len(processes)} died (exit code {codes[rank]}): "
+                              f"{_says_why(folder, rank) or _last_line(folder, rank)}",
+                              hint="the other ranks were stopped; the message above is the rank's last word")
+        if all(code == 0 for code in codes):
+            return
+        if time.monotonic() > deadline:
+            raise LaunchError(f"the ranks did not finish within {timeout:.0f} s", hint="every rank was stopped")
+        time.sleep(0.02)
+
+
+def _stop(processes: list) -> None:
+    """Terminate, then kill, every rank still running, and reap them all."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _says_why(folder: Path, rank: int) -> str | None:
+    """The message of an error the rank reported itself (an ArchcalcError), if any."""
+    path = folder / f"rank{rank}.error"
+    return path.read_text() if path.exists() else None
+
+
+def _last_line(folder: Path, rank: int) -> str:
+    lines = [line for line in (folder / f"rank{rank}.log").read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
+def _result(folder: Path, rank: int) -> RankResult:
+    return RankResult(**json.loads((folder / f"rank{rank}.json").read_text()))
+
+
+@dataclass(frozen=True)
+class DistributedRun:
+    """A run beside its prediction: per rank, the measured results; the checks that failed."""
+
+    predicted: object             # analysis.sharding.ShardedMemory, on the run's device
+    ranks: list                   # RankResult by rank
+    expected_shards: list         # fsdp: per rank, the sorted [global shape, local rows] predicted
+    expected_gradient_shards: list
+    disagreements: list
+
+    @property
+    def ok(self) -> bool:
+        return not self.disagreements
+
+
+def run(analysis, options: dict, nproc: int, *, port: int | None = None, timeout: float = 300.0) -> DistributedRun:
+    """Check the run's options statically (the same errors as inspect --gpus), launch the ranks,
+    and compare: FSDP's shards with analysis/sharding's per-tensor rule, every collective's payload
+    with the prediction. The peak's ratio is reported, not judged."""
+    import torch
+
+    from ..analysis.sharding import chunk_rows, sharded_memory, units
+
+    if nproc < 2:
+        raise LaunchError(f"--nproc {nproc}: a distributed run needs at least 2 processes",
+                          hint="archcalc run SPEC without --nproc runs one")
+    shard = options["shard"]
+    device = "cuda" if torch.cuda.is_available() and options.get("device") != "cpu" else "cpu"
+    if device == "cuda" and torch.cuda.device_count() < nproc:
+        raise LaunchError(f"--nproc {nproc} needs {nproc} GPUs, this machine has {torch.cuda.device_count()}",
+                          hint="fewer processes, or --device cpu")
+    units(analysis, tuple(options.get("shard_units") or ()))   # an unknown name stops here, not in N ranks
+    predicted = sharded_memory(analysis, shard, nproc, optimizer=options["optimizer"],
+                               shard_units=tuple(options.get("shard_units") or ()), device=device)
+    ranks = launch({**options, "device": device}, nproc, port=port, timeout=timeout)
+    every = [(shape, count) for stats in analysis.layers for shape, count in stats.layer.parameter_shapes(stats.input_shape)]
+    trained = [(shape, count) for stats in analysis.layers if stats.trainable_params
+               for shape, count in stats.layer.parameter_shapes(stats.input_shape)]
+
+    def expected(shapes, rank):
+        return sorted([list(shape), chunk_rows(shape[0], nproc, rank)] for shape, count in shapes for _ in range(count))
+    shards = [expected(every, r) for r in range(nproc)] if shard == "fsdp" else []
+    gradient_shards = [expected(trained, r) for r in range(nproc)] if shard == "fsdp" else []
+    disagreements = []
+    payloads = {}
+    for collective in predicted.collectives:
+        payloads[collective.name] = payloads.get(collective.name, 0) + collective.payload
+    for result in ranks:
+        if shard == "fsdp":
+            if sorted(result.shards) != shards[result.rank]:
+                disagreements.append(f"rank {result.rank}: parameter shards {sorted(result.shards)} "
+                                     f"!= predicted {shards[result.rank]}")
+            if sorted(result.gradient_shards) != gradient_shards[result.rank]:
+                disagreements.append(f"rank {result.rank}: gradient shards {sorted(result.gradient_shards)} "
+                                     f"!= predicted {gradient_shards[result.rank]}")
+        if result.collectives != payloads:
+            disagreements.append(f"rank {result.rank}: collectives {result.collectives} != predicted {payloads}")
+    return DistributedRun(predicted, ranks, shards, gradient_shards, disagreements)
+
+
+# --- one rank ----------------------------------------------------------------------------------
+
+def _watch_parent() -> None:
+    """End this rank if the launcher is gone (killed before it could stop us)."""
+    parent = int(os.environ.get("ARCHCALC_PARENT", "0"))
+    if not parent:
+        return
+
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(3)
+            time.sleep(0.5)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def worker(options: dict) -> RankResult:
+    """One rank of the run (see the module's docstring). ``options``: spec (path), params (--set),
+    input (shape or None), batch (global), dtype, rounding, shard, shard_units, optimizer, seed."""
+    import torch
+    import torch.distributed as dist
+
+    from ..analysis import analyze
+    from ..spec import load
+    from .graph import Network
+    from .plan import make_plan
+    from .verification import sample_inputs
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    cuda = torch.cuda.is_available() and options.get("device") != "cpu"
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    try:
+        analysis = analyze(load(options["spec"], options.get("params") or {}),
+                           input_shape=tuple(options["input"]) if options.get("input") else None,
+                           batch=options["batch"], dtype=options["dtype"], rounding=options.get("rounding"))
+        plan = make_plan(analysis)
+        dtype = getattr(torch, analysis.dtype)
+        torch.manual_seed(options["seed"])           # every rank builds the same weights
+        with torch.device(device):
+            network = Network(plan).to(dtype)
+        collectives: Counter = Counter()
+        if options["shard"] == "ddp":
+            model = _ddp(network, collectives, device)
+        else:
+            model = _fsdp(network, plan, options.get("shard_units") or (), collectives, world)
+        torch.manual_seed(options["seed"] + 1 + rank)  # each rank its own samples
+        inputs = sample_inputs(torch, plan, analysis.batch // world, dtype, device, None)
+        name, settings = OPTIMIZERS[options["optimizer"]]
+        optimizer = getattr(torch.optim, name)([p for p in model.parameters() if p.requires_grad],
+                                               lr=1e-3, **settings)
+        start = time.perf_counter()
+        _step(model, inputs, optimizer)
+        collectives.clear()
+        from .livebytes import LiveBytes
+        tracker = LiveBytes()
+        tracker.track(*model.parameters(), *model.buffers(), *inputs,
+                      *(value for state in optimizer.state.values() for value in state.values()))
+        start_bytes = tracker.current
+        with tracker:
+            _step(model, inputs, optimizer, keep_gradients=True)
+        shards, gradient_shards = _local_shards(model) if options["shard"] == "fsdp" else ([], [])
+        seconds = time.perf_counter() - start
+    finally:
+        dist.destroy_process_group()
+    return RankResult(rank, tracker.peak, start_bytes, dict(collectives), shards, gradient_shards, seconds)
+
+
+def _step(model, inputs: tuple, optimizer, keep_gradients: bool = False) -> None:
+    """One training step: gradients cleared (set to None), forward to the sum of the outputs,
+    backward, the optimizer's step."""
+    optimizer.zero_grad(set_to_none=True)
+    outputs = model(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    sum(output.sum() for output in outputs).backward()
+    optimizer.step()
+
+
+def _ddp(network, collectives: Counter, device):
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def counted(state, bucket):
+        buffer = bucket.buffer()
+        collectives["all-reduce"] += buffer.numel() * buffer.element_size()
+        return allreduce_hook(state, bucket)
+    model.register_comm_hook(None, counted)
+    return model
+
+
+def _fsdp(network, plan, shard_units: tuple, collectives: Counter, world: int):
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp._fully_shard._fsdp_collectives import DefaultAllGather, DefaultReduceScatter
+
+    from ..analysis.sharding import units
+
+    class CountedAllGather(DefaultAllGather):
+        def __call__(self, output_tensor, input_tensor, group, async_op=False):
+            collectives["all-gather"] += output_tensor.numel() * output_tensor.element_size()
+            return super().__call__(output_tensor, input_tensor, group, async_op)
+
+    class CountedReduceScatter(DefaultReduceScatter):
+        def __call__(self, output_tensor, input_tensor, group, op, async_op=False):
+            collectives["reduce-scatter"] += input_tensor.numel() * input_tensor.element_size()
+            return super().__call__(output_tensor, input_tensor, group, op, async_op)
+
+    wrapping = units(plan.analysis, tuple(shard_units))
+    model = Staged(network, plan, wrapping)
+    wrapped = [fully_shard(segment) for segment in model.units]
+    wrapped.append(fully_shard(model))
+    for module in wrapped:
+        module.set_custom_all_gather(CountedAllGather())
+        module.set_custom_reduce_scatter(CountedReduceScatter())
+    return model
+
+
+def _local_shards(model) -> tuple[list, list]:
+    """[[global shape, local rows], ...] of every parameter and of every gradient: FSDP2's shards."""
+    def rows(tensor) -> list:
+        local = tensor.to_local()
+        return [list(tensor.shape), local.shape[0] if local.dim() else local.numel()]
+    parameters = [p for p in model.parameters()]
+    return ([rows(p) for p in parameters], [rows(p.grad) for p in parameters if p.grad is not None])
+
+
+@functools.cache
+def _staged_class():
+    from torch import nn
+
+    class Segment(nn.Module):
+        """Consecutive layers run as one module, an FSDP unit: takes the values it reads from
+        before it, returns those read after it."""
+
+        def __init__(self, steps: list, reads: tuple, gives: tuple, releases: list):
+            super().__init__()
+            self.reads, self.gives = reads, gives
+            for step in steps:
+                self.add_module(step[1], step[2])
+            self._walk = [(name, self._modules[attribute], inputs, released)
+                          for (name, attribute, _, inputs), released in zip(steps, releases)]
+
+        def forward(self, *values):
+            env = dict(zip(self.reads, values))
+            for name, layer, inputs, released in self._walk:
+                env[name] = layer(*(env[read] for read in inputs))
+                for gone in released:
+                    del env[gone]
+            return tuple(env[name] for name in self.gives)
+
+    class Staged(nn.Module):
+        """The network as FSDP needs it: each unit a submodule whose forward runs its layers; the
+        root's layers run directly."""
+
+        def __init__(self, network, plan, wrapping):
+            super().__init__()
+            self.input_names, self.output_names = tuple(plan.inputs), tuple(plan.outputs)
+            steps = [(step.name, step.attribute, network._modules[step.attribute], step.reads) for step in plan.steps]
+            index = {step[0]: i for i, step in enumerate(steps)}
+            owner = {name: unit for unit in wrapping.units for name in unit.layers}
+            last = {}
+            for i, step in enumerate(steps):
+                for read in step[3]:
+                    last[read] = i
+            outputs = set(self.output_names)
+            self.units = []
+            self._walk = []        # (index of the last layer, names it gives, module, reads)
+            i = 0
+            while i < len(steps):
+                unit = owner.get(steps[i][0])
+                if unit is None:
+                    name, attribute, module, reads = steps[i]
+                    self.add_module(attribute, module)
+                    self._walk.append((i, (name,), module, reads))
+                    i += 1
+                    continue
+                end = index[unit.layers[-1]]
+                members = steps[i:end + 1]
+                made = {step[0] for step in members}
+                reads = tuple(dict.fromkeys(r for step in members for r in step[3] if r not in made))
+                gives = tuple(name for name in made if last.get(name, -1) > end or name in outputs)
+                gives = tuple(step[0] for step in members if step[0] in gives)
+                releases = [tuple(r for r in step[3] if r in made and last[r] == i + k and r not in gives)
+                            for k, step in enumerate(members)]
+                segment = Segment(members, reads, gives, releases)
+                self.add_module(f"unit{len(self.units)}", segment)
+                self.units.append(segment)
+                self._walk.append((end, gives, segment, reads))
+                i = end + 1
+            self._last = last
+
+        def forward(self, *inputs):
+            env = dict(zip(self.input_names, inputs))
+            for end, gives, module, reads in self._walk:
+                results = module(*(env[read] for read in reads))
+                for name, value in zip(gives, results if isinstance(results, tuple) else (results,)):
+                    env[name] = value
+                for read in reads:   # what nothing later reads is dropped, as Network drops it
+                    if self._last.get(read, -1) <= end and read not in self.output_names:
+                        env.pop(read, None)
+            results = tuple(env[name] for name in self.output_names)
+            return results[0] if len(results) == 1 else results
+
+    return Segment, Staged
+
+
+def Staged(network, plan, wrapping):  # noqa: N802 - builds the nn.Module class on first use (torch is lazy)
+    return _staged_class()[1](network, plan, wrapping)
+
+
+def main(argv: list[str]) -> int:
+    """A worker's entry point: ``python -m archcalc.backend.distributed OPTIONS.json``."""
+    _watch_parent()
+    path = Path(argv[0])
+    options = json.loads(path.read_text())
+    rank = int(os.environ["RANK"])
+    try:
+        result = worker(options)
+    except (SpecError, ArchcalcError) as exc:
+        (path.parent / f"rank{rank}.error").write_text(str(exc).removeprefix("error: "))
+        return 2
+    (path.parent / f"rank{rank}.json").write_text(json.dumps(result.__dict__))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

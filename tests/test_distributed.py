@@ -1,0 +1,183 @@
+"""archcalc run --nproc N --shard ddp|fsdp: real torch.distributed runs on CPU (gloo), each rank's
+peak and collectives beside the static prediction, FSDP2's shards as PyTorch holds them, and the
+errors, with no process left behind."""
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import SPECS
+
+from archcalc.cli import main
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch.distributed.fsdp")
+if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+    pytest.skip("torch.distributed with gloo is needed", allow_module_level=True)
+
+
+def children() -> list[int]:
+    """Processes whose parent is this one (from /proc: psutil is not a dependency)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+                found.append(int(entry.name))
+    return found
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["run", *map(str, args)])
+
+
+def ranks_of(output: str) -> dict:
+    return json.loads(output)
+
+
+def chunk_rows(shape, world, rank) -> int:
+    """What PyTorch's torch.chunk gives ``rank`` of a tensor's first axis: FSDP2's Shard(0)."""
+    pieces = torch.empty(shape, device="meta").chunk(world, dim=0)
+    return pieces[rank].shape[0] if rank < len(pieces) else 0
+
+
+def check_run(spec: str, shard: str, nproc: int, batch: int, low=0.95, high=1.05):
+    before = set(children())
+    result = run(SPECS / f"{spec}.yaml", "--nproc", nproc, "--shard", shard, "--batch", batch, "--optimizer", "adam",
+                 "--device", "cpu", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert set(children()) <= before   # every rank reaped
+    found = ranks_of(result.output)
+    predicted = found["predicted"]["total_bytes"]
+    for rank in found["ranks"]:
+        assert low <= predicted / rank["peak_bytes"] <= high, (rank["rank"], predicted, rank["peak_bytes"])
+        if shard == "fsdp":   # every parameter and gradient: to_local()'s rows are torch.chunk's
+            assert rank["shards"] and all(rows == chunk_rows(shape, nproc, rank["rank"])
+                                          for shape, rows in rank["shards"] + rank["gradient_shards"])
+        payload = {c["collective"]: 0 for c in found["predicted"]["collectives"]}
+        for c in found["predicted"]["collectives"]:
+            payload[c["collective"]] += c["payload_bytes"]
+        assert rank["collectives"] == payload
+    return found
+
+
+def test_fsdp_on_two_processes():
+    """mnist_dense (7,850 parameters): the weight [10, 784] splits 5 + 5 rows, the bias [10] 5 + 5."""
+    found = check_run("mnist_dense", "fsdp", 2, 8)
+    assert sorted(found["ranks"][0]["shards"]) == [[[10], 5], [[10, 784], 5]]
+    # DDP's all-reduce moves the gradients once; FSDP gathers the parameters and reduce-scatters the gradients
+    assert found["ranks"][1]["collectives"] == {"all-gather": 31_400, "reduce-scatter": 31_400}
+
+
+RUNS = [  # spec, shard, processes, global batch
+    ("mnist_dense", "ddp", 2, 8), ("mnist_dense", "ddp", 4, 8), ("mnist_dense", "fsdp", 4, 8),
+    ("lenet5", "ddp", 2, 8), ("lenet5", "fsdp", 2, 8), ("lenet5", "ddp", 4, 8), ("lenet5", "fsdp", 4, 8),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("spec", "shard", "nproc", "batch"), RUNS)
+def test_runs_match_the_prediction(spec, shard, nproc, batch):
+    check_run(spec, shard, nproc, batch)
+
+
+@pytest.mark.slow
+def test_uneven_shards_of_an_odd_first_axis():
+    """lenet5 on 4: a [6, 1, 5, 5] conv weight splits 2, 2, 2, 0 rows; [120, 400] 30 each; [84] 21 each;
+    [10] 3, 3, 3, 1 (torch.chunk)."""
+    found = check_run("lenet5", "fsdp", 4, 8)
+    last = dict((tuple(shape), rows) for shape, rows in found["ranks"][3]["shards"])
+    assert last[(6, 1, 5, 5)] == 0 and last[(10,)] == 1 and last[(120, 400)] == 30
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_same_workers(tmp_path):
+    """torchrun starts the workers as the launcher does: each rank writes its result."""
+    import subprocess
+
+    options = {"spec": str(SPECS / "mnist_dense.yaml"), "batch": 4, "dtype": "float32", "shard": "ddp",
+               "optimizer": "sgd", "seed": 0, "device": "cpu"}
+    (tmp_path / "options.json").write_text(json.dumps(options))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-port", str(_free_port()), "-m", "archcalc.backend.distributed",
+                           str(tmp_path / "options.json")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for rank in (0, 1):
+        result = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert result["collectives"] == {"all-reduce": 7_850 * 4}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("mnist_dense", "--nproc", 3, "--batch", 4), "3 GPUs do not divide the batch of 4"),
+    (("resnet18", "--nproc", 2, "--batch", 2, "--shard", "fsdp", "--shard-unit", "stage9"),
+     "--shard-unit 'stage9' is not a repeat, block or layer"),
+    (("course_grey", "--nproc", 4, "--batch", 4, "--shard", "fsdp"), "too small to shard: 3 parameters for 4"),
+    (("mnist_dense", "--nproc", 2, "--batch", 2, "--device", "meta"), "a distributed run trains for real"),
+    (("mnist_dense", "--nproc", 1), "--nproc"),
+])
+def test_errors_before_any_process_starts(args, message):
+    before = set(children())
+    result = run(SPECS / f"{args[0]}.yaml", *args[1:])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert set(children()) <= before
+
+
+def test_a_taken_port_is_refused():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run(SPECS / "mnist_dense.yaml", "--nproc", 2, "--batch", 2, "--master-port", port)
+    assert result.exit_code == 2, result.output
+    assert f"port {port} is already taken" in result.output
+    assert "leave out --master-port" in result.output
+
+
+def test_a_rank_that_dies_stops_the_others():
+    """Rank 1 is killed as it starts: the launcher says so, stops rank 0 and reaps both."""
+    from archcalc.analysis import analyze
+    from archcalc.backend.distributed import LaunchError
+    from archcalc.backend.distributed import run as run_ranks
+    from archcalc.spec import load
+
+    analysis = analyze(load(str(SPECS / "mnist_dense.yaml")), batch=2)
+    options = {"spec": str(SPECS / "mnist_dense.yaml"), "batch": 2, "dtype": "float32", "shard": "ddp",
+               "optimizer": "sgd", "seed": 0, "device": "cpu"}
+    before = set(children())
+    outcome = {}
+
+    def launch():
+        try:
+            run_ranks(analysis, options, 2)
+        except LaunchError as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=launch)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(set(children()) - before) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ranks = sorted(set(children()) - before)
+    assert len(ranks) == 2
+    os.kill(ranks[1], signal.SIGKILL)   # started second: rank 1
+    thread.join(120)
+    assert not thread.is_alive()
+    assert "rank 1 of 2 died (exit code -9)" in outcome["error"]
+    assert "the other ranks were stopped" in outcome["error"]
+    assert set(children()) <= before
