@@ -612,7 +612,7 @@ def _distributed(spec, analysis, nproc, shard, shard_units, optimizer, seed, dev
         import json
 
         from .views.sharding import memory_dict
-        click.echo(json.dumps({"predicted": memory_dict(result.predicted),
+        click.echo(json.dumps({"predicted": [memory_dict(memory) for memory in result.predicted],
                                "ranks": [rank.__dict__ for rank in result.ranks],
                                "disagreements": result.disagreements}, indent=2))
     else:

@@ -364,10 +364,12 @@ def layout(analysis: Analysis, shard_units: tuple = ()) -> Layout:
 
 def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int | None = None,
                    optimizer: str = "adam", mixed_precision: str | None = None, shard_units: tuple = (),
-                   shapes: Layout | None = None, device: str = "cuda") -> ShardedMemory:
+                   shapes: Layout | None = None, device: str = "cuda", rank: int = 0) -> ShardedMemory:
     """Per-GPU memory and communication of one training step of ``analysis`` on ``gpus`` GPUs under
     ``strategy`` (see the module's model); ``batch`` is the global batch (the analysis's by default),
-    ``shapes`` the layout when the caller has it already; ``device`` whose optimizer temporaries."""
+    ``shapes`` the layout when the caller has it already; ``device`` whose optimizer temporaries;
+    ``rank`` the GPU (under fsdp the first ranks hold the most: the optimizer creates its state
+    like the local shard, to_local()'s rows, while the shards themselves are stored padded)."""
     check_strategy(strategy, gpus)
     batch = analysis.batch if batch is None else batch
     if batch % gpus:
@@ -390,7 +392,7 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
         trained_held = fsdp_elements(shapes.trained_shapes, gpus)
         weights = states.weight * held
         gradients = states.gradient * trained_held
-        optimizer_bytes = states.optimizer * trained_held
+        optimizer_bytes = states.optimizer * fsdp_elements(shapes.trained_shapes, gpus, rank)
         gathered_elements, gathered_names = _gathered(shapes.units)
         flat = max((fsdp_elements(unit.shapes, gpus) for unit in (shapes.units.root, *shapes.units.units)), default=0)
         gathered = (gathered_elements + flat * gpus) * states.weight
@@ -415,7 +417,7 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
     master = MASTER_BYTES if mixed_precision else states.weight   # the optimizer's arithmetic
     stepped = shapes.trained_shapes   # the tensors the step updates: whole, FSDP's shards, or ZeRO's flat one
     if strategy == "fsdp":
-        stepped = tuple(((-(-shape[0] // gpus), *shape[1:]), count) for shape, count in stepped)
+        stepped = tuple(((chunk_rows(shape[0], gpus, rank), *shape[1:]), count) for shape, count in stepped)
     elif strategy in ("zero1", "zero2"):
         stepped = (((shard(trainable, gpus),), 1),)
     return ShardedMemory(

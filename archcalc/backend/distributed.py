@@ -156,7 +156,7 @@ def _result(folder: Path, rank: int) -> RankResult:
 class DistributedRun:
     """A run beside its prediction: per rank, the measured results; the checks that failed."""
 
-    predicted: object             # analysis.sharding.ShardedMemory, on the run's device
+    predicted: list               # analysis.sharding.ShardedMemory of each rank, on the run's device
     ranks: list                   # RankResult by rank
     expected_shards: list         # fsdp: per rank, the sorted [global shape, local rows] predicted
     expected_gradient_shards: list
@@ -184,8 +184,9 @@ def run(analysis, options: dict, nproc: int, *, port: int | None = None, timeout
         raise LaunchError(f"--nproc {nproc} needs {nproc} GPUs, this machine has {torch.cuda.device_count()}",
                           hint="fewer processes, or --device cpu")
     units(analysis, tuple(options.get("shard_units") or ()))   # an unknown name stops here, not in N ranks
-    predicted = sharded_memory(analysis, shard, nproc, optimizer=options["optimizer"],
-                               shard_units=tuple(options.get("shard_units") or ()), device=device)
+    predicted = [sharded_memory(analysis, shard, nproc, optimizer=options["optimizer"],
+                                shard_units=tuple(options.get("shard_units") or ()), device=device, rank=rank)
+                 for rank in range(nproc)]
     ranks = launch({**options, "device": device}, nproc, port=port, timeout=timeout)
     every = [(shape, count) for stats in analysis.layers for shape, count in stats.layer.parameter_shapes(stats.input_shape)]
     trained = [(shape, count) for stats in analysis.layers if stats.trainable_params
@@ -197,7 +198,7 @@ def run(analysis, options: dict, nproc: int, *, port: int | None = None, timeout
     gradient_shards = [expected(trained, r) for r in range(nproc)] if shard == "fsdp" else []
     disagreements = []
     payloads = {}
-    for collective in predicted.collectives:
+    for collective in predicted[0].collectives:
         payloads[collective.name] = payloads.get(collective.name, 0) + collective.payload
     for result in ranks:
         if shard == "fsdp":

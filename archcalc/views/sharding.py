@@ -164,18 +164,18 @@ def run_blocks(result, nproc: int) -> list:
     each collective; FSDP's shards checked against the prediction."""
     from .output import Table
 
-    m = result.predicted
+    m = result.predicted[0]
     names = sorted({name for rank in result.ranks for name in rank.collectives})
     headers = ("rank", "predicted peak", "measured peak", "predicted / measured", "at the start",
                *(f"{name} payload" for name in names), "seconds")
     table = Table(headers, right=headers, title=f"{m.strategy} on {nproc} processes ({m.device}), batch {m.batch} "
                                                  f"= {m.gpu_batch} per rank, {m.optimizer}: the second training step")
-    for rank in result.ranks:
-        table.add_row(str(rank.rank), human_bytes(m.total_bytes), human_bytes(rank.peak_bytes),
-                      f"{m.total_bytes / rank.peak_bytes:.3f}" if rank.peak_bytes else "-",
+    for rank, predicted in zip(result.ranks, result.predicted):
+        table.add_row(str(rank.rank), human_bytes(predicted.total_bytes), human_bytes(rank.peak_bytes),
+                      f"{predicted.total_bytes / rank.peak_bytes:.3f}" if rank.peak_bytes else "-",
                       human_bytes(rank.start_bytes), *(human_bytes(rank.collectives.get(name, 0)) for name in names),
                       f"{rank.seconds:.2f}")
-    lines = memory_lines(m)
+    lines = ["rank 0:"] + memory_lines(m) if nproc > 1 else memory_lines(m)
     if m.strategy == "fsdp":
         held = sum(rows for _, rows in result.expected_shards[0]) if result.expected_shards else 0
         lines.append(f"parameter and gradient shards (to_local() rows of every tensor, on every rank): "
