@@ -112,6 +112,14 @@ RULES = [
     ("silu", (8, 4, 4), 0, 128), ("gelu: {approximate: tanh}", (8,), 0, 8), ("logsoftmax", (10,), 0, 10),
     ("prelu: 8", (8, 4, 4), 0, 128),
     ("conv: {filters: 4, kernel: 1, activation: hardswish}", (2, 3, 3), 36 * 2, 2 * 72 + 36 + 36),
+    # norms with each sample's statistics: 5 per element, + 2 with gamma and beta; rmsnorm 3, + 1 weight;
+    # an instancenorm that keeps running statistics folds them at inference: 2, as batchnorm
+    ("layernorm: {axes: channels}", (96, 7, 7), 0, 7 * 96 * 49),
+    ("groupnorm: 8", (32, 4, 4), 0, 7 * 512),
+    ("instancenorm", (16, 3, 3), 0, 5 * 144),
+    ("instancenorm: {track_running_stats: true}", (16, 3, 3), 0, 2 * 144),
+    ("rmsnorm", {"steps": 7, "features": 16}, 0, 4 * 112),
+    ("rmsnorm: {affine: false}", {"steps": 7, "features": 16}, 0, 3 * 112),
 ]
 
 

@@ -109,7 +109,8 @@ def chains(draw):
     layers = []
     for _ in range(draw(st.integers(1, 5))):
         choice = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "batchnorm", "layernorm", "lrn",
-                                       "dropout", "activation", "prelu", "scale"]))
+                                       "dropout", "activation", "prelu", "scale", "groupnorm", "instancenorm",
+                                       "rmsnorm"]))
         if choice == "conv":
             groups = draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))
             filters = groups * draw(st.integers(1, 3))
@@ -130,8 +131,14 @@ def chains(draw):
                       "rounding": draw(st.sampled_from(["floor", "ceil", "strict"]))}
             if choice == "maxpool":
                 fields["dilation"] = draw(st.integers(1, 2))
-        elif choice in ("batchnorm", "layernorm"):
+        elif choice in ("batchnorm", "layernorm", "groupnorm", "instancenorm", "rmsnorm"):
             fields = {"affine": draw(st.booleans())}
+            if choice in ("layernorm", "rmsnorm"):
+                fields["axes"] = draw(st.sampled_from(["all", "channels"]))
+            elif choice == "groupnorm":
+                fields["groups"] = draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))
+            elif choice == "instancenorm":
+                fields["track_running_stats"] = draw(st.booleans())
         elif choice == "lrn":
             fields = {"size": draw(st.integers(1, 5))}
         elif choice == "activation":
@@ -183,7 +190,7 @@ def test_random_chains_agree_with_pytorch_layer_by_layer(chain, batch):
 
 @pytest.fixture(scope="module")
 def drawn_chains():
-    return drawn(chains(), 150)
+    return drawn(chains(), 200)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])

@@ -84,6 +84,17 @@ LAYER_TABLE = [
     ("prelu", "prelu", (8, 4, 4), (8, 4, 4), 1),
     ("prelu", "prelu: 8", (8, 4, 4), (8, 4, 4), 8),
     # --- end kinds-a activations ---
+    # --- issue 13, norms (kinds-a): nn.LayerNorm(96) (ConvNeXt's LayerNorm2d), nn.GroupNorm(8, 32),
+    # nn.RMSNorm(16), nn.InstanceNorm2d(16) (affine false), nn.InstanceNorm1d(16, affine=True) ---
+    ("layernorm", "layernorm: {axes: channels, eps: 1.0e-6}", (96, 56, 56), (96, 56, 56), 192),
+    ("layernorm", "layernorm: {axes: all}", {"steps": 7, "features": 10}, (7, 10), 140),
+    ("groupnorm", "groupnorm: 8", (32, 10, 10), (32, 10, 10), 64),
+    ("groupnorm", "groupnorm: {groups: 4, affine: false}", (8, 6), (8, 6), 0),
+    ("rmsnorm", "rmsnorm", {"steps": 7, "features": 16}, (7, 16), 16),
+    ("rmsnorm", "rmsnorm: {axes: channels, eps: 1.0e-6}", (8, 5, 5), (8, 5, 5), 8),
+    ("instancenorm", "instancenorm", (16, 9, 9), (16, 9, 9), 0),
+    ("instancenorm", "instancenorm: {affine: true, track_running_stats: true}", (16, 9), (16, 9), 32),
+    # --- end kinds-a norms ---
 ]
 
 

@@ -276,6 +276,8 @@ TENSOR_SPECS = [
                                                 "conv: {filters: 2, kernel: 3, bias: false}", "flatten", "dense: 2"]),
     # --- issue 13 (kinds-a) ---
     ("scale, prelu", "[4, 5, 5]", ["scale: 0.5", "prelu: 4", "prelu", "flatten", "scale"]),
+    ("norms", "[4, 5, 5]", ["layernorm: {axes: channels}", "groupnorm: 2", "instancenorm: {affine: true}",
+                            "rmsnorm", "rmsnorm: {axes: channels}"]),
 ]
 
 

@@ -133,9 +133,22 @@ class Scale(nn.Module):
         return self.weight * x
 
 
+class ChannelsLast(nn.Module):
+    """``norm`` (nn.LayerNorm(C), nn.RMSNorm(C)) over the channels of (N, C, ...) at every
+    position: the channels moved last and back, as torchvision's LayerNorm2d (ConvNeXt) permutes
+    around F.layer_norm."""
+
+    def __init__(self, norm):
+        super().__init__()
+        self.norm = norm
+
+    def forward(self, x):
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
 # Recipes name a helper by its Python name; add new helpers here.
 HELPERS = {helper.__name__: helper for helper in (Add, Multiply, Subtract, Abs, Concat, preset, Recurrent, single_bias,
-                                                  RepeatVector, Scale)}
+                                                  RepeatVector, Scale, ChannelsLast)}
 
 
 def resolve(name: str):

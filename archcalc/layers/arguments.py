@@ -92,6 +92,14 @@ def padding(value):
     return per_axis(non_negative_int)(value)
 
 
+def optional(check):
+    """``check``'s values, or null (None: the default PyTorch chooses)."""
+    def convert(value):
+        return None if value is None else check(value)
+    convert.__doc__ = f"{check.__doc__ or check.__name__} or null"
+    return convert
+
+
 def choice(*options):
     def convert(value):
         if value not in options:

@@ -1,4 +1,4 @@
-"""Normalisation layers: batchnorm, layernorm, lrn (AlexNet's NORM).
+"""Normalisation layers: batchnorm, layernorm, groupnorm, instancenorm, rmsnorm, lrn (AlexNet's NORM).
 
 Norm layers keep the shape and, as in the course's AlexNet (NORM1 27x27x96), their output
 elements count as neurons.
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from math import prod
 
 from ..errors import SpecError
-from .arguments import arg, boolean, number, positive_int, positive_number
-from .base import Layer, register, require_feature_map, spatial_rank
+from .arguments import arg, boolean, choice, number, optional, positive_int, positive_number
+from .base import Layer, feature_map_rank, register, require_feature_map, spatial_rank
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Count, Counts, Product
@@ -64,42 +64,192 @@ class BatchNorm(Layer):
         return 1 if prod(x[1:]) > 1 else 2
 
 
-@register("layernorm", prefix="ln")
-@dataclass(frozen=True, kw_only=True)
-class LayerNorm(Layer):
-    """Over all elements of one sample: y = gamma * (x - mean) / sqrt(var + eps) + beta.
+def affine_terms(layer: Layer, x: Shape, y: Shape, shape: tuple, meaning: str) -> Counts:
+    """The layer's counts with its params made up as (tensors) x (the elements of each): 2x(25x4)
+    for gamma and beta over a [25, 4] map, 2x96 per channel, 1x16 for a weight alone."""
+    tensors = len(layer.tensors(x))
+    elements = Product(shape) if len(shape) > 1 else shape[0]
+    params = Count(layer.params(x), Product((tensors, elements)), meaning) if tensors else Count(0)
+    return dataclasses.replace(Layer.count_terms(layer, x, y), params=params)
 
-    params = 2 * prod(shape) when affine (PyTorch's nn.LayerNorm(shape)); on a sequence [T, F]
-    it normalises each step over its F features: params = 2F.
-    """
+
+def normalized_shape(x: Shape, axes: str | None) -> tuple:
+    """The trailing axes a layernorm or rmsnorm normalises over, at each position: all of a map or
+    vector (nn.LayerNorm([C, H, W])) or a sequence's features at each step, by default; with
+    ``axes: channels`` a map's channels at each position (ConvNeXt); ``axes: all`` a whole sequence."""
+    if axes == "channels" or (axes is None and isinstance(x, Steps)):
+        return (x[-1],) if isinstance(x, Steps) else (x[0],)
+    return tuple(x)
+
+
+def over_axes(norm, x: Shape, axes: str | None):
+    """The recipe of ``norm`` (built for the normalised shape) on the layer's input: a map's
+    channels come last for it and go back after (ChannelsLast, torchvision's LayerNorm2d)."""
+    if axes == "channels" and not isinstance(x, Steps) and len(x) > 1:
+        return module("ChannelsLast", norm)
+    return norm
+
+
+def single_value(values: int, where: str, kind: str) -> None:
+    """Refuse statistics over one value: it normalises to 0 whatever it is, and PyTorch refuses it
+    (F.group_norm at batch 1, F.instance_norm always: 'Expected more than 1 ...')."""
+    if values == 1:
+        raise SpecError(f"{kind} normalises {where} over its values, but here that is a single value (always 0 "
+                        f"once normalised; PyTorch refuses it)",
+                        hint="normalise before the map shrinks to 1x1, or use batchnorm, whose statistics span the batch")
+
+
+AXES = choice("all", "channels")
+AXES_DOC = ("all: every axis of a map, the whole of a sequence; channels: a map's channels at each position, "
+            "a sequence's features at each step; default: all of a map, a sequence's features")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleNorm(Layer):
+    """A norm whose statistics come from each sample as it runs (layernorm, groupnorm,
+    instancenorm): y = gamma * (x - mean) / sqrt(var + eps) + beta, gamma and beta learned when
+    affine. FLOPs: 5 per element (mean: 1 add; variance: a subtract and a multiply-add;
+    normalise: a subtract and a multiply), + 2 for gamma and beta."""
 
     eps: float = arg(positive_number, 1e-5, "added to the variance")
-    affine: bool = arg(boolean, True, "learn gamma and beta per element")
+    affine: bool = arg(boolean, True, "learn gamma and beta")
 
-    def normalized_shape(self, x: Shape) -> tuple:
-        return (x[-1],) if isinstance(x, Steps) else tuple(x)
+    def affine_shape(self, x: Shape) -> tuple:
+        """The shape of gamma and of beta: one per channel, unless a kind says otherwise."""
+        return (x[0],)
 
     def tensors(self, x: Shape) -> dict:
-        """weight (gamma) and bias (beta) of the normalised shape each, when affine."""
-        shape = self.normalized_shape(x)
+        """weight (gamma) and bias (beta), when affine."""
+        shape = self.affine_shape(x)
         return {"weight": shape, "bias": shape} if self.affine else {}
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
-        """5 per element, statistics computed on the fly (mean: 1 add; variance: a subtract and a
-        multiply-add; normalise: a subtract and a multiply), + 2 for gamma and beta."""
         return (7 if self.affine else 5) * prod(y)
 
     def count_terms(self, x: Shape, y: Shape) -> Counts:
-        """gamma and beta for each normalised element: 2x(25x4), or 2x4 for one axis."""
-        shape = self.normalized_shape(x)
-        elements = Product(shape) if len(shape) > 1 else shape[0]
-        params = Count(self.params(x), Product((2, elements))) if self.affine else Count(0)
-        return dataclasses.replace(super().count_terms(x, y), params=params)
+        """gamma and beta for each normalised element (2x(25x4)), or per channel (2xC)."""
+        return affine_terms(self, x, y, self.affine_shape(x), "gamma, beta")
+
+
+@register("layernorm", prefix="ln")
+@dataclass(frozen=True, kw_only=True)
+class LayerNorm(SampleNorm):
+    """Over the normalised axes of each position (``normalized_shape``): y = gamma * (x - mean) /
+    sqrt(var + eps) + beta.
+
+    params = 2 * prod(normalised shape) when affine: 2*C*H*W over a whole map (PyTorch's
+    nn.LayerNorm(shape)), 2C over its channels (ConvNeXt, torchvision's LayerNorm2d), 2F over a
+    sequence's features. FLOPs as every SampleNorm.
+    """
+
+    axes: str | None = arg(AXES, None, AXES_DOC)
+
+    def affine_shape(self, x: Shape) -> tuple:
+        return normalized_shape(x, self.axes)
 
     def to_torch(self, x: Shape):
-        shape = self.normalized_shape(x)
-        return module("nn.LayerNorm", shape[0] if len(shape) == 1 else shape,
+        shape = self.affine_shape(x)
+        norm = module("nn.LayerNorm", shape[0] if len(shape) == 1 else shape,
                       **options(eps=(self.eps, 1e-5), elementwise_affine=(self.affine, True)))
+        return over_axes(norm, x, self.axes)
+
+
+@register("groupnorm", prefix="gn")
+@dataclass(frozen=True, kw_only=True)
+class GroupNorm(SampleNorm):
+    """The channels in ``groups`` groups, each normalised over its channels and every position:
+    y = gamma * (x - mean) / sqrt(var + eps) + beta, gamma and beta per channel.
+
+    params = 2C when affine (nn.GroupNorm(groups, C)); C must divide into the groups. FLOPs as
+    every SampleNorm.
+    """
+
+    groups: int = arg(positive_int, doc="number of channel groups G (C/G channels each)")
+    main = "groups"
+
+    def output_shape(self, x: Shape) -> Shape:
+        require_feature_map(x, self.kind)
+        if x[0] % self.groups:
+            below = max(g for g in range(1, min(self.groups, x[0]) + 1) if x[0] % g == 0)
+            above = [g for g in range(self.groups, x[0] + 1) if x[0] % g == 0][:1]
+            raise SpecError(f"groupnorm cannot split {x[0]} channels into {self.groups} equal groups",
+                            field="groups", hint=f"the nearest divisors of {x[0]}: " +
+                            " or ".join(str(g) for g in (below, *above)))
+        single_value(x[0] // self.groups * prod(x[1:]), f"each of its {self.groups} groups", self.kind)
+        return x
+
+    def to_torch(self, x: Shape):
+        return module("nn.GroupNorm", self.groups, x[0], **options(eps=(self.eps, 1e-5), affine=(self.affine, True)))
+
+
+@register("instancenorm", prefix="in")
+@dataclass(frozen=True, kw_only=True)
+class InstanceNorm(SampleNorm):
+    """Each channel of each sample normalised over its positions: y = gamma * (x - mean) /
+    sqrt(var + eps) + beta, as PyTorch's nn.InstanceNorm1d/2d/3d.
+
+    As PyTorch: affine false (0 params; 2C when true) and track_running_stats false; tracked,
+    the running mean and variance are 2C buffers, and at inference the statistics fold into
+    a*x + b: 2 FLOPs per element as batchnorm's. Otherwise FLOPs as every SampleNorm.
+    """
+
+    momentum: float = arg(number, 0.1, "running statistics update rate")
+    affine: bool = arg(boolean, False, "learn gamma and beta per channel")
+    track_running_stats: bool = arg(boolean, False, "keep running statistics for inference")
+
+    def output_shape(self, x: Shape) -> Shape:
+        feature_map_rank(x, self.kind)
+        single_value(prod(x[1:]), "each channel", self.kind)
+        return x
+
+    def buffers(self, x: Shape) -> int:
+        return 2 * x[0] if self.track_running_stats else 0
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        return 2 * prod(y) if self.track_running_stats else super().extra_flops(x, y)
+
+    def count_terms(self, x: Shape, y: Shape) -> Counts:
+        counts = super().count_terms(x, y)
+        if not self.track_running_stats:
+            return counts
+        return dataclasses.replace(counts, buffers=Count(self.buffers(x), Product((2, x[0])), "running mean, variance"))
+
+    def to_torch(self, x: Shape):
+        return module(f"nn.InstanceNorm{spatial_rank(x)}d", x[0],
+                      **options(eps=(self.eps, 1e-5), momentum=(self.momentum, 0.1), affine=(self.affine, False),
+                                track_running_stats=(self.track_running_stats, False)))
+
+
+@register("rmsnorm", prefix="rms")
+@dataclass(frozen=True, kw_only=True)
+class RMSNorm(Layer):
+    """Over the normalised axes of each position (as layernorm's): y = weight * x / sqrt(mean(x^2)
+    + eps), no mean subtracted, no bias (nn.RMSNorm; LLaMA, T5).
+
+    params = prod(normalised shape) (the weight) when affine: d on a sequence of d features.
+    FLOPs: 3 per element (square, add to the sum, multiply by 1/rms), + 1 for the weight.
+    """
+
+    eps: float | None = arg(optional(positive_number), None,
+                            "added to the mean square; default: PyTorch's, the dtype's machine epsilon")
+    affine: bool = arg(boolean, True, "learn a weight per element")
+    axes: str | None = arg(AXES, None, AXES_DOC)
+
+    def tensors(self, x: Shape) -> dict:
+        """weight (no bias), of the normalised shape, when affine."""
+        return {"weight": normalized_shape(x, self.axes)} if self.affine else {}
+
+    def extra_flops(self, x: Shape, y: Shape) -> int:
+        return (4 if self.affine else 3) * prod(y)
+
+    def count_terms(self, x: Shape, y: Shape) -> Counts:
+        return affine_terms(self, x, y, normalized_shape(x, self.axes), "weight")
+
+    def to_torch(self, x: Shape):
+        shape = normalized_shape(x, self.axes)
+        norm = module("nn.RMSNorm", shape[0] if len(shape) == 1 else shape,
+                      **options(eps=(self.eps, None), elementwise_affine=(self.affine, True)))
+        return over_axes(norm, x, self.axes)
 
 
 @register("lrn", prefix="norm")
