@@ -207,13 +207,85 @@ def test_diff_alexnet_vs_two_gpu_original():
 
 
 def test_diff_matches_by_name_then_position():
+    # B inserts 'extra' before and 'dense: 3' before the output: the output layer (dense 2 in both)
+    # meets its twin by its arguments, 'hidden' by its name
     a = archcalc.analyze(archcalc.loads(spec_text([8], "dense: {units: 4, name: hidden}", "dense: 2")))
     b = archcalc.analyze(archcalc.loads(spec_text([8], "dense: {units: 6, name: extra}",
                                                   "dense: {units: 4, name: hidden}", "dense: 3", "dense: 2")))
     rows = [(layer.a.name if layer.a else None, layer.b.name if layer.b else None, layer.status)
             for layer in diff(a, b).layers]
     assert rows == [(None, "extra", "only in B"), ("hidden", "hidden", "changed"),  # its input grew 8 -> 6
-                    ("fc2", "fc3", "changed"), (None, "fc4", "only in B")]
+                    (None, "fc3", "only in B"), ("fc2", "fc4", "changed")]  # its input 4 -> 3
+
+
+def test_diff_resnet18_vs_resnet34_adds_blocks_per_stage():
+    # torchvision: ResNet-18 has [2, 2, 2, 2] basic blocks per stage, ResNet-34 [3, 4, 6, 3]
+    # (11,689,512 and 21,797,672 parameters); every block of a stage is the same, so ResNet-34 adds
+    # 1, 2, 4 and 1 blocks of 64, 128, 256 and 512 filters and changes nothing else
+    a = archcalc.analyze(archcalc.load(SPECS / "resnet18.yaml"))
+    b = archcalc.analyze(archcalc.load(SPECS / "resnet34.yaml"))
+    result = diff(a, b)
+    assert {layer.status for layer in result.layers} == {"same", "only in B"}
+    added = [layer.b for layer in result.changed]
+    instances = {stats.name.split(".")[0]: stats for stats in added if stats.name.endswith(".conv1")}
+    assert sorted(stats.layer.filters for stats in instances.values()) == [64, 128, 128, 256, 256, 256, 256, 512]
+    assert len(added) == 8 * 7  # a basic block: conv, bn, relu, conv, bn, add, relu
+    assert {b.spec.blocks[name] for name in instances} == {"basic"}
+    assert sum(stats.params for stats in added) == 21_797_672 - 11_689_512
+    assert len(result.layers) == len(b.layers)
+
+
+def test_diff_beyond_the_alignment_bound_still_pairs_each_layer_once(monkeypatch):
+    # past ALIGNED_PAIRS the middle is matched by names and positions: every layer of each side
+    # still appears exactly once, in order
+    monkeypatch.setattr("archcalc.views.diff.ALIGNED_PAIRS", 0)
+    a = archcalc.analyze(archcalc.load(SPECS / "resnet18.yaml"))
+    b = archcalc.analyze(archcalc.load(SPECS / "resnet34.yaml"))
+    layers = diff(a, b).layers
+    assert [layer.b for layer in layers if layer.b] == list(b.layers)
+    assert sorted(a.layers.index(layer.a) for layer in layers if layer.a) == list(range(len(a.layers)))
+
+
+def test_diff_of_a_spec_with_itself_changes_nothing():
+    vgg = archcalc.analyze(archcalc.load(SPECS / "vgg16.yaml"))
+    result = diff(vgg, vgg)
+    assert result.changed == () and len(result.layers) == len(vgg.layers)
+    assert all(layer.a is layer.b for layer in result.layers)
+
+
+BLOCK_SPEC = """\
+input: [3, 16, 16]
+blocks:
+  unit:
+    params: {filters: null, kernel: 3}
+    layers:
+      - conv: {filters: $filters, kernel: $kernel, padding: same, name: conv}
+      - relu
+layers:
+"""
+
+
+@pytest.mark.parametrize("a_layers, b_layers, expected", [
+    # a block inserted in the middle: the later instances (renumbered unit2 -> unit3) meet their twins
+    (["unit: 8", "unit: 16", "unit: 32"], ["unit: 8", "unit: 8", "unit: 16", "unit: 32"],
+     [("unit1", "unit1", "same"), (None, "unit2", "only in B"), ("unit2", "unit3", "same"), ("unit3", "unit4", "same")]),
+    # a block removed at the start
+    (["unit: 8", "unit: 16", "unit: 32"], ["unit: 16", "unit: 32"],
+     [("unit1", None, "only in A"), ("unit2", "unit1", "changed"), ("unit3", "unit2", "same")]),  # input 8 -> 3 channels
+    # a kernel changed inside one instance: that instance changes, nothing else
+    (["unit: 8", "unit: 16"], ["unit: 8", "unit: {filters: 16, kernel: 5}"],
+     [("unit1", "unit1", "same"), ("unit2", "unit2", "changed")]),
+])
+def test_diff_matches_block_instances_by_structure(a_layers, b_layers, expected):
+    def analysis(layers):
+        return archcalc.analyze(archcalc.loads(BLOCK_SPEC + "".join(f"  - {x}\n" for x in layers)))
+
+    rows: dict = {}  # (instance in A, instance in B): status, a layer's 'changed' winning
+    for layer in diff(analysis(a_layers), analysis(b_layers)).layers:
+        pair = tuple(side.name.split(".")[0] if side else None for side in (layer.a, layer.b))
+        rows[pair] = "changed" if rows.get(pair) == "changed" else layer.status
+    rows = [(*pair, status) for pair, status in rows.items()]
+    assert rows == expected
 
 
 def test_diff_cli(tmp_path):

@@ -44,3 +44,4 @@ class Spec:
     input_location: Location
     outputs: tuple[str, ...] = ()  # names of the layers whose results leave the network
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # {name: shape}; "input" unless 'inputs:'
+    blocks: dict[str, str] = field(default_factory=dict)  # {block instance name: the block it instantiates}

@@ -70,7 +70,7 @@ def parse(data: Any, path: str, params: Params | None = None) -> Spec:
     outputs = _outputs(data, nodes, builder.instances)
     _check_all_used(nodes, outputs, inputs, data)
     return Spec(name, description, next(iter(inputs.values())), nodes, path, input_location, outputs,
-                inputs)
+                inputs, dict(builder.instance_kinds))
 
 
 def _with_params(data: Mapping, overrides: Params, expressions: dict[Location, str]) -> tuple[Mapping, Params]:

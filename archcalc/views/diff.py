@@ -1,6 +1,8 @@
 """`archcalc diff`: two analyzed specs side by side, layer by layer and in total.
 
-Layers are matched by name, then the unmatched ones by position (in order, between two
+Layers are matched by structure first: the sequences of top-level block instances and lone layers
+are aligned by block (or kind), the layers of two aligned instances then match by their names
+inside them; what the alignment leaves matches by name, then by position (in order, between two
 name matches). Every integer
 figure of a layer (params, neurons, and whatever count the analyzer adds, such as MACs) and of
 the totals is compared, so a new figure is diffed without touching this module.
@@ -87,8 +89,8 @@ class SpecDiff:
 
 
 def diff(a: Analysis, b: Analysis) -> SpecDiff:
-    """Match B's layers to A's (by name, then the rest by position) and compare them."""
-    partner = _match([s.name for s in a.layers], [s.name for s in b.layers])
+    """Match B's layers to A's (by structure, then by name and position) and compare them."""
+    partner = _match_structure(_units(a), _units(b))
     a_of_b = {j: i for i, j in partner.items()}
     rows, next_a = [], 0
     for j, stats in enumerate(b.layers):
@@ -102,6 +104,111 @@ def diff(a: Analysis, b: Analysis) -> SpecDiff:
         rows.append(LayerDiff(a.layers[i] if i is not None else None, stats))
     rows += [LayerDiff(a.layers[i], None) for i in range(next_a, len(a.layers)) if i not in partner]
     return SpecDiff(a, b, tuple(rows))
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """What diff aligns: a top-level block instance (all its layers, nested instances included) or
+    a layer outside any instance. ``key`` says what it is ('block', block) or ('layer', kind)."""
+
+    name: str
+    key: tuple
+    indices: tuple       # of its layers in the analysis
+    names: tuple         # the layers' names
+    local_names: tuple   # the layers' names inside the instance ('conv1' of 'basic3.conv1')
+    arguments: tuple     # the layers as written (Layer compares every argument)
+    shapes: tuple        # each layer's (input, output) shapes
+
+
+def _units(analysis: Analysis) -> list:
+    """The analysis's layers grouped into _Units, in order."""
+    found: dict = {}
+    for index, stats in enumerate(analysis.layers):
+        instance = next((label for label, iteration in stats.node.group if iteration == 0), None)
+        found.setdefault(instance or stats.name, (instance, []))[1].append(index)
+    units = []
+    for name, (instance, indices) in found.items():
+        layers = [analysis.layers[i] for i in indices]
+        key = ("block", analysis.spec.blocks[instance]) if instance else ("layer", layers[0].kind)
+        units.append(_Unit(name, key, tuple(indices), tuple(s.name for s in layers),
+                           tuple(s.name[len(instance) + 1:] if instance else s.name for s in layers),
+                           tuple(s.layer for s in layers),
+                           tuple((s.input_shape, s.output_shape) for s in layers)))
+    return units
+
+
+ALIGNED_PAIRS = 2_000_000  # unit pairs the alignment weighs at most; beyond, names match the middle
+
+
+def _match_structure(a: list, b: list) -> dict:
+    """{layer index in A: layer index in B}. The units are aligned first (_align); the layers of two
+    aligned units match by their names inside it, then by position; the layers between two aligned
+    units match by name, then by position (_match)."""
+    pairs = _align(a, b)
+    partner = {}
+    for i, j in pairs:
+        inner = _match(list(a[i].local_names), list(b[j].local_names))
+        partner.update({a[i].indices[x]: b[j].indices[y] for x, y in inner.items()})
+    for (a_from, b_from), (a_to, b_to) in zip([(-1, -1), *pairs], [*pairs, (len(a), len(b))]):
+        gap_a = [layer for unit in a[a_from + 1:a_to] for layer in zip(unit.indices, unit.names)]
+        gap_b = [layer for unit in b[b_from + 1:b_to] for layer in zip(unit.indices, unit.names)]
+        inner = _match([name for _, name in gap_a], [name for _, name in gap_b])
+        partner.update({gap_a[x][0]: gap_b[y][0] for x, y in inner.items()})
+    return partner
+
+
+def _align(a: list, b: list) -> list:
+    """[(unit in A, unit in B)], in order: the alignment of the two sequences of units that pairs
+    the most units of one key (a block with an instance of the same block, a layer with one of the
+    same kind: a longest common subsequence of keys), and among those the most identical units
+    (same layers, arguments and shapes), then the most units with the same arguments, then the
+    most with the same name. ResNet-18 against ResNet-34 so pairs each stage's blocks with that
+    stage's, and B's extra blocks are B's alone. The common start and end are paired directly;
+    the rest is weighed pair by pair (dynamic programming) unless it exceeds ALIGNED_PAIRS."""
+    start = 0
+    while start < min(len(a), len(b)) and _identical(a[start], b[start]):
+        start += 1
+    end = 0
+    while end < min(len(a), len(b)) - start and _identical(a[-1 - end], b[-1 - end]):
+        end += 1
+    head = [(k, k) for k in range(start)]
+    tail = [(len(a) - end + k, len(b) - end + k) for k in range(end)]
+    middle_a, middle_b = a[start:len(a) - end], b[start:len(b) - end]
+    n, m = len(middle_a), len(middle_b)
+    if n * m > ALIGNED_PAIRS:
+        return head + tail
+    unit = min(n, m) + 1  # each criterion outweighs every later one summed over all pairs
+    weights = (unit ** 3, unit ** 2, unit, 1)
+
+    def score(x: _Unit, y: _Unit) -> int:
+        if x.key != y.key:
+            return 0
+        same_arguments = x.arguments == y.arguments
+        return (weights[0] + weights[1] * (same_arguments and x.shapes == y.shapes)
+                + weights[2] * same_arguments + weights[3] * (x.name == y.name))
+
+    best = [[0] * (m + 1) for _ in range(n + 1)]  # best[i][j]: of middle_a[i:] and middle_b[j:]
+    for i in range(n - 1, -1, -1):
+        row, below = best[i], best[i + 1]
+        for j in range(m - 1, -1, -1):
+            paired = score(middle_a[i], middle_b[j])
+            row[j] = max(below[j], row[j + 1], below[j + 1] + paired if paired else 0)
+    pairs, i, j = [], 0, 0
+    while i < n and j < m:
+        paired = score(middle_a[i], middle_b[j])
+        if paired and best[i][j] == best[i + 1][j + 1] + paired:
+            pairs.append((start + i, start + j))
+            i, j = i + 1, j + 1
+        elif best[i][j] == best[i + 1][j]:
+            i += 1
+        else:
+            j += 1
+    return head + pairs + tail
+
+
+def _identical(x: _Unit, y: _Unit) -> bool:
+    return (x.key == y.key and x.name == y.name and x.local_names == y.local_names
+            and x.arguments == y.arguments and x.shapes == y.shapes)
 
 
 def _match(a_names: list, b_names: list) -> dict:
