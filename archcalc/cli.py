@@ -431,10 +431,11 @@ def plan(spec, budget, gpus, optimizer, mixed_precision, fmt, shard_units, bandw
 @option("--detail", type=click.Choice(DETAILS), default="compact", show_default=True,
         help="compact: hyper-parameters, output shape, params; full adds the size arithmetic, "
              "neurons, memory and notes.")
-@option("--collapse-repeats", is_flag=True,
-        help="Draw each repeat as one box ('block3: 3 x conv 256 3x3').")
+@option("--collapse", is_flag=True,
+        help="Draw each repeat as one box ('block3: 3 x conv 256 3x3') and each run of identical "
+             "block instances as one ('basic3 … basic4: 2 x basic'), with the summed counts.")
 @analysis_options
-def render(spec, output, force, rankdir, detail, collapse_repeats, batch, dtype, input_shape, rounding):
+def render(spec, output, force, rankdir, detail, collapse, batch, dtype, input_shape, rounding):
     """Draw the network as a diagram (Graphviz), with the analyzer's shapes and counts.
 
     An invalid spec is still drawn, up to and including the layer at fault, in red with the
@@ -445,7 +446,7 @@ def render(spec, output, force, rankdir, detail, collapse_repeats, batch, dtype,
 
     target = output_path(output, [spec], force)
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding, partial=True)
-    options = {"rankdir": rankdir, "detail": detail, "collapse_repeats": collapse_repeats}
+    options = {"rankdir": rankdir, "detail": detail, "collapse": collapse}
     if target is None:
         click.echo(drawing.to_dot(analysis, **options), nl=False)
     else:

@@ -41,7 +41,7 @@ def timed(function, runs: int) -> tuple[float, float]:
 
 def ours(path: Path, collapse: bool) -> str:
     analysis = archcalc.analyze(archcalc.load(str(path)), partial=True)
-    return to_dot(analysis, collapse_repeats=collapse)
+    return to_dot(analysis, collapse=collapse)
 
 
 def graphviz_svg(dot: str) -> None:
@@ -68,7 +68,7 @@ def main() -> None:
             dot = ours(path, collapse)
             layout = "{:.1f} / {:.1f}".format(*timed(lambda dot=dot: graphviz_svg(dot), max(3, args.runs // 10))) \
                 if has_dot else "-"
-            lines.append(f"| {name} | {layers} | {'--collapse-repeats' if collapse else 'default'} | "
+            lines.append(f"| {name} | {layers} | {'--collapse' if collapse else 'default'} | "
                          f"{median:.1f} / {slowest:.1f} | {layout} |")
     with tempfile.TemporaryDirectory() as scratch:
         command = [sys.executable, "-m", "archcalc", "render", str(ROOT / "specs" / SPECS[0]),

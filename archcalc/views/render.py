@@ -13,7 +13,9 @@ drawing: the Python package builds the graph, its ``dot`` program turns it into 
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import re
 import textwrap
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -84,25 +86,25 @@ def format_of(path: str) -> str:
     return FORMATS[extension]
 
 
-def to_dot(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact",
-           collapse_repeats: bool = False) -> str:
+def to_dot(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact", collapse: bool = False) -> str:
     """The Graphviz source of the diagram; the same analysis always gives the same bytes."""
-    return to_digraph(analysis, rankdir=rankdir, detail=detail, collapse_repeats=collapse_repeats).source
+    return to_digraph(analysis, rankdir=rankdir, detail=detail, collapse=collapse).source
 
 
-def to_digraph(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact",
-               collapse_repeats: bool = False):
+def to_digraph(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact", collapse: bool = False):
     """A graphviz.Digraph of the analysis (use ``analyze(..., partial=True)`` to draw a mistake).
 
     One box per layer: name, ``Layer.label``, output shape and parameters (``full`` adds the
     size arithmetic, neurons, memory and notes). Edges carry the tensor shape. Repeats and
-    block instances are clusters; ``collapse_repeats`` draws each repeat as one box.
+    block instances are clusters; ``collapse`` draws each outermost repeat as one box, and each
+    run of identical consecutive block instances at the top level ('2 x basic'). A chain much
+    longer than wide is cut into several columns (TB) or rows (LR): see _segments.
     """
     if rankdir not in RANKDIRS or detail not in DETAILS:
         raise ArchcalcError(f"rankdir is one of {RANKDIRS} and detail one of {DETAILS}, "
                             f"got {rankdir!r} and {detail!r}")
     graphviz = _graphviz()
-    boxes, edges, titles = _Layout(analysis, detail, collapse_repeats, LABEL_WRAP[rankdir]).build()
+    boxes, edges, titles = _Layout(analysis, detail, collapse, LABEL_WRAP[rankdir]).build()
     graph = graphviz.Digraph(
         name=f"<{html(analysis.spec.name)}>",  # HTML-like, as every text here: never a DOT string
         graph_attr={"rankdir": rankdir, "fontname": FONT, "bgcolor": "white", "pad": "0.3",
@@ -114,8 +116,11 @@ def to_digraph(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compac
         edge_attr={"fontname": FONT, "fontsize": "10", "color": "#6b7785", "fontcolor": "#3f4a55",
                    "arrowsize": "0.7"})
     _emit(graph, _nest(boxes, titles), itertools.count())
+    segment = _segments(boxes, edges, rankdir)
     for tail, head, label in edges:
-        graph.edge(tail, head, label=f"< {html(label)} >")
+        # an edge from one column (row) to the next does not rank its head: each column starts at the top
+        loose = {"constraint": "false"} if segment[tail] != segment[head] else {}
+        graph.edge(tail, head, label=f"< {html(label)} >", **loose)
     return graph
 
 
@@ -158,12 +163,6 @@ def _cluster_keys(group: tuple) -> tuple:
     return tuple((group[:depth], label) for depth, (label, _) in enumerate(group))
 
 
-def _repeat_depth(group: tuple) -> int | None:
-    """Depth of the outermost repeat around a layer (spec.py numbers a repeat's iterations from
-    1; a block instance is iteration 0), or None."""
-    return next((depth for depth, (_, iteration) in enumerate(group) if iteration), None)
-
-
 class _Layout:
     """Boxes, edges and cluster titles of one analysis; pure data, no Graphviz."""
 
@@ -192,7 +191,7 @@ class _Layout:
             elif key not in ids:
                 ids[key] = ids[name] = f"r{index}"
                 members = [other for other in layers if collapsed.get(other.node.name) == key]
-                boxes.append(self._repeat_box(ids[key], key, members))
+                boxes.append(self._collapsed_box(ids[key], key, members))
             else:
                 ids[name] = ids[key]
         edges = self._edges(layers, ids, collapsed)
@@ -218,15 +217,27 @@ class _Layout:
         return layers
 
     def _collapsed(self, layers: list) -> dict:
-        """{layer name: key of the repeat it is drawn inside of} when repeats collapse; the repeat
-        holding a failing layer stays open so the red box shows."""
+        """{layer name: key of the box it is drawn inside of} when collapsing: a layer in a repeat
+        or block instance goes into its outermost one's box, where a run of identical consecutive
+        top-level instances (same block, same layers, same shapes) shares the first one's key. The
+        container holding a failing layer stays open so the red box shows."""
         if not self.collapse:
             return {}
-        keys = {}
-        for node, *_ in layers:
-            depth = _repeat_depth(node.group)
-            if depth is not None:
-                keys[node.name] = _cluster_keys(node.group)[depth]
+        items: list = []  # [outermost container key or None, its layers]: the top level, in order
+        for drawn in layers:
+            key = _cluster_keys(drawn.node.group)[0] if drawn.node.group else None
+            if key is None or not items or items[-1][0] != key:
+                items.append([key, []])
+            items[-1][1].append(drawn)
+        keys, run, previous = {}, None, None
+        for key, members in items:
+            signature = None
+            if key is not None and members[0].node.group[0][1] == 0:  # a block instance
+                signature = (self.analysis.spec.blocks[key[1]],
+                             [(d.layer, d.x, d.stats and d.stats.output_shape) for d in members])
+                run = run if signature == previous else key
+            previous = signature
+            keys.update({drawn.node.name: run if signature else key for drawn in members if key is not None})
         failed = [keys.get(drawn.node.name) for drawn in layers if drawn.stats is None]
         return {name: key for name, key in keys.items() if key not in failed}
 
@@ -268,19 +279,27 @@ class _Layout:
                       for note in notes(stats.size_terms) for line in _wrapped("! " + note)]
         return _Box(box_id, lines, WEIGHTED if stats.params else PARAM_FREE, clusters)
 
-    def _repeat_box(self, box_id: str, key: tuple, members: list) -> _Box:
-        """One box for a whole repeat: 'block3: 3 x conv 256 3x3, padding 1, relu', summed counts."""
+    def _collapsed_box(self, box_id: str, key: tuple, members: list) -> _Box:
+        """One box for a whole repeat ('block3: 3 x conv 256 3x3, padding 1, relu') or run of
+        block instances ('basic3 … basic5: 3 x basic'), with the summed counts."""
         depth = len(key[0])
-        iterations = [drawn.node.group[depth][1] for drawn in members]
-        body = [drawn for drawn in members if drawn.node.group[depth][1] == iterations[0]]
-        if len(body) == 1:
-            text = label_text(body[0].layer.label(body[0].x))
+        copies = list(dict.fromkeys(drawn.node.group[depth] for drawn in members))  # iterations or instances
+        body = [drawn for drawn in members if drawn.node.group[depth] == copies[0]]
+        inner = {drawn.node.group[depth + 1] if len(drawn.node.group) > depth + 1 else None for drawn in body}
+        blocks = self.analysis.spec.blocks
+        if copies[0][1] == 0:  # block instances: the block's name says what they are
+            text, title = blocks[copies[0][0]], key[1] if len(copies) == 1 else f"{key[1]} … {copies[-1][0]}"
+        elif len(inner) == 1 and None not in inner and next(iter(inner))[1] == 0:  # a repeat of one block
+            text, title = blocks[next(iter(inner))[0]], key[1]
+        elif len(body) == 1:
+            text, title = label_text(body[0].layer.label(body[0].x)), key[1]
         else:  # several layers per iteration: their kinds, or their labels when few
             parts = [d.layer.kind for d in body] if len(body) > 3 else [label_text(d.layer.label(d.x)) for d in body]
-            text = "[" + " → ".join(parts) + "]"
+            text, title = "[" + " → ".join(parts) + "]", key[1]
         stats = [drawn.stats for drawn in members]
         params, trainable = sum(s.params for s in stats), sum(s.trainable_params for s in stats)
-        lines = [f"<B>{html(key[1])}</B>", *_packed(f"{len(set(iterations))} x {text}", self.width),
+        count = f"{len(copies)} x " if len(copies) > 1 or copies[0][1] else ""
+        lines = [f"<B>{html(title)}</B>", *_packed(count + text, self.width),
                  *self._counts(stats[-1].output_shape, params, params and not trainable)]
         if self.full:
             sizes = [self.analysis.layer_bytes(s) for s in stats]
@@ -305,6 +324,57 @@ class _Layout:
         if weight_bytes:
             lines.append(f"{decimal_bytes(weight_bytes)} weights ({self.analysis.dtype})")
         return lines
+
+
+# Estimated sizes, in inches, of what dot draws (12-point Helvetica, the margins and separations
+# set in to_digraph): enough to tell how much longer than wide a chain comes out.
+CHAR_WIDTH, LINE_HEIGHT, BOX_MARGIN = 0.09, 0.2, 0.35
+RANK_GAP = 0.35     # ranksep; edge labels sit between two ranks, their height (TB) or width (LR) added
+LABEL_CHAR_WIDTH, LABEL_HEIGHT = 0.075, 0.35  # 10-point edge labels
+NODE_GAP = 0.3      # nodesep
+MAX_ASPECT = 2.5    # a longer chain is cut into columns (rows) until it is at most this long
+
+
+def _size(box: _Box) -> tuple[float, float]:
+    """(width, height) of a box from its lines of text, without their markup."""
+    texts = [re.sub(r"<[^>]*>", "", line) for line in box.lines]
+    return (max(len(text) for text in texts) * CHAR_WIDTH + BOX_MARGIN,
+            len(texts) * LINE_HEIGHT + BOX_MARGIN)
+
+
+def _segments(boxes: list, edges: list, rankdir: str) -> dict:
+    """{box id: its column (TB) or row (LR)}, from 0. Boxes are ranked by their longest path from
+    an input; a diagram whose ranks, laid end to end, run more than MAX_ASPECT times its width
+    (the widest rank, or the caption) is cut between ranks into k parts of about equal length,
+    k = ceil(sqrt(length / (MAX_ASPECT x width))), so that length / k <= MAX_ASPECT x k x width.
+    A cut never goes through a top-level cluster (a repeat or block instance stays whole)."""
+    rank = {box.id: 0 for box in boxes}
+    for tail, head, _ in edges:  # boxes and edges come in spec order: a tail is ranked before its head
+        rank[head] = max(rank[head], rank[tail] + 1)
+    along, across = (1, 0) if rankdir == "TB" else (0, 1)
+    ranks = max(rank.values()) + 1
+    extent, breadth, gap = [0.0] * ranks, [0.0] * ranks, [RANK_GAP] * ranks  # gap[r]: after rank r
+    for tail, _, label in edges:
+        label_extent = LABEL_HEIGHT if rankdir == "TB" else len(label) * LABEL_CHAR_WIDTH + RANK_GAP
+        gap[rank[tail]] = max(gap[rank[tail]], RANK_GAP + label_extent)
+    spans: dict = {}  # top-level cluster -> (first rank, last rank)
+    for box in boxes:
+        size, r = _size(box), rank[box.id]
+        extent[r] = max(extent[r], size[along])
+        breadth[r] += size[across] + NODE_GAP
+        if box.clusters:
+            first, last = spans.get(box.clusters[0], (r, r))
+            spans[box.clusters[0]] = (min(first, r), max(last, r))
+    length = sum(extent) + sum(gap[:-1])
+    width = max(max(breadth), 4.5 if rankdir == "TB" else 1.5)  # the caption's width (TB), height (LR)
+    parts = max(1, math.ceil(math.sqrt(length / (MAX_ASPECT * width))))
+    cut_after, walked = set(), 0.0
+    for r in range(ranks - 1):
+        walked += extent[r] + gap[r]
+        whole = all(not first <= r < last for first, last in spans.values())
+        if whole and walked >= length / parts * (len(cut_after) + 1) and len(cut_after) < parts - 1:
+            cut_after.add(r)
+    return {box_id: sum(r > cut for cut in cut_after) for box_id, r in rank.items()}
 
 
 def _cluster_titles(spec) -> dict:
