@@ -223,8 +223,11 @@ def graphs(draw):
     convs = {}  # name -> (input shape, its arguments as written, filters, stride): what a later conv may share
     for index in range(draw(st.integers(2, 8))):
         name = f"n{index}"
-        choice = draw(st.sampled_from(["conv", "conv", "pool", "gate", "add", "multiply", "subtract", "concat"]))
+        choice = draw(st.sampled_from(["conv", "conv", "pool", "gate", "parameter", "add", "multiply", "subtract",
+                                       "concat", "concat"]))
         names = list(shapes)
+        if choice == "parameter" and index == 0:  # the first layer reads the network input
+            choice = "conv"
         if choice in ("add", "multiply", "subtract", "concat"):
             first = draw(st.sampled_from(names))
             match = [n for n in names if n != first and (shapes[n][1:] == shapes[first][1:] if choice == "concat"
@@ -240,6 +243,10 @@ def graphs(draw):
                 continue
             choice = "conv"
         source = draw(st.sampled_from(names))
+        if choice == "parameter":  # a learned tensor of an existing shape, some axes 1: it broadcasts there
+            shapes[name] = tuple(size if draw(st.booleans()) else 1 for size in shapes[source])
+            layers.append(f"parameter: {{shape: {list(shapes[name])}, name: {name}}}")
+            continue
         if choice == "gate":  # squeeze-excitation's squeeze: [C, 1, ...]
             layers.append(f"adaptiveavgpool: {{output: 1, inputs: {source}, name: {name}}}")
             shapes[name] = (shapes[source][0], *(1 for _ in shapes[source][1:]))
@@ -296,8 +303,8 @@ def test_graph_generator_is_not_vacuous():
     two shapes, broadcast), downsample and end in several outputs, and every one analyzes; a
     hand-written residual + concat graph of its form passes every layer."""
     graphs_drawn = drawn(graphs(), 100)
-    for feature in ("add: ", "multiply: ", "subtract: ", "concat: ", "adaptiveavgpool: ", "stride: 2", "shares: ",
-                    "freeze: "):
+    for feature in ("add: ", "multiply: ", "subtract: ", "concat: ", "adaptiveavgpool: ", "parameter: ", "stride: 2",
+                    "shares: ", "freeze: "):
         assert sum(any(feature in layer for layer in layers) for _, layers, _ in graphs_drawn) >= 10, feature
     assert sum(len(outputs) > 1 for _, _, outputs in graphs_drawn) >= 10
     broadcast = 0

@@ -176,10 +176,19 @@ def output_layout(input_shape, output) -> str:
 
 # every row of the layer table is a configuration its kind accepts on an input of some layout, so
 # chaining rows whose layouts meet gives networks that mostly reach the analysis and every format
+# (a row is one layer, or a few: a layer that reads nothing, parameter, is followed by one that
+# reads it with the network input)
 FOLLOWERS: dict = {}
 for _kind, _fragment, _input, _output, _params in LAYER_TABLE:
-    FOLLOWERS.setdefault(layout(_input), []).append((yaml.safe_load(_fragment), output_layout(_input, _output)))
-MERGES = ("add", "concat")  # the table's merges read [input, input]: the network input's layout
+    FOLLOWERS.setdefault(layout(_input), []).append((yaml.safe_load("  - " + _fragment),
+                                                     output_layout(_input, _output)))
+
+
+def reads_the_input(row: list) -> bool:
+    """Whether a row reads the network input by name (the table's merges read [input, input]):
+    it can only start a chain."""
+    return any(isinstance(layer, dict) and isinstance(args := next(iter(layer.values())), dict)
+               and "input" in args.get("inputs", ()) for layer in row)
 INPUTS = {"tokens": st.fixed_dictionaries({"steps": st.integers(1, 16)}),
           "sequence": st.fixed_dictionaries({"steps": st.integers(1, 16), "features": st.integers(1, 16)}),
           "vector": st.lists(st.sampled_from([8, 10, 784, 4096, 9216]), min_size=1, max_size=1),
@@ -215,12 +224,12 @@ def networks(draw):
     start = draw(st.sampled_from(sorted(FOLLOWERS)))
     shape, current, chain = draw(INPUTS[start]), start, []
     for _ in range(draw(st.integers(1, 8))):
-        rows = [(written, after) for written, after in FOLLOWERS.get(current, [])
-                if current == start or not (isinstance(written, dict) and next(iter(written)) in MERGES)]
+        rows = [(row, after) for row, after in FOLLOWERS.get(current, [])
+                if current == start or not reads_the_input(row)]
         if not rows:
             break
-        written, current = draw(st.sampled_from(rows))
-        chain.append(draw(varied(written)))
+        row, current = draw(st.sampled_from(rows))
+        chain.extend(draw(varied(written)) for written in row)
     return {"input": shape, "layers": chain}
 
 

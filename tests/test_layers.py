@@ -1,5 +1,8 @@
 """One row per layer kind: (kind, spec fragment, input, expected output shape, expected params).
 
+A fragment is the row's layer, then (after a new line and '  - ') any layer a spec needs with it:
+a layer that reads nothing (parameter) needs another that reads the network input.
+
 Expected parameter counts follow PyTorch's module for the same layer (nn.Conv2d, nn.Linear, ...);
 test_backend.py checks the same table against PyTorch itself.
 """
@@ -66,6 +69,11 @@ LAYER_TABLE = [
     # torchvision's ConvNeXt layer_scale: nn.Parameter(torch.ones(dim, 1, 1) * 1e-6), 96 in stage 1
     ("scale", "scale: 1.0e-6", (96, 56, 56), (96, 56, 56), 96),
     ("scale", "scale", {"steps": 7, "features": 10}, (7, 10), 10),
+    # parameter reads no input, so a second layer reads the network input with it (row = the first
+    # layer); torchvision's ViT-B/16: class_token [1, 1, 768] and pos_embedding [1, 197, 768] per batch
+    ("parameter", "parameter: {shape: {steps: 1, features: 768}}\n  - concat: {inputs: [param1, input], axis: 0}",
+     {"steps": 196, "features": 768}, (1, 768), 768),
+    ("parameter", "parameter: [8, 1, 1]\n  - multiply: {inputs: [input, param1]}", (8, 4, 4), (8, 1, 1), 8),
     # --- end kinds-a merges ---
     # --- issue 13, activations (kinds-a): torch.nn's modules of the same names; nn.PReLU() has 1
     # parameter, nn.PReLU(8) 8 ---

@@ -9,6 +9,7 @@ from test_layers import LAYER_TABLE
 import archcalc
 from archcalc.analysis.receptive import receptive_fields
 from archcalc.cli import main
+from archcalc.layers import REGISTRY
 from archcalc.layers.receptive import AxisField
 
 
@@ -114,8 +115,11 @@ def test_every_kind_has_a_field(kind, fragment, input_shape):
     """One field per spatial axis of the network input, none for a sequence. A kind on flat vectors
     is reached from a 3-pixel 1D map through a 3-wide conv and flatten, whose one unit sees all 3
     pixels: the kind must pass that field on. A kind whose output has no spatial axes sees its
-    whole input map, the same for every unit (jump 0)."""
-    if isinstance(input_shape, dict):  # a sequence has no spatial axes: nothing to see
+    whole input map, the same for every unit (jump 0). A kind that reads nothing sees nothing."""
+    if not REGISTRY[kind].reads_input:
+        analysis, fields = fields_of(spec_text(input_shape, fragment))
+        assert fields[analysis.layers[0].name] == ()
+    elif isinstance(input_shape, dict):  # a sequence has no spatial axes: nothing to see
         analysis, fields = fields_of(spec_text(input_shape, fragment))
         assert fields[analysis.layers[-1].name] == ()
     elif len(input_shape) == 1:

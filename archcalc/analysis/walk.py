@@ -177,7 +177,10 @@ def valid_inputs(spec: Spec, input_shapes: list) -> list[bool]:
     last_reader = {source: index for index, node in enumerate(spec.nodes) for source in node.inputs}
     valid = [True] * len(input_shapes)
     for index, node in enumerate(spec.nodes):
-        part = walk.through(node, tuple(states[source] for source in node.inputs))
+        if node.inputs:
+            part = walk.through(node, tuple(states[source] for source in node.inputs))
+        else:  # it reads nothing (a learned tensor): one shape for every candidate
+            part = walk.constant(node, len(input_shapes))
         for source in node.inputs:
             if last_reader[source] == index:
                 del states[source]  # what no later layer reads is dropped: memory stays bounded
@@ -227,6 +230,11 @@ class _PartitionWalk:
         if key not in self.results:
             self.results[key] = self._through(node, sources)
         return self.results[key]
+
+    def constant(self, node: Node, candidates: int) -> _Partition:
+        """The partition of a layer that reads no input: all candidates in one part, or none."""
+        y = self.verdict(node, ())
+        return self.made((y,), (0,) * candidates) if y is not None else self.made((), (-1,) * candidates)
 
     def _through(self, node: Node, sources: tuple) -> _Partition:
         if node.layer.merges:  # one input per distinct combination of the inputs' shapes

@@ -133,6 +133,20 @@ class Scale(nn.Module):
         return self.weight * x
 
 
+class Parameter(nn.Module):
+    """A learned tensor (a class token, position embeddings), the same for every sample: forward
+    reads only the batch size of the tensor it is given and expands the weight over it (a view),
+    as torchvision's ViT does with class_token.expand(n, -1, -1). Initialised as ViT's position
+    embedding, normal with standard deviation 0.02."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(shape) * 0.02)
+
+    def forward(self, batch):
+        return self.weight.expand(batch.shape[0], *self.weight.shape)
+
+
 class ChannelsLast(nn.Module):
     """``norm`` (nn.LayerNorm(C), nn.RMSNorm(C)) over the channels of (N, C, ...) at every
     position: the channels moved last and back, as torchvision's LayerNorm2d (ConvNeXt) permutes
@@ -148,7 +162,7 @@ class ChannelsLast(nn.Module):
 
 # Recipes name a helper by its Python name; add new helpers here.
 HELPERS = {helper.__name__: helper for helper in (Add, Multiply, Subtract, Abs, Concat, preset, Recurrent, single_bias,
-                                                  RepeatVector, Scale, ChannelsLast)}
+                                                  RepeatVector, Scale, Parameter, ChannelsLast)}
 
 
 def resolve(name: str):

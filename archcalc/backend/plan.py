@@ -26,7 +26,8 @@ class Step:
     stats: LayerStats
     attribute: str      # the submodule's Python name (the spec's name, made an identifier)
     recipe: Recipe
-    reads: tuple        # spec names of the values it reads: earlier layers or network inputs
+    reads: tuple        # spec names of the values it reads: earlier layers or network inputs (a layer
+                        # that reads nothing, parameter, is given the first network input for its batch size)
     shares: str | None = None  # the attribute of the module it applies again ('shares:'), not its own
 
     @property
@@ -84,7 +85,8 @@ def make_plan(source, **analyze_options) -> Plan:
     names = identifiers([*inputs, *(stats.name for stats in analysis.layers)])
     variables = tuple(names[:len(inputs)])
     attributes = dict(zip((stats.name for stats in analysis.layers), names[len(inputs):]))
-    steps = tuple(Step(stats, attributes[stats.name], layer_recipe(stats), stats.node.inputs,
+    first = next(iter(inputs))  # a layer that reads nothing (parameter) reads its batch size there
+    steps = tuple(Step(stats, attributes[stats.name], layer_recipe(stats), stats.node.inputs or (first,),
                        attributes[stats.shares] if stats.shares is not None else None)
                   for stats in analysis.layers)
     return Plan(analysis, class_name(spec.name), inputs, variables, steps, spec.outputs)

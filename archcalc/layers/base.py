@@ -66,6 +66,7 @@ class Layer:
     main: ClassVar[str | None] = None          # the field a scalar shorthand sets (dense: 4096)
     creates_neurons: ClassVar[bool] = True     # False: passes values on, adds 0 (analysis/conventions.py lists them)
     merges: ClassVar[bool] = False             # True: reads several inputs, x is a tuple of shapes
+    reads_input: ClassVar[bool] = True         # False: reads nothing (parameter; a merge of no inputs, x = ())
     activation: ClassVar[str | None] = None    # overridden by a field on conv/dense
 
     @classmethod

@@ -1,12 +1,14 @@
-"""Learned tensors applied as they are: scale (a learned factor per channel)."""
+"""Learned tensors used as they are: scale (a learned factor per channel) and parameter (a learned
+tensor that reads no input: class tokens, position embeddings)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
 
 from ..errors import SpecError
-from .arguments import arg, number
+from .arguments import arg, number, positive_int, shown
 from .base import Layer, register, shape_text
+from .receptive import Field
 from .recipe import module, options
 from .shapes import Shape, Steps
 
@@ -48,3 +50,46 @@ class Scale(Layer):
 
     def to_torch(self, x: Shape):
         return module("Scale", self.factor_shape(x), **options(init=(self.init, 1.0)))
+
+
+def tensor_shape(value) -> Shape:
+    """A shape as the spec's input is written: [F] | [C, L] | [C, H, W] | ..., or a sequence
+    {steps: T, features: F}."""
+    if isinstance(value, dict):
+        if set(value) != {"steps", "features"}:
+            raise SpecError(f"a sequence shape is {{steps: T, features: F}}, got {shown(value)}")
+        return Steps((positive_int(value["steps"]), positive_int(value["features"])))
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"must be a list of sizes like [1, 768], or {{steps: T, features: F}}; got {shown(value)}")
+    return tuple(positive_int(size) for size in value)
+
+
+@register("parameter", prefix="param")
+@dataclass(frozen=True, kw_only=True)
+class Parameter(Layer):
+    """A learned tensor of ``shape``, the same for every sample; it reads no input (a class
+    token [1, D] or position embeddings [T, D] as ``{steps: T, features: D}``; ViT's).
+
+    params = prod(shape); 0 MACs, 0 FLOPs, 0 neurons: its values are parameters, and PyTorch
+    gives every sample the same tensor (expand, a view, no copy). No receptive field: it sees
+    no input pixel.
+    """
+
+    shape: Shape = arg(tensor_shape, doc="the tensor's shape per sample: [sizes...] or {steps: T, features: F}")
+    main = "shape"
+    merges = True        # x is the tuple of its inputs' shapes: ()
+    reads_input = False
+    creates_neurons = False
+
+    def output_shape(self, x: tuple) -> Shape:
+        return self.shape
+
+    def tensors(self, x: tuple) -> dict:
+        """weight: the tensor itself."""
+        return {"weight": tuple(self.shape)}
+
+    def receptive_field(self, x: tuple, y: Shape, field: Field) -> Field:
+        return ()
+
+    def to_torch(self, x: tuple):
+        return module("Parameter", tuple(self.shape))

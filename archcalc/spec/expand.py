@@ -120,7 +120,14 @@ class NodeBuilder:
                             f"(each copy of a repeated layer counts)", location=location, layer=name,
                             hint="explicit values are for worked examples: leave them out of repeated layers "
                                  "(they are then random), or repeat fewer times")
-        inputs = self._inputs(args, scope, field_locations.get("inputs", args_location), name)
+        if not layer.reads_input:
+            if "inputs" in args:
+                raise SpecError(f"{cls.kind} reads no input (its output is a learned tensor), so it takes no "
+                                f"'inputs'", hint="remove 'inputs'; the layers that use it name it in theirs",
+                                location=field_locations["inputs"], layer=name)
+            inputs: tuple[str, ...] = ()
+        else:
+            inputs = self._inputs(args, scope, field_locations.get("inputs", args_location), name)
         if len(inputs) > 1 and not layer.merges:
             raise SpecError(f"{cls.kind} reads one input, but {len(inputs)} are given "
                             f"({', '.join(inputs)})",

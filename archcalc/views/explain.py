@@ -81,7 +81,7 @@ def failed_layer(analysis: Analysis, rounding: str | None = None) -> tuple | Non
 
 def _explained(node: Node, layer, x: tuple, y: tuple | None, error: SpecError | None = None):
     heading = label_text(layer.label(x))
-    steps = [f"input {input_text(x)}"]
+    steps = [f"input {input_text(x)}" if layer.reads_input else "input: none, a learned tensor"]
     if error is None:
         counts = layer.count_terms(x, y)
         steps += [*size_lines(layer.size_terms(x, y)), f"output {shape_text(y)}", params_line(counts),

@@ -293,7 +293,7 @@ def reads_text(row, previous: str, row_of: dict) -> str:
     sources = [row_of.get(name, name) for stats in layers for name in stats.node.inputs if name not in inside]
     if isinstance(row, collapse.Group):
         sources = list(dict.fromkeys(sources))
-    if sources == [previous]:
+    if sources == [previous] or not sources:  # nothing read: a learned tensor (parameter)
         return ""
     prefix = row.name.rsplit(".", 1)[0] + "." if "." in row.name else ""
     return "<- " + ", ".join(name.removeprefix(prefix) for name in sources)

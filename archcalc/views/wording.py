@@ -152,6 +152,8 @@ def params_line(counts: Counts) -> str:
 
 def neurons_line(layer: Layer, counts: Counts) -> str:
     """'neurons = 55x55x96 = 290,400', or why a layer creates none."""
+    if not layer.reads_input:
+        return f"0 neurons: {layer.kind} holds parameters, the same for every sample, not values computed per sample"
     if not layer.creates_neurons:
         return f"0 neurons: {layer.kind} passes on the values it receives, it creates no new ones"
     return counted("neurons", counts.neurons)
