@@ -136,6 +136,14 @@ def test_network_inputs_named_like_module_attributes():
     assert torch.equal(exported(*samples), built(*samples))
 
 
+def test_values_on_two_inputs_is_a_usage_error(tmp_path):
+    spec = tmp_path / "two.yaml"
+    spec.write_text("inputs: {a: [2], b: [2]}\nlayers:\n  - add: {inputs: [a, b]}\n")
+    result = cli("run", spec, "--device", "cpu", "--values", "[1, 2]")
+    assert result.exit_code == 2
+    assert "error: --values: fills one input, but this network has 2 (a, b)" in result.output
+
+
 def test_every_network_and_module_attribute_as_a_layer_name():
     """All of them at once: the names a built Network answers to, nn.Module's instance attributes."""
     names = sorted(set(dir(Network)) | set(vars(nn.Module())))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from math import prod
 
-from ..errors import SpecError
+from ..errors import SpecError, UsageError
 from ..layers import shape_text
 
 LARGEST_TENSOR_BYTES = 2**63 - 1
@@ -22,8 +22,8 @@ def sample_inputs(torch, plan, batch: int, dtype, device, values) -> tuple:
     readers = first_readers(plan)
     if values is not None:
         if len(plan.inputs) != 1:
-            raise SpecError(f"--values fills one input, but this network has {len(plan.inputs)} "
-                            f"({', '.join(plan.inputs)})")
+            raise UsageError("--values", values, f"fills one input, but this network has {len(plan.inputs)} "
+                             f"({', '.join(plan.inputs)})")
         name, shape = next(iter(plan.inputs.items()))
         kind = _sample(torch, readers.get(name), shape, 1, dtype, "meta").dtype  # token ids stay integers
         return (torch.tensor(values, dtype=kind, device=device).reshape(1, *shape),)
