@@ -58,9 +58,9 @@ def test_every_format_states_the_same_lists():
     assert footnote("bytes") in run("explain", SPECS / "lenet1.yaml")
 
 
-def test_the_readme_lists_every_kind():
-    """The README's conventions table names every kind the code lists (activations as a group)."""
-    readme = (ROOT / "README.md").read_text()
+def test_the_conventions_page_lists_every_kind():
+    """docs/conventions.md's table names every kind the code lists (activations as a group)."""
+    readme = (ROOT / "docs" / "conventions.md").read_text()
     neurons = re.search(r"^\| neurons \|(.*)$", readme, re.M).group(1)
     macs = re.search(r"^\| MACs \|(.*)$", readme, re.M).group(1)
     for kind in kinds_without_neurons():

@@ -113,7 +113,7 @@ def test_json_refuses_the_table_options(option):
 
 def test_the_column_set_is_documented_once():
     assert tuple(report.COLUMN_NAMES) == COLUMNS
-    readme = (SPECS.parent / "README.md").read_text()
+    readme = (SPECS.parent / "docs" / "commands.md").read_text()
     for name in COLUMNS:
         assert f"`{name}`" in readme, name
 
