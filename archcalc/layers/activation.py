@@ -12,6 +12,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, choice, closest, non_negative_int, number, positive_int, shown
 from .base import ALIASES, REGISTRY, Layer, register, shape_text
+from .footprint import INPUT, OUTPUT, Op
 from .recipe import module
 from .shapes import Shape, Steps
 
@@ -28,6 +29,12 @@ class Activation(Layer):
     creates_neurons = False
     as_attribute: ClassVar[bool] = True  # usable as conv/dense's 'activation:' (not with parameters)
     torch_name: ClassVar[str]  # the torch.nn class; its keyword arguments are our field names
+    keeps: ClassVar[str] = INPUT  # what its derivative needs: relu, tanh, sigmoid, softmax their output
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A new tensor (torch.nn activations do not run in place by default); autograd keeps
+        its input (gelu, elu, leakyrelu) or its output (relu, tanh, sigmoid, softmax)."""
+        return (Op(prod(y), saves=(self.keeps,)),)
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One operation per element (the activation convention)."""
@@ -58,6 +65,7 @@ class ReLU(Activation):
     """max(0, x); 1 FLOP per element."""
 
     torch_name = "ReLU"
+    keeps = OUTPUT
 
 
 @register("tanh")
@@ -66,6 +74,7 @@ class Tanh(Activation):
     """tanh(x); 1 FLOP per element."""
 
     torch_name = "Tanh"
+    keeps = OUTPUT
 
 
 @register("sigmoid")
@@ -74,6 +83,7 @@ class Sigmoid(Activation):
     """1 / (1 + exp(-x)); 1 FLOP per element."""
 
     torch_name = "Sigmoid"
+    keeps = OUTPUT
 
 
 @register("gelu")
@@ -125,6 +135,8 @@ class AlongAxis(Activation):
     def output_shape(self, x: Shape) -> Shape:
         self.along(x)
         return x
+
+    keeps = OUTPUT
 
     def to_torch(self, x: Shape):
         return module(f"nn.{self.torch_name}", dim=self.along(x) + 1)  # +1: the batch axis comes first
@@ -221,6 +233,10 @@ class PReLU(Activation):
     main = "num_parameters"
     as_attribute = False
     torch_name = "PReLU"
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A new tensor; keeps its input, and its slopes get a gradient."""
+        return (Op(prod(y), saves=(INPUT,), weights=True),)
 
     def output_shape(self, x: Shape) -> Shape:
         if self.num_parameters == 1:

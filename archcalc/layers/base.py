@@ -190,6 +190,15 @@ class Layer:
             head = (getattr(self, self.main),)
         return Label(self.kind, head, settings)
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """The tensor operations PyTorch runs for this layer, in order, as footprint.Op: what each
+        allocates and what autograd keeps of it for the backward pass (analysis/schedule.py
+        replays them). ``training``: train mode with autograd recording (else eval and no_grad);
+        ``device``: "cpu" or "cuda", where their kernels differ. Leave out the ``activation:``
+        attribute: the schedule appends that kind's own ops."""
+        raise SpecError(f"layer kind '{self.kind}' has no memory model yet",
+                        hint=f"give {type(self).__name__} a memory_ops method (see Layer.memory_ops)")
+
     # --- the PyTorch backend (archcalc/backend; torch is never imported on the static path) ---
     def to_torch(self, x: Shape):
         """How PyTorch computes this layer for the per-sample input shape ``x``: a Recipe.

@@ -10,6 +10,7 @@ from ..errors import SpecError
 from .activation import activation_name
 from .arguments import arg, choice, padding, positive_int, size
 from .base import axes, register, spatial_rank
+from .footprint import INPUT, Op
 from .geometry import ROUNDINGS
 from .im2col import Unrolled
 from .recipe import compact, module, options, sequence
@@ -68,6 +69,18 @@ class Conv(Windowed):
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One bias add per output element."""
         return prod(y) if self.bias else 0
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """The convolution saves its input for the weight gradient. A separate pad module
+        (asymmetric 'same') or nn.Conv's own F.pad (a padding_mode other than zeros) first
+        allocates the padded input, which is then the one saved."""
+        conv = Op(prod(y), saves=(INPUT,), weights=True)
+        padded = self.torch_padding(x, self.padding_mode)[1] is not None or (
+            self.padding_mode != "zeros" and any(w.pad_left or w.pad_right for w in self.windows(x)))
+        if not padded:
+            return (conv,)
+        # a zero pad's gradient is a slice of the conv's (a view); reflect/replicate/circular sum theirs
+        return Op(self.padded_elements(x), gradient="view" if self.padding_mode == "zeros" else "new"), conv
 
     def unrolled(self, x: Shape, y: Shape) -> Unrolled:
         """im2col: K filters of C/groups*prod(F) values, one column per output position."""

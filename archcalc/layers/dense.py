@@ -9,6 +9,7 @@ from ..errors import SpecError
 from .activation import activation_name
 from .arguments import arg, positive_int, probability
 from .base import Layer, register, shape_text
+from .footprint import INPUT, MASK, Op, Tensor, view
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Count, Counts, Flattened, Product, Sum
@@ -61,6 +62,14 @@ class Dense(Layer):
         weight = (self.units, x[-1])
         return {"weight": weight, "bias": (self.units,)} if self.bias else {"weight": weight}
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A matrix product that saves its input (for the weight gradient); on a vector one
+        addmm with the bias, on a sequence a matmul and then a separate bias addition."""
+        product = Op(prod(y), saves=(INPUT,), weights=True)
+        if isinstance(x, Steps) and self.bias:
+            return product, Op(prod(y), gradient="view")
+        return (product,)
+
     def macs(self, x: Shape, y: Shape) -> int:
         """in x units (per step on a sequence): each output element sums ``in`` products."""
         return prod(y) * x[-1]
@@ -94,6 +103,10 @@ class Flatten(Layer):
     def to_torch(self, x: Shape):
         return module("nn.Flatten")
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A view of its (contiguous) input."""
+        return (view(),)
+
 
 @register("dropout")
 @dataclass(frozen=True, kw_only=True)
@@ -106,3 +119,10 @@ class Dropout(Layer):
 
     def to_torch(self, x: Shape):
         return module("nn.Dropout", self.rate)
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """In eval mode (or at rate 0) the input itself. Training: a random mask, kept for the
+        backward pass (bool from CUDA's fused kernel, the input's dtype on CPU), and the masked output."""
+        if not training or self.rate == 0:
+            return (view(),)
+        return (Op(prod(y), extras=(Tensor(prod(x), MASK),), saves=(0,)),)

@@ -8,6 +8,7 @@ from math import prod
 from ..errors import SpecError
 from .arguments import arg, number, positive_int, shown
 from .base import Layer, register, shape_text
+from .footprint import INPUT, Op
 from .receptive import Field
 from .recipe import module, options
 from .shapes import Shape, Steps
@@ -43,6 +44,10 @@ class Scale(Layer):
     def tensors(self, x: Shape) -> dict:
         """weight: one factor per channel."""
         return {"weight": self.factor_shape(x)}
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """x * gamma: a new tensor; the product keeps x (for gamma's gradient)."""
+        return (Op(prod(y), saves=(INPUT,), weights=True),)
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One multiply per element."""
@@ -93,3 +98,8 @@ class Parameter(Layer):
 
     def to_torch(self, x: tuple):
         return module("Parameter", tuple(self.shape))
+
+    def memory_ops(self, x: tuple, y: Shape, training: bool, device: str) -> tuple:
+        """The weight expanded over the batch: a view, no memory; its backward sums the batch's
+        gradients into the weight's (the .grad itself)."""
+        return (Op(0, weights=True),)

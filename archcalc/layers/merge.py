@@ -9,6 +9,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, non_negative_int
 from .base import Layer, register, shape_text
+from .footprint import INPUT, Op, Tensor
 from .recipe import module
 from .terms import Joined
 
@@ -43,6 +44,16 @@ class Elementwise(Layer):
 
     def to_torch(self, x: tuple):
         return module(self.helper)
+
+    def memory_ops(self, x: tuple, y: tuple, training: bool, device: str) -> tuple:
+        """A new tensor; with more than two inputs the running result of the previous ones sits
+        beside it, a moment. add hands its output's gradient to every input as it is (a view);
+        subtract negates it for b and multiply computes one per input, keeping the inputs (new
+        tensors). Approximate where an input is broadcast: its gradient is summed down to its size."""
+        partial = (Tensor(prod(y)),) if len(x) > 2 else ()
+        if self.kind == "multiply":
+            return (Op(prod(y), extras=partial, saves=(INPUT,)),)
+        return (Op(prod(y), extras=partial, gradient="view" if self.kind == "add" else "new"),)
 
 
 def broadcast(shapes: tuple, kind: str, hint: str) -> tuple:
@@ -124,6 +135,11 @@ class Concat(Layer):
 
     def to_torch(self, x: tuple):
         return module("Concat", self.axis + 1)  # +1: the batch axis comes first in torch
+
+    def memory_ops(self, x: tuple, y: tuple, training: bool, device: str) -> tuple:
+        """torch.cat copies the inputs into a new tensor and keeps nothing; each input's gradient
+        is a slice (a view) of the output's."""
+        return (Op(prod(y), gradient="view"),)
 
     def size_terms(self, x: tuple, y: tuple | None) -> tuple:
         """The joined axis is the sum of the branches': 64+128+32 = 224 channels."""

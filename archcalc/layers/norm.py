@@ -12,6 +12,7 @@ from math import prod
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, number, optional, positive_int, positive_number
 from .base import Layer, feature_map_rank, register, require_feature_map, spatial_rank
+from .footprint import INPUT, Op, Tensor
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Count, Counts, Product
@@ -51,6 +52,13 @@ class BatchNorm(Layer):
         params = Count(self.params(x), per_channel, "gamma, beta") if self.affine else Count(0)
         buffers = Count(self.buffers(x), per_channel, "running mean, variance")
         return dataclasses.replace(super().count_terms(x, y), params=params, buffers=buffers)
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """The normalised output; training also returns the batch's mean and inverse standard
+        deviation per channel (float32), saved with the input."""
+        if not training:
+            return (Op(prod(y), weights=True),)
+        return (Op(prod(y), extras=(Tensor(2 * x[0], "float32", batched=False),), saves=(INPUT, 0), weights=True),)
 
     def to_torch(self, x: Shape):
         """nn.BatchNorm1d for [F] and [C, L], 2d for [C, H, W], 3d for [C, D, H, W]."""
@@ -126,6 +134,15 @@ class SampleNorm(Layer):
     def extra_flops(self, x: Shape, y: Shape) -> int:
         return (7 if self.affine else 5) * prod(y)
 
+    def statistics(self, x: Shape) -> int:
+        """How many (mean, variance) pairs one sample gives: one per channel unless a kind says otherwise."""
+        return x[0]
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """The output, and a mean and inverse standard deviation per normalised group, saved with
+        the input."""
+        return (Op(prod(y), extras=(Tensor(2 * self.statistics(x)),), saves=(INPUT, 0), weights=True),)
+
     def count_terms(self, x: Shape, y: Shape) -> Counts:
         """gamma and beta for each normalised element (2x(25x4)), or per channel (2xC)."""
         return affine_terms(self, x, y, self.affine_shape(x), "gamma, beta")
@@ -147,6 +164,10 @@ class LayerNorm(SampleNorm):
     def affine_shape(self, x: Shape) -> tuple:
         return normalized_shape(x, self.axes)
 
+    def statistics(self, x: Shape) -> int:
+        """One pair per position normalised: per sample, per step, or per pixel (axes: channels)."""
+        return prod(x) // prod(self.affine_shape(x))
+
     def to_torch(self, x: Shape):
         shape = self.affine_shape(x)
         norm = module("nn.LayerNorm", shape[0] if len(shape) == 1 else shape,
@@ -166,6 +187,9 @@ class GroupNorm(SampleNorm):
 
     groups: int = arg(positive_int, doc="number of channel groups G (C/G channels each)")
     main = "groups"
+
+    def statistics(self, x: Shape) -> int:
+        return self.groups
 
     def output_shape(self, x: Shape) -> Shape:
         require_feature_map(x, self.kind)
@@ -245,6 +269,12 @@ class RMSNorm(Layer):
     def count_terms(self, x: Shape, y: Shape) -> Counts:
         return affine_terms(self, x, y, normalized_shape(x, self.axes), "weight")
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """Approximate: the output and one 1/rms per normalised group, kept with the input
+        (F.rms_norm's intermediate squares and products are not modelled)."""
+        groups = prod(x) // prod(normalized_shape(x, self.axes))
+        return (Op(prod(y), extras=(Tensor(groups),), saves=(INPUT, 0), weights=True),)
+
     def to_torch(self, x: Shape):
         shape = normalized_shape(x, self.axes)
         norm = module("nn.RMSNorm", shape[0] if len(shape) == 1 else shape,
@@ -276,6 +306,15 @@ class LRN(Layer):
         """2*size + 3 per element: square and add each of the ``size`` neighbours, then scale and
         shift (k + alpha/n * sum), raise to beta and divide."""
         return (2 * self.size + 3) * prod(y)
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """F.local_response_norm, op by op: x*x (keeps x), a zero pad across channels to
+        C + size - 1, avg_pool3d (keeps the padded squares), * alpha, + k, ** beta (keeps its base),
+        and x / that (keeps x and the divisor). Its backward's own temporaries are not modelled."""
+        squares, padded = prod(x), (x[0] + self.size - 1) * prod(x[1:])
+        return (Op(squares, saves=(INPUT,)), Op(padded, gradient="view"), Op(squares, saves=(INPUT,)),
+                Op(squares), Op(squares, gradient="view"), Op(squares, saves=(INPUT,)),
+                Op(prod(y), saves=(INPUT,), rereads=True))
 
     def to_torch(self, x: Shape):
         return module("nn.LocalResponseNorm", self.size,

@@ -8,6 +8,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, choice, padding, size
 from .base import Layer, axes, feature_map_rank, register, spatial_rank
+from .footprint import INPUT, Op, Tensor, view
 from .geometry import ROUNDINGS, Window
 from .recipe import compact, module, options, sequence
 from .shapes import Shape
@@ -43,6 +44,18 @@ class Pool(Windowed):
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One operation per value read: each output compares (max) or adds (mean) its F^d window."""
         return prod(y) * prod(axes(self.kernel, spatial_rank(x), "kernel"))
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """The pool saves its input; max-pooling also returns int64 indices (the argmax of each
+        window), saved too; PyTorch's CPU max_pool1d skips them without autograd. A padding
+        beyond what the pool takes inline is a separate pad module (its gradient a slice)."""
+        rank = len(y) - 1
+        indices = self.torch_name == "MaxPool" and (training or device != "cpu" or rank > 1)
+        pool = Op(prod(y), extras=(Tensor(prod(y), "int64"),), saves=(INPUT, 0)) if indices \
+            else Op(prod(y), saves=(INPUT,))
+        if self.torch_padding(x, fill=self.pad_fill, limit=lambda w: self.inline_padding(w, rank))[1] is None:
+            return (pool,)
+        return Op(self.padded_elements(x), gradient="view"), pool
 
     def inline_padding(self, window: Window, rank: int) -> int:
         """The most padding PyTorch's pool takes inline on this axis: half the kernel."""
@@ -133,6 +146,11 @@ class GlobalPool(Layer):
     def to_torch(self, x: Shape):
         return sequence(module(f"nn.{self.torch_name}{spatial_rank(x)}d", 1), module("nn.Flatten"))
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """Average: a mean, which keeps nothing; max: values and int64 indices, the input and
+        the indices kept. Then a flatten (a view)."""
+        return pooled(self.torch_name, x, prod(y), to_one=True), view()
+
 
 @register("globalavgpool", prefix="gap")
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +195,19 @@ class AdaptivePool(Layer):
     def to_torch(self, x: Shape):
         rank = spatial_rank(x)
         return module(f"nn.{self.torch_name}{rank}d", compact(axes(self.output, rank, "output")))
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """As a global pool when every output axis is 1 (PyTorch then takes a mean); otherwise
+        the adaptive kernel, which keeps its input (and, for max, its indices)."""
+        return (pooled(self.torch_name, x, prod(y), to_one=all(size == 1 for size in y[1:])),)
+
+
+def pooled(torch_name: str, x: Shape, elements: int, to_one: bool) -> Op:
+    """An adaptive pool's op: a mean (to one value per channel: nothing kept) or
+    _adaptive_avg_pool (its input kept); a max returns int64 indices and keeps them with its input."""
+    if torch_name == "AdaptiveMaxPool":
+        return Op(elements, extras=(Tensor(elements, "int64"),), saves=(INPUT, 0))
+    return Op(elements) if to_one else Op(elements, saves=(INPUT,))
 
 
 @register("adaptiveavgpool", prefix="pool")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from math import prod
 from typing import ClassVar
 
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, positive_int
 from .base import Layer, register, shape_text
+from .footprint import INPUT, OUTPUT, Op
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Count, Counts, Product, Recurrence, Sum
@@ -166,6 +168,14 @@ class Recurrent(Layer):
     def torch_options(self) -> dict:
         return {}
 
+    def memory_ops(self, x: tuple, y: Shape, training: bool, device: str) -> tuple:
+        """Approximate: every layer's hidden states over the sequence, kept with the input for
+        the backward pass; the kernel's own workspace (oneDNN on CPU, cuDNN's reserve on CUDA)
+        is not modelled, nor the gates an LSTM keeps. ``returns: last`` then joins the final states."""
+        steps = self._sequence(x).steps
+        states = Op(steps * self.hidden * self.directions * self.layers, saves=(INPUT, OUTPUT), weights=True)
+        return (states,) if self.returns == "sequence" else (states, Op(self.hidden * self.directions))
+
     def size_terms(self, x: tuple, y: Shape | None) -> tuple:
         return (Recurrence(self._sequence(x).steps, self.hidden, self.directions, self.layers, self.bias_vectors),)
 
@@ -224,6 +234,11 @@ class Embedding(Layer):
     def to_torch(self, x: Shape):
         return module("nn.Embedding", self.vocabulary, self.dim)
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """The looked-up vectors; the token ids are kept, and the backward pass allocates the
+        table's whole gradient (V x E)."""
+        return (Op(prod(y), saves=(INPUT,), weights=True),)
+
     def sample_input(self, x: Shape, batch: int, dtype, device):
         """Random token ids in [0, vocabulary)."""
         import torch
@@ -253,3 +268,7 @@ class RepeatVector(Layer):
 
     def to_torch(self, x: Shape):
         return module("RepeatVector", self.steps)
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """An expand: a view of the vector, whose gradient is a sum over the steps (a new tensor)."""
+        return (Op(None, gradient="new"),)

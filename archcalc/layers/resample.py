@@ -16,6 +16,7 @@ from .arguments import (
     size,
 )
 from .base import Layer, axes, feature_map_rank, register, spatial_rank
+from .footprint import INPUT, Op
 from .geometry import axis_labels, transposed_output
 from .recipe import compact, module, options
 from .shapes import Shape
@@ -71,6 +72,10 @@ class ConvTranspose(Layer):
         """One bias add per output element."""
         return prod(y) if self.bias else 0
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """Like a convolution, it saves its input for the weight gradient."""
+        return (Op(prod(y), saves=(INPUT,), weights=True),)
+
     def receptive_field(self, x: Shape, y: Shape, field: tuple) -> tuple:
         """Output o reads the inputs i with i*S in [o+P-(F_eff-1), o+P]: at most (F_eff-1)//S + 1
         of them, from ceil((P-(F_eff-1))/S) for o = 0; the jump shrinks by S."""
@@ -118,6 +123,10 @@ class Upsample(Layer):
         scale = axes(self.scale, rank, "scale")
         return module("nn.Upsample", scale_factor=tuple(float(k) for k in scale),
                       **options(mode=(mode, "nearest")))
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A new tensor; its backward needs only the sizes, so nothing is kept."""
+        return (Op(prod(y)),)
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """nearest copies (0); linear weighs its 2^d neighbours: a multiply and an add each."""

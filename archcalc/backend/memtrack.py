@@ -1,0 +1,141 @@
+"""Measured memory without a GPU: the bytes of every live tensor storage while a model runs.
+
+``LiveBytes`` is a TorchDispatchMode: every aten operation run under it (forward, the autograd
+engine's backward operations, the optimizer's) passes through ``__torch_dispatch__``, which
+registers each output's storage once, with a weak reference whose callback subtracts its
+bytes when PyTorch frees it. Views share their base's storage and in-place operations return
+it, so neither counts twice. Tensors that exist before (parameters, buffers, the input batch,
+optimizer state) are registered with ``track``.
+
+Why not torch.distributed._tools.mem_tracker.MemTracker: it works on CPU with torch 2.13
+(tried on LeNet-5) and the benchmark runs it beside this tracker, but it is a private module
+(``_tools``) that reports per module and not per phase, and it lives in the distributed
+package, which not every build ships.
+
+What it cannot see: memory a kernel allocates and frees inside one operation (a oneDNN or
+cuDNN workspace, an LSTM kernel's scratch), and the allocator's rounding. On CUDA the backend
+reads torch.cuda.max_memory_allocated for those.
+"""
+from __future__ import annotations
+
+import contextlib
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+
+class LiveBytes(TorchDispatchMode):
+    """Live bytes now (``current``), their maximum (``peak``) and, per phase, the maximum reached
+    inside it (``peaks``, in the order the phases ran). ``marks`` records (label, live bytes)
+    whenever ``mark`` is called (after each layer, say)."""
+
+    def __init__(self):
+        super().__init__()
+        self.current = 0
+        self.peak = 0
+        self.peaks: dict[str, int] = {}
+        self.marks: list[tuple[str, int]] = []
+        self._phase: str | None = None
+        self._storages: dict[int, tuple] = {}   # id(storage) -> (weak reference, bytes)
+
+    def track(self, *tensors) -> None:
+        """Count tensors that already exist (each storage once)."""
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor):
+                self._add(tensor)
+
+    def mark(self, label: str) -> None:
+        self.marks.append((label, self.current))
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Record the peak reached while the block runs (starting from what is live at its start)."""
+        self._phase = name
+        self.peaks[name] = self.current
+        try:
+            yield self
+        finally:
+            self._phase = None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        for value in tree_flatten(result)[0]:
+            if isinstance(value, torch.Tensor):
+                self._add(value)
+        return result
+
+    def _add(self, tensor: torch.Tensor) -> None:
+        if tensor.is_sparse or tensor.device.type == "meta":
+            return
+        storage = tensor.untyped_storage()
+        size = storage.nbytes()
+        key = id(storage)
+        known = self._storages.get(key)
+        if known is not None and known[0]() is storage:
+            if known[1] == size:
+                return
+            self._grow(size - known[1])   # a storage resized in place (an out= operation)
+        else:
+            self._grow(size)
+        self._storages[key] = (weakref.ref(storage, self._freed(key)), size)
+
+    def _freed(self, key: int):
+        def callback(_reference):
+            entry = self._storages.get(key)
+            if entry is not None and entry[0] is _reference:
+                del self._storages[key]
+                self.current -= entry[1]
+        return callback
+
+    def _grow(self, change: int) -> None:
+        self.current += change
+        self.peak = max(self.peak, self.current)
+        if self._phase is not None:
+            self.peaks[self._phase] = max(self.peaks[self._phase], self.current)
+
+
+OPTIMIZERS = {"sgd": ("SGD", {}), "momentum": ("SGD", {"momentum": 0.9}),
+              "adam": ("Adam", {}), "adamw": ("AdamW", {})}
+
+
+def measure(network, inputs: tuple, *, train: bool = False, optimizer: str = "sgd") -> LiveBytes:
+    """Run ``network`` under a LiveBytes tracker and return it, its phase peaks filled in.
+
+    Inference: eval mode, no_grad, one forward pass: phase "inference".
+    Training: train mode; one untracked step creates the optimizer's state, then the second step
+    is measured: zero_grad(set_to_none=True), "forward" (to the loss, the sum of the outputs),
+    "backward", "step". What is live when a phase starts counts in its peak: the parameters,
+    buffers, the input batch and (from the first step) the optimizer state.
+    """
+    tracker = LiveBytes()
+    if not train:
+        network.eval()
+        tracker.track(*network.parameters(), *network.buffers(), *inputs)
+        with torch.no_grad(), tracker, tracker.phase("inference"):
+            network.run(*inputs, observe=lambda name, _: tracker.mark(name))
+        return tracker
+    name, options = OPTIMIZERS[optimizer]
+    trained = [p for p in network.parameters() if p.requires_grad]
+    step = getattr(torch.optim, name)(trained, lr=1e-3, **options)
+    network.train()
+
+    def iteration(tracked: LiveBytes | None):
+        step.zero_grad(set_to_none=True)
+        phase = tracker.phase if tracked else (lambda _: contextlib.nullcontext())
+        with phase("forward"):
+            outputs = network.run(*inputs, observe=(lambda name, _: tracker.mark(name)) if tracked else None)
+            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            loss = sum(output.sum() for output in outputs)
+        with phase("backward"):
+            loss.backward()
+        with phase("step"):
+            step.step()
+
+    iteration(None)
+    tracker.track(*network.parameters(), *network.buffers(), *inputs,
+                  *(value for state in step.state.values() for value in state.values()))
+    with tracker:
+        iteration(tracker)
+    return tracker
