@@ -558,12 +558,15 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
         help="With --nproc: DistributedDataParallel, or FSDP2 (fully_shard on each unit, then the root).")
 @SHARD_UNIT_OPTION
 @option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="sgd", show_default=True,
-        help="The optimizer of --nproc's training steps.")
+        help="The optimizer of --nproc's training steps and of --memory --train.")
 @option("--master-port", type=click.IntRange(min=1, max=65535), metavar="PORT",
         help="With --nproc: the rendezvous port [default: a free one].")
+@option("--memory", is_flag=True,
+        help="Measure the live tensor bytes on CPU (inference; with --train a training step) and compare "
+             "each phase's peak with the memory schedule.")
 @format_option(*TABLE_FORMATS)
 @analysis_options
-def run(spec, device, train, iterations, values, seed, nproc, run_shard, shard_units, optimizer, master_port, fmt,
+def run(spec, device, train, iterations, values, seed, memory, nproc, run_shard, shard_units, optimizer, master_port, fmt,
         batch, dtype, input_shape, rounding):
     """Compile SPEC into PyTorch and check every layer's shape and parameter count against the analyzer.
 
@@ -589,6 +592,8 @@ def run(spec, device, train, iterations, values, seed, nproc, run_shard, shard_u
         click.echo(report.to_json(result), nl=False)
     else:
         report.print_verification(result)
+    if memory and result.ok:
+        _memory_comparison(analysis, train, optimizer, seed)
     if not result.ok:
         raise VerificationFailed("PyTorch disagrees with the analyzer: " + "; ".join(result.disagreements))
 
@@ -621,6 +626,51 @@ def _distributed(spec, analysis, nproc, shard, shard_units, optimizer, seed, dev
         write(view.run_blocks(result, nproc))
     if not result.ok:
         raise VerificationFailed("the distributed run disagrees with the prediction: " + "; ".join(result.disagreements))
+
+
+def _memory_comparison(analysis, train: bool, optimizer: str, seed: int) -> None:
+    """run --memory: each phase's measured peak on CPU beside the schedule's prediction."""
+    from .analysis.schedule import schedule
+    from .backend.memtrack import measured_peaks
+    from .views.memory import comparison_lines, title
+
+    predicted = schedule(analysis, training=train, optimizer=optimizer, device="cpu")
+    measured = measured_peaks(analysis, train=train, optimizer=optimizer, seed=seed)
+    click.echo(f"memory, {title(predicted)}, live tensor bytes on CPU:")
+    click.echo("\n".join(comparison_lines(predicted, measured)))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@option("--train", is_flag=True, help="Add a training step: forward, backward and the optimizer step.")
+@option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam", show_default=True,
+        help="Optimizer of the training step (sgd keeps no state, momentum 1, adam/adamw 2 per weight).")
+@option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+        help="Whose kernels: CUDA's fused dropout keeps a 1-byte mask and its foreach Adam one temporary "
+             "the size of all weights; CPU's keep a mask in the dtype and step tensor by tensor.")
+@option("--max-batch", "budget", callback=parse_budget_option, metavar="BYTES",
+        help="Also the largest batch whose peak fits in this memory, e.g. 24GB or 16GiB.")
+@option("--no-timeline", is_flag=True, help="Leave out the per-layer bars.")
+@analysis_options
+def memory(spec, train, optimizer, device, budget, no_timeline, batch, dtype, input_shape, rounding):
+    """Peak memory as PyTorch would reach it: the layers replayed in execution order, each tensor
+    freed after its last reader or once backward no longer needs it.
+
+    Static: no PyTorch. Prints the peak for inference (and a training step), the phase and layer
+    where it happens, what it is made of, and live bytes per layer as bars.
+    """
+    from .analysis.schedule import schedule
+    from .views.memory import render_text
+
+    analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    schedules = [schedule(analysis, device=device)]
+    if train:
+        schedules.append(schedule(analysis, training=True, optimizer=optimizer, device=device))
+    click.echo(render_text(schedules, timeline=not no_timeline), nl=False)
+    if budget is not None:
+        from .units import human_bytes
+        fits = ", ".join(f"{'training' if s.training else 'inference'} {s.max_batch(budget):,}" for s in schedules)
+        click.echo(f"largest batch within {human_bytes(budget)}: {fits}")
 
 
 @main.command()

@@ -86,7 +86,7 @@ def test_cli_train_and_max_batch():
     result = run("inspect", SPECS / "vgg16.yaml", "--train", "--optimizer", "momentum", "--max-batch", "24GB", "-b", "8")
     assert result.exit_code == 0
     for text in ("training memory (momentum, float32, batch 8)", "gradients", "optimizer state",
-                 "activations kept", "largest layer: conv1", "rule of thumb", "measured peaks on an H200",
+                 "activations kept", "largest layer: conv1", "rule of thumb", "archcalc memory",
                  "largest batch in 24.00 GB"):
         assert text in result.output, text
     data = json.loads(run("inspect", SPECS / "vgg16.yaml", "--train", "--max-batch", "16GiB", "-f", "json").output)

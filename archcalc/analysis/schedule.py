@@ -203,6 +203,15 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             if last_reader[name] == index and name not in analysis.spec.outputs:
                 replay.drop(values.pop(name))
     if training:
+        replay.layer = ""
+        total = None
+        for _ in analysis.output_shapes or (None,):  # loss = 0 + out1.sum() + ...: a scalar each, then their sum
+            term = replay.allocate(LOSS_BYTES, 0, "transient")
+            added = replay.allocate(LOSS_BYTES, 0, "transient")
+            replay.drop(term)
+            if total is not None:
+                replay.drop(total)
+            total = added
         _backward(replay, recorded, [values[name] for name in analysis.spec.outputs or (analysis.layers[-1].name,)
                                      if name in values])
         _step(replay, analysis, optimizer, device, size)
@@ -222,7 +231,6 @@ def _bytes(tensor, dtypes: dict) -> tuple[int, int]:
 
 def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
     replay.phase, replay.layer = "backward", ""
-    replay.allocate(LOSS_BYTES, 0, "transient")            # the sum of the outputs, alive to the end
     ones = replay.allocate(LOSS_BYTES, 0, "transient")     # its gradient; each output's is a view of it
     grads: dict[int, _Tensor] = {}
     for output in outputs:

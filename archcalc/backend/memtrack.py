@@ -118,6 +118,9 @@ def measure(network, inputs: tuple, *, train: bool = False, optimizer: str = "sg
         return tracker
     name, options = OPTIMIZERS[optimizer]
     trained = [p for p in network.parameters() if p.requires_grad]
+    if not trained:
+        from ..errors import SpecError
+        raise SpecError("no parameter is trainable: there is no training step to measure", hint="drop --train")
     step = getattr(torch.optim, name)(trained, lr=1e-3, **options)
     network.train()
 
@@ -139,3 +142,17 @@ def measure(network, inputs: tuple, *, train: bool = False, optimizer: str = "sg
     with tracker:
         iteration(tracker)
     return tracker
+
+
+def measured_peaks(analysis, *, train: bool = False, optimizer: str = "sgd", seed: int = 0) -> dict:
+    """{phase: peak live bytes} of the analyzed spec's PyTorch model on CPU (see ``measure``)."""
+    from .graph import Network
+    from .plan import make_plan
+    from .verification import sample_inputs
+
+    plan = make_plan(analysis)
+    torch.manual_seed(seed)
+    dtype = getattr(torch, analysis.dtype)
+    network = Network(plan).to(dtype)
+    inputs = sample_inputs(torch, plan, analysis.batch, dtype, "cpu", None)
+    return measure(network, inputs, train=train, optimizer=optimizer).peaks

@@ -72,12 +72,10 @@ class Conv(Windowed):
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """The convolution saves its input for the weight gradient. A separate pad module
-        (asymmetric 'same') or nn.Conv's own F.pad (a padding_mode other than zeros) first
-        allocates the padded input, which is then the one saved."""
+        (asymmetric 'same') or nn.Conv's own F.pad (any padding_mode other than zeros, even with
+        no padding: F.pad copies) first allocates the padded input, which is then the one saved."""
         conv = Op(prod(y), saves=(INPUT,), weights=True)
-        padded = self.torch_padding(x, self.padding_mode)[1] is not None or (
-            self.padding_mode != "zeros" and any(w.pad_left or w.pad_right for w in self.windows(x)))
-        if not padded:
+        if self.torch_padding(x, self.padding_mode)[1] is None and self.padding_mode == "zeros":
             return (conv,)
         # a zero pad's gradient is a slice of the conv's (a view); reflect/replicate/circular sum theirs
         return Op(self.padded_elements(x), gradient="view" if self.padding_mode == "zeros" else "new"), conv

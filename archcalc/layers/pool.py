@@ -47,11 +47,10 @@ class Pool(Windowed):
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """The pool saves its input; max-pooling also returns int64 indices (the argmax of each
-        window), saved too; PyTorch's CPU max_pool1d skips them without autograd. A padding
-        beyond what the pool takes inline is a separate pad module (its gradient a slice)."""
+        window, measured even under no_grad), saved too. A padding beyond what the pool takes
+        inline is a separate pad module (its gradient a slice)."""
         rank = len(y) - 1
-        indices = self.torch_name == "MaxPool" and (training or device != "cpu" or rank > 1)
-        pool = Op(prod(y), extras=(Tensor(prod(y), "int64"),), saves=(INPUT, 0)) if indices \
+        pool = Op(prod(y), extras=(Tensor(prod(y), "int64"),), saves=(INPUT, 0)) if self.torch_name == "MaxPool" \
             else Op(prod(y), saves=(INPUT,))
         if self.torch_padding(x, fill=self.pad_fill, limit=lambda w: self.inline_padding(w, rank))[1] is None:
             return (pool,)

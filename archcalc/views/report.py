@@ -424,8 +424,7 @@ def training_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> l
             f"(its gradient, once, at the backward peak)",
             f"  total: {human_bytes(t.total_bytes)}; the course's rule of thumb (2 x forward): "
             f"{human_bytes(t.rule_of_thumb_bytes)}",
-            "  measured peaks on an H200 (forward + backward, no optimizer step) were 0.76-1.26x this model:",
-            "  VGG16 1.03, AlexNet 1.19, ResNet-50 0.76 (benchmarks/results/gpu_check.md)",
+            "  a sum, not a schedule: `archcalc memory` replays the layers for the peak PyTorch reaches",
         ]
     m = extras.max_batch
     if m is not None:

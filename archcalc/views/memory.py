@@ -1,0 +1,70 @@
+"""``archcalc memory``: the peak memory schedule (analysis/schedule.py) as text, and the
+predicted-vs-measured lines of ``archcalc run --memory``. Formatting only; no torch."""
+from __future__ import annotations
+
+from ..analysis.schedule import CATEGORIES, Schedule
+from ..units import human_bytes
+from .report import inputs_text
+
+BAR = 40  # characters of the widest bar in the timeline
+WORDS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer state", "input": "input batch",
+         "activations": "activations (kept for backward, or still to be read)",
+         "transient": "transient (activation gradients, temporaries)"}
+
+
+def render_text(schedules: list[Schedule], timeline: bool = True) -> str:
+    """One block per schedule (inference, then training): its peak, the phase and layer where it
+    happens, what it is made of, the peak of each phase, and a bar per layer and phase."""
+    first = schedules[0]
+    analysis = first.analysis
+    lines = [f"{analysis.spec.name}: {inputs_text(analysis)}, batch {analysis.batch}, {analysis.dtype}, "
+             f"{first.device} kernels"]
+    for schedule in schedules:
+        lines += [""] + schedule_lines(schedule)
+        if timeline:
+            lines += [""] + timeline_lines(schedule)
+    return "\n".join(lines) + "\n"
+
+
+def title(schedule: Schedule) -> str:
+    return f"training step ({schedule.optimizer})" if schedule.training else "inference"
+
+
+def schedule_lines(schedule: Schedule) -> list[str]:
+    batch = schedule.analysis.batch
+    peak = schedule.peak_moment()
+    where = f"{peak.phase}, at {peak.layer}" if peak.layer else peak.phase
+    lines = [f"{title(schedule)}: peak {human_bytes(peak.bytes(batch))} ({where})"]
+    parts = peak.parts(batch)
+    lines += [f"  {WORDS[name]}: {human_bytes(parts[name])}" for name in CATEGORIES if parts[name]]
+    if len(schedule.phases) > 1:
+        lines.append("  peak per phase: " + ", ".join(f"{phase} {human_bytes(schedule.peak(phase))}"
+                                                      for phase in schedule.phases))
+    return lines
+
+
+def timeline_lines(schedule: Schedule) -> list[str]:
+    """The highest live bytes within each (phase, layer), in execution order, as a bar."""
+    batch = schedule.analysis.batch
+    highest: dict[tuple, int] = {}
+    for moment in schedule.moments:
+        key = (moment.phase, moment.layer or "(start)")
+        highest[key] = max(highest.get(key, 0), moment.bytes(batch))
+    top = max(highest.values(), default=0) or 1
+    width = max((len(layer) for _, layer in highest), default=0)
+    lines = [f"live bytes, {title(schedule)}:"]
+    for (phase, layer), value in highest.items():
+        bar = "█" * max(1, round(BAR * value / top))
+        lines.append(f"  {phase:<9} {layer:<{width}} {bar:<{BAR}} {human_bytes(value)}")
+    return lines
+
+
+def comparison_lines(schedule: Schedule, measured: dict) -> list[str]:
+    """'forward: predicted 1.2 MB, measured 1.2 MB, ratio 1.000' per phase (``measured``: phase -> bytes)."""
+    lines = []
+    for phase in schedule.phases:
+        predicted, actual = schedule.peak(phase), measured.get(phase)
+        if actual:
+            lines.append(f"  {phase}: predicted {human_bytes(predicted)}, measured {human_bytes(actual)}, "
+                         f"ratio {predicted / actual:.3f}")
+    return lines
