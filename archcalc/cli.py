@@ -579,6 +579,9 @@ def run(spec, device, train, iterations, values, seed, memory, nproc, run_shard,
     require_torch()
     from .backend.verification import parse_values, verify
 
+    if memory and device == "meta":
+        raise UsageError("--memory", device, "the meta device allocates nothing to measure",
+                         hint="--memory measures live tensors on CPU: use --device cpu or auto")
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     if nproc is not None:
         _distributed(spec, analysis, nproc, run_shard, shard_units, optimizer, seed, device, master_port, fmt,

@@ -148,8 +148,9 @@ def measured_peaks(analysis, *, train: bool = False, optimizer: str = "sgd", see
     """{phase: peak live bytes} of the analyzed spec's PyTorch model on CPU (see ``measure``)."""
     from .graph import Network
     from .plan import make_plan
-    from .verification import sample_inputs
+    from .verification import _check_fits, sample_inputs
 
+    _check_fits(analysis, train)
     plan = make_plan(analysis)
     torch.manual_seed(seed)
     dtype = getattr(torch, analysis.dtype)
