@@ -15,9 +15,10 @@ two ops (relu's output, which the next conv saves as its input) counts once.
   released; a value read by several layers sums their gradients into a new tensor; parameter
   gradients kept), then the optimizer step.
 - optimizer: sgd keeps nothing, momentum one buffer per weight, adam/adamw two. Their step on
-  CPU runs tensor by tensor, and adam's sqrt(v) / bias correction makes two temporaries the size
-  of one parameter tensor (the largest layer's parameters, an upper bound by its biases); CUDA's
-  foreach implementation makes one the size of all of them.
+  CPU runs tensor by tensor: adam's sqrt(v) and its bias-corrected copy make two temporaries the
+  size of one parameter tensor (Layer.tensors) while the previous tensor's denominator is still
+  alive, beside a 4-byte step counter per tensor;
+  CUDA's foreach implementation makes one the size of all of them (its counters stay on the host).
 
 Live bytes are kept as (fixed, per sample) pairs, so one replay gives the peak at every batch
 size: each moment is a line a + b x batch, and the peak is their maximum.
@@ -163,7 +164,11 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     replay.phase, replay.layer = ("forward" if training else "inference"), ""
     replay.allocate((totals.params + totals.buffers) * size, 0, "weights")
     if training:
-        replay.allocate(OPTIMIZER_STATES[optimizer] * totals.trainable_params * size, 0, "optimizer")
+        state = OPTIMIZER_STATES[optimizer] * totals.trainable_params * size
+        if optimizer in ("adam", "adamw") and device == "cpu":  # a float32 step counter per tensor (on CUDA
+            state += 4 * sum(len(stats.layer.tensors(stats.input_shape))  # it stays in host memory)
+                             for stats in analysis.layers if stats.trainable_params)
+        replay.allocate(state, 0, "optimizer")
     values = {name: replay.allocate(0, prod(shape) * (8 if _token_ids(shape) else size), "input")
               for name, shape in analysis.input_shapes.items()}
     for tensor in values.values():
@@ -278,8 +283,14 @@ def _step(replay: _Replay, analysis: Analysis, optimizer: str, device: str, size
     if device == "cuda":  # foreach: sqrt(v) for every parameter at once
         replay.drop(replay.allocate(analysis.totals.trainable_params * size, 0, "transient"))
         return
-    largest = max(analysis.layers, key=lambda stats: stats.trainable_params)
-    replay.layer = largest.name
-    first = replay.allocate(largest.trainable_params * size, 0, "transient")   # v.sqrt()
-    replay.allocate(largest.trainable_params * size, 0, "transient")           # / sqrt(1 - beta2^t)
-    replay.drop(first)
+    # tensor by tensor, in the parameters' order: sqrt(v), then sqrt(v) / sqrt(1 - beta2^t), while
+    # the previous tensor's denominator is still bound to its variable
+    tensors = [(prod(shape), stats.name) for stats in analysis.layers if stats.trainable_params
+               for shape in stats.layer.tensors(stats.input_shape).values()]
+    previous, (elements, replay.layer) = max(
+        ((before[0], now) for before, now in zip([(0, "")] + tensors, tensors)),
+        key=lambda pair: pair[0] + 2 * pair[1][0])
+    held = replay.allocate(previous * size, 0, "transient")
+    replay.allocate(elements * size, 0, "transient")
+    replay.allocate(elements * size, 0, "transient")
+    replay.drop(held)
