@@ -251,14 +251,15 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
             continue
         if entry.weight_bytes:
             replay.allocate(entry.weight_bytes, 0, "gradients")   # .grad, kept
+        first = entry.reads[0]
+        scratch = [replay.allocate(first.fixed, first.sample, "transient") for _ in range(entry.op.scratch)]
         for tensor in entry.reads:
             if tensor.requires_grad:
                 if entry.op.gradient == "view":
                     _accumulate(replay, grads, tensor, replay.hold(gradient))
                 else:
                     _accumulate(replay, grads, tensor, replay.allocate(tensor.fixed, tensor.sample, "transient"))
-        replay.drop(gradient)
-        for tensor in entry.saved:
+        for tensor in [gradient, *scratch, *entry.saved]:
             replay.drop(tensor)
     for gradient in grads.values():
         replay.drop(gradient)

@@ -217,6 +217,10 @@ class Abs(Activation):
     def to_torch(self, x: Shape):
         return module("Abs")  # torch.nn has no module for it
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A new tensor, its input kept; the backward computes grad * x.sgn(), sgn(x) a temporary."""
+        return (Op(prod(y), saves=(INPUT,), scratch=1),)
+
 
 @register("prelu")
 @dataclass(frozen=True, kw_only=True)
@@ -235,8 +239,10 @@ class PReLU(Activation):
     torch_name = "PReLU"
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
-        """A new tensor; keeps its input, and its slopes get a gradient."""
-        return (Op(prod(y), saves=(INPUT,), weights=True),)
+        """A new tensor; keeps its input. Its backward computes the slopes' gradient element by
+        element (an input-sized temporary) before summing it to the slopes' shape. Approximate on
+        a network input: PyTorch's kernel computes the input's gradient even there."""
+        return (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),)
 
     def output_shape(self, x: Shape) -> Shape:
         if self.num_parameters == 1:

@@ -37,6 +37,8 @@ class Op:
            passes views of its output's gradient on (reshape, slicing, addition).
     weights: the layer's parameters are used here: their gradients appear in this op's backward.
     rereads: it also reads the layer's first input, besides the previous op's output.
+    scratch: tensors of its input's size that its backward formula computes on the way to the
+           gradient (abs: grad * x.sgn()), alive while the gradient is allocated.
     """
 
     output: int | None
@@ -45,6 +47,7 @@ class Op:
     gradient: str = "new"
     weights: bool = False
     rereads: bool = False    # also reads the layer's first input (x / f(x) in local response norm)
+    scratch: int = 0         # input-sized temporaries its backward formula makes (abs: sgn(x))
 
 
 def view() -> Op:

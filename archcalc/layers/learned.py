@@ -46,8 +46,9 @@ class Scale(Layer):
         return {"weight": self.factor_shape(x)}
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
-        """x * gamma: a new tensor; the product keeps x (for gamma's gradient)."""
-        return (Op(prod(y), saves=(INPUT,), weights=True),)
+        """x * gamma: a new tensor; the product keeps x for gamma's gradient, grad * x, an
+        input-sized temporary before it is summed to gamma's shape."""
+        return (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),)
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One multiply per element."""
