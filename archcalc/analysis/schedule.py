@@ -251,8 +251,8 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
             continue
         if entry.weight_bytes:
             replay.allocate(entry.weight_bytes, 0, "gradients")   # .grad, kept
-        first = entry.reads[0]
-        scratch = [replay.allocate(first.fixed, first.sample, "transient") for _ in range(entry.op.scratch)]
+        scratch = [replay.allocate(entry.reads[0].fixed, entry.reads[0].sample, "transient")
+                   for _ in range(entry.op.scratch)]
         for tensor in entry.reads:
             if tensor.requires_grad:
                 if entry.op.gradient == "view":
