@@ -275,7 +275,7 @@ def load_and_analyze(spec_path: str, input_shape, batch: int, dtype: str, roundi
     analysis = analyze(spec, input_shape=input_shape, batch=batch, dtype=dtype, rounding=rounding,
                        partial=partial)
     baseline = None
-    if input_shape is not None and tuple(input_shape) != spec.input_shape:
+    if input_shape is not None and analysis.input_shape != spec.input_shape:
         try:
             baseline = analyze(spec, batch=batch, dtype=dtype, rounding=rounding)
         except SpecError:

@@ -99,3 +99,8 @@ class VerificationFailed(ArchcalcError):
     """PyTorch disagrees with the analyzer (``archcalc run``): a finding, not a usage error."""
 
     exit_code = 1
+
+
+class UnknownName(ArchcalcError, KeyError):
+    """A name looked up that does not exist (``Analysis.layer("nope")``); the hint says the closest.
+    Also a KeyError, as a failed lookup by key is; printed as every ArchcalcError is."""

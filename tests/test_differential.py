@@ -319,7 +319,7 @@ def test_graph_generator_is_not_vacuous():
               "inputs: n1, name: n2}", "maxpool: {kernel: 3, stride: 2, padding: same, inputs: n1, name: n3}",
               "concat: {inputs: [n2, n3], name: n4}"]
     analysis = archcalc.analyze(archcalc.loads(spec_text((3, 9, 9), *layers)))
-    assert analysis.output_shape == (5, 5, 5)
+    assert tuple(analysis.output_shape) == (5, 5, 5)
     assert verify(analysis, device="meta").ok
     shared = ["conv: {filters: 3, kernel: 3, stride: 1, padding: same, freeze: [bias], inputs: input, name: n0}",
               "conv: {filters: 3, kernel: 3, stride: 1, padding: same, freeze: [bias], inputs: n0, name: n1, "

@@ -11,6 +11,7 @@ from test_cli import run, write
 from test_layers import LAYER_TABLE
 
 import archcalc
+from archcalc.layers import FeatureMap
 from archcalc.views.diff import diff
 from archcalc.views.explain import explain, render_text
 from archcalc.views.solve import Progression, progressions, solve
@@ -57,7 +58,9 @@ def test_explain_grouped_convolution_and_batchnorm():
     conv2 = grouped.layers[3]
     assert conv2.name == "CONV2" and "params = 5x5x(96/2)x256 + 256 = 307,456" in conv2.steps
     bn = explain(archcalc.loads(spec_text([64, 56, 56], "batchnorm"))).layers[0]
-    assert "params = 2x64 = 128 (gamma, beta); buffers = 2x64 = 128 (running mean, variance)" in bn.steps
+    # nn.BatchNorm2d(64): weight, bias; running_mean, running_var (64 each) and num_batches_tracked (1)
+    assert "params = 2x64 = 128 (gamma, beta); buffers = 2x64 + 1 = 129 (running mean, variance; batch counter)" \
+        in bn.steps
 
 
 def test_explain_dilation_and_same_padding():
@@ -201,7 +204,7 @@ def test_diff_alexnet_vs_two_gpu_original():
     assert result.totals["params"] == (62_378_344, 60_965_224)
     conv2 = result.changed[0]
     assert conv2.counts["params"] == (5 * 5 * 96 * 256 + 256, 5 * 5 * 48 * 256 + 256)
-    assert conv2.a.output_shape == conv2.b.output_shape == (256, 27, 27)
+    assert conv2.a.output_shape == conv2.b.output_shape == FeatureMap((256, 27, 27))
     macs_a, macs_b = conv2.counts["macs"]  # two groups halve a convolution's MACs
     assert macs_a == 2 * macs_b == 27 * 27 * 256 * 5 * 5 * 96
 

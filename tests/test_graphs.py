@@ -3,6 +3,7 @@ import pytest
 from conftest import SPECS
 
 import archcalc
+from archcalc.layers import FeatureMap
 
 # torchvision's model tables (weights' num_params); v1.5 puts the stride on the 3x3
 PUBLISHED = [
@@ -16,7 +17,7 @@ PUBLISHED = [
 def test_resnet_published_params(name, params, output):
     result = archcalc.analyze(archcalc.load(str(SPECS / name)))
     assert result.totals.params == params
-    assert result.output_shape == output
+    assert tuple(result.output_shape) == output
 
 
 def test_resnet50_stage_shapes():
@@ -24,7 +25,7 @@ def test_resnet50_stage_shapes():
     result = archcalc.analyze(archcalc.load(str(SPECS / "resnet50.yaml")))
     adds = [s for s in result.layers if s.kind == "add"]
     assert len(adds) == 16
-    assert [adds[i].output_shape for i in (2, 6, 12, 15)] == [(256, 56, 56), (512, 28, 28),
+    assert [tuple(adds[i].output_shape) for i in (2, 6, 12, 15)] == [(256, 56, 56), (512, 28, 28),
                                                               (1024, 14, 14), (2048, 7, 7)]
     shortcut = result.layer("bottleneck_down2.downsample")
     assert shortcut.node.inputs == ("bottleneck2.relu3",)
@@ -33,15 +34,15 @@ def test_resnet50_stage_shapes():
 def test_inception_3a_channels():
     """GoogLeNet table 1: inception (3a) outputs 28x28x256, (3b) 28x28x480."""
     result = archcalc.analyze(archcalc.load(str(SPECS / "inception.yaml")))
-    assert result.layer("inception3a.concat1").output_shape == (256, 28, 28)
-    assert result.output_shape == (480, 28, 28)
+    assert result.layer("inception3a.concat1").output_shape == FeatureMap((256, 28, 28))
+    assert result.output_shape == FeatureMap((480, 28, 28))
 
 
 def test_unet_skips_concatenate_encoder_features():
     result = archcalc.analyze(archcalc.load(str(SPECS / "unet_small.yaml")))
     assert result.layer("skip2").node.inputs == ("up2", "enc2.conv2")
-    assert result.layer("skip2").output_shape == (64, 32, 32)
-    assert result.output_shape == (2, 64, 64)
+    assert result.layer("skip2").output_shape == FeatureMap((64, 32, 32))
+    assert result.output_shape == FeatureMap((2, 64, 64))
 
 
 def test_block_parameters_and_defaults():

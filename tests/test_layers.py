@@ -10,7 +10,7 @@ import pytest
 from conftest import spec_text
 
 import archcalc
-from archcalc.layers import REGISTRY
+from archcalc.layers import REGISTRY, FeatureMap
 
 LAYER_TABLE = [
     # kind, fragment, input, output, params
@@ -112,7 +112,7 @@ def test_layer(kind, fragment, input_shape, output, params):
     result = archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)))
     stats = result.layers[0]
     assert stats.kind == kind
-    assert stats.output_shape == output
+    assert tuple(stats.output_shape) == output
     assert stats.params == params
 
 
@@ -137,14 +137,17 @@ def test_huge_counts_are_exact_integers():
 
 
 def test_batchnorm_buffers_are_not_params():
+    """nn.BatchNorm2d(64): parameters weight, bias (64 each); buffers running_mean, running_var (64
+    each) and num_batches_tracked (one int64, 8 bytes in any dtype)."""
     result = archcalc.analyze(archcalc.loads(spec_text((64, 8, 8), "batchnorm")))
-    assert result.totals.params == 128 and result.totals.buffers == 128
+    assert result.totals.params == 128 and result.totals.buffers == 129
+    assert result.totals.buffer_bytes == 128 * 4 + 8
 
 
 def test_defaults_apply_to_bare_kinds_and_family():
     text = spec_text((3, 32, 32), "conv2d: 8", "conv", defaults="{conv: {filters: 4, kernel: 3, padding: same}}")
     result = archcalc.analyze(archcalc.loads(text))
-    assert [s.output_shape for s in result.layers] == [(8, 32, 32), (4, 32, 32)]
+    assert [tuple(s.output_shape) for s in result.layers] == [(8, 32, 32), (4, 32, 32)]
 
 
 def test_automatic_names_and_repeat():
@@ -181,7 +184,7 @@ layers:
   - concat: {inputs: [sum, side]}
 """
     result = archcalc.analyze(archcalc.loads(text))
-    assert result.layer("sum").output_shape == (8, 16, 16)
+    assert result.layer("sum").output_shape == FeatureMap((8, 16, 16))
     assert result.layer("sum").node.inputs == ("b", "input")
-    assert result.output_shape == (12, 16, 16)
+    assert result.output_shape == FeatureMap((12, 16, 16))
     assert result.layer("concat1").neurons == 0 and result.layer("sum").neurons == 8 * 16 * 16

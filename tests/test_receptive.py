@@ -32,7 +32,7 @@ def test_three_3x3_convs_see_7x7_with_27_against_49_c_squared_weights():
     assert [f.size for f in single_fields["conv1"]] == [7, 7]
     assert [f.size for f in stacked_fields["conv1"]] == [3, 3] and [f.size for f in stacked_fields["conv2"]] == [5, 5]
     assert stacked.totals.params == 27 * c * c and single.totals.params == 49 * c * c
-    assert stacked.output_shape == single.output_shape == (c, 26, 26)
+    assert tuple(stacked.output_shape) == tuple(single.output_shape) == (c, 26, 26)
 
 
 # google-research/receptive_field, RECEPTIVE_FIELD_TABLE.md (TF-Slim alexnet_v2 and vgg_16, the same
@@ -185,7 +185,7 @@ def test_fields_match_pytorchs_gradients(layers, exact):
         nn.init.constant_(parameter, 1.0)
     x = torch.ones(1, 2, 96, dtype=torch.float64, requires_grad=True)
     y = net(x)
-    assert tuple(y.shape[1:]) == analysis.output_shape
+    assert tuple(y.shape[1:]) == tuple(analysis.output_shape)
     field = fields[analysis.layers[-1].name][0]
     middle = y.shape[-1] // 2
     for unit in range(middle, middle + 6):

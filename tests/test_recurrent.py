@@ -3,7 +3,7 @@ import pytest
 from conftest import SPECS, spec_text
 
 import archcalc
-from archcalc.layers import Steps
+from archcalc.layers import Steps, Vector
 from archcalc.views.wording import formula
 
 
@@ -13,7 +13,7 @@ def test_char_rnn_masse():
     assert result.layer("hidden").params == 3 * 4 + 3 * 3
     assert result.layer("output").params == 4 * 3
     assert result.totals.params == 33
-    assert result.output_shape == (4, 4) and isinstance(result.output_shape, Steps)
+    assert result.output_shape == Steps((4, 4))
 
 
 def test_min_char_rnn_formula():
@@ -28,9 +28,9 @@ def test_min_char_rnn_formula():
 def test_seq2seq_m_to_n():
     result = archcalc.analyze(archcalc.load(str(SPECS / "seq2seq_assez.yaml")))
     h = 8
-    assert result.layer("encoder").output_shape == (h,)                  # N-to-1
+    assert result.layer("encoder").output_shape == Vector((h,))          # N-to-1
     assert result.layer("decoder").node.inputs == ("english", "encoder")  # h_0 from the encoder
-    assert result.output_shape == (7, 8)                                 # e n o u g h <EoS>
+    assert result.output_shape == Steps((7, 8))                          # e n o u g h <EoS>
     # PyTorch nn.RNN(6, 8): 8*6 + 8*8 + 2*8; nn.RNN(8, 8): 8*8 + 8*8 + 2*8; nn.Linear(8, 8)
     assert result.totals.params == (48 + 64 + 16) + (64 + 64 + 16) + (64 + 8)
 
@@ -39,7 +39,7 @@ def test_captioning_vgg16_encoder_is_frozen():
     result = archcalc.analyze(archcalc.load(str(SPECS / "captioning_vgg16.yaml")))
     vgg_without_classifier = 138_357_544 - (4096 * 1000 + 1000)
     assert result.totals.params - result.totals.trainable_params == vgg_without_classifier
-    assert result.layer("next_word").output_shape == (16, 10_000)
+    assert result.layer("next_word").output_shape == Steps((16, 10_000))
 
 
 @pytest.mark.parametrize("fragment,message", [
@@ -56,5 +56,5 @@ def test_sequence_errors(fragment, message):
 def test_one_to_n_with_repeatvector():
     text = spec_text((3, 8, 8), "flatten", "dense: 16", "repeatvector: 5", "lstm: {hidden: 4}", "dense: 10")
     result = archcalc.analyze(archcalc.loads(text))
-    assert result.output_shape == (5, 10)
+    assert result.output_shape == Steps((5, 10))
     assert result.layer("lstm1").params == 4 * (4 * 16 + 4 * 4 + 2 * 4)  # nn.LSTM(16, 4)

@@ -3,10 +3,12 @@ explain, diff, run) takes its wording from here.
 
 - shapes are per sample, channels first, without the batch axis;
 - params are learnable weights + biases, exactly as PyTorch's ``parameters()`` counts them;
-  buffers (BatchNorm running statistics) are counted apart;
+  buffers (BatchNorm's running statistics and batch counter) are counted apart, as the elements
+  of ``buffers()``;
 - neurons are the output elements of a layer, for one sample; the kinds that create no new
   values add 0 (``Layer.creates_neurons``); the input is not counted;
-- bytes = count x dtype size; activation bytes = neurons x batch x dtype size; units are decimal
+- bytes = count x dtype size (the int64 buffers, BatchNorm's batch counter, 8 bytes in any dtype,
+  as ``model.to(dtype)`` leaves them); activation bytes = neurons x batch x dtype size; units are decimal
   (1 MB = 10^6 B) with the binary value beside (1 MiB = 2^20 B);
 - forward memory = parameter + buffer + activation bytes; the course's training rule of thumb
   is twice that;
@@ -48,10 +50,10 @@ def conventions(dtype: str, batch: int) -> dict[str, str]:
     return {
         "shapes": "per sample, channels first (C x H x W), no batch axis",
         "params": "learnable weights + biases, as PyTorch's parameters() counts them; "
-                  "buffers (BatchNorm running statistics) apart",
+                  "buffers (BatchNorm running statistics and batch counter) apart",
         "neurons": f"output elements of each layer for one sample; {', '.join(kinds_without_neurons())} add 0 "
                    "(they create no new values); pools and norms count; the input is not counted",
-        "bytes": f"count x {DTYPE_BYTES[dtype]} ({dtype}); activations x batch {batch}; "
+        "bytes": f"count x {DTYPE_BYTES[dtype]} ({dtype}), int64 buffers x 8; activations x batch {batch}; "
                  "1 kB = 1000 B, 1 MB = 10^6 B; KiB/MiB/GiB are binary (2^10, 2^20, 2^30)",
         "training_estimate": "the course's rule of thumb: about twice the forward memory",
         "macs": f"multiply-accumulates of {', '.join(kinds_with_macs())} layers, per sample (conv: output "

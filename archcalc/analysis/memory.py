@@ -3,8 +3,9 @@
     total = weights + gradients + optimizer state                      (independent of the batch)
           + batch x (activations kept for back-propagation + the largest layer's output gradient)
 
-- weights: every parameter and buffer in the analysis dtype. Mixed precision (torch.autocast)
-  keeps fp32 master weights and adds a 16-bit copy of the trainable ones for the forward pass.
+- weights: every parameter and floating buffer in the analysis dtype (the int64 batch counters of
+  BatchNorm: 8 bytes). Mixed precision (torch.autocast) keeps fp32 master weights and adds a
+  16-bit copy of the trainable ones for the forward pass.
 - gradients: one per trainable parameter (fp32 under mixed precision).
 - optimizer state per trainable parameter: sgd 0, momentum 1 (the velocity), adam and adamw 2
   (the two moments); fp32 under mixed precision.
@@ -88,10 +89,10 @@ def training_memory(analysis: Analysis, optimizer: str = "adam",
         raise SpecError(f"unknown optimizer {optimizer!r}", hint="one of " + ", ".join(OPTIMIZER_STATES))
     totals = analysis.totals
     trainable = totals.trainable_params
-    stored = totals.params + totals.buffers
+    stored = totals.param_bytes + totals.buffer_bytes  # in the dtype: float32 under mixed precision
     if mixed_precision is None:
         size = master = DTYPE_BYTES[analysis.dtype]
-        weight_bytes = stored * size
+        weight_bytes = stored
     else:
         if mixed_precision not in MIXED_PRECISION:
             raise SpecError(f"unknown mixed precision {mixed_precision!r}",
@@ -100,7 +101,7 @@ def training_memory(analysis: Analysis, optimizer: str = "adam",
             raise SpecError(f"mixed precision keeps float32 master weights, but the dtype is {analysis.dtype}",
                             hint="leave --dtype at float32 with --mixed-precision")
         size, master = DTYPE_BYTES[MIXED_PRECISION[mixed_precision]], MASTER_BYTES
-        weight_bytes = stored * master + trainable * size
+        weight_bytes = stored + trainable * size
     largest = max(analysis.layers, key=lambda stats: stats.neurons, default=None)
     return TrainingMemory(
         optimizer, mixed_precision, analysis.batch, weight_bytes, trainable * master,

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from math import prod
 
 from ..choices import DTYPE_BYTES
-from ..errors import SpecError
+from ..errors import SpecError, UnknownName
 from ..gcpause import paused_gc
-from ..layers import Steps, shape_text
+from ..layers import Shape, Steps, shape_of, shape_text
 from ..layers.arguments import closest
 from ..spec import INPUT, Node, Spec
+
+INT64_BYTES = 8  # a BatchNorm's num_batches_tracked, whatever the dtype of the model
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,30 @@ class LayerStats:
     def kind(self) -> str:
         return self.layer.kind
 
+    @property
+    def int64_buffers(self) -> int:
+        """Of ``buffers``, the int64 ones (0 where a shared layer's buffers are counted at its owner)."""
+        return self.layer.int64_buffers if self.buffers else 0
+
+    def buffer_bytes(self, size: int) -> int:
+        """The buffers in bytes: the floating ones at ``size`` bytes each, the int64 ones at 8."""
+        return buffer_bytes(self.buffers, self.int64_buffers, size)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The layer ``analyze(partial=True)`` stopped at: all that explain, render, solve and the
+    backend know of it."""
+
+    node: Node
+    layer: object              # as analyzed: node.layer with any --rounding override
+    input_shape: tuple         # for a merge layer (add, concat): a tuple of the input shapes
+    error: SpecError
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
 
 @dataclass(frozen=True)
 class Totals:
@@ -50,7 +76,7 @@ class Totals:
     buffers: int
     neurons: int
     param_bytes: int
-    buffer_bytes: int
+    buffer_bytes: int          # floating buffers x dtype size + int64 buffers x 8
     activation_bytes: int      # neurons x batch x dtype size
     forward_bytes: int         # parameters + buffers + activations
     training_bytes_estimate: int  # the course's rule of thumb: about twice the forward memory
@@ -67,12 +93,29 @@ class Totals:
 @dataclass(frozen=True)
 class Analysis:
     spec: Spec
-    input_shape: tuple
+    input_shapes: dict         # {network input name: shape} as analyzed (after --input)
     batch: int
     dtype: str
     layers: tuple
     totals: Totals
-    error: SpecError | None = None  # set only by analyze(..., partial=True)
+    failure: Failure | None = None  # set only by analyze(..., partial=True), for an invalid spec
+
+    @property
+    def input_shape(self) -> tuple:
+        """The (first) network input's shape."""
+        return next(iter(self.input_shapes.values()))
+
+    @property
+    def error(self) -> SpecError | None:
+        """The failing layer's error, None when every layer was analyzed."""
+        return self.failure.error if self.failure else None
+
+    def complete(self) -> Analysis:
+        """This analysis, when every layer was analyzed; the failing layer's error otherwise
+        (for what needs the whole network: the backend, a diff)."""
+        if self.failure is not None:
+            raise self.failure.error
+        return self
 
     @property
     def output_shapes(self) -> dict:
@@ -89,20 +132,20 @@ class Analysis:
         return self.layers[-1].output_shape if self.layers else self.input_shape
 
     def layer(self, name: str) -> LayerStats:
-        return next(stats for stats in self.layers if stats.name == name)
-
-    @property
-    def input_shapes(self) -> dict:
-        """{network input name: shape} as analyzed (the first is ``input_shape``, after --input)."""
-        shapes = dict(self.spec.inputs) or {INPUT: self.input_shape}
-        shapes[next(iter(shapes))] = self.input_shape
-        return shapes
+        """The analyzed layer called ``name``; UnknownName (a KeyError) naming the closest otherwise."""
+        for stats in self.layers:
+            if stats.name == name:
+                return stats
+        if self.failure is not None and any(node.name == name for node in self.spec.nodes):
+            raise UnknownName(f"layer {name!r} was not analyzed: the analysis stopped at layer "
+                              f"{self.failure.name}", hint=self.failure.error.message)
+        raise UnknownName(f"no layer is named {name!r}", hint=closest(name, [node.name for node in self.spec.nodes]))
 
     def layer_bytes(self, stats: LayerStats) -> tuple[int, int]:
         """(weight bytes, activation bytes) of one layer, counted as the totals count them:
-        (params + buffers) x dtype size, and neurons x batch x dtype size."""
+        params x dtype size + its buffer bytes, and neurons x batch x dtype size."""
         size = DTYPE_BYTES[self.dtype]
-        return (stats.params + stats.buffers) * size, stats.neurons * self.batch * size
+        return stats.params * size + stats.buffer_bytes(size), stats.neurons * self.batch * size
 
 
 @paused_gc
@@ -111,35 +154,38 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
     """Walk the layers, computing every shape and count exactly.
 
     ``rounding`` overrides the rounding of every windowed layer (the CLI's --rounding).
-    ``partial`` returns the layers up to the first invalid one, with ``error`` set, instead
-    of raising (a diagram of the mistake is still useful).
+    ``partial`` returns the layers up to the first invalid one, with ``failure`` set (that
+    layer as analyzed, its input and the error), instead of raising: a diagram or the board
+    arithmetic of the mistake is still useful.
     """
     if dtype not in DTYPE_BYTES:
         raise SpecError(f"unknown dtype {dtype!r}", hint="one of " + ", ".join(DTYPE_BYTES))
     if batch < 1:
         raise SpecError(f"batch must be >= 1, got {batch}")
     shapes = network_inputs(spec, input_shape)
+    analyzed_inputs = dict(shapes)
     layers = []
     owners = {}  # name -> stats, for the layers that share an earlier one's parameters
-    error = None
+    failure = None
     for node in spec.nodes:
         layer = as_analyzed(node.layer, rounding)
         inputs = tuple(shapes[name] for name in node.inputs)
+        x = inputs if layer.merges else inputs[0]
         try:
-            stats = _layer_stats(node, layer, inputs if layer.merges else inputs[0])
+            stats = _layer_stats(node, layer, x)
             if node.shares is not None:
                 stats = shared(stats, owners[node.shares])
         except SpecError as exc:
             exc.located(node.location_of(exc.field), node.name)
             if not partial:
                 raise
-            error = exc
+            failure = Failure(node, layer, x, exc)
             break
         layers.append(stats)
         shapes[node.name] = stats.output_shape
         owners[node.name] = stats
-    return Analysis(spec, next(iter(shapes.values())), batch, dtype, tuple(layers),
-                    _totals(layers, batch, DTYPE_BYTES[dtype]), error)
+    return Analysis(spec, analyzed_inputs, batch, dtype, tuple(layers),
+                    _totals(layers, batch, DTYPE_BYTES[dtype]), failure)
 
 
 def network_inputs(spec: Spec, input_shape: tuple | None = None) -> dict:
@@ -151,9 +197,11 @@ def network_inputs(spec: Spec, input_shape: tuple | None = None) -> dict:
         raise SpecError(f"this network has {len(shapes)} inputs ({', '.join(shapes)}); "
                         f"an input override needs exactly one")
     (name, declared), = shapes.items()
-    if isinstance(declared, Steps) and not isinstance(input_shape, Steps):
+    if isinstance(declared, Steps):
         input_shape = Steps(input_shape)  # '25x27' overrides a sequence with a sequence
-    return {name: tuple(input_shape) if not isinstance(input_shape, Steps) else input_shape}
+    elif not isinstance(input_shape, Shape):
+        input_shape = shape_of(input_shape)  # plain sizes: [F] a vector, [C, ...] a feature map
+    return {name: input_shape}
 
 
 @paused_gc
@@ -345,12 +393,20 @@ def shared(stats: LayerStats, owner: LayerStats) -> LayerStats:
     return dataclasses.replace(stats, params=0, trainable_params=0, buffers=0, shares=owner.name)
 
 
+def buffer_bytes(buffers: int, int64_buffers: int, size: int) -> int:
+    """Bytes of ``buffers`` elements of which ``int64_buffers`` are int64 (8 bytes in any dtype)
+    and the rest floating, ``size`` bytes each."""
+    return (buffers - int64_buffers) * size + int64_buffers * INT64_BYTES
+
+
 def _totals(layers: list, batch: int, size: int) -> Totals:
     params = sum(s.params for s in layers)
     buffers = sum(s.buffers for s in layers)
+    int64_buffers = sum(s.int64_buffers for s in layers)
     neurons = sum(s.neurons for s in layers)
-    param_bytes, buffer_bytes, activation_bytes = params * size, buffers * size, neurons * batch * size
-    forward = param_bytes + buffer_bytes + activation_bytes
+    param_bytes, activation_bytes = params * size, neurons * batch * size
+    buffers_bytes = buffer_bytes(buffers, int64_buffers, size)
+    forward = param_bytes + buffers_bytes + activation_bytes
     macs, flops = sum(s.macs for s in layers), sum(s.flops for s in layers)
     return Totals(params, sum(s.trainable_params for s in layers), buffers, neurons, param_bytes,
-                  buffer_bytes, activation_bytes, forward, 2 * forward, macs, flops, macs * batch, flops * batch)
+                  buffers_bytes, activation_bytes, forward, 2 * forward, macs, flops, macs * batch, flops * batch)

@@ -16,7 +16,7 @@ from ..analysis import Analysis, LayerStats, analyze
 from ..errors import SpecError
 from ..layers import lookup
 from ..layers.recipe import Recipe, sequence
-from ..spec import INPUT, Spec, load
+from ..spec import Spec, load
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,7 @@ class Plan:
 def as_analysis(source, **analyze_options) -> Analysis:
     """An Analysis from a spec path, a Spec or an Analysis (returned as it is)."""
     if isinstance(source, Analysis):
-        if source.error is not None:
-            raise source.error
-        return source
+        return source.complete()
     if isinstance(source, (str, Path)):
         source = load(str(source))
     if not isinstance(source, Spec):
@@ -80,8 +78,7 @@ def as_analysis(source, **analyze_options) -> Analysis:
 def make_plan(source, **analyze_options) -> Plan:
     analysis = as_analysis(source, **analyze_options)
     spec = analysis.spec
-    inputs = dict(spec.inputs) or {INPUT: spec.input_shape}
-    inputs[next(iter(inputs))] = analysis.input_shape  # --input overrides the (single) input
+    inputs = analysis.input_shapes  # after --input
     names = identifiers([*inputs, *(stats.name for stats in analysis.layers)])
     variables = tuple(names[:len(inputs)])
     attributes = dict(zip((stats.name for stats in analysis.layers), names[len(inputs):]))

@@ -68,6 +68,7 @@ class Layer:
     merges: ClassVar[bool] = False             # True: reads several inputs, x is a tuple of shapes
     reads_input: ClassVar[bool] = True         # False: reads nothing (parameter; a merge of no inputs, x = ())
     activation: ClassVar[str | None] = None    # overridden by a field on conv/dense
+    int64_buffers: ClassVar[int] = 0           # of ``buffers``, the int64 counters (8 bytes in any dtype)
 
     @classmethod
     def from_args(cls, args: dict, implied: dict | None = None) -> Layer:
@@ -110,7 +111,10 @@ class Layer:
         return sum(prod(shape) for shape in self.tensors(x).values())
 
     def buffers(self, x: Shape) -> int:
-        """Non-learned state stored with the model (BatchNorm's running mean and variance)."""
+        """Non-learned state stored with the model: the elements of every registered buffer, as
+        ``sum(b.numel() for b in model.buffers())`` counts them (BatchNorm's running mean and
+        variance, and its batch counter). Those that are int64 counters whatever the dtype
+        (``model.half()`` converts floating buffers only) are ``int64_buffers`` of them."""
         return 0
 
     def parameter_shapes(self, x: Shape) -> tuple:

@@ -51,7 +51,7 @@ class Conv(Windowed):
         self._check_input(x)
         spatial = self.spatial_output(x)
         self._check_values(x)
-        return (self.filters, *spatial)
+        return x.like((self.filters, *spatial))
 
     def tensors(self, x: Shape) -> dict:
         """weight K x C/groups x F..., bias K (nn.ConvNd's)."""

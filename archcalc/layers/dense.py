@@ -11,7 +11,7 @@ from .arguments import arg, positive_int, probability
 from .base import Layer, register, shape_text
 from .footprint import INPUT, MASK, Op, Tensor, view
 from .recipe import module, options
-from .shapes import Shape, Steps
+from .shapes import Shape, Steps, Vector
 from .terms import Count, Counts, Flattened, Product, Sum
 from .values import bias_values, check_values, numbers, preset
 
@@ -38,7 +38,7 @@ class Dense(Layer):
                 raise SpecError("dense needs vectors, but its input is a sequence of token ids",
                                 hint="add '- embedding: {vocabulary: V, dim: E}' first")
             self._check_values(x)
-            return Steps((x.steps, self.units))
+            return x.like((x.steps, self.units))
         if len(x) > 1:
             raise SpecError(
                 f"dense needs a flat feature vector, but its input is the feature map {shape_text(x)}",
@@ -46,7 +46,7 @@ class Dense(Layer):
                      f"equals the map size ({'x'.join(map(str, x[1:]))}): the course shows they are "
                      f"equivalent")
         self._check_values(x)
-        return (self.units,)
+        return x.like((self.units,))
 
     def _check_values(self, x: Shape) -> None:
         """Explicit weights fill [units][inputs] exactly; explicit biases number ``units``."""
@@ -95,7 +95,7 @@ class Flatten(Layer):
     creates_neurons = False
 
     def output_shape(self, x: Shape) -> Shape:
-        return (prod(x),)
+        return Vector((prod(x),))
 
     def size_terms(self, x: Shape, y: Shape | None) -> tuple:
         return (Flattened(tuple(x), prod(x)),)

@@ -11,6 +11,7 @@ from .arguments import arg, non_negative_int
 from .base import Layer, register, shape_text
 from .footprint import INPUT, Op, Tensor
 from .recipe import module
+from .shapes import FeatureMap, Shape, Steps, Vector
 from .terms import Joined
 
 
@@ -31,6 +32,7 @@ class Elementwise(Layer):
             wanted = f"exactly {self.arity}" if self.arity else "at least two"
             raise SpecError(f"{self.kind} needs {wanted} inputs, got {len(x)}", field="inputs",
                             hint=f"e.g. {self.kind}: {{{self.example}}}")
+        same_layout(x, self.kind)
         return broadcast(x, self.kind, self.mismatch)
 
     def extra_flops(self, x: tuple, y: tuple) -> int:
@@ -60,8 +62,9 @@ def broadcast(shapes: tuple, kind: str, hint: str) -> tuple:
     """The shape of an element-wise result, as PyTorch broadcasts: on each axis the sizes are
     equal, or 1 in some inputs, stretched to the others' ([C, 1, 1] * [C, H, W] -> [C, H, W]).
 
-    The per-sample shapes must have one rank: the batch axis leads every tensor, so PyTorch would
-    align a [C] against the last axis of a [C, H, W] (W), not against C.
+    The per-sample shapes must have one layout (``same_layout``) and one rank: the batch axis
+    leads every tensor, so PyTorch would align a [C] against the last axis of a [C, H, W] (W),
+    not against C.
     """
     result = shapes[0]
     for other in shapes[1:]:
@@ -69,7 +72,7 @@ def broadcast(shapes: tuple, kind: str, hint: str) -> tuple:
             raise SpecError(f"{kind} needs shapes that broadcast (each axis equal, or 1 in one of them), "
                             f"got {shape_text(result)} and {shape_text(other)}",
                             field="inputs", hint=hint)
-        result = type(result)(max(a, b) if 1 in (a, b) else a for a, b in zip(result, other))
+        result = result.like(max(a, b) if 1 in (a, b) else a for a, b in zip(result, other))
     return result
 
 
@@ -109,32 +112,45 @@ class Subtract(Elementwise):
 @register("concat")
 @dataclass(frozen=True, kw_only=True)
 class Concat(Layer):
-    """Branches joined along the channel axis: C = C1 + C2 + ..., other axes equal.
+    """Branches of one layout joined along one axis, the other axes equal: by default the
+    channels of feature maps (C = C1 + C2 + ...), the features of sequences (F = F1 + F2 + ...,
+    torch.cat on the last axis of (N, T, F)) or the sizes of flat vectors. ``axis`` numbers
+    the axes after the batch, as the shapes are written: 0 is a map's channels and a
+    sequence's steps, 1 a sequence's features.
 
     0 params; creates no new neurons (it only places existing values side by side).
     """
 
-    axis: int = arg(non_negative_int, 0, "axis to join along, 0 = channels (no batch axis)")
+    axis: int | None = arg(non_negative_int, None,
+                           "axis to join along, counted without the batch axis: 0 = channels of a feature "
+                           "map, steps of a sequence; default: channels, or a sequence's features")
     merges = True
     creates_neurons = False
+
+    def joined_axis(self, x: tuple) -> int:
+        """The axis joined: ``axis`` if given, else channels (0) of maps, the last axis otherwise."""
+        if self.axis is not None:
+            return self.axis
+        return 0 if isinstance(x[0], FeatureMap) else len(x[0]) - 1
 
     def output_shape(self, x: tuple) -> tuple:
         if len(x) < 2:
             raise SpecError("concat needs at least two inputs", field="inputs",
                             hint="e.g. concat: {inputs: [branch1, branch2]}")
-        rank = len(x[0])
-        if self.axis >= rank:
-            raise SpecError(f"axis {self.axis} does not exist in {shape_text(x[0])}", field="axis")
+        first = same_layout(x, self.kind)
+        axis, rank = self.joined_axis(x), len(first)
+        if axis >= rank:
+            raise SpecError(f"axis {axis} does not exist in {shape_text(first)}", field="axis")
         for other in x[1:]:
-            if len(other) != rank or any(a != b for i, (a, b) in enumerate(zip(x[0], other)) if i != self.axis):
-                raise SpecError(f"concat along axis {self.axis} needs the other axes equal, got "
-                                f"{shape_text(x[0])} and {shape_text(other)}", field="inputs",
+            if len(other) != rank or any(a != b for i, (a, b) in enumerate(zip(first, other)) if i != axis):
+                raise SpecError(f"concat along axis {axis} needs the other axes equal, got "
+                                f"{shape_text(first)} and {shape_text(other)}", field="inputs",
                                 hint="pad or crop one branch, or pick 'same' padding in its convolutions")
-        joined = sum(shape[self.axis] for shape in x)
-        return x[0][: self.axis] + (joined,) + x[0][self.axis + 1:]
+        joined = sum(shape[axis] for shape in x)
+        return first.like(first[:axis] + (joined,) + first[axis + 1:])
 
     def to_torch(self, x: tuple):
-        return module("Concat", self.axis + 1)  # +1: the batch axis comes first in torch
+        return module("Concat", self.joined_axis(x) + 1)  # +1: the batch axis comes first in torch
 
     def memory_ops(self, x: tuple, y: tuple, training: bool, device: str) -> tuple:
         """torch.cat copies the inputs into a new tensor and keeps nothing; each input's gradient
@@ -143,4 +159,21 @@ class Concat(Layer):
 
     def size_terms(self, x: tuple, y: tuple | None) -> tuple:
         """The joined axis is the sum of the branches': 64+128+32 = 224 channels."""
-        return (Joined(self.axis, tuple(shape[self.axis] for shape in x), y[self.axis]),)
+        axis = self.joined_axis(x)
+        return (Joined(axis, tuple(shape[axis] for shape in x), y[axis], AXIS_NAMES.get((type(x[0]), axis), "")),)
+
+
+AXIS_NAMES = {(FeatureMap, 0): "channels", (Steps, 0): "steps", (Steps, 1): "features", (Vector, 0): "features"}
+
+
+def same_layout(x: tuple, kind: str) -> Shape:
+    """The first input, after refusing inputs of different layouts (a [C, L] map beside a [T, F]
+    sequence holds its numbers in another order: PyTorch's (N, C, L) against (N, T, F))."""
+    first = x[0]
+    for other in x[1:]:
+        if type(other) is not type(first):
+            raise SpecError(f"{kind} joins inputs of one layout, got the {first.layout} {shape_text(first)} "
+                            f"and the {other.layout} {shape_text(other)}", field="inputs",
+                            hint="declare both inputs in one layout (a sequence is {steps: T, features: F}, "
+                                 "a feature map [C, L]), or flatten the feature map into a vector")
+    return first

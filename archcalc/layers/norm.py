@@ -15,7 +15,7 @@ from .base import Layer, feature_map_rank, register, require_feature_map, spatia
 from .footprint import INPUT, Op, Tensor
 from .recipe import module, options
 from .shapes import Shape, Steps
-from .terms import Count, Counts, Product
+from .terms import Count, Counts, Product, Sum
 
 
 @register("batchnorm", prefix="bn")
@@ -23,13 +23,14 @@ from .terms import Count, Counts, Product
 class BatchNorm(Layer):
     """Per channel: y = gamma * (x - mean) / sqrt(var + eps) + beta.
 
-    params = 2C (gamma, beta) when affine; buffers = 2C running statistics (PyTorch also keeps
-    a one-element batch counter, not counted here).
+    params = 2C (gamma, beta) when affine; buffers = 2C + 1: the running mean and variance, and
+    PyTorch's batch counter num_batches_tracked (one int64 element), as model.buffers() holds them.
     """
 
     eps: float = arg(positive_number, 1e-5, "added to the variance")
     momentum: float = arg(number, 0.1, "running statistics update rate")
     affine: bool = arg(boolean, True, "learn gamma and beta")
+    int64_buffers = 1  # num_batches_tracked
 
     def output_shape(self, x: Shape) -> Shape:
         require_feature_map(x, self.kind)
@@ -40,17 +41,18 @@ class BatchNorm(Layer):
         return {"weight": (x[0],), "bias": (x[0],)} if self.affine else {}
 
     def buffers(self, x: Shape) -> int:
-        return 2 * x[0]
+        return 2 * x[0] + 1
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """2 per element: at inference the statistics fold into one scale and one shift, a*x + b."""
         return 2 * prod(y)
 
     def count_terms(self, x: Shape, y: Shape) -> Counts:
-        """gamma and beta per channel (2C), then the running mean and variance per channel (2C)."""
+        """gamma and beta per channel (2C), then the running mean and variance per channel (2C)
+        and the batch counter (1)."""
         per_channel = Product((2, x[0]))
         params = Count(self.params(x), per_channel, "gamma, beta") if self.affine else Count(0)
-        buffers = Count(self.buffers(x), per_channel, "running mean, variance")
+        buffers = Count(self.buffers(x), Sum((per_channel, 1)), "running mean, variance; batch counter")
         return dataclasses.replace(super().count_terms(x, y), params=params, buffers=buffers)
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:

@@ -11,7 +11,7 @@ from .base import Layer, axes, feature_map_rank, register, spatial_rank
 from .footprint import INPUT, Op, Tensor, view
 from .geometry import ROUNDINGS, Window
 from .recipe import compact, module, options, sequence
-from .shapes import Shape
+from .shapes import Shape, Vector
 from .windowed import Windowed
 
 
@@ -39,7 +39,7 @@ class Pool(Windowed):
                     raise SpecError(f"pool padding {p} is more than half the kernel {f}",
                                     hint=f"use padding <= {f // 2} (PyTorch refuses more: the "
                                          f"window would see only padding)", field="padding")
-        return (x[0], *spatial)
+        return x.like((x[0], *spatial))
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One operation per value read: each output compares (max) or adds (mean) its F^d window."""
@@ -136,7 +136,7 @@ class GlobalPool(Layer):
 
     def output_shape(self, x: Shape) -> Shape:
         feature_map_rank(x, self.kind)
-        return (x[0],)
+        return Vector((x[0],))
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One operation per input value (compared or added)."""
@@ -176,7 +176,7 @@ class AdaptivePool(Layer):
 
     def output_shape(self, x: Shape) -> Shape:
         rank = feature_map_rank(x, self.kind)
-        return (x[0], *axes(self.output, rank, "output"))
+        return x.like((x[0], *axes(self.output, rank, "output")))
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One operation per value read, window by window (adaptive windows may overlap)."""

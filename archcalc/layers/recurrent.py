@@ -19,7 +19,7 @@ from .arguments import arg, boolean, choice, positive_int
 from .base import Layer, register, shape_text
 from .footprint import INPUT, OUTPUT, Op
 from .recipe import module, options
-from .shapes import Shape, Steps
+from .shapes import Shape, Steps, Vector
 from .terms import Count, Counts, Product, Recurrence, Sum
 
 
@@ -70,16 +70,16 @@ class Recurrent(Layer):
         if len(x) > 2:
             raise SpecError(f"{self.kind} reads a sequence and at most an initial state, got {len(x)} inputs",
                             field="inputs")
-        if len(x) == 2 and tuple(x[1]) != (self.hidden,):
+        if len(x) == 2 and x[1] != Vector((self.hidden,)):
             raise SpecError(f"the initial state of {self.kind} must have the hidden size [{self.hidden}], "
                             f"got {shape_text(x[1])}", field="inputs",
                             hint=f"project it first with '- dense: {self.hidden}'")
         return sequence
 
     def output_shape(self, x: tuple) -> Shape:
-        steps = self._sequence(x).steps
+        sequence = self._sequence(x)
         width = self.hidden * self.directions
-        return Steps((steps, width)) if self.returns == "sequence" else (width,)
+        return sequence.like((sequence.steps, width)) if self.returns == "sequence" else Vector((width,))
 
     @property
     def bias_vectors(self) -> int:
@@ -225,7 +225,7 @@ class Embedding(Layer):
         if not isinstance(x, Steps) or len(x) != 1:
             raise SpecError(f"embedding reads token ids, declared as {{steps: T}}; got {shape_text(x)}",
                             hint="a one-hot sequence {steps: T, features: V} goes straight to rnn/dense")
-        return Steps((x.steps, self.dim))
+        return x.like((x.steps, self.dim))
 
     def tensors(self, x: Shape) -> dict:
         """weight V x E, the table."""
@@ -261,7 +261,7 @@ class RepeatVector(Layer):
     creates_neurons = False
 
     def output_shape(self, x: Shape) -> Shape:
-        if isinstance(x, Steps) or len(x) != 1:
+        if not isinstance(x, Vector):
             raise SpecError(f"repeatvector repeats a flat vector [F], got {shape_text(x)}",
                             hint="flatten or pool the input first")
         return Steps((self.steps, x[0]))

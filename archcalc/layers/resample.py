@@ -57,7 +57,7 @@ class ConvTranspose(Layer):
                 raise SpecError(f"(D-1)*S - 2P + F_eff = {out} leaves nothing: the padding {p} is too large",
                                 field="padding")
             spatial.append(out)
-        return (self.filters, *spatial)
+        return x.like((self.filters, *spatial))
 
     def tensors(self, x: Shape) -> dict:
         """weight C x K/groups x F..., bias K (nn.ConvTransposeNd's)."""
@@ -115,7 +115,7 @@ class Upsample(Layer):
 
     def output_shape(self, x: Shape) -> Shape:
         rank = feature_map_rank(x, self.kind)
-        return (x[0], *(d * k for d, k in zip(x[1:], axes(self.scale, rank, "scale"))))
+        return x.like((x[0], *(d * k for d, k in zip(x[1:], axes(self.scale, rank, "scale")))))
 
     def to_torch(self, x: Shape):
         rank = spatial_rank(x)

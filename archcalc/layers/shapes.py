@@ -1,18 +1,72 @@
-"""Shape types: what flows between layers, per sample (no batch axis)."""
+"""Shape types: what flows between layers, per sample (no batch axis).
+
+Three layouts, each its own type, so that the same numbers in two layouts never pass for one
+another (a [3, 4] signal is not a 3-step sequence of 4 features):
+- ``FeatureMap``: channels first, [C, L] | [C, H, W] | [C, D, H, W] (PyTorch's (N, C, ...));
+- ``Steps``: a sequence, [T, F] = T steps of F features, or [T] = T token ids (batch-first (N, T, F));
+- ``Vector``: a flat feature vector [F].
+
+A shape equals only a shape of the same type and sizes (never a plain tuple), and hashes
+accordingly. They stay tuple subclasses: indexing, slicing (which gives plain tuples of sizes),
+``len`` and ``prod`` cost what a tuple's do. A layer builds its output with ``x.like(sizes)``
+when the output keeps the input's layout; kinds that change the layout (flatten, a global
+pool, a recurrent layer's last state, repeatvector) name the type they produce.
+"""
 from __future__ import annotations
 
-Shape = tuple  # channels first, no batch: (F,) | (C, L) | (C, H, W) | (C, D, H, W) | Steps
+from typing import ClassVar
 
 
-class Steps(tuple):
-    """The shape of a sequence, per sample: (T, F) = T steps of F features, or (T,) = T token ids.
+class Shape(tuple):
+    """Base of the shape types: sizes per sample, equal only within one type."""
 
-    A distinct type so a [C, L] signal and a [T, F] sequence are never confused.
-    """
+    __slots__ = ()
+    layout: ClassVar[str]  # "feature map", "sequence", "flat vector": for messages
+
+    def like(self, sizes) -> Shape:
+        """A shape of this one's type (layout) with other sizes."""
+        return type(self)(sizes)
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and tuple.__eq__(self, other)
+
+    def __ne__(self, other) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash((self.layout, tuple.__hash__(self)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({tuple(self)!r})"
+
+
+class FeatureMap(Shape):
+    """Channels first: [C, L], [C, H, W] or [C, D, H, W]."""
+
+    __slots__ = ()
+    layout = "feature map"
+
+
+class Steps(Shape):
+    """The shape of a sequence, per sample: (T, F) = T steps of F features, or (T,) = T token ids."""
+
+    __slots__ = ()
+    layout = "sequence"
 
     @property
     def steps(self) -> int:
         return self[0]
 
-    def __repr__(self) -> str:
-        return f"Steps({tuple(self)!r})"
+
+class Vector(Shape):
+    """A flat feature vector [F] (after flatten, a global pool or a dense layer)."""
+
+    __slots__ = ()
+    layout = "flat vector"
+
+
+def shape_of(sizes) -> Shape:
+    """An untyped list of sizes, as a spec or --input writes a non-sequence: one size is a flat
+    vector [F], more are a channels-first feature map."""
+    sizes = tuple(sizes)
+    return Vector(sizes) if len(sizes) == 1 else FeatureMap(sizes)

@@ -54,9 +54,10 @@ class TransposedAxis:
 class Joined:
     """A merge's joined axis: its size is the sum of the branches' (64+128+32 = 224)."""
 
-    axis: int              # 0 = channels
+    axis: int              # counted without the batch axis: 0 = a map's channels, a sequence's steps
     parts: tuple           # each input's size on that axis
     total: int
+    name: str = ""         # "channels", "steps", "features"; "" for an axis without a name
 
 
 @dataclass(frozen=True)

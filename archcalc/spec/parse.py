@@ -19,7 +19,7 @@ from typing import Any, TypeVar, cast
 
 from ..errors import Location, SpecError
 from ..gcpause import paused_gc
-from ..layers import Steps, lookup
+from ..layers import Shape, Steps, lookup, shape_of
 from ..layers.arguments import closest, positive_int, shown, text
 from .expand import NodeBuilder, Scope, check_keys, read_blocks, substitute
 from .expressions import Params
@@ -160,9 +160,10 @@ def _check_all_used(nodes: tuple[Node, ...], outputs: tuple[str, ...], inputs: d
                             location=node.location, layer=node.name)
 
 
-def parse_input(value: Any, location: Location) -> tuple[int, ...]:
-    """[features] | [C, L] | [C, H, W] | [C, D, H, W], the text '3x227x227', or a sequence
-    {steps: T, features: F} (T vectors of F) | {steps: T} (T token ids, for an embedding)."""
+def parse_input(value: Any, location: Location) -> Shape:
+    """[features] (a Vector) | [C, L] | [C, H, W] | [C, D, H, W] (a FeatureMap), the text
+    '3x227x227', or a sequence (Steps) {steps: T, features: F} (T vectors of F) | {steps: T}
+    (T token ids, for an embedding)."""
     if isinstance(value, Mapping):
         return _parse_sequence(value)
     if isinstance(value, str):
@@ -178,7 +179,7 @@ def parse_input(value: Any, location: Location) -> tuple[int, ...]:
                              "a sequence is {steps: T, features: F}",
                         location=location)
     try:
-        return tuple(positive_int(d) for d in value)
+        return shape_of(positive_int(d) for d in value)
     except SpecError as exc:
         exc.message = f"input size {exc.message}"
         raise exc.located(location) from None

@@ -89,7 +89,9 @@ class SpecDiff:
 
 
 def diff(a: Analysis, b: Analysis) -> SpecDiff:
-    """Match B's layers to A's (by structure, then by name and position) and compare them."""
+    """Match B's layers to A's (by structure, then by name and position) and compare them; a
+    partial analysis (``analyze(partial=True)`` of an invalid spec) raises its failing layer's error."""
+    a, b = a.complete(), b.complete()
     partner = _match_structure(_units(a), _units(b))
     a_of_b = {j: i for i, j in partner.items()}
     rows, next_a = [], 0

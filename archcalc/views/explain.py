@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis.conventions import footnote
-from ..analysis.walk import Analysis, analyze, as_analyzed
+from ..analysis.walk import INT64_BYTES, Analysis, analyze
 from ..choices import DTYPE_BYTES
 from ..errors import GeometryError, SpecError
 from ..layers import shape_text
-from ..spec import INPUT, Node, Spec
+from ..spec import Node, Spec
 from ..units import human_bytes
 from .escape import visible
 from .wording import label_text, neurons_line, params_line, size_lines
@@ -58,25 +58,11 @@ def explain(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
                        partial=True)
     layers = [_explained(stats.node, stats.layer, stats.input_shape, stats.output_shape)
               for stats in analysis.layers]
-    failed = failed_layer(analysis, rounding)
-    if failed:
-        node, layer, x = failed
-        layers.append(_explained(node, layer, x, None, analysis.error))
-    totals = () if failed else _totals(analysis)
+    failure = analysis.failure
+    if failure:
+        layers.append(_explained(failure.node, failure.layer, failure.input_shape, None, failure.error))
+    totals = () if failure else _totals(analysis)
     return Explanation(analysis, tuple(layers), totals)
-
-
-def failed_layer(analysis: Analysis, rounding: str | None = None) -> tuple | None:
-    """(node, layer as analyzed, input) of the layer ``analyze(partial=True)`` stopped at, or None."""
-    if analysis.error is None:
-        return None
-    node = analysis.spec.nodes[len(analysis.layers)]
-    shapes = {**(analysis.spec.inputs or {INPUT: analysis.spec.input_shape})}
-    shapes[next(iter(shapes))] = analysis.input_shape
-    shapes.update((stats.name, stats.output_shape) for stats in analysis.layers)
-    layer = as_analyzed(node.layer, rounding)
-    inputs = tuple(shapes[name] for name in node.inputs)
-    return node, layer, inputs if layer.merges else inputs[0]
 
 
 def _explained(node: Node, layer, x: tuple, y: tuple | None, error: SpecError | None = None):
@@ -106,7 +92,10 @@ def _totals(analysis: Analysis) -> tuple:
         f"parameter memory = {t.params:,} x {size} B = {human_bytes(t.param_bytes)} ({analysis.dtype})",
     ]
     if t.buffers:
-        lines.append(f"buffer memory = {t.buffers:,} x {size} B = {human_bytes(t.buffer_bytes)}")
+        counters = sum(s.int64_buffers for s in layers)
+        floating = f"{t.buffers - counters:,} x {size} B" + (
+            f" + {counters:,} x {INT64_BYTES} B (int64 batch counters)" if counters else "")
+        lines.append(f"buffer memory = {floating} = {human_bytes(t.buffer_bytes)}")
     lines += [
         f"activation memory = {t.neurons:,} x {analysis.batch} x {size} B = {human_bytes(t.activation_bytes)} "
         f"(neurons x batch x bytes)",

@@ -205,15 +205,12 @@ class _Layout:
         return boxes, edges, _cluster_titles(analysis.spec)
 
     def _layers(self) -> list:
-        """The layers drawn: those analyzed, then the one that failed, whose input shapes are
-        its producers' outputs."""
+        """The layers drawn: those analyzed, then the one that failed (as analyzed: with the
+        --rounding override, as explain shows it)."""
         layers = [_Drawn(stats.node, stats.layer, stats.input_shape, stats) for stats in self.analysis.layers]
-        error = self.analysis.error
-        if error is not None:
-            node = next((n for n in self.analysis.spec.nodes if n.name == error.layer), None)
-            if node is not None:
-                x = tuple(self.shapes[name] for name in node.inputs)
-                layers.append(_Drawn(node, node.layer, x if node.layer.merges else x[0], None))
+        failure = self.analysis.failure
+        if failure is not None:
+            layers.append(_Drawn(failure.node, failure.layer, failure.input_shape, None))
         return layers
 
     def _collapsed(self, layers: list) -> dict:

@@ -18,7 +18,6 @@ from ..layers import Steps, shape_text
 from ..layers.geometry import axis_labels, valid_alternatives
 from ..spec import Spec
 from .escape import visible
-from .explain import failed_layer
 from .output import JSON_SCHEMA_VERSION
 from .wording import window_text
 
@@ -193,13 +192,12 @@ def _repairs(spec: Spec, shape: tuple) -> tuple:
     """
     repairs = []
     while True:
-        analysis = analyze(spec, input_shape=shape, partial=True)
-        failed = failed_layer(analysis)
-        if failed is None:
+        failure = analyze(spec, input_shape=shape, partial=True).failure
+        if failure is None:
             return tuple(repairs)
-        node, layer, x = failed
-        axes = _axis_fixes(layer, x) if isinstance(analysis.error, GeometryError) else ()
-        repairs.append(Repair(node.name, analysis.error.location, x, analysis.error, axes))
+        node, layer, x, error = failure.node, failure.layer, failure.input_shape, failure.error
+        axes = _axis_fixes(layer, x) if isinstance(error, GeometryError) else ()
+        repairs.append(Repair(node.name, error.location, x, error, axes))
         # a window that does not fit at all (or a kind without rounding) cannot be floored past
         if not axes or "rounding" not in layer.spec_fields or not all(w.fits for w in layer.windows(x)):
             return tuple(repairs)

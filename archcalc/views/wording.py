@@ -69,7 +69,7 @@ def size_lines(terms: tuple) -> list[str]:
     if isinstance(first, TransposedAxis):
         return _per_axis(terms, [_transposed_text(term) for term in terms])
     if isinstance(first, Joined):
-        what = "channels" if first.axis == 0 else f"along axis {first.axis}"
+        what = first.name or f"along axis {first.axis}"
         return [f"{'+'.join(map(str, first.parts))} = {first.total} {what}"]
     return [formula(terms)]
 
