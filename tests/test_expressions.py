@@ -5,6 +5,7 @@ import pytest
 
 import archcalc
 from archcalc.errors import Location, SpecError
+from archcalc.layers import Vector
 from archcalc.spec.expressions import MAX_EXPRESSION_CHARS, evaluate, make_divisible
 
 PARAMS = {"c": 64, "d": 512, "heads": 8, "k": [3, 3], "zero": 0, "act": "relu", "ratio": 0.25}
@@ -166,9 +167,9 @@ def test_expression_errors_in_a_spec_are_located(text, message, where):
 
 def test_set_overrides_feed_later_parameters():
     text = "input: [4]\nparams: {c: 8, hidden: $c * 4}\nlayers:\n  - dense: $hidden\n"
-    assert archcalc.analyze(archcalc.loads(text)).output_shape == (32,)
-    assert archcalc.analyze(archcalc.loads(text, params={"c": 3})).output_shape == (12,)
-    assert archcalc.analyze(archcalc.loads(text, params={"hidden": 5})).output_shape == (5,)
+    assert archcalc.analyze(archcalc.loads(text)).output_shape == Vector((32,))
+    assert archcalc.analyze(archcalc.loads(text, params={"c": 3})).output_shape == Vector((12,))
+    assert archcalc.analyze(archcalc.loads(text, params={"hidden": 5})).output_shape == Vector((5,))
 
 
 BRANCHES = """\
