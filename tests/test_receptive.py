@@ -125,7 +125,7 @@ def test_every_kind_has_a_field(kind, fragment, input_shape):
     elif len(input_shape) == 1:
         analysis, fields = fields_of(spec_text((1, 3), f"conv: {{filters: {input_shape[0]}, kernel: 3}}", "flatten",
                                                fragment))
-        assert analysis.layers[-1].kind == kind and analysis.layers[-1].input_shape == input_shape
+        assert analysis.layers[-1].kind == kind and tuple(analysis.layers[-1].input_shape) == input_shape
         assert fields[analysis.layers[-1].name] == (AxisField(3, 0, 0),)
     else:
         analysis, fields = fields_of(spec_text(input_shape, fragment))
