@@ -421,7 +421,7 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
     elif strategy in ("zero1", "zero2"):
         stepped = (((shard(trainable, gpus),), 1),)
     return ShardedMemory(
-        strategy, gpus, batch, states, optimizer, trainable, weights + totals.buffers * states.buffer, gradients,
+        strategy, gpus, batch, states, optimizer, trainable, weights + analysis.buffer_bytes(states.buffer), gradients,
         optimizer_bytes, activation_bytes(analysis, per_gpu, optimizer, mixed_precision), gathered,
         gathered_names, sum(bucket_sizes), len(bucket_sizes), tuple(collectives),
         TRAINING_FLOPS_FACTOR * totals.flops * per_gpu, input_bytes(analysis, per_gpu, mixed_precision),

@@ -141,6 +141,16 @@ class Analysis:
                               f"{self.failure.name}", hint=self.failure.error.message)
         raise UnknownName(f"no layer is named {name!r}", hint=closest(name, [node.name for node in self.spec.nodes]))
 
+    @property
+    def int64_buffers(self) -> int:
+        """Of the buffers, the int64 ones (BatchNorm's batch counters): 8 bytes in any dtype."""
+        return sum(stats.int64_buffers for stats in self.layers)
+
+    def buffer_bytes(self, size: int) -> int:
+        """Every buffer in bytes, the floating ones at ``size`` bytes (``totals.buffer_bytes`` at
+        the dtype's), the int64 ones at 8."""
+        return buffer_bytes(self.totals.buffers, self.int64_buffers, size)
+
     def layer_bytes(self, stats: LayerStats) -> tuple[int, int]:
         """(weight bytes, activation bytes) of one layer, counted as the totals count them:
         params x dtype size + its buffer bytes, and neurons x batch x dtype size."""

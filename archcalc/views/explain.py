@@ -92,7 +92,7 @@ def _totals(analysis: Analysis) -> tuple:
         f"parameter memory = {t.params:,} x {size} B = {human_bytes(t.param_bytes)} ({analysis.dtype})",
     ]
     if t.buffers:
-        counters = sum(s.int64_buffers for s in layers)
+        counters = analysis.int64_buffers
         floating = f"{t.buffers - counters:,} x {size} B" + (
             f" + {counters:,} x {INT64_BYTES} B (int64 batch counters)" if counters else "")
         lines.append(f"buffer memory = {floating} = {human_bytes(t.buffer_bytes)}")
