@@ -39,7 +39,7 @@ def test_torchinfo_counts_shared_weights_once(spec, total, unshared, sharing):
 
 def test_siamese_shapes_are_torchinfos():
     analysis = archcalc.analyze(archcalc.load(str(TORCHINFO / "siamese_nets.yaml")))
-    shapes = [stats.output_shape for stats in analysis.layers if stats.kind in ("conv", "maxpool")][:8]
+    shapes = [tuple(stats.output_shape) for stats in analysis.layers if stats.kind in ("conv", "maxpool")][:8]
     assert shapes == [(64, 79, 79), (64, 39, 39), (128, 33, 33), (128, 16, 16), (128, 13, 13), (128, 6, 6),
                       (256, 3, 3), (256, 1, 1)]
 
@@ -199,7 +199,8 @@ layers:
     assert {s.name: s.shares for s in analysis.layers if s.shares} == {
         "right.unit1.conv": "left.unit1.conv", "right.unit1.bn1": "left.unit1.bn1",
         "right.unit2.conv": "left.unit2.conv", "right.unit2.bn1": "left.unit2.bn1"}
-    assert analysis.totals.params == 2 * (84 + 6) and analysis.totals.buffers == 2 * 6
+    # two BatchNorm2d(3) held once: running mean and variance (3 each) and num_batches_tracked (1)
+    assert analysis.totals.params == 2 * (84 + 6) and analysis.totals.buffers == 2 * (6 + 1)
 
 
 # --- PyTorch: one module, counted once by parameters(), written once by state_dict() and export ---
