@@ -215,13 +215,15 @@ class InstanceNorm(SampleNorm):
     sqrt(var + eps) + beta, as PyTorch's nn.InstanceNorm1d/2d/3d.
 
     As PyTorch: affine false (0 params; 2C when true) and track_running_stats false; tracked,
-    the running mean and variance are 2C buffers, and at inference the statistics fold into
+    the buffers are 2C + 1 as batchnorm's (running mean and variance, the int64 batch counter
+    num_batches_tracked), and at inference the statistics fold into
     a*x + b: 2 FLOPs per element as batchnorm's. Otherwise FLOPs as every SampleNorm.
     """
 
     momentum: float = arg(number, 0.1, "running statistics update rate")
     affine: bool = arg(boolean, False, "learn gamma and beta per channel")
     track_running_stats: bool = arg(boolean, False, "keep running statistics for inference")
+    int64_buffers = 1  # num_batches_tracked, when tracking (no buffers otherwise)
 
     def output_shape(self, x: Shape) -> Shape:
         feature_map_rank(x, self.kind)
@@ -229,7 +231,7 @@ class InstanceNorm(SampleNorm):
         return x
 
     def buffers(self, x: Shape) -> int:
-        return 2 * x[0] if self.track_running_stats else 0
+        return 2 * x[0] + 1 if self.track_running_stats else 0
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         return 2 * prod(y) if self.track_running_stats else super().extra_flops(x, y)
@@ -238,7 +240,8 @@ class InstanceNorm(SampleNorm):
         counts = super().count_terms(x, y)
         if not self.track_running_stats:
             return counts
-        return dataclasses.replace(counts, buffers=Count(self.buffers(x), Product((2, x[0])), "running mean, variance"))
+        return dataclasses.replace(counts, buffers=Count(self.buffers(x), Sum((Product((2, x[0])), 1)),
+                                                         "running mean, variance; batch counter"))
 
     def to_torch(self, x: Shape):
         return module(f"nn.InstanceNorm{spatial_rank(x)}d", x[0],
