@@ -31,7 +31,7 @@ def test_class_token_and_position_embeddings_count_as_torchvisions():
     assert analysis.layer("pos_embedding").params == 197 * 768
     assert analysis.totals.params == 152_064
     assert analysis.layer("class_token").node.inputs == ()
-    assert analysis.output_shape == (197, 768)
+    assert analysis.output_shape == Steps((197, 768))
     # no MACs, no FLOPs, no neurons: the same values for every sample (PyTorch expands a view)
     stats = analysis.layer("pos_embedding")
     assert (stats.macs, stats.flops, stats.neurons) == (0, 0, 0)

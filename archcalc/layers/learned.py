@@ -11,7 +11,7 @@ from .base import Layer, register, shape_text
 from .footprint import INPUT, Op
 from .receptive import Field
 from .recipe import module, options
-from .shapes import Shape, Steps
+from .shapes import Shape, Steps, shape_of
 
 
 @register("scale")
@@ -67,7 +67,7 @@ def tensor_shape(value) -> Shape:
         return Steps((positive_int(value["steps"]), positive_int(value["features"])))
     if not isinstance(value, list) or not value:
         raise SpecError(f"must be a list of sizes like [1, 768], or {{steps: T, features: F}}; got {shown(value)}")
-    return tuple(positive_int(size) for size in value)
+    return shape_of(positive_int(size) for size in value)
 
 
 @register("parameter", prefix="param")
