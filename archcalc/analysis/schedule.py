@@ -162,7 +162,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     replay = _Replay()
     totals = analysis.totals
     replay.phase, replay.layer = ("forward" if training else "inference"), ""
-    replay.allocate((totals.params + totals.buffers) * size, 0, "weights")
+    replay.allocate(totals.param_bytes + totals.buffer_bytes, 0, "weights")  # int64 batch counters: 8 B
     if training:
         state = OPTIMIZER_STATES[optimizer] * totals.trainable_params * size
         if optimizer in ("adam", "adamw") and device == "cpu":  # a float32 step counter per tensor (on CUDA
