@@ -41,5 +41,5 @@ def test_without_torch_run_and_export_say_how_to_install_it(tmp_path):
                 f"from archcalc.cli import main; main({command!r})\n")
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
         assert out.returncode == 2
-        assert "pip install 'archcalc[torch]'" in out.stderr and "Traceback" not in out.stderr
+        assert "pip install -e '.[torch]'" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "m.py").exists()

@@ -42,6 +42,6 @@ def require_torch():
         import torch
     except ImportError:
         raise MissingDependency(
-            "this command needs PyTorch, which is not installed: pip install 'archcalc[torch]' "
+            "this command needs PyTorch, which is not installed: pip install -e '.[torch]' in a checkout "
             "(or pip install torch==2.13.0 for the CPU build)") from None
     return torch

@@ -140,8 +140,10 @@ def load_file(path: str) -> Any:
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:  # no file, no place in it to point at
+        raise SpecError(f"no such file: {path}", hint="give the path of a spec, e.g. specs/alexnet.yaml") from None
     except OSError as exc:
-        raise SpecError(f"cannot read the spec: {exc.strerror}", location=Location(path, 1, 1)) from None
+        raise SpecError(f"cannot read {path}: {exc.strerror or exc}") from None
     if len(raw) > MAX_FILE_BYTES:
         raise SpecError(f"the spec is larger than {MAX_FILE_BYTES:,} bytes",
                         hint="a network spec is a short file: use repeat and defaults instead of copies",

@@ -138,8 +138,8 @@ def _graphviz():
     try:
         import graphviz
     except ImportError:
-        raise MissingDependency("drawing needs the Python package graphviz: "
-                                "pip install 'archcalc[render]'") from None
+        raise MissingDependency("drawing needs the Python package graphviz, one of archcalc's dependencies: "
+                                "pip install -e . (in a checkout) or pip install graphviz") from None
     return graphviz
 
 
