@@ -61,11 +61,8 @@ class Archcalc(click.Group):
 
 
 def report(error: ArchcalcError):
-    """Print an error (what, where, hint) on stderr and exit with its code; a name in it never
-    reaches the terminal raw."""
-    from .views.escape import visible
-
-    click.echo("\n".join(map(visible, str(error).split("\n"))), err=True)
+    """Print an error (what, where, hint) on stderr and exit with its code."""
+    warn(error)
     sys.exit(error.exit_code)
 
 
@@ -134,8 +131,8 @@ def parse_input_option(ctx, param, value):
     if value is None:
         return None
     from .errors import Location
-    from .spec import parse_input
-    return parse_input(value, Location("--input", 1, 1))
+    from .spec import parse_input_text
+    return parse_input_text(value, Location("--input", 1, 1))
 
 
 def parse_budget_option(ctx, param, value):
@@ -212,7 +209,7 @@ def spec_params() -> dict:
 
 
 INPUT_OPTION = option("--input", "input_shape", callback=parse_input_option, metavar="CxHxW",
-                      accepted="sizes channels first, like 3x64x64",
+                      accepted="sizes channels first, like 3x64x64 or '[3, 64, 64]'",
                       help="Override the spec's input shape, channels first, e.g. 3x64x64.")
 SET_OPTION = option("--set", "spec_params", multiple=True, metavar="NAME=VALUE", expose_value=False,
                     callback=_store_spec_params, accepted="NAME=VALUE, the value in YAML, e.g. vocab=27",
@@ -269,9 +266,8 @@ def analysis_options(command):
 def load_and_analyze(spec_path: str, input_shape, batch: int, dtype: str, rounding, partial: bool = False):
     """(analysis, baseline): baseline is the analysis at the spec's own input when --input moved it."""
     from .analysis import analyze
-    from .spec import load
 
-    spec = load(spec_path, spec_params())
+    spec = _load(spec_path, input_shape)
     analysis = analyze(spec, input_shape=input_shape, batch=batch, dtype=dtype, rounding=rounding,
                        partial=partial)
     baseline = None
@@ -455,9 +451,22 @@ def render(spec, output, force, rankdir, detail, collapse, batch, dtype, input_s
         raise analysis.error if target is None else analysis.error.noted(f"drawn up to it, in red: {output}")
 
 
-def _load(spec_path: str):
+def _load(spec_path: str, input_shape=None):
+    """The spec, after printing on stderr what looks wrong in its inputs (or --input's)."""
     from .spec import load
-    return load(spec_path, spec_params())
+    from .spec.advice import input_warnings
+
+    spec = load(spec_path, spec_params())
+    for warning in input_warnings(spec, input_shape):
+        warn(warning)
+    return spec
+
+
+def warn(warning: ArchcalcError) -> None:
+    """A warning (or an error) on stderr; a name in it never reaches the terminal raw."""
+    from .views.escape import visible
+
+    click.echo("\n".join(map(visible, str(warning).split("\n"))), err=True)
 
 
 @main.command()
@@ -471,7 +480,7 @@ def explain(spec, batch, dtype, input_shape, rounding):
     """
     from .views import explain as board
 
-    explanation = board.explain(_load(spec), input_shape=input_shape, batch=batch, dtype=dtype,
+    explanation = board.explain(_load(spec, input_shape), input_shape=input_shape, batch=batch, dtype=dtype,
                                 rounding=rounding)
     from .views.output import write_text
     write_text(board.render_text(explanation))
@@ -507,7 +516,7 @@ def solve(spec, size_range, fmt, input_shape):
     """
     from .views import solve as solver
 
-    solution = solver.solve(_load(spec), input_shape=input_shape, low=size_range[0], high=size_range[1])
+    solution = solver.solve(_load(spec, input_shape), input_shape=input_shape, low=size_range[0], high=size_range[1])
     if fmt == "json":
         import json
         click.echo(json.dumps(solver.to_dict(solution), indent=2))
@@ -530,7 +539,7 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
     from .analysis import analyze
     from .views import diff as compare
 
-    a, b = (analyze(_load(path), input_shape=input_shape, batch=batch, dtype=dtype, rounding=rounding)
+    a, b = (analyze(_load(path, input_shape), input_shape=input_shape, batch=batch, dtype=dtype, rounding=rounding)
             for path in (spec_a, spec_b))
     result = compare.diff(a, b)
     if fmt == "json":

@@ -32,6 +32,7 @@ class ArchcalcError(Exception):
     """
 
     exit_code = 2  # an invalid spec or command line; VerificationFailed is 1
+    severity = "error"
 
     def __init__(self, message: str, *, hint: str = "", location: Location | None = None,
                  layer: str | None = None):
@@ -59,7 +60,7 @@ class ArchcalcError(Exception):
         """'spec.yaml:3:5: error: layer conv1: message', then '  hint: ...' and the notes."""
         where = f"{self.location}: " if self.location else ""
         who = f"layer {self.layer}: " if self.layer else ""
-        lines = [f"{where}error: {who}{self.message}"]
+        lines = [f"{where}{self.severity}: {who}{self.message}"]
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         return "\n".join(lines + [f"  {note}" for note in self.notes])
@@ -73,6 +74,13 @@ class SpecError(ArchcalcError):
                  layer: str | None = None, field: str | None = None):
         super().__init__(message, hint=hint, location=location, layer=layer)
         self.field = field
+
+
+class SpecWarning(SpecError):
+    """A spec that is valid but most likely not what was meant (an input that looks channels-last).
+    Never raised: checks return them, the CLI prints them in the errors' form and goes on (exit 0)."""
+
+    severity = "warning"
 
 
 class GeometryError(SpecError):

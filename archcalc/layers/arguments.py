@@ -68,15 +68,27 @@ def _bounded(value: int) -> int:
     return value
 
 
+def sizes_text(value: str) -> list | None:
+    """'3x3' or '3×32×32' -> [3, 3], [3, 32, 32]: sizes written as the course writes them
+    (digits only, at least two); None for any other text."""
+    parts = value.strip().lower().replace("×", "x").split("x")
+    if len(parts) < 2 or not all(part.strip().isascii() and part.strip().isdigit() for part in parts):
+        return None
+    return [int(part) for part in parts]
+
+
 def per_axis(check):
-    """An int, or a list with one int per spatial axis (checked against the rank later)."""
+    """An int, or one int per spatial axis as a list or as text, '3x3' (checked against the
+    rank later)."""
     def convert(value):
+        if isinstance(value, str) and sizes_text(value) is not None:
+            value = sizes_text(value)
         if isinstance(value, list):
             if not value:
                 raise SpecError("must not be an empty list")
             return tuple(check(item) for item in value)
         return check(value)
-    convert.__doc__ = f"{check.__doc__ or ''} or a list with one per axis"
+    convert.__doc__ = f"{check.__doc__ or ''}, or one per axis: [3, 3] or 3x3"
     return convert
 
 
@@ -84,10 +96,10 @@ size = per_axis(positive_int)
 
 
 def padding(value):
-    """'valid', 'same', an int >= 0, or one int per axis."""
+    """'valid', 'same', an int >= 0, or one int per axis ([1, 2] or 1x2)."""
     if value in ("valid", "same"):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and sizes_text(value) is None:
         raise SpecError(f"unknown padding {shown(value)}", hint=closest(value, ("valid", "same")))
     return per_axis(non_negative_int)(value)
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, cast
 from ..errors import Location, SpecError
 from ..gcpause import paused_gc
 from ..layers import Shape, Steps, lookup, shape_of
-from ..layers.arguments import closest, positive_int, shown, text
+from ..layers.arguments import closest, positive_int, shown, sizes_text, text
 from .expand import NodeBuilder, Scope, check_keys, read_blocks, substitute
 from .expressions import Params
 from .model import INPUT, TOP_LEVEL_KEYS, Node, Spec
@@ -167,12 +167,12 @@ def parse_input(value: Any, location: Location) -> Shape:
     if isinstance(value, Mapping):
         return _parse_sequence(value)
     if isinstance(value, str):
-        try:
-            value = [int(part) for part in value.lower().replace("×", "x").split("x")]
-        except ValueError:
-            raise SpecError(f"cannot read the input shape {value!r}",
+        sizes = sizes_text(value) or ([int(value)] if value.strip().isascii() and value.strip().isdigit() else None)
+        if sizes is None:
+            raise SpecError(f"cannot read the input shape {shown(value)}",
                             hint="write it channels first, like 3x227x227 or [3, 227, 227]",
-                            location=location) from None
+                            location=location)
+        value = sizes
     if not isinstance(value, list) or not 1 <= len(value) <= 4:
         raise SpecError(f"input must be a list of 1 to 4 sizes, channels first, got {value!r}",
                         hint="[features] | [C, L] | [C, H, W] | [C, D, H, W], e.g. [3, 227, 227]; "
@@ -183,6 +183,19 @@ def parse_input(value: Any, location: Location) -> Shape:
     except SpecError as exc:
         exc.message = f"input size {exc.message}"
         raise exc.located(location) from None
+
+
+def parse_input_text(text_: str, location: Location) -> Shape:
+    """--input's forms, every one the docs show: 3x224x224 (or 3×224×224), [3, 224, 224],
+    (3, 224, 224), 3,224,224, 224 (one size), and a sequence {steps: 25, features: 27}."""
+    stripped = text_.strip()
+    if stripped[:1] in ("[", "{", "("):
+        if stripped[:1] == "(" and stripped[-1:] == ")":  # a Python tuple, as torchinfo's input_size reads
+            stripped = f"[{stripped[1:-1]}]"
+        return parse_input(load_text(stripped, location.path), location)
+    if "," in stripped:
+        return parse_input(load_text(f"[{stripped}]", location.path), location)
+    return parse_input(stripped, location)
 
 
 def _parse_sequence(value: Mapping) -> Steps:
