@@ -107,3 +107,74 @@ def test_graphviz_is_a_dependency_and_hints_work_from_a_checkout():
     assert "render" not in project["optional-dependencies"]
     readme = (ROOT / "README.md").read_text()
     assert "archcalc[" not in readme  # 'pip install archcalc[...]' does not work in a checkout
+
+
+# --- names people already know --------------------------------------------------------------
+def layer_error(tmp_path, layer):
+    spec = write(tmp_path, f"input: [3, 32, 32]\nlayers:\n  - {layer}\n")
+    result = run("inspect", spec)
+    assert result.exit_code == 2, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("layer, hint", [
+    ("conv: {out_channels: 8, kernel: 3}", "did you mean 'filters'? (archcalc's name for out_channels)"),
+    ("conv: {filters: 8, kernel_size: 3}", "did you mean 'kernel'? (archcalc's name for kernel_size)"),
+    ("conv: {filters: 8, kernel: 3, strides: 2}", "did you mean 'stride'? (archcalc's name for strides)"),
+    ("conv: {filters: 8, kernel: 3, dilation_rate: 2}", "did you mean 'dilation'?"),
+    ("conv: {filters: 8, kernel: 3, use_bias: false}", "did you mean 'bias'? (archcalc's name for use_bias)"),
+    ("conv: {filters: 8, kernel: 3, in_channels: 3}", "leave it out: archcalc reads in_channels from the layer's input"),
+    ("maxpool: {pool_size: 2}", "did you mean 'kernel'? (archcalc's name for pool_size)"),
+    ("maxpool: {kernel_size: 2}", "did you mean 'kernel'?"),
+    ("dense: {out_features: 10}", "did you mean 'units'? (archcalc's name for out_features)"),
+    ("lstm: {units: 10}", "did you mean 'hidden'? (archcalc's name for units)"),
+    ("lstm: {hidden_size: 10}", "did you mean 'hidden'? (archcalc's name for hidden_size)"),
+    ("gru: {hidden: 10, num_layers: 2}", "did you mean 'layers'? (archcalc's name for num_layers)"),
+    ("embedding: {num_embeddings: 10, dim: 4}", "did you mean 'vocabulary'?"),
+    ("dropout: {p: 0.2}", "did you mean 'rate'? (archcalc's name for p)"),
+    ("upsample: {scale_factor: 2}", "did you mean 'scale'?"),
+    ("nn.ReLU", "did you mean 'relu'? (archcalc's name for nn.ReLU)"),
+    ("nn.Conv2d: {filters: 8, kernel: 3}", "did you mean 'conv2d'?"),
+    ("torch.nn.Linear: 10", "did you mean 'dense'? (archcalc's name for torch.nn.Linear)"),
+    ("MaxPooling2D: 2", "did you mean 'maxpool'? (archcalc's name for MaxPooling2D)"),
+    ("nn.MaxPool2d: 2", "did you mean 'maxpool'?"),
+    ("AveragePooling2D: 2", "did you mean 'avgpool'?"),
+    ("BatchNormalization", "did you mean 'batchnorm'? (archcalc's name for BatchNormalization)"),
+    ("nn.BatchNorm2d", "did you mean 'batchnorm'?"),
+    ("GlobalAveragePooling2D", "did you mean 'globalavgpool'?"),
+    ("Conv2DTranspose: {filters: 8, kernel: 2}", "did you mean 'convtranspose'?"),
+    ("nn.ConvTranspose2d: {filters: 8, kernel: 2}", "did you mean 'convtranspose'?"),
+    ("UpSampling2D", "did you mean 'upsample'?"),
+    ("conv: {filters: 8, kernel: 3, activation: nn.ReLU}", "did you mean 'relu'? (archcalc's name for nn.ReLU)"),
+    ("conv: {filters: 8, kernel: 3, activation: relu6}", "did you mean 'relu'?"),
+])
+def test_pytorch_and_keras_names_are_known(tmp_path, layer, hint):
+    assert f"  hint: {hint}" in layer_error(tmp_path, layer)
+
+
+def test_every_known_name_points_at_a_field_of_its_own_kind():
+    from archcalc.layers import REGISTRY
+    from archcalc.layers.base import FOREIGN
+
+    assert set(FOREIGN.values()) <= set(REGISTRY)
+    for cls in REGISTRY.values():
+        for name, spec_field in cls.spec_fields.items():
+            for foreign in spec_field.metadata["known_as"]:
+                assert foreign not in cls.spec_fields, (cls.kind, foreign)
+                assert cls.key_hint(foreign) == f"did you mean '{name}'? (archcalc's name for {foreign})"
+
+
+def test_kinds_and_activations_in_any_case(tmp_path):
+    mixed = write(tmp_path, "input: [3, 32, 32]\nlayers:\n  - Conv: {filters: 8, kernel: 3, activation: ReLU}\n"
+                            "  - BatchNorm\n  - LeakyReLU\n  - MaxPool: 2\n  - Flatten\n"
+                            "  - Dense: {units: 10, activation: Softmax}\n", "mixed.yaml")
+    lower = write(tmp_path, "input: [3, 32, 32]\nlayers:\n  - conv: {filters: 8, kernel: 3, activation: relu}\n"
+                            "  - batchnorm\n  - leakyrelu\n  - maxpool: 2\n  - flatten\n"
+                            "  - dense: {units: 10, activation: softmax}\n", "lower.yaml")
+    a, b = (run("inspect", path, "-f", "json") for path in (mixed, lower))
+    assert a.exit_code == b.exit_code == 0
+    layers = json.loads(a.stdout)["layers"]
+    assert layers == json.loads(b.stdout)["layers"]
+    assert [layer["kind"] for layer in layers][:3] == ["conv", "batchnorm", "leakyrelu"]
+    assert layers[0]["hyperparameters"]["activation"] == "relu"
+    assert layers[0]["params"] == 8 * 3 * 3 * 3 + 8  # K x C x F x F + K, as nn.Conv2d(3, 8, 3) counts

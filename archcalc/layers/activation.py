@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from ..errors import SpecError
 from .arguments import arg, choice, closest, non_negative_int, number, positive_int, shown
-from .base import ALIASES, REGISTRY, Layer, register, shape_text
+from .base import REGISTRY, Layer, canonical, kind_hint, register, shape_text
 from .footprint import INPUT, OUTPUT, Op
 from .recipe import module
 from .shapes import Shape, Steps
@@ -45,18 +45,19 @@ class Activation(Layer):
 
 
 def activation_name(value):
-    """The name of a registered activation kind (relu, tanh, swish -> silu, ...)."""
+    """The name of a registered activation kind, in any case (relu, ReLU, tanh, swish -> silu, ...)."""
     if value is None:
         return None
-    kind = ALIASES.get(value, value) if isinstance(value, str) else None
-    cls = REGISTRY.get(kind, object) if kind is not None else object
+    kind = canonical(value) if isinstance(value, str) else None
+    cls = REGISTRY[kind] if kind is not None else object
     if issubclass(cls, Activation) and cls.as_attribute:
         return kind
     if issubclass(cls, Activation):
         raise SpecError(f"{kind} has parameters of its own, so it cannot be an 'activation:' attribute",
                         hint=f"write it as its own layer, '- {kind}', after this one")
     kinds = [kind for kind, cls in REGISTRY.items() if issubclass(cls, Activation) and cls.as_attribute]
-    raise SpecError(f"unknown activation {shown(value)}", hint=closest(value, kinds))
+    raise SpecError(f"unknown activation {shown(value)}",
+                    hint=kind_hint(value, kinds) if isinstance(value, str) else closest(value, kinds))
 
 
 @register("relu")

@@ -12,9 +12,11 @@ from dataclasses import MISSING, field
 from ..errors import SpecError
 
 
-def arg(convert, default=MISSING, doc: str = ""):
-    """A layer field read from the spec by ``convert``; no default means required."""
-    return field(default=default, metadata={"convert": convert, "doc": doc})
+def arg(convert, default=MISSING, doc: str = "", known_as: tuple = ()):
+    """A layer field read from the spec by ``convert``; no default means required. ``known_as``:
+    what PyTorch and Keras call it (kernel_size, pool_size): a spec that uses one of those names
+    is told this field's name."""
+    return field(default=default, metadata={"convert": convert, "doc": doc, "known_as": known_as})
 
 
 def closest(word, choices) -> str:

@@ -31,29 +31,62 @@ from .terms import Count, Counts, Product
 
 REGISTRY: dict[str, type[Layer]] = {}
 ALIASES: dict[str, str] = {}
+FOREIGN: dict[str, str] = {}  # PyTorch's and Keras's names (folded, see _folded) -> kind: suggested, not read
+# what PyTorch and Keras make you give but archcalc reads from the layer's input
+INFERRED = ("in_channels", "in_features", "input_size", "num_features", "normalized_shape", "input_shape")
 
 
-def register(kind: str, *aliases: str, prefix: str | None = None):
-    """Class decorator: make a Layer subclass available in specs as ``kind`` (and aliases)."""
+def register(kind: str, *aliases: str, prefix: str | None = None, known_as: tuple = ()):
+    """Class decorator: make a Layer subclass available in specs as ``kind`` (and aliases),
+    in any case (ReLU, Dense, Conv2D). ``known_as``: PyTorch's and Keras's names for the kind
+    that do not fold to it by themselves (MaxPooling2D; nn.MaxPool2d folds to maxpool): a spec
+    that writes one is told the kind's name."""
     def decorate(cls):
         cls.kind = kind
         cls.prefix = prefix or kind
         REGISTRY[kind] = cls
         for alias in aliases:
             ALIASES[alias] = kind
+        for name in known_as:
+            FOREIGN[_folded(name)] = kind
         cls.spec_fields = {f.name: f for f in dataclasses.fields(cls) if "convert" in f.metadata}
         return cls
     return decorate
 
 
+def canonical(name: str) -> str | None:
+    """The registered kind a name means, in any case ('ReLU' -> 'relu', 'Linear' -> 'dense'), or None."""
+    folded = name.lower()
+    folded = ALIASES.get(folded, folded)
+    return folded if folded in REGISTRY else None
+
+
 def lookup(kind) -> type[Layer]:
-    """The class for a kind or alias; a SpecError naming the closest kind otherwise."""
+    """The class for a kind or alias, in any case; a SpecError naming the closest kind otherwise
+    (PyTorch's and Keras's names are known: nn.MaxPool2d, MaxPooling2D -> maxpool)."""
     if not isinstance(kind, str):
         raise SpecError(f"a layer kind must be a word, got {kind!r}")
-    name = ALIASES.get(kind, kind)
-    if name not in REGISTRY:
-        raise SpecError(f"unknown layer kind '{kind}'", hint=closest(kind, [*REGISTRY, *ALIASES]))
+    name = canonical(kind)
+    if name is None:
+        raise SpecError(f"unknown layer kind '{kind}'", hint=kind_hint(kind, [*REGISTRY, *ALIASES]))
     return REGISTRY[name]
+
+
+def kind_hint(word: str, kinds) -> str:
+    """'did you mean ...?' for an unknown kind among ``kinds``: a PyTorch or Keras name first, then
+    the closest spelling."""
+    bare = word.rsplit(".", 1)[-1]  # nn.Conv2d -> conv2d, nn.MaxPool2d -> maxpool
+    known = canonical(bare) or FOREIGN.get(_folded(word)) or canonical(_folded(word))
+    if known is not None and known in kinds:
+        return f"did you mean '{known}'? (archcalc's name for {word})"
+    return closest(word.lower(), kinds)
+
+
+def _folded(name: str) -> str:
+    """A framework's class name as archcalc would spell it: lower case, without the module
+    ('nn.', 'keras.layers.') and the dimension suffix ('2d'): nn.MaxPool2d -> maxpool."""
+    name = name.lower().rsplit(".", 1)[-1]
+    return name[:-2] if len(name) > 2 and name[-2] in "123" and name[-1] == "d" else name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,9 +111,7 @@ class Layer:
         for key, value in {**(implied or {}), **args}.items():
             spec_field = cls.spec_fields.get(key)
             if spec_field is None:
-                valid = list(cls.spec_fields)
-                hint = closest(key, valid) if valid else f"'{cls.kind}' takes no arguments"
-                raise SpecError(f"unknown key '{key}' for {cls.kind}", hint=hint, field=key)
+                raise SpecError(f"unknown key '{key}' for {cls.kind}", hint=cls.key_hint(key), field=key)
             try:
                 values[key] = spec_field.metadata["convert"](value)
             except SpecError as exc:
@@ -95,6 +126,20 @@ class Layer:
                             hint=f"write it as '{cls.kind}: {example}'" +
                                  (f" or '{cls.kind}: <{cls.main}>'" if cls.main else ""))
         return cls(**values)
+
+    @classmethod
+    def key_hint(cls, key) -> str:
+        """What to write instead of an unknown key: this kind's name for a PyTorch or Keras one
+        (out_channels -> filters), nothing for what the input gives (in_channels), else the
+        closest spelling or the valid keys."""
+        if not cls.spec_fields:
+            return f"'{cls.kind}' takes no arguments"
+        for name, spec_field in cls.spec_fields.items():
+            if key in spec_field.metadata["known_as"]:
+                return f"did you mean '{name}'? (archcalc's name for {key})"
+        if key in INFERRED:
+            return f"leave it out: archcalc reads {key} from the layer's input"
+        return closest(key, cls.spec_fields)
 
     # --- rules every kind may override --------------------------------------------------
     def output_shape(self, x: Shape) -> Shape:

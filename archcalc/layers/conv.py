@@ -31,14 +31,17 @@ class Conv(Windowed):
     params = K * (C/groups) * prod(F) + K (bias).
     """
 
-    filters: int = arg(positive_int, doc="number of filters K (output channels)")
-    kernel: int | tuple = arg(size, doc="filter size F, one number or one per axis")
-    stride: int | tuple = arg(size, 1, "step S between windows")
+    filters: int = arg(positive_int, doc="number of filters K (output channels)",
+                          known_as=("out_channels",))
+    kernel: int | tuple = arg(size, doc="filter size F, one number or one per axis",
+                                  known_as=("kernel_size",))
+    stride: int | tuple = arg(size, 1, "step S between windows", known_as=("strides",))
     padding: str | int | tuple = arg(padding, "valid", "valid, same, or P per side (per axis)")
     padding_mode: str = arg(choice(*PADDING_MODES), "zeros", "what the padding holds")
-    dilation: int | tuple = arg(size, 1, "spacing between filter taps")
+    dilation: int | tuple = arg(size, 1, "spacing between filter taps", known_as=("dilation_rate",))
     groups: int = arg(positive_int, 1, "split channels into independent groups")
-    bias: bool | tuple = arg(bias_values, True, "one bias per filter (true/false), or their K values")
+    bias: bool | tuple = arg(bias_values, True, "one bias per filter (true/false), or their K values",
+                              known_as=("use_bias",))
     activation: str | None = arg(activation_name, None, "activation applied to the output")
     rounding: str = arg(choice(*ROUNDINGS), "strict", "what to do when (D-F+2P)/S+1 is not whole")
     weights: tuple | None = arg(numbers, None, "explicit filter values: [K][C/groups][F...] "

@@ -16,7 +16,7 @@ from .terms import Count, Counts, Flattened, Product, Sum
 from .values import bias_values, check_values, numbers, preset
 
 
-@register("dense", "fc", "linear", prefix="fc")
+@register("dense", "fc", "linear", prefix="fc", known_as=("LazyLinear",))
 @dataclass(frozen=True, kw_only=True)
 class Dense(Layer):
     """Every input connected to every unit: params = in * units + units (bias).
@@ -25,8 +25,9 @@ class Dense(Layer):
     y_t = W_hy h_t): [T, F] -> [T, units], params = F * units + units.
     """
 
-    units: int = arg(positive_int, doc="number of neurons")
-    bias: bool | tuple = arg(bias_values, True, "one bias per unit (true/false), or their values")
+    units: int = arg(positive_int, doc="number of neurons", known_as=("out_features",))
+    bias: bool | tuple = arg(bias_values, True, "one bias per unit (true/false), or their values",
+                              known_as=("use_bias",))
     activation: str | None = arg(activation_name, None, "activation applied to the output")
     weights: tuple | None = arg(numbers, None, "explicit weights: [units][inputs] (PyTorch's layout) "
                                                "or one flat list")
@@ -113,7 +114,7 @@ class Flatten(Layer):
 class Dropout(Layer):
     """Zeroes each element with probability p while training: same shape, no new neurons."""
 
-    rate: float = arg(probability, 0.5, "probability p of dropping an element")
+    rate: float = arg(probability, 0.5, "probability p of dropping an element", known_as=("p",))
     main = "rate"
     creates_neurons = False
 

@@ -109,7 +109,7 @@ class Subtract(Elementwise):
     mismatch = "give both inputs one shape, or 1 on the axes to stretch"
 
 
-@register("concat")
+@register("concat", known_as=("Concatenate", "torch.cat"))
 @dataclass(frozen=True, kw_only=True)
 class Concat(Layer):
     """Branches of one layout joined along one axis, the other axes equal: by default the
@@ -123,7 +123,8 @@ class Concat(Layer):
 
     axis: int | None = arg(non_negative_int, None,
                            "axis to join along, counted without the batch axis: 0 = channels of a feature "
-                           "map, steps of a sequence; default: channels, or a sequence's features")
+                           "map, steps of a sequence; default: channels, or a sequence's features",
+                           known_as=("dim",))
     merges = True
     creates_neurons = False
 

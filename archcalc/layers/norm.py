@@ -18,7 +18,7 @@ from .shapes import Shape, Steps
 from .terms import Count, Counts, Product, Sum
 
 
-@register("batchnorm", prefix="bn")
+@register("batchnorm", prefix="bn", known_as=("BatchNormalization",))
 @dataclass(frozen=True, kw_only=True)
 class BatchNorm(Layer):
     """Per channel: y = gamma * (x - mean) / sqrt(var + eps) + beta.
@@ -27,7 +27,7 @@ class BatchNorm(Layer):
     PyTorch's batch counter num_batches_tracked (one int64 element), as model.buffers() holds them.
     """
 
-    eps: float = arg(positive_number, 1e-5, "added to the variance")
+    eps: float = arg(positive_number, 1e-5, "added to the variance", known_as=("epsilon",))
     momentum: float = arg(number, 0.1, "running statistics update rate")
     affine: bool = arg(boolean, True, "learn gamma and beta")
     int64_buffers = 1  # num_batches_tracked
@@ -121,7 +121,7 @@ class SampleNorm(Layer):
     affine. FLOPs: 5 per element (mean: 1 add; variance: a subtract and a multiply-add;
     normalise: a subtract and a multiply), + 2 for gamma and beta."""
 
-    eps: float = arg(positive_number, 1e-5, "added to the variance")
+    eps: float = arg(positive_number, 1e-5, "added to the variance", known_as=("epsilon",))
     affine: bool = arg(boolean, True, "learn gamma and beta")
 
     def affine_shape(self, x: Shape) -> tuple:
@@ -150,7 +150,7 @@ class SampleNorm(Layer):
         return affine_terms(self, x, y, self.affine_shape(x), "gamma, beta")
 
 
-@register("layernorm", prefix="ln")
+@register("layernorm", prefix="ln", known_as=("LayerNormalization",))
 @dataclass(frozen=True, kw_only=True)
 class LayerNorm(SampleNorm):
     """Over the normalised axes of each position (``normalized_shape``): y = gamma * (x - mean) /
@@ -177,7 +177,7 @@ class LayerNorm(SampleNorm):
         return over_axes(norm, x, self.axes)
 
 
-@register("groupnorm", prefix="gn")
+@register("groupnorm", prefix="gn", known_as=("GroupNormalization",))
 @dataclass(frozen=True, kw_only=True)
 class GroupNorm(SampleNorm):
     """The channels in ``groups`` groups, each normalised over its channels and every position:
@@ -249,7 +249,7 @@ class InstanceNorm(SampleNorm):
                                 track_running_stats=(self.track_running_stats, False)))
 
 
-@register("rmsnorm", prefix="rms")
+@register("rmsnorm", prefix="rms", known_as=("RMSNormalization",))
 @dataclass(frozen=True, kw_only=True)
 class RMSNorm(Layer):
     """Over the normalised axes of each position (as layernorm's): y = weight * x / sqrt(mean(x^2)
@@ -287,7 +287,7 @@ class RMSNorm(Layer):
         return over_axes(norm, x, self.axes)
 
 
-@register("lrn", prefix="norm")
+@register("lrn", prefix="norm", known_as=("LocalResponseNorm",))
 @dataclass(frozen=True, kw_only=True)
 class LRN(Layer):
     """Local response normalisation across ``size`` neighbouring channels (AlexNet's NORM):

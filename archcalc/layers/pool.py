@@ -82,7 +82,7 @@ class Pool(Windowed):
         return sequence(pad, pool)
 
 
-@register("maxpool", prefix="pool")
+@register("maxpool", prefix="pool", known_as=("MaxPooling2D",))
 @dataclass(frozen=True, kw_only=True)
 class MaxPool(Pool):
     """Largest value in each window."""
@@ -90,14 +90,15 @@ class MaxPool(Pool):
     torch_name = "MaxPool"
     pad_fill = float("-inf")
 
-    kernel: int | tuple = arg(size, doc="window size F")
-    stride: int | tuple | None = arg(size, None, "step S (default: the kernel)")
+    kernel: int | tuple = arg(size, doc="window size F", known_as=("kernel_size", "pool_size"))
+    stride: int | tuple | None = arg(size, None, "step S (default: the kernel)",
+                                         known_as=("strides",))
     padding: str | int | tuple = arg(padding, 0, "P per side, valid or same")
-    dilation: int | tuple = arg(size, 1, "spacing between window taps")
+    dilation: int | tuple = arg(size, 1, "spacing between window taps", known_as=("dilation_rate",))
     rounding: str = arg(choice(*ROUNDINGS), "strict", "strict, floor (PyTorch) or ceil (Caffe)")
 
 
-@register("avgpool", prefix="pool")
+@register("avgpool", prefix="pool", known_as=("AveragePooling2D",))
 @dataclass(frozen=True, kw_only=True)
 class AvgPool(Pool):
     """Mean of each window (the course's mean pooling); padded zeros count in the mean."""
@@ -122,8 +123,9 @@ class AvgPool(Pool):
                                     hint=f"use kernel {w.size + w.pad_left + w.pad_right} or smaller, or maxpool")
         return y
 
-    kernel: int | tuple = arg(size, doc="window size F")
-    stride: int | tuple | None = arg(size, None, "step S (default: the kernel)")
+    kernel: int | tuple = arg(size, doc="window size F", known_as=("kernel_size", "pool_size"))
+    stride: int | tuple | None = arg(size, None, "step S (default: the kernel)",
+                                         known_as=("strides",))
     padding: str | int | tuple = arg(padding, 0, "P per side, valid or same")
     rounding: str = arg(choice(*ROUNDINGS), "strict", "strict, floor (PyTorch) or ceil (Caffe)")
 
@@ -151,7 +153,7 @@ class GlobalPool(Layer):
         return pooled(self.torch_name, x, prod(y), to_one=True), view()
 
 
-@register("globalavgpool", prefix="gap")
+@register("globalavgpool", prefix="gap", known_as=("GlobalAveragePooling2D",))
 @dataclass(frozen=True, kw_only=True)
 class GlobalAvgPool(GlobalPool):
     """Mean over all spatial positions of each channel."""
@@ -159,7 +161,7 @@ class GlobalAvgPool(GlobalPool):
     torch_name = "AdaptiveAvgPool"
 
 
-@register("globalmaxpool", prefix="gmp")
+@register("globalmaxpool", prefix="gmp", known_as=("GlobalMaxPooling2D",))
 @dataclass(frozen=True, kw_only=True)
 class GlobalMaxPool(GlobalPool):
     """Maximum over all spatial positions of each channel."""
@@ -216,7 +218,8 @@ class AdaptiveAvgPool(AdaptivePool):
 
     torch_name = "AdaptiveAvgPool"
 
-    output: int | tuple = arg(size, doc="output size, one number or one per axis")
+    output: int | tuple = arg(size, doc="output size, one number or one per axis",
+                                  known_as=("output_size",))
 
 
 @register("adaptivemaxpool", prefix="pool")
@@ -226,7 +229,8 @@ class AdaptiveMaxPool(AdaptivePool):
 
     torch_name = "AdaptiveMaxPool"
 
-    output: int | tuple = arg(size, doc="output size, one number or one per axis")
+    output: int | tuple = arg(size, doc="output size, one number or one per axis",
+                                  known_as=("output_size",))
 
 
 def adaptive_extent(size: int, out: int) -> tuple[int, int]:

@@ -42,8 +42,8 @@ class Recurrent(Layer):
     starts from its encoder's last state.
     """
 
-    hidden: int = arg(positive_int, doc="hidden size H")
-    layers: int = arg(positive_int, 1, "stacked recurrent layers")
+    hidden: int = arg(positive_int, doc="hidden size H", known_as=("hidden_size", "units"))
+    layers: int = arg(positive_int, 1, "stacked recurrent layers", known_as=("num_layers",))
     bidirectional: bool = arg(boolean, False, "also read the sequence backwards")
     returns: str = arg(choice("sequence", "last"), "sequence",
                        "sequence: every step's output [T, H] (N-to-N); last: the final one [H] (N-to-1)")
@@ -180,7 +180,7 @@ class Recurrent(Layer):
         return (Recurrence(self._sequence(x).steps, self.hidden, self.directions, self.layers, self.bias_vectors),)
 
 
-@register("rnn")
+@register("rnn", known_as=("SimpleRNN",))
 @dataclass(frozen=True, kw_only=True)
 class RNN(Recurrent):
     """Vanilla RNN (Elman): h_t = tanh(W_ih x_t + W_hh h_{t-1} + b)."""
@@ -218,8 +218,9 @@ class Embedding(Layer):
     Equivalent to a one-hot vector of V times a dense layer without bias.
     """
 
-    vocabulary: int = arg(positive_int, doc="number of distinct tokens V")
-    dim: int = arg(positive_int, doc="vector size E")
+    vocabulary: int = arg(positive_int, doc="number of distinct tokens V",
+                              known_as=("num_embeddings", "input_dim"))
+    dim: int = arg(positive_int, doc="vector size E", known_as=("embedding_dim", "output_dim"))
 
     def output_shape(self, x: Shape) -> Shape:
         if not isinstance(x, Steps) or len(x) != 1:
@@ -256,7 +257,7 @@ class Embedding(Layer):
 class RepeatVector(Layer):
     """A vector [F] fed at each of T steps -> [T, F] (the course's 1-to-N configuration)."""
 
-    steps: int = arg(positive_int, doc="number of steps T")
+    steps: int = arg(positive_int, doc="number of steps T", known_as=("n",))
     main = "steps"
     creates_neurons = False
 

@@ -23,15 +23,16 @@ from .shapes import Shape
 from .terms import TransposedAxis
 
 
-@register("convtranspose", "upconv", prefix="upconv")
+@register("convtranspose", "upconv", prefix="upconv", known_as=("Conv2DTranspose",))
 @dataclass(frozen=True, kw_only=True)
 class ConvTranspose(Layer):
     """The gradient of a conv, used to upsample: out = (D-1)*S - 2P + dilation*(F-1) + output_padding + 1;
     params = C * (K/groups) * prod(F) + K (bias)."""
 
-    filters: int = arg(positive_int, doc="number of filters K (output channels)")
-    kernel: int | tuple = arg(size, doc="filter size F")
-    stride: int | tuple = arg(size, 1, "upsampling step S")
+    filters: int = arg(positive_int, doc="number of filters K (output channels)",
+                          known_as=("out_channels",))
+    kernel: int | tuple = arg(size, doc="filter size F", known_as=("kernel_size",))
+    stride: int | tuple = arg(size, 1, "upsampling step S", known_as=("strides",))
     padding: int | tuple = arg(per_axis(non_negative_int), 0, "P removed per side")
     output_padding: int | tuple = arg(per_axis(non_negative_int), 0, "extra size added on one side")
     dilation: int | tuple = arg(size, 1, "spacing between filter taps")
@@ -104,12 +105,12 @@ class ConvTranspose(Layer):
                      for label, d, f, s, p, r, extra in values)
 
 
-@register("upsample")
+@register("upsample", known_as=("UpSampling2D",))
 @dataclass(frozen=True, kw_only=True)
 class Upsample(Layer):
     """Each position repeated (nearest) or interpolated: out = D * scale per axis; 0 params."""
 
-    scale: int | tuple = arg(size, 2, "integer factor per axis")
+    scale: int | tuple = arg(size, 2, "integer factor per axis", known_as=("scale_factor",))
     mode: str = arg(choice("nearest", "linear"), "nearest", "nearest, or (bi/tri)linear interpolation")
     main = "scale"
 

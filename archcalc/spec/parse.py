@@ -240,7 +240,7 @@ def _defaults(data: Mapping) -> dict[str, Mapping]:
             spec_field = cls.spec_fields.get(key)
             if spec_field is None:
                 raise SpecError(f"unknown key '{key}' for {kind} in defaults",
-                                hint=closest(key, cls.spec_fields), location=args.key_location(key))
+                                hint=cls.key_hint(key), location=args.key_location(key))
             try:
                 spec_field.metadata["convert"](value)
             except SpecError as exc:
