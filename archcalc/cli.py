@@ -17,6 +17,7 @@ from .choices import (
     DETAILS,
     DTYPE_BYTES,
     MIXED_PRECISION,
+    MODEL_DTYPES,
     OPTIMIZER_STATES,
     RANKDIRS,
     REPORT_FORMATS,
@@ -136,18 +137,11 @@ def parse_input_option(ctx, param, value):
 
 
 def parse_budget_option(ctx, param, value):
+    """A memory size with its unit (24GB, 16GiB): a bare number is refused."""
     if value is None:
         return None
     from .units import parse_bytes
     return parse_bytes(value)
-
-
-def parse_memory_option(ctx, param, value):
-    """A memory size that must carry its unit (80GB, 80GiB): a bare number is refused."""
-    if value is None:
-        return None
-    from .units import parse_bytes
-    return parse_bytes(value, unit_required=True)
 
 
 def parse_rate_option(unit: str):
@@ -249,18 +243,61 @@ def sharding_options(command):
     return command
 
 
-def analysis_options(command):
-    """--batch, --dtype, --input, --set, --rounding: shared by every command that analyzes a spec."""
-    options = [
-        option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True,
-               help="Samples per batch (scales activation memory)."),
-        option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="float32", show_default=True,
-               help="Bytes per number for memory figures."),
-        INPUT_OPTION, SET_OPTION, ROUNDING_OPTION,
-    ]
-    for add_option in reversed(options):
-        command = add_option(command)
-    return command
+MEMORY_BATCH = "Samples per batch: scales the activation memory figures."
+MEMORY_DTYPE = "Number type the memory figures count in (bytes per number: float32 4, float16 2, ...)."
+
+
+def analysis_options(batch: str | None = MEMORY_BATCH, dtype: str = MEMORY_DTYPE, dtypes=tuple(DTYPE_BYTES)):
+    """--batch, --dtype, --input, --set, --rounding: shared by every command that analyzes a spec,
+    each with the help of what it does in that command. ``batch=None``: the command has no batch
+    (export), and --batch is refused with that reason."""
+    batch_option = (option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True, help=batch)
+                    if batch is not None else
+                    refused_option("--batch", "-b", reason="the exported module takes any batch size; "
+                                                           "give the batch when calling it"))
+    options = [batch_option,
+               option("--dtype", type=click.Choice(list(dtypes)), default="float32", show_default=True, help=dtype),
+               INPUT_OPTION, SET_OPTION, ROUNDING_OPTION]
+
+    def decorate(command):
+        for add_option in reversed(options):
+            command = add_option(command)
+        return command
+    return decorate
+
+
+def refused_option(*declarations: str, reason: str):
+    """An option that cannot apply to a command (hidden): giving it is refused with ``reason``,
+    rather than silently changing nothing."""
+    def refuse(ctx, param, value):
+        if value is not None:
+            raise UsageError(param.opts[0], value, f"does not apply here: {reason}")
+    return option(*declarations, hidden=True, expose_value=False, callback=refuse)
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the option was given on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source != click.core.ParameterSource.DEFAULT
+
+
+def refuse_unless(ctx: click.Context, condition: bool, names: tuple, reason: str) -> None:
+    """Refuse the options among ``names`` that were given when ``condition`` does not hold:
+    they would change nothing."""
+    if condition:
+        return
+    for name in names:
+        if given(ctx, name):
+            param = next(p for p in ctx.command.params if p.name == name)
+            raise UsageError(param.opts[0], ctx.params[name], f"does not apply here: {reason}")
+
+
+def wrote(path: str, what: str, detail: str = "") -> None:
+    """Say on stderr what was written: 'wrote report.json (JSON, 12.30 kB)'."""
+    from .units import decimal_bytes
+
+    size = decimal_bytes(os.path.getsize(path))
+    click.echo(f"wrote {path} ({what}, {size}){detail}", err=True)
 
 
 def load_and_analyze(spec_path: str, input_shape, batch: int, dtype: str, rounding, partial: bool = False):
@@ -288,11 +325,13 @@ def main():
     """
 
 
-@main.command()
+@main.command(short_help="Every layer's shape, arithmetic, parameters and MACs.")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@format_option(*REPORT_FORMATS)
+@option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMATS),
+        help="Output format [default: from -o's extension (.json, .md, .csv, .txt), else table].")
 @option("--output", "-o", metavar="FILE",
-        help="Write the report to this regular file (atomically); '-' is standard output.")
+        help="Write the report to this regular file (atomically), in the format its extension names; "
+             "'-' is standard output.")
 @FORCE_OPTION
 @option("--receptive-field", "--rf", "receptive_field", is_flag=True,
         help="Add each layer's receptive field per axis: size, jump (effective stride), start.")
@@ -317,8 +356,9 @@ def main():
 @option("--batch-axis", is_flag=True,
         help="Write shapes with the batch axis first, as PyTorch sees them: 8x96x55x55. Table, markdown, CSV.")
 @sharding_options
-@analysis_options
-def inspect(spec, fmt, output, force, receptive_field, train, optimizer, mixed_precision, budget, im2col, depth,
+@analysis_options()
+@click.pass_context
+def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mixed_precision, budget, im2col, depth,
             columns, batch_axis, gpus, shard, shard_units, bandwidth, throughput, batch, dtype, input_shape, rounding):
     """Every layer's output shape, size arithmetic, parameters, neurons and MACs, then totals.
 
@@ -328,15 +368,19 @@ def inspect(spec, fmt, output, force, receptive_field, train, optimizer, mixed_p
     from .fileio import output_path
     from .views import report
 
+    target = output_path(output, [spec], force)
+    fmt = report_format(fmt, target)
     if fmt == "json":
         for name, given in (("--depth", depth is not None), ("--columns", columns), ("--batch-axis", batch_axis)):
             if given:
                 raise UsageError(name, fmt, "does not apply to JSON, which lists every layer with all its figures",
                                  hint=f"use {name} with -f table, markdown or csv")
-    target = output_path(output, [spec], force)
+    sharded = gpus is not None or shard is not None or bool(shard_units) or bool(bandwidth) or bool(throughput)
+    refuse_unless(ctx, train or budget is not None or sharded, ("optimizer", "mixed_precision"),
+                  "it sets the training memory of --train, --max-batch and --gpus; add one of them")
     analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     sharding = None
-    if gpus is not None or shard is not None or shard_units or bandwidth or throughput:
+    if sharded:
         sharding = {"strategy": shard or ("ddp" if (gpus or 1) > 1 else "none"), "gpus": gpus or 1,
                     "shard_units": shard_units}
     extras = report.extras(analysis, receptive_field=receptive_field or report.wants_receptive_fields(columns),
@@ -353,6 +397,25 @@ def inspect(spec, fmt, output, force, receptive_field, train, optimizer, mixed_p
     else:
         from .fileio import write_text
         write_text(target, text)
+        wrote(output, FORMAT_NAMES[fmt])
+
+
+EXTENSION_FORMATS = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".txt": "table"}
+FORMAT_NAMES = {"table": "table", "json": "JSON", "markdown": "Markdown", "csv": "CSV"}
+
+
+def report_format(fmt: str | None, output: str | None) -> str:
+    """--format, else the format -o's extension names (report.json: JSON), else the table; a
+    --format that contradicts the extension is refused."""
+    extension = os.path.splitext(output or "")[1].lower()
+    implied = EXTENSION_FORMATS.get(extension)
+    if fmt is None:
+        return implied or "table"
+    if implied is not None and implied != fmt:
+        raise UsageError("--format", fmt, f"-o {output} names {FORMAT_NAMES[implied]} by its extension",
+                         hint=f"drop --format, or write to a file ending in "
+                              f"{next(e for e, f in EXTENSION_FORMATS.items() if f == fmt)}")
+    return fmt
 
 
 def _table_text(analysis, baseline, extras=None, options=None) -> str:
@@ -374,9 +437,9 @@ def parse_gpus_range(ctx, param, value):
     return int(low), int(high)
 
 
-@main.command()
+@main.command(short_help="Which sharding strategies fit a GPU's memory, on how many.")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@option("--gpu-memory", "budget", required=True, callback=parse_memory_option, metavar="BYTES",
+@option("--gpu-memory", "budget", required=True, callback=parse_budget_option, metavar="BYTES",
         accepted="a memory size with its unit: 80GB (10^9 B) or 80GiB (2^30 B)",
         help="Memory of one GPU, with its unit: 80GB (10^9 bytes) or 80GiB (2^30).")
 @option("--gpus", "gpus", default="1..64", show_default=True, callback=parse_gpus_range, metavar="LOW..HIGH",
@@ -417,7 +480,7 @@ def plan(spec, budget, gpus, optimizer, mixed_precision, fmt, shard_units, bandw
         write(view.plan_blocks(analysis, fits, budget, gpus, bandwidth, throughput))
 
 
-@main.command()
+@main.command(short_help="Draw the network as a diagram with its shapes and counts.")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @option("--output", "-o", required=True, metavar="FILE", callback=parse_output_drawing,
         help="The drawing: .svg, .png, .pdf, or .dot/.gv for the Graphviz source; '-' prints DOT.")
@@ -430,8 +493,10 @@ def plan(spec, budget, gpus, optimizer, mixed_precision, fmt, shard_units, bandw
 @option("--collapse", is_flag=True,
         help="Draw each repeat as one box ('block3: 3 x conv 256 3x3') and each run of identical "
              "block instances as one ('basic3 … basic4: 2 x basic'), with the summed counts.")
-@analysis_options
-def render(spec, output, force, rankdir, detail, collapse, batch, dtype, input_shape, rounding):
+@analysis_options(batch="Samples per batch: scales the activation memory drawn with --detail full.",
+                  dtype="Number type of the memory drawn with --detail full (bytes per number).")
+@click.pass_context
+def render(ctx, spec, output, force, rankdir, detail, collapse, batch, dtype, input_shape, rounding):
     """Draw the network as a diagram (Graphviz), with the analyzer's shapes and counts.
 
     An invalid spec is still drawn, up to and including the layer at fault, in red with the
@@ -441,12 +506,16 @@ def render(spec, output, force, rankdir, detail, collapse, batch, dtype, input_s
     from .views import render as drawing
 
     target = output_path(output, [spec], force)
+    refuse_unless(ctx, detail == "full", ("batch", "dtype"),
+                  "it changes only the memory figures, which the diagram shows with --detail full")
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding, partial=True)
     options = {"rankdir": rankdir, "detail": detail, "collapse": collapse}
     if target is None:
         click.echo(drawing.to_dot(analysis, **options), nl=False)
     else:
         drawing.write(analysis, target, **options)
+        if analysis.error is None:
+            wrote(output, drawing.format_of(output).upper())
     if analysis.error is not None:
         raise analysis.error if target is None else analysis.error.noted(f"drawn up to it, in red: {output}")
 
@@ -469,9 +538,9 @@ def warn(warning: ArchcalcError) -> None:
     click.echo("\n".join(map(visible, str(warning).split("\n"))), err=True)
 
 
-@main.command()
+@main.command(short_help="Every layer's arithmetic written out as on the board.")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@analysis_options
+@analysis_options()
 def explain(spec, batch, dtype, input_shape, rounding):
     """Every layer's arithmetic written out as on the board: (D-F+2P)/S+1, params, neurons.
 
@@ -499,7 +568,7 @@ def parse_range_option(ctx, param, value):
 
 
 
-@main.command()
+@main.command(short_help="Which input sizes make every layer valid, and the fixes.")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @option("--range", "size_range", default="1..1024", show_default=True, callback=parse_range_option,
         metavar="LOW..HIGH", accepted="LOW..HIGH with 1 <= LOW <= HIGH, e.g. 1..1024",
@@ -525,12 +594,12 @@ def solve(spec, size_range, fmt, input_shape):
         write_text(solver.render_text(solution))
 
 
-@main.command()
+@main.command(short_help="Layer-by-layer and total differences between two specs.")
 @click.argument("spec_a", metavar="A", type=click.Path(dir_okay=False))
 @click.argument("spec_b", metavar="B", type=click.Path(dir_okay=False))
 @format_option(*TABLE_FORMATS)
 @option("--all", "show_all", is_flag=True, help="List every layer, not only those that differ.")
-@analysis_options
+@analysis_options()
 def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
     """Layer-by-layer and total differences between two specs (shapes, params, neurons, memory).
 
@@ -549,7 +618,7 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
         compare.print_table(result, show_all)
 
 
-@main.command()
+@main.command(short_help="Build the network in PyTorch and check every layer.")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @option("--device", type=click.Choice(["auto", "cuda", "cpu", "meta"]), default="auto", show_default=True,
         help="auto: CUDA if present, else CPU. meta: shapes and counts only, no memory at all.")
@@ -574,7 +643,9 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
         help="Measure the live tensor bytes on CPU (inference; with --train a training step) and compare "
              "each phase's peak with the memory schedule.")
 @format_option(*TABLE_FORMATS)
-@analysis_options
+@analysis_options(batch="Samples per batch the model runs on (and the activation memory predicted for it).",
+                  dtype="The model's dtype: its weights and inputs are created in it; int8 only sizes memory, "
+                        "it cannot run.")
 def run(spec, device, train, iterations, values, seed, memory, nproc, run_shard, shard_units, optimizer, master_port, fmt,
         batch, dtype, input_shape, rounding):
     """Compile SPEC into PyTorch and check every layer's shape and parameter count against the analyzer.
@@ -652,7 +723,7 @@ def _memory_comparison(analysis, train: bool, optimizer: str, seed: int) -> None
     click.echo("\n".join(comparison_lines(predicted, measured)))
 
 
-@main.command()
+@main.command(short_help="Peak memory of inference and a training step, layer by layer.")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @option("--train", is_flag=True, help="Add a training step: forward, backward and the optimizer step.")
 @option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adam", show_default=True,
@@ -663,7 +734,7 @@ def _memory_comparison(analysis, train: bool, optimizer: str, seed: int) -> None
 @option("--max-batch", "budget", callback=parse_budget_option, metavar="BYTES",
         help="Also the largest batch whose peak fits in this memory, e.g. 24GB or 16GiB.")
 @option("--no-timeline", is_flag=True, help="Leave out the per-layer bars.")
-@analysis_options
+@analysis_options()
 def memory(spec, train, optimizer, device, budget, no_timeline, batch, dtype, input_shape, rounding):
     """Peak memory as PyTorch would reach it: the layers replayed in execution order, each tensor
     freed after its last reader or once backward no longer needs it.
@@ -685,13 +756,14 @@ def memory(spec, train, optimizer, device, budget, no_timeline, batch, dtype, in
         click.echo(f"largest batch within {human_bytes(budget)}: {fits}")
 
 
-@main.command()
+@main.command(short_help="Write the network as readable PyTorch code.")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @option("--output", "-o", required=True, metavar="FILE",
         help="The Python file to write (atomically); '-' is standard output.")
 @FORCE_OPTION
-@analysis_options
-def export(spec, output, force, batch, dtype, input_shape, rounding):
+@analysis_options(batch=None, dtypes=MODEL_DTYPES,
+                  dtype="The exported model's dtype: its __init__ ends with self.to(torch.DTYPE).")
+def export(spec, output, force, dtype, input_shape, rounding):
     """Write SPEC as readable PyTorch code: one nn.Module class that needs only torch.
 
     The code is run on PyTorch's meta device before it is written: its parameter count and output
@@ -705,7 +777,7 @@ def export(spec, output, force, batch, dtype, input_shape, rounding):
     from .backend.export import export_checked
     from .backend.plan import make_plan
 
-    analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    analysis, _ = load_and_analyze(spec, input_shape, 1, dtype, rounding)
     plan = make_plan(analysis)
     code = export_checked(plan)
     summary = f"class {plan.class_name}, {analysis.totals.params:,} parameters"
@@ -714,7 +786,7 @@ def export(spec, output, force, batch, dtype, input_shape, rounding):
         click.echo(f"wrote standard output: {summary}", err=True)
     else:
         write_text(target, code)
-        click.echo(f"wrote {output}: {summary}")
+        wrote(output, "Python", f": {summary}")
 
 
 @contextlib.contextmanager

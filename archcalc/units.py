@@ -34,17 +34,19 @@ def human_bytes(count: int) -> str:
     return decimal if decimal == binary else f"{decimal} ({binary})"
 
 
-def parse_bytes(text: str, unit_required: bool = False) -> int:
-    """'24GB' -> 24*10^9, '24GiB' -> 24*2^30, '1000' -> 1000 bytes (refused when ``unit_required``)."""
+def parse_bytes(text: str) -> int:
+    """'24GB' -> 24*10^9, '24GiB' -> 24*2^30, '1000B' -> 1000 bytes. The unit is required: a bare
+    24 could mean bytes or gigabytes, and a budget of 24 bytes is never what was meant."""
     cleaned = text.strip().replace(" ", "").replace("_", "")
     for unit, factor in (*_BINARY, *_DECIMAL, ("KB", 10**3), ("B", 1)):  # noqa: B007 - factor is read after the break
         if cleaned.lower().endswith(unit.lower()):
             number = cleaned[: -len(unit)]
             break
     else:
-        if unit_required:
-            raise ValueError(f"{text!r} needs a unit: write it like 80GB (10^9 bytes) or 80GiB (2^30 bytes)")
-        number, factor = cleaned, 1
+        if _is_number(cleaned):
+            raise ValueError(f"{cleaned} what? it needs a unit: write {cleaned}GB (10^9 bytes) or {cleaned}GiB "
+                             f"(2^30 bytes)")
+        raise ValueError(f"cannot read {text!r} as a size")
     try:
         size = float(number) * factor
     except ValueError:
@@ -62,7 +64,7 @@ def parse_rate(text: str, unit: str) -> int:
     cleaned = text.strip().replace(" ", "").replace("_", "")
     body = cleaned[:-2] if cleaned.lower().endswith("/s") else cleaned
     if unit == "B":
-        return parse_bytes(body, unit_required=True)
+        return parse_bytes(body)
     for suffix in (unit, unit.rstrip("s"), unit.upper(), unit.upper().rstrip("S")):
         if body.endswith(suffix):
             body = body[: -len(suffix)]
@@ -76,3 +78,12 @@ def parse_rate(text: str, unit: str) -> int:
     if not value > 0 or not math.isfinite(value):
         raise ValueError(f"a rate must be positive and finite, got {text!r}")
     return int(value * factor)
+
+
+def _is_number(text: str) -> bool:
+    """'24', '1.5', '1e3': a number written with digits (not 'inf' or 'nan')."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return any(character.isdigit() for character in text)

@@ -38,11 +38,13 @@ def test_an_error_carries_everything_it_prints():
 
 
 @pytest.mark.parametrize("args,first_line,hint", [
-    (["--max-batch", "inf"], "error: --max-batch: a memory size must be a finite number, got 'inf'", "24GB"),
-    (["--max-batch", "1e400"], "error: --max-batch: a memory size must be a finite number, got '1e400'", "16GiB"),
+    (["--max-batch", "infGB"], "error: --max-batch: a memory size must be a finite number, got 'infGB'", "24GB"),
+    (["--max-batch", "1e400"], "error: --max-batch: 1e400 what? it needs a unit: write 1e400GB", "16GiB"),
     (["--max-batch", "1e400GB"], "error: --max-batch: a memory size must be a finite number", "24GB"),
-    (["--max-batch", "nan"], "error: --max-batch: a memory size must be a finite number, got 'nan'", "24GB"),
-    (["--max-batch", "0.5"], "error: --max-batch: a memory size must be at least 1 byte", "24GB"),
+    (["--max-batch", "nanB"], "error: --max-batch: a memory size must be a finite number, got 'nanB'", "24GB"),
+    (["--max-batch", "0.5B"], "error: --max-batch: a memory size must be at least 1 byte", "24GB"),
+    (["--max-batch", "24"], "error: --max-batch: 24 what? it needs a unit: write 24GB (10^9 bytes) or 24GiB", "24GB"),
+    (["--max-batch", "inf"], "error: --max-batch: cannot read 'inf' as a size", "24GB"),
     (["--set", "vocab=[1"], "error: --set:", "NAME=VALUE"),
     (["--set", "vocab=" + "[" * 3000], "error: --set:", "NAME=VALUE"),
     (["--batch", "-1"], "error: --batch: -1 is not in the range x>=1", "--batch takes a whole number >= 1"),

@@ -178,3 +178,121 @@ def test_kinds_and_activations_in_any_case(tmp_path):
     assert [layer["kind"] for layer in layers][:3] == ["conv", "batchnorm", "leakyrelu"]
     assert layers[0]["hyperparameters"]["activation"] == "relu"
     assert layers[0]["params"] == 8 * 3 * 3 * 3 + 8  # K x C x F x F + K, as nn.Conv2d(3, 8, 3) counts
+
+
+# --- options that surprise --------------------------------------------------------------------
+@pytest.mark.parametrize("name, check", [
+    ("report.json", lambda text: json.loads(text)["totals"]["params"] == 44_426),
+    ("report.md", lambda text: text.startswith("# LeNet-5\n") and "| conv1 |" in text),
+    ("report.csv", lambda text: text.splitlines()[0].startswith("name,kind,")),
+    ("report.txt", lambda text: text.startswith("LeNet-5: input 1x28x28") and "44,426" in text),
+    ("REPORT.JSON", lambda text: json.loads(text)["name"] == "LeNet-5"),
+])
+def test_the_extension_of_o_picks_the_format(tmp_path, name, check):
+    out = tmp_path / name
+    result = run("inspect", SPECS / "lenet5.yaml", "-o", out)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert check(out.read_text())
+    kind = {".json": "JSON", ".md": "Markdown", ".csv": "CSV", ".txt": "table"}[out.suffix.lower()]
+    assert result.stderr.startswith(f"wrote {out} ({kind}, ") and result.stderr.endswith("B)\n")
+
+
+def test_the_size_said_is_the_size_written(tmp_path):
+    out = tmp_path / "r.json"
+    result = run("inspect", SPECS / "alexnet.yaml", "-o", out)
+    size = out.stat().st_size
+    assert 1000 < size < 10**6
+    assert result.stderr == f"wrote {out} (JSON, {size / 1000:,.2f} kB)\n"
+
+
+def test_format_wins_over_an_unknown_extension_and_a_conflict_is_refused(tmp_path):
+    out = tmp_path / "report.out"
+    assert run("inspect", SPECS / "lenet5.yaml", "-o", out, "-f", "csv").exit_code == 0
+    assert out.read_text().startswith("name,kind,")
+    assert run("inspect", SPECS / "lenet5.yaml", "-o", tmp_path / "plain").exit_code == 0
+    assert (tmp_path / "plain").read_text().startswith("LeNet-5: input")  # no extension: the table
+    conflict = run("inspect", SPECS / "lenet5.yaml", "-o", tmp_path / "r.csv", "-f", "json")
+    assert conflict.exit_code == 2 and not (tmp_path / "r.csv").exists()
+    assert conflict.output.splitlines() == [f"error: --format: -o {tmp_path / 'r.csv'} names CSV by its extension",
+                                            "  hint: drop --format, or write to a file ending in .json"]
+    agreeing = run("inspect", SPECS / "lenet5.yaml", "-o", tmp_path / "r.json", "-f", "json")
+    assert agreeing.exit_code == 0
+
+
+def test_render_and_export_say_what_they_wrote(tmp_path):
+    dot = tmp_path / "lenet.dot"
+    result = run("render", SPECS / "lenet5.yaml", "-o", dot)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr == f"wrote {dot} (DOT, {dot.stat().st_size / 1000:,.2f} kB)\n"
+    pytest.importorskip("torch")
+    code = tmp_path / "lenet.py"
+    result = run("export", SPECS / "lenet5.yaml", "-o", code)
+    assert result.exit_code == 0 and result.stdout == ""
+    assert result.stderr == (f"wrote {code} (Python, {code.stat().st_size / 1000:,.2f} kB): class LeNet5, "
+                             "44,426 parameters\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "-o", "m.py", "--batch", "7"],
+     "error: --batch: does not apply here: the exported module takes any batch size; give the batch when calling it"),
+    (["export", "-o", "m.py", "--dtype", "int8"], "error: --dtype: unknown value 'int8'"),
+    (["render", "-o", "l.dot", "--batch", "7"], "error: --batch: does not apply here: it changes only the memory "
+                                                "figures, which the diagram shows with --detail full"),
+    (["render", "-o", "l.dot", "--dtype", "float16"], "error: --dtype: does not apply here"),
+    (["inspect", "--optimizer", "sgd"], "error: --optimizer: does not apply here: it sets the training memory of "
+                                        "--train, --max-batch and --gpus; add one of them"),
+    (["inspect", "--mixed-precision", "bf16"], "error: --mixed-precision: does not apply here"),
+    (["inspect", "--max-batch", "24"], "error: --max-batch: 24 what? it needs a unit: write 24GB (10^9 bytes) or "
+                                       "24GiB (2^30 bytes)"),
+])
+def test_options_that_cannot_apply_are_refused_with_a_reason(tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    command, *options = args
+    result = run(command, SPECS / "lenet5.yaml", *options)
+    assert result.exit_code == 2
+    assert result.output.splitlines()[0].startswith(message), result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_same_options_apply_where_they_mean_something(tmp_path):
+    assert run("render", SPECS / "lenet5.yaml", "-o", tmp_path / "l.dot", "--detail", "full", "--batch", "7").exit_code == 0
+    assert "activations 162.79 kB" in (tmp_path / "l.dot").read_text()  # 5,814 neurons x 7 x 4 bytes
+    trained = run("inspect", SPECS / "lenet5.yaml", "--train", "--optimizer", "sgd", "-f", "json")
+    assert json.loads(trained.stdout)["training"]["optimizer"] == "sgd"
+
+
+def test_export_dtype_sets_the_model_dtype(tmp_path):
+    torch = pytest.importorskip("torch")
+    code = tmp_path / "lenet.py"
+    assert run("export", SPECS / "lenet5.yaml", "-o", code, "--dtype", "float16").exit_code == 0
+    namespace = {}
+    exec(compile(code.read_text(), str(code), "exec"), namespace)
+    model = namespace["LeNet5"]()
+    assert {p.dtype for p in model.parameters()} == {torch.float16}
+    assert "self.to(torch.float16)" in code.read_text()
+    plain = tmp_path / "plain.py"
+    assert run("export", SPECS / "lenet5.yaml", "-o", plain).exit_code == 0
+    assert "self.to(" not in plain.read_text()
+
+
+def test_help_says_what_each_option_does_in_that_command():
+    def option_help(command, name):
+        text = " ".join(run(command, "--help").stdout.split())
+        return text.split(name, 1)[1]
+
+    assert option_help("run", "--dtype").split("[default")[0].count("model's dtype") == 1
+    assert "memory figures" in option_help("inspect", "--dtype").split("--input")[0]
+    assert "self.to(torch.DTYPE)" in option_help("export", "--dtype")
+    assert "--batch" not in run("export", "--help").stdout
+    assert "Samples per batch the model runs on" in option_help("run", "--batch")
+    assert "--detail full" in option_help("render", "--batch").split("--dtype")[0]
+
+
+def test_command_summaries_are_whole_sentences_within_80_columns():
+    result = CliRunner().invoke(main, ["--help"], terminal_width=80)  # click's help at 80 columns
+    commands = result.output.split("Commands:\n", 1)[1].splitlines()
+    assert len(commands) == len(main.commands)
+    for line in commands:
+        assert len(line) <= 80 and line.endswith(".") and "..." not in line, line
+        summary = line.split(None, 1)[1]
+        assert summary[0].isupper(), line

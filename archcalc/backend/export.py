@@ -48,7 +48,7 @@ def export_checked(plan: Plan) -> str:
     exec(compile(source, f"<export of {plan.analysis.spec.path}>", "exec"), namespace)  # noqa: S102 (our own code)
     with torch.device("meta"):  # the class takes no device: build it under this default
         model = namespace[plan.class_name]().eval()
-    inputs = sample_inputs(torch, plan, 1, torch.float32, "meta", None)  # token ids stay integers
+    inputs = sample_inputs(torch, plan, 1, getattr(torch, plan.analysis.dtype), "meta", None)  # ids stay integers
     try:
         with torch.inference_mode():
             outputs = model(*inputs)
@@ -84,7 +84,8 @@ def _header(plan: Plan) -> str:
     lines += [f"Per sample, channels first: {inputs} -> {outputs}.",
               f"{analysis.totals.params:,} parameters. Needs only torch:", "",
               f"    model = {plan.class_name}()",
-              f"    y = model({', '.join(arguments)})  # {shapes}, batch first"]
+              f"    y = model({', '.join(arguments)})  # {shapes}, batch first" +
+              ("" if analysis.dtype == "float32" else f", {analysis.dtype}")]
     text = "\n".join(escaped(line) for line in lines).replace('"""', '\\"\\"\\"')  # spec text, in a docstring
     return f'"""{text}\n"""\n'
 
@@ -102,6 +103,8 @@ def _class(plan: Plan) -> str:
         elif step.stats.node.frozen:
             lines += [f"{INDENT * 2}self.{step.attribute}.get_parameter({path!r}).requires_grad_(False)  # freeze"
                       for path in _frozen_paths(step)]
+    if plan.analysis.dtype != "float32":  # archcalc export --dtype: the weights in that dtype
+        lines.append(f"{INDENT * 2}self.to(torch.{plan.analysis.dtype})")
     variables = _variables(plan)
     arguments = ", ".join(variables[name] for name in plan.inputs)
     lines += ["", f"{INDENT}def forward(self, {arguments}):"]

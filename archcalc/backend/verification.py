@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ..analysis import Analysis
+from ..choices import MODEL_DTYPES
 from ..errors import ArchcalcError, SpecError, UsageError
 from ..gcpause import paused_gc
 from ..layers import shape_text
@@ -20,7 +21,7 @@ from .graph import Network
 from .plan import make_plan
 from .tensors import check_tensor_sizes, sample_inputs
 
-TORCH_DTYPES = ("float32", "float16", "bfloat16", "float64")
+TORCH_DTYPES = MODEL_DTYPES
 DEFAULT_ITERATIONS = {"cuda": 20, "cpu": 0, "meta": 0}  # cpu times only when asked
 WARMUP = 3
 
