@@ -406,12 +406,12 @@ FORMAT_NAMES = {"table": "table", "json": "JSON", "markdown": "Markdown", "csv":
 
 def report_format(fmt: str | None, output: str | None) -> str:
     """--format, else the format -o's extension names (report.json: JSON), else the table; a
-    --format that contradicts the extension is refused."""
+    --format that contradicts .json, .md or .csv is refused (a .txt file may hold any of them)."""
     extension = os.path.splitext(output or "")[1].lower()
     implied = EXTENSION_FORMATS.get(extension)
     if fmt is None:
         return implied or "table"
-    if implied is not None and implied != fmt:
+    if implied not in (None, "table", fmt):
         raise UsageError("--format", fmt, f"-o {output} names {FORMAT_NAMES[implied]} by its extension",
                          hint=f"drop --format, or write to a file ending in "
                               f"{next(e for e, f in EXTENSION_FORMATS.items() if f == fmt)}")

@@ -217,6 +217,8 @@ def test_format_wins_over_an_unknown_extension_and_a_conflict_is_refused(tmp_pat
                                             "  hint: drop --format, or write to a file ending in .json"]
     agreeing = run("inspect", SPECS / "lenet5.yaml", "-o", tmp_path / "r.json", "-f", "json")
     assert agreeing.exit_code == 0
+    text = run("inspect", SPECS / "lenet5.yaml", "-o", tmp_path / "r.txt", "-f", "json")  # any text in a .txt
+    assert text.exit_code == 0 and json.loads((tmp_path / "r.txt").read_text())["name"] == "LeNet-5"
 
 
 def test_render_and_export_say_what_they_wrote(tmp_path):
