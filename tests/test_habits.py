@@ -298,3 +298,23 @@ def test_command_summaries_are_whole_sentences_within_80_columns():
         assert len(line) <= 80 and line.endswith(".") and "..." not in line, line
         summary = line.split(None, 1)[1]
         assert summary[0].isupper(), line
+
+
+def test_set_errors_name_the_parameter_and_the_command_line(tmp_path):
+    result = run("inspect", SPECS / "min_char_rnn.yaml", "--set", "vocab=abc")
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"{SPECS / 'min_char_rnn.yaml'}:7:34: error: input features: must be a whole number >= 1, got 'abc' (a string)",
+        "  the parameter vocab = 'abc' comes from the command line: --set vocab=..."]
+    result = run("inspect", SPECS / "captioning_vgg16.yaml", "--set", "vocab=0")
+    assert "vocabulary: must be a whole number >= 1, got 0" in result.output
+    assert "the parameter vocab = 0 comes from the command line: --set vocab=..." in result.output
+    own = write(tmp_path, "params: {vocab: abc}\ninput: {steps: 5, features: $vocab}\nlayers:\n  - rnn: 4\n")
+    result = run("inspect", own)
+    assert result.exit_code == 2 and "command line" not in result.output  # the spec's own value
+
+
+def test_a_missing_spec_is_no_such_file():
+    result = run("explain", "nonexistent.yaml")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[0] == "error: no such file: nonexistent.yaml"

@@ -11,6 +11,8 @@ They do not stop a command (exit code 0): the CLI prints them on stderr before i
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..errors import Location, SpecWarning
 from ..layers import Steps, shape_text
 from .model import Spec
@@ -45,7 +47,8 @@ def input_warnings(spec: Spec, input_shape: tuple[int, ...] | None = None) -> li
     return warnings
 
 
-def _channels_last(shape: tuple[int, ...], what: str, written, location: Location | None) -> list[SpecWarning]:
+def _channels_last(shape: tuple[int, ...], what: str, written: Callable[[tuple[int, ...]], str],
+                   location: Location | None) -> list[SpecWarning]:
     meant = channels_first(shape)
     if meant is None:
         return []

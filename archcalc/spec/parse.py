@@ -13,6 +13,7 @@ Nothing here knows about shapes: that is the analyzer's job.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -42,6 +43,27 @@ def loads(text_: str, path: str = "<spec>", params: Params | None = None) -> Spe
 
 
 def parse(data: Any, path: str, params: Params | None = None) -> Spec:
+    """The Spec of YAML ``data`` read from ``path``, with ``params`` (--set) over its own."""
+    expressions: dict[Location, str] = {}
+    try:
+        return _parse(data, path, params, expressions)
+    except SpecError as exc:
+        raise _blame_overrides(exc, params or {}, expressions) from None
+
+
+def _blame_overrides(exc: SpecError, overrides: Params, expressions: dict[Location, str]) -> SpecError:
+    """An error in a value computed from a parameter the command line set (--set vocab=abc) says so:
+    the spec itself may be right."""
+    written = expressions.get(exc.location) if exc.location is not None else None
+    if written is None:
+        return exc
+    for name, value in overrides.items():
+        if re.search(rf"\${re.escape(str(name))}\b", written):
+            exc.noted(f"the parameter {name} = {shown(value)} comes from the command line: --set {name}=...")
+    return exc
+
+
+def _parse(data: Any, path: str, params: Params | None, expressions: dict[Location, str]) -> Spec:
     top = Location(path, 1, 1)
     if not isinstance(data, Mapping):
         raise SpecError("a spec is a mapping with 'input' and 'layers'",
@@ -51,7 +73,6 @@ def parse(data: Any, path: str, params: Params | None = None) -> Spec:
         if key not in TOP_LEVEL_KEYS:
             raise SpecError(f"unknown top-level key '{key}'", hint=closest(key, TOP_LEVEL_KEYS),
                             location=data.key_location(key))
-    expressions: dict[Location, str] = {}
     data, spec_params = _with_params(data, params or {}, expressions)
     if "layers" not in data:
         raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
@@ -201,10 +222,14 @@ def parse_input_text(text_: str, location: Location) -> Shape:
 def _parse_sequence(value: Mapping) -> Steps:
     check_keys(value, ("steps", "features"), "a sequence input", value.location,
                 "{steps: 25, features: 4} (one-hot or vectors) or {steps: 25} (token ids)", required=("steps",))
-    try:
-        dims = [positive_int(value[key]) for key in ("steps", "features") if key in value]
-    except SpecError as exc:
-        raise exc.located(value.location) from None
+    dims = []
+    for key in ("steps", "features"):
+        if key in value:
+            try:
+                dims.append(positive_int(value[key]))
+            except SpecError as exc:
+                exc.message = f"input {key}: {exc.message}"
+                raise exc.located(value.value_location(key)) from None
     return Steps(dims)
 
 
