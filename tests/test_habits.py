@@ -318,3 +318,73 @@ def test_a_missing_spec_is_no_such_file():
     result = run("explain", "nonexistent.yaml")
     assert result.exit_code == 2
     assert result.output.splitlines()[0] == "error: no such file: nonexistent.yaml"
+
+
+# --- hints ------------------------------------------------------------------------------------
+def windows_of(size, kernel, stride, padding=0, dilation=1):
+    from archcalc.layers import lookup
+
+    layer = lookup("conv").from_args({"filters": 1, "kernel": kernel, "stride": stride, "padding": padding,
+                                      "dilation": dilation, "rounding": "floor"})
+    return layer, layer.windows((1, size))[0]
+
+
+def unread_by_pytorch(torch, size, kernel, stride, padding, dilation):
+    """The input positions no window reads: where the gradient of a ones-filter conv is zero."""
+    conv = torch.nn.Conv1d(1, 1, kernel, stride, padding, dilation, bias=False)
+    torch.nn.init.ones_(conv.weight)
+    x = torch.ones(1, 1, size, requires_grad=True)
+    conv(x).sum().backward()
+    return [p for p in range(size) if x.grad[0, 0, p] == 0]
+
+
+def test_unread_inputs_counted_as_pytorch_reads_them():
+    torch = pytest.importorskip("torch")
+    checked = 0
+    for size in range(1, 26):
+        for kernel in range(1, 5):
+            for stride in range(1, 6):
+                for dilation in (1, 2, 3):
+                    for padding in range(0, 3):
+                        if dilation * (kernel - 1) + 1 > size + 2 * padding:
+                            continue
+                        _, window = windows_of(size, kernel, stride, padding, dilation)
+                        unread = unread_by_pytorch(torch, size, kernel, stride, padding, dilation)
+                        assert window.unread == len(unread), (size, kernel, stride, padding, dilation)
+                        tail = [p for p in unread if p > window.last_read]
+                        assert window.unread_last == len(tail)
+                        checked += 1
+    assert checked > 2000
+
+
+def test_unread_inputs_are_counted_in_closed_form_for_huge_sizes():
+    from archcalc.layers.geometry import Window
+
+    # kernel 1, stride 2 on 10^18 positions: every odd one is skipped
+    assert Window(10**18, 1, 2, 0, 0).unread == 10**18 // 2
+    # kernel 3, dilation 10^9, stride 10^9 + 7: taps of one window are 10^9 apart
+    window = Window(10**18, 3, 10**9 + 7, 0, 0, 10**9, "floor")
+    assert window.unread == 10**18 - window.output * 3 + 0  # no two windows share a tap here
+    assert window.output == (10**18 - 2 * 10**9 - 1) // (10**9 + 7) + 1
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding, expected", [
+    # kernel 1 < stride 2 with 'same' on 16: 8 rows skipped (was 'the last 1 never read (1 input row lost)')
+    (16, 1, 2, "same", "same along H: 8 of 16 input rows never read: 7 between the windows (kernel 1 < stride 2) "
+                       "and the last 1"),
+    # on 31 the windows tile exactly, yet 15 rows are stepped over (no note before)
+    (31, 1, 2, "same", "stride 2 along H: 15 of 31 input rows never read: 15 between the windows "
+                       "(kernel 1 < stride 2)"),
+    (33, 2, 3, 0, "floor along H: 11 of 33 input rows never read: 10 between the windows (kernel 2 < stride 3) "
+                  "and the last 1"),
+    (32, 3, 2, 1, None),  # overlapping windows, every row read: 'floor' notes only what is lost
+])
+def test_the_skipped_inputs_note(tmp_path, size, kernel, stride, padding, expected):
+    rounding = "" if padding == "same" else ", rounding: floor"
+    spec = write(tmp_path, f"input: [1, {size}, {size}]\nlayers:\n  - conv: {{filters: 1, kernel: {kernel}, "
+                           f"stride: {stride}, padding: {padding}{rounding}}}\n")
+    notes = json.loads(run("inspect", spec, "-f", "json").stdout)["layers"][0]["notes"]
+    if expected is None:
+        assert not any("between" in note for note in notes)
+    else:  # rows along H, columns along W
+        assert notes == [expected, expected.replace("along H", "along W").replace("rows", "columns")]

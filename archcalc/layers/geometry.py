@@ -10,6 +10,7 @@ it would start in the right padding (``Window.dropped``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 ROUNDINGS = ("strict", "floor", "ceil")
@@ -68,6 +69,67 @@ class Window:
         if self.rounding == "ceil" and self.leftover and not self.dropped:
             steps += 1
         return steps + 1
+
+
+    @property
+    def last_read(self) -> int:
+        """The last input position a window reads (0-based; in the right padding when >= D)."""
+        return (self.output - 1) * self.stride - self.pad_left + self.effective_kernel - 1
+
+    @property
+    def unread(self) -> int | None:
+        """How many of the D inputs no window reads: between the windows (a kernel smaller than
+        its stride, or the gaps of a dilated one) and after the last one. Exact, in closed form
+        (None only for absurd sizes where even that would take long)."""
+        read = read_inputs(self)
+        return None if read is None else self.size - read
+
+    @property
+    def unread_last(self) -> int:
+        """The inputs after the last window's last tap: the rows a floor rounding drops."""
+        return min(self.size, max(0, self.size - 1 - self.last_read))
+
+
+MAX_RESIDUES = 100_000  # unread counting beyond this (sizes past 10^10 on every axis) is not attempted
+
+
+def read_inputs(w: Window) -> int | None:
+    """How many of the D input positions some window reads: window o (0 <= o < out) reads
+    o*S + j*dilation - P_left for j < F. In padded coordinates q = p + P_left and with
+    g = gcd(S, dilation) only multiples of g are read, q = g*(o*s + j*d) with s, d coprime; the
+    taps whose (j or o) index agrees modulo the other step form one progression of intervals
+    each, counted without a loop over sizes (see _covered)."""
+    g = math.gcd(w.stride, w.dilation)
+    low, high = -(-w.pad_left // g), (w.pad_left + w.size - 1) // g
+    families = ((w.output, w.stride // g), (w.kernel, w.dilation // g))
+    # positions a*step_a + b*step_b (a < count_a, b < count_b): b's residues mod step_a are looped over
+    (count_a, step_a), (count_b, step_b) = min((families, families[::-1]),
+                                               key=lambda pair: min(pair[1][0], pair[0][1]))
+    residues = min(count_b, step_a)
+    if residues > MAX_RESIDUES:
+        return None
+    read = 0
+    for b in range(residues):  # b, b + step_a, ...: values b*step_b + step_a*(a + t*step_b)
+        offset = b * step_b
+        repeats = -(-(count_b - b) // step_a)
+        read += _covered(count_a, step_b, repeats, -(-(low - offset) // step_a), (high - offset) // step_a)
+    return read
+
+
+def _covered(length: int, spacing: int, count: int, low: int, high: int) -> int:
+    """How many integers of [low, high] lie in the union of [t*spacing, t*spacing + length - 1]
+    for t < count."""
+    if count <= 0 or high < low:
+        return 0
+    if length >= spacing:  # the intervals touch: one interval
+        return max(0, min(high, (count - 1) * spacing + length - 1) - max(low, 0) + 1)
+
+    def up_to(x: int) -> int:
+        if x < 0:
+            return 0
+        k = x // spacing
+        return count * length if k >= count else k * length + min(length, x - k * spacing + 1)
+    return up_to(high) - up_to(low - 1)
 
 
 def rule_text(window: Window) -> str:

@@ -93,31 +93,52 @@ def window_text(term: WindowAxis) -> str:
 
 
 def notes(terms: tuple) -> list[str]:
-    """One warning per lossy rounding, axes that agree together ('floor along H/W: ...'):
-    what is left unread (floor, or a ceil whose extra window is dropped), or read past the
-    padded edge (ceil)."""
+    """One warning per lossy axis, axes that agree together ('floor along H/W: ...'): the inputs
+    no window reads (between the windows, when the kernel is smaller than the stride or dilated,
+    and after the last one: a floor, or a ceil whose extra window is dropped), counted exactly;
+    or a last window read past the padded edge (ceil)."""
     windows = [term for term in terms if isinstance(term, WindowAxis)]
     by_note: dict[tuple, list[str]] = {}
     for axis, term in enumerate(windows):
         w = term.window
-        if w.whole or not w.fits:
+        if not w.fits:
             continue
-        if w.rounding == "floor" or w.dropped:
+        words = axis_words(len(windows), axis)
+        unread = w.unread
+        between = None if unread is None else unread - w.unread_last
+        rounding = "ceil" if w.dropped else "floor" if term.asked == "floor" else "same"
+        lossy = not w.whole and (w.rounding == "floor" or w.dropped)
+        if between:  # inputs the windows step over, whatever the rounding
+            last = f" and the last {w.unread_last}" if w.unread_last else ""
+            note = (rounding if lossy else f"stride {w.stride}",
+                    f"{unread} of {w.size} input {words} never read: {between} between the windows "
+                    f"({_taps(w)}){last}")
+            by_note.setdefault(note, []).append(term.axis)
+        elif lossy:
             lost_inputs = w.leftover - w.pad_right
-            words = axis_words(len(windows), axis)
-            lost = ("only padding, harmless" if lost_inputs <= 0 else
-                    f"{lost_inputs} input {words if lost_inputs > 1 else words[:-1]} lost")
-            unread = f"the last {w.leftover} never read ({lost})"
-            if w.dropped:
-                note = ("ceil", f"no extra window (it would start in the padding); {unread}")
-            else:
-                note = ("floor" if term.asked == "floor" else "same", unread)
-        elif w.rounding == "ceil":
+            lost = ("only padding, harmless" if lost_inputs <= 0 else f"{_counted(lost_inputs, words)} lost")
+            unread_text = f"the last {w.leftover} never read ({lost})"
+            detail = f"no extra window (it would start in the padding); {unread_text}" if w.dropped else unread_text
+            by_note.setdefault((rounding, detail), []).append(term.axis)
+        elif between is None:
+            by_note.setdefault((f"stride {w.stride}", "some inputs fall between the windows, never read "
+                                                      "(too many windows to count them)"), []).append(term.axis)
+        if w.rounding == "ceil" and w.leftover and not w.dropped:
             note = ("ceil", f"the last window hangs {w.stride - w.leftover} past the padded edge")
-        else:
-            continue
-        by_note.setdefault(note, []).append(term.axis)
+            by_note.setdefault(note, []).append(term.axis)
     return [f"{rounding} along {'/'.join(axes)}: {detail}" for (rounding, detail), axes in by_note.items()]
+
+
+def _counted(count: int, words: str) -> str:
+    """'1 input row', '8 input rows'."""
+    return f"{count} input {words if count != 1 else words[:-1]}"
+
+
+def _taps(w) -> str:
+    """What leaves the gaps: 'kernel 1 < stride 2', 'kernel 3 with dilation 2, stride 1'."""
+    if w.dilation == 1:
+        return f"kernel {w.kernel} < stride {w.stride}"
+    return f"kernel {w.kernel} with dilation {w.dilation}, stride {w.stride}"
 
 
 def _transposed_text(term: TransposedAxis) -> str:
