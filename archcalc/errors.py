@@ -84,7 +84,25 @@ class SpecWarning(SpecError):
 
 
 class GeometryError(SpecError):
-    """An invalid D-F-S combination: the window does not tile the (padded) input."""
+    """An invalid D-F-S combination: the window does not tile the (padded) input.
+
+    ``fixes`` are the nearest changes that make it whole ('padding: same (-> 16)', 'stride 1
+    (-> 32)'), written into the hint as 'try A, B; <otherwise>'; the analysis, which knows the
+    network, adds the network input that would do (analysis/walk.py).
+    """
+
+    def __init__(self, message: str, *, fixes: tuple = (), otherwise: str = "", field: str | None = None):
+        self.fixes = list(fixes)
+        self.otherwise = otherwise
+        super().__init__(message, hint=self._hint(), field=field)
+
+    def _hint(self) -> str:
+        tried = "try " + ", ".join(self.fixes) if self.fixes else ""
+        return "; ".join(part for part in (tried, self.otherwise) if part)
+
+    def add_fix(self, fix: str) -> None:
+        self.fixes.append(fix)
+        self.hint = self._hint()
 
 
 class UsageError(ArchcalcError):

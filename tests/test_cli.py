@@ -85,7 +85,7 @@ ERRORS = [
     ("input: [1, 9]\nlayers:\n  - conv: {filters: 1, kernel: 5, stride: 3}\n",
      "3:43: error: layer conv1: invalid D-F-S combination: (9-5+2*0)/3+1 = 2.33 is not whole; stride 3 "
      "leaves the last position unread (PyTorch would silently floor to 2)",
-     "try stride 2 (-> 3), padding 1 (-> 3), kernel 6 (-> 2), an input of 8 (-> 2)"),
+     "try padding: same (-> 3), stride 2 (-> 3), padding 1 (-> 3), kernel 6 (-> 2), the network input of 8 (archcalc solve)"),
     ("input: [3, 32, 32]\nlayers:\n  - conv: {filters: 6, kernal: 5}\n",
      "3:32: error: layer conv1: unknown key 'kernal' for conv", "did you mean 'kernel'?"),
     ("input: [3, 32, 32]\nlayers:\n  - convv: {filters: 6, kernel: 5}\n",

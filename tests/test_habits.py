@@ -388,3 +388,45 @@ def test_the_skipped_inputs_note(tmp_path, size, kernel, stride, padding, expect
         assert not any("between" in note for note in notes)
     else:  # rows along H, columns along W
         assert notes == [expected, expected.replace("along H", "along W").replace("rows", "columns")]
+
+
+def test_the_resnet_downsample_is_told_about_padding_same(tmp_path):
+    """3x3, stride 2, padding 1 on 32: (32-3+2)/2+1 = 16.5. 'same' pads 0 left, 1 right: (32-3+1)/2+1 = 16,
+    what PyTorch's floor gives and what ResNet means."""
+    spec = write(tmp_path, "input: [64, 32, 32]\nlayers:\n  - conv: {filters: 128, kernel: 3, stride: 2, padding: 1}\n")
+    result = run("inspect", spec)
+    assert result.exit_code == 2
+    hint = result.output.splitlines()[1]
+    assert hint.startswith("  hint: try padding: same (-> 16), stride 1 (-> 32), kernel 2 (-> 17), ")
+    fixed = write(tmp_path, "input: [64, 32, 32]\nlayers:\n  - conv: {filters: 128, kernel: 3, stride: 2, "
+                            "padding: same}\n", "fixed.yaml")
+    assert json.loads(run("inspect", fixed, "-f", "json").stdout)["layers"][0]["output_shape"] == [128, 16, 16]
+    torch = pytest.importorskip("torch")
+    floored = torch.nn.Conv2d(64, 128, 3, 2, 1)(torch.zeros(1, 64, 32, 32))
+    assert tuple(floored.shape[2:]) == (16, 16)
+
+
+def test_same_is_not_offered_where_it_leaves_inputs_unread(tmp_path):
+    # kernel 1, stride 2 on 16: 'same' gives out 8 but still floors (15/2): not whole, not offered
+    spec = write(tmp_path, "input: [1, 16]\nlayers:\n  - conv: {filters: 1, kernel: 1, stride: 2}\n")
+    hint = run("inspect", spec).output.splitlines()[1]
+    assert "padding: same" not in hint and hint.startswith("  hint: try stride 1 (-> 16)")
+
+
+def test_the_hint_names_the_network_input_solve_finds(tmp_path):
+    """A pool meets 33 (35 - 3 + 1) deep in the network: the input to change is the network's, and
+    solve lists it (34 -> 32 -> 16)."""
+    spec = write(tmp_path, "input: [1, 35, 35]\nlayers:\n  - conv: {filters: 4, kernel: 3}\n  - maxpool: 2\n")
+    result = run("inspect", spec)
+    assert result.exit_code == 2
+    assert "(33-2+2*0)/2+1 = 16.5" in result.output
+    hint = result.output.splitlines()[1]
+    assert "the network input of 34 (archcalc solve)" in hint and "an input of" not in hint
+    solved = json.loads(run("solve", spec, "-f", "json", "--range", "30..40").stdout)
+    assert 34 in solved["sizes"]["H=W"]["sizes"] and 35 not in solved["sizes"]["H=W"]["sizes"]
+    assert run("inspect", spec, "--input", "1x34x34").exit_code == 0
+
+
+def test_the_network_input_of_a_non_square_input_is_given_whole(tmp_path):
+    spec = write(tmp_path, "input: [1, 32, 35]\nlayers:\n  - conv: {filters: 4, kernel: 3}\n  - maxpool: 2\n")
+    assert "the network input 1x32x34 (archcalc solve)" in run("inspect", spec).output

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from math import prod
 
 from ..choices import DTYPE_BYTES
-from ..errors import SpecError, UnknownName
+from ..errors import GeometryError, SpecError, UnknownName
 from ..gcpause import paused_gc
 from ..layers import Shape, Steps, shape_of, shape_text
 from ..layers.arguments import closest
@@ -160,13 +160,14 @@ class Analysis:
 
 @paused_gc
 def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dtype: str = "float32",
-            rounding: str | None = None, partial: bool = False) -> Analysis:
+            rounding: str | None = None, partial: bool = False, input_hint: bool = True) -> Analysis:
     """Walk the layers, computing every shape and count exactly.
 
     ``rounding`` overrides the rounding of every windowed layer (the CLI's --rounding).
     ``partial`` returns the layers up to the first invalid one, with ``failure`` set (that
     layer as analyzed, its input and the error), instead of raising: a diagram or the board
-    arithmetic of the mistake is still useful.
+    arithmetic of the mistake is still useful. ``input_hint``: a layer that does not tile names
+    the nearest network input that makes every layer valid among its fixes.
     """
     if dtype not in DTYPE_BYTES:
         raise SpecError(f"unknown dtype {dtype!r}", hint="one of " + ", ".join(DTYPE_BYTES))
@@ -187,6 +188,8 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
                 stats = shared(stats, owners[node.shares])
         except SpecError as exc:
             exc.located(node.location_of(exc.field), node.name)
+            if isinstance(exc, GeometryError) and input_hint and len(analyzed_inputs) == 1:
+                _add_network_input(exc, spec, next(iter(analyzed_inputs.values())), rounding)
             if not partial:
                 raise
             failure = Failure(node, layer, x, exc)
@@ -196,6 +199,46 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
         owners[node.name] = stats
     return Analysis(spec, analyzed_inputs, batch, dtype, tuple(layers),
                     _totals(layers, batch, DTYPE_BYTES[dtype]), failure)
+
+
+def _add_network_input(error: GeometryError, spec: Spec, shape: tuple, rounding: str | None) -> None:
+    """Add to a layer's fixes the nearest network input that makes every layer valid: a layer's
+    own input size is rarely what one can change ('the network input of 34 (archcalc solve)')."""
+    if rounding is not None:
+        spec = dataclasses.replace(spec, nodes=tuple(dataclasses.replace(node, layer=as_analyzed(node.layer, rounding))
+                                                     for node in spec.nodes))
+    found = nearest_valid_input(spec, shape)
+    if found is not None:
+        new, together = found
+        varied = next(size for size, old in zip(new, shape) if size != old)
+        error.add_fix(f"the network input of {varied} (archcalc solve)" if together else
+                      f"the network input {shape_text(new)} (archcalc solve)")
+
+
+def nearest_valid_input(spec: Spec, shape: tuple, search: int = 64) -> tuple[tuple, bool] | None:
+    """(the valid network input nearest ``shape``, whether its sizes varied together), within
+    ``search`` of each size; None if there is none. A sequence varies its steps; a square input
+    its spatial sizes together, as solve does; any other, one spatial axis at a time. The
+    smaller size wins a tie."""
+    if isinstance(shape, Steps):
+        families = [(0,)]
+    elif len(shape) < 2:
+        return None
+    else:
+        spatial = tuple(range(1, len(shape)))
+        families = [spatial] if len({shape[axis] for axis in spatial}) == 1 else [(axis,) for axis in spatial]
+    best = None
+    for axes in families:
+        current = shape[axes[0]]
+        sizes = [size for distance in range(1, search + 1) for size in (current - distance, current + distance)
+                 if size >= 1]
+        candidates = [type(shape)(size if axis in axes else value for axis, value in enumerate(shape))
+                      for size in sizes]
+        valid = valid_inputs(spec, candidates)
+        found = next((index for index, ok in enumerate(valid) if ok), None)
+        if found is not None and (best is None or abs(sizes[found] - current) < best[0]):
+            best = (abs(sizes[found] - current), candidates[found], len(families) == 1)
+    return None if best is None else best[1:]
 
 
 def network_inputs(spec: Spec, input_shape: tuple | None = None) -> dict:

@@ -163,10 +163,10 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
 
 
 def valid_alternatives(window: Window, search: int = 64) -> dict[str, tuple[int, int]]:
-    """The nearest changes that make an invalid axis whole: {what: (new value, new output)}.
+    """The nearest changes of the layer that make an invalid axis whole: {what: (new value, new
+    output)}. (Which network input would do is the analysis's to say: walk.nearest_valid_input.)
 
-    Searched among strides, paddings (symmetric), kernels and input sizes within ``search`` of
-    the current ones (never O(size): a 10^9 stride is searched as fast as 3); each entry is the
+    Searched among strides, paddings (symmetric) and kernels within ``search`` of the current ones (never O(size): a 10^9 stride is searched as fast as 3); each entry is the
     closest valid value (ties go to the smaller value).
     """
     def nearest(current: int, candidates: range, make) -> tuple[int, int] | None:
@@ -196,8 +196,6 @@ def valid_alternatives(window: Window, search: int = 64) -> dict[str, tuple[int,
                            lambda p: replaced(pad_left=p, pad_right=p)),
         "kernel": nearest(window.kernel, range(max(1, window.kernel - search), window.kernel + search),
                           lambda f: replaced(kernel=f)),
-        "input": nearest(window.size, range(max(1, window.size - search), window.size + search),
-                         lambda d: replaced(size=d)),
     }
     return {key: value for key, value in found.items() if value is not None}
 

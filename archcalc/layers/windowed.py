@@ -52,9 +52,9 @@ class Windowed(Layer):
         windows = self.windows(x)
         for axis, window in enumerate(windows):
             if not window.fits:
-                raise self._too_big(window, axis, len(windows))
+                raise self._too_big(window, axis, windows)
             if not window.whole and window.rounding == "strict":
-                raise self._not_whole(window, axis, len(windows))
+                raise self._not_whole(window, axis, windows)
         return windows
 
     def spatial_output(self, x: Shape) -> tuple:
@@ -115,28 +115,39 @@ class Windowed(Layer):
     def _axis(self, axis: int, rank: int) -> str:
         return "" if rank == 1 else f" along {axis_labels(rank)[axis]}"
 
-    def _fixes(self, window: Window) -> str:
-        found = valid_alternatives(window)
-        words = {"stride": "stride", "padding": "padding", "kernel": "kernel", "input": "an input of"}
-        parts = [f"{words[key]} {value} (-> {out})" for key, (value, out) in found.items()]
-        return "try " + ", ".join(parts) if parts else ""
+    def _fixes(self, window: Window, windows: tuple) -> list[str]:
+        """'padding: same (-> 16)' first where 'same' makes every axis whole (the usual fix of a
+        strided layer), then the nearest stride, padding and kernel for this axis."""
+        fixes = []
+        if self.padding != "same" and all(_same(w).whole for w in windows):
+            fixes.append(f"padding: same (-> {_same(window).output})")
+        words = {"stride": "stride", "padding": "padding", "kernel": "kernel"}
+        return fixes + [f"{words[key]} {value} (-> {out})" for key, (value, out) in valid_alternatives(window).items()]
 
-    def _not_whole(self, w: Window, axis: int, rank: int) -> GeometryError:
+    def _not_whole(self, w: Window, axis: int, windows: tuple) -> GeometryError:
+        rank = len(windows)
         words = axis_words(rank, axis)
         unread = f"last {w.leftover} {words}" if w.leftover > 1 else f"last {words[:-1]}"
         floor = w.span // w.stride + 1
         message = (f"invalid D-F-S combination{self._axis(axis, rank)}: {rule_text(w)}+1 = {exact_text(w)} "
                    f"is not whole; stride {w.stride} leaves the {unread} unread "
                    f"(PyTorch would silently floor to {floor})")
-        hint = self._fixes(w) + "; or accept the loss with 'rounding: floor' (PyTorch) or 'ceil' (Caffe)"
         field = "stride" if "stride" in self.spec_fields else "kernel"
-        return GeometryError(message, hint=hint, field=field)
+        return GeometryError(message, fixes=tuple(self._fixes(w, windows)), field=field,
+                             otherwise="or accept the loss with 'rounding: floor' (PyTorch) or 'ceil' (Caffe)")
 
-    def _too_big(self, w: Window, axis: int, rank: int) -> GeometryError:
+    def _too_big(self, w: Window, axis: int, windows: tuple) -> GeometryError:
+        rank = len(windows)
         message = (f"kernel {w.effective_kernel} does not fit{self._axis(axis, rank)}: the input is "
                    f"{w.size} with padding {w.pad_left}+{w.pad_right}, so D-F+2P = {w.span} is negative")
         if w.rounding == "ceil":  # PyTorch's ceil_mode: one window may hang past the edge, by less than S
             message += f" (rounding up lets one window hang past the edge by less than the stride {w.stride})"
         largest = (w.size + w.pad_left + w.pad_right - 1) // w.dilation + 1  # F_eff <= D + 2P
-        return GeometryError(message, hint=self._fixes(w) or f"at most kernel {largest} fits here", field="kernel")
+        return GeometryError(message, fixes=tuple(self._fixes(w, windows)), field="kernel",
+                             otherwise=f"at most kernel {largest} fits here")
 
+
+def _same(w: Window) -> Window:
+    """The axis with 'same' padding (out = ceil(D/S)), judged strictly."""
+    left, right = same_padding(w.size, w.kernel, w.stride, w.dilation)
+    return Window(w.size, w.kernel, w.stride, left, right, w.dilation)

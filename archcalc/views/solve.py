@@ -192,7 +192,7 @@ def _repairs(spec: Spec, shape: tuple) -> tuple:
     """
     repairs = []
     while True:
-        failure = analyze(spec, input_shape=shape, partial=True).failure
+        failure = analyze(spec, input_shape=shape, partial=True, input_hint=False).failure  # the scan says that
         if failure is None:
             return tuple(repairs)
         node, layer, x, error = failure.node, failure.layer, failure.input_shape, failure.error
@@ -212,7 +212,7 @@ def _axis_fixes(layer, x: tuple) -> tuple:
     for term in layer.size_terms(x, None):
         w = term.window
         if not w.fits or (not w.whole and w.rounding == "strict"):
-            changes = {what: change for what, change in valid_alternatives(w).items() if what != "input"}
+            changes = valid_alternatives(w)
             fixes.append(AxisFix(term.axis, window_text(term), changes))
     if len(fixes) > 1 and all((f.arithmetic, f.changes) == (fixes[0].arithmetic, fixes[0].changes)
                               for f in fixes):
