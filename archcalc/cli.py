@@ -789,6 +789,26 @@ def export(spec, output, force, dtype, input_shape, rounding):
         wrote(output, "Python", f": {summary}")
 
 
+@main.command(short_help="Every layer kind, or one kind's fields and defaults.")
+@click.argument("kind", required=False)
+@option("--markdown", is_flag=True, help="Every kind as the README's markdown table.")
+def kinds(kind, markdown):
+    """Every layer kind a spec may use, with what it computes; with KIND (any case: Conv2D, ReLU),
+    its fields, their defaults and docs, and the names PyTorch and Keras give them.
+
+    Read from the registry of kinds, like the README's table (--markdown).
+    """
+    from .layers import lookup
+    from .views import kinds as listing
+
+    if markdown and kind is not None:
+        raise UsageError("--markdown", True, "lists every kind; give no KIND with it")
+    if markdown:
+        click.echo(listing.markdown_table(), nl=False)
+    else:
+        click.echo(listing.kind_text(lookup(kind)) if kind is not None else listing.list_text(), nl=False)
+
+
 @contextlib.contextmanager
 def _progress(enabled: bool):
     """A progress bar for timed runs on a terminal; a callback(description, done, total)."""

@@ -430,3 +430,35 @@ def test_the_hint_names_the_network_input_solve_finds(tmp_path):
 def test_the_network_input_of_a_non_square_input_is_given_whole(tmp_path):
     spec = write(tmp_path, "input: [1, 32, 35]\nlayers:\n  - conv: {filters: 4, kernel: 3}\n  - maxpool: 2\n")
     assert "the network input 1x32x34 (archcalc solve)" in run("inspect", spec).output
+
+
+# --- archcalc kinds ---------------------------------------------------------------------------
+def test_kinds_lists_every_registered_kind():
+    from archcalc.layers import REGISTRY
+
+    result = run("kinds")
+    assert result.exit_code == 0
+    listed = [line.split()[0] for line in result.stdout.splitlines()[:len(REGISTRY)]]
+    assert listed == list(REGISTRY)
+    assert "dense (fc, linear)  " in result.stdout
+
+
+def test_kinds_kind_gives_fields_defaults_docs_and_foreign_names():
+    result = run("kinds", "MaxPooling2D")  # Keras's name: told archcalc's
+    assert result.exit_code == 2 and "did you mean 'maxpool'? (archcalc's name for MaxPooling2D)" in result.output
+    result = run("kinds", "MaxPool")  # any case
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "maxpool: Largest value in each window."
+    assert "PyTorch/Keras: MaxPooling2D" in lines
+    assert any(line.split()[:2] == ["kernel", "required"] and "pool_size" in line for line in lines)
+    assert any(line.split()[:2] == ["stride", "none"] and "default: the kernel" in line for line in lines)
+    assert run("kinds", "conv", "--markdown").exit_code == 2
+
+
+def test_readme_table_of_kinds_is_the_registry():
+    from archcalc.views.kinds import README_BEGIN, README_END, markdown_table
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(README_BEGIN + "\n", 1)[1].split(README_END, 1)[0]
+    assert block == markdown_table() == run("kinds", "--markdown").stdout

@@ -47,6 +47,7 @@ def register(kind: str, *aliases: str, prefix: str | None = None, known_as: tupl
         REGISTRY[kind] = cls
         for alias in aliases:
             ALIASES[alias] = kind
+        cls.known_as = known_as
         for name in known_as:
             FOREIGN[_folded(name)] = kind
         cls.spec_fields = {f.name: f for f in dataclasses.fields(cls) if "convert" in f.metadata}
@@ -96,6 +97,7 @@ class Layer:
     kind: ClassVar[str]
     prefix: ClassVar[str]
     spec_fields: ClassVar[dict]
+    known_as: ClassVar[tuple] = ()            # PyTorch's and Keras's names that do not fold to the kind
     main: ClassVar[str | None] = None          # the field a scalar shorthand sets (dense: 4096)
     creates_neurons: ClassVar[bool] = True     # False: passes values on, adds 0 (analysis/conventions.py lists them)
     merges: ClassVar[bool] = False             # True: reads several inputs, x is a tuple of shapes
