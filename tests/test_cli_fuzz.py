@@ -32,7 +32,7 @@ SPECS = {
 # Cases per command in the default run (a few seconds); the slow run takes ten times as many,
 # over 10,000 in all.
 CASES = {"inspect": 500, "explain": 200, "solve": 200, "diff": 200, "render": 200, "run": 100, "export": 100,
-         "plan": 200, "memory": 200}
+         "plan": 200, "memory": 200, "kinds": 50}
 SLOW_FACTOR = 10
 
 ARGV_TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")  # NUL never reaches argv
@@ -140,7 +140,7 @@ def _check(command_name: str, examples: int, scratch, device: str | None = None)
         os.chdir(cwd)
 
 
-STATIC = ["inspect", "explain", "solve", "diff", "render", "plan", "memory"]
+STATIC = ["inspect", "explain", "solve", "diff", "render", "plan", "memory", "kinds"]
 TORCH = ["run", "export"]
 
 

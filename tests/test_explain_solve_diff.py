@@ -111,7 +111,7 @@ def test_explain_stops_at_the_invalid_layer_with_its_fixes(tmp_path):
     result = run("explain", write(tmp_path, text))
     assert result.exit_code == 2
     assert "(9-5+2*0)/3+1 = 2.33" in result.output
-    assert "try stride 2 (-> 3), padding 1 (-> 3)" in result.output   # slides 56 and 60: F=5, S=2 or P=1
+    assert "try padding: same (-> 3), stride 2 (-> 3), padding 1 (-> 3)" in result.output  # slides 56, 60: S=2 or P=1
     assert "Traceback" not in result.output
 
 
