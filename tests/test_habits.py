@@ -146,7 +146,8 @@ def layer_error(tmp_path, layer):
     ("nn.ConvTranspose2d: {filters: 8, kernel: 2}", "did you mean 'convtranspose'?"),
     ("UpSampling2D", "did you mean 'upsample'?"),
     ("conv: {filters: 8, kernel: 3, activation: nn.ReLU}", "did you mean 'relu'? (archcalc's name for nn.ReLU)"),
-    ("conv: {filters: 8, kernel: 3, activation: relu6}", "did you mean 'relu'?"),
+    ("conv: {filters: 8, kernel: 3, activation: nn.SiLU}", "did you mean 'silu'? (archcalc's name for nn.SiLU)"),
+    ("conv: {filters: 8, kernel: 3, activation: rellu}", "did you mean 'relu'?"),
 ])
 def test_pytorch_and_keras_names_are_known(tmp_path, layer, hint):
     assert f"  hint: {hint}" in layer_error(tmp_path, layer)
