@@ -791,12 +791,12 @@ def export(spec, output, force, dtype, input_shape, rounding):
 
 @main.command(short_help="Every layer kind, or one kind's fields and defaults.")
 @click.argument("kind", required=False)
-@option("--markdown", is_flag=True, help="Every kind as the README's markdown table.")
+@option("--markdown", is_flag=True, help="Every kind as docs/spec.md's markdown table.")
 def kinds(kind, markdown):
     """Every layer kind a spec may use, with what it computes; with KIND (any case: Conv2D, ReLU),
     its fields, their defaults and docs, and the names PyTorch and Keras give them.
 
-    Read from the registry of kinds, like the README's table (--markdown).
+    Read from the registry of kinds, like docs/spec.md's table (--markdown).
     """
     from .layers import lookup
     from .views import kinds as listing
