@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import Location, SpecWarning
-from ..layers import Steps, shape_text
+from ..layers import Steps
 from .model import Spec
 
 IMAGE_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
@@ -41,7 +41,7 @@ def input_warnings(spec: Spec, input_shape: tuple[int, ...] | None = None) -> li
                                        _listed, where)
     if input_shape is not None and len(inputs) == 1:
         declared = next(iter(inputs.values()))
-        warnings += _channels_last(input_shape, "--input", shape_text, None)
+        warnings += _channels_last(input_shape, "--input", _sized, None)
         if len(input_shape) != len(declared) and not isinstance(declared, Steps):
             warnings.append(_axes_changed(tuple(input_shape), tuple(declared)))
     return warnings
@@ -53,16 +53,16 @@ def _channels_last(shape: tuple[int, ...], what: str, written: Callable[[tuple[i
     if meant is None:
         return []
     return [SpecWarning(f"{what} {written(shape)} looks channels-last (height, width, channels); archcalc reads "
-                        f"shapes channels first, as PyTorch does: {shape[0]} channels of {shape_text(shape[1:])}",
+                        f"shapes channels first, as PyTorch does: {shape[0]} channels of {_sized(shape[1:])}",
                         hint=f"did you mean {written(meant)}?", location=location)]
 
 
 def _axes_changed(given: tuple[int, ...], declared: tuple[int, ...]) -> SpecWarning:
-    hint = f"the spec's input is {shape_text(declared)}"
+    hint = f"the spec's input is {_sized(declared)}"
     if len(given) < len(declared):
-        hint = f"did you mean {shape_text(declared[:len(declared) - len(given)] + given)}?"
-    return SpecWarning(f"--input {shape_text(given)} has {len(given)} ax{'is' if len(given) == 1 else 'es'} but the "
-                       f"spec's input {shape_text(declared)} has {len(declared)}: the network now reads "
+        hint = f"did you mean {_sized(declared[:len(declared) - len(given)] + given)}?"
+    return SpecWarning(f"--input {_sized(given)} has {len(given)} ax{'is' if len(given) == 1 else 'es'} but the "
+                       f"spec's input {_sized(declared)} has {len(declared)}: the network now reads "
                        f"{_described(given)}", hint=hint)
 
 
@@ -70,9 +70,14 @@ def _described(shape: tuple[int, ...]) -> str:
     """'a 1D map of 224 channels x 224', 'a flat vector of 224 features'."""
     if len(shape) == 1:
         return f"a flat vector of {shape[0]} features"
-    return f"a {len(shape) - 1}D map of {shape[0]} channels x {shape_text(shape[1:])}"
+    return f"a {len(shape) - 1}D map of {shape[0]} channels x {_sized(shape[1:])}"
 
 
 def _listed(shape: tuple[int, ...]) -> str:
     """As a spec writes it: [3, 32, 32]."""
     return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _sized(sizes: tuple[int, ...]) -> str:
+    """As --input writes it: 3x32x32."""
+    return "x".join(map(str, sizes))
