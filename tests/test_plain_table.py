@@ -41,7 +41,7 @@ def test_markup_in_a_name_is_shown_as_written():
 def test_a_100000_layer_table_prints_in_seconds():
     analysis = archcalc.analyze(archcalc.loads(spec_text([4, 8, 8], *["conv: {filters: 4, kernel: 3, padding: same}",
                                                                        "relu"] * 50_000)))
-    start = time.perf_counter()
+    start = time.process_time()
     text = output.plain_text(report.table_report(analysis, None, report.Extras()))
-    assert time.perf_counter() - start < 10  # rich took a minute
+    assert time.process_time() - start < 10  # CPU seconds (1.2 s measured); rich took a minute
     assert text.count("\n") > 100_000 and "relu50000" in text
