@@ -295,9 +295,10 @@ def refuse_unless(ctx: click.Context, condition: bool, names: tuple, reason: str
 def wrote(path: str, what: str, detail: str = "") -> None:
     """Say on stderr what was written: 'wrote report.json (JSON, 12.30 kB)'."""
     from .units import decimal_bytes
+    from .views.escape import visible
 
     size = decimal_bytes(os.path.getsize(path))
-    click.echo(f"wrote {path} ({what}, {size}){detail}", err=True)
+    click.echo(f"wrote {visible(path)} ({what}, {size}){detail}", err=True)
 
 
 def load_and_analyze(spec_path: str, input_shape, batch: int, dtype: str, rounding, partial: bool = False):

@@ -88,6 +88,11 @@ def load_value(text: str) -> Any:
         raise SpecError(f"the value is {len(text):,} characters long; the limit is {MAX_FILE_BYTES:,}",
                         hint="give it in the spec's params instead")
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # argv bytes that are not UTF-8 arrive as lone surrogates
+        raise SpecError(f"the value holds bytes that are not UTF-8 text (at column {exc.start + 1})",
+                        hint="write the value in UTF-8") from None
+    try:
         return _parse(text, "<value>", "the value")
     except SpecError as exc:
         if exc.location is not None:
