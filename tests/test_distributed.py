@@ -92,11 +92,11 @@ def test_runs_match_the_prediction(spec, shard, nproc, batch):
 
 @pytest.mark.slow
 def test_uneven_shards_of_an_odd_first_axis():
-    """lenet5 on 4: a [6, 1, 5, 5] conv weight splits 2, 2, 2, 0 rows; [120, 400] 30 each; [84] 21 each;
+    """lenet5 (1x28x28 input) on 4: a [6, 1, 5, 5] conv weight splits 2, 2, 2, 0 rows; [120, 256] 30 each; [84] 21 each;
     [10] 3, 3, 3, 1 (torch.chunk)."""
     found = check_run("lenet5", "fsdp", 4, 8)
     last = dict((tuple(shape), rows) for shape, rows in found["ranks"][3]["shards"])
-    assert last[(6, 1, 5, 5)] == 0 and last[(10,)] == 1 and last[(120, 400)] == 30
+    assert last[(6, 1, 5, 5)] == 0 and last[(10,)] == 1 and last[(120, 256)] == 30
 
 
 @pytest.mark.slow
