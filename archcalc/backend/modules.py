@@ -57,6 +57,64 @@ class Concat(nn.Module):
         return f"dim={self.dim}"
 
 
+
+class Split(nn.Module):
+    """torch.split(x, sizes, dim): a tuple of views, one per part."""
+
+    def __init__(self, sizes, dim=1):
+        super().__init__()
+        self.sizes = sizes
+        self.dim = dim
+
+    def forward(self, x):
+        return torch.split(x, self.sizes, self.dim)
+
+    def extra_repr(self):
+        return f"sizes={self.sizes}, dim={self.dim}"
+
+
+class Chunk(nn.Module):
+    """torch.chunk(x, chunks, dim): a tuple of views, one per part."""
+
+    def __init__(self, chunks, dim=1):
+        super().__init__()
+        self.chunks = chunks
+        self.dim = dim
+
+    def forward(self, x):
+        return torch.chunk(x, self.chunks, self.dim)
+
+    def extra_repr(self):
+        return f"chunks={self.chunks}, dim={self.dim}"
+
+
+class Reshape(nn.Module):
+    """x.reshape per sample: (N, *shape), one size -1 inferred."""
+
+    def __init__(self, *shape):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)
+
+    def extra_repr(self):
+        return f"shape={self.shape}"
+
+
+class Permute(nn.Module):
+    """x.permute per sample: output axis i is input axis dims[i] (the batch axis stays first)."""
+
+    def __init__(self, *dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(0, *(axis + 1 for axis in self.dims))
+
+    def extra_repr(self):
+        return f"dims={self.dims}"
+
 def preset(module, weight=None, bias=None):
     """``module`` with its weight and bias set to given numbers (the course's worked examples).
 
@@ -162,7 +220,8 @@ class ChannelsLast(nn.Module):
 
 # Recipes name a helper by its Python name; add new helpers here.
 HELPERS = {helper.__name__: helper for helper in (Add, Multiply, Subtract, Abs, Concat, preset, Recurrent, single_bias,
-                                                  RepeatVector, Scale, Parameter, ChannelsLast)}
+                                                  RepeatVector, Scale, Parameter, ChannelsLast,
+                                                  Split, Chunk, Reshape, Permute)}
 
 
 def resolve(name: str):
