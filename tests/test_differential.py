@@ -7,6 +7,7 @@ import os
 
 import pytest
 from conftest import drawn, spec_text
+from test_layers import sizes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -110,7 +111,7 @@ def chains(draw):
     for _ in range(draw(st.integers(1, 5))):
         choice = draw(st.sampled_from(["conv", "conv", "maxpool", "avgpool", "batchnorm", "layernorm", "lrn",
                                        "dropout", "activation", "prelu", "scale", "groupnorm", "instancenorm",
-                                       "rmsnorm"]))
+                                       "rmsnorm", *MOVES]))
         if choice == "conv":
             groups = draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))
             filters = groups * draw(st.integers(1, 3))
@@ -150,6 +151,8 @@ def chains(draw):
             fields = {"num_parameters": draw(st.sampled_from([1, channels]))}
         elif choice == "scale":
             fields = {"init": draw(st.sampled_from([1.0, 0.5]))}
+        elif choice in MOVES:
+            fields = moved(draw, choice, rank, channels)
         else:
             fields = {}
         layers.append(f"{choice}: {{{', '.join(f'{k}: {_yaml(v)}' for k, v in fields.items())}}}"
@@ -163,6 +166,19 @@ def chains(draw):
 
 
 ACTIVATIONS = ["silu", "hardswish", "hardsigmoid", "relu6", "mish", "abs"]  # issue 13's, without arguments
+MOVES = ("pad", "channel_shuffle", "identity")  # layers that move values, amid a chain
+
+
+def moved(draw, choice: str, rank: int, channels: int) -> dict:
+    """The fields of a pad (F.pad's sides for some of the axes, any mode: reflect and circular
+    may be refused on a small axis, as PyTorch refuses them) or of a channel shuffle."""
+    if choice == "pad":
+        pairs = draw(st.integers(0, rank))  # 0: one number for every side
+        sides = [draw(st.integers(0, 3)) for _ in range(2 * pairs)] if pairs else draw(st.integers(0, 3))
+        return {"padding": sides, "mode": draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))}
+    if choice == "channel_shuffle":
+        return {"groups": draw(st.sampled_from([g for g in range(1, channels + 1) if channels % g == 0]))}
+    return {}
 
 
 def _yaml(value) -> str:
@@ -185,7 +201,7 @@ def test_random_chains_agree_with_pytorch_layer_by_layer(chain, batch):
         assert "PyTorch cannot" in exc.message, exc
         return
     assert result.ok, (shape, valid, result.disagreements)
-    assert [check.actual_shape for check in result.checks] == [tuple(s.output_shape) for s in analysis.layers]
+    assert [check.actual_shape for check in result.checks] == [sizes(s.output_shape) for s in analysis.layers]
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +225,14 @@ def test_chains_reach_deep(rank, drawn_chains):
     assert result.ok and len(result.checks) == 5
 
 
+def test_chains_draw_the_layers_that_move_values(drawn_chains):
+    """Pads (each mode) and shuffles reach PyTorch amid chains that pass every layer."""
+    whole = [layers for shape, layers in drawn_chains
+             if len(archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), partial=True).layers) == len(layers)]
+    for move in (*MOVES, "mode: reflect", "mode: circular", "mode: replicate"):
+        assert any(any(move in layer for layer in layers) for layers in whole), move
+
+
 # --- random graphs: branches merged by add and concat ------------------------------------------------
 
 @st.composite
@@ -224,8 +248,17 @@ def graphs(draw):
     for index in range(draw(st.integers(2, 8))):
         name = f"n{index}"
         choice = draw(st.sampled_from(["conv", "conv", "pool", "gate", "parameter", "add", "multiply", "subtract",
-                                       "concat", "concat"]))
+                                       "concat", "concat", "chunk"]))
         names = list(shapes)
+        if choice == "chunk":  # halves read by name, 'n3.0' and 'n3.1', like any layer's output
+            source = draw(st.sampled_from(names))
+            if shapes[source][0] % 2 == 0:
+                layers.append(f"chunk: {{chunks: 2, inputs: {source}, name: {name}}}")
+                half = (shapes[source][0] // 2, *shapes[source][1:])
+                shapes.update({f"{name}.0": half, f"{name}.1": half})
+                read.add(source)
+                continue
+            choice = "conv"
         if choice == "parameter" and index == 0:  # the first layer reads the network input
             choice = "conv"
         if choice in ("add", "multiply", "subtract", "concat"):
@@ -294,7 +327,7 @@ def test_random_graphs_agree_with_pytorch_layer_by_layer(graph):
     analysis = archcalc.analyze(archcalc.loads(text))
     result = verify(analysis, device="meta")
     assert result.ok, (text, result.disagreements)
-    assert [check.actual_shape for check in result.checks] == [tuple(s.output_shape) for s in analysis.layers]
+    assert [check.actual_shape for check in result.checks] == [sizes(s.output_shape) for s in analysis.layers]
     assert analysis.output_shapes.keys() == set(outputs)
 
 
@@ -304,7 +337,7 @@ def test_graph_generator_is_not_vacuous():
     hand-written residual + concat graph of its form passes every layer."""
     graphs_drawn = drawn(graphs(), 100)
     for feature in ("add: ", "multiply: ", "subtract: ", "concat: ", "adaptiveavgpool: ", "parameter: ", "stride: 2",
-                    "shares: ", "freeze: "):
+                    "shares: ", "freeze: ", "chunk: "):
         assert sum(any(feature in layer for layer in layers) for _, layers, _ in graphs_drawn) >= 10, feature
     assert sum(len(outputs) > 1 for _, _, outputs in graphs_drawn) >= 10
     broadcast = 0

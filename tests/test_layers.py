@@ -10,7 +10,7 @@ import pytest
 from conftest import spec_text
 
 import archcalc
-from archcalc.layers import REGISTRY, FeatureMap
+from archcalc.layers import REGISTRY, FeatureMap, Outputs
 
 LAYER_TABLE = [
     # kind, fragment, input, output, params
@@ -103,7 +103,28 @@ LAYER_TABLE = [
     ("instancenorm", "instancenorm", (16, 9, 9), (16, 9, 9), 0),
     ("instancenorm", "instancenorm: {affine: true, track_running_stats: true}", (16, 9), (16, 9), 32),
     # --- end kinds-a norms ---
+    # --- layers that move or view values (channels.py): torch.split/chunk (one shape per output),
+    # nn.ChannelShuffle, nn.ZeroPad/ReflectionPad/CircularPad/ReplicationPad with F.pad's side order,
+    # reshape with -1, permute, nn.Identity; ShuffleNetV2's 116 channels halved at 28x28
+    ("split", "split: {sizes: [58, 58]}", (116, 28, 28), ((58, 28, 28), (58, 28, 28)), 0),
+    ("split", "split: {sizes: [1, 3], axis: 2}", (2, 5, 4), ((2, 5, 1), (2, 5, 3)), 0),
+    ("chunk", "chunk: 2", (116, 28, 28), ((58, 28, 28), (58, 28, 28)), 0),
+    ("chunk", "chunk: {chunks: 3, axis: 1}", (4, 7), ((4, 3), (4, 3), (4, 1)), 0),
+    ("channel_shuffle", "channel_shuffle: 2", (116, 28, 28), (116, 28, 28), 0),
+    ("pad", "pad: 1", (3, 5, 5), (3, 7, 7), 0),
+    ("pad", "pad: {padding: [1, 0, 2, 1], mode: reflect}", (3, 5, 5), (3, 8, 6), 0),
+    ("pad", "pad: {padding: [2, 4], mode: circular}", (2, 4), (2, 10), 0),
+    ("pad", "pad: {padding: [0, 1], mode: replicate}", (1, 3, 3, 3), (1, 3, 3, 4), 0),
+    ("reshape", "reshape: [-1, 7, 7]", (2, 4, 49), (8, 7, 7), 0),
+    ("reshape", "reshape: {shape: [6, 4], sequence: true}", (24,), (6, 4), 0),
+    ("permute", "permute: [1, 2, 0]", (3, 4, 5), (4, 5, 3), 0),
+    ("identity", "identity", (8, 4, 4), (8, 4, 4), 0),
 ]
+
+
+def sizes(shape) -> tuple:
+    """Plain sizes: one tuple, or one per output of a split."""
+    return tuple(map(tuple, shape)) if isinstance(shape, Outputs) else tuple(shape)
 
 
 @pytest.mark.parametrize("kind,fragment,input_shape,output,params", LAYER_TABLE,
@@ -112,7 +133,7 @@ def test_layer(kind, fragment, input_shape, output, params):
     result = archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)))
     stats = result.layers[0]
     assert stats.kind == kind
-    assert tuple(stats.output_shape) == output
+    assert sizes(stats.output_shape) == output
     assert stats.params == params
 
 

@@ -7,13 +7,14 @@ from ..layers.receptive import Field, input_field, widest
 def receptive_fields(analysis) -> dict:
     """{layer name: Field of its output} for every analyzed layer, in spec order.
 
-    Each kind's rule is its ``Layer.receptive_field(x, y, field)``.
+    Each kind's rule is its ``Layer.receptive_field(x, y, field)``; a layer with several outputs
+    (split) has one field per output, and is listed with its first.
     """
     fields = {name: input_field(shape) for name, shape in analysis.input_shapes.items()}
     for stats in analysis.layers:
         field = widest([fields[name] for name in stats.node.inputs])
-        fields[stats.name] = stats.layer.receptive_field(stats.input_shape, stats.output_shape, field)
-    return {stats.name: fields[stats.name] for stats in analysis.layers}
+        fields.update(stats.node.named(stats.layer.receptive_field(stats.input_shape, stats.output_shape, field)))
+    return {stats.name: fields[stats.node.outputs[0]] for stats in analysis.layers}
 
 
 def field_text(field: Field) -> tuple[str, str, str]:

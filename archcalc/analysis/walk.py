@@ -118,9 +118,18 @@ class Analysis:
         return self
 
     @property
+    def shapes(self) -> dict:
+        """{name: shape} of every value a layer can read: the network inputs, then each analyzed
+        layer's output (each of a split's under '<layer>.<i>')."""
+        shapes = dict(self.input_shapes)
+        for stats in self.layers:
+            shapes.update(stats.node.named(stats.output_shape))
+        return shapes
+
+    @property
     def output_shapes(self) -> dict:
-        """{output layer name: shape} for the spec's outputs (those analyzed so far)."""
-        analyzed = {stats.name: stats.output_shape for stats in self.layers}
+        """{output name: shape} for the spec's outputs (those analyzed so far)."""
+        analyzed = self.shapes
         return {name: analyzed[name] for name in self.spec.outputs if name in analyzed}
 
     @property
@@ -195,7 +204,7 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
             failure = Failure(node, layer, x, exc)
             break
         layers.append(stats)
-        shapes[node.name] = stats.output_shape
+        shapes.update(node.named(stats.output_shape))
         owners[node.name] = stats
     return Analysis(spec, analyzed_inputs, batch, dtype, tuple(layers),
                     _totals(layers, batch, DTYPE_BYTES[dtype]), failure)
@@ -285,10 +294,13 @@ def valid_inputs(spec: Spec, input_shapes: list) -> list[bool]:
         for source in node.inputs:
             if last_reader[source] == index:
                 del states[source]  # what no later layer reads is dropped: memory stays bounded
-        if node.name in last_reader:
-            states[node.name] = part
-        else:  # nothing reads it: its candidates are the valid ones, as far as it is concerned
-            valid = [ok and owner >= 0 for ok, owner in zip(valid, part.owners)]
+        outputs = node.outputs
+        for output_index, output in enumerate(outputs):
+            state = part if len(outputs) == 1 else walk.picked(part, output_index)
+            if output in last_reader:
+                states[output] = state
+            else:  # nothing reads it: its candidates are the valid ones, as far as it is concerned
+                valid = [ok and owner >= 0 for ok, owner in zip(valid, state.owners)]
     return valid
 
 
@@ -324,6 +336,13 @@ class _PartitionWalk:
         index = {}
         owners = tuple(index.setdefault(shape, len(index)) for shape in shapes)
         return self.made(tuple(index), owners)
+
+    def picked(self, part: _Partition, index: int) -> _Partition:
+        """The partition of output ``index`` of a layer with several outputs, whose shapes
+        (Outputs) ``part`` holds: two of them may agree on that output."""
+        order: dict = {}
+        renumbered = [order.setdefault(shape[index], len(order)) for shape in part.shapes] + [-1]  # -1 stays
+        return self.made(tuple(order), tuple(renumbered[i] for i in part.owners))
 
     def through(self, node: Node, sources: tuple) -> _Partition:
         """The partition of ``node``'s output, given those of its inputs."""

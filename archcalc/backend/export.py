@@ -66,8 +66,8 @@ def export_checked(plan: Plan) -> str:
 
 
 def _output_shapes(plan: Plan) -> list:
-    """The analyzer's shape of each output, in forward's order (one pass, not a search per output)."""
-    shapes = {step.name: step.stats.output_shape for step in plan.steps}
+    """The analyzer's shape of each output, in forward's order."""
+    shapes = plan.analysis.output_shapes
     return [shapes[name] for name in plan.outputs]
 
 
@@ -110,7 +110,8 @@ def _class(plan: Plan) -> str:
     lines += ["", f"{INDENT}def forward(self, {arguments}):"]
     for step in plan.steps:
         reads = ", ".join(variables[name] for name in step.reads)
-        lines.append(f"{INDENT * 2}{variables[step.name]} = self.{step.module}({reads})")
+        assigned = ", ".join(variables[name] for name in step.stats.node.outputs)  # a split: 'a, b = ...'
+        lines.append(f"{INDENT * 2}{assigned} = self.{step.module}({reads})")
     lines.append(f"{INDENT * 2}return {', '.join(variables[name] for name in plan.outputs)}")
     return "\n".join(lines)
 
@@ -141,6 +142,7 @@ def _variables(plan: Plan) -> dict:
     uses = Counter(name for step in plan.steps for name in step.reads) + Counter(plan.outputs)
     variables = dict(zip(plan.inputs, plan.input_variables))
     variables.update((step.name, step.attribute) for step in plan.steps)
+    variables.update(pair for step in plan.steps for pair in zip(step.stats.node.outputs, step.parts))
     single_input = next(iter(plan.inputs)) if len(plan.inputs) == 1 else None
     values = [single_input, *(step.name for step in plan.steps)]
     following = [*(step.reads for step in plan.steps), plan.outputs if len(plan.outputs) == 1 else ()]

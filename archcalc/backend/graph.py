@@ -31,7 +31,7 @@ class Network(nn.Module):
                 parameter.requires_grad_(False)
             self.add_module(step.attribute, layer)
         # a plain list (not registered twice): the walk of forward, in spec order
-        self._walk = [(step.name, self._modules[step.module], step.reads, released)
+        self._walk = [(step.name, step.stats.node.named, self._modules[step.module], step.reads, released)
                       for step, released in zip(plan.steps, plan.releases())]
         self._by_name = {step.name: self._modules[step.module] for step in plan.steps}
 
@@ -44,10 +44,11 @@ class Network(nn.Module):
             raise TypeError(f"{self._spec_name} takes {len(self._input_names)} input(s) "
                             f"({', '.join(self._input_names)}), got {len(inputs)}")
         values = dict(zip(self._input_names, inputs))
-        for name, layer, reads, released in self._walk:
-            values[name] = layer(*(values[read] for read in reads))
+        for name, named, layer, reads, released in self._walk:
+            value = layer(*(values[read] for read in reads))
+            values.update(named(value))  # a split's tuple: each part under its output's name
             if observe is not None:
-                observe(name, values[name])
+                observe(name, value)
             for gone in released:
                 del values[gone]
         results = tuple(values[name] for name in self._output_names)

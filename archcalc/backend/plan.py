@@ -29,6 +29,7 @@ class Step:
     reads: tuple        # spec names of the values it reads: earlier layers or network inputs (a layer
                         # that reads nothing, parameter, is given the first network input for its batch size)
     shares: str | None = None  # the attribute of the module it applies again ('shares:'), not its own
+    parts: tuple = ()   # a layer with several outputs (split): their Python names, in forward
 
     @property
     def name(self) -> str:
@@ -79,12 +80,15 @@ def make_plan(source, **analyze_options) -> Plan:
     analysis = as_analysis(source, **analyze_options)
     spec = analysis.spec
     inputs = analysis.input_shapes  # after --input
-    names = identifiers([*inputs, *(stats.name for stats in analysis.layers)])
+    several = [output for stats in analysis.layers if len(stats.node.outputs) > 1 for output in stats.node.outputs]
+    names = identifiers([*inputs, *(stats.name for stats in analysis.layers), *several])
     variables = tuple(names[:len(inputs)])
     attributes = dict(zip((stats.name for stats in analysis.layers), names[len(inputs):]))
     first = next(iter(inputs))  # a layer that reads nothing (parameter) reads its batch size there
+    parts = dict(zip(several, names[len(inputs) + len(analysis.layers):]))
     steps = tuple(Step(stats, attributes[stats.name], layer_recipe(stats), stats.node.inputs or (first,),
-                       attributes[stats.shares] if stats.shares is not None else None)
+                       attributes[stats.shares] if stats.shares is not None else None,
+                       tuple(parts[output] for output in stats.node.outputs if output in parts))
                   for stats in analysis.layers)
     return Plan(analysis, class_name(spec.name), inputs, variables, steps, spec.outputs)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from math import prod
 
 from ..errors import SpecError, UsageError
-from ..layers import shape_text
+from ..layers import parts, shape_text
 
 LARGEST_TENSOR_BYTES = 2**63 - 1
 STATIC_HINT = "the static analysis (archcalc inspect, explain) needs no tensors and counts any size exactly"
@@ -53,7 +53,7 @@ def check_tensor_sizes(torch, plan, batch: int | None, dtype) -> None:
         if weights * size > LARGEST_TENSOR_BYTES:
             raise SpecError(f"its parameters and buffers hold {_too_many(weights, size, dtype_name)}",
                             hint=STATIC_HINT, location=stats.node.location, layer=stats.name)
-        numbers = (batch or 0) * prod(stats.output_shape)
+        numbers = (batch or 0) * max(map(prod, parts(stats.output_shape)))  # each of a split's is a tensor
         if numbers * size > LARGEST_TENSOR_BYTES:
             raise SpecError(f"its output at batch {batch:,} holds {_too_many(numbers, size, dtype_name)}",
                             hint="lower --batch" if batch > 1 else STATIC_HINT,

@@ -14,7 +14,7 @@ from ..analysis import Analysis
 from ..choices import MODEL_DTYPES
 from ..errors import ArchcalcError, SpecError, UsageError
 from ..gcpause import paused_gc
-from ..layers import shape_text
+from ..layers import Outputs, shape_text
 from ..units import human_bytes
 from . import require_torch
 from .graph import Network
@@ -244,8 +244,9 @@ def _run_checks(torch, model: Network, plan, inputs, keep_outputs: bool) -> tupl
     """(checks, the output values if ``keep_outputs``, failure): one forward pass in eval mode."""
     shapes = {}
 
-    def observe(name, tensor):
-        shapes[name] = tuple(tensor.shape[1:])
+    def observe(name, value):  # a split's value is a tuple of tensors
+        shapes[name] = (Outputs(tuple(part.shape[1:]) for part in value) if isinstance(value, tuple)
+                        else tuple(value.shape[1:]))
 
     failure = None
     model.eval()
@@ -259,13 +260,18 @@ def _run_checks(torch, model: Network, plan, inputs, keep_outputs: bool) -> tupl
         stuck = plan.steps[len(shapes)]
         failure = f"layer {stuck.name}: PyTorch refused it: {str(exc).strip().splitlines()[0]}"
         results = None
-    checks = [LayerCheck(step.name, _kind(step.stats.layer), tuple(step.stats.output_shape), shapes.get(step.name),
+    checks = [LayerCheck(step.name, _kind(step.stats.layer), _sizes(step.stats.output_shape), shapes.get(step.name),
                          step.stats.params, _own_params(model, step)) for step in plan.steps]
     outputs = {}
     if results is not None and keep_outputs:
         results = results if isinstance(results, tuple) else (results,)
         outputs = {name: result[0].float().tolist() for name, result in zip(plan.outputs, results)}
     return checks, outputs, failure
+
+
+def _sizes(shape) -> tuple:
+    """Plain sizes, as PyTorch reports them: one tuple, or an Outputs of one per output (split)."""
+    return Outputs(map(tuple, shape)) if isinstance(shape, Outputs) else tuple(shape)
 
 
 def _own_params(model: Network, step) -> int:

@@ -1,7 +1,18 @@
 """Every layer kind, registered by importing its module here."""
-from . import activation, conv, dense, learned, merge, norm, pool, recurrent, resample  # noqa: F401  (registration side effects)
+from . import (  # noqa: F401  (registration side effects)
+    activation,
+    channels,
+    conv,
+    dense,
+    learned,
+    merge,
+    norm,
+    pool,
+    recurrent,
+    resample,
+)
 from .base import ALIASES, REGISTRY, Layer, lookup, register, shape_text
-from .shapes import FeatureMap, Shape, Steps, Vector, shape_of
+from .shapes import FeatureMap, Outputs, Shape, Steps, Vector, parts, shape_of
 
-__all__ = ["ALIASES", "REGISTRY", "FeatureMap", "Layer", "Shape", "Steps", "Vector", "lookup", "register",
+__all__ = ["ALIASES", "REGISTRY", "FeatureMap", "Layer", "Outputs", "Shape", "Steps", "Vector", "lookup", "parts", "register",
            "shape_of", "shape_text"]

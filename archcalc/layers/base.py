@@ -26,7 +26,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import closest
 from .receptive import Field, covering, spatial_axes
-from .shapes import Shape, Steps
+from .shapes import Outputs, Shape, Steps
 from .terms import Count, Counts, Product
 
 REGISTRY: dict[str, type[Layer]] = {}
@@ -145,7 +145,14 @@ class Layer:
 
     # --- rules every kind may override --------------------------------------------------
     def output_shape(self, x: Shape) -> Shape:
+        """The output's shape; for a kind with several outputs (``output_count`` > 1) an
+        Outputs holding one shape per output."""
         return x
+
+    def output_count(self) -> int:
+        """How many outputs the layer has: 1, or one per part (split, chunk), known from its
+        arguments alone so that names can be resolved before any shape is."""
+        return 1
 
     def tensors(self, x: Shape) -> dict:
         """The learnable tensors, {PyTorch's parameter name: shape}, in PyTorch's order
@@ -328,7 +335,10 @@ def axes(value, rank: int, name: str) -> tuple:
 
 
 def shape_text(shape: Shape) -> str:
-    """Channels first, like the spec's input and PyTorch: 96x55x55; sequences as 25x4 (TxF)."""
+    """Channels first, like the spec's input and PyTorch: 96x55x55; sequences as 25x4 (TxF);
+    several outputs one after the other: 58x28x28, 58x28x28."""
+    if isinstance(shape, Outputs):
+        return ", ".join(map(shape_text, shape))
     text = "x".join(str(d) for d in shape)
     if isinstance(shape, Steps):
         return f"{text} (TxF)" if len(shape) == 2 else f"{text} (T ids)"

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, non_negative_int, per_axis, positive_int, shown
-from .base import Layer, feature_map_rank, register, shape_text
+from .base import Label, Layer, feature_map_rank, register, shape_text
 from .receptive import Field
 from .recipe import compact, module
 from .shapes import Outputs, Shape, Steps, shape_of
@@ -29,6 +29,12 @@ class Movement(Layer):
 
     creates_neurons = False
     copies: ClassVar[bool]
+
+    def label(self, x: Shape) -> Label:
+        """The main argument as the spec lists it, 'pad [1, 0, 2, 1]': its values are not
+        sizes per axis (as a kernel's 3x3 is)."""
+        label = super().label(x)
+        return Label(label.kind, tuple(list(v) if isinstance(v, tuple) else v for v in label.head), label.settings)
 
 
 # --- several outputs: split, chunk ----------------------------------------------------------

@@ -67,6 +67,21 @@ class Vector(Shape):
     layout = "flat vector"
 
 
+class Outputs(tuple):
+    """The shapes of a layer with several outputs (split, chunk), one per output in order; a
+    spec reads output i of layer 'split1' as 'split1.i'. Not a Shape: no layer reads it whole."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Outputs({tuple(self)!r})"
+
+
+def parts(shape) -> tuple:
+    """Each output's shape: those of an Outputs, or the one ``shape``."""
+    return tuple(shape) if isinstance(shape, Outputs) else (shape,)
+
+
 def shape_of(sizes) -> Shape:
     """An untyped list of sizes, as a spec or --input writes a non-sequence: one size is a flat
     vector [F], more are a channels-first feature map."""

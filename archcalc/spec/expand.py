@@ -143,6 +143,9 @@ class NodeBuilder:
                             location=field_locations.get("shares", location), layer=name)
         shares = self.layers[shares].shares or shares if shares is not None else None  # the first owner
         node = Node(name, layer, location, field_locations, scope.group, trainable, inputs, shares, frozen)
+        if len(node.outputs) > 1:  # 'split1.0', 'split1.1': the names later layers read
+            for output in node.outputs:
+                self._claim(output, location)
         self.nodes.append(node)
         self.layers[name] = node
         scope.last = name
@@ -183,7 +186,7 @@ class NodeBuilder:
         inside a block, names are the block's own and 'in' is what the block reads.
         """
         if "inputs" not in args:
-            return (scope.last or scope.entry,)
+            return (self._whole(scope.last or scope.entry, location, name),)
         raw = args["inputs"]
         refs = [raw] if isinstance(raw, str) else raw
         if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
@@ -200,16 +203,18 @@ class NodeBuilder:
             return scope.entry
         if ref in self.network_inputs and not scope.in_block:
             return ref
-        for candidate in (scope.prefix + ref + scope.suffix, scope.prefix + ref, ref):
-            if candidate in self.names and candidate != name:
-                if candidate not in self.instances:
-                    return candidate
-                last = self.instances[candidate]
-                if last is None:
-                    raise SpecError(f"inputs: {ref!r} is the block instance this layer belongs to; it has "
-                                    f"no output yet", hint="inside a block, 'in' is what the block reads",
-                                    location=location, layer=name)
-                return last
+        found = self._find(ref, scope, location, name)
+        base, dot, index = ref.rpartition(".")
+        if found is None and dot and index.isdigit():  # 'split1.1' in a repeat or block: split1's own copy
+            owner = self._find(base, scope, location, name)
+            if owner in self.layers and self.layers[owner].layer.output_count() > 1:
+                outputs = self.layers[owner].outputs
+                if int(index) >= len(outputs):
+                    raise SpecError(f"inputs: {base} has {len(outputs)} outputs, {base}.0 to "
+                                    f"{base}.{len(outputs) - 1}; there is no {ref!r}", location=location, layer=name)
+                return outputs[int(index)]
+        if found is not None:
+            return self._whole(found, location, name)
         # suggest what this scope's own names are: layers and block instances, not the layers
         # inside an instance (reading 'stage2.bn' instead of 'stage2' would skip its last layers)
         known = [n[len(scope.prefix):] for n in self.names if n.startswith(scope.prefix) and n != name]
@@ -221,6 +226,42 @@ class NodeBuilder:
                         hint=f"{closest(ref, known + (['in'] if scope.in_block else list(self.network_inputs)))}; "
                              f"layers can only read layers written before them (no cycles); {extra}",
                         location=location, layer=name)
+
+    def _find(self, ref: str, scope: Scope, location: Location, name: str) -> str | None:
+        """The name ``ref`` reads from this scope: in a repeat its own iteration's copy, in a
+        block its own layers, a block instance's last layer; None where nothing is so named."""
+        for candidate in (scope.prefix + ref + scope.suffix, scope.prefix + ref, ref):
+            if candidate in self.names and candidate != name:
+                if candidate not in self.instances:
+                    return candidate
+                last = self.instances[candidate]
+                if last is None:
+                    raise SpecError(f"inputs: {ref!r} is the block instance this layer belongs to; it has "
+                                    f"no output yet", hint="inside a block, 'in' is what the block reads",
+                                    location=location, layer=name)
+                return last
+        return None
+
+    def _whole(self, source: str, location: Location, name: str) -> str:
+        """``source``, which a layer reads whole: refused for a layer with several outputs."""
+        node = self.layers.get(source)
+        if node is not None and len(node.outputs) > 1:
+            raise SpecError(f"{source} has {len(node.outputs)} outputs; {name} must read one of them "
+                            f"({', '.join(node.outputs)})",
+                            hint=f"e.g. inputs: {node.outputs[-1]}; a merge reads several: "
+                                 f"concat: {{inputs: [{', '.join(node.outputs)}]}}", location=location, layer=name)
+        return source
+
+    def _claim(self, name: str, location: Location) -> None:
+        """Take ``name`` for a layer or an output; two of one name are refused."""
+        if name in self.names:
+            first = self.names[name]
+            raise SpecError(f"two layers are named '{name}'",
+                            hint=f"the first is at line {first.line}; layer names must be unique "
+                                 f"(unnamed layers are called kind + number, like conv2; a split's outputs "
+                                 f"are its name + .0, .1, ...)",
+                            location=location)
+        self.names[name] = location
 
     def _owner(self, ref: Any, scope: Scope, location: Location, name: str, block: str | None = None) -> str:
         """The layer (or, for a block instance, the instance) named by 'shares:'."""
@@ -286,13 +327,7 @@ class NodeBuilder:
         if name in self.network_inputs or name == "in":
             raise SpecError(f"'{name}' names an input", hint="call this layer something else",
                             location=location)
-        if name in self.names:
-            first = self.names[name]
-            raise SpecError(f"two layers are named '{name}'",
-                            hint=f"the first is at line {first.line}; layer names must be unique "
-                                 f"(unnamed layers are called kind + number, like conv2)",
-                            location=location)
-        self.names[name] = location
+        self._claim(name, location)
         return name
 
     def _repeat(self, args: Any, args_location: Location, location: Location, scope: Scope) -> None:

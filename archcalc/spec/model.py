@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import Location
 from ..layers import Layer
@@ -29,6 +30,20 @@ class Node:
     inputs: tuple[str, ...] = ()  # names of the layers (or "input") this one reads
     shares: str | None = None  # the earlier layer whose parameters (the same module) this one uses
     frozen: tuple[str, ...] = ()  # names of its tensors that are not trained ('freeze: [bias]')
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The names of what this layer outputs, as later layers read it: its own name, or
+        '<name>.0', '<name>.1', ... for a layer with several outputs (split, chunk)."""
+        count = self.layer.output_count()
+        return (self.name,) if count == 1 else tuple(f"{self.name}.{index}" for index in range(count))
+
+    def named(self, value) -> tuple[tuple[str, Any], ...]:
+        """(output name, value) pairs: ``value`` under the layer's name, or, for a layer with
+        several outputs, each item of ``value`` (its shapes, receptive fields, tensors) under
+        its output's name."""
+        names = self.outputs
+        return tuple(zip(names, value, strict=True)) if len(names) > 1 else ((self.name, value),)
 
     def location_of(self, field_name: str | None) -> Location:
         return self.field_locations.get(field_name, self.location)

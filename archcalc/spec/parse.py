@@ -145,12 +145,14 @@ def _network_inputs(data: Mapping) -> tuple[dict[str, tuple[int, ...]], Location
 
 
 def _outputs(data: Mapping, nodes: tuple[Node, ...], instances: dict[str, str | None]) -> tuple[str, ...]:
-    """The 'outputs' list (a block instance's name means its last layer), or the last layer."""
+    """The 'outputs' list (a block instance's name means its last layer), or the last layer; a
+    layer with several outputs (split) gives each of them."""
+    outputs = {node.name: node.outputs for node in nodes}
     if "outputs" not in data:
-        return (nodes[-1].name,)
+        return nodes[-1].outputs
     raw = data["outputs"]
     names = [raw] if isinstance(raw, str) else raw
-    known = {node.name for node in nodes} | set(instances)
+    known = {*outputs, *(output for node in nodes for output in node.outputs), *instances}
     if not isinstance(names, list) or not names:
         raise SpecError("outputs must be a layer name or a list of layer names",
                         location=data.value_location("outputs"))
@@ -158,7 +160,8 @@ def _outputs(data: Mapping, nodes: tuple[Node, ...], instances: dict[str, str | 
         if not isinstance(name, str) or name not in known:  # a list or mapping here is no name either
             where = names.item_location(index) if isinstance(names, Sequence) else data.value_location("outputs")
             raise SpecError(f"outputs: no layer is named {shown(name)}", hint=closest(name, known), location=where)
-    return tuple(instances.get(name) or name for name in names)  # every instance is built by now
+    layers = (instances.get(name) or name for name in names)  # every instance is built by now
+    return tuple(output for layer in layers for output in outputs.get(layer, (layer,)))
 
 
 def _check_all_used(nodes: tuple[Node, ...], outputs: tuple[str, ...], inputs: dict[str, tuple[int, ...]],
@@ -174,8 +177,11 @@ def _check_all_used(nodes: tuple[Node, ...], outputs: tuple[str, ...], inputs: d
             raise SpecError(f"no layer reads the input '{name}'",
                             hint=f"give a layer 'inputs: {name}', or remove it", location=where)
     for node in nodes:
-        if node.name not in used:
-            raise SpecError(f"the output of layer {node.name} is never used",
+        for output in node.outputs:
+            if output in used:
+                continue
+            raise SpecError(f"output {output} of layer {node.name} is never used" if output != node.name else
+                            f"the output of layer {node.name} is never used",
                             hint="feed it to a later layer with 'inputs:', merge it with add/concat, "
                                  "or list it under 'outputs:'",
                             location=node.location, layer=node.name)

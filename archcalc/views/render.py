@@ -171,7 +171,7 @@ class _Layout:
         self.width = width  # of a layer label's lines
         self.full = detail == "full"
         self.collapse = collapse
-        self.shapes = {**analysis.input_shapes, **{s.name: s.output_shape for s in analysis.layers}}
+        self.shapes = analysis.shapes
 
     def build(self) -> tuple[list, list, dict]:
         analysis = self.analysis
@@ -194,6 +194,7 @@ class _Layout:
                 boxes.append(self._collapsed_box(ids[key], key, members))
             else:
                 ids[name] = ids[key]
+            ids.update((output, ids[name]) for output in drawn.node.outputs)  # a split's edges leave its box
         edges = self._edges(layers, ids, collapsed)
         if analysis.error is None:
             outputs = analysis.spec.outputs
@@ -214,7 +215,7 @@ class _Layout:
         return layers
 
     def _collapsed(self, layers: list) -> dict:
-        """{layer name: key of the box it is drawn inside of} when collapsing: a layer in a repeat
+        """{layer or output name: key of the box it is drawn inside of} when collapsing: a layer in a repeat
         or block instance goes into its outermost one's box, where a run of identical consecutive
         top-level instances (same block, same layers, same shapes) shares the first one's key. The
         container holding a failing layer stays open so the red box shows."""
@@ -234,7 +235,8 @@ class _Layout:
                              [(d.layer, d.x, d.stats and d.stats.output_shape) for d in members])
                 run = run if signature == previous else key
             previous = signature
-            keys.update({drawn.node.name: run if signature else key for drawn in members if key is not None})
+            keys.update({name: run if signature else key for drawn in members if key is not None
+                         for name in (drawn.node.name, *drawn.node.outputs)})  # a split's outputs too
         failed = [keys.get(drawn.node.name) for drawn in layers if drawn.stats is None]
         return {name: key for name, key in keys.items() if key not in failed}
 

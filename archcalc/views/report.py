@@ -9,7 +9,7 @@ from ..analysis.conventions import EXTRA_CONVENTIONS, conventions, footnote
 from ..analysis.receptive import field_text
 from ..analysis.walk import Analysis
 from ..choices import DTYPE_BYTES
-from ..layers import Steps, shape_text
+from ..layers import Steps, parts, shape_text
 from ..layers.base import axes, spatial_rank
 from ..units import decimal_bytes, human_bytes, human_count
 from . import escape
@@ -102,8 +102,8 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
             "inputs": list(stats.node.inputs),
             "within": [name for name, _ in collapse.containers(stats)],  # blocks and repeats, outermost first
             "input_shape": list(stats.input_shape),
-            "output_shape": list(stats.output_shape),
-            "output_layout": layout(stats.output_shape),
+            "output_shape": list(stats.output_shape),  # a split's: one list per output
+            "output_layout": layout(parts(stats.output_shape)[0]),
             "params": stats.params,
             "trainable_params": stats.trainable_params,
             "buffers": stats.buffers,
@@ -120,6 +120,8 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
             entry["shares"] = stats.shares
         if stats.node.frozen:
             entry["frozen"] = list(stats.node.frozen)
+        if len(stats.node.outputs) > 1:  # a split: output_shape[i] is what later layers read as outputs[i]
+            entry["outputs"] = list(stats.node.outputs)
         if stats.name in changed:
             entry["params_at_spec_input"] = changed[stats.name]
         if extras.receptive_fields is not None:

@@ -50,7 +50,7 @@ def summary_lines(result) -> list[str]:
             lines.append(f"  peak memory: measured {human_bytes(timing.peak_bytes)}, predicted "
                          f"{human_bytes(timing.predicted_bytes)} ({rule}): ratio {timing.memory_ratio:.2f}")
     for name, values in result.outputs.items():
-        shape = shape_text(result.analysis.layer(name).output_shape)
+        shape = shape_text(result.analysis.output_shapes[name])
         lines.append(f"output {name} ({shape}): {values_text(values)}")
     lines += [f"note: {note}" for note in result.notes]
     if result.ok:
