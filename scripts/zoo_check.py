@@ -70,10 +70,30 @@ def import_torchvision():
     return torchvision
 
 
+def applied_order(state: dict) -> list:
+    """torchvision's tensors in the order its forward applies them. A module's own parameters come
+    first in its state_dict, before its children's: ConvNeXt's CNBlock registers ``layer_scale``
+    on itself, so it is listed before the block it scales ('features.1.0.layer_scale', then
+    'features.1.0.block.0.weight', ...); the spec, like forward, scales after the block."""
+    items = list(state.items())
+    scales = {name.removesuffix("layer_scale"): (name, tensor) for name, tensor in items if name.endswith(".layer_scale")}
+    ordered = []
+    for index, (name, tensor) in enumerate(items):
+        if name in {scale for scale, _ in scales.values()}:
+            continue
+        ordered.append((name, tensor))
+        prefix = next((p for p in scales if name.startswith(p + "block.")), None)
+        following = items[index + 1][0] if index + 1 < len(items) else ""
+        if prefix is not None and not following.startswith(prefix + "block."):
+            ordered.append(scales[prefix])  # after the block's last tensor
+    return ordered
+
+
 def copy_weights(source: torch.nn.Module, target: torch.nn.Module) -> int:
-    """torchvision's state_dict into the spec's model, tensor by tensor in order; a ValueError
-    naming both tensors where the count or a shape differs. Returns the tensors copied."""
-    theirs, ours = list(source.state_dict().items()), list(target.state_dict().items())
+    """torchvision's state_dict into the spec's model, tensor by tensor in the order forward
+    applies them (``applied_order``); a ValueError naming both tensors where the count or a
+    shape differs. Returns the tensors copied."""
+    theirs, ours = applied_order(source.state_dict()), list(target.state_dict().items())
     if len(theirs) != len(ours):
         raise ValueError(f"torchvision has {len(theirs)} tensors, the spec's model {len(ours)}")
     with torch.no_grad():

@@ -7,9 +7,9 @@ import os
 
 import pytest
 from conftest import drawn, spec_text
-from test_layers import sizes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_layers import sizes
 
 import archcalc
 

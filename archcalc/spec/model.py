@@ -38,7 +38,7 @@ class Node:
         count = self.layer.output_count()
         return (self.name,) if count == 1 else tuple(f"{self.name}.{index}" for index in range(count))
 
-    def named(self, value) -> tuple[tuple[str, Any], ...]:
+    def named(self, value: Any) -> tuple[tuple[str, Any], ...]:
         """(output name, value) pairs: ``value`` under the layer's name, or, for a layer with
         several outputs, each item of ``value`` (its shapes, receptive fields, tensors) under
         its output's name."""
