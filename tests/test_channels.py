@@ -213,3 +213,19 @@ def test_table_json_and_export_show_each_output(tmp_path):
     assert "return head, parts_0" in source
     run = CliRunner().invoke(main, ["run", str(path), "--device", "cpu"])
     assert run.exit_code == 0 and "agrees with the analyzer on all 10 layers" in run.output
+
+
+def test_dense_over_channels_is_linear_between_permutes():
+    """dense with axes: channels computes torchvision's ConvNeXt step x.permute(0, 2, 3, 1) ->
+    nn.Linear -> permute back, with nn.Linear's weight; its MACs are H x W x C x units."""
+    torch = pytest.importorskip("torch")
+    from archcalc.backend import build
+
+    analysis = archcalc.analyze(archcalc.loads(spec_text((6, 3, 4), "dense: {units: 5, axes: channels}")))
+    assert analysis.totals.macs == 3 * 4 * 6 * 5
+    network = build(analysis)
+    linear = next(module for module in network.modules() if isinstance(module, torch.nn.Linear))
+    x = torch.randn(2, 6, 3, 4)
+    assert torch.allclose(network(x), linear(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+    with pytest.raises(archcalc.SpecError, match="applies dense at each position of a feature map"):
+        archcalc.analyze(archcalc.loads(spec_text((6,), "dense: {units: 5, axes: channels}")))

@@ -119,6 +119,8 @@ LAYER_TABLE = [
     ("reshape", "reshape: {shape: [6, 4], sequence: true}", (24,), (6, 4), 0),
     ("permute", "permute: [1, 2, 0]", (3, 4, 5), (4, 5, 3), 0),
     ("identity", "identity", (8, 4, 4), (8, 4, 4), 0),
+    # ConvNeXt's pointwise nn.Linear(96, 384) at each of the 56x56 positions (between its permutes)
+    ("dense", "dense: {units: 384, axes: channels}", (96, 56, 56), (384, 56, 56), 37_248),
 ]
 
 

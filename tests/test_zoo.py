@@ -14,8 +14,9 @@ ZOO = [
     ("efficientnet_b0", 5_288_548, 385_814_752),
     ("shufflenet_v2_x1_0", 2_278_604, 144_907_992),
     ("regnet_y_400mf", 4_344_144, 401_842_848),
+    ("convnext_tiny", 28_589_128, 4_455_531_264),
 ]
-OTHER_SIZES = (193, 97, 32)
+OTHER_SIZES = (193, 97, 32)  # ConvNeXt needs 32: its stem and three downsamplings divide by 32
 
 
 def analyzed(name: str, size: int = 224):
@@ -47,8 +48,8 @@ def test_pytorch_agrees_layer_by_layer(name, size):
 
 def test_no_stand_ins():
     """Written with the operations torchvision runs: squeeze-excitation multiplies by its gate, the
-    activations are torchvision's, ShuffleNet splits and shuffles; no upsample, no relu where
-    torchvision has another activation."""
+    activations are torchvision's, ShuffleNet splits and shuffles, ConvNeXt normalises the channels
+    and scales them; no upsample, no relu where torchvision has another activation."""
     kinds = {name: {node.layer.kind for node in archcalc.load(str(SPECS / f"{name}.yaml")).nodes}
              for name, _, _ in ZOO}
     assert {"relu6"} <= kinds["mobilenet_v2"] and "relu" not in kinds["mobilenet_v2"]
@@ -56,4 +57,5 @@ def test_no_stand_ins():
     assert {"silu", "sigmoid", "multiply"} <= kinds["efficientnet_b0"] and "relu" not in kinds["efficientnet_b0"]
     assert {"chunk", "channel_shuffle", "concat"} <= kinds["shufflenet_v2_x1_0"]
     assert {"sigmoid", "multiply"} <= kinds["regnet_y_400mf"]
+    assert {"layernorm", "gelu", "scale"} <= kinds["convnext_tiny"] and "batchnorm" not in kinds["convnext_tiny"]
     assert not any("upsample" in found for found in kinds.values())

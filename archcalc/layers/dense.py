@@ -7,11 +7,11 @@ from math import prod
 
 from ..errors import SpecError
 from .activation import activation_name
-from .arguments import arg, positive_int, probability
+from .arguments import arg, choice, positive_int, probability
 from .base import Layer, register, shape_text
 from .footprint import INPUT, MASK, Op, Tensor, view
 from .recipe import module, options
-from .shapes import Shape, Steps, Vector
+from .shapes import FeatureMap, Shape, Steps, Vector
 from .terms import Count, Counts, Flattened, Product, Sum
 from .values import bias_values, check_values, numbers, preset
 
@@ -22,7 +22,9 @@ class Dense(Layer):
     """Every input connected to every unit: params = in * units + units (bias).
 
     On a sequence [T, F] it is applied at every step with shared weights (the course's
-    y_t = W_hy h_t): [T, F] -> [T, units], params = F * units + units.
+    y_t = W_hy h_t): [T, F] -> [T, units], params = F * units + units. With ``axes: channels``
+    it is applied at every position of a feature map over its C channels (torchvision's
+    nn.Linear between two permutes, ConvNeXt): [C, H, W] -> [units, H, W], params = C * units + units.
     """
 
     units: int = arg(positive_int, doc="number of neurons", known_as=("out_features",))
@@ -31,9 +33,22 @@ class Dense(Layer):
     activation: str | None = arg(activation_name, None, "activation applied to the output")
     weights: tuple | None = arg(numbers, None, "explicit weights: [units][inputs] (PyTorch's layout) "
                                                "or one flat list")
+    axes: str | None = arg(choice("channels"), None, "channels: on a feature map, the units at each position "
+                                                     "over its channels")
     main = "units"
 
+    def features(self, x: Shape) -> int:
+        """What each unit reads: a map's channels (``axes: channels``), else the last axis."""
+        return x[0] if self.axes == "channels" else x[-1]
+
     def output_shape(self, x: Shape) -> Shape:
+        if self.axes == "channels":
+            if not isinstance(x, FeatureMap):
+                raise SpecError(f"axes: channels applies dense at each position of a feature map [C, ...], but "
+                                f"its input is the {x.layout} {shape_text(x)}", field="axes",
+                                hint="on a vector or a sequence dense reads the features already: drop 'axes'")
+            self._check_values(x)
+            return x.like((self.units, *x[1:]))
         if isinstance(x, Steps):
             if len(x) < 2:
                 raise SpecError("dense needs vectors, but its input is a sequence of token ids",
@@ -45,22 +60,25 @@ class Dense(Layer):
                 f"dense needs a flat feature vector, but its input is the feature map {shape_text(x)}",
                 hint=f"add '- flatten' before it (-> {prod(x):,} features), or use a conv whose kernel "
                      f"equals the map size ({'x'.join(map(str, x[1:]))}): the course shows they are "
-                     f"equivalent")
+                     f"equivalent; 'axes: channels' applies it at each position over the channels")
         self._check_values(x)
         return x.like((self.units,))
 
     def _check_values(self, x: Shape) -> None:
         """Explicit weights fill [units][inputs] exactly; explicit biases number ``units``."""
-        check_values(self.weights, self.bias, (self.units, x[-1]), f"[units={self.units}][inputs={x[-1]}]")
+        features = self.features(x)
+        check_values(self.weights, self.bias, (self.units, features), f"[units={self.units}][inputs={features}]")
 
     def to_torch(self, x: Shape):
-        """nn.Linear over the last axis (so per step on a sequence, with shared weights)."""
-        linear = module("nn.Linear", x[-1], self.units, **options(bias=(bool(self.bias), True)))
-        return preset(linear, self.weights, self.bias)
+        """nn.Linear over the last axis (so per step on a sequence, with shared weights); over a
+        map's channels, with the channels moved last and back (ChannelsLast)."""
+        linear = module("nn.Linear", self.features(x), self.units, **options(bias=(bool(self.bias), True)))
+        linear = preset(linear, self.weights, self.bias)
+        return module("ChannelsLast", linear) if self.axes == "channels" else linear
 
     def tensors(self, x: Shape) -> dict:
         """weight units x in, bias units (nn.Linear's)."""
-        weight = (self.units, x[-1])
+        weight = (self.units, self.features(x))
         return {"weight": weight, "bias": (self.units,)} if self.bias else {"weight": weight}
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
@@ -72,8 +90,9 @@ class Dense(Layer):
         return (product,)
 
     def macs(self, x: Shape, y: Shape) -> int:
-        """in x units (per step on a sequence): each output element sums ``in`` products."""
-        return prod(y) * x[-1]
+        """in x units (per step on a sequence, per position over channels): each output element
+        sums ``in`` products."""
+        return prod(y) * self.features(x)
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One bias add per output element."""
@@ -82,7 +101,7 @@ class Dense(Layer):
     def count_terms(self, x: Shape, y: Shape) -> Counts:
         """params = 9216x4096 + 4096: inputs x units, plus one bias per unit (on a sequence,
         shared by its steps)."""
-        weights = Product((x[-1], self.units))
+        weights = Product((self.features(x), self.units))
         params = Count(self.params(x), Sum((weights, self.units)) if self.bias else weights,
                        shared_steps=x.steps if isinstance(x, Steps) else 0)
         return dataclasses.replace(super().count_terms(x, y), params=params)
