@@ -60,7 +60,7 @@ class Dense(Layer):
                 f"dense needs a flat feature vector, but its input is the feature map {shape_text(x)}",
                 hint=f"add '- flatten' before it (-> {prod(x):,} features), or use a conv whose kernel "
                      f"equals the map size ({'x'.join(map(str, x[1:]))}): the course shows they are "
-                     f"equivalent; 'axes: channels' applies it at each position over the channels")
+                     f"equivalent")
         self._check_values(x)
         return x.like((self.units,))
 

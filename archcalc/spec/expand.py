@@ -258,8 +258,7 @@ class NodeBuilder:
             first = self.names[name]
             raise SpecError(f"two layers are named '{name}'",
                             hint=f"the first is at line {first.line}; layer names must be unique "
-                                 f"(unnamed layers are called kind + number, like conv2; a split's outputs "
-                                 f"are its name + .0, .1, ...)",
+                                 f"(unnamed layers are called kind + number, like conv2)",
                             location=location)
         self.names[name] = location
 
