@@ -203,7 +203,10 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             if position > 0:  # the previous op's output, an intermediate of this layer
                 replay.drop(reads[0])
             reads = [output]
-        values[stats.name] = reads[0]
+        first, *others = stats.node.outputs  # its name; a split's parts: views of one input
+        values[first] = reads[0]
+        for part in others:
+            values[part] = replay.hold(reads[0])
         for name in stats.node.inputs:
             if last_reader[name] == index and name not in analysis.spec.outputs:
                 replay.drop(values.pop(name))

@@ -16,6 +16,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, non_negative_int, per_axis, positive_int, shown
 from .base import Label, Layer, feature_map_rank, register, shape_text
+from .footprint import Op, view
 from .receptive import Field
 from .recipe import compact, module
 from .shapes import Outputs, Shape, Steps, shape_of
@@ -29,6 +30,11 @@ class Movement(Layer):
 
     creates_neurons = False
     copies: ClassVar[bool]
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A view of the input: no memory, and its gradient a view of the output's (reshape,
+        permute, identity)."""
+        return (view(),)
 
     def label(self, x: Shape) -> Label:
         """The main argument as the spec lists it, 'pad [1, 0, 2, 1]': its values are not
@@ -60,6 +66,12 @@ class Parts(Movement):
 
     axis: int = arg(non_negative_int, 0, "axis to cut along, 0 = channels (no batch axis)")
     copies = False
+
+    def memory_ops(self, x: Shape, y: Outputs, training: bool, device: str) -> tuple:
+        """Views of the input; the backward joins the parts' gradients into a new tensor of the
+        input's size (zeros for a part nothing read). The schedule holds every part as its input,
+        so a reader's gradient is sized as the whole input: an upper bound."""
+        return (Op(None),)
 
     def part_sizes(self, size: int) -> tuple[int, ...]:
         """The size of each part along the axis, which has ``size``."""
@@ -143,6 +155,10 @@ class ChannelShuffle(Movement):
     main = "groups"
     copies = True
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A new tensor; the backward shuffles the gradient back into a new one."""
+        return (Op(prod(y)),)
+
     def output_shape(self, x: Shape) -> Shape:
         feature_map_rank(x, self.kind)
         if x[0] % self.groups:
@@ -167,6 +183,11 @@ class Pad(Movement):
     mode: str = arg(choice(*PAD_MODULES), "zeros", "what fills the border")
     main = "padding"
     copies = True
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A new tensor of the output's size. The backward of zeros padding narrows the gradient
+        (a view); reflect, replicate and circular fold the border's gradient back into a new one."""
+        return (Op(prod(y), gradient="view" if self.mode == "zeros" else "new"),)
 
     def sides(self, x: Shape) -> tuple[tuple[int, int], ...]:
         """(left, right) per spatial axis, in axis order."""
