@@ -64,7 +64,7 @@ class Parts(Movement):
     """The input cut along ``axis`` into consecutive parts, one output each, read as
     '<layer>.0', '<layer>.1', ...: views of the input (torch.split and torch.chunk copy nothing)."""
 
-    axis: int = arg(non_negative_int, 0, "axis to cut along, 0 = channels (no batch axis)")
+    axis: int = arg(non_negative_int, 0, "axis to cut along, 0 = channels (no batch axis)", known_as=("dim",))
     copies = False
 
     def memory_ops(self, x: Shape, y: Outputs, training: bool, device: str) -> tuple:
@@ -95,12 +95,13 @@ class Parts(Movement):
                      + field[spatial + 1:] for offset in offsets)
 
 
-@register("split")
+@register("split", known_as=("torch.split", "tensor_split"))
 @dataclass(frozen=True, kw_only=True)
 class Split(Parts):
     """torch.split(x, sizes, dim): parts of the given sizes, which add up to the axis' size."""
 
-    sizes: tuple = arg(_part_sizes, doc="the size of each part along the axis, in order")
+    sizes: tuple = arg(_part_sizes, doc="the size of each part along the axis, in order",
+                       known_as=("split_size_or_sections", "num_or_size_splits"))
     main = "sizes"
 
     def output_count(self) -> int:
@@ -117,7 +118,7 @@ class Split(Parts):
         return module("Split", list(self.sizes), self.axis + 1)  # +1: the batch axis comes first in torch
 
 
-@register("chunk")
+@register("chunk", known_as=("torch.chunk",))
 @dataclass(frozen=True, kw_only=True)
 class Chunk(Parts):
     """torch.chunk(x, chunks, dim): parts of ceil(D/chunks) each, the last one smaller when
@@ -144,7 +145,7 @@ class Chunk(Parts):
 
 # --- one output ---------------------------------------------------------------------------
 
-@register("channel_shuffle", prefix="shuffle")
+@register("channel_shuffle", prefix="shuffle", known_as=("ChannelShuffle",))
 @dataclass(frozen=True, kw_only=True)
 class ChannelShuffle(Movement):
     """ShuffleNet's shuffle: the C channels read as [groups, C/groups], transposed, read back, so
@@ -169,7 +170,8 @@ class ChannelShuffle(Movement):
         return module("nn.ChannelShuffle", self.groups)
 
 
-@register("pad")
+@register("pad", known_as=("ZeroPad2d", "ReflectionPad2d", "ReplicationPad2d", "CircularPad2d", "ZeroPadding2D",
+                           "F.pad"))
 @dataclass(frozen=True, kw_only=True)
 class Pad(Movement):
     """Padding of the spatial axes, out = D + left + right per axis. The sides in
@@ -256,14 +258,15 @@ class Rearranged(Movement):
         return Steps(sizes)
 
 
-@register("reshape")
+@register("reshape", known_as=("Unflatten", "view"))
 @dataclass(frozen=True, kw_only=True)
 class Reshape(Rearranged):
     """torch.reshape per sample: the values in order under new sizes, whose product is the
     input's; one size -1 is inferred. A view of a contiguous input (PyTorch copies only one whose
     strides forbid it, such as a permute's output)."""
 
-    shape: tuple = arg(_sizes, doc="the new sizes per sample (no batch axis), one of them -1 at most")
+    shape: tuple = arg(_sizes, doc="the new sizes per sample (no batch axis), one of them -1 at most",
+                       known_as=("target_shape",))
     main = "shape"
     copies = False
 
