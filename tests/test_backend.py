@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 from conftest import SPECS, spec_text
-from test_layers import LAYER_TABLE
+from kind_table import each_row
 
 import archcalc
 from archcalc.cli import main
@@ -36,8 +36,7 @@ def values_of(text: str, sample: list) -> dict:
 
 # --- every kind, every spec ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind,fragment,input_shape,output,params", LAYER_TABLE,
-                         ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
+@each_row("kind,fragment,input_shape,output,params")
 def test_every_layer_kind_compiles_and_pytorch_agrees(kind, fragment, input_shape, output, params):
     """The layer table's numbers (PyTorch's) against a real PyTorch run on the CPU, batch 2."""
     result = verify(archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)), batch=2), device="cpu")

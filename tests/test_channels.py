@@ -6,6 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from conftest import analyze_text, spec_text
+from kind_table import LAYER_TABLE
 
 import archcalc
 from archcalc.analysis.receptive import receptive_fields
@@ -164,18 +165,16 @@ outputs: [conv1, pool1]
 
 def test_every_movement_kind_states_whether_pytorch_copies():
     """A view shares its input's storage, a copy does not: each kind's ``copies`` is what PyTorch
-    does on a contiguous input."""
+    does on a contiguous input (each kind's first row of the kind table whose input is a map)."""
     torch = pytest.importorskip("torch")
     from archcalc.backend import build
 
     kinds = {kind for kind, cls in REGISTRY.items() if issubclass(cls, Movement)}
-    assert kinds == {"split", "chunk", "channel_shuffle", "pad", "reshape", "permute", "identity"}
-    fragments = {"split": "split: {sizes: [2, 2]}", "chunk": "chunk: 2", "channel_shuffle": "channel_shuffle: 2",
-                 "pad": "pad: 1", "reshape": "reshape: [-1]", "permute": "permute: [1, 2, 0]",
-                 "identity": "identity"}
-    for kind, fragment in fragments.items():
-        network = build(archcalc.loads(spec_text((4, 3, 3), fragment)))
-        x = torch.randn(2, 4, 3, 3)
+    rows = {row.kind: row for row in reversed(LAYER_TABLE) if row.kind in kinds and isinstance(row.input_shape, tuple)}
+    assert set(rows) == kinds and "pad" in kinds
+    for kind, row in rows.items():
+        network = build(archcalc.loads(spec_text(row.input_shape, row.fragment)))
+        x = torch.randn(2, *row.input_shape)
         value = network(x)
         first = value[0] if isinstance(value, tuple) else value
         shares = first.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()

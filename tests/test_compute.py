@@ -1,11 +1,11 @@
-"""MACs and FLOPs: published totals (torchvision's model tables, the ResNet paper), PyTorch's own
-counter, and each kind's stated FLOP rule."""
+"""MACs and FLOPs: published totals (torchvision's model tables, the ResNet paper) and PyTorch's own
+counter (each kind's stated FLOP rule: the kind table, tests/kind_table.py, checked in test_layers.py)."""
 import json
 
 import pytest
 from click.testing import CliRunner
 from conftest import SPECS, spec_text
-from test_layers import LAYER_TABLE
+from kind_table import each_row
 
 import archcalc
 from archcalc.cli import main
@@ -79,62 +79,24 @@ def test_macs_match_pytorchs_flop_counter(name):
     assert counter.get_total_flops() == 2 * result.totals.macs
 
 
-# (fragment, input, MACs, FLOPs): each kind's rule, by hand
-RULES = [
-    # conv: output elements x C/groups x kernel volume; FLOPs 2 x MACs + bias + activation
-    ("conv: {filters: 6, kernel: 3, dilation: 2, groups: 3, bias: false}", (3, 16, 16),
-     6 * 12 * 12 * 1 * 9, 2 * 6 * 12 * 12 * 9),
-    ("conv: {filters: 96, kernel: 11, stride: 4, activation: relu}", (3, 227, 227),
-     290_400 * 363, 2 * 290_400 * 363 + 290_400 + 290_400),
-    ("dense: 4096", (9216,), 9216 * 4096, 2 * 9216 * 4096 + 4096),
-    ("dense: {units: 4, bias: false}", {"steps": 7, "features": 10}, 7 * 10 * 4, 2 * 7 * 10 * 4),
-    ("convtranspose: {filters: 4, kernel: 2, stride: 2}", (8, 5, 5), 8 * 25 * 4 * 4, 2 * 3200 + 4 * 10 * 10),
-    ("maxpool: {kernel: 3, stride: 2}", (96, 55, 55), 0, 96 * 27 * 27 * 9),    # one per value read
-    ("avgpool: 2", (6, 24, 24), 0, 6 * 12 * 12 * 4),
-    ("globalavgpool", (512, 7, 7), 0, 512 * 49),
-    ("adaptiveavgpool: 2", (1, 5, 5), 0, 3 * 3 * 4),                           # windows [0,3) and [2,5)
-    ("batchnorm", (64, 8, 8), 0, 2 * 64 * 64),
-    ("layernorm", (10, 4), 0, 7 * 40),
-    ("lrn: 5", (96, 27, 27), 0, 13 * 96 * 27 * 27),
-    ("relu", (8, 4, 4), 0, 128),
-    ("add: {inputs: [input, input, input]}", (8, 4, 4), 0, 2 * 128),
-    ("flatten", (256, 6, 6), 0, 0),
-    ("dropout", (10,), 0, 0),
-    ("concat: {inputs: [input, input]}", (3, 4, 4), 0, 0),
-    # rnn: every step multiplies W_ih (10x20) and W_hh (20x20); 2 bias vectors of 20 added per step
-    ("rnn: 20", {"steps": 7, "features": 10}, 7 * (20 * 10 + 20 * 20), 2 * 7 * 600 + 7 * 40),
-    ("embedding: {vocabulary: 1000, dim: 64}", {"steps": 12}, 0, 0),          # a lookup
-    # --- issue 13 (kinds-a): n-1 operations per element for n inputs, one multiply per scaled element ---
-    ("multiply: {inputs: [input, input, input]}", (8, 4, 4), 0, 2 * 128),
-    ("subtract: {inputs: [input, input]}", (8, 4, 4), 0, 128),
-    ("scale: 0.5", (96, 7, 7), 0, 96 * 49),
-    # activations, parameters or not: 1 per element (the stated convention)
-    ("silu", (8, 4, 4), 0, 128), ("gelu: {approximate: tanh}", (8,), 0, 8), ("logsoftmax", (10,), 0, 10),
-    ("prelu: 8", (8, 4, 4), 0, 128),
-    ("conv: {filters: 4, kernel: 1, activation: hardswish}", (2, 3, 3), 36 * 2, 2 * 72 + 36 + 36),
-    # norms with each sample's statistics: 5 per element, + 2 with gamma and beta; rmsnorm 3, + 1 weight;
-    # an instancenorm that keeps running statistics folds them at inference: 2, as batchnorm
-    ("layernorm: {axes: channels}", (96, 7, 7), 0, 7 * 96 * 49),
-    ("groupnorm: 8", (32, 4, 4), 0, 7 * 512),
-    ("instancenorm", (16, 3, 3), 0, 5 * 144),
-    ("instancenorm: {track_running_stats: true}", (16, 3, 3), 0, 2 * 144),
-    ("rmsnorm", {"steps": 7, "features": 16}, 0, 4 * 112),
-    ("rmsnorm: {affine: false}", {"steps": 7, "features": 16}, 0, 3 * 112),
-]
+@each_row("fragment,input_shape,macs")
+def test_macs_are_pytorchs_flop_count(fragment, input_shape, macs):
+    """torch.utils.flop_counter counts 2 per multiply-accumulate of its matrix products and
+    convolutions (the recurrent cells', too), nothing for the rest: every row of the kind table, on
+    the meta device (a row's second layer, where it has one, multiplies by no weights)."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
 
+    from archcalc.backend import build
+    from archcalc.backend.plan import make_plan
+    from archcalc.backend.tensors import sample_inputs
 
-@pytest.mark.parametrize("fragment,input_shape,macs,flops", RULES, ids=[row[0] for row in RULES])
-def test_flop_rules(fragment, input_shape, macs, flops):
-    stats = archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment))).layers[0]
-    assert (stats.macs, stats.flops) == (macs, flops)
-
-
-@pytest.mark.parametrize("kind,fragment,input_shape", [row[:3] for row in LAYER_TABLE],
-                         ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
-def test_every_kind_counts_exact_integers(kind, fragment, input_shape):
-    stats = archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment))).layers[0]
-    assert isinstance(stats.macs, int) and isinstance(stats.flops, int)
-    assert 0 <= 2 * stats.macs <= stats.flops
+    analysis = archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)))
+    network = build(analysis, device="meta")
+    inputs = sample_inputs(torch, make_plan(analysis), 1, torch.float32, "meta", None)
+    with FlopCounterMode(display=False) as counter:
+        network(*inputs)
+    assert counter.get_total_flops() == 2 * macs
 
 
 def test_batch_scales_the_totals_not_the_per_sample_figures():

@@ -9,7 +9,7 @@ import pytest
 from conftest import drawn, spec_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_layers import sizes
+from kind_table import sizes
 
 import archcalc
 

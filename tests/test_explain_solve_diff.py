@@ -7,8 +7,8 @@ import sys
 
 import pytest
 from conftest import ROOT, SPECS, spec_text
+from kind_table import each_row
 from test_cli import run, write
-from test_layers import LAYER_TABLE
 
 import archcalc
 from archcalc.layers import FeatureMap
@@ -90,9 +90,8 @@ def test_explain_recurrent_layers_per_gate_and_direction():
     assert "params = 1000x64 = 64,000 (a table, V x E)" in embedding.steps
 
 
-@pytest.mark.parametrize("kind,fragment,input_shape,output,params", LAYER_TABLE,
-                         ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
-def test_every_kind_explains_its_counts(kind, fragment, input_shape, output, params):
+@each_row("fragment,input_shape,params")
+def test_every_kind_explains_its_counts(fragment, input_shape, params):
     layer = explain(archcalc.loads(spec_text(input_shape, fragment))).layers[0]
     counts = [step for step in layer.steps if "params" in step]
     assert len(counts) == 1

@@ -1,7 +1,7 @@
 """Hostile and random input: every outcome is an analysis or the project's own SpecError.
 
 Three generators feed the loader and the analyzer, and through click's runner the CLI:
-- spec-like documents: mostly networks chained from the rows of test_layers.LAYER_TABLE (each row a
+- spec-like documents: mostly networks chained from the rows of the layer-kind table (kind_table.py) (each row a
   configuration its kind accepts, followed only by rows that read the layout it writes), with
   floor rounding and some fields changed; the rest built from the spec language's own words
   (kinds, fields, top-level keys) with edge-case values (0, -1, 2^63, 10^30, NaN, strings, lists,
@@ -32,7 +32,7 @@ from click.testing import CliRunner
 from conftest import ROOT, SPECS
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_layers import LAYER_TABLE
+from kind_table import LAYER_TABLE
 
 import archcalc
 from archcalc.cli import main
@@ -179,9 +179,9 @@ def output_layout(input_shape, output) -> str:
 # (a row is one layer, or a few: a layer that reads nothing, parameter, is followed by one that
 # reads it with the network input)
 FOLLOWERS: dict = {}
-for _kind, _fragment, _input, _output, _params in LAYER_TABLE:
-    FOLLOWERS.setdefault(layout(_input), []).append((yaml.safe_load("  - " + _fragment),
-                                                     output_layout(_input, _output)))
+for _row in LAYER_TABLE:
+    FOLLOWERS.setdefault(layout(_row.input_shape), []).append((yaml.safe_load("  - " + _row.fragment),
+                                                               output_layout(_row.input_shape, _row.output)))
 
 
 def reads_the_input(row: list) -> bool:

@@ -4,7 +4,7 @@ import json
 import pytest
 from click.testing import CliRunner
 from conftest import SPECS, spec_text
-from test_layers import LAYER_TABLE
+from kind_table import each_row
 
 import archcalc
 from archcalc.analysis.receptive import receptive_fields
@@ -109,8 +109,7 @@ def test_sequences_have_no_spatial_field():
     assert fields == {"rnn1": (), "fc1": ()}
 
 
-@pytest.mark.parametrize("kind,fragment,input_shape", [row[:3] for row in LAYER_TABLE],
-                         ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
+@each_row("kind,fragment,input_shape")
 def test_every_kind_has_a_field(kind, fragment, input_shape):
     """One field per spatial axis of the network input, none for a sequence. A kind on flat vectors
     is reached from a 3-pixel 1D map through a 3-wide conv and flatten, whose one unit sees all 3

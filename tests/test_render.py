@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT, SPECS, spec_text
-from test_layers import LAYER_TABLE
+from kind_table import each_row
 
 import archcalc
 from archcalc.cli import main
@@ -203,9 +203,8 @@ def test_every_network_input_is_drawn():
     assert "<B>input: french</B><BR/>6x6 (TxF)" in dot and "<B>input: english</B><BR/>7x8 (TxF)" in dot
 
 
-@pytest.mark.parametrize("kind,fragment,input_shape,output,params", LAYER_TABLE,
-                         ids=[f"{row[0]}-{i}" for i, row in enumerate(LAYER_TABLE)])
-def test_every_registered_kind_renders(kind, fragment, input_shape, output, params):
+@each_row("kind,fragment,input_shape,params")
+def test_every_registered_kind_renders(kind, fragment, input_shape, params):
     analysis = archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)))
     stats = analysis.layers[0]
     label = label_text(stats.layer.label(stats.input_shape))

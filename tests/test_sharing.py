@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import spec_text
+from kind_table import each_row
 
 import archcalc
 from archcalc.errors import SpecError
@@ -267,33 +269,35 @@ def test_pytorch_trains_only_what_is_not_frozen():
     assert {name for name, p in model.named_parameters() if not p.requires_grad} == frozen
 
 
+# each kind's tensors by the names PyTorch gives them: every row of the kind table, and stacks
 TENSOR_SPECS = [
-    # name, input, layers: each kind's tensors by the names PyTorch gives them
     ("lstm stack", "{steps: 7, features: 5}", ["lstm: {hidden: 6, layers: 3, bidirectional: true}"]),
     ("gru single bias", "{steps: 7, features: 5}", ["gru: {hidden: 6, layers: 2, bias: single}"]),
-    ("embedding, layernorm", "{steps: 7}", ["embedding: {vocabulary: 11, dim: 4}", "layernorm"]),
-    ("convolutions, norms, dense", "[3, 8, 8]", ["conv: {filters: 6, kernel: 3, groups: 3, activation: relu}",
-                                                "batchnorm", "convtranspose: {filters: 4, kernel: 2, stride: 2}",
-                                                "conv: {filters: 2, kernel: 3, bias: false}", "flatten", "dense: 2"]),
-    # --- issue 13 (kinds-a) ---
-    ("scale, prelu", "[4, 5, 5]", ["scale: 0.5", "prelu: 4", "prelu", "flatten", "scale"]),
-    ("norms", "[4, 5, 5]", ["layernorm: {axes: channels}", "groupnorm: 2", "instancenorm: {affine: true}",
-                            "rmsnorm", "rmsnorm: {axes: channels}"]),
 ]
 
 
-@pytest.mark.parametrize("shape,layers", [case[1:] for case in TENSOR_SPECS], ids=[case[0] for case in TENSOR_SPECS])
-def test_tensors_are_pytorchs_by_name(shape, layers):
-    """What 'freeze' names: each kind's tensors are its module's parameters, name for name."""
-    pytest.importorskip("torch")
+def tensors_are_pytorchs(analysis):
+    """What 'freeze' names: each layer's tensors are its module's parameters, name for name."""
     from archcalc.backend import build
 
-    analysis = archcalc.analyze(archcalc.loads(f"input: {shape}\nlayers:\n" + "".join(f"  - {l}\n" for l in layers)))
     network = build(analysis, device="meta")
     for stats in analysis.layers:
         pytorch = {path.rsplit(".", 1)[-1]: tuple(p.shape) for path, p in
                    network.submodule(stats.name).named_parameters()}
         assert stats.layer.tensors(stats.input_shape) == pytorch, stats.name
+
+
+@pytest.mark.parametrize("shape,layers", [case[1:] for case in TENSOR_SPECS], ids=[case[0] for case in TENSOR_SPECS])
+def test_stacked_tensors_are_pytorchs_by_name(shape, layers):
+    pytest.importorskip("torch")
+    tensors_are_pytorchs(archcalc.analyze(archcalc.loads(f"input: {shape}\nlayers:\n" +
+                                                          "".join(f"  - {l}\n" for l in layers))))
+
+
+@each_row("fragment,input_shape")
+def test_every_kinds_tensors_are_pytorchs_by_name(fragment, input_shape):
+    pytest.importorskip("torch")
+    tensors_are_pytorchs(archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment))))
 
 
 SHARDED = [

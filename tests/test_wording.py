@@ -9,7 +9,7 @@ from math import prod
 
 import pytest
 from conftest import SPECS, spec_text
-from test_layers import LAYER_TABLE
+from kind_table import LAYER_TABLE
 
 import archcalc
 from archcalc.layers import FeatureMap, lookup
@@ -37,8 +37,8 @@ def every_layer():
     """(LayerStats) of every shipped spec and every row of the layer table."""
     for path in sorted(SPECS.glob("*.yaml")):
         yield from archcalc.analyze(archcalc.load(path)).layers
-    for _, fragment, input_shape, *_ in LAYER_TABLE:
-        yield from archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment))).layers
+    for row in LAYER_TABLE:
+        yield from archcalc.analyze(archcalc.loads(spec_text(row.input_shape, row.fragment))).layers
 
 
 def test_terms_add_up_to_the_reported_numbers():
