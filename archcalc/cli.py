@@ -647,7 +647,8 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
 @analysis_options(batch="Samples per batch the model runs on (and the activation memory predicted for it).",
                   dtype="The model's dtype: its weights and inputs are created in it; int8 only sizes memory, "
                         "it cannot run.")
-def run(spec, device, train, iterations, values, seed, memory, nproc, run_shard, shard_units, optimizer, master_port, fmt,
+@click.pass_context
+def run(ctx, spec, device, train, iterations, values, seed, memory, nproc, run_shard, shard_units, optimizer, master_port, fmt,
         batch, dtype, input_shape, rounding):
     """Compile SPEC into PyTorch and check every layer's shape and parameter count against the analyzer.
 
@@ -657,6 +658,10 @@ def run(spec, device, train, iterations, values, seed, memory, nproc, run_shard,
     from .backend import require_torch
     from .views import runreport as report
 
+    refuse_unless(ctx, nproc is not None, ("run_shard", "shard_units", "master_port"),
+                  "it sets up the distributed run; add --nproc N")
+    refuse_unless(ctx, nproc is not None or (memory and train), ("optimizer",),
+                  "it is the optimizer of --nproc's training steps and of --memory --train; add one of them")
     require_torch()
     from .backend.verification import parse_values, verify
 
@@ -736,7 +741,8 @@ def _memory_comparison(analysis, train: bool, optimizer: str, seed: int) -> None
         help="Also the largest batch whose peak fits in this memory, e.g. 24GB or 16GiB.")
 @option("--no-timeline", is_flag=True, help="Leave out the per-layer bars.")
 @analysis_options()
-def memory(spec, train, optimizer, device, budget, no_timeline, batch, dtype, input_shape, rounding):
+@click.pass_context
+def memory(ctx, spec, train, optimizer, device, budget, no_timeline, batch, dtype, input_shape, rounding):
     """Peak memory as PyTorch would reach it: the layers replayed in execution order, each tensor
     freed after its last reader or once backward no longer needs it.
 
@@ -746,6 +752,7 @@ def memory(spec, train, optimizer, device, budget, no_timeline, batch, dtype, in
     from .analysis.schedule import schedule
     from .views.memory import render_text
 
+    refuse_unless(ctx, train, ("optimizer",), "it is the optimizer of the training step; add --train")
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     schedules = [schedule(analysis, device=device)]
     if train:

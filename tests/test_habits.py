@@ -130,6 +130,7 @@ def layer_error(tmp_path, layer):
     ("lstm: {units: 10}", "did you mean 'hidden'? (archcalc's name for units)"),
     ("lstm: {hidden_size: 10}", "did you mean 'hidden'? (archcalc's name for hidden_size)"),
     ("gru: {hidden: 10, num_layers: 2}", "did you mean 'layers'? (archcalc's name for num_layers)"),
+    ("groupnorm: {num_groups: 4}", "did you mean 'groups'? (archcalc's name for num_groups)"),  # nn.GroupNorm's
     ("embedding: {num_embeddings: 10, dim: 4}", "did you mean 'vocabulary'?"),
     ("dropout: {p: 0.2}", "did you mean 'rate'? (archcalc's name for p)"),
     ("upsample: {scale_factor: 2}", "did you mean 'scale'?"),
@@ -245,6 +246,13 @@ def test_render_and_export_say_what_they_wrote(tmp_path):
     (["inspect", "--optimizer", "sgd"], "error: --optimizer: does not apply here: it sets the training memory of "
                                         "--train, --max-batch and --gpus; add one of them"),
     (["inspect", "--mixed-precision", "bf16"], "error: --mixed-precision: does not apply here"),
+    (["run", "--shard", "fsdp"], "error: --shard: does not apply here: it sets up the distributed run; add --nproc N"),
+    (["run", "--master-port", "29500"], "error: --master-port: does not apply here: it sets up the distributed run"),
+    (["run", "--optimizer", "adam"], "error: --optimizer: does not apply here: it is the optimizer of --nproc's "
+                                     "training steps and of --memory --train; add one of them"),
+    (["run", "--memory", "--optimizer", "adam"], "error: --optimizer: does not apply here"),
+    (["memory", "--optimizer", "sgd"], "error: --optimizer: does not apply here: it is the optimizer of the training "
+                                       "step; add --train"),
     (["inspect", "--max-batch", "24"], "error: --max-batch: 24 what? it needs a unit: write 24GB (10^9 bytes) or "
                                        "24GiB (2^30 bytes)"),
 ])

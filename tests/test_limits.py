@@ -226,3 +226,15 @@ def test_scalar_aliases_count_toward_the_value_limit(monkeypatch):
     assert len(archcalc.loads(spec(900)).nodes) == 1
     with pytest.raises(archcalc.SpecError, match="expands to more than 1,000 YAML values"):
         archcalc.loads(spec(1000))
+
+
+def test_exponent_numbers_without_a_dot_are_numbers():
+    """PyYAML reads YAML 1.1, where 1e-6 and 1E5 are strings ('eps: 1e-6' was refused as text);
+    YAML 1.2 and Python read them as floats. Quoted, they stay strings."""
+    values = source.load_text("v: [1e-6, 1E5, -2e+3, 1.0e6, '1e-6', 1e, e5, 12, .5]")["v"]
+    assert values == [1e-6, 1e5, -2e3, 1e6, "1e-6", "1e", "e5", 12, 0.5]
+    assert [type(value) for value in values[:4]] == [float] * 4
+    spec = archcalc.loads("input: [8, 4, 4]\nlayers:\n  - scale: 1e-6\n  - batchnorm: {eps: 1E-3}\n")
+    assert (spec.nodes[0].layer.init, spec.nodes[1].layer.eps) == (1e-6, 1e-3)
+    with pytest.raises(archcalc.SpecError, match=r"units: must be a whole number >= 1, got 1000.0"):
+        archcalc.loads("input: [10]\nlayers:\n  - dense: 1e3\n")  # a float, as in YAML 1.2 and Python

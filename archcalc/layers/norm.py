@@ -187,7 +187,7 @@ class GroupNorm(SampleNorm):
     every SampleNorm.
     """
 
-    groups: int = arg(positive_int, doc="number of channel groups G (C/G channels each)")
+    groups: int = arg(positive_int, doc="number of channel groups G (C/G channels each)", known_as=("num_groups",))
     main = "groups"
 
     def statistics(self, x: Shape) -> int:

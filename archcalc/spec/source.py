@@ -8,6 +8,7 @@ so an error found much later can still point at file:line:column.
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -307,6 +308,8 @@ class _Builder:
         if implicit:
             assert self.resolver is not None  # set by build()
             tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag == _STR_TAG and event.implicit[0] and _EXPONENT_FLOAT.fullmatch(event.value):
+                tag = _FLOAT_TAG  # a plain (unquoted) 1e-6; '1e-6' in quotes stays a string
         if tag == _MERGE_TAG:
             raise SpecError("YAML merge keys (<<) are not supported in a spec",
                             hint="write the keys out, or put shared layer arguments under 'defaults:'",
@@ -377,6 +380,9 @@ def _tag_error(tag: str, location: Location) -> SpecError:
 
 
 _STANDARD = "tag:yaml.org,2002:"
-_STR_TAG, _INT_TAG, _SEQ_TAG, _MAP_TAG, _MERGE_TAG = (
-    _STANDARD + name for name in ("str", "int", "seq", "map", "merge"))
+_STR_TAG, _INT_TAG, _FLOAT_TAG, _SEQ_TAG, _MAP_TAG, _MERGE_TAG = (
+    _STANDARD + name for name in ("str", "int", "float", "seq", "map", "merge"))
+# PyYAML resolves by YAML 1.1, whose floats need a dot and a signed exponent: 1e-6 and 1E5 would be
+# strings. YAML 1.2's core schema, and whoever writes eps: 1e-6, reads them as numbers
+_EXPONENT_FLOAT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
 _SAFE = yaml.constructor.SafeConstructor()
