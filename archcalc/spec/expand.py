@@ -415,6 +415,7 @@ class Block:
 
     params: Mapping       # name -> default (None = required), with their locations
     layers: Sequence
+    location: Location    # where its name is written (a spec's or an included library's)
 
 
 def read_blocks(data: Mapping) -> dict[str, Block]:
@@ -443,7 +444,7 @@ def read_blocks(data: Mapping) -> dict[str, Block]:
         if not isinstance(layers, Sequence) or not layers:
             raise SpecError(f"block {name} needs a non-empty list of layers",
                             location=definition.value_location("layers"))
-        result[name] = Block(params, layers)
+        result[name] = Block(params, layers, raw.key_location(name))
     return result
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from ..errors import Location
 from ..layers import Layer
 
-TOP_LEVEL_KEYS = ("name", "description", "params", "input", "inputs", "defaults", "blocks", "layers",
+TOP_LEVEL_KEYS = ("name", "description", "params", "input", "inputs", "defaults", "include", "blocks", "layers",
                   "outputs")
 COMMON_KEYS = ("name", "trainable", "inputs", "shares", "freeze")
 INPUT = "input"  # the name by which layers refer to the network's input

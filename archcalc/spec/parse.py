@@ -22,8 +22,9 @@ from ..errors import Location, SpecError
 from ..gcpause import paused_gc
 from ..layers import Shape, Steps, lookup, shape_of
 from ..layers.arguments import closest, positive_int, shown, sizes_text, text
-from .expand import NodeBuilder, Scope, check_keys, read_blocks, substitute
+from .expand import NodeBuilder, Scope, check_keys, substitute
 from .expressions import Params
+from .include import blocks_with_includes
 from .model import INPUT, TOP_LEVEL_KEYS, Node, Spec
 from .source import Mapping, Sequence, load_file, load_text, location_of
 
@@ -74,13 +75,17 @@ def _parse(data: Any, path: str, params: Params | None, expressions: dict[Locati
             raise SpecError(f"unknown top-level key '{key}'", hint=closest(key, TOP_LEVEL_KEYS),
                             location=data.key_location(key))
     data, spec_params = _with_params(data, params or {}, expressions)
+    if "blocks" in data and "layers" not in data and "input" not in data and "inputs" not in data:
+        raise SpecError("this file is a block library (blocks, no layers), not a network",
+                        hint=f"a spec uses its blocks with 'include: {Path(path).name}' (a path relative to the "
+                             f"spec) and its own 'input' and 'layers'", location=data.location)
     if "layers" not in data:
         raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
                         location=data.location)
     inputs, input_location = _network_inputs(data)
     name = _field(data, "name", text, Path(path).stem)
     description = _field(data, "description", lambda v: str(v), "")
-    builder = NodeBuilder(_defaults(data), read_blocks(data), spec_params, tuple(inputs), expressions)
+    builder = NodeBuilder(_defaults(data), blocks_with_includes(data, path), spec_params, tuple(inputs), expressions)
     layers = data["layers"]
     if not isinstance(layers, Sequence) or not layers:
         raise SpecError("'layers' must be a non-empty list of layers",
@@ -116,7 +121,7 @@ def _with_params(data: Mapping, overrides: Params, expressions: dict[Location, s
     result.location, result.key_locations = data.location, data.key_locations
     result.value_locations = data.value_locations
     for key, value in data.items():
-        keep = key in ("params", "blocks", "name", "description")
+        keep = key in ("params", "include", "blocks", "name", "description")
         result[key] = value if keep else substitute(value, values, data.value_location(key), expressions,
                                                     key == "outputs")
     return result, values
