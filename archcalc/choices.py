@@ -12,4 +12,4 @@ TABLE_FORMATS = ("table", "json")                     # diff, run
 SOLVE_FORMATS = ("text", "json")
 # inspect --columns: the columns the layer table can show after the name (views/report.COLUMNS says what each is)
 COLUMNS = ("kind", "input", "output", "kernel", "formula", "params", "params_percent", "trainable", "trainable_params",
-           "neurons", "macs", "batch_macs", "flops", "batch_flops", "memory", "rf")
+           "neurons", "macs", "batch_macs", "flops", "batch_flops", "memory", "scores", "kv_cache", "rf")

@@ -356,11 +356,18 @@ def main():
              "(README: every column). Table, markdown, CSV.")
 @option("--batch-axis", is_flag=True,
         help="Write shapes with the batch axis first, as PyTorch sees them: 8x96x55x55. Table, markdown, CSV.")
+@option("--steps", type=click.IntRange(min=1), metavar="T",
+        help="Tokens per sequence: the steps of the sequence input (when the spec writes them as a parameter, "
+             "'steps: $T', that parameter, as --set T=... would).")
+@option("--kv-cache", "kv_context", type=click.IntRange(min=1), metavar="TOKENS",
+        help="Add the KV cache of autoregressive decoding at this context length, for --batch sequences in "
+             "--dtype: per causal self-attention layer and in all.")
 @sharding_options
 @analysis_options()
 @click.pass_context
 def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mixed_precision, budget, im2col, depth,
-            columns, batch_axis, gpus, shard, shard_units, bandwidth, throughput, batch, dtype, input_shape, rounding):
+            columns, batch_axis, steps, kv_context, gpus, shard, shard_units, bandwidth, throughput, batch, dtype,
+            input_shape, rounding):
     """Every layer's output shape, size arithmetic, parameters, neurons and MACs, then totals.
 
     Static: no PyTorch, milliseconds. An invalid D-F-S combination stops with the arithmetic
@@ -379,14 +386,21 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
     sharded = gpus is not None or shard is not None or bool(shard_units) or bool(bandwidth) or bool(throughput)
     refuse_unless(ctx, train or budget is not None or sharded, ("optimizer", "mixed_precision"),
                   "it sets the training memory of --train, --max-batch and --gpus; add one of them")
+    if columns and "kv_cache" in columns and kv_context is None:
+        raise UsageError("--columns", ",".join(columns), "the kv_cache column needs --kv-cache TOKENS",
+                         hint="add --kv-cache with the context length, e.g. --kv-cache 8192")
+    if steps is not None:
+        input_shape = _sized_steps(ctx, spec, steps, input_shape)
     analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    if kv_context is not None:
+        _check_kv_cache(analysis, kv_context)
     sharding = None
     if sharded:
         sharding = {"strategy": shard or ("ddp" if (gpus or 1) > 1 else "none"), "gpus": gpus or 1,
                     "shard_units": shard_units}
     extras = report.extras(analysis, receptive_field=receptive_field or report.wants_receptive_fields(columns),
                            train=train, optimizer=optimizer, mixed_precision=mixed_precision, budget=budget,
-                           im2col=im2col, sharding=sharding, rates=(bandwidth, throughput))
+                           im2col=im2col, sharding=sharding, rates=(bandwidth, throughput), kv_cache=kv_context)
     options = report.TableOptions(columns, depth, batch_axis)
     if fmt == "table" and target is None:
         report.print_table(analysis, baseline, extras=extras, options=options)
@@ -399,6 +413,46 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
         from .fileio import write_text
         write_text(target, text)
         wrote(output, FORMAT_NAMES[fmt])
+
+
+def _sized_steps(ctx: click.Context, spec_path: str, steps: int, input_shape):
+    """--steps T: sets the spec parameter the sequence input's steps are written as (kept with
+    the --set values, so that everything sized by it follows), and gives no input shape; for
+    steps written as a number, the sequence input's shape with T steps (as --input would)."""
+    from .layers import Steps, shape_text
+    from .spec import load
+
+    if input_shape is not None:
+        raise UsageError("--steps", steps, "--input gives the whole input shape already",
+                         hint="give the steps in --input ({steps: T, features: F}), or leave out --input")
+    params = spec_params()
+    loaded = load(spec_path, params)
+    name = loaded.steps_parameter
+    if name is not None:
+        if name in params:
+            raise UsageError("--steps", steps, f"--set {name}=... gives the steps already (the spec's input has "
+                                               f"steps: ${name})", hint=f"give one of --steps and --set {name}")
+        ctx.meta["archcalc.spec_params"] = {**params, name: steps}
+        return None
+    inputs = loaded.inputs or {"input": loaded.input_shape}
+    if len(inputs) > 1:
+        raise UsageError("--steps", steps, f"this network has {len(inputs)} inputs ({', '.join(inputs)}) and its "
+                                           f"steps are not a spec parameter",
+                         hint="declare them as one: params: {T: 16} and steps: $T; then --steps or --set T=...")
+    if not isinstance(loaded.input_shape, Steps):
+        raise UsageError("--steps", steps, f"the input of this network is not a sequence "
+                                           f"({shape_text(loaded.input_shape)})", hint="--input sets its shape")
+    return Steps((steps, *loaded.input_shape[1:]))
+
+
+def _check_kv_cache(analysis, context: int) -> None:
+    """--kv-cache on a network that keeps none (no causal self-attention) is refused, naming the option."""
+    from .analysis.sequence import attention_layers, kv_cache
+
+    try:
+        kv_cache(attention_layers(analysis), context, analysis.batch, analysis.dtype)
+    except SpecError as exc:
+        raise UsageError("--kv-cache", context, exc.message, hint=exc.hint) from None
 
 
 EXTENSION_FORMATS = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".txt": "table"}

@@ -61,6 +61,10 @@ class Group:
     def flops(self) -> int:
         return self._sum("flops")
 
+    @property
+    def scores(self) -> int:
+        return self._sum("scores")
+
 
 def members(row) -> tuple:
     """The layers of a row: a Group's, or the one LayerStats."""

@@ -79,6 +79,17 @@ EXTRA_CONVENTIONS = {  # inspect's optional sections
                 "and the optimizer step (its temporaries as torch.optim's CUDA foreach Adam makes them); communication per GPU "
                 "with a ring's factor, all-reduce 2(N-1)/N, all-gather and reduce-scatter (N-1)/N; compute "
                 "3 x forward FLOPs",
+    "sequence": "per token: the forward MACs and FLOPs of one sequence of T tokens (every layer, attention's full "
+                "T x S products) / T; training per token, archcalc's count: 3 x the forward FLOPs (the backward "
+                "pass computes two products of each forward product's size); the estimate 6N + 12·L·T·d FLOPs per "
+                "token (PaLM, Chowdhery et al. 2022, appendix B; nanoGPT's estimate_mfu): N = the parameters of "
+                "matrix products (untied embedding tables and learned positions left out), L attention layers of "
+                "d = heads x head_dim over T keys, 2 FLOPs per MAC x 3 passes, element-wise operations left out; "
+                "attention scores: heads x T x S probabilities per attention layer and sample, held by eager "
+                "attention and counted in the activation memory, none for a layer with fused: true",
+    "kv_cache": "autoregressive decoding keeps the keys and values of every causal self-attention layer: "
+                "2 x kv_heads x head_dim x context x batch x dtype bytes per layer, summed over the L layers "
+                "(2 x L x kv_heads x head_dim x T x batch x dtype); cross-attention's cache is not counted",
     "im2col": "per convolution: filter matrix K x (C/g*F^d), column matrix (C/g*F^d) x (positions*batch) "
               "per group, output K x (positions*batch); column buffer = g x rows x columns x dtype size",
 }

@@ -10,7 +10,8 @@
 - optimizer state per trainable parameter: sgd 0, momentum 1 (the velocity), adam and adamw 2
   (the two moments); fp32 under mixed precision.
 - activations kept: the network input and every layer's output (its neurons, the forward memory's
-  count), in the dtype (16 bits under mixed precision).
+  count) and the attention probabilities of eager attention (heads x T x S per attention layer,
+  none under a fused kernel), in the dtype (16 bits under mixed precision).
 - during back-propagation the gradient of a layer's output briefly sits beside all of that: the
   peak adds the largest layer's output once.
 
@@ -106,7 +107,7 @@ def training_memory(analysis: Analysis, optimizer: str = "adam",
     return TrainingMemory(
         optimizer, mixed_precision, analysis.batch, weight_bytes, trainable * master,
         OPTIMIZER_STATES[optimizer] * trainable * master,
-        (input_elements(analysis) + totals.neurons) * size,
+        (input_elements(analysis) + totals.neurons + totals.scores) * size,
         largest.name if largest is not None else None, largest.neurons * size if largest is not None else 0,
         totals.training_bytes_estimate)
 
@@ -117,7 +118,7 @@ def inference_max_batch(analysis: Analysis, budget: int, mixed_precision: str | 
     totals = analysis.totals
     size = DTYPE_BYTES[MIXED_PRECISION[mixed_precision] if mixed_precision else analysis.dtype]
     return largest_batch(budget, totals.param_bytes + totals.buffer_bytes,
-                         (input_elements(analysis) + totals.neurons) * size)
+                         (input_elements(analysis) + totals.neurons + totals.scores) * size)
 
 
 def largest_batch(budget: int, fixed: int, per_sample: int) -> int:

@@ -35,6 +35,7 @@ class LayerStats:
     macs: int                  # multiply-accumulates, one sample (Layer.macs)
     flops: int                 # 2 x MACs + the layer's other operations, one sample (Layer.flops)
     shares: str | None = None  # the layer whose parameters it uses: counted there, 0 here
+    scores: int = 0            # attention probabilities held besides the output, one sample (sequence.scores)
 
     @property
     def name(self) -> str:
@@ -77,13 +78,14 @@ class Totals:
     neurons: int
     param_bytes: int
     buffer_bytes: int          # floating buffers x dtype size + int64 buffers x 8
-    activation_bytes: int      # neurons x batch x dtype size
+    activation_bytes: int      # (neurons + attention scores) x batch x dtype size
     forward_bytes: int         # parameters + buffers + activations
     training_bytes_estimate: int  # the course's rule of thumb: about twice the forward memory
     macs: int                  # per sample: conv/dense/recurrent multiply-accumulates
     flops: int                 # per sample: 2 x MACs + bias, activation, pool, norm and add operations
     batch_macs: int            # x batch
     batch_flops: int           # x batch
+    scores: int = 0            # per sample: the attention probabilities eager attention holds (heads x T x S)
 
     @property
     def non_trainable_params(self) -> int:
@@ -162,9 +164,9 @@ class Analysis:
 
     def layer_bytes(self, stats: LayerStats) -> tuple[int, int]:
         """(weight bytes, activation bytes) of one layer, counted as the totals count them:
-        params x dtype size + its buffer bytes, and neurons x batch x dtype size."""
+        params x dtype size + its buffer bytes, and (neurons + attention scores) x batch x dtype size."""
         size = DTYPE_BYTES[self.dtype]
-        return stats.params * size + stats.buffer_bytes(size), stats.neurons * self.batch * size
+        return stats.params * size + stats.buffer_bytes(size), (stats.neurons + stats.scores) * self.batch * size
 
 
 @paused_gc
@@ -403,7 +405,17 @@ def _layer_stats(node: Node, layer, x: tuple) -> LayerStats:
     trainable = params - frozen_params(node, layer, x) if node.trainable else 0
     return LayerStats(node, layer, x, y, params, trainable, layer.buffers(x),
                       layer.neurons(x, y), layer.size_terms(x, y), layer.macs(x, y),
-                      layer.flops(x, y))
+                      layer.flops(x, y), scores=score_elements(layer.attending(x)))
+
+
+def score_elements(attending) -> int:
+    """The attention probabilities an attention layer holds for one sample besides its output:
+    heads x T x S (softmax(Q Kᵀ / sqrt(head_dim)) per head, as eager attention computes and
+    keeps them for the backward pass); 0 under a fused kernel, which never materialises them,
+    and for every other kind."""
+    if attending is None or attending.fused:
+        return 0
+    return attending.heads * attending.queries * attending.keys
 
 
 def frozen_params(node: Node, layer, x: tuple) -> int:
@@ -475,10 +487,11 @@ def _totals(layers: list, batch: int, size: int) -> Totals:
     params = sum(s.params for s in layers)
     buffers = sum(s.buffers for s in layers)
     int64_buffers = sum(s.int64_buffers for s in layers)
-    neurons = sum(s.neurons for s in layers)
-    param_bytes, activation_bytes = params * size, neurons * batch * size
+    neurons, scores = sum(s.neurons for s in layers), sum(s.scores for s in layers)
+    param_bytes, activation_bytes = params * size, (neurons + scores) * batch * size
     buffers_bytes = buffer_bytes(buffers, int64_buffers, size)
     forward = param_bytes + buffers_bytes + activation_bytes
     macs, flops = sum(s.macs for s in layers), sum(s.flops for s in layers)
     return Totals(params, sum(s.trainable_params for s in layers), buffers, neurons, param_bytes,
-                  buffers_bytes, activation_bytes, forward, 2 * forward, macs, flops, macs * batch, flops * batch)
+                  buffers_bytes, activation_bytes, forward, 2 * forward, macs, flops, macs * batch, flops * batch,
+                  scores)

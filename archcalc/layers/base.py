@@ -27,7 +27,7 @@ from ..errors import SpecError
 from .arguments import closest
 from .receptive import Field, covering, spatial_axes
 from .shapes import Outputs, Shape, Steps
-from .terms import Count, Counts, Product
+from .terms import Attending, Count, Counts, Product
 
 REGISTRY: dict[str, type[Layer]] = {}
 ALIASES: dict[str, str] = {}
@@ -180,6 +180,18 @@ class Layer:
     def neurons(self, x: Shape, y: Shape) -> int:
         """Elements of this layer's output for one sample, if it creates new neurons."""
         return prod(y) if self.creates_neurons else 0
+
+    def lookup_params(self, x: Shape) -> int:
+        """Of ``params``, those read by lookup rather than multiplied by an input (an embedding
+        table, learned positions): the 6N estimate of training compute leaves them out of N
+        unless another layer multiplies by them (a tied output projection). 0 by default."""
+        return 0
+
+    def attending(self, x: Shape) -> Attending | None:
+        """What an attention layer attends (heads, key/value heads, positions: terms.Attending),
+        from which analysis/sequence.py computes the KV cache, the score matrices and the
+        attention term of the 6N + 12·L·T·d estimate; None for every kind that does not attend."""
+        return None
 
     # --- compute, receptive field, convolution as a matrix product (`inspect`'s deeper figures) ---
     def macs(self, x: Shape, y: Shape) -> int:

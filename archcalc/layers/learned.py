@@ -94,6 +94,11 @@ class Parameter(Layer):
         """weight: the tensor itself."""
         return {"weight": tuple(self.shape)}
 
+    def lookup_params(self, x: tuple) -> int:
+        """The whole tensor: added or joined to the input (positions, a class token), never
+        multiplied by it."""
+        return self.params(x)
+
     def receptive_field(self, x: tuple, y: Shape, field: Field) -> Field:
         return ()
 

@@ -232,6 +232,10 @@ class Embedding(Layer):
         """weight V x E, the table."""
         return {"weight": (self.vocabulary, self.dim)}
 
+    def lookup_params(self, x: Shape) -> int:
+        """The whole table: a token's vector is read, not computed."""
+        return self.params(x)
+
     def to_torch(self, x: Shape):
         return module("nn.Embedding", self.vocabulary, self.dim)
 

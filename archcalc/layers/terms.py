@@ -127,3 +127,26 @@ class Counts:
     buffers: Count
     neurons: Count
 
+
+
+@dataclass(frozen=True)
+class Attending:
+    """What an attention layer attends (``Layer.attending``), for the sequence figures
+    (analysis/sequence.py) and explain's per-head arithmetic: ``heads`` query heads and
+    ``kv_heads`` key/value heads of ``head_dim`` features, ``queries`` positions (T) attending
+    to ``keys`` positions (S: T itself in self-attention, the memory's in cross-attention),
+    projections from and to ``model_dim`` (d) features, keys and values read from
+    ``memory_dim`` features. ``causal``: position t sees positions <= t; ``cross``: keys and
+    values come from another sequence; ``fused``: a fused kernel (flash) never holds the
+    heads x T x S score matrices."""
+
+    heads: int
+    kv_heads: int
+    head_dim: int
+    queries: int
+    keys: int
+    model_dim: int
+    memory_dim: int
+    causal: bool = False
+    cross: bool = False
+    fused: bool = False

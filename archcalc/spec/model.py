@@ -60,3 +60,4 @@ class Spec:
     outputs: tuple[str, ...] = ()  # names of the layers whose results leave the network
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # {name: shape}; "input" unless 'inputs:'
     blocks: dict[str, str] = field(default_factory=dict)  # {block instance name: the block it instantiates}
+    steps_parameter: str | None = None  # the parameter its sequence input's steps are written as ('$T')

@@ -74,6 +74,7 @@ def _parse(data: Any, path: str, params: Params | None, expressions: dict[Locati
         if key not in TOP_LEVEL_KEYS:
             raise SpecError(f"unknown top-level key '{key}'", hint=closest(key, TOP_LEVEL_KEYS),
                             location=data.key_location(key))
+    steps_parameter = _steps_parameter(data)
     data, spec_params = _with_params(data, params or {}, expressions)
     if "blocks" in data and "layers" not in data and "input" not in data and "inputs" not in data:
         raise SpecError("this file is a block library (blocks, no layers), not a network",
@@ -96,7 +97,26 @@ def _parse(data: Any, path: str, params: Params | None, expressions: dict[Locati
     outputs = _outputs(data, nodes, builder.instances)
     _check_all_used(nodes, outputs, inputs, data)
     return Spec(name, description, next(iter(inputs.values())), nodes, path, input_location, outputs,
-                inputs, dict(builder.instance_kinds))
+                inputs, dict(builder.instance_kinds), steps_parameter)
+
+
+def _steps_parameter(data: Mapping) -> str | None:
+    """The spec parameter that the steps of its first sequence input are written as
+    ('input: {steps: $T}' with T in 'params:'), as written, before any substitution: what
+    ``--steps`` sets, so that everything sized by T (learned positions) follows."""
+    if "input" in data:
+        written = [data["input"]]
+    elif isinstance(data.get("inputs"), Mapping):
+        written = list(data["inputs"].values())
+    else:
+        return None
+    declared = data.get("params")
+    sequence = next((value for value in written if isinstance(value, Mapping) and "steps" in value), None)
+    if sequence is None or not isinstance(declared, Mapping):
+        return None
+    steps = sequence["steps"]
+    name = steps.strip()[1:] if isinstance(steps, str) and steps.strip().startswith("$") else None
+    return name if name in declared else None
 
 
 def _with_params(data: Mapping, overrides: Params, expressions: dict[Location, str]) -> tuple[Mapping, Params]:

@@ -14,6 +14,7 @@ from ..layers.base import axes, spatial_rank
 from ..units import decimal_bytes, human_bytes, human_count
 from . import escape
 from .output import JSON_SCHEMA_VERSION, Table, markdown_table, write
+from .sequence import sequence_dict, sequence_lines
 from .wording import formula, notes
 
 
@@ -27,22 +28,26 @@ class Extras:
     unrolled: list | None = None           # im2col.unrolled_layers(): [(LayerStats, Unrolled)] (--im2col)
     sharding: object | None = None         # sharding.ShardedMemory (--gpus/--shard)
     rates: tuple = (None, None)            # (--bandwidth bytes/s, --throughput FLOPs/s) for its times
+    sequence: object | None = None         # sequence.SequenceFigures: a sequence input's per-token figures
 
 
 def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = False, optimizer: str = "adam",
            mixed_precision: str | None = None, budget: int | None = None, im2col: bool = False,
-           sharding: dict | None = None, rates: tuple = (None, None)) -> Extras:
+           sharding: dict | None = None, rates: tuple = (None, None), kv_cache: int | None = None) -> Extras:
     """The sections asked for, each from its library function; ``sharding``: sharded_memory's
-    strategy, gpus and shard_units (--gpus/--shard)."""
+    strategy, gpus and shard_units (--gpus/--shard); ``kv_cache``: the context length of
+    --kv-cache. A network reading a sequence always gets its per-token figures."""
     from ..analysis.im2col import unrolled_layers
     from ..analysis.memory import max_batch, training_memory
     from ..analysis.receptive import receptive_fields
+    from ..analysis.sequence import sequence_figures
 
     return Extras(receptive_fields(analysis) if receptive_field else None,
                   training_memory(analysis, optimizer, mixed_precision) if train else None,
                   max_batch(analysis, budget, optimizer, mixed_precision) if budget is not None else None,
                   unrolled_layers(analysis) if im2col else None,
-                  _sharding(analysis, sharding, optimizer, mixed_precision), rates)
+                  _sharding(analysis, sharding, optimizer, mixed_precision), rates,
+                  sequence_figures(analysis, kv_cache))
 
 
 def _sharding(analysis: Analysis, options: dict | None, optimizer: str, mixed_precision: str | None):
@@ -58,7 +63,9 @@ def extra_conventions(extras: Extras) -> dict:
     present = {"receptive_field": extras.receptive_fields is not None,
                "training": extras.training is not None or extras.max_batch is not None,
                "sharding": extras.sharding is not None,
-               "im2col": extras.unrolled is not None}
+               "im2col": extras.unrolled is not None,
+               "sequence": extras.sequence is not None,
+               "kv_cache": extras.sequence is not None and extras.sequence.kv_cache is not None}
     return {key: text for key, text in EXTRA_CONVENTIONS.items() if present[key]}
 
 
@@ -116,6 +123,8 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
             "macs": stats.macs,
             "flops": stats.flops,
         }
+        if stats.scores:  # attention probabilities held besides the output (heads x T x S)
+            entry["attention_scores"] = stats.scores
         if stats.shares is not None:  # its parameters are counted at that layer, once
             entry["shares"] = stats.shares
         if stats.node.frozen:
@@ -159,7 +168,10 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
             "batch_macs": totals.batch_macs,
             "batch_flops": totals.batch_flops,
             "input_bytes": collapse.input_bytes(analysis),
+            "attention_scores": totals.scores,
         },
+        **({"sequence": sequence_dict(extras.sequence, analysis.batch, analysis.dtype)}
+           if extras.sequence is not None else {}),
         **extras_dict(extras),
     }
 
@@ -256,13 +268,17 @@ COLUMNS = (
     Column("batch_macs", ("batch MACs",), "multiply-accumulates per batch"),
     Column("flops", ("FLOPs",), "floating-point operations per sample"),
     Column("batch_flops", ("batch FLOPs",), "floating-point operations per batch"),
-    Column("memory", ("memory",), "(params + buffers) x dtype + neurons x batch x dtype: adds up to the forward pass"),
+    Column("memory", ("memory",), "(params + buffers) x dtype + (neurons + attention scores) x batch x dtype: adds up "
+                                  "to the forward pass"),
+    Column("scores", ("attention scores",), "attention probabilities held per sample (heads x T x S), in the memory"),
+    Column("kv_cache", ("KV cache",), "bytes of the layer's KV cache at --kv-cache (its context and the batch)"),
     Column("rf", ("field", "jump", "start"), "receptive field per axis: size, jump (effective stride), start"),
 )
 COLUMN_NAMES = {column.name: column for column in COLUMNS}
 TABLE_COLUMNS = ("kind", "output", "formula", "params", "neurons", "macs", "flops")  # the default
 CSV_COLUMNS = ("kind", "output", "params", "trainable_params", "neurons", "formula", "macs", "flops")
 CSV_HEADERS = {"input": ("input_shape",), "output": ("output_shape",), "memory": ("memory_bytes",),
+               "kv_cache": ("kv_cache_bytes",), "scores": ("attention_scores",),
                "rf": ("rf_size", "rf_jump", "rf_start")}  # the others: the column's name
 HEADERS = ("layer", *(header for name in TABLE_COLUMNS for header in COLUMN_NAMES[name].headers))
 
@@ -348,6 +364,13 @@ def cell_writer(column: str, analysis: Analysis, extras: Extras, options: TableO
             return lambda row: tuple("x".join(str(getattr(axis, key)) for axis in fields[collapse.members(row)[-1].name])
                                      for key in ("size", "jump", "start"))
         return lambda row: field_text(fields[collapse.members(row)[-1].name])
+    if column == "kv_cache":
+        cache = extras.sequence.kv_cache if extras.sequence is not None else None
+        bytes_of = {name: cache.bytes_of(per_token) for name, per_token in cache.layers} if cache else {}
+
+        def cached(row) -> int:
+            return sum(bytes_of.get(stats.name, 0) for stats in collapse.members(row))
+        return lambda row: (cached(row),) if exact else (decimal_bytes(cached(row)) if cached(row) else "",)
     value = collapse.figure(column, analysis)
     if column == "params_percent":
         return lambda row: ("" if value(row) is None else f"{value(row):.2f}" if exact else f"{value(row):.2f}%",)
@@ -357,7 +380,7 @@ def cell_writer(column: str, analysis: Analysis, extras: Extras, options: TableO
         return lambda row: (f"shares {row.shares}" if getattr(row, "shares", None) is not None else f"{row.params:,}",)
     if column == "memory":
         return lambda row: (decimal_bytes(value(row)),)
-    if column in ("trainable_params", "neurons"):
+    if column in ("trainable_params", "neurons", "scores"):
         return lambda row: (f"{value(row):,}",)
     return lambda row: (human_count(value(row)),)
 
@@ -407,6 +430,13 @@ def compute_line(analysis: Analysis) -> str:
     return line
 
 
+def extra_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> list[str]:
+    """The sections' lines under the totals: the sequence figures, then training."""
+    sequence = [] if extras.sequence is None else sequence_lines(extras.sequence, analysis.batch, analysis.dtype,
+                                                                 name)
+    return sequence + training_lines(analysis, extras, name)
+
+
 def training_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> list[str]:
     """The --train breakdown and the --max-batch answer, with the rule of thumb beside the total;
     ``name`` writes the layer name for the format (escape)."""
@@ -454,6 +484,8 @@ def im2col_rows(analysis: Analysis, extras: Extras) -> list[tuple]:
 def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=escape.visible) -> list[str]:
     t = analysis.totals
     batch = f"batch {analysis.batch}, {analysis.dtype}"
+    scores = f", attention scores {human_bytes(t.scores * analysis.batch * DTYPE_BYTES[analysis.dtype])} of it" \
+        if t.scores else ""
     lines = [
         f"params: {t.params:,}" + (f" ({t.trainable_params:,} trainable)" if t.non_trainable_params else "")
         + (f", buffers: {t.buffers:,}" if t.buffers else ""),
@@ -461,7 +493,7 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=esc
         compute_line(analysis),
         input_size_line(analysis),
         f"parameter memory: {human_bytes(t.param_bytes + t.buffer_bytes)} ({analysis.dtype})",
-        f"activation memory: {human_bytes(t.activation_bytes)} ({batch})",
+        f"activation memory: {human_bytes(t.activation_bytes)} ({batch}{scores})",
         f"forward pass: {human_bytes(t.forward_bytes)} = parameters + activations",
         f"training, rule of thumb (x2): {human_bytes(t.training_bytes_estimate)}",
     ]
@@ -489,7 +521,7 @@ def to_markdown(analysis: Analysis, baseline: Analysis | None = None, extras: Ex
     out = [f"# {name(analysis.spec.name)}", "", f"{word}: {name(shapes)}", ""]
     out += markdown_table(layer_table(analysis, extras, options, baseline))
     out += [""] + [f"- {line}" for line in summary_lines(analysis, baseline, name) +
-                   training_lines(analysis, extras, name)]
+                   extra_lines(analysis, extras, name)]
     if extras.unrolled is not None:
         out += ["", f"Convolutions as matrix products (batch {analysis.batch}):", ""]
         out += markdown_table(im2col_table(analysis, extras))
@@ -506,6 +538,9 @@ def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras 
     'total' with the network's totals in the columns that have one."""
     extras, options = extras or Extras(), options or TableOptions()
     columns = options.chosen(CSV_COLUMNS, extras)
+    if options.columns is None:  # the sequence figures that have a value per layer
+        cache = extras.sequence.kv_cache if extras.sequence is not None else None
+        columns += ("scores",) * bool(analysis.totals.scores) + ("kv_cache",) * (cache is not None)
     sharing = any(stats.shares is not None for stats in analysis.layers)
     header = ["name", *(h for name in columns for h in CSV_HEADERS.get(name, (name,)))] + (["shares"] if sharing else [])
     write = row_writer(columns, analysis, extras, options, exact=True)
@@ -514,7 +549,9 @@ def to_csv(analysis: Analysis, baseline: Analysis | None = None, extras: Extras 
     totals = analysis.totals
     summed = {"params": totals.params, "trainable_params": totals.trainable_params, "neurons": totals.neurons,
               "macs": totals.macs, "batch_macs": totals.batch_macs, "flops": totals.flops,
-              "batch_flops": totals.batch_flops, "memory": totals.forward_bytes}
+              "batch_flops": totals.batch_flops, "memory": totals.forward_bytes, "scores": totals.scores}
+    if extras.sequence is not None and extras.sequence.kv_cache is not None:
+        summed["kv_cache"] = extras.sequence.kv_cache.total_bytes
     rows.append(["total", *(summed.get(name, "") for name in columns for _ in CSV_HEADERS.get(name, (name,)))]
                 + ([""] if sharing else []))
     return escape.csv_text(rows, header)
@@ -547,7 +584,7 @@ def table_report(analysis: Analysis, baseline: Analysis | None, extras: Extras,
     if extras.unrolled is not None:
         blocks.append(im2col_table(analysis, extras))
     blocks += [(line, "bold yellow" if line.startswith("weights") else "")
-               for line in summary_lines(analysis, baseline) + training_lines(analysis, extras)]
+               for line in summary_lines(analysis, baseline) + extra_lines(analysis, extras)]
     return blocks + [(UNITS_NOTE, "dim")]
 
 
