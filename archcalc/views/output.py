@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from . import escape
 
-JSON_SCHEMA_VERSION = 1  # every JSON document archcalc writes (inspect, solve, diff, run)
+JSON_SCHEMA_VERSION = 2  # every JSON document archcalc writes (inspect, solve, diff, run); 2: inspect's sequence
 RICH_TABLE_ROWS = 500
 GAP = 3          # between two columns, as rich's SIMPLE_HEAD box draws them (pad, separator, pad)
 BAND_INDENT = 4  # a row's second line (band) starts this much further right
