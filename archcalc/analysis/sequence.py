@@ -63,6 +63,39 @@ class AttentionLayer:
         a = self.attending
         return 0 if a.fused else a.heads * a.queries * a.keys
 
+    # --- the multiply-accumulates of each step, per head (explain's board) ----------------
+    @property
+    def query_macs(self) -> int:
+        """Q = x W_q, per head: T x d x head_dim."""
+        a = self.attending
+        return a.queries * a.model_dim * a.head_dim
+
+    @property
+    def key_macs(self) -> int:
+        """K = m W_k (and V = m W_v alike), per key/value head: S x d_m x head_dim."""
+        a = self.attending
+        return a.keys * a.memory_dim * a.head_dim
+
+    @property
+    def product_macs(self) -> int:
+        """Q Kᵀ (and A V alike), per head: T x S x head_dim, the full T x S (a causal mask does
+        not halve it)."""
+        a = self.attending
+        return a.queries * a.keys * a.head_dim
+
+    @property
+    def output_macs(self) -> int:
+        """The heads joined, times W_o: T x (heads x head_dim) x d."""
+        a = self.attending
+        return a.queries * a.heads * a.head_dim * a.model_dim
+
+    @property
+    def macs(self) -> int:
+        """heads x (Q + Q Kᵀ + A V) + 2 x kv_heads x K + the output projection: the layer's MACs."""
+        a = self.attending
+        return (a.heads * (self.query_macs + 2 * self.product_macs) + 2 * a.kv_heads * self.key_macs
+                + self.output_macs)
+
 
 @dataclass(frozen=True)
 class KVCache:

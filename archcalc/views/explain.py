@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis.conventions import footnote
+from ..analysis.sequence import AttentionLayer
 from ..analysis.walk import INT64_BYTES, Analysis, analyze
 from ..choices import DTYPE_BYTES
 from ..errors import GeometryError, SpecError
@@ -23,7 +24,7 @@ from ..layers import shape_text
 from ..spec import Node, Spec
 from ..units import human_bytes
 from .escape import visible
-from .wording import label_text, neurons_line, params_line, size_lines
+from .wording import attention_lines, label_text, neurons_line, params_line, size_lines
 
 MAX_TERMS = 16  # a total written as a sum of more non-zero terms than this is given as the sum alone
 
@@ -72,6 +73,9 @@ def _explained(node: Node, layer, x: tuple, y: tuple | None, error: SpecError | 
         counts = layer.count_terms(x, y)
         steps += [*size_lines(layer.size_terms(x, y)), f"output {shape_text(y)}", params_line(counts),
                   neurons_line(layer, counts)]
+        attending = layer.attending(x)
+        if attending is not None:
+            steps += attention_lines(AttentionLayer(node.name, attending))
         if node.shares is not None and counts.params.value:
             steps.insert(-1, f"  the weights of {node.shares}, applied again: counted there, once")
     elif isinstance(error, GeometryError):

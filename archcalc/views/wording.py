@@ -11,6 +11,7 @@ lines (views/explain.py), the diagram's boxes (views/render.py) and solve's fail
 """
 from __future__ import annotations
 
+from ..analysis.sequence import AttentionLayer
 from ..layers import Layer
 from ..layers.base import Label
 from ..layers.geometry import axis_words, exact_text, rule_text
@@ -240,3 +241,39 @@ def _short(value) -> str:
 
 def _count(values: tuple) -> int:
     return sum(_count(item) if isinstance(item, tuple) else 1 for item in values)
+
+
+# --- attention ----------------------------------------------------------------------------
+def attention_lines(layer: AttentionLayer) -> list[str]:
+    """explain's board for one attention layer, head by head: the projections, Q Kᵀ, the
+    softmax, A V and the output projection, each as its matrix product with its MACs per head
+    and for all heads, then their sum (the layer's MACs)."""
+    a = layer.attending
+    t, s, d, m, hd, heads, kv = a.queries, a.keys, a.model_dim, a.memory_dim, a.head_dim, a.heads, a.kv_heads
+    source = "m" if a.cross else "x"
+    shared = f", each key/value head serving {heads // kv} query heads" if kv != heads else ""
+    mask = " (full: the causal mask hides the later keys, the product is still computed whole)" if a.causal else ""
+    held = (f"{heads} x {t:,} x {s:,} = {layer.scores:,} held per sample" if layer.scores else
+            "never held whole: fused kernel")
+    parts = (heads * layer.query_macs, 2 * kv * layer.key_macs, heads * layer.product_macs,
+             heads * layer.product_macs, layer.output_macs)
+    lines = [
+        f"per head: {heads} query heads and {kv} key/value heads of {hd} features{shared}"
+        + (f"; keys and values from the memory m ({s} x {m})" if a.cross else ""),
+        f"  Q = x W_q: {t}x{d} by {d}x{hd} -> {t}x{hd}, {t}x{d}x{hd} = {layer.query_macs:,} MACs per head, "
+        f"x {heads} = {parts[0]:,}",
+        f"  K = {source} W_k, V = {source} W_v: {s}x{m} by {m}x{hd} -> {s}x{hd}, {s}x{m}x{hd} = "
+        f"{layer.key_macs:,} MACs each per key/value head, x 2 x {kv} = {parts[1]:,}",
+        f"  scores = Q Kᵀ / sqrt({hd}): {t}x{hd} by {hd}x{s} -> {t}x{s}, {t}x{s}x{hd} = {layer.product_macs:,} "
+        f"MACs per head, x {heads} = {parts[2]:,}{mask}",
+        f"  A = softmax(scores) over the {s} keys of each query: {t}x{s} per head, {held}",
+        f"  O = A V: {t}x{s} by {s}x{hd} -> {t}x{hd}, {t}x{s}x{hd} = {layer.product_macs:,} MACs per head, "
+        f"x {heads} = {parts[3]:,}",
+        f"  out = [O_1 ... O_{heads}] W_o: {t}x{heads * hd} by {heads * hd}x{d} -> {t}x{d}, "
+        f"{t}x{heads * hd}x{d} = {layer.output_macs:,} MACs",
+        "  MACs = " + " + ".join(f"{part:,}" for part in parts) + f" = {layer.macs:,}",
+    ]
+    if layer.cached_per_token:
+        lines.append(f"  KV cache: 2 x {kv} x {hd} = {layer.cached_per_token:,} numbers per token of context "
+                     f"(keys and values, decoding)")
+    return lines
