@@ -548,10 +548,13 @@ def plan(spec, budget, gpus, optimizer, mixed_precision, fmt, shard_units, bandw
 @option("--collapse", is_flag=True,
         help="Draw each repeat as one box ('block3: 3 x conv 256 3x3') and each run of identical "
              "block instances as one ('basic3 … basic4: 2 x basic'), with the summed counts.")
+@option("--once", is_flag=True,
+        help="Draw each repeat's first iteration in full, in its cluster titled with the count "
+             "('repeat1 x22, drawn once'), and leave the other iterations out: a transformer's layers.")
 @analysis_options(batch="Samples per batch: scales the activation memory drawn with --detail full.",
                   dtype="Number type of the memory drawn with --detail full (bytes per number).")
 @click.pass_context
-def render(ctx, spec, output, force, rankdir, detail, collapse, batch, dtype, input_shape, rounding):
+def render(ctx, spec, output, force, rankdir, detail, collapse, once, batch, dtype, input_shape, rounding):
     """Draw the network as a diagram (Graphviz), with the analyzer's shapes and counts.
 
     An invalid spec is still drawn, up to and including the layer at fault, in red with the
@@ -563,8 +566,11 @@ def render(ctx, spec, output, force, rankdir, detail, collapse, batch, dtype, in
     target = output_path(output, [spec], force)
     refuse_unless(ctx, detail == "full", ("batch", "dtype"),
                   "it changes only the memory figures, which the diagram shows with --detail full")
+    if collapse and once:
+        raise UsageError("--once", once, "--collapse draws each repeat as one box already",
+                         hint="give one of --collapse (one box per repeat) and --once (its first iteration)")
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding, partial=True)
-    options = {"rankdir": rankdir, "detail": detail, "collapse": collapse}
+    options = {"rankdir": rankdir, "detail": detail, "collapse": collapse, "once": once}
     if target is None:
         click.echo(drawing.to_dot(analysis, **options), nl=False)
     else:

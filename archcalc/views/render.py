@@ -86,25 +86,31 @@ def format_of(path: str) -> str:
     return FORMATS[extension]
 
 
-def to_dot(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact", collapse: bool = False) -> str:
+def to_dot(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact", collapse: bool = False,
+           once: bool = False) -> str:
     """The Graphviz source of the diagram; the same analysis always gives the same bytes."""
-    return to_digraph(analysis, rankdir=rankdir, detail=detail, collapse=collapse).source
+    return to_digraph(analysis, rankdir=rankdir, detail=detail, collapse=collapse, once=once).source
 
 
-def to_digraph(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact", collapse: bool = False):
+def to_digraph(analysis: Analysis, *, rankdir: str = "TB", detail: str = "compact", collapse: bool = False,
+               once: bool = False):
     """A graphviz.Digraph of the analysis (use ``analyze(..., partial=True)`` to draw a mistake).
 
     One box per layer: name, ``Layer.label``, output shape and parameters (``full`` adds the
     size arithmetic, neurons, memory and notes). Edges carry the tensor shape. Repeats and
     block instances are clusters; ``collapse`` draws each outermost repeat as one box, and each
-    run of identical consecutive block instances at the top level ('2 x basic'). A chain much
-    longer than wide is cut into several columns (TB) or rows (LR): see _segments.
+    run of identical consecutive block instances at the top level ('2 x basic'); ``once`` draws
+    each repeat's first iteration in full, in its cluster titled with the count ('repeat1 x22,
+    drawn once'), and leaves the other iterations out (a transformer's stack of layers). A chain
+    much longer than wide is cut into several columns (TB) or rows (LR): see _segments.
     """
+    if collapse and once:
+        raise ArchcalcError("collapse and once are two ways to shorten repeats: give one")
     if rankdir not in RANKDIRS or detail not in DETAILS:
         raise ArchcalcError(f"rankdir is one of {RANKDIRS} and detail one of {DETAILS}, "
                             f"got {rankdir!r} and {detail!r}")
     graphviz = _graphviz()
-    boxes, edges, titles = _Layout(analysis, detail, collapse, LABEL_WRAP[rankdir]).build()
+    boxes, edges, titles = _Layout(analysis, detail, collapse, LABEL_WRAP[rankdir], once).build()
     graph = graphviz.Digraph(
         name=f"<{html(analysis.spec.name)}>",  # HTML-like, as every text here: never a DOT string
         graph_attr={"rankdir": rankdir, "fontname": FONT, "bgcolor": "white", "pad": "0.3",
@@ -166,11 +172,12 @@ def _cluster_keys(group: tuple) -> tuple:
 class _Layout:
     """Boxes, edges and cluster titles of one analysis; pure data, no Graphviz."""
 
-    def __init__(self, analysis: Analysis, detail: str, collapse: bool, width: int):
+    def __init__(self, analysis: Analysis, detail: str, collapse: bool, width: int, once: bool = False):
         self.analysis = analysis
         self.width = width  # of a layer label's lines
         self.full = detail == "full"
         self.collapse = collapse
+        self.once = once
         self.shapes = analysis.shapes
 
     def build(self) -> tuple[list, list, dict]:
@@ -182,9 +189,14 @@ class _Layout:
             boxes.append(_Box(ids[name], [f"<B>{html(title)}</B>", html(shape_text(shape))], ENDS))
         layers = self._layers()
         collapsed = self._collapsed(layers)
+        aliases = self._aliases(layers)
         for index, drawn in enumerate(layers):
             name = drawn.node.name
             key = collapsed.get(name)
+            if name in aliases:  # a later iteration's layer: drawn as the first iteration's
+                ids.update((mine, ids[theirs]) for mine, theirs in zip((name, *drawn.node.outputs),
+                                                                        (aliases[name], *aliases[name + "."])))
+                continue
             if key is None:
                 ids[name] = f"n{index}"
                 boxes.append(self._layer_box(ids[name], drawn))
@@ -195,7 +207,7 @@ class _Layout:
             else:
                 ids[name] = ids[key]
             ids.update((output, ids[name]) for output in drawn.node.outputs)  # a split's edges leave its box
-        edges = self._edges(layers, ids, collapsed)
+        edges = self._edges([drawn for drawn in layers if drawn.node.name not in aliases], ids, collapsed)
         if analysis.error is None:
             outputs = analysis.spec.outputs
             for index, name in enumerate(outputs):
@@ -203,7 +215,7 @@ class _Layout:
                 boxes.append(_Box(f"output{index}", [f"<B>{html(title)}</B>",
                                                      html(shape_text(self.shapes[name]))], ENDS))
                 edges.append((ids[name], f"output{index}", shape_text(self.shapes[name])))
-        return boxes, edges, _cluster_titles(analysis.spec)
+        return boxes, edges, _cluster_titles(analysis.spec, self.once)
 
     def _layers(self) -> list:
         """The layers drawn: those analyzed, then the one that failed (as analyzed: with the
@@ -239,6 +251,34 @@ class _Layout:
                          for name in (drawn.node.name, *drawn.node.outputs)})  # a split's outputs too
         failed = [keys.get(drawn.node.name) for drawn in layers if drawn.stats is None]
         return {name: key for name, key in keys.items() if key not in failed}
+
+    def _aliases(self, layers: list) -> dict:
+        """With ``once``: {layer name: the layer of the repeat's first iteration drawn for it},
+        for every layer in a later iteration of a repeat (the same place in the iteration), and
+        {layer name + '.': the outputs drawn for its outputs}. The layer that failed stays drawn."""
+        if not self.once:
+            return {}
+        iterations: dict = {}  # a repeat iteration's group path -> its layers' names, in order
+        for drawn in layers:
+            group = drawn.node.group
+            for depth, (_, iteration) in enumerate(group):
+                if iteration:
+                    iterations.setdefault(group[:depth + 1], []).append(drawn)
+        aliases: dict = {}
+        for drawn in layers:
+            group = drawn.node.group
+            depth = next((depth for depth, (_, iteration) in enumerate(group) if iteration > 1), None)
+            if depth is None or drawn.stats is None:
+                continue
+            mine, first = iterations[group[:depth + 1]], iterations.get(group[:depth] + ((group[depth][0], 1),), [])
+            if len(mine) == len(first):
+                twin = first[mine.index(drawn)]
+                aliases[drawn.node.name], aliases[drawn.node.name + "."] = twin.node.name, twin.node.outputs
+        for name in [name for name in aliases if not name.endswith(".")]:
+            while aliases[name] in aliases:  # a nested repeat's later iteration, within a later one
+                aliases[name + "."] = aliases[aliases[name] + "."]
+                aliases[name] = aliases[aliases[name]]
+        return aliases
 
     def _edges(self, layers: list, ids: dict, collapsed: dict) -> list:
         """(tail, head, shape) from every input of every layer; edges inside a collapsed repeat
@@ -376,14 +416,17 @@ def _segments(boxes: list, edges: list, rankdir: str) -> dict:
     return {box_id: sum(r > cut for cut in cut_after) for box_id, r in rank.items()}
 
 
-def _cluster_titles(spec) -> dict:
+def _cluster_titles(spec, once: bool = False) -> dict:
     """{cluster key: (title, style)}: a block instance's name, or a repeat's name and count
-    ('block3 x3'), counted over the whole spec (a mistake may stop the drawing inside it)."""
+    ('block3 x3'; 'block3 x3, drawn once' with ``once``), counted over the whole spec (a mistake
+    may stop the drawing inside it)."""
     iterations = {}
     for node in spec.nodes:
         for key, (_, iteration) in zip(_cluster_keys(node.group), node.group):
             iterations.setdefault(key, set()).add(iteration)
-    return {key: (key[1], BLOCK_CLUSTER) if seen == {0} else (f"{key[1]} x{len(seen)}", REPEAT_CLUSTER)
+    drawn_once = ", drawn once" if once else ""
+    return {key: (key[1], BLOCK_CLUSTER) if seen == {0} else
+            (f"{key[1]} x{len(seen)}" + (drawn_once if len(seen) > 1 else ""), REPEAT_CLUSTER)
             for key, seen in iterations.items()}
 
 
