@@ -162,6 +162,32 @@ def test_collapsed_resnet18_is_one_box_per_run_of_block_instances():
     assert "<B>basic1 … basic2</B><BR/>2 x basic<BR/><B>64x56x56</B>  ·  147,968 params" in dot
 
 
+def test_once_draws_the_first_iteration_of_each_repeat_in_its_titled_cluster():
+    dot = to_dot(archcalc.analyze(archcalc.load(SPECS / "vgg16.yaml")), once=True)
+    boxes = re.findall(r"\tn\d+ \[label=<<B>(\w+)</B>", dot)
+    assert [box for box in boxes if box.startswith("conv")] == ["conv1", "conv3", "conv5", "conv8", "conv11"]
+    assert all(f"<B>block{i} x{n}, drawn once</B>" in dot for i, n in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)))
+    # the same chain of 18 boxes as collapsed, no edge back into a repeat
+    assert dot.count("->") == 18 - 1
+    assert "block3 x3" in to_dot(archcalc.analyze(archcalc.load(SPECS / "vgg16.yaml")))
+    assert ", drawn once" not in to_dot(archcalc.analyze(archcalc.load(SPECS / "vgg16.yaml")))
+    # a residual stage: its second block instance is left out, the shortcut of the first kept
+    dot = to_dot(archcalc.analyze(archcalc.load(SPECS / "resnet18.yaml")), once=True)
+    assert "<B>layer1 x2, drawn once</B>" in dot and "basic1" in dot and "basic2" not in dot
+    with pytest.raises(archcalc.ArchcalcError, match="give one"):
+        to_dot(archcalc.analyze(archcalc.load(SPECS / "vgg16.yaml")), once=True, collapse=True)
+    assert render(SPECS / "vgg16.yaml", "-o", "-", "--once", "--collapse").exit_code == 2
+
+
+def test_once_keeps_a_failing_later_iteration_drawn():
+    # (9-3)/2+1 = 4, then (4-3)/2+1 = 1.5: the second of three strided convs is invalid
+    text = spec_text((1, 9), "repeat: {name: down, times: 3, layers: [{conv: {filters: 1, kernel: 3, stride: 2}}]}")
+    dot = to_dot(archcalc.analyze(archcalc.loads(text), partial=True), once=True)
+    boxes = {re.search(r"<B>(\w+)</B>", line).group(1): re.search(r' color="(#\w+)"', line).group(1)
+             for line in dot.splitlines() if re.match(r"\t+n\d+ \[", line)}
+    assert list(boxes) == ["conv1", "conv2"] and is_red(boxes["conv2"])
+
+
 ASPECT_BOUND = 3.0  # width / height and height / width of a drawing at most this
 
 
