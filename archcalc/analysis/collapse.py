@@ -10,10 +10,12 @@ layers', so the rows add up to the totals at every depth.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 
 from ..choices import DTYPE_BYTES
+from ..layers import Shape
 from .walk import Analysis, LayerStats
 
 
@@ -23,19 +25,19 @@ class Group:
 
     name: str
     kind: str                  # "block" or "repeat"
-    layers: tuple              # LayerStats, in order
+    layers: tuple[LayerStats, ...]  # in order
 
     @property
-    def input_shape(self) -> tuple:
+    def input_shape(self) -> Shape:
         return self.layers[0].input_shape
 
     @property
-    def output_shape(self) -> tuple:
+    def output_shape(self) -> Shape:
         """The last layer's: what the block instance (or the repeat) outputs."""
         return self.layers[-1].output_shape
 
     def _sum(self, figure: str) -> int:
-        return sum(getattr(stats, figure) for stats in self.layers)
+        return sum(int(getattr(stats, figure)) for stats in self.layers)
 
     @property
     def params(self) -> int:
@@ -66,7 +68,10 @@ class Group:
         return self._sum("scores")
 
 
-def members(row) -> tuple:
+Row = LayerStats | Group  # a row of the table: one layer, or the layers of a container summed
+
+
+def members(row: Row) -> tuple[LayerStats, ...]:
     """The layers of a row: a Group's, or the one LayerStats."""
     return row.layers if isinstance(row, Group) else (row,)
 
@@ -84,17 +89,18 @@ def containers(stats: LayerStats) -> list[tuple[str, str]]:
     return found
 
 
-def rows(analysis: Analysis, depth: int | None = None) -> list:
+def rows(analysis: Analysis, depth: int | None = None) -> list[Row]:
     """The layers, with those more than ``depth`` containers deep summed into Groups (None: every layer)."""
     if depth is None:
         return list(analysis.layers)
-    found: list = []
-    run: list = []
-    key = None
+    found: list[Row] = []
+    run: list[LayerStats] = []
+    key: tuple[str, ...] | None = None
     for stats in analysis.layers:
         inside = containers(stats)
         now = tuple(name for name, _ in inside[:depth]) if len(inside) >= depth else None
         if run and now != key:
+            assert key is not None  # run holds the layers of container key
             found.append(Group(key[-1], containers(run[0])[depth - 1][1], tuple(run)))
             run = []
         key = now
@@ -103,18 +109,19 @@ def rows(analysis: Analysis, depth: int | None = None) -> list:
         else:
             run.append(stats)
     if run:
+        assert key is not None
         found.append(Group(key[-1], containers(run[0])[depth - 1][1], tuple(run)))
     return found
 
 
-def figure(name: str, analysis: Analysis):
+def figure(name: str, analysis: Analysis) -> Callable[[Row], int | float | None]:
     """A function giving a row's count ``name``: its own (params, trainable_params, neurons, macs,
     flops), at the batch (batch_macs, batch_flops: x batch, as the totals), its share of the
     parameters (params_percent, a float: 100 x params / all params; None when there are none), or
     its memory as the totals count it (memory: (params + buffers) x dtype size + neurons x batch x
     dtype size, Analysis.layer_bytes, summed: the rows add up to the forward bytes)."""
     total, batch = analysis.totals.params, analysis.batch
-    derived = {
+    derived: dict[str, Callable[[Row], int | float | None]] = {
         "batch_macs": lambda row: row.macs * batch,
         "batch_flops": lambda row: row.flops * batch,
         "params_percent": lambda row: 100 * row.params / total if total else None,

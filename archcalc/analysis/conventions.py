@@ -21,15 +21,17 @@ kind is described the moment it is registered.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..choices import DTYPE_BYTES
 from ..layers import REGISTRY, Layer
 
 
-def _kinds(has) -> list[str]:
+def _kinds(has: Callable[[type], bool]) -> list[str]:
     """The registered kinds for which ``has(cls)`` holds, in registry order; a kind whose registered
     parent kind holds it too is left out (conv1d, conv2d and conv3d are conv)."""
-    def registered(cls) -> bool:
-        return REGISTRY.get(getattr(cls, "kind", None)) is cls
+    def registered(cls: type) -> bool:
+        return REGISTRY.get(getattr(cls, "kind", "")) is cls
 
     return [kind for kind, cls in REGISTRY.items()
             if has(cls) and not any(registered(base) and has(base) for base in cls.__mro__[1:])]

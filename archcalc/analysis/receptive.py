@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from ..layers.receptive import Field, input_field, widest
+from .walk import Analysis
 
 
-def receptive_fields(analysis) -> dict:
+def receptive_fields(analysis: Analysis) -> dict[str, Field]:
     """{layer name: Field of its output} for every analyzed layer, in spec order.
 
     Each kind's rule is its ``Layer.receptive_field(x, y, field)``; a layer with several outputs
@@ -22,7 +23,7 @@ def field_text(field: Field) -> tuple[str, str, str]:
     if not field:
         return "", "", ""
 
-    def joined(values, sep):
+    def joined(values: list[int], sep: str) -> str:
         return str(values[0]) if len(set(values)) == 1 else sep.join(map(str, values))
 
     return ("x".join(str(f.size) for f in field), joined([f.jump for f in field], ","),

@@ -8,11 +8,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from math import prod
+from typing import cast
 
 from ..choices import DTYPE_BYTES
 from ..errors import GeometryError, SpecError, UnknownName
 from ..gcpause import paused_gc
-from ..layers import Shape, Steps, shape_of, shape_text
+from ..layers import Layer, Shape, Steps, shape_of, shape_text
 from ..layers.arguments import closest
 from ..spec import INPUT, Node, Spec
 
@@ -24,14 +25,16 @@ class LayerStats:
     """Everything the analyzer knows about one layer, for one sample unless said."""
 
     node: Node
-    layer: object              # the Layer as analyzed: node.layer with any --rounding override
-    input_shape: tuple         # for a merge layer (add, concat): a tuple of the input shapes
-    output_shape: tuple
+    layer: Layer               # as analyzed: node.layer with any --rounding override
+    # what flows, typed as the Layer methods type it: a Shape; for a merge layer (add, concat) a
+    # tuple of the input shapes, for a layer with several outputs (split) an Outputs
+    input_shape: Shape
+    output_shape: Shape
     params: int
     trainable_params: int
     buffers: int
     neurons: int
-    size_terms: tuple          # how the output size follows (Layer.size_terms), for the views to word
+    size_terms: tuple[object, ...]  # how the output size follows (Layer.size_terms), for the views to word
     macs: int                  # multiply-accumulates, one sample (Layer.macs)
     flops: int                 # 2 x MACs + the layer's other operations, one sample (Layer.flops)
     shares: str | None = None  # the layer whose parameters it uses: counted there, 0 here
@@ -61,8 +64,8 @@ class Failure:
     backend know of it."""
 
     node: Node
-    layer: object              # as analyzed: node.layer with any --rounding override
-    input_shape: tuple         # for a merge layer (add, concat): a tuple of the input shapes
+    layer: Layer               # as analyzed: node.layer with any --rounding override
+    input_shape: Shape         # for a merge layer (add, concat): a tuple of the input shapes
     error: SpecError
 
     @property
@@ -95,15 +98,15 @@ class Totals:
 @dataclass(frozen=True)
 class Analysis:
     spec: Spec
-    input_shapes: dict         # {network input name: shape} as analyzed (after --input)
+    input_shapes: dict[str, Shape]  # {network input name: shape} as analyzed (after --input)
     batch: int
     dtype: str
-    layers: tuple
+    layers: tuple[LayerStats, ...]
     totals: Totals
     failure: Failure | None = None  # set only by analyze(..., partial=True), for an invalid spec
 
     @property
-    def input_shape(self) -> tuple:
+    def input_shape(self) -> Shape:
         """The (first) network input's shape."""
         return next(iter(self.input_shapes.values()))
 
@@ -120,7 +123,7 @@ class Analysis:
         return self
 
     @property
-    def shapes(self) -> dict:
+    def shapes(self) -> dict[str, Shape]:
         """{name: shape} of every value a layer can read: the network inputs, then each analyzed
         layer's output (each of a split's under '<layer>.<i>')."""
         shapes = dict(self.input_shapes)
@@ -129,13 +132,13 @@ class Analysis:
         return shapes
 
     @property
-    def output_shapes(self) -> dict:
+    def output_shapes(self) -> dict[str, Shape]:
         """{output name: shape} for the spec's outputs (those analyzed so far)."""
         analyzed = self.shapes
         return {name: analyzed[name] for name in self.spec.outputs if name in analyzed}
 
     @property
-    def output_shape(self) -> tuple:
+    def output_shape(self) -> Shape:
         """The shape of the network's (first) output."""
         shapes = self.output_shapes
         if shapes:
@@ -170,7 +173,7 @@ class Analysis:
 
 
 @paused_gc
-def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dtype: str = "float32",
+def analyze(spec: Spec, *, input_shape: tuple[int, ...] | None = None, batch: int = 1, dtype: str = "float32",
             rounding: str | None = None, partial: bool = False, input_hint: bool = True) -> Analysis:
     """Walk the layers, computing every shape and count exactly.
 
@@ -186,13 +189,13 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
         raise SpecError(f"batch must be >= 1, got {batch}")
     shapes = network_inputs(spec, input_shape)
     analyzed_inputs = dict(shapes)
-    layers = []
-    owners = {}  # name -> stats, for the layers that share an earlier one's parameters
+    layers: list[LayerStats] = []
+    owners: dict[str, LayerStats] = {}  # for the layers that share an earlier one's parameters
     failure = None
     for node in spec.nodes:
         layer = as_analyzed(node.layer, rounding)
         inputs = tuple(shapes[name] for name in node.inputs)
-        x = inputs if layer.merges else inputs[0]
+        x = merged(inputs) if layer.merges else inputs[0]
         try:
             stats = _layer_stats(node, layer, x)
             if node.shares is not None:
@@ -212,7 +215,7 @@ def analyze(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dty
                     _totals(layers, batch, DTYPE_BYTES[dtype]), failure)
 
 
-def _add_network_input(error: GeometryError, spec: Spec, shape: tuple, rounding: str | None) -> None:
+def _add_network_input(error: GeometryError, spec: Spec, shape: Shape, rounding: str | None) -> None:
     """Add to a layer's fixes the nearest network input that makes every layer valid: a layer's
     own input size is rarely what one can change ('the network input of 34 (archcalc solve)')."""
     if rounding is not None:
@@ -226,11 +229,12 @@ def _add_network_input(error: GeometryError, spec: Spec, shape: tuple, rounding:
                       f"the network input {shape_text(new)} (archcalc solve)")
 
 
-def nearest_valid_input(spec: Spec, shape: tuple, search: int = 64) -> tuple[tuple, bool] | None:
+def nearest_valid_input(spec: Spec, shape: Shape, search: int = 64) -> tuple[Shape, bool] | None:
     """(the valid network input nearest ``shape``, whether its sizes varied together), within
     ``search`` of each size; None if there is none. A sequence varies its steps; a square input
     its spatial sizes together, as solve does; any other, one spatial axis at a time. The
     smaller size wins a tie."""
+    families: list[tuple[int, ...]]
     if isinstance(shape, Steps):
         families = [(0,)]
     elif len(shape) < 2:
@@ -238,7 +242,7 @@ def nearest_valid_input(spec: Spec, shape: tuple, search: int = 64) -> tuple[tup
     else:
         spatial = tuple(range(1, len(shape)))
         families = [spatial] if len({shape[axis] for axis in spatial}) == 1 else [(axis,) for axis in spatial]
-    best = None
+    best: tuple[int, Shape, bool] | None = None
     for axes in families:
         current = shape[axes[0]]
         sizes = [size for distance in range(1, search + 1) for size in (current - distance, current + distance)
@@ -249,10 +253,10 @@ def nearest_valid_input(spec: Spec, shape: tuple, search: int = 64) -> tuple[tup
         found = next((index for index, ok in enumerate(valid) if ok), None)
         if found is not None and (best is None or abs(sizes[found] - current) < best[0]):
             best = (abs(sizes[found] - current), candidates[found], len(families) == 1)
-    return None if best is None else best[1:]
+    return None if best is None else (best[1], best[2])
 
 
-def network_inputs(spec: Spec, input_shape: tuple | None = None) -> dict:
+def network_inputs(spec: Spec, input_shape: tuple[int, ...] | None = None) -> dict[str, Shape]:
     """{network input name: shape}: the spec's, or its one input overridden by ``input_shape``."""
     shapes = dict(spec.inputs) or {INPUT: spec.input_shape}
     if input_shape is None:
@@ -269,7 +273,7 @@ def network_inputs(spec: Spec, input_shape: tuple | None = None) -> dict:
 
 
 @paused_gc
-def valid_inputs(spec: Spec, input_shapes: list) -> list[bool]:
+def valid_inputs(spec: Spec, input_shapes: list[Shape]) -> list[bool]:
     """For each input shape, whether ``analyze(spec, input_shape=shape)`` succeeds: the same
     walk and the same per-layer rules (``_layer_stats``), for all the shapes at once.
 
@@ -312,7 +316,7 @@ class _Partition:
 
     __slots__ = ("shapes", "owners")
 
-    def __init__(self, shapes: tuple, owners: tuple):
+    def __init__(self, shapes: tuple[Shape, ...], owners: tuple[int, ...]):
         self.shapes, self.owners = shapes, owners
 
 
@@ -321,10 +325,13 @@ class _PartitionWalk:
 
     BUDGET = 1_000_000  # shapes, owners and verdicts kept for reuse before the memos start afresh
 
-    def __init__(self):
-        self.kept, self.parts, self.results, self.verdicts = 0, {}, {}, {}
+    def __init__(self) -> None:
+        self.kept = 0
+        self.parts: dict[tuple[tuple[Shape, ...], tuple[int, ...]], _Partition] = {}
+        self.results: dict[tuple[Layer, tuple[_Partition, ...]], _Partition] = {}
+        self.verdicts: dict[tuple[Layer, Shape], Shape | None] = {}
 
-    def made(self, shapes: tuple, owners: tuple) -> _Partition:
+    def made(self, shapes: tuple[Shape, ...], owners: tuple[int, ...]) -> _Partition:
         """The one partition of these shapes and owners."""
         key = (shapes, owners)
         if key not in self.parts:
@@ -334,19 +341,19 @@ class _PartitionWalk:
             self.parts[key] = _Partition(shapes, owners)
         return self.parts[key]
 
-    def first(self, shapes: list) -> _Partition:
-        index = {}
+    def first(self, shapes: list[Shape]) -> _Partition:
+        index: dict[Shape, int] = {}
         owners = tuple(index.setdefault(shape, len(index)) for shape in shapes)
         return self.made(tuple(index), owners)
 
     def picked(self, part: _Partition, index: int) -> _Partition:
         """The partition of output ``index`` of a layer with several outputs, whose shapes
         (Outputs) ``part`` holds: two of them may agree on that output."""
-        order: dict = {}
+        order: dict[Shape, int] = {}
         renumbered = [order.setdefault(shape[index], len(order)) for shape in part.shapes] + [-1]  # -1 stays
         return self.made(tuple(order), tuple(renumbered[i] for i in part.owners))
 
-    def through(self, node: Node, sources: tuple) -> _Partition:
+    def through(self, node: Node, sources: tuple[_Partition, ...]) -> _Partition:
         """The partition of ``node``'s output, given those of its inputs."""
         key = (node.layer, sources)
         if key not in self.results:
@@ -355,32 +362,38 @@ class _PartitionWalk:
 
     def constant(self, node: Node, candidates: int) -> _Partition:
         """The partition of a layer that reads no input: all candidates in one part, or none."""
-        y = self.verdict(node, ())
+        y = self.verdict(node, merged(()))
         return self.made((y,), (0,) * candidates) if y is not None else self.made((), (-1,) * candidates)
 
-    def _through(self, node: Node, sources: tuple) -> _Partition:
+    def _through(self, node: Node, sources: tuple[_Partition, ...]) -> _Partition:
+        xs: list[Shape] | tuple[Shape, ...]
+        owners: list[int] | tuple[int, ...]
         if node.layer.merges:  # one input per distinct combination of the inputs' shapes
-            combos, xs, owners = {}, [], []
+            combos: dict[tuple[int, ...], int] = {}
+            xs, owners = [], []
             for owned in zip(*(part.owners for part in sources)):
                 if -1 in owned:
                     owners.append(-1)
                     continue
                 if owned not in combos:
                     combos[owned] = len(xs)
-                    xs.append(tuple(part.shapes[i] for part, i in zip(sources, owned)))
+                    xs.append(merged(tuple(part.shapes[i] for part, i in zip(sources, owned))))
                 owners.append(combos[owned])
         else:
             xs, owners = sources[0].shapes, sources[0].owners
         ys = [self.verdict(node, x) for x in xs]
         # numbered in the order of the candidates, so that equal partitions are equal tuples; the
         # extra last entry sends a failed candidate (-1) to -1 again
-        renumbered, order = [-1] * (len(xs) + 1), {}
+        renumbered, order = [-1] * (len(xs) + 1), dict[Shape, int]()
         for i in owners:
-            if i >= 0 and renumbered[i] < 0 and ys[i] is not None:
-                renumbered[i] = order.setdefault(ys[i], len(order))
+            if i < 0 or renumbered[i] >= 0:
+                continue
+            y = ys[i]
+            if y is not None:
+                renumbered[i] = order.setdefault(y, len(order))
         return self.made(tuple(order), tuple(map(renumbered.__getitem__, owners)))
 
-    def verdict(self, node: Node, x):
+    def verdict(self, node: Node, x: Shape) -> Shape | None:
         """The layer's output shape for ``x``, None where the analyzer refuses it."""
         key = (node.layer, x)
         if key not in self.verdicts:
@@ -392,14 +405,18 @@ class _PartitionWalk:
         return self.verdicts[key]
 
 
-def as_analyzed(layer, rounding: str | None):
+def as_analyzed(layer: Layer, rounding: str | None) -> Layer:
     """The layer with the --rounding override applied, where its kind has a rounding."""
-    if rounding is not None and "rounding" in layer.spec_fields:
-        return dataclasses.replace(layer, rounding=rounding)
-    return layer
+    return layer if rounding is None else layer.rounded(rounding)
 
 
-def _layer_stats(node: Node, layer, x: tuple) -> LayerStats:
+def merged(inputs: tuple[Shape, ...]) -> Shape:
+    """What a merge layer (add, concat; a layer that reads nothing) reads: the tuple of its inputs'
+    shapes, which the Layer methods take where the others take one Shape."""
+    return cast(Shape, inputs)
+
+
+def _layer_stats(node: Node, layer: Layer, x: Shape) -> LayerStats:
     y = layer.output_shape(x)
     params = layer.params(x)
     trainable = params - frozen_params(node, layer, x) if node.trainable else 0
@@ -418,7 +435,7 @@ def score_elements(attending) -> int:
     return attending.heads * attending.queries * attending.keys
 
 
-def frozen_params(node: Node, layer, x: tuple) -> int:
+def frozen_params(node: Node, layer: Layer, x: Shape) -> int:
     """The elements of the tensors named by 'freeze:', which must be the layer's own."""
     if not node.frozen:
         return 0
@@ -431,7 +448,7 @@ def frozen_params(node: Node, layer, x: tuple) -> int:
     return sum(prod(tensors[name]) for name in node.frozen)
 
 
-def _module(layer, x: tuple):
+def _module(layer: Layer, x: Shape) -> object:
     """The layer's PyTorch recipe (plain data, no torch): one module serves two layers only if
     both would build it alike. None where PyTorch cannot build it (the backend says why)."""
     try:
@@ -483,7 +500,7 @@ def buffer_bytes(buffers: int, int64_buffers: int, size: int) -> int:
     return (buffers - int64_buffers) * size + int64_buffers * INT64_BYTES
 
 
-def _totals(layers: list, batch: int, size: int) -> Totals:
+def _totals(layers: list[LayerStats], batch: int, size: int) -> Totals:
     params = sum(s.params for s in layers)
     buffers = sum(s.buffers for s in layers)
     int64_buffers = sum(s.int64_buffers for s in layers)

@@ -300,6 +300,11 @@ class Layer:
         """The smallest batch at which PyTorch trains this layer on the per-sample input ``x``: 1."""
         return 1
 
+    def rounded(self, rounding: str) -> Layer:
+        """This layer with its output sizes rounded by ``rounding`` (the CLI's --rounding): itself,
+        for a kind that does not round."""
+        return self
+
 
 @dataclass(frozen=True)
 class Label:

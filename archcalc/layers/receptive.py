@@ -61,7 +61,7 @@ class AxisField:
         return AxisField(self.size + (units - 1) * self.jump, 0, self.start)
 
 
-Field = tuple  # one AxisField per spatial axis; () where there are none (vectors, sequences)
+Field = tuple[AxisField, ...]  # one AxisField per spatial axis; () where there are none (vectors, sequences)
 
 
 def spatial_axes(shape) -> tuple:

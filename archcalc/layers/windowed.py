@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
 from ..errors import GeometryError
@@ -28,6 +28,9 @@ class Windowed(Layer):
 
     def stride_value(self):
         return self.stride
+
+    def rounded(self, rounding: str) -> Layer:
+        return replace(self, rounding=rounding)
 
     # output_shape, size_terms, macs... each need the windows: built once per (layer, input)
     @functools.lru_cache(maxsize=64)

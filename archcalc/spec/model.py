@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Location
-from ..layers import Layer
+from ..layers import Layer, Shape
 
 TOP_LEVEL_KEYS = ("name", "description", "params", "input", "inputs", "defaults", "include", "blocks", "layers",
                   "outputs")
@@ -53,11 +53,11 @@ class Node:
 class Spec:
     name: str
     description: str
-    input_shape: tuple[int, ...]
+    input_shape: Shape
     nodes: tuple[Node, ...]
     path: str
     input_location: Location
     outputs: tuple[str, ...] = ()  # names of the layers whose results leave the network
-    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)  # {name: shape}; "input" unless 'inputs:'
+    inputs: dict[str, Shape] = field(default_factory=dict)  # {name: shape}; "input" unless 'inputs:'
     blocks: dict[str, str] = field(default_factory=dict)  # {block instance name: the block it instantiates}
     steps_parameter: str | None = None  # the parameter its sequence input's steps are written as ('$T')

@@ -147,7 +147,7 @@ def _with_params(data: Mapping, overrides: Params, expressions: dict[Location, s
     return result, values
 
 
-def _network_inputs(data: Mapping) -> tuple[dict[str, tuple[int, ...]], Location]:
+def _network_inputs(data: Mapping) -> tuple[dict[str, Shape], Location]:
     """{name: shape} from 'input: shape' (named 'input') or 'inputs: {name: shape, ...}'."""
     if ("input" in data) == ("inputs" in data):
         if "input" in data:
@@ -189,7 +189,7 @@ def _outputs(data: Mapping, nodes: tuple[Node, ...], instances: dict[str, str | 
     return tuple(output for layer in layers for output in outputs.get(layer, (layer,)))
 
 
-def _check_all_used(nodes: tuple[Node, ...], outputs: tuple[str, ...], inputs: dict[str, tuple[int, ...]],
+def _check_all_used(nodes: tuple[Node, ...], outputs: tuple[str, ...], inputs: dict[str, Shape],
                     data: Mapping) -> None:
     """A branch whose result goes nowhere, or an input nothing reads, is a mistake, not a silent
     dead end."""
