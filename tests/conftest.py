@@ -15,6 +15,11 @@ SPECS = ROOT / "specs"
 # runs everything (CI does), and so does ARCHCALC_LONG=1 (50 times the fuzz and differential cases).
 RUN_SLOW = os.environ.get("ARCHCALC_SLOW") == "1" or bool(os.environ.get("ARCHCALC_LONG"))
 
+# The tests' tensors are tiny: a second intra-op thread only waits, spinning, beside the first (twice
+# the CPU for the same wall time, ten times under load). One thread, before any test imports torch;
+# the Pythons the tests start (exported modules, distributed ranks) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def pytest_collection_modifyitems(config, items):
     if RUN_SLOW or "slow" in config.getoption("markexpr"):  # asked for by name: '-m slow' selects them

@@ -21,6 +21,7 @@ from archcalc.backend.verification import parse_values  # noqa: E402
 
 ALL_SPECS = sorted(SPECS.glob("*.yaml"))
 CPU_BYTES = 300 * 10**6  # specs lighter than this also run on the CPU; every spec runs on meta
+QUICK_MACS = 10**8       # on the CPU, a spec beyond this (the torchvision networks) is in the slow tier
 
 
 def analyze(text: str, **options):
@@ -46,14 +47,22 @@ def test_every_layer_kind_compiles_and_pytorch_agrees(kind, fragment, input_shap
     assert check.actual_params == params
 
 
-@pytest.mark.parametrize("path", ALL_SPECS, ids=[path.name for path in ALL_SPECS])
-def test_every_shipped_spec_verifies(path):
+def verified_cases():
+    """Every spec on meta (shapes and counts, no memory); the lighter ones on the CPU too."""
+    for path in ALL_SPECS:
+        yield pytest.param(path, "meta", id=f"{path.name}-meta")
+        totals = archcalc.analyze(archcalc.load(str(path)), batch=2).totals
+        if totals.forward_bytes < CPU_BYTES:
+            yield pytest.param(path, "cpu", id=f"{path.name}-cpu",
+                               marks=[pytest.mark.slow] if totals.batch_macs > QUICK_MACS else [])
+
+
+@pytest.mark.parametrize("path,device", list(verified_cases()))
+def test_every_shipped_spec_verifies(path, device):
     analysis = archcalc.analyze(archcalc.load(str(path)), batch=2)
-    devices = ["meta"] + (["cpu"] if analysis.totals.forward_bytes < CPU_BYTES else [])
-    for device in devices:
-        result = verify(analysis, device=device)
-        assert result.ok, (device, result.disagreements)
-        assert result.actual_params == analysis.totals.params
+    result = verify(analysis, device=device)
+    assert result.ok, (device, result.disagreements)
+    assert result.actual_params == analysis.totals.params
 
 
 def test_meta_verifies_networks_far_larger_than_memory():
@@ -205,7 +214,8 @@ def test_export_round_trips_on_meta(path):
     assert f"{analysis.totals.params:,} parameters" in source
 
 
-@pytest.mark.parametrize("name", ["resnet18.yaml", "course_signal.yaml", "inception.yaml"])
+@pytest.mark.parametrize("name", [pytest.param("resnet18.yaml", marks=pytest.mark.slow), "course_signal.yaml",
+                                  pytest.param("inception.yaml", marks=pytest.mark.slow)])
 def test_exported_code_computes_what_the_built_network_computes(name):
     analysis = archcalc.analyze(archcalc.load(str(SPECS / name)))
     namespace = {}
@@ -222,17 +232,18 @@ def test_exported_code_computes_what_the_built_network_computes(name):
 
 
 def test_export_command_writes_code_that_needs_only_torch(tmp_path):
+    """LeNet-5 (the course's 44,426 parameters): the written file runs where archcalc cannot be imported."""
     target = tmp_path / "model.py"
-    result = CliRunner().invoke(main, ["export", str(SPECS / "resnet18.yaml"), "-o", str(target)])
+    result = CliRunner().invoke(main, ["export", str(SPECS / "lenet5.yaml"), "-o", str(target)])
     assert result.exit_code == 0, result.output
-    assert "class ResNet18" in result.output and "11,689,512" in result.output
+    assert "class LeNet5" in result.output and "44,426" in result.output
     code = ("import sys; sys.modules['archcalc'] = None\n"  # importing archcalc would now fail
             f"sys.path.insert(0, {str(tmp_path)!r})\n"
             "import torch, model\n"
-            "net = model.ResNet18()\n"
-            "print(tuple(net(torch.randn(1, 3, 224, 224)).shape), sum(p.numel() for p in net.parameters()))\n")
+            "net = model.LeNet5()\n"
+            "print(tuple(net(torch.randn(1, 1, 28, 28)).shape), sum(p.numel() for p in net.parameters()))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["(1,", "1000)", "11689512"]
+    assert out.stdout.split() == ["(1,", "10)", "44426"]
 
 
 def test_exported_forward_reads_like_hand_written_code():

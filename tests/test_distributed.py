@@ -70,6 +70,7 @@ def check_run(spec: str, shard: str, nproc: int, batch: int, low=0.95, high=1.05
     return found
 
 
+@pytest.mark.slow
 def test_fsdp_on_two_processes():
     """mnist_dense (7,850 parameters): the weight [10, 784] splits 5 + 5 rows, the bias [10] 5 + 5."""
     found = check_run("mnist_dense", "fsdp", 2, 8)
@@ -147,6 +148,23 @@ def test_a_taken_port_is_refused():
     assert result.exit_code == 2, result.output
     assert f"port {port} is already taken" in result.output
     assert "leave out --master-port" in result.output
+
+
+@pytest.mark.slow
+def test_a_port_taken_after_its_choice_is_chosen_again(monkeypatch):
+    """A free port may be taken before rank 0 binds it (tests in parallel, any other program): the
+    run starts again on another instead of failing."""
+    from archcalc.backend import distributed
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        chosen = [_free_port(), holder.getsockname()[1]]  # popped from the end: the taken one first
+        monkeypatch.setattr(distributed, "free_port", chosen.pop)
+        result = run(SPECS / "mnist_dense.yaml", "--nproc", 2, "--batch", 2, "--device", "cpu", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert chosen == []  # both ports were used: the taken one first
+    assert ranks_of(result.output)["ranks"][0]["collectives"] == {"all-reduce": 7_850 * 4}
 
 
 def test_a_rank_that_dies_stops_the_others():

@@ -26,7 +26,16 @@ def varied(spec):
     return [axes, *((axis,) for axis in axes)] if len(axes) > 1 else [axes]
 
 
-@pytest.mark.parametrize("path", sorted(SPECS.glob("*.yaml")), ids=lambda path: path.stem)
+QUICK_LAYERS = 3  # specs of more layers take a second or more of CPU (96 sizes, each analyzed alone): slow
+
+
+def spec_cases():
+    for path in sorted(SPECS.glob("*.yaml")):
+        small = len(archcalc.load(path).nodes) <= QUICK_LAYERS
+        yield pytest.param(path, id=path.stem, marks=[] if small else [pytest.mark.slow])
+
+
+@pytest.mark.parametrize("path", list(spec_cases()))
 def test_solve_walk_agrees_with_analyzing_each_size_alone(path):
     spec = archcalc.load(path)
     if len(spec.inputs) > 1 or len(spec.input_shape) < 2:

@@ -81,11 +81,30 @@ def launch(options: dict, nproc: int, *, port: int | None = None, timeout: float
     """Run ``nproc`` workers on ``options`` (see ``worker``) and return their results by rank.
 
     A rank that exits with an error, or a run longer than ``timeout`` seconds, stops them all and
-    raises LaunchError with the rank's last message."""
-    if port is None:
-        port = free_port()
-    else:
+    raises LaunchError with the rank's last message. Without ``port``, a free one is chosen; it is
+    free when chosen, not necessarily when rank 0 binds it a moment later (another program may
+    take it in between), so a run whose port was taken meanwhile starts again on another."""
+    if port is not None:
         check_port(port)
+        return _launch_on(port, options, nproc, timeout)
+    attempts = PORT_ATTEMPTS
+    while True:
+        attempts -= 1
+        try:
+            return _launch_on(free_port(), options, nproc, timeout)
+        except PortTaken:
+            if not attempts:
+                raise
+
+
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(LaunchError):
+    """The rendezvous port was taken between its choice and rank 0's bind."""
+
+
+def _launch_on(port: int, options: dict, nproc: int, timeout: float) -> list[RankResult]:
     with tempfile.TemporaryDirectory(prefix="archcalc-ranks-") as folder:
         folder = Path(folder)
         (folder / "options.json").write_text(json.dumps(options))
@@ -114,9 +133,10 @@ def _wait(processes: list, folder: Path, timeout: float) -> None:
         if failed:
             # the first to fail is the cause; the others mostly fail because it left
             rank = min(failed, key=lambda r: (_says_why(folder, r) is None, r))
-            raise LaunchError(f"rank {rank} of {len(processes)} died (exit code {codes[rank]}): "
-                              f"{_says_why(folder, rank) or _last_line(folder, rank)}",
-                              hint="the other ranks were stopped; the message above is the rank's last word")
+            error = PortTaken if "EADDRINUSE" in _log(folder, 0) else LaunchError  # rank 0's TCPStore
+            raise error(f"rank {rank} of {len(processes)} died (exit code {codes[rank]}): "
+                        f"{_says_why(folder, rank) or _last_line(folder, rank)}",
+                        hint="the other ranks were stopped; the message above is the rank's last word")
         if all(code == 0 for code in codes):
             return
         if time.monotonic() > deadline:
@@ -143,8 +163,12 @@ def _says_why(folder: Path, rank: int) -> str | None:
     return path.read_text() if path.exists() else None
 
 
+def _log(folder: Path, rank: int) -> str:
+    return (folder / f"rank{rank}.log").read_text(errors="replace")
+
+
 def _last_line(folder: Path, rank: int) -> str:
-    lines = [line for line in (folder / f"rank{rank}.log").read_text(errors="replace").splitlines() if line.strip()]
+    lines = [line for line in _log(folder, rank).splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no output"
 
 
