@@ -24,7 +24,8 @@ from conftest import SPECS
 from archcalc.cli import main
 from archcalc.views.output import cell_width
 
-WIDTHS = (60, 80, 100, 120, 200)
+# the narrowest width is the quick tier's (where a number is likeliest cut); the others are slow
+WIDTHS = (60, *(pytest.param(width, marks=pytest.mark.slow) for width in (80, 100, 120, 200)))
 # a number as our outputs write it: thousands separated by commas, decimals, shapes joined by x
 NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?(?:x\d+(?:,\d{3})*)*")
 ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
