@@ -34,10 +34,17 @@ def test_params_and_macs_are_torchvisions(name, params, macs):
         assert analyzed(name, size).totals.params == params, size
 
 
-@pytest.mark.parametrize("name", [row[0] for row in ZOO])
-# 224 is test_backend's check of every shipped spec on meta: slow here; an odd size stays quick
-@pytest.mark.parametrize("size", [pytest.param(224, marks=pytest.mark.slow), 193])
-def test_pytorch_agrees_layer_by_layer(name, size):
+def zoo_cases():
+    """Every network at 224 (test_backend checks that on meta in the quick tier) and at an odd
+    size, 193, where the rounding of each stride shows; one of them quick, the rest slow."""
+    for size in (224, 193):
+        for name, _, _ in ZOO:
+            quick = (name, size) == ("mobilenet_v3_small", 193)
+            yield pytest.param(size, name, id=f"{size}-{name}", marks=[] if quick else [pytest.mark.slow])
+
+
+@pytest.mark.parametrize("size,name", list(zoo_cases()))
+def test_pytorch_agrees_layer_by_layer(size, name):
     pytest.importorskip("torch")
     from archcalc.backend import verify
 
