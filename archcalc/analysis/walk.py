@@ -15,6 +15,7 @@ from ..errors import GeometryError, SpecError, UnknownName
 from ..gcpause import paused_gc
 from ..layers import Layer, Shape, Steps, shape_of, shape_text
 from ..layers.arguments import closest
+from ..layers.terms import Attending
 from ..spec import INPUT, Node, Spec
 
 INT64_BYTES = 8  # a BatchNorm's num_batches_tracked, whatever the dtype of the model
@@ -425,7 +426,7 @@ def _layer_stats(node: Node, layer: Layer, x: Shape) -> LayerStats:
                       layer.flops(x, y), scores=score_elements(layer.attending(x)))
 
 
-def score_elements(attending) -> int:
+def score_elements(attending: Attending | None) -> int:
     """The attention probabilities an attention layer holds for one sample besides its output:
     heads x T x S (softmax(Q Kᵀ / sqrt(head_dim)) per head, as eager attention computes and
     keeps them for the backward pass); 0 under a fused kernel, which never materialises them,
