@@ -7,7 +7,7 @@ OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}  # values ke
 MIXED_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
 RANKDIRS = ("TB", "LR")
 DETAILS = ("compact", "full")
-REPORT_FORMATS = ("table", "json", "markdown", "csv")  # inspect
+REPORT_FORMATS = ("table", "json", "markdown", "csv", "html")  # inspect
 TABLE_FORMATS = ("table", "json")                     # diff, run
 SOLVE_FORMATS = ("text", "json")
 # inspect --columns: the columns the layer table can show after the name (views/report.COLUMNS says what each is)

@@ -329,7 +329,7 @@ def main():
 @main.command(short_help="Every layer's shape, arithmetic, parameters and MACs.")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @option("--format", "-f", "fmt", type=click.Choice(REPORT_FORMATS),
-        help="Output format [default: from -o's extension (.json, .md, .csv, .txt), else table].")
+        help="Output format [default: from -o's extension (.json, .md, .csv, .html, .txt), else table].")
 @option("--output", "-o", metavar="FILE",
         help="Write the report to this regular file (atomically), in the format its extension names; "
              "'-' is standard output.")
@@ -391,7 +391,10 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
                          hint="add --kv-cache with the context length, e.g. --kv-cache 8192")
     if steps is not None:
         input_shape = _sized_steps(ctx, spec, steps, input_shape)
-    analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding, partial=fmt == "html")
+    if analysis.error is not None:  # html only: the page shows the layers up to the failing one, in red
+        _html_report(analysis, baseline, None, report.TableOptions(columns, depth, batch_axis), target, output)
+        raise analysis.error.noted(f"shown in red in the page: {output}" if target else "shown in red in the page")
     if kv_context is not None:
         _check_kv_cache(analysis, kv_context)
     sharding = None
@@ -402,6 +405,9 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
                            train=train, optimizer=optimizer, mixed_precision=mixed_precision, budget=budget,
                            im2col=im2col, sharding=sharding, rates=(bandwidth, throughput), kv_cache=kv_context)
     options = report.TableOptions(columns, depth, batch_axis)
+    if fmt == "html":
+        _html_report(analysis, baseline, extras, options, target, output)
+        return
     if fmt == "table" and target is None:
         report.print_table(analysis, baseline, extras=extras, options=options)
         return
@@ -455,8 +461,27 @@ def _check_kv_cache(analysis, context: int) -> None:
         raise UsageError("--kv-cache", context, exc.message, hint=exc.hint) from None
 
 
-EXTENSION_FORMATS = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".txt": "table"}
-FORMAT_NAMES = {"table": "table", "json": "JSON", "markdown": "Markdown", "csv": "CSV"}
+EXTENSION_FORMATS = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".html": "html",
+                     ".htm": "html", ".txt": "table"}
+FORMAT_NAMES = {"table": "table", "json": "JSON", "markdown": "Markdown", "csv": "CSV", "html": "HTML"}
+
+
+def _html_report(analysis, baseline, extras, options, target: str | None, output: str | None) -> None:
+    """inspect -f html: one self-contained page (views/html.py); without Graphviz's dot, the page
+    says so in place of the diagram, and so does a warning."""
+    from .views import html
+
+    drawing = html.diagram(analysis)
+    if drawing.note:
+        from .views.escape import visible
+        click.echo(f"warning: the page has no diagram: {visible(drawing.note)}", err=True)
+    text = html.page(analysis, drawing, extras, options, baseline)
+    if target is None:
+        click.echo(text, nl=False)
+    else:
+        from .fileio import write_text
+        write_text(target, text)
+        wrote(output, "HTML")
 
 
 def report_format(fmt: str | None, output: str | None) -> str:

@@ -55,8 +55,12 @@ class Explanation:
 def explain(spec: Spec, *, input_shape: tuple | None = None, batch: int = 1, dtype: str = "float32",
             rounding: str | None = None) -> Explanation:
     """The arithmetic of every layer up to the first invalid one (then that one, with its error)."""
-    analysis = analyze(spec, input_shape=input_shape, batch=batch, dtype=dtype, rounding=rounding,
-                       partial=True)
+    return explained(analyze(spec, input_shape=input_shape, batch=batch, dtype=dtype, rounding=rounding,
+                             partial=True))
+
+
+def explained(analysis: Analysis) -> Explanation:
+    """The board of an analysis (``analyze(..., partial=True)`` for an invalid spec: up to its failure)."""
     layers = [_explained(stats.node, stats.layer, stats.input_shape, stats.output_shape)
               for stats in analysis.layers]
     failure = analysis.failure

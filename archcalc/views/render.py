@@ -16,6 +16,7 @@ import itertools
 import math
 import os
 import re
+import subprocess
 import textwrap
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -149,16 +150,39 @@ def _graphviz():
     return graphviz
 
 
-def _image(graph, fmt: str) -> bytes:
-    graphviz = _graphviz()
+def _image(graph, fmt: str, timeout: float | None = None) -> bytes:
+    """Graphviz's dot run on the graph's source: the drawing's bytes. ``timeout`` (seconds) stops a
+    dot that runs longer (a layout can take minutes for a huge graph): an ArchcalcError, the child killed."""
     try:
-        return graph.pipe(format=fmt)
-    except graphviz.ExecutableNotFound:
+        done = subprocess.run(["dot", f"-T{fmt}"], input=graph.source.encode("utf-8"), capture_output=True,
+                              timeout=timeout, check=False)
+    except FileNotFoundError:
         raise MissingDependency(INSTALL_DOT.format(fmt=fmt.upper())) from None
-    except graphviz.CalledProcessError as exc:
-        detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+    except subprocess.TimeoutExpired:
+        raise ArchcalcError(f"Graphviz took longer than {timeout:g} s to draw {fmt.upper()}: stopped",
+                            hint="draw fewer boxes (archcalc render --collapse) or a smaller spec") from None
+    if done.returncode:
+        detail = done.stderr.decode("utf-8", "replace").strip().splitlines()
         reason = f": {detail[-1]}" if detail else ""
-        raise ArchcalcError(f"Graphviz could not draw {fmt.upper()}{reason}") from None
+        raise ArchcalcError(f"Graphviz could not draw {fmt.upper()}{reason}")
+    return done.stdout
+
+
+def to_svg(analysis: Analysis, *, timeout: float | None = None, **options) -> str:
+    """The diagram as an SVG element for an HTML page (no XML prolog or doctype). Each box is a
+    ``<g class="node">`` whose ``<title>`` is its box id (box_ids); names are escaped by Graphviz."""
+    text = _image(to_digraph(analysis, **options), "svg", timeout).decode("utf-8")
+    return text[text.index("<svg"):]
+
+
+def box_ids(analysis: Analysis) -> dict:
+    """{layer name: id of its box} in the diagram drawn without collapse, the failing layer's too."""
+    return {drawn.node.name: _box_id(index) for index, drawn in enumerate(_Layout(analysis, "compact", False,
+                                                                                  WRAP)._layers())}
+
+
+def _box_id(index: int) -> str:
+    return f"n{index}"
 
 
 # --- what to draw --------------------------------------------------------------------------
@@ -198,7 +222,7 @@ class _Layout:
                                                                         (aliases[name], *aliases[name + "."])))
                 continue
             if key is None:
-                ids[name] = f"n{index}"
+                ids[name] = _box_id(index)
                 boxes.append(self._layer_box(ids[name], drawn))
             elif key not in ids:
                 ids[key] = ids[name] = f"r{index}"
