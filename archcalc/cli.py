@@ -902,6 +902,35 @@ def kinds(kind, markdown):
         click.echo(listing.kind_text(lookup(kind)) if kind is not None else listing.list_text(), nl=False)
 
 
+@main.command(short_help="A local web page: the spec's YAML beside its live report.")
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@option("--port", type=click.IntRange(min=0, max=65535), default=8780, show_default=True,
+        help="The port to listen on (0: any free one).")
+@option("--host", default="127.0.0.1", show_default=True,
+        help="The address to listen on; anything but this machine's own lets others read and save the spec.")
+def serve(spec, port, host):
+    """A local web page with SPEC's YAML in an editor and its report beside it, analyzed again
+    as you type: the table, the diagram, and a broken spec's error at its line and column.
+
+    Save writes SPEC atomically; without SPEC the editor starts from an example and cannot save.
+    The page reads and writes no other file. Ctrl+C stops the server.
+    """
+    from .views.server import Server
+
+    server = Server(spec, host, port, log=lambda line: click.echo(line, err=True))
+    from .views.escape import visible
+    click.echo(f"serving {visible(spec) if spec else 'an example spec (nothing to save to)'} at {server.url} "
+               "(Ctrl+C stops)", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: whoever reaches this machine can read the spec", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @contextlib.contextmanager
 def _progress(enabled: bool):
     """A progress bar for timed runs on a terminal; a callback(description, done, total)."""

@@ -20,7 +20,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZE = (1400, 860)
+SIZE = (1400, 1000)
 
 
 def browser() -> webdriver.Chrome:

@@ -84,3 +84,80 @@ def test_report_from_file_hovering_a_box_highlights_its_row_and_back(browser, tm
     assert hot_rows(browser) == ["POOL2"]
     assert browser.find_element("css selector", ".ac-board").text.startswith("POOL2: maxpool 3x3, stride 2")
     assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+@pytest.fixture()
+def editor(browser, tmp_path):
+    import threading
+
+    from archcalc.views.server import Server
+
+    spec = tmp_path / "alexnet.yaml"
+    spec.write_text((SPECS / "alexnet.yaml").read_text())
+    server = Server(str(spec), port=0, workers=1)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    browser.get(server.url)
+    wait_for(browser, lambda: browser.find_elements("css selector", ".ac-view .ac-layers"), "no report")
+    wait_for(browser, lambda: browser.find_elements("css selector", ".ac-view .ac-diagram svg"), "no diagram")
+    yield browser, spec
+    server.shutdown()
+    server.server_close()
+
+
+def type_at(driver, after: str, keys: str) -> None:
+    """Select the character right after the first ``after`` in the editor and type ``keys`` over it."""
+    text = driver.find_element("id", "ac-text")
+    at = text.get_attribute("value").index(after) + len(after)
+    driver.execute_script("arguments[0].focus(); arguments[0].setSelectionRange(arguments[1], arguments[1] + 1);",
+                          text, at)
+    text.send_keys(keys)
+
+
+def shown(driver) -> dict:
+    """{layer: output} of the report's table, and the texts of the diagram's boxes (one round trip)."""
+    return driver.execute_script("""
+        const table = {};
+        document.querySelectorAll(".ac-view .ac-layers tr[data-boxes]:not(.ac-invalid)").forEach(row => {
+            table[row.cells[0].textContent] = row.cells[2].textContent; });
+        const boxes = [...document.querySelectorAll(".ac-view .ac-diagram g.node")].map(node =>
+            [...node.querySelectorAll("text")].map(t => t.textContent.trim()).join(" "));
+        return {table: table, boxes: boxes};""")
+
+
+def test_editor_stride_change_shows_the_error_at_its_line_and_back(editor):
+    driver, spec = editor
+    before = shown(driver)
+    assert before["table"]["CONV1"] == "96x55x55" and before["table"]["FC8"] == "1000"
+    assert any(box.startswith("CONV1 conv 96 11x11, stride 4, relu 96x55x55") for box in before["boxes"])
+
+    type_at(driver, "stride: ", "3")  # CONV1's stride: 4 -> 3
+    wait_for(driver, lambda: driver.find_elements("css selector", ".ac-view .ac-error"), "no error shown")
+    problem = driver.find_element("id", "ac-problem")
+    assert problem.is_displayed()
+    assert problem.text.startswith("alexnet.yaml:16:34: error: layer POOL2: invalid D-F-S combination along H: "
+                                   "(36-3+2*0)/2+1 = 17.5 is not whole")
+    assert "hint: try padding: same (-> 18), stride 1 (-> 34)" in problem.text
+    marked = driver.find_elements("css selector", ".ac-gutter span.ac-err")
+    assert [number.text for number in marked] == ["16"]
+    band = driver.find_element("css selector", ".ac-band")
+    assert abs(band.rect["y"] - marked[0].rect["y"]) <= 2  # the band lies across line 16
+    at = driver.find_element("css selector", ".ac-at")
+    assert at.is_displayed() and at.rect["x"] > band.rect["x"] + 30 * 7  # at column 34, not the line's start
+    wait_for(driver, lambda: any("POOL2" in box and "17.5" in box for box in shown(driver)["boxes"]),
+             "the diagram does not show POOL2 in red")
+    failed = shown(driver)
+    assert failed["table"]["CONV1"] == "96x73x73" and "FC8" not in failed["table"]
+    invalid = driver.find_element("css selector", ".ac-view tr.ac-invalid")
+    assert invalid.text.startswith("POOL2")
+
+    type_at(driver, "stride: ", "4")  # and back
+    wait_for(driver, lambda: not driver.find_elements("css selector", ".ac-view .ac-error"), "the error stays")
+    wait_for(driver, lambda: shown(driver) == before, "the table and diagram are not restored")
+    assert not driver.find_element("id", "ac-problem").is_displayed()
+    assert not driver.find_elements("css selector", ".ac-gutter span.ac-err")
+    assert "ac-dirty" not in driver.find_element("tag name", "body").get_attribute("class")
+
+    type_at(driver, "name: AlexNet", "\n# edited in the browser\n")
+    driver.find_element("id", "ac-save").click()
+    wait_for(driver, lambda: driver.find_element("id", "ac-saving").text == "saved alexnet.yaml", "not saved")
+    assert "# edited in the browser" in spec.read_text()

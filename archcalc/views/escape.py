@@ -12,6 +12,9 @@ One function per format, used by every view:
   by a backslash (CommonMark: any ASCII punctuation may be), ``|`` included for table cells.
 - ``html``: the visible text with ``& < > " '`` as entities, for Graphviz's HTML-like labels
   (render puts every name inside one, so none is a plain DOT string to break out of).
+- ``textarea``: a text to edit (the spec in ``archcalc serve``'s editor) inside a <textarea>, kept
+  exactly (controls and all: the editor must hold what the file holds), only ``&`` and ``<`` as
+  entities, so no text ends the element.
 - ``csv_text``: rows as CSV, every cell round-tripping through ``csv.reader``.
 JSON needs none: ``json.dumps`` escapes every control character and quote itself.
 """
@@ -64,6 +67,12 @@ def markdown(text) -> str:
 def html(text) -> str:
     """The text inside an HTML (or Graphviz HTML-like) label: visible, entities for & < > " '."""
     return _html.escape(visible(text), quote=True)
+
+
+def textarea(text: str) -> str:
+    """The exact text inside a <textarea> (the caller adds the newline right after the start tag,
+    which the HTML parser drops, so a text starting with a newline keeps it)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;")
 
 
 def csv_text(rows, header: list | None = None) -> str:

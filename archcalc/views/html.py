@@ -45,7 +45,8 @@ HINT = "Point at a layer in the diagram or the table to see its arithmetic; clic
 
 @dataclass(frozen=True)
 class Diagram:
-    """The drawing of a report: its SVG, or why there is none (no Graphviz, too slow to lay out)."""
+    """The drawing of a report: its SVG, or why there is none (no Graphviz, too slow to lay out);
+    neither: drawn later (archcalc serve fetches it after the table)."""
 
     svg: str = ""
     note: str = ""
@@ -132,7 +133,7 @@ def _failure(error) -> str:
 
 
 def _figure(drawing: Diagram) -> str:
-    body = drawing.svg or f'<p class="ac-nodiagram">No diagram: {html(drawing.note)}</p>'
+    body = drawing.svg or (f'<p class="ac-nodiagram">No diagram: {html(drawing.note)}</p>' if drawing.note else "")
     return f'<figure class="ac-diagram">\n{body}\n</figure>\n'
 
 

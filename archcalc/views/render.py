@@ -135,7 +135,7 @@ def write(analysis: Analysis, path: str, **options) -> None:
     """Draw into ``path`` (format from its extension), atomically: never a half-written file."""
     fmt = format_of(path)
     graph = to_digraph(analysis, **options)
-    data = graph.source.encode("utf-8") if fmt == "dot" else _image(graph, fmt)
+    data = graph.source.encode("utf-8") if fmt == "dot" else image(graph.source, fmt)
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as handle:
             handle.write(data)
@@ -150,11 +150,11 @@ def _graphviz():
     return graphviz
 
 
-def _image(graph, fmt: str, timeout: float | None = None) -> bytes:
-    """Graphviz's dot run on the graph's source: the drawing's bytes. ``timeout`` (seconds) stops a
-    dot that runs longer (a layout can take minutes for a huge graph): an ArchcalcError, the child killed."""
+def image(source: str, fmt: str, timeout: float | None = None) -> bytes:
+    """Graphviz's dot run on a DOT source: the drawing's bytes. ``timeout`` (seconds) stops a dot
+    that runs longer (a layout can take minutes for a huge graph): an ArchcalcError, the child killed."""
     try:
-        done = subprocess.run(["dot", f"-T{fmt}"], input=graph.source.encode("utf-8"), capture_output=True,
+        done = subprocess.run(["dot", f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True,
                               timeout=timeout, check=False)
     except FileNotFoundError:
         raise MissingDependency(INSTALL_DOT.format(fmt=fmt.upper())) from None
@@ -169,9 +169,14 @@ def _image(graph, fmt: str, timeout: float | None = None) -> bytes:
 
 
 def to_svg(analysis: Analysis, *, timeout: float | None = None, **options) -> str:
-    """The diagram as an SVG element for an HTML page (no XML prolog or doctype). Each box is a
+    """The diagram as an SVG element for an HTML page (svg_element). Each box is a
     ``<g class="node">`` whose ``<title>`` is its box id (box_ids); names are escaped by Graphviz."""
-    text = _image(to_digraph(analysis, **options), "svg", timeout).decode("utf-8")
+    return svg_element(to_dot(analysis, **options), timeout)
+
+
+def svg_element(source: str, timeout: float | None = None) -> str:
+    """A DOT source drawn as SVG, without the XML prolog and doctype that HTML does not take."""
+    text = image(source, "svg", timeout).decode("utf-8")
     return text[text.index("<svg"):]
 
 
