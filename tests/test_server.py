@@ -113,8 +113,8 @@ def test_a_name_that_would_end_the_textarea_stays_in_it(tmp_path):
 def test_analyze_answers_the_report_then_the_diagram(served):
     status, answer = analyze(served, ALEXNET)
     assert status == 200 and answer["error"] is None
-    assert re.search(r"<td>CONV1</td><td>conv relu</td><td>96x55x55</td><td>\(227-11\+2\*0\)/4\+1 = 55</td>"
-                     r"<td class=\"ac-num\">34,944</td>", answer["report"])
+    assert re.search(r"<td>CONV1</td><td>conv relu</td><td>96x55x55</td><td class=\"ac-wrap\">\(227-11\+2\*0\)/4\+1 = 55"
+                     r"</td><td class=\"ac-num\">34,944</td></tr>", answer["report"])  # the editor's columns
     status, svg = request(served, "GET", f"/diagram/{answer['diagram']}", token=False)
     assert status == 200 and svg.startswith("<svg")
     assert "<title>n0</title>" in svg and "34,944 params" in svg

@@ -40,6 +40,7 @@ from .report import (
 )
 
 NUMBER = ' class="ac-num"'  # a number column's cells: right-aligned, tabular figures
+WRAP = ' class="ac-wrap"'  # the arithmetic column's: the one that may wrap (at its spaces)
 HINT = "Point at a layer in the diagram or the table to see its arithmetic; click to keep it."
 
 
@@ -141,15 +142,13 @@ def _table(analysis: Analysis, extras: Extras, options: TableOptions, baseline: 
     """report.layer_table as HTML: each layer row carries its box id(s) (a block's row at --depth,
     all of its layers'), a note row follows its layer, and the failing layer ends the table in red."""
     table = layer_table(analysis, extras, options, baseline)
-    numbers = [column in table.right for column in table.columns]
-    head = "".join(f"<th{NUMBER if number else ''}>{html(column)}</th>"
-                   for column, number in zip(table.columns, numbers))
+    kinds = [NUMBER if column in table.right else WRAP if column in table.under else "" for column in table.columns]
+    head = "".join(f"<th{kind}>{html(column)}</th>" for column, kind in zip(table.columns, kinds))
     rows = iter(collapse.rows(analysis, options.depth))
     body = []
     for cells, style in table.rows:
         texts = [cell if isinstance(cell, str) else cell[0] for cell in cells]
-        tds = "".join(f"<td{NUMBER if number else ''}>{html(text)}</td>"
-                      for text, number in zip(texts, numbers))
+        tds = "".join(f"<td{kind}>{html(text)}</td>" for text, kind in zip(texts, kinds))
         if not texts[0]:  # a note under its layer (its only text is in the arithmetic column)
             body.append(f'<tr class="ac-note">{tds}</tr>')
             continue
@@ -161,7 +160,7 @@ def _table(analysis: Analysis, extras: Extras, options: TableOptions, baseline: 
         error = failure.error
         hint = f'<br><span class="ac-fix">hint: {html(error.hint)}</span>' if error.hint else ""
         body.append(f'<tr class="ac-invalid" data-boxes="{html(ids[failure.name])}" tabindex="0">'
-                    f'<td>{html(failure.name)}</td><td colspan="{len(table.columns) - 1}">'
+                    f'<td>{html(failure.name)}</td><td colspan="{len(table.columns) - 1}"{WRAP}>'
                     f'<strong>{html(error.message)}</strong>{hint}</td></tr>')
     return (f'<table class="ac-layers">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)
             + "\n</tbody>\n</table>\n")

@@ -502,8 +502,9 @@ def _caption(analysis: Analysis) -> str:
                        f"batch {analysis.batch})")]
     else:
         rows += [html(f"input {inputs}"),
+                 # one run of text: a viewer's font wider than dot's estimate cannot overlap two runs
                  f'<FONT COLOR="{INVALID["color"]}"><B>{html(f"invalid: layer {analysis.error.layer}")}'
-                 f'</B>{html(" cannot be computed; the layers after it are not drawn")}</FONT>']
+                 f'{html(" cannot be computed; the layers after it are not drawn")}</B></FONT>']
         legend.append(("invalid", INVALID))
     cells = "".join(f'<TD BGCOLOR="{style["fillcolor"]}" COLOR="{style["color"]}" BORDER="1">'
                     f'<FONT COLOR="{style["fontcolor"]}" POINT-SIZE="10">{html(text)}</FONT></TD>'

@@ -7,7 +7,8 @@ analyzed again a moment after every edit.
 The requests (the page's script makes them; nothing takes a file path from the client):
 - ``GET /``: the editor page (views/web/editor.*) holding the spec's text;
 - ``POST /analyze``, the YAML as the body: ``{"report": the report fragment (views/html.py) or null
-  when the text does not load, "error": {line, column, text} or null, "diagram": key, "ms"}``;
+  when the text does not load, "error": {line, column, text} or null, "warnings", "diagram": key,
+  "ms" and "cpu_ms": the analysis's wall and CPU time}``;
 - ``GET /diagram/KEY``: that report's diagram as SVG (Graphviz, under a timeout), drawn once per
   distinct drawing: the table comes back in milliseconds, the drawing (up to a few hundred ms for
   the largest shipped specs) follows it;
@@ -51,6 +52,7 @@ ANALYSIS_SECONDS = 5.0    # an analysis still running then is stopped (its worke
 DIAGRAM_SECONDS = 10.0    # Graphviz's dot, likewise
 QUEUE_SECONDS = 10.0      # a request waits this long for a free worker, then is refused (503)
 WORKER_MEMORY = 2 << 30   # address space of a worker (bytes): a YAML bomb fails there, not in the machine
+EDITOR_COLUMNS = ("kind", "output", "formula", "params")  # beside the editor and the diagram; the totals say the rest
 DIAGRAMS = 64             # drawings kept (their DOT source, then their SVG), least recently used dropped
 STARTER = """\
 # archcalc serve without a SPEC: edit freely; saving needs a file (archcalc serve my.yaml)
@@ -110,19 +112,22 @@ def analyze_text(text: str, name: str) -> dict:
     from ..spec import loads
     from ..spec.advice import input_warnings
     from .render import to_dot
+    from .report import TableOptions
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
+
+    def timed(answer: dict) -> dict:  # wall and CPU milliseconds (the CPU's apart from other work on the machine)
+        return {**answer, "ms": round((time.perf_counter() - started) * 1000, 1),
+                "cpu_ms": round((time.process_time() - cpu) * 1000, 1)}
+
     try:
         spec = loads(text, name)
     except SpecError as error:
-        return {"report": None, "error": error_dict(error), "warnings": [], "dot": None,
-                "ms": round((time.perf_counter() - started) * 1000, 1)}
+        return timed({"report": None, "error": error_dict(error), "warnings": [], "dot": None})
     analysis = analyze(spec, partial=True)
-    report = html.fragment(analysis, html.Diagram())
-    dot = to_dot(analysis)
-    return {"report": report, "error": error_dict(analysis.error) if analysis.error else None,
-            "warnings": [str(warning) for warning in input_warnings(spec)], "dot": dot,
-            "ms": round((time.perf_counter() - started) * 1000, 1)}
+    return timed({"report": html.fragment(analysis, html.Diagram(), options=TableOptions(EDITOR_COLUMNS)),
+                  "error": error_dict(analysis.error) if analysis.error else None,
+                  "warnings": [str(warning) for warning in input_warnings(spec)], "dot": to_dot(analysis)})
 
 
 def error_dict(error: SpecError) -> dict:
