@@ -471,7 +471,7 @@ def _html_report(analysis, baseline, extras, options, target: str | None, output
     says so in place of the diagram, and so does a warning."""
     from .views import html
 
-    drawing = html.diagram(analysis)
+    drawing = html.diagram(analysis, timeout=html.DIAGRAM_SECONDS)
     if drawing.note:
         from .views.escape import visible
         click.echo(f"warning: the page has no diagram: {visible(drawing.note)}", err=True)

@@ -258,3 +258,47 @@ def test_a_busy_port_is_one_clear_error(served):
     with pytest.raises(ArchcalcError, match=r"(?s)cannot listen on 127\.0\.0\.1:\d+: .*hint: choose another --port"):
         web.Server(None, port=served.server_address[1])
 
+
+
+def test_the_command_serves_until_interrupted(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    spec = tmp_path / "alexnet.yaml"
+    spec.write_text(ALEXNET)
+    command = subprocess.Popen([sys.executable, "-m", "archcalc", "serve", str(spec), "--port", "0"],
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        line = command.stderr.readline()
+        assert line.startswith(f"serving {spec} at http://localhost:") and line.endswith(" (Ctrl+C stops)\n")
+        port = int(line.split("localhost:")[1].split("/")[0])
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("X-Frame-Options") == "DENY"
+        assert ALEXNET.split("\n")[0] in response.read().decode()
+    finally:
+        command.send_signal(signal.SIGINT)
+        rest = command.communicate(timeout=30)[1]
+    assert command.returncode == 0 and "Traceback" not in rest
+
+
+@pytest.mark.parametrize("args, words", [
+    (["no_such.yaml"], "error: no such file: no_such.yaml"),
+    (["--port", "70000"], "--port: 70000 is not in the range 0<=x<=65535"),
+])
+def test_the_command_refuses_what_it_cannot_serve(args, words):
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+
+    result = CliRunner().invoke(main, ["serve", *args])
+    assert result.exit_code == 2 and words in result.output, result.output
+
+
+def test_an_include_is_not_followed(served, tmp_path):
+    status, answer = analyze(served, "input: [3, 8, 8]\ninclude: /etc/passwd\nlayers:\n  - relu\n")
+    assert status == 200 and answer["report"] is None
+    assert (answer["error"]["line"], answer["error"]["column"]) == (2, 1)
+    assert "include: is not read here: archcalc serve reads no file but the spec it edits" in answer["error"]["text"]

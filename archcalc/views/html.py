@@ -41,6 +41,7 @@ from .report import (
 
 NUMBER = ' class="ac-num"'  # a number column's cells: right-aligned, tabular figures
 WRAP = ' class="ac-wrap"'  # the arithmetic column's: the one that may wrap (at its spaces)
+DIAGRAM_SECONDS = 60  # inspect -f html: a Graphviz layout still running then is stopped, the page says so
 HINT = "Point at a layer in the diagram or the table to see its arithmetic; click to keep it."
 
 

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ArchcalcError, SpecError
 from ..fileio import irreplaceable, write_text
+from ..gcpause import paused_gc
 from . import escape, html
 
 MAX_BODY = 1_000_000      # bytes of YAML an edit or a save may send: the largest shipped spec is 20 kB
@@ -106,11 +107,13 @@ def read_spec(path: str) -> str:
 
 # --- the analysis, in a worker process ---------------------------------------------------------
 
+@paused_gc  # as every command runs: a report of many layers builds many objects and no cycles
 def analyze_text(text: str, name: str) -> dict:
     """What /analyze answers for ``text`` (read as the file ``name``), and the DOT to draw it."""
     from ..analysis import analyze
-    from ..spec import loads
+    from ..spec import parse
     from ..spec.advice import input_warnings
+    from ..spec.source import Mapping, load_text
     from .render import to_dot
     from .report import TableOptions
 
@@ -121,7 +124,12 @@ def analyze_text(text: str, name: str) -> dict:
                 "cpu_ms": round((time.process_time() - cpu) * 1000, 1)}
 
     try:
-        spec = loads(text, name)
+        data = load_text(text, name)
+        if isinstance(data, Mapping) and "include" in data:  # a path from the page: never followed
+            raise SpecError("include: is not read here: archcalc serve reads no file but the spec it edits",
+                            hint="write the blocks into the spec, or inspect it from the command line",
+                            location=data.key_location("include"))
+        spec = parse(data, name)
     except SpecError as error:
         return timed({"report": None, "error": error_dict(error), "warnings": [], "dot": None})
     analysis = analyze(spec, partial=True)
@@ -199,7 +207,8 @@ class Workers:
             failure = Refused(422, f"the analysis took longer than {self.timeout:g} s: stopped "
                                    "(a spec this slow to analyze is too big to edit live)")
         except (EOFError, OSError):
-            failure = Refused(422, "the analysis stopped (out of memory?): its worker was replaced")
+            failure = Refused(422, "the analysis stopped: its worker ended (out of memory, or it could not start) "
+                                   "and was replaced")
         process.kill()
         process.join()
         connection.close()
@@ -304,6 +313,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "archcalc"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms wait for a delayed ACK
 
     def do_GET(self) -> None:
         self._answer(self._get)
@@ -326,6 +336,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")  # no other page may frame Save under a decoy
+        self.send_header("Content-Security-Policy", "frame-ancestors 'none'")  # (a <meta> policy cannot say it)
         if self._unread:
             self.send_header("Connection", "close")  # the body was not read: the connection cannot go on
             self.close_connection = True
