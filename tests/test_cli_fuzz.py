@@ -32,7 +32,7 @@ SPECS = {
 # Cases per command in the default run (about 2 s of CPU in all); the slow run takes forty times
 # as many, over 10,000 in all.
 CASES = {"inspect": 125, "explain": 50, "solve": 50, "diff": 50, "render": 50, "run": 25, "export": 25,
-         "plan": 50, "memory": 50, "kinds": 13}
+         "plan": 50, "memory": 50, "kinds": 13, "serve": 13}
 SLOW_FACTOR = 40
 
 ARGV_TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")  # NUL never reaches argv
@@ -153,6 +153,13 @@ def test_static_commands_never_end_in_a_traceback(command, scratch):
 def test_torch_commands_never_end_in_a_traceback(command, scratch):
     pytest.importorskip("torch")
     _check(command, CASES[command], scratch, device="meta" if command == "run" else None)
+
+
+def test_serve_never_ends_in_a_traceback(scratch, monkeypatch):
+    from archcalc.views.server import Server
+
+    monkeypatch.setattr(Server, "serve_forever", lambda self: None)  # bound, then closed: no waiting for requests
+    _check("serve", CASES["serve"], scratch)
 
 
 @pytest.mark.slow

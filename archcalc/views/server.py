@@ -166,7 +166,8 @@ def _work(connection, name: str) -> None:
 
 
 class Workers:
-    """Worker processes, each analyzing one text at a time; one that overruns is killed and replaced."""
+    """Up to ``count`` worker processes, started when first needed, each analyzing one text at a
+    time; one that overruns is killed and replaced."""
 
     def __init__(self, count: int, name: str, timeout: float = ANALYSIS_SECONDS):
         methods = multiprocessing.get_all_start_methods()
@@ -175,12 +176,12 @@ class Workers:
         self.context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if "forkserver" in methods:
             self.context.set_forkserver_preload(["archcalc.views.server"])
+        self.count = count
         self.name = name
         self.timeout = timeout
         self.idle: queue.Queue = queue.Queue()
         self.all: list = []
-        for _ in range(count):
-            self.idle.put(self._start())
+        self.lock = threading.Lock()
 
     def _start(self):
         parent, child = self.context.Pipe()
@@ -190,11 +191,18 @@ class Workers:
         self.all.append(process)
         return process, parent
 
-    def analyze(self, text: str) -> dict:
+    def _take(self):
+        """An idle worker, a new one while fewer than ``count`` run, else the next to be free."""
+        with self.lock:
+            if self.idle.empty() and len(self.all) < self.count:
+                return self._start()
         try:
-            worker = self.idle.get(timeout=QUEUE_SECONDS)
+            return self.idle.get(timeout=QUEUE_SECONDS)
         except queue.Empty:
             raise Refused(503, f"every worker is busy (waited {QUEUE_SECONDS:g} s): try again") from None
+
+    def analyze(self, text: str) -> dict:
+        worker = self._take()
         process, connection = worker
         try:
             connection.send(text)
@@ -212,8 +220,9 @@ class Workers:
         process.kill()
         process.join()
         connection.close()
-        self.all.remove(process)
-        self.idle.put(self._start())
+        with self.lock:
+            self.all.remove(process)
+            self.idle.put(self._start())
         raise failure
 
     def close(self) -> None:
@@ -240,13 +249,13 @@ class Server(ThreadingHTTPServer):
         self.save_lock = threading.Lock()
         self.diagrams: OrderedDict = OrderedDict()  # key -> DOT source, then SVG bytes once drawn
         self.diagram_lock = threading.Lock()
-        self.workers: Workers | None = None  # started once the port is ours
+        self.workers = Workers(workers, self.name)
         try:
             super().__init__((host, port), Handler)
-        except OSError as exc:
-            raise ArchcalcError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                                hint="choose another --port (0: any free one)") from None
-        self.workers = Workers(workers, self.name)
+        except (OSError, UnicodeError, ValueError) as exc:  # busy, no such address, a host no resolver takes
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ArchcalcError(f"cannot listen on {escape.visible(host)}:{port}: {reason}",
+                                hint="choose another --port (0: any free one), or --host 127.0.0.1") from None
         bound_host, bound_port = self.server_address[:2]
         self.url = f"http://{'localhost' if bound_host in ('127.0.0.1', '::1') else bound_host}:{bound_port}/"
         self.hosts = {f"{name}:{bound_port}" for name in ("127.0.0.1", "localhost", "[::1]", host)}
@@ -254,8 +263,7 @@ class Server(ThreadingHTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
-        if self.workers is not None:
-            self.workers.close()
+        self.workers.close()
 
     # the answers, apart from HTTP
 
@@ -364,7 +372,6 @@ class Handler(BaseHTTPRequestHandler):
             raise Refused(403, "this request does not come from the editor's page (no token): reload the page")
         text = self._body()
         if path == "/analyze":
-            assert self.server.workers is not None  # started in __init__
             answer = self.server.workers.analyze(text)
             dot = answer.pop("dot")
             answer["diagram"] = self.server.keep_diagram(dot) if dot else None
