@@ -136,6 +136,11 @@ def parse_input_option(ctx, param, value):
     return parse_input_text(value, Location("--input", 1, 1))
 
 
+def parse_input_options(ctx, param, values):
+    """A repeated --input: one shape per value."""
+    return tuple(parse_input_option(ctx, param, value) for value in values)
+
+
 def parse_budget_option(ctx, param, value):
     """A memory size with its unit (24GB, 16GiB): a bare number is refused."""
     if value is None:
@@ -880,6 +885,55 @@ def export(spec, output, force, dtype, input_shape, rounding):
     else:
         write_text(target, code)
         wrote(output, "Python", f": {summary}")
+
+
+@main.command("import", short_help="A PyTorch model or an ONNX file as a spec, with the same numbers.")
+@click.argument("model")
+@option("--output", "-o", required=True, metavar="FILE",
+        help="The spec to write (atomically); '-' is standard output.")
+@option("--input", "input_shapes", multiple=True, callback=parse_input_options, metavar="CxHxW",
+        accepted="sizes channels first, like 3x224x224, or {steps: 16} for token ids",
+        help="The input to trace the model on, per sample, once per argument of forward (default 3x224x224; "
+             "not for ONNX, whose file has it).")
+@option("--args", "arguments", metavar="JSON",
+        help='Keyword arguments for the callable, a JSON object: \'{"num_classes": 10}\'.')
+@option("--allow-opaque", is_flag=True,
+        help="Keep an operation no kind expresses as an 'opaque' layer (its traced shape and parameters, "
+             "no MACs) instead of refusing the model.")
+@option("--name", help="The spec's name (default: the callable's or the file's).")
+@FORCE_OPTION
+def import_(model, output, input_shapes, arguments, allow_opaque, name, force):
+    """Write MODEL as a spec: MODULE:CALLABLE (torchvision.models:resnet50), path/to/model.py:CALLABLE,
+    or model.onnx.
+
+    The callable is called (with --args) on PyTorch's meta device where it can be, so the weights
+    take no memory, traced with torch.fx, and each operation mapped to a layer kind; an ONNX file
+    is read with the onnx package (pip install 'archcalc[onnx]'). Nothing is written unless the
+    spec has the model's parameters, MACs and output shapes (exit 1 otherwise); operations no kind
+    expresses are listed with the nearest kinds (exit 2).
+    """
+    from .backend import require_torch
+    from .fileio import output_path, write_text
+
+    target = output_path(output, [model] if os.path.isfile(model) else [], force)
+    if input_shapes and model.lower().endswith(".onnx"):
+        raise UsageError("--input", input_shapes[0], "an ONNX file holds its input's shape", hint="leave --input out")
+    if not model.lower().endswith(".onnx"):
+        require_torch()
+    from .backend.importer import import_model
+    from .views.importing import summary
+
+    imported = import_model(model, input_shapes, arguments, allow_opaque, name)
+    if not imported.exact:
+        raise VerificationFailed(summary(imported), hint="a bug in archcalc's importer: please report it "
+                                                         "with the model; nothing was written")
+    if target is None:
+        click.echo(imported.text, nl=False)
+        click.echo(summary(imported), err=True)
+    else:
+        write_text(target, imported.text)
+        click.echo(summary(imported), err=True)
+        wrote(output, "spec", f": {imported.lines} lines")
 
 
 @main.command(short_help="Every layer kind, or one kind's fields and defaults.")

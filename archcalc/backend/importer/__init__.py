@@ -1,0 +1,217 @@
+"""``archcalc import``: a PyTorch model (or an ONNX file) -> a readable spec with the same numbers.
+
+    trace.py    import the callable, build the model (meta device), trace it with torch.fx
+    mapping.py  each traced operation -> a layer kind, checked against the traced shape
+    onnx.py     the same from an ONNX graph
+    spec/write.py (no torch) writes the layers as YAML: defaults, blocks, repeats
+
+Nothing is written unless the spec, read back and analyzed, has the source's parameters and
+output shapes (and its MACs, as PyTorch's FlopCounterMode counts the convolutions and matrix
+products): ``Imported.check`` holds both sides.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...errors import ArchcalcError, Location
+from ...spec.write import Written, write_spec
+
+DEFAULT_INPUT = "3x224x224"
+
+
+@dataclass
+class Side:
+    params: int
+    macs: int | None
+    outputs: tuple       # per-sample output shapes, as plain tuples
+
+
+@dataclass
+class Imported:
+    """An import: the spec text, its analysis, and the numbers of both sides."""
+
+    text: str
+    written: Written
+    mapped: object           # mapping.Mapped: the entries, the source tensors each holds
+    analysis: object         # archcalc's Analysis of the written spec
+    source: Side
+    spec: Side
+    model: object = None     # the source nn.Module (PyTorch imports; on the meta device where it could be)
+    notes: list = field(default_factory=list)
+    origin: str = "PyTorch"  # who counted the source's numbers
+
+    @property
+    def exact(self) -> bool:
+        return self.source == self.spec
+
+    @property
+    def lines(self) -> int:
+        return self.text.count("\n")
+
+
+def import_model(target: str, input_shapes: list | tuple = (), arguments: str | None = None,
+                 allow_opaque: bool = False, name: str | None = None) -> Imported:
+    """Import ``target`` ('module:callable', 'path/file.py:callable' or 'model.onnx'), traced on
+    inputs of ``input_shapes`` (typed shapes, spec.parse_input_text's, one per argument of
+    forward; one 3x224x224 by default), the callable given ``arguments`` (JSON text, --args)."""
+    if target.lower().endswith(".onnx"):
+        from .onnx import import_onnx
+
+        return import_onnx(target, allow_opaque=allow_opaque, name=name)
+    import torch
+
+    from ...layers import shape_text
+    from ...layers.shapes import Steps
+    from ...spec import parse_input_text
+    from .mapping import Mapper
+    from .trace import TRACE_BATCH, build_model, load_callable, parse_arguments, trace
+
+    factory = load_callable(target)
+    model, device = build_model(factory, parse_arguments(arguments))
+    shapes = list(input_shapes) or [parse_input_text(DEFAULT_INPUT, Location("--input", 1, 1))]
+    inputs = [(tuple(shape), torch.long if isinstance(shape, Steps) and len(shape) == 1 else torch.float32)
+              for shape in shapes]
+    traced = trace(model, device, inputs)
+    mapped = Mapper(traced.graph, model, shapes, allow_opaque).run()
+    title = name or getattr(factory, "__name__", type(model).__name__)
+    header = [f"imported by archcalc from {target}" + (f" with {arguments}" if arguments else "") +
+              f", traced with torch.fx at {', '.join(map(shape_text, shapes))}"]
+    source = Side(sum(p.numel() for p in model.parameters()),
+                  _source_macs(model, device, inputs, TRACE_BATCH),
+                  tuple(mapped_output_shapes(traced.graph)))
+    imported = finish(mapped, title, header, source)
+    imported.model = model
+    return imported
+
+
+def finish(mapped, title: str, header: list, source: Side) -> Imported:
+    """Write the spec, read it back, analyze it and take its numbers."""
+    from ...analysis import analyze
+    from ...spec import loads
+
+    inputs = {name: _yaml_shape(shape) for name, shape in mapped.inputs.items()}
+    written = write_spec(mapped.entries, title, inputs, mapped.outputs, header=header)
+    try:
+        analysis = analyze(loads(written.text, f"<import of {title}>"))
+    except ArchcalcError as exc:
+        raise ArchcalcError(f"the imported spec does not read back: {exc}",
+                            hint="a bug in archcalc's importer: please report it with the model") from None
+    _check_pairing(mapped, analysis)
+    totals = analysis.totals
+    spec = Side(totals.params, totals.macs if source.macs is not None else None,
+                tuple(tuple(analysis.output_shapes[name]) for name in analysis.spec.outputs))
+    return Imported(written.text, written, mapped, analysis, source, spec, notes=list(mapped.notes))
+
+
+def _check_pairing(mapped, analysis) -> None:
+    """The spec expands to the importer's layers, one to one, in order (weights are copied so)."""
+    names = [stats.layer.kind for stats in analysis.layers]
+    kinds = [entry.kind for entry in mapped.entries]
+    if [lookup_kind(kind) for kind in kinds] != names:
+        raise ArchcalcError("the imported spec expands to other layers than were imported",
+                            hint="a bug in archcalc's importer: please report it with the model")
+
+
+def lookup_kind(kind: str) -> str:
+    from ...layers import lookup
+
+    return lookup(kind).kind
+
+
+def _yaml_shape(shape) -> object:
+    from ...layers.shapes import Steps
+
+    if isinstance(shape, Steps):
+        return {"steps": shape[0], "features": shape[1]} if len(shape) == 2 else {"steps": shape[0]}
+    return list(shape)
+
+
+def mapped_output_shapes(graph) -> list:
+    """The traced shape of each output of the graph, per sample."""
+    output = next(node for node in graph.graph.nodes if node.op == "output")
+    shapes = []
+
+    def collect(value):
+        from torch import fx
+
+        if isinstance(value, fx.Node):
+            shapes.append(tuple(int(d) for d in value.meta["tensor_meta"].shape[1:]))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+
+    collect(output.args[0])
+    return shapes
+
+
+def _source_macs(model, device: str, inputs: list, batch: int) -> int | None:
+    """Multiply-accumulates per sample as PyTorch's FlopCounterMode counts them (convolutions and
+    matrix products, 2 FLOPs each), or None where it cannot run the model."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    tensors = [torch.zeros((batch, *shape), dtype=dtype, device=device) for shape, dtype in inputs]
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(*tensors)
+    except Exception:  # noqa: BLE001 - the count is a cross-check; its absence is said
+        return None
+    return counter.get_total_flops() // 2 // batch
+
+
+def copy_weights(imported: Imported, source_model, target_model) -> int:
+    """The source's tensors into the spec's model (archcalc.backend.build), layer by layer: each
+    layer's tensors in PyTorch's order (parameters and buffers), shapes checked. Returns the
+    number of tensors copied."""
+    import torch
+
+    state = source_model.state_dict()
+    copied = 0
+    for stats, tensors in zip(imported.analysis.layers, imported.mapped.tensors):
+        if not tensors:
+            continue
+        target = list(target_model.submodule(stats.name).state_dict().items())
+        theirs = [state[name] for name in tensors]
+        if len(target) != len(theirs):
+            raise ArchcalcError(f"layer {stats.name}: {len(theirs)} source tensors for {len(target)} in the spec's "
+                                f"module")
+        with torch.no_grad():
+            for (key, mine), value in zip(target, theirs):
+                if tuple(mine.shape) != tuple(value.shape):
+                    raise ArchcalcError(f"layer {stats.name}: {key} is {list(mine.shape)}, the source's "
+                                        f"{list(value.shape)}")
+                mine.copy_(value)
+                copied += 1
+    return copied
+
+
+def output_difference(imported: Imported, source_model, seed: int = 0) -> float:
+    """The largest absolute difference between the source's outputs and the spec's model's, with
+    the source's weights copied in, on one random batch, both in eval mode on the CPU."""
+    import torch
+
+    from .. import build
+
+    target = build(imported.analysis, seed=seed).eval()
+    copy_weights(imported, source_model, target)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = []
+    for shape in imported.analysis.input_shapes.values():
+        from ...layers.shapes import Steps
+
+        if isinstance(shape, Steps) and len(shape) == 1:
+            inputs.append(torch.randint(0, 2, (2, *shape), generator=generator))
+        else:
+            inputs.append(torch.randn((2, *shape), generator=generator))
+    with torch.no_grad():
+        theirs = source_model.eval()(*inputs)
+        ours = target(*inputs)
+    theirs = theirs if isinstance(theirs, (tuple, list)) else (theirs,)
+    ours = ours if isinstance(ours, (tuple, list)) else (ours,)
+    return max(float((a - b).abs().max()) for a, b in zip(theirs, ours))
+
+
+__all__ = ["Imported", "Side", "import_model", "copy_weights", "output_difference"]
