@@ -148,7 +148,9 @@ class Recurrent(nn.Module):
         if not self.last:
             return outputs
         hidden = final[0] if isinstance(self.cell, nn.LSTM) else final
-        return torch.cat(tuple(hidden[-directions:]), dim=-1)
+        # the top layer's state of each direction, indexed one by one (torch.fx can trace that; it
+        # cannot iterate a slice of a traced tensor)
+        return torch.cat([hidden[index] for index in range(-directions, 0)], dim=-1)
 
     def extra_repr(self):
         return "last=True" if self.last else ""

@@ -30,6 +30,9 @@ class Value:
     param: str | None = None      # a parameter or buffer of the model (get_attr), by its path
     is_const: bool = False
     phantom: bool = False         # the result of a refused operation: followed on to find the others
+    state: tuple = ()             # a recurrent layer's final state: (entry index, what) (see recurrent)
+    initial: bool = False         # a [H] vector made a recurrent layer's initial state (unsqueeze, expand)
+    zeros: bool = False           # torch.zeros_like of such a state (an LSTM's initial cell)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Mapper:
         self.values: dict = {}
         self.names: set = set()
         self.module_names: dict = {}   # module path -> spec name of its first call (shares: for later calls)
+        self.sequences_read: set = set()  # recurrent entries whose every-step output is read
         self.input_shapes = input_shapes
         self.allow_opaque = allow_opaque
 
@@ -210,6 +214,8 @@ class Mapper:
         args = [self.arg(a) for a in node.args]
         if isinstance(module, nn.Identity):
             return args[0]
+        if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
+            return self.recurrent(node, module, args)
         if not args or not isinstance(args[0], Value):
             return self.unsupported(node, cls)
         x = args[0]
@@ -318,6 +324,66 @@ class Mapper:
             return self.activation(ACTIVATIONS[cls], x, module)
         return None
 
+    def recurrent(self, node, module, args) -> Value:
+        """nn.RNN/LSTM/GRU (batch first): every step's output, part 0 of its result; its final
+        state, part 1, becomes ``returns: last`` where the top layer's state of each direction is
+        joined (see ``joined_states``). An initial state read from a [H] vector is the layer's
+        second input."""
+        from torch import nn
+
+        if not module.batch_first or getattr(module, "proj_size", 0):
+            return self.unsupported(node, f"nn.{type(module).__name__} without batch_first" if not module.batch_first
+                                    else "nn.LSTM with proj_size")
+        sequence = self.tensor(args[0], node)
+        inputs = [sequence]
+        if len(args) > 1 and not (isinstance(args[1], Value) and args[1].is_const and args[1].const is None):
+            state = args[1]
+            hidden = state[0] if isinstance(state, tuple) else state
+            cell = state[1] if isinstance(state, tuple) else None
+            if not (isinstance(hidden, Value) and hidden.initial) or \
+                    (isinstance(module, nn.LSTM) != (cell is not None)) or (cell is not None and not cell.zeros):
+                return self.unsupported(node, f"nn.{type(module).__name__} with an initial state the spec cannot "
+                                              f"express (it takes one [H] vector for every layer and direction)")
+            inputs.append(Value(ref=hidden.ref, shape=hidden.shape))
+        kind = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}[type(module)]
+        own = dict(module.named_parameters())
+        bias = False if not module.bias else True if "bias_hh_l0" in own else "single"
+        fields = {"hidden": module.hidden_size, "layers": module.num_layers, "bidirectional": module.bidirectional,
+                  "bias": bias}
+        if kind == "rnn":
+            fields["nonlinearity"] = module.nonlinearity
+        tensors = tuple(f"{node.target}.{key}" for key in module.state_dict())
+        value = self.add(node, kind, fields, inputs, name=node.target, tensors=tensors, check=False)
+        index = len(self.out.entries) - 1
+        y = self.out.shapes[index]
+        traced = tuple(int(d) for d in node.meta["tensor_meta"][0].shape[1:])
+        if tuple(y) != traced:
+            raise _Unsupported(node.target, f"nn.{type(module).__name__} as {kind} gives {list(y)}, but PyTorch "
+                                            f"gives {list(traced)}")
+        return Value(ref=value.ref, parts=(Value(ref=value.ref, shape=y), Value(state=(index, "final"))))
+
+    def joined_states(self, node, parts: list) -> Value | None:
+        """torch.cat of the top layer's final state of each direction: the recurrent layer with
+        ``returns: last`` (what the Recurrent helper and Keras's return_sequences=False give)."""
+        index = parts[0].state[0]
+        entry = self.out.entries[index]
+        directions = 2 if entry.args.get("bidirectional") else 1
+        if [part.state for part in parts] != [(index, "layer", i) for i in range(-directions, 0)] or \
+                index in self.sequences_read:
+            return None
+        entry.args["returns"] = "last"
+        layer = lookup(entry.kind).from_args(dict(entry.args))
+        shapes = tuple(self.out.shapes[self.out.entries.index(e)] if e in self.out.entries else self.out.inputs[ref]
+                       for ref in entry.inputs for e in [self.entry_named(ref)])
+        y = layer.output_shape(shapes)
+        if tuple(y) != self.traced(node):
+            return None
+        self.out.shapes[index] = y
+        return Value(ref=entry.name, shape=y)
+
+    def entry_named(self, ref: str):
+        return next((entry for entry in self.out.entries if entry.name == ref), None)
+
     def conv(self, module, x: Value):
         padding = module.padding if isinstance(module.padding, str) else _compact(module.padding)
         if padding == 0:
@@ -414,9 +480,9 @@ class Mapper:
         args = [self.arg(a) for a in node.args]
         kwargs = {key: self.arg(value) for key, value in node.kwargs.items()}
         tensors = [a for a in _flat(args) if isinstance(a, Value) and not a.is_const]
-        if not tensors or all(t.ref is None and t.param is None and not t.parts for t in tensors):
-            if any(isinstance(a, Value) and not a.is_const and a.const is None and a.ref is None and a.param is None
-                   and not a.parts for a in _flat(args)):
+        if not any(t.ref is not None or t.param is not None or t.parts or t.state or t.zeros or t.initial
+                   for t in tensors):
+            if tensors:
                 raise _Skip  # an input already refused
             return Value(const=None, is_const=True)  # sizes and other plain values
         if name in ("size", "getattr", "dim"):
@@ -428,6 +494,9 @@ class Mapper:
         if name in ("add", "iadd", "sub", "mul", "imul"):
             return self.arithmetic(node, name, args)
         if name in ("cat", "concat", "concatenate"):
+            if all(isinstance(v, Value) and v.state for v in args[0]):
+                joined = self.joined_states(node, list(args[0]))
+                return joined if joined is not None else self.unsupported(node, "cat of recurrent states")
             parts = [self.tensor(v, node) for v in args[0]]
             dim = _const(args[1] if len(args) > 1 else kwargs.get("dim"), 0)
             axis = dim % (len(parts[0].shape) + 1) - 1
@@ -440,6 +509,13 @@ class Mapper:
             if start == 1 and end == -1:
                 return self.add(node, "flatten", {}, [x], word="flatten")
             return self.as_reshape(node, x)
+        if name == "unsqueeze" and isinstance(args[0], Value) and isinstance(args[0].shape, Vector) and \
+                _const(args[1] if len(args) > 1 else kwargs.get("dim"), None) == 0:
+            return Value(ref=args[0].ref, shape=args[0].shape, initial=True)  # (1, N, H): a recurrent state
+        if name == "expand" and isinstance(args[0], Value) and args[0].initial:
+            return args[0]
+        if name == "zeros_like" and isinstance(args[0], Value) and args[0].initial:
+            return Value(zeros=True, shape=args[0].shape)
         if name in ("view", "reshape", "unflatten", "squeeze", "unsqueeze"):
             return self.as_reshape(node, self.tensor(args[0], node))
         if name in ("permute", "transpose", "movedim", "swapaxes"):
@@ -489,10 +565,28 @@ class Mapper:
     def getitem(self, node, args) -> Value:
         container, index = args[0], _const(args[1], None)
         if container.parts and isinstance(index, int):
+            if index == 0 and len(container.parts) == 2 and container.parts[1].state and node.users:
+                self.sequences_read.add(container.parts[1].state[0])
             return container.parts[index]
+        if container.state and isinstance(index, int):
+            entry_index, what = container.state[:2]
+            kind = self.out.entries[entry_index].kind
+            if what == "final" and kind == "lstm":
+                return Value(state=(entry_index, "h" if index == 0 else "c"))
+            if (what == "final" and kind != "lstm") or what == "h":
+                return Value(state=(entry_index, "layer", index - self.state_layers(entry_index)
+                                    if index >= 0 else index))
+        if container.state:
+            return self.unsupported(node, "the final state of a recurrent layer, read otherwise than as its "
+                                          "top layer's (returns: last)")
         if container.is_const or container.ref is None:
             return Value(is_const=True)
         return self.unsupported(node, "getitem")
+
+    def state_layers(self, entry_index: int) -> int:
+        """layers x directions: the first axis of a recurrent layer's final state."""
+        args = self.out.entries[entry_index].args
+        return args.get("layers", 1) * (2 if args.get("bidirectional") else 1)
 
     def arithmetic(self, node, name, args) -> Value:
         a, b = args[0], args[1]
