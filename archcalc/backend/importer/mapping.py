@@ -80,39 +80,66 @@ NEAREST = {  # what to use instead, for operations people meet (the rest: the cl
 }
 
 
-class Mapper:
-    def __init__(self, graph_module, model, input_shapes: list[Shape], allow_opaque: bool = False):
-        self.gm = graph_module
-        self.modules = dict(model.named_modules())
-        self.params = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-        self.out = Mapped()
-        self.values: dict = {}
-        self.names: set = set()
-        self.module_names: dict = {}   # module path -> spec name of its first call (shares: for later calls)
-        self.sequences_read: set = set()  # recurrent entries whose every-step output is read
-        self.input_shapes = input_shapes
-        self.allow_opaque = allow_opaque
+class Recorder:
+    """What the PyTorch and the ONNX mappings share: the layers recorded so far, unique names,
+    the check of each layer against the traced shape, and the finishing passes."""
 
-    # --- the walk ---------------------------------------------------------------------
-    def run(self) -> Mapped:
-        placeholders = [node for node in self.gm.graph.nodes if node.op == "placeholder"]
-        if len(placeholders) != len(self.input_shapes):
-            raise ArchcalcError(f"the model's forward takes {len(placeholders)} inputs "
-                                f"({', '.join(p.name for p in placeholders)}), but --input gives "
-                                f"{len(self.input_shapes)}", hint="give one --input per forward argument")
-        for node in self.gm.graph.nodes:
-            try:
-                self.values[node] = self.visit(node)
-            except _Skip:
-                self.values[node] = Value()
-            except _Unsupported as exc:
-                self.out.unsupported.append(Unsupported(exc.where or _where(node), exc.what, nearest_kinds(exc.what)))
-                self.values[node] = self.phantom(node)
+    def __init__(self):
+        self.out = Mapped()
+        self.names: set = set()
+
+    def finish(self) -> Mapped:
         if self.out.unsupported:
             raise self.refusal()
         self.round_alike()
         self.fold_activations()
         return self.out
+
+    def is_pair(self, parent: str, scope: tuple) -> bool:
+        """Whether module ``parent`` is exactly a layer and its activation (nn.Sequential(conv, relu))."""
+        return False
+
+    def emit(self, kind: str, fields: dict, inputs: list, *, name: str, scope: tuple, wanted, where: str, what: str,
+             tensors=(), note="", shares=None, channels_last=False, count=1, origin="PyTorch") -> Value:
+        """One layer, checked: the kind's own output_shape on the typed input shapes must give
+        ``wanted`` (the traced shape per sample; a list of them for a split; None: not checked).
+        Recorded and returned as the value it computes."""
+        fields = {key: value for key, value in fields.items() if value is not None}
+        if fields.get("sequence") is False:
+            del fields["sequence"]
+        name = self.unique(name)
+        cls = lookup(kind)
+        shapes = tuple(value.shape for value in inputs)
+        try:
+            layer = cls.from_args(dict(fields))
+            y = layer.output_shape(shapes if cls.merges else shapes[0])
+        except SpecError as exc:
+            raise _Unsupported(where, f"{what} as {kind}: {exc.message}") from None
+        if wanted is not None:
+            got = [tuple(shape) for shape in y] if isinstance(y, Outputs) else tuple(y)
+            if channels_last and not isinstance(y, Outputs):
+                got = (*got[1:], got[0])
+            if got != wanted:
+                raise _Unsupported(where, f"{what} as {kind} gives {list(got)}, but {origin} gives {list(wanted)}")
+        entry = Entry(kind, fields, name, tuple(value.ref for value in inputs), scope, note, count)
+        if shares is not None:
+            entry.args["shares"] = shares
+        self.record(entry, y, tuple(tensors))
+        return Value(ref=name, shape=y if not isinstance(y, Outputs) else None, channels_last=channels_last)
+
+    def unique(self, name: str) -> str:
+        candidate, number = name, 2
+        while candidate in self.names or candidate in ("input", "in"):
+            candidate, number = f"{name}_{number}", number + 1
+        self.names.add(candidate)
+        return candidate
+
+    def record(self, entry: Entry, shape, tensors: tuple) -> None:
+        self.out.entries.append(entry)
+        self.out.shapes.append(shape)
+        self.out.tensors.append(tensors)
+        if entry.note:
+            self.out.notes.append(f"{entry.name}: {entry.note}")
 
     def fold_activations(self) -> None:
         """A conv, dense or convtranspose read only by the activation after it takes it as its
@@ -132,8 +159,7 @@ class Mapper:
                     entries[before].name not in self.out.outputs:
                 entries[before].args["activation"] = entry.kind
                 parent, _, last = entries[before].name.rpartition(".")
-                if last == "0" and entry.name == f"{parent}.1" and entries[before].scope[-1:] == ((parent, "Sequential"),) \
-                        and sum(1 for _ in self.modules[parent].children()) == 2:
+                if last == "0" and entry.name == f"{parent}.1" and self.is_pair(parent, entries[before].scope):
                     # nn.Sequential(conv, relu): the pair is the Sequential, named so
                     entries[before].name, entries[before].scope = parent, entries[before].scope[:-1]
                     renamed[f"{parent}.0"] = parent
@@ -155,6 +181,51 @@ class Mapper:
             if {entry.args.get("rounding", "strict") for entry in group} == {"strict", "floor"}:
                 for entry in group:
                     entry.args["rounding"] = "floor"
+
+    def refusal(self) -> ImportRefused:
+        lines = [f"  {item.where}: {item.what} (nearest: {', '.join(item.nearest) or 'none'})"
+                 for item in self.out.unsupported]
+        count = len(self.out.unsupported)
+        error = ImportRefused(f"{count} operation{'s' if count > 1 else ''} of the model "
+                              f"{'have' if count > 1 else 'has'} no layer kind:\n" + "\n".join(lines),
+                              hint="--allow-opaque keeps each as an opaque layer with its traced shape and "
+                                   "parameters (no MACs), marked in every report; or rewrite them with the kinds "
+                                   "named (archcalc kinds)")
+        return error
+
+
+
+class Mapper(Recorder):
+    def __init__(self, graph_module, model, input_shapes: list[Shape], allow_opaque: bool = False):
+        super().__init__()
+        self.gm = graph_module
+        self.modules = dict(model.named_modules())
+        self.params = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        self.values: dict = {}
+        self.module_names: dict = {}   # module path -> spec name of its first call (shares: for later calls)
+        self.sequences_read: set = set()  # recurrent entries whose every-step output is read
+        self.input_shapes = input_shapes
+        self.allow_opaque = allow_opaque
+
+    # --- the walk ---------------------------------------------------------------------
+    def run(self) -> Mapped:
+        placeholders = [node for node in self.gm.graph.nodes if node.op == "placeholder"]
+        if len(placeholders) != len(self.input_shapes):
+            raise ArchcalcError(f"the model's forward takes {len(placeholders)} inputs "
+                                f"({', '.join(p.name for p in placeholders)}), but --input gives "
+                                f"{len(self.input_shapes)}", hint="give one --input per forward argument")
+        for node in self.gm.graph.nodes:
+            try:
+                self.values[node] = self.visit(node)
+            except _Skip:
+                self.values[node] = Value()
+            except _Unsupported as exc:
+                self.out.unsupported.append(Unsupported(exc.where or _where(node), exc.what, nearest_kinds(exc.what)))
+                self.values[node] = self.phantom(node)
+        return self.finish()
+
+    def is_pair(self, parent: str, scope: tuple) -> bool:
+        return scope[-1:] == ((parent, "Sequential"),) and sum(1 for _ in self.modules[parent].children()) == 2
 
     def visit(self, node) -> Value:
         if node.op == "placeholder":
@@ -763,72 +834,28 @@ class Mapper:
                 scope.append((path, getattr(cls, "__name__", str(cls))))
         return tuple(scope)
 
-    def unique(self, name: str) -> str:
-        candidate, number = name, 2
-        while candidate in self.names or candidate in ("input", "in"):
-            candidate, number = f"{name}_{number}", number + 1
-        self.names.add(candidate)
-        return candidate
-
     def add(self, node, kind, fields, inputs, *, name=None, word=None, tensors=(), note="", shares=None,
             channels_last=False, check=True, count=1) -> Value:
-        """One layer: checked against the traced shape, recorded, returned as the node's Value."""
+        """One layer for an fx node, named after its module path (or the module it runs in and
+        ``word``), checked against the node's traced shape."""
         if any(value.phantom for value in inputs):
             return self.phantom(node)
-        fields = {key: value for key, value in fields.items() if value is not None}
-        if fields.get("sequence") is False:
-            del fields["sequence"]
         scope = self.scope(node)
         if name is None and scope and not any(True for _ in self.modules[scope[-1][0]].children()):
             name, scope = scope[-1][0], scope[:-1]  # a module of its own that is this one operation (Add)
         elif name is None:
             name = scope[-1][0] + "." + word if scope else word
-        name = self.unique(name)
-        cls = lookup(kind)
-        shapes = tuple(value.shape for value in inputs)
-        try:
-            layer = cls.from_args(dict(fields))
-            y = layer.output_shape(shapes if cls.merges else shapes[0])
-        except SpecError as exc:
-            raise _Unsupported(_where(node), f"{_function_name(node)} as {kind}: {exc.message}") from None
+        wanted = None
         if check:
             traced = node.meta.get("tensor_meta")
-            wanted = [tuple(int(d) for d in meta.shape[1:]) for meta in traced] if isinstance(y, Outputs) \
-                else self.traced(node)
-            got = [tuple(shape) for shape in y] if isinstance(y, Outputs) else tuple(y)
-            if channels_last and not isinstance(y, Outputs):
-                got = (*got[1:], got[0])
-            if got != (list(wanted) if isinstance(y, Outputs) else wanted):
-                raise _Unsupported(_where(node), f"{_function_name(node)} as {kind} gives {list(got)}, but PyTorch "
-                                                 f"gives {list(wanted)}")
-        if shares is not None:
-            fields = {**fields}
-        entry = Entry(kind, fields, name, tuple(value.ref for value in inputs), scope, note, count)
-        if shares is not None:
-            entry.args["shares"] = shares
-        self.record(entry, y, tuple(tensors))
-        return Value(ref=name, shape=y if not isinstance(y, Outputs) else None, channels_last=channels_last)
-
-    def record(self, entry: Entry, shape, tensors: tuple) -> None:
-        self.out.entries.append(entry)
-        self.out.shapes.append(shape)
-        self.out.tensors.append(tensors)
-        if entry.note:
-            self.out.notes.append(f"{entry.name}: {entry.note}")
+            several = isinstance(traced, (list, tuple)) and not hasattr(traced, "shape")  # a split's tuple
+            wanted = [tuple(int(d) for d in meta.shape[1:]) for meta in traced] if several else self.traced(node)
+        return self.emit(kind, fields, inputs, name=name, scope=scope, wanted=wanted, where=_where(node),
+                         what=_function_name(node), tensors=tensors, note=note, shares=shares,
+                         channels_last=channels_last, count=count)
 
     def unsupported(self, node, what: str) -> Value:
         raise _Unsupported(_where(node), _described(node, what))
-
-    def refusal(self) -> ImportRefused:
-        lines = [f"  {item.where}: {item.what} (nearest: {', '.join(item.nearest) or 'none'})"
-                 for item in self.out.unsupported]
-        count = len(self.out.unsupported)
-        error = ImportRefused(f"{count} operation{'s' if count > 1 else ''} of the model "
-                              f"{'have' if count > 1 else 'has'} no layer kind:\n" + "\n".join(lines),
-                              hint="--allow-opaque keeps each as an opaque layer with its traced shape and "
-                                   "parameters (no MACs), marked in every report; or rewrite them with the kinds "
-                                   "named (archcalc kinds)")
-        return error
 
 
 def _attribute(kind: str) -> bool:
