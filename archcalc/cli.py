@@ -897,12 +897,9 @@ def export(spec, output, force, dtype, input_shape, rounding):
              "not for ONNX, whose file has it).")
 @option("--args", "arguments", metavar="JSON",
         help='Keyword arguments for the callable, a JSON object: \'{"num_classes": 10}\'.')
-@option("--allow-opaque", is_flag=True,
-        help="Keep an operation no kind expresses as an 'opaque' layer (its traced shape and parameters, "
-             "no MACs) instead of refusing the model.")
 @option("--name", help="The spec's name (default: the callable's or the file's).")
 @FORCE_OPTION
-def import_(model, output, input_shapes, arguments, allow_opaque, name, force):
+def import_(model, output, input_shapes, arguments, name, force):
     """Write MODEL as a spec: MODULE:CALLABLE (torchvision.models:resnet50), path/to/model.py:CALLABLE,
     or model.onnx.
 
@@ -923,7 +920,7 @@ def import_(model, output, input_shapes, arguments, allow_opaque, name, force):
     from .backend.importer import import_model
     from .views.importing import summary
 
-    imported = import_model(model, input_shapes, arguments, allow_opaque, name)
+    imported = import_model(model, input_shapes, arguments, name=name)
     if not imported.exact:
         raise VerificationFailed(summary(imported), hint="a bug in archcalc's importer: please report it "
                                                          "with the model; nothing was written")

@@ -32,7 +32,7 @@ SPECS = {
 # Cases per command in the default run (about 2 s of CPU in all); the slow run takes forty times
 # as many, over 10,000 in all.
 CASES = {"inspect": 125, "explain": 50, "solve": 50, "diff": 50, "render": 50, "run": 25, "export": 25,
-         "plan": 50, "memory": 50, "kinds": 13, "serve": 13}
+         "plan": 50, "memory": 50, "kinds": 13, "serve": 13, "import": 13}
 SLOW_FACTOR = 40
 
 ARGV_TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")  # NUL never reaches argv
@@ -141,7 +141,7 @@ def _check(command_name: str, examples: int, scratch, device: str | None = None)
 
 
 STATIC = ["inspect", "explain", "solve", "diff", "render", "plan", "memory", "kinds"]
-TORCH = ["run", "export"]
+TORCH = ["run", "export", "import"]
 
 
 @pytest.mark.parametrize("command", STATIC)

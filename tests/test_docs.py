@@ -8,7 +8,7 @@ documented normalisations:
 - a block after the comment `<!-- output varies: REASON -->` (timings, say) compares every line with
   its numbers masked, so the wording and layout are checked and the measured figures are not.
 The exit code must be 2 when the example shows an `error:` line, 0 otherwise. Commands that need
-PyTorch (run, export) are skipped without it; those that time passes are marked slow. The Python
+PyTorch (run, export, import) are skipped without it; those that time passes are marked slow. The Python
 blocks of docs/api.md run too: an expression commented with a number must give it.
 """
 
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 VARIES = re.compile(r"<!--\s*output varies:\s*(.+?)\s*-->")
 NUMBER = re.compile(r"\d[\d,.]*")
-TORCH_COMMANDS = {"run", "export"}
+TORCH_COMMANDS = {"run", "export", "import"}
 
 
 @dataclass(frozen=True)

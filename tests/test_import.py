@@ -23,7 +23,7 @@ from archcalc.backend.plan import make_plan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
-MODELS = ROOT / "tests" / "models" / "small.py"
+MODELS = ROOT / "docs" / "examples" / "models.py"
 QUICK = ("lenet5", "unet_small", "inception")  # a chain, skips and a transposed conv, branches and concats
 
 

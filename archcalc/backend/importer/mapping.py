@@ -188,9 +188,7 @@ class Recorder:
         count = len(self.out.unsupported)
         error = ImportRefused(f"{count} operation{'s' if count > 1 else ''} of the model "
                               f"{'have' if count > 1 else 'has'} no layer kind:\n" + "\n".join(lines),
-                              hint="--allow-opaque keeps each as an opaque layer with its traced shape and "
-                                   "parameters (no MACs), marked in every report; or rewrite them with the kinds "
-                                   "named (archcalc kinds)")
+                              hint="rewrite them with the kinds named (archcalc kinds lists every kind)")
         return error
 
 

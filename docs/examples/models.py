@@ -1,4 +1,5 @@
-"""Small PyTorch models for tests/test_import.py, written as people write them (not by archcalc)."""
+"""Small PyTorch models as people write them (not by archcalc), for `archcalc import` (docs/commands.md,
+tests/test_import.py)."""
 import torch
 from torch import nn
 
