@@ -616,6 +616,10 @@ def _load(spec_path: str, input_shape=None):
     from .spec import load
     from .spec.advice import input_warnings
 
+    if spec_path.lower().endswith(".onnx"):  # read through archcalc import, as its spec
+        from .backend.importer.onnx import onnx_spec
+
+        return onnx_spec(spec_path)
     spec = load(spec_path, spec_params())
     for warning in input_warnings(spec, input_shape):
         warn(warning)

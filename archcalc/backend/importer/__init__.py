@@ -162,56 +162,62 @@ def _source_macs(model, device: str, inputs: list, batch: int) -> int | None:
     return counter.get_total_flops() // 2 // batch
 
 
-def copy_weights(imported: Imported, source_model, target_model) -> int:
-    """The source's tensors into the spec's model (archcalc.backend.build), layer by layer: each
-    layer's tensors in PyTorch's order (parameters and buffers), shapes checked. Returns the
+def copy_weights(imported: Imported, source_state: dict, target_model) -> int:
+    """The source's tensors (``source_state``: its state_dict, or an ONNX file's weights by name)
+    into the spec's model (archcalc.backend.build), layer by layer: each layer's tensors in
+    PyTorch's order, shapes checked; where the spec's module holds tensors the source does not
+    name (a batchnorm's batch counter, absent from ONNX), they are paired by name. Returns the
     number of tensors copied."""
     import torch
 
-    state = source_model.state_dict()
     copied = 0
     for stats, tensors in zip(imported.analysis.layers, imported.mapped.tensors):
         if not tensors:
             continue
         target = list(target_model.submodule(stats.name).state_dict().items())
-        theirs = [state[name] for name in tensors]
-        if len(target) != len(theirs):
-            raise ArchcalcError(f"layer {stats.name}: {len(theirs)} source tensors for {len(target)} in the spec's "
+        if len(target) != len(tensors):
+            target = [(key, mine) for key, mine in target if key.rsplit(".", 1)[-1] != "num_batches_tracked"]
+        if len(target) != len(tensors):
+            raise ArchcalcError(f"layer {stats.name}: {len(tensors)} source tensors for {len(target)} in the spec's "
                                 f"module")
         with torch.no_grad():
-            for (key, mine), value in zip(target, theirs):
+            for (key, mine), name in zip(target, tensors):
+                value = torch.as_tensor(source_state[name])
                 if tuple(mine.shape) != tuple(value.shape):
-                    raise ArchcalcError(f"layer {stats.name}: {key} is {list(mine.shape)}, the source's "
+                    raise ArchcalcError(f"layer {stats.name}: {key} is {list(mine.shape)}, the source's {name} "
                                         f"{list(value.shape)}")
                 mine.copy_(value)
                 copied += 1
     return copied
 
 
-def output_difference(imported: Imported, source_model, seed: int = 0) -> float:
-    """The largest absolute difference between the source's outputs and the spec's model's, with
-    the source's weights copied in, on one random batch, both in eval mode on the CPU."""
+def compare_outputs(imported: Imported, source_model, seed: int = 0) -> tuple[float, float]:
+    """(largest absolute difference, largest absolute output) between the source's outputs and
+    the spec's model's, with the source's weights copied in, on one random batch of 2, both in
+    eval mode on the CPU."""
     import torch
 
+    from ...layers.shapes import Steps
     from .. import build
 
     target = build(imported.analysis, seed=seed).eval()
-    copy_weights(imported, source_model, target)
+    copy_weights(imported, source_model.state_dict(), target)
     generator = torch.Generator().manual_seed(seed)
-    inputs = []
-    for shape in imported.analysis.input_shapes.values():
-        from ...layers.shapes import Steps
-
-        if isinstance(shape, Steps) and len(shape) == 1:
-            inputs.append(torch.randint(0, 2, (2, *shape), generator=generator))
-        else:
-            inputs.append(torch.randn((2, *shape), generator=generator))
+    inputs = [torch.randint(0, 2, (2, *shape), generator=generator) if isinstance(shape, Steps) and len(shape) == 1
+              else torch.randn((2, *shape), generator=generator)
+              for shape in imported.analysis.input_shapes.values()]
     with torch.no_grad():
         theirs = source_model.eval()(*inputs)
         ours = target(*inputs)
-    theirs = theirs if isinstance(theirs, (tuple, list)) else (theirs,)
-    ours = ours if isinstance(ours, (tuple, list)) else (ours,)
-    return max(float((a - b).abs().max()) for a, b in zip(theirs, ours))
+    theirs = [t for t in (theirs if isinstance(theirs, (tuple, list)) else (theirs,))]
+    ours = list(ours if isinstance(ours, (tuple, list)) else (ours,))
+    difference = max(float((a - b).abs().max()) for a, b in zip(theirs, ours))
+    return difference, max(float(a.abs().max()) for a in theirs)
 
 
-__all__ = ["Imported", "Side", "import_model", "copy_weights", "output_difference"]
+def output_difference(imported: Imported, source_model, seed: int = 0) -> float:
+    """The largest absolute difference of ``compare_outputs``."""
+    return compare_outputs(imported, source_model, seed)[0]
+
+
+__all__ = ["Imported", "Side", "compare_outputs", "copy_weights", "import_model", "output_difference"]

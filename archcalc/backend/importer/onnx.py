@@ -1,0 +1,667 @@
+"""ONNX graph -> spec layers: each node mapped to a layer kind, as mapping.py maps torch.fx's.
+
+Needs the ``onnx`` package (pip install 'archcalc[onnx]'), never torch: the graph's own shapes
+(ONNX's shape inference) are what each layer is checked against. Parameters are the graph's
+floating-point weights that its layers read (the initializers, and the Identity copies of one
+that PyTorch's exporter writes where several weights start equal), BatchNormalization's running
+statistics aside: they are buffers. An ONNX graph has no MAC count of its own, so MACs are the
+spec's alone.
+
+Names: PyTorch's exporter names each node after the modules it ran in
+('/layer2/layer2.0/downsample/downsample.0/Conv'), from which come the layers' names and the
+module instances that make blocks; other graphs get names by operator type.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import ArchcalcError, MissingDependency
+from ...layers.shapes import FeatureMap, Shape, Steps, Vector, shape_of
+from .mapping import Recorder, Unsupported, Value, _compact, _Skip, _Unsupported, _whole, nearest_kinds
+
+ONNX_BATCH_FREE = ("batch", "N", "batch_size")
+
+
+def require_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependency("reading ONNX files needs the onnx package, which is not installed: "
+                                "pip install 'archcalc[onnx]' (or pip install onnx)") from None
+    return onnx
+
+
+def import_onnx(path: str, allow_opaque: bool = False, name: str | None = None):
+    """The Imported spec of the ONNX file at ``path``."""
+    from . import Side, finish
+
+    onnx = require_onnx()
+    if not Path(path).is_file():
+        raise ArchcalcError(f"no such file: {path}", hint="give the path of an .onnx file")
+    try:
+        model = onnx.load(path)
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception as exc:  # noqa: BLE001 - a file that is not ONNX
+        raise ArchcalcError(f"cannot read {path} as ONNX: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}",
+                            hint="give a model saved by torch.onnx.export or onnx.save") from None
+    mapper = OnnxMapper(inferred, allow_opaque)
+    mapped = mapper.run()
+    title = name or Path(path).stem
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    header = [f"imported by archcalc from {Path(path).name} (ONNX, opset {opset})"]
+    source = Side(mapper.parameter_count(), None, tuple(mapper.output_shapes()))
+    imported = finish(mapped, title, header, source)
+    imported.origin = "the ONNX graph"
+    return imported
+
+
+def onnx_spec(path: str):
+    """The Spec an ONNX file imports to (``archcalc inspect model.onnx``): what ``archcalc import``
+    would write, read back, without torch."""
+    from ...spec import loads
+
+    imported = import_onnx(path)
+    if not imported.exact:
+        raise ArchcalcError(f"the spec imported from {path} differs from the ONNX graph",
+                            hint="a bug in archcalc's importer: please report it with the file")
+    return loads(imported.text, path)
+
+
+class OnnxMapper(Recorder):
+    def __init__(self, model, allow_opaque: bool = False):
+        super().__init__()
+        from onnx import numpy_helper
+
+        self.onnx_model = model
+        self.graph = model.graph
+        self.allow_opaque = allow_opaque
+        # a weight is read for its shape alone (converting ResNet's 11M floats would cost seconds);
+        # small and integer initializers (sizes for a reshape) are read as values
+        self.stored = {init.name: init for init in self.graph.initializer}
+        self.constants = {init.name: numpy_helper.to_array(init) for init in self.graph.initializer
+                          if init.data_type not in FLOATS or _elements(init.dims) <= SMALL}
+        self.weights = {name for name, init in self.stored.items() if init.data_type in FLOATS}
+        self.shapes: dict = {}
+        for info in [*self.graph.value_info, *self.graph.output, *self.graph.input]:
+            dims = info.type.tensor_type.shape.dim
+            self.shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+        self.values: dict = {}
+        self.consumers: dict = {}
+        for node in self.graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.buffers: set = set()   # BatchNormalization's running statistics
+        self.used: set = set()      # weights read by a mapped layer
+        self.skip: set = set()      # nodes folded into an earlier layer (a MatMul's bias Add)
+        self.silu: set = set()      # Sigmoid nodes read only by x * sigmoid(x)
+
+    # --- the walk ---------------------------------------------------------------------------
+    def run(self):
+        inputs = [i for i in self.graph.input if i.name not in self.constants]
+        for info in inputs:
+            name = "input" if len(inputs) == 1 else info.name
+            shape = self.input_shape(info)
+            self.out.inputs[name] = shape
+            self.names.add(name)
+            self.values[info.name] = Value(ref=name, shape=shape)
+        for node in self.graph.node:
+            if id(node) in self.skip:
+                continue
+            try:
+                produced = self.visit(node)
+            except _Skip:
+                produced = [Value()] * len(node.output)
+            except _Unsupported as exc:
+                self.out.unsupported.append(Unsupported(exc.where or self.where(node), exc.what,
+                                                        nearest_kinds(exc.what)))
+                produced = [self.phantom(name) for name in node.output]
+            if isinstance(produced, Value):
+                produced = [produced]
+            for name, value in zip(node.output, produced):
+                self.values[name] = value
+        self.out.outputs = tuple(self.tensor(self.values[o.name], None).ref for o in self.graph.output
+                                 if self.values.get(o.name) is not None and self.values[o.name].ref)
+        self.name_modules()
+        return self.finish()
+
+    def input_shape(self, info) -> Shape:
+        dims = self.shapes[info.name][1:]
+        if any(d is None for d in dims):
+            raise ArchcalcError(f"the ONNX input {info.name} has sizes that are not fixed: {list(self.shapes[info.name])}",
+                                hint="export the model with a fixed input size (no dynamic axes but the batch)")
+        elem = info.type.tensor_type.elem_type
+        if elem in (6, 7):  # int32, int64: token ids
+            return Steps(dims)
+        readers = [node.op_type for node in self.consumers.get(info.name, [])]
+        if len(dims) == 2 and any(op in ("MatMul", "Gemm", "LayerNormalization", "RNN", "LSTM", "GRU")
+                                  for op in readers):
+            return Steps(dims)
+        return shape_of(dims)
+
+    def phantom(self, name: str) -> Value:
+        shape = self.shapes.get(name)
+        if not shape or len(shape) < 2 or any(d is None for d in shape[1:]):
+            return Value()
+        return Value(ref="<refused>", shape=shape_of(shape[1:]), phantom=True)
+
+    def where(self, node) -> str:
+        path = self.module_path(node)
+        return f"{path or 'graph'} ({node.op_type})"
+
+    def module_path(self, node) -> str:
+        """'/layer2/layer2.0/downsample/downsample.0/Conv' -> 'layer2.0.downsample.0' (PyTorch's
+        exporter writes each module's name under its parent's; a Sequential's child as
+        'parent.index')."""
+        return ".".join(self.scopes(node)[-1:]) if self.scopes(node) else ""
+
+    def scopes(self, node) -> list:
+        """The full module paths a PyTorch-exported node ran in, outermost first."""
+        parts = node.name.split("/")
+        if len(parts) < 3 or parts[0] != "":
+            return []
+        paths: list = []
+        for index, segment in enumerate(parts[1:-1]):
+            previous = parts[index] if index else ""
+            if previous and segment.startswith(previous + "."):
+                base = paths[-2] if len(paths) > 1 else ""
+            else:
+                base = paths[-1] if paths else ""
+            paths.append(f"{base}.{segment}" if base else segment)
+        return paths
+
+    def name_modules(self) -> None:
+        """A module path that holds exactly one layer is that layer's name (conv1, layer1.0.bn1);
+        otherwise its layers are named inside it (layer1.0.add)."""
+        holding: dict = {}
+        for entry in self.out.entries:
+            for path, _ in entry.scope:
+                holding[path] = holding.get(path, 0) + 1
+        renamed = {}
+        for entry in self.out.entries:
+            if entry.scope and holding[entry.scope[-1][0]] == 1:
+                path = entry.scope[-1][0]
+                if path not in self.names:
+                    self.names.discard(entry.name)
+                    self.names.add(path)
+                    renamed[entry.name] = path
+                    entry.name, entry.scope = path, entry.scope[:-1]
+        for entry in self.out.entries:
+            entry.inputs = tuple(_renamed(ref, renamed) for ref in entry.inputs)
+        self.out.outputs = tuple(_renamed(ref, renamed) for ref in self.out.outputs)
+
+    def visit(self, node):
+        op = node.op_type
+        attrs = self.attributes(node)
+        ins = [self.values.get(name) if name in self.values else self.constant(name) for name in node.input]
+        if op == "Identity" and node.input[0] in self.weights:
+            self.weights.add(node.output[0])  # an exporter's copy of a weight that started equal to another
+            self.stored[node.output[0]] = self.stored[node.input[0]]
+            return Value(param=node.output[0])
+        if op == "Constant":
+            from onnx import numpy_helper
+
+            tensor = next((a.t for a in node.attribute if a.name == "value"), None)
+            if tensor is None:
+                raise _Unsupported(self.where(node), "Constant without a tensor value")
+            self.constants[node.output[0]] = numpy_helper.to_array(tensor)
+            return Value(is_const=True, const=self.constants[node.output[0]])
+        if all(v is not None and v.is_const for v in ins if v is not None) and op not in ("Gather",):
+            return self.fold(node, ins)
+        if op == "Identity":
+            return ins[0]
+        handler = getattr(self, f"op_{op}", None)
+        if handler is None:
+            raise _Unsupported(self.where(node), op)
+        return handler(node, ins, attrs)
+
+    def fold(self, node, ins):
+        """A node over constants only (the sizes an exporter computes for a reshape): evaluated."""
+        try:
+            from onnx import helper
+            from onnx.reference import ReferenceEvaluator
+            names = [f"in{i}" for i in range(len(ins))]
+            graph = helper.make_graph([helper.make_node(node.op_type, names, list(node.output), domain=node.domain,
+                                                        **self.attributes(node))], "fold",
+                                      [helper.make_tensor_value_info(n, 1, None) for n in names],
+                                      [helper.make_tensor_value_info(o, 1, None) for o in node.output])
+            evaluator = ReferenceEvaluator(helper.make_model(graph, opset_imports=self.onnx_model.opset_import))
+            results = evaluator.run(None, {n: v.const for n, v in zip(names, ins)})
+        except Exception:  # noqa: BLE001 - an unknown constant: the layer that reads it says so
+            return [Value(is_const=True) for _ in node.output]
+        for name, value in zip(node.output, results):
+            self.constants[name] = value
+        return [Value(is_const=True, const=value) for value in results]
+
+    def constant(self, name: str):
+        if name == "":
+            return None
+        if name in self.weights:
+            return Value(param=name)
+        if name in self.constants:
+            return Value(is_const=True, const=self.constants[name])
+        raise _Skip
+
+    @staticmethod
+    def attributes(node) -> dict:
+        from onnx import helper
+
+        values = {}
+        for attribute in node.attribute:
+            value = helper.get_attribute_value(attribute)
+            values[attribute.name] = value.decode() if isinstance(value, bytes) else value
+        return values
+
+    # --- recording ----------------------------------------------------------------------
+    def add(self, node, kind, fields, inputs, *, word=None, tensors=(), note="", channels_last=False, count=1,
+            check=True) -> Value:
+        if any(v.phantom for v in inputs):
+            return self.phantom(node.output[0])
+        scope = tuple((path, "") for path in self.scopes(node))
+        word = word or kind
+        name = f"{scope[-1][0]}.{word}" if scope else word
+        wanted = None
+        if check:
+            if count > 1:
+                wanted = [self.per_sample(o, node) for o in node.output]
+            else:
+                wanted = self.per_sample(node.output[0], node)
+        self.used.update(tensors)
+        return self.emit(kind, fields, inputs, name=name, scope=scope, wanted=wanted, where=self.where(node),
+                         what=node.op_type, tensors=tensors, note=note, channels_last=channels_last, count=count,
+                         origin="ONNX")
+
+    def per_sample(self, name: str, node) -> tuple:
+        shape = self.shapes.get(name)
+        if shape is None or any(d is None for d in shape[1:]):
+            raise _Unsupported(self.where(node), f"{node.op_type} whose output shape ONNX cannot infer")
+        return tuple(shape[1:])
+
+    def tensor(self, value, node) -> Value:
+        if value is None or value.is_const or (value.ref is None and value.param is None):
+            raise _Skip
+        if value.param is not None:
+            raise _Unsupported(self.where(node) if node is not None else "graph",
+                               "a weight read as a value")
+        if value.channels_last:
+            rank = len(value.shape)
+            return self.add(node, "permute", {"dims": [*range(1, rank), 0]}, [Value(ref=value.ref, shape=value.shape)],
+                            check=False)
+        return value
+
+    def weight(self, value, node) -> tuple:
+        """The shape of a stored weight."""
+        if value is None or value.param is None:
+            raise _Unsupported(self.where(node), f"{node.op_type} whose weights are computed, not stored")
+        return self.weight_shape(value.param)
+
+    def weight_shape(self, name: str) -> tuple:
+        return tuple(int(d) for d in self.stored[name].dims)
+
+    def parameter_count(self) -> int:
+        """The weights' elements: every floating-point weight a layer reads, BatchNormalization's
+        running statistics aside."""
+        return sum(_elements(self.stored[name].dims) for name in self.weights
+                   if name in self.used and name not in self.buffers)
+
+    def output_shapes(self) -> list:
+        return [tuple(self.shapes[o.name][1:]) for o in self.graph.output]
+
+    # --- operators --------------------------------------------------------------------
+    def op_Conv(self, node, ins, attrs, transposed=False):
+        x = self.tensor(ins[0], node)
+        weight = self.weight(ins[1], node)
+        rank = len(weight) - 2
+        kernel = tuple(attrs.get("kernel_shape", weight[2:]))
+        strides = tuple(attrs.get("strides", (1,) * rank))
+        dilations = tuple(attrs.get("dilations", (1,) * rank))
+        pads = tuple(attrs.get("pads", (0,) * 2 * rank))
+        if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            raise _Unsupported(self.where(node), f"{node.op_type} with auto_pad {attrs['auto_pad']}")
+        group = attrs.get("group", 1)
+        tensors = tuple(name for name in node.input[1:3] if name)
+        begins, ends = pads[:rank], pads[rank:]
+        if begins != ends:
+            raise _Unsupported(self.where(node), f"{node.op_type} with uneven padding {list(pads)}")
+        bias = len(node.input) > 2 and node.input[2] != ""
+        if transposed:
+            filters = weight[1] * group
+            output_padding = tuple(attrs.get("output_padding", (0,) * rank))
+            fields = {"filters": filters, "kernel": _compact(kernel), "stride": _compact(strides),
+                      "padding": _compact(begins), "output_padding": _compact(output_padding),
+                      "dilation": _compact(dilations), "groups": group, "bias": bias}
+            return self.add(node, "convtranspose", fields, [x], word="convtranspose", tensors=tensors)
+        padding = "valid" if not any(begins) else _compact(begins)
+        fields = {"filters": weight[0], "kernel": _compact(kernel), "stride": _compact(strides),
+                  "padding": padding, "dilation": _compact(dilations), "groups": group, "bias": bias}
+        if not _whole(x.shape, kernel, strides, begins, dilations):
+            fields["rounding"] = "floor"
+        return self.add(node, "conv", fields, [x], word="conv", tensors=tensors)
+
+    def op_ConvTranspose(self, node, ins, attrs):
+        return self.op_Conv(node, ins, attrs, transposed=True)
+
+    def op_BatchNormalization(self, node, ins, attrs):
+        x = self.tensor(ins[0], node)
+        for value in ins[1:5]:
+            self.weight(value, node)
+        self.buffers.update(node.input[3:5])
+        momentum = round(1.0 - float(attrs.get("momentum", 0.9)), 12)  # ONNX keeps 0.9 of the old statistics
+        fields = {"eps": round(float(attrs.get("epsilon", 1e-5)), 12), "momentum": momentum}
+        return self.add(node, "batchnorm", fields, [x], word="batchnorm", tensors=tuple(node.input[1:5]))
+
+    def op_Gemm(self, node, ins, attrs):
+        x = self.tensor(ins[0], node)
+        weight = self.weight(ins[1], node)
+        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            raise _Unsupported(self.where(node), "Gemm with transA, alpha or beta")
+        units = weight[0] if attrs.get("transB", 0) else weight[1]
+        bias = len(node.input) > 2 and node.input[2] != ""
+        if bias:
+            self.weight(ins[2], node)
+        tensors = tuple(name for name in node.input[1:3] if name)
+        return self.add(node, "dense", {"units": int(units), "bias": bias}, [x], word="linear", tensors=tensors)
+
+    def op_MatMul(self, node, ins, attrs):
+        """x @ W with W stored ([in, units]): dense; an Add of a stored [units] vector right after is its bias."""
+        x = ins[0]
+        if x is None or x.ref is None:
+            raise _Skip
+        weight = self.weight(ins[1], node)
+        if len(weight) != 2:
+            raise _Unsupported(self.where(node), "MatMul of two computed tensors")
+        tensors = [node.input[1]]
+        readers = self.consumers.get(node.output[0], [])
+        output = node
+        if len(readers) == 1 and readers[0].op_type == "Add":
+            other = [name for name in readers[0].input if name != node.output[0]]
+            if other and other[0] in self.weights and self.weight_shape(other[0]) == (weight[1],):
+                tensors.append(other[0])
+                self.skip.add(id(readers[0]))
+                output = readers[0]
+        keep = x.channels_last
+        fields = {"units": int(weight[1]), "bias": len(tensors) == 2, **({"axes": "channels"} if keep else {})}
+        value = self.add(output, "dense", fields, [Value(ref=x.ref, shape=x.shape) if keep else self.tensor(x, node)],
+                         word="linear", tensors=tuple(tensors), channels_last=keep)
+        if output is not node:
+            self.values[output.output[0]] = value
+        return value
+
+    def elementwise(self, node, ins, kind):
+        a, b = ins[0], ins[1]
+        params = [v for v in (a, b) if v is not None and v.param is not None]
+        if kind == "multiply" and len(params) == 1:
+            x = self.tensor(b if a is params[0] else a, node)
+            factor = self.weight_shape(params[0].param)
+            channels = x.shape[-1] if isinstance(x.shape, (Steps, Vector)) else x.shape[0]
+            wanted = (channels,) if isinstance(x.shape, (Steps, Vector)) else (channels, *[1] * (len(x.shape) - 1))
+            if factor not in (wanted, (1, *wanted)):
+                raise _Unsupported(self.where(node), "Mul by a stored tensor")
+            return self.add(node, "scale", {}, [x], word="scale", tensors=(params[0].param,))
+        if any(v is not None and (v.is_const or v.param is not None) for v in (a, b)):
+            raise _Unsupported(self.where(node), f"{node.op_type} of a tensor and a constant")
+        return self.add(node, kind, {}, [self.tensor(a, node), self.tensor(b, node)], word=kind)
+
+    def op_Add(self, node, ins, attrs):
+        return self.elementwise(node, ins, "add")
+
+    def op_Sub(self, node, ins, attrs):
+        return self.elementwise(node, ins, "subtract")
+
+    def op_Mul(self, node, ins, attrs):
+        if node.name in self.silu or any(name in self.silu for name in node.input):
+            x = next(v for name, v in zip(node.input, ins) if name not in self.silu)
+            keep = x.channels_last
+            return self.add(node, "silu", {}, [Value(ref=x.ref, shape=x.shape) if keep else self.tensor(x, node)],
+                            word="silu", channels_last=keep)
+        return self.elementwise(node, ins, "multiply")
+
+    def activation(self, node, ins, kind, fields=None):
+        x = ins[0]
+        if x is None or (x.ref is None and not x.phantom):
+            raise _Skip
+        keep = x.channels_last
+        return self.add(node, kind, fields or {}, [Value(ref=x.ref, shape=x.shape) if keep else self.tensor(x, node)],
+                        word=kind, channels_last=keep)
+
+    def op_Relu(self, node, ins, attrs):
+        return self.activation(node, ins, "relu")
+
+    def op_Tanh(self, node, ins, attrs):
+        return self.activation(node, ins, "tanh")
+
+    def op_Sigmoid(self, node, ins, attrs):
+        readers = self.consumers.get(node.output[0], [])
+        if len(readers) == 1 and readers[0].op_type == "Mul" and node.input[0] in readers[0].input:
+            self.silu.add(node.output[0])  # x * sigmoid(x): silu, written by the Mul
+            return Value(ref=None, is_const=False)
+        return self.activation(node, ins, "sigmoid")
+
+    def op_Elu(self, node, ins, attrs):
+        return self.activation(node, ins, "elu", {"alpha": float(attrs.get("alpha", 1.0))})
+
+    def op_LeakyRelu(self, node, ins, attrs):
+        return self.activation(node, ins, "leakyrelu", {"negative_slope": round(float(attrs.get("alpha", 0.01)), 12)})
+
+    def op_Softplus(self, node, ins, attrs):
+        return self.activation(node, ins, "softplus")
+
+    def op_HardSwish(self, node, ins, attrs):
+        return self.activation(node, ins, "hardswish")
+
+    def op_HardSigmoid(self, node, ins, attrs):
+        if abs(attrs.get("alpha", 0.2) - 1 / 6) > 1e-6 or abs(attrs.get("beta", 0.5) - 0.5) > 1e-6:
+            raise _Unsupported(self.where(node), "HardSigmoid other than relu6(x + 3) / 6")
+        return self.activation(node, ins, "hardsigmoid")
+
+    def op_Gelu(self, node, ins, attrs):
+        return self.activation(node, ins, "gelu", {"approximate": attrs.get("approximate", "none")})
+
+    def op_Mish(self, node, ins, attrs):
+        return self.activation(node, ins, "mish")
+
+    def op_Abs(self, node, ins, attrs):
+        return self.activation(node, ins, "abs")
+
+    def op_Clip(self, node, ins, attrs):
+        low = ins[1].const if len(ins) > 1 and ins[1] is not None and ins[1].is_const else attrs.get("min")
+        high = ins[2].const if len(ins) > 2 and ins[2] is not None and ins[2].is_const else attrs.get("max")
+        if low is None or high is None or float(low) != 0.0 or float(high) != 6.0:
+            raise _Unsupported(self.where(node), "Clip other than relu6")
+        return self.activation(node, ins, "relu6")
+
+    def op_Softmax(self, node, ins, attrs, kind="softmax"):
+        x = self.tensor(ins[0], node)
+        rank = len(x.shape) + 1
+        axis = attrs.get("axis", -1) % rank - 1
+        default = len(x.shape) - 1 if isinstance(x.shape, Steps) else 0
+        if axis < 0:
+            raise _Unsupported(self.where(node), f"{node.op_type} over the batch axis")
+        return self.add(node, kind, {"axis": None if axis == default else axis}, [x], word=kind)
+
+    def op_LogSoftmax(self, node, ins, attrs):
+        return self.op_Softmax(node, ins, attrs, "logsoftmax")
+
+    def op_PRelu(self, node, ins, attrs):
+        x = self.tensor(ins[0], node)
+        slope = self.weight(ins[1], node)
+        return self.add(node, "prelu", {"num_parameters": _elements(slope)}, [x], word="prelu",
+                        tensors=(node.input[1],))
+
+    def pool(self, node, ins, attrs, kind):
+        x = self.tensor(ins[0], node)
+        kernel = tuple(attrs["kernel_shape"])
+        rank = len(kernel)
+        strides = tuple(attrs.get("strides", (1,) * rank))
+        pads = tuple(attrs.get("pads", (0,) * 2 * rank))
+        dilations = tuple(attrs.get("dilations", (1,) * rank))
+        if pads[:rank] != pads[rank:]:
+            raise _Unsupported(self.where(node), f"{node.op_type} with uneven padding {list(pads)}")
+        if kind == "avgpool" and any(pads) and not attrs.get("count_include_pad", 0):
+            raise _Unsupported(self.where(node), "AveragePool that leaves the padding out of the mean")
+        fields = {"kernel": _compact(kernel), "stride": None if strides == kernel else _compact(strides),
+                  "padding": _compact(pads[:rank])}
+        if kind == "maxpool":
+            fields["dilation"] = _compact(dilations)
+        if not _whole(x.shape, kernel, strides, pads[:rank], dilations):
+            fields["rounding"] = "ceil" if attrs.get("ceil_mode", 0) else "floor"
+        return self.add(node, kind, fields, [x], word=kind)
+
+    def op_MaxPool(self, node, ins, attrs):
+        if len(node.output) > 1 and node.output[1]:
+            raise _Unsupported(self.where(node), "MaxPool with indices")
+        return self.pool(node, ins, attrs, "maxpool")
+
+    def op_AveragePool(self, node, ins, attrs):
+        return self.pool(node, ins, attrs, "avgpool")
+
+    def op_GlobalAveragePool(self, node, ins, attrs):
+        return self.add(node, "adaptiveavgpool", {"output": 1}, [self.tensor(ins[0], node)], word="avgpool")
+
+    def op_GlobalMaxPool(self, node, ins, attrs):
+        return self.add(node, "adaptivemaxpool", {"output": 1}, [self.tensor(ins[0], node)], word="maxpool")
+
+    def op_ReduceMean(self, node, ins, attrs):
+        x = self.tensor(ins[0], node)
+        axes = attrs.get("axes")
+        if axes is None and len(ins) > 1 and ins[1] is not None and ins[1].is_const:
+            axes = [int(a) for a in ins[1].const]
+        rank = len(x.shape) + 1
+        if not isinstance(x.shape, FeatureMap) or sorted(a % rank for a in axes or []) != list(range(2, rank)):
+            raise _Unsupported(self.where(node), "ReduceMean over other axes than a map's positions")
+        if attrs.get("keepdims", 1):
+            return self.add(node, "adaptiveavgpool", {"output": 1}, [x], word="mean")
+        return self.add(node, "globalavgpool", {}, [x], word="mean")
+
+    def reshaped(self, node, ins):
+        x = self.tensor(ins[0], node)
+        shape = self.per_sample(node.output[0], node)
+        if tuple(shape) == tuple(x.shape):
+            return x
+        if len(shape) == 1 and len(x.shape) > 1:
+            return self.add(node, "flatten", {}, [x], word="flatten")
+        return self.add(node, "reshape", {"shape": list(shape)}, [x], word="reshape")
+
+    def op_Flatten(self, node, ins, attrs):
+        if attrs.get("axis", 1) != 1:
+            raise _Unsupported(self.where(node), "Flatten of the batch axis")
+        return self.reshaped(node, ins)
+
+    def op_Reshape(self, node, ins, attrs):
+        return self.reshaped(node, ins)
+
+    def op_Squeeze(self, node, ins, attrs):
+        return self.reshaped(node, ins)
+
+    def op_Unsqueeze(self, node, ins, attrs):
+        return self.reshaped(node, ins)
+
+    def op_Transpose(self, node, ins, attrs):
+        x = ins[0]
+        if x is None or x.ref is None:
+            raise _Skip
+        perm = list(attrs.get("perm", []))
+        if not perm or perm[0] != 0:
+            raise _Unsupported(self.where(node), "Transpose of the batch axis")
+        per_sample = [d - 1 for d in perm[1:]]
+        spatial = len(x.shape) - 1
+        if isinstance(x.shape, FeatureMap) and spatial >= 1:
+            if not x.channels_last and per_sample == [*range(1, spatial + 1), 0]:
+                return Value(ref=x.ref, shape=x.shape, channels_last=True)
+            if x.channels_last and per_sample == [spatial, *range(spatial)]:
+                return Value(ref=x.ref, shape=x.shape)
+        x = self.tensor(x, node)
+        shape = self.per_sample(node.output[0], node)
+        sequence = len(shape) == 2 and isinstance(x.shape, (Steps, FeatureMap)) and \
+            any(r.op_type in ("MatMul", "Gemm", "LayerNormalization") for r in self.consumers.get(node.output[0], []))
+        return self.add(node, "permute", {"dims": per_sample, "sequence": sequence}, [x], word="permute")
+
+    def op_Concat(self, node, ins, attrs):
+        parts = [self.tensor(v, node) for v in ins]
+        axis = attrs["axis"] % (len(parts[0].shape) + 1) - 1
+        default = 0 if isinstance(parts[0].shape, FeatureMap) else len(parts[0].shape) - 1
+        return self.add(node, "concat", {"axis": None if axis == default else axis}, parts, word="cat")
+
+    def op_Split(self, node, ins, attrs):
+        x = self.tensor(ins[0], node)
+        axis = attrs.get("axis", 0) % (len(x.shape) + 1)
+        sizes = [self.per_sample(o, node)[axis - 1] for o in node.output]
+        value = self.add(node, "split", {"sizes": sizes, "axis": axis - 1}, [x], word="split", count=len(sizes))
+        shapes = self.out.shapes[-1]
+        return [Value(ref=f"{value.ref}.{i}", shape=shape) for i, shape in enumerate(shapes)]
+
+    def op_LRN(self, node, ins, attrs):
+        fields = {"size": attrs["size"], "alpha": round(float(attrs.get("alpha", 1e-4)), 12),
+                  "beta": round(float(attrs.get("beta", 0.75)), 12), "k": round(float(attrs.get("bias", 1.0)), 12)}
+        return self.add(node, "lrn", fields, [self.tensor(ins[0], node)], word="lrn")
+
+    def op_LayerNormalization(self, node, ins, attrs):
+        x = ins[0]
+        if x is None or x.ref is None:
+            raise _Skip
+        scale = self.weight(ins[1], node)
+        bias = len(ins) > 2 and ins[2] is not None
+        if bias:
+            self.weight(ins[2], node)
+        if not bias:
+            raise _Unsupported(self.where(node), "LayerNormalization without a bias")
+        from ...layers.norm import normalized_shape
+
+        fields = {"eps": round(float(attrs.get("epsilon", 1e-5)), 12)}
+        if x.channels_last:
+            fields["axes"] = "channels"
+        else:
+            for axes in (None, "all"):
+                if tuple(normalized_shape(x.shape, axes)) == scale:
+                    fields["axes"] = axes
+                    break
+            else:
+                raise _Unsupported(self.where(node), f"LayerNormalization over {list(scale)}")
+        keep = x.channels_last
+        return self.add(node, "layernorm", fields, [Value(ref=x.ref, shape=x.shape) if keep else self.tensor(x, node)],
+                        word="layernorm", tensors=tuple(node.input[1:3]), channels_last=keep)
+
+    def op_Pad(self, node, ins, attrs):
+        x = self.tensor(ins[0], node)
+        pads = ins[1].const if len(ins) > 1 and ins[1] is not None and ins[1].is_const else attrs.get("pads")
+        value = ins[2].const if len(ins) > 2 and ins[2] is not None and ins[2].is_const else 0
+        if pads is None or (value is not None and float(value) != 0.0):
+            raise _Unsupported(self.where(node), "Pad with computed sizes or a value other than 0")
+        pads = [int(p) for p in pads]
+        rank = len(pads) // 2
+        begins, ends = pads[:rank], pads[rank:]
+        if begins[:2] != [0, 0] or ends[:2] != [0, 0]:
+            raise _Unsupported(self.where(node), "Pad of the batch or channel axis")
+        torch_order = [side for axis in reversed(range(2, rank)) for side in (begins[axis], ends[axis])]
+        mode = {"constant": "zeros", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}[
+            attrs.get("mode", "constant")]
+        return self.add(node, "pad", {"padding": _compact(torch_order), "mode": mode}, [x], word="pad")
+
+    def op_Gather(self, node, ins, attrs):
+        table, ids = ins[0], ins[1]
+        if table is None or table.param is None or attrs.get("axis", 0) != 0:
+            raise _Unsupported(self.where(node), "Gather")
+        weight = self.weight_shape(table.param)
+        return self.add(node, "embedding", {"vocabulary": weight[0], "dim": weight[1]},
+                        [self.tensor(ids, node)], word="embedding", tensors=(table.param,))
+
+    def op_Dropout(self, node, ins, attrs):
+        ratio = ins[1].const if len(ins) > 1 and ins[1] is not None and ins[1].is_const else attrs.get("ratio", 0.5)
+        return self.add(node, "dropout", {"rate": round(float(ratio), 12)}, [self.tensor(ins[0], node)], word="dropout")
+
+
+FLOATS = (1, 10, 11, 16)  # float32, float16, float64, bfloat16 (onnx.TensorProto's numbers)
+SMALL = 4096             # a floating initializer up to this many elements is read as values too
+
+
+def _elements(dims) -> int:
+    total = 1
+    for d in dims:
+        total *= int(d)
+    return total
+
+
+def _renamed(ref: str, renamed: dict) -> str:
+    if ref in renamed:
+        return renamed[ref]
+    base, dot, index = ref.rpartition(".")
+    return f"{renamed[base]}.{index}" if dot and base in renamed else ref
