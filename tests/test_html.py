@@ -175,3 +175,15 @@ def test_every_name_stays_text(tmp_path):
     assert "<script>alert(1)</script>" in shown and "</pre><img src=x onerror=alert(2)>" in shown
     assert "line\\nbreak" in shown  # a control character written out, as in every view
     assert "<title>&lt;/title&gt;&lt;script&gt;alert(4)&lt;/script&gt; · archcalc</title>" in out.read_text()
+
+
+def test_the_sections_asked_for_are_in_the_page(tmp_path):
+    out = tmp_path / "alexnet.html"
+    assert inspect(SPECS / "alexnet.yaml", "--im2col", "--train", "-o", out).exit_code == 0
+    page = Page(out.read_text())
+    unrolled = [cells for _, cells in page.rows if cells and cells[0] == "CONV1"][-1]  # the im2col table's row
+    assert unrolled[1:4] == ["96x363", "363x3025", "96x3025"]  # CS231n's im2col of AlexNet's CONV1
+    assert "training memory (adam, float32, batch 1):" in out.read_text()
+    out = tmp_path / "rnn.html"
+    assert inspect(SPECS / "min_char_rnn.yaml", "--steps", "25", "-o", out).exit_code == 0
+    assert "per token, T = 25: 23.00 kMACs" in out.read_text()  # min-char-rnn: 23,000 MACs per character

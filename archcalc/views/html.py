@@ -5,7 +5,7 @@ The page needs no network when it is viewed (it opens from file://): its style a
 inline (views/web/report.css, report.js), the diagram is inline SVG (views/render.py's Graphviz
 drawing), and a Content-Security-Policy lets no other script run and nothing load. Every figure is
 another view's: the layer table is report.layer_table, the totals report.summary_lines and
-training_lines, the memory figures the schedule's (views/memory.py), each layer's arithmetic
+extra_lines (the sequence figures, training), the memory figures the schedule's (views/memory.py), each layer's arithmetic
 explain's board. This module only lays them out, and writes every text through escape.html: a
 layer named ``<script>`` stays text.
 
@@ -28,15 +28,17 @@ from ..layers import shape_text
 from . import explain, render
 from .escape import html
 from .memory import schedule_lines
+from .output import Table
 from .report import (
     UNITS_NOTE,
     Extras,
     TableOptions,
     all_conventions,
+    extra_lines,
+    im2col_table,
     inputs_text,
     layer_table,
     summary_lines,
-    training_lines,
 )
 
 NUMBER = ' class="ac-num"'  # a number column's cells: right-aligned, tabular figures
@@ -101,7 +103,9 @@ def fragment(analysis: Analysis, drawing: Diagram, extras: Extras | None = None,
               f'<pre class="ac-board" aria-live="polite"><span class="ac-hint">{html(HINT)}</span></pre>\n',
               _table(analysis, extras, options, baseline, ids)]
     if error is None:
-        parts += [_lines("Totals", "ac-totals", summary_lines(analysis, baseline) + training_lines(analysis, extras)),
+        if extras.unrolled is not None:
+            parts.append(_plain_table(im2col_table(analysis, extras)))
+        parts += [_lines("Totals", "ac-totals", summary_lines(analysis, baseline) + extra_lines(analysis, extras)),
                   _lines("Peak memory (the layers replayed as PyTorch runs them, CUDA kernels)", "ac-memory",
                          [line for training in (False, True)
                           for line in schedule_lines(schedule(analysis, training=training, optimizer="adam"))])]
@@ -165,6 +169,16 @@ def _table(analysis: Analysis, extras: Extras, options: TableOptions, baseline: 
                     f'<strong>{html(error.message)}</strong>{hint}</td></tr>')
     return (f'<table class="ac-layers">\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)
             + "\n</tbody>\n</table>\n")
+
+
+def _plain_table(table: Table) -> str:
+    """A table of the report's other sections (--im2col's matrices), under its title."""
+    numbers = [NUMBER if column in table.right else "" for column in table.columns]
+    head = "".join(f"<th{kind}>{html(column)}</th>" for column, kind in zip(table.columns, numbers))
+    rows = "\n".join("<tr>" + "".join(f"<td{kind}>{html(cell if isinstance(cell, str) else cell[0])}</td>"
+                                       for cell, kind in zip(cells, numbers)) + "</tr>" for cells, _ in table.rows)
+    return (f'<section class="ac-section">\n<h2>{html(table.title)}</h2>\n<table class="ac-layers">\n'
+            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody>\n</table>\n</section>\n")
 
 
 def _lines(title: str, css: str, lines: list[str]) -> str:
