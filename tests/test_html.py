@@ -187,3 +187,11 @@ def test_the_sections_asked_for_are_in_the_page(tmp_path):
     out = tmp_path / "rnn.html"
     assert inspect(SPECS / "min_char_rnn.yaml", "--steps", "25", "-o", out).exit_code == 0
     assert "per token, T = 25: 23.00 kMACs" in out.read_text()  # min-char-rnn: 23,000 MACs per character
+
+
+def test_the_memory_peaks_are_archcalc_memorys(tmp_path):
+    out = tmp_path / "alexnet.html"
+    assert inspect(SPECS / "alexnet.yaml", "-o", out).exit_code == 0
+    memory = CliRunner().invoke(main, ["memory", str(SPECS / "alexnet.yaml"), "--train", "--no-timeline"]).output
+    peaks = [line for line in memory.splitlines() if "peak" in line and not line.startswith(" ")]
+    assert len(peaks) == 2 and all(f"<li>{line}</li>" in out.read_text() for line in peaks)

@@ -108,7 +108,8 @@ def fragment(analysis: Analysis, drawing: Diagram, extras: Extras | None = None,
         parts += [_lines("Totals", "ac-totals", summary_lines(analysis, baseline) + extra_lines(analysis, extras)),
                   _lines("Peak memory (the layers replayed as PyTorch runs them, CUDA kernels)", "ac-memory",
                          [line for training in (False, True)
-                          for line in schedule_lines(schedule(analysis, training=training, optimizer="adam"))])]
+                          for line in schedule_lines(schedule(analysis, training=training, optimizer="adam",
+                                                              device="cuda"))])]  # archcalc memory's defaults
     parts += [_conventions(analysis, extras), '</div>\n</div>\n', _boards(analysis, ids), '</div>\n']
     return "".join(parts)
 
