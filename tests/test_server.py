@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import json
 import re
+import shutil
 import threading
 from html.parser import HTMLParser
 
@@ -20,6 +21,8 @@ from archcalc.errors import ArchcalcError, SpecError
 from archcalc.views import server as web
 
 ALEXNET = (SPECS / "alexnet.yaml").read_text()
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
+                               reason="Graphviz's dot draws the diagrams (apt-get install graphviz; .ci/run installs it)")
 STRIDE_3 = ALEXNET.replace("stride: 4", "stride: 3")
 
 
@@ -110,6 +113,7 @@ def test_a_name_that_would_end_the_textarea_stays_in_it(tmp_path):
         server.server_close()
 
 
+@needs_dot
 def test_analyze_answers_the_report_then_the_diagram(served):
     status, answer = analyze(served, ALEXNET)
     assert status == 200 and answer["error"] is None
@@ -302,3 +306,14 @@ def test_an_include_is_not_followed(served, tmp_path):
     assert status == 200 and answer["report"] is None
     assert (answer["error"]["line"], answer["error"]["column"]) == (2, 1)
     assert "include: is not read here: archcalc serve reads no file but the spec it edits" in answer["error"]["text"]
+
+
+@needs_dot
+def test_a_drawing_past_its_time_is_stopped_and_the_server_goes_on(served, monkeypatch):
+    monkeypatch.setattr(web, "DIAGRAM_SECONDS", 0.001)  # no layout finishes that fast
+    status, answer = analyze(served, ALEXNET.replace("name: AlexNet", "name: AlexNet drawn slowly"))
+    status, refused = request(served, "GET", f"/diagram/{answer['diagram']}", token=False)
+    assert status == 422 and refused["refused"].startswith("Graphviz took longer than 0.001 s to draw SVG: stopped")
+    monkeypatch.setattr(web, "DIAGRAM_SECONDS", 10.0)
+    status, svg = request(served, "GET", f"/diagram/{answer['diagram']}", token=False)
+    assert status == 200 and "AlexNet drawn slowly" in svg
