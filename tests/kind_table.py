@@ -180,6 +180,21 @@ ROWS = [
     # ConvNeXt's pointwise nn.Linear(96, 384) at each of the 56x56 positions (between its permutes)
     ("dense", "dense: {units: 384, axes: channels}", (96, 56, 56), (384, 56, 56), 37_248,
      384 * 3136 * 96, 2 * 384 * 3136 * 96 + 384 * 3136),
+    # --- issue 14, attention: nn.MultiheadAttention(768, 12) (ViT-B, BERT-base, GPT-2) holds 2,362,368;
+    # TinyLlama's LlamaAttention (2048, 32 heads, 4 KV heads, no bias) q 2048x2048, k and v 256x2048, o
+    # 2048x2048; nn.MultiheadAttention(64, 4, bias=False) 16,384. MACs: the projections T*d*(q + 2kv) + T*q*d,
+    # then Q Kᵀ and A V, heads*T*T*head_dim each (full T x T when causal); FLOPs: 2 x MACs + a bias add
+    # per projected element + per score (heads*T*T) the scale and the softmax + rotary 3 per q and k element
+    ("attention", "attention: 12", {"steps": 197, "features": 768}, (197, 768), 2_362_368,
+     4 * 197 * 768 * 768 + 2 * 12 * 197 * 197 * 64,
+     2 * (4 * 197 * 768 * 768 + 2 * 12 * 197 * 197 * 64) + 4 * 197 * 768 + 2 * 12 * 197 * 197),
+    ("attention", "attention: {heads: 32, kv_heads: 4, qkv: separate, bias: false, causal: true, rotary: 10000}",
+     {"steps": 16, "features": 2048}, (16, 2048), 9_437_184,
+     2 * 16 * 2048 * 2048 + 2 * 16 * 2048 * 256 + 2 * 32 * 16 * 16 * 64,
+     2 * (2 * 16 * 2048 * 2048 + 2 * 16 * 2048 * 256 + 2 * 32 * 16 * 16 * 64) + 2 * 32 * 16 * 16
+     + 3 * 16 * (2048 + 256)),
+    ("attention", "attention: {heads: 4, bias: false, dropout: 0.1}", {"steps": 5, "features": 64}, (5, 64), 16_384,
+     4 * 5 * 64 * 64 + 2 * 4 * 5 * 5 * 16, 2 * (4 * 5 * 64 * 64 + 2 * 4 * 5 * 5 * 16) + 2 * 4 * 5 * 5),
 ]
 
 LAYER_TABLE = [Row(*row) for row in ROWS]

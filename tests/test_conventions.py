@@ -24,9 +24,10 @@ def listed(kind: str, kinds: list) -> bool:
 def test_the_kinds_that_were_missing_are_listed():
     # the course: a layer that only passes values on (concat places them side by side, repeatvector
     # copies one vector to every step) creates no neurons; a transposed convolution multiplies by its
-    # weights like a convolution (torchvision and fvcore count its MACs)
+    # weights like a convolution (torchvision and fvcore count its MACs); attention's projections and its
+    # two products Q Kᵀ and A V are matrix products that FlopCounterMode counts
     assert {"concat", "repeatvector", "flatten", "dropout", "relu", "softmax"} <= set(kinds_without_neurons())
-    assert {"conv", "dense", "convtranspose", "rnn", "lstm", "gru"} == set(kinds_with_macs())
+    assert {"conv", "dense", "convtranspose", "rnn", "lstm", "gru", "attention"} == set(kinds_with_macs())
 
 
 @pytest.mark.parametrize("spec", sorted(p.name for p in SPECS.glob("*.yaml")))

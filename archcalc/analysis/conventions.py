@@ -59,7 +59,8 @@ def conventions(dtype: str, batch: int) -> dict[str, str]:
                  "1 kB = 1000 B, 1 MB = 10^6 B; KiB/MiB/GiB are binary (2^10, 2^20, 2^30)",
         "training_estimate": "the course's rule of thumb: about twice the forward memory",
         "macs": f"multiply-accumulates of {', '.join(kinds_with_macs())} layers, per sample (conv: output "
-                "elements x C/groups x kernel volume; dense: in x out); no bias: torchvision's 'GFLOPS'",
+                "elements x C/groups x kernel volume; dense: in x out; attention: its projections + Q Kᵀ + A V, "
+                "heads x T x S x head_dim each, the full T x S when causal); no bias: torchvision's 'GFLOPS'",
         "flops": "per sample: 2 x MACs + 1 per bias add and per activation element, pools 1 per value "
                  "read, batchnorm 2 per element, add/multiply/subtract n-1 per element (README: every rule)",
     }

@@ -220,10 +220,88 @@ class ChannelsLast(nn.Module):
         return self.norm(x.movedim(1, -1)).movedim(-1, 1)
 
 
+class Attention(nn.Module):
+    """Multi-head scaled dot-product attention over (N, T, dim), computed by
+    F.scaled_dot_product_attention: q, k, v projections, softmax(q kᵀ / sqrt(head_dim)) v per
+    head (kv_heads < heads: each key/value head serves heads / kv_heads query heads), the heads
+    joined, the output projection. With a second input (N, S, memory_dim) the keys and values
+    come from it (cross-attention).
+
+    Fused (default): nn.MultiheadAttention's tensors and initialisation, in_proj_weight
+    [(heads + 2 kv_heads) * head_dim, dim] (q, k, v rows in that order), in_proj_bias and
+    out_proj; ``separate``: q_proj, k_proj, v_proj, o_proj (Llama's names). ``rotary``: the
+    rotary position embedding of base theta on q and k, in Hugging Face Llama's rotate-half form
+    (cos and sin computed from the positions in float32, or float64 for float64, no buffer)."""
+
+    def __init__(self, dim, heads, kv_heads=None, head_dim=None, bias=True, separate=False, causal=False,
+                 dropout=0.0, rotary=None, memory_dim=None):
+        super().__init__()
+        self.heads, self.kv_heads = heads, kv_heads or heads
+        self.head_dim = head_dim or dim // heads
+        self.causal, self.dropout, self.rotary = causal, dropout, rotary
+        self.separate = separate
+        memory_dim = memory_dim or dim
+        width, kv_width = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        self.widths = (width, kv_width, kv_width)
+        if separate:
+            self.q_proj = nn.Linear(dim, width, bias=bias)
+            self.k_proj = nn.Linear(memory_dim, kv_width, bias=bias)
+            self.v_proj = nn.Linear(memory_dim, kv_width, bias=bias)
+            self.o_proj = nn.Linear(width, dim, bias=bias)
+        else:
+            self.in_proj_weight = nn.Parameter(torch.empty(width + 2 * kv_width, dim))
+            self.in_proj_bias = nn.Parameter(torch.zeros(width + 2 * kv_width)) if bias else None
+            self.out_proj = nn.Linear(width, dim, bias=bias)
+            nn.init.xavier_uniform_(self.in_proj_weight)
+            if bias:
+                nn.init.zeros_(self.out_proj.bias)
+
+    def project(self, x, memory):
+        """q (N, T, heads*hd), k and v (N, S, kv_heads*hd)."""
+        if self.separate:
+            return self.q_proj(x), self.k_proj(memory), self.v_proj(memory)
+        if memory is x:  # one product for all three
+            return torch.nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias).split(self.widths, -1)
+        width = self.widths[0]
+        weight, bias = self.in_proj_weight, self.in_proj_bias
+        q = torch.nn.functional.linear(x, weight[:width], None if bias is None else bias[:width])
+        kv = torch.nn.functional.linear(memory, weight[width:], None if bias is None else bias[width:])
+        return (q, *kv.split(self.widths[1:], -1))
+
+    def rotate(self, x):
+        """x (N, heads, T, hd) turned by the rotary embedding: x*cos + rotate_half(x)*sin."""
+        half = self.head_dim // 2
+        exact = torch.promote_types(x.dtype, torch.float32)  # float32 at least, as Llama's (float64 kept)
+        frequencies = 1.0 / self.rotary ** (torch.arange(0, half, device=x.device, dtype=exact) / half)
+        angles = torch.arange(x.shape[2], device=x.device, dtype=exact)[:, None] * frequencies
+        angles = torch.cat((angles, angles), dim=-1)
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        turned = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + turned * sin
+
+    def forward(self, x, memory=None):
+        q, k, v = self.project(x, x if memory is None else memory)
+        n, t, s = x.shape[0], q.shape[1], k.shape[1]
+        q = q.view(n, t, self.heads, self.head_dim).transpose(1, 2)
+        k = k.view(n, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(n, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.rotary is not None:
+            q, k = self.rotate(q), self.rotate(k)
+        y = torch.nn.functional.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal,
+            enable_gqa=self.kv_heads != self.heads)
+        y = y.transpose(1, 2).reshape(n, t, self.heads * self.head_dim)
+        return (self.o_proj if self.separate else self.out_proj)(y)
+
+    def extra_repr(self):
+        return (f"heads={self.heads}, kv_heads={self.kv_heads}, head_dim={self.head_dim}, causal={self.causal}, "
+                f"rotary={self.rotary}")
+
+
 # Recipes name a helper by its Python name; add new helpers here.
 HELPERS = {helper.__name__: helper for helper in (Add, Multiply, Subtract, Abs, Concat, preset, Recurrent, single_bias,
                                                   RepeatVector, Scale, Parameter, ChannelsLast,
-                                                  Split, Chunk, Reshape, Permute)}
+                                                  Split, Chunk, Reshape, Permute, Attention)}
 
 
 def resolve(name: str):
@@ -235,10 +313,11 @@ def resolve(name: str):
 
 def frozen_parameters(module, names: tuple) -> list:
     """[(path, parameter)] of ``module``'s parameters named in ``names`` ('freeze: [bias]'), by
-    their own name: 'bias' is '0.bias' in a conv followed by its activation, 'weight_ih_l0' is
-    'cell.weight_ih_l0' in a recurrent layer."""
+    the name the layer kind gives them, the end of their path: 'bias' is '0.bias' in a conv
+    followed by its activation, 'weight_ih_l0' is 'cell.weight_ih_l0' in a recurrent layer,
+    'out_proj.weight' is itself in an attention layer (whose 'weight' alone names nothing)."""
     return [(path, parameter) for path, parameter in module.named_parameters()
-            if path.rsplit(".", 1)[-1] in names]
+            if any(path == name or path.endswith("." + name) for name in names)]
 
 
 def construct(recipe):

@@ -1,6 +1,7 @@
 """Every layer kind, registered by importing its module here."""
 from . import (  # noqa: F401  (registration side effects)
     activation,
+    attention,
     channels,
     conv,
     dense,

@@ -1,0 +1,203 @@
+"""Multi-head scaled dot-product attention over a sequence [T, d] (ViT, BERT, GPT-2, Llama).
+
+One kind holds the whole layer as the reference implementations write it: the query, key and
+value projections, the attention itself, softmax(Q Kᵀ / sqrt(head_dim)) V per head, and the
+output projection. Its conventions, stated once here:
+
+- projections: q = x W_q (d -> heads * head_dim), k and v = m W_k, m W_v (the memory's
+  features -> kv_heads * head_dim), o = attention W_o (heads * head_dim -> d), each with a bias
+  when ``bias``; ``qkv: fused`` holds q, k and v in one matrix, named as nn.MultiheadAttention
+  names it (in_proj_weight [(heads + 2 kv_heads) * head_dim, d], in_proj_bias, out_proj.weight,
+  out_proj.bias: 2,362,368 for d = 768); ``qkv: separate`` as Llama's (q_proj, k_proj, v_proj,
+  o_proj, each .weight and .bias);
+- grouped-query attention: ``kv_heads`` < heads (1: multi-query); each key/value head serves
+  heads / kv_heads query heads (F.scaled_dot_product_attention's enable_gqa);
+- cross-attention: ``inputs: [query, memory]``: keys and values come from the memory [S, d_m],
+  the output has the query's T steps; self-attention reads one sequence (S = T, d_m = d);
+- MACs: the projections (T*d*heads*hd + 2*S*d_m*kv_heads*hd + T*heads*hd*d) plus the two
+  products Q Kᵀ and A V, T*S*head_dim per head each, the full T*S even when ``causal`` (the
+  mask does not halve them: PyTorch's FlopCounterMode and torchvision count the full products);
+- other FLOPs: one per bias element added; per score (heads*T*S) one for the 1/sqrt(head_dim)
+  scale and one for the softmax (as the softmax kind counts); rotary positions 3 per element
+  of q and k (two multiplies and an add: q*cos + rotate_half(q)*sin); the causal mask none;
+- ``rotary``: Llama's rotary position embedding of base theta on q and k (no parameters), in
+  the rotate-half form of Hugging Face's LlamaAttention, over the whole head;
+- ``causal``: position t attends to positions <= t (is_causal, aligned top-left when S != T);
+- ``dropout``: on the attention weights while training (SDPA's dropout_p).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from math import prod
+
+from ..errors import SpecError
+from .arguments import arg, boolean, choice, optional, positive_int, positive_number, probability
+from .base import Layer, register, shape_text
+from .footprint import INPUT, OUTPUT, Op, Tensor
+from .recipe import module, options
+from .shapes import Shape, Steps
+from .terms import Count, Counts, Product, Sum
+
+
+@register("attention", prefix="attn",
+          known_as=("MultiheadAttention", "MultiHeadAttention", "scaled_dot_product_attention", "SelfAttention"))
+@dataclass(frozen=True, kw_only=True)
+class Attention(Layer):
+    """softmax(Q Kᵀ / sqrt(head_dim)) V per head, between q/k/v and output projections:
+    [T, d] -> [T, d]; params = d*(heads + 2 kv_heads)*head_dim + heads*head_dim*d (+ biases);
+    MACs = the projections + 2 * heads * T * S * head_dim (full T*S, causal or not)."""
+
+    heads: int = arg(positive_int, doc="query heads", known_as=("num_heads", "n_head", "num_attention_heads"))
+    kv_heads: int | None = arg(optional(positive_int), None,
+                               "key/value heads (grouped-query attention; 1: multi-query); default: heads",
+                               known_as=("num_key_value_heads", "n_kv_heads"))
+    head_dim: int | None = arg(optional(positive_int), None, "features per head; default: d / heads",
+                               known_as=("key_dim", "head_size"))
+    bias: bool = arg(boolean, True, "a bias on every projection (Llama: false)", known_as=("use_bias", "add_bias_kv"))
+    qkv: str = arg(choice("fused", "separate"), "fused",
+                   "fused: one in_proj matrix (nn.MultiheadAttention, GPT-2's c_attn); separate: q_proj, "
+                   "k_proj, v_proj (BERT, Llama)")
+    causal: bool = arg(boolean, False, "each position attends to itself and earlier ones (decoders)",
+                       known_as=("is_causal",))
+    dropout: float = arg(probability, 0.0, "dropout on the attention weights while training", known_as=("dropout_p",))
+    rotary: float | None = arg(optional(positive_number), None,
+                               "rotary position embedding of q and k with this base theta (Llama: 10000); "
+                               "default: none", known_as=("rope_theta",))
+    main = "heads"
+    merges = True  # (sequence,) for self-attention, (query, memory) for cross-attention
+
+    # --- shapes -------------------------------------------------------------------------
+    def _inputs(self, x: tuple) -> tuple[Steps, Steps]:
+        """(query, memory): the memory is the query itself in self-attention."""
+        if len(x) > 2:
+            raise SpecError(f"attention reads a query and at most a memory (cross-attention), got {len(x)} inputs",
+                            field="inputs", hint="inputs: [query, memory]")
+        for role, shape in zip(("query", "memory"), x):
+            if not isinstance(shape, Steps):
+                raise SpecError(f"attention reads sequences [T, d], but its {role} is the {shape.layout} "
+                                f"{shape_text(shape)}", field="inputs",
+                                hint="turn a [C, H, W] map into tokens first: 'reshape: [C, -1]' then "
+                                     "'permute: {dims: [1, 0], sequence: true}'")
+            if len(shape) < 2:
+                raise SpecError(f"attention needs vectors at each step, but its {role} is token ids "
+                                f"{shape_text(shape)}", field="inputs",
+                                hint="add '- embedding: {vocabulary: V, dim: E}' first")
+        return x[0], x[-1]
+
+    def width(self, x: tuple) -> tuple[int, int, int]:
+        """(d, kv_heads, head_dim), the defaults filled in and checked."""
+        query, memory = self._inputs(x)
+        d = query[-1]
+        kv_heads = self.kv_heads or self.heads
+        if self.head_dim is None and d % self.heads:
+            raise SpecError(f"{self.heads} heads cannot share the {d} features equally ({d}/{self.heads} = "
+                            f"{d / self.heads:.2f})", field="heads",
+                            hint=f"heads that divide {d} ({', '.join(map(str, divisors(d)[:6]))}...), "
+                                 "or give head_dim")
+        head_dim = self.head_dim or d // self.heads
+        if self.heads % kv_heads:
+            raise SpecError(f"kv_heads {kv_heads} must divide the {self.heads} heads (each key/value head serves "
+                            f"heads/kv_heads query heads)", field="kv_heads",
+                            hint=f"one of {', '.join(map(str, divisors(self.heads)))}")
+        if self.rotary is not None and head_dim % 2:
+            raise SpecError(f"rotary positions turn pairs of features, but head_dim is {head_dim}, odd",
+                            field="rotary", hint="an even head_dim")
+        if self.qkv == "fused" and memory[-1] != d:
+            raise SpecError(f"fused q/k/v projections are one matrix over d = {d} features, but the memory has "
+                            f"{memory[-1]}", field="qkv", hint="qkv: separate (its k_proj and v_proj read the memory)")
+        return d, kv_heads, head_dim
+
+    def output_shape(self, x: tuple) -> Shape:
+        self.width(x)
+        return x[0]
+
+    # --- parameters ---------------------------------------------------------------------
+    def tensors(self, x: tuple) -> dict:
+        """As PyTorch names them: fused, nn.MultiheadAttention's in_proj_weight [(heads + 2
+        kv_heads)*hd, d], in_proj_bias, out_proj.weight [d, heads*hd], out_proj.bias [d];
+        separate, Llama's q_proj, k_proj, v_proj, o_proj, each weight then bias."""
+        d, kv_heads, head_dim = self.width(x)
+        source = self._inputs(x)[1][-1]
+        q, kv = self.heads * head_dim, kv_heads * head_dim
+        if self.qkv == "fused":
+            projections = {"in_proj": (q + 2 * kv, d), "out_proj": (d, q)}
+        else:
+            projections = {"q_proj": (q, d), "k_proj": (kv, source), "v_proj": (kv, source), "o_proj": (d, q)}
+        found: dict = {}
+        for name, shape in projections.items():
+            fused = name == "in_proj"
+            found[f"{name}_weight" if fused else f"{name}.weight"] = shape
+            if self.bias:
+                found[f"{name}_bias" if fused else f"{name}.bias"] = shape[:1]
+        return found
+
+    def count_terms(self, x: tuple, y: Shape) -> Counts:
+        """params = d x (heads + 2 kv_heads) x head_dim + biases, then heads x head_dim x d + d:
+        768x2304 + 2304 + 768x768 + 768 for ViT-B's 12 heads of 64."""
+        d, kv_heads, head_dim = self.width(x)
+        source = self._inputs(x)[1][-1]
+        q, kv = self.heads * head_dim, kv_heads * head_dim
+        bias = (q + 2 * kv, d) if self.bias else ()
+        if source == d:
+            weights: tuple = (Product((d, q + 2 * kv)),)
+        else:
+            weights = (Product((d, q)), Product((2, source, kv)))
+        params = Count(self.params(x), Sum((*weights, Product((q, d)), *bias)),
+                       "q, k, v projections; output projection")
+        return dataclasses.replace(super().count_terms(x, y), params=params)
+
+    # --- compute ------------------------------------------------------------------------
+    def macs(self, x: tuple, y: Shape) -> int:
+        """Projections T*d*heads*hd + 2*S*d_m*kv_heads*hd + T*heads*hd*d, and Q Kᵀ and A V,
+        heads*T*S*hd each (full T*S: a causal mask does not halve them)."""
+        d, kv_heads, head_dim = self.width(x)
+        query, memory = self._inputs(x)
+        t, s = query.steps, memory.steps
+        q, kv = self.heads * head_dim, kv_heads * head_dim
+        projections = t * d * q + 2 * s * memory[-1] * kv + t * q * d
+        return projections + 2 * self.heads * t * s * head_dim
+
+    def extra_flops(self, x: tuple, y: Shape) -> int:
+        """Bias adds (T*(heads*hd + d) + 2*S*kv_heads*hd), per score (heads*T*S) 1 for the scale
+        and 1 for the softmax, rotary 3 per element of q and k."""
+        d, kv_heads, head_dim = self.width(x)
+        query, memory = self._inputs(x)
+        t, s = query.steps, memory.steps
+        q, kv = self.heads * head_dim, kv_heads * head_dim
+        biases = t * (q + d) + 2 * s * kv if self.bias else 0
+        rotary = 3 * (t * q + s * kv) if self.rotary is not None else 0
+        return biases + 2 * self.heads * t * s + rotary
+
+    def memory_ops(self, x: tuple, y: Shape, training: bool, device: str) -> tuple:
+        """Approximate: the q/k/v projections (keeping their input), the fused attention kernel
+        (F.scaled_dot_product_attention's flash kernels keep q, k, v, the output and one float32
+        log-sum-exp per head and query, never the T x S scores), the heads joined (a copy), and
+        the output projection (keeping its input). Rotary's temporaries, the memory's separate
+        projection and the math kernel's scores (dropout) are not modelled."""
+        d, kv_heads, head_dim = self.width(x)
+        query, memory = self._inputs(x)
+        t, s = query.steps, memory.steps
+        q = self.heads * head_dim
+        return (Op(t * q + 2 * s * kv_heads * head_dim, saves=(INPUT,), weights=True),
+                Op(t * q, extras=(Tensor(self.heads * t, "float32"),), saves=(INPUT, OUTPUT, 0)),
+                Op(t * q, gradient="view"),
+                Op(prod(y), saves=(INPUT,), weights=True))
+
+    # --- PyTorch ------------------------------------------------------------------------
+    def to_torch(self, x: tuple):
+        """The Attention helper (backend/modules.py): the projections, then
+        F.scaled_dot_product_attention."""
+        d, kv_heads, head_dim = self.width(x)
+        source = self._inputs(x)[1][-1]
+        return module("Attention", d, self.heads,
+                      **options(kv_heads=(kv_heads, self.heads), head_dim=(head_dim, d // self.heads),
+                                bias=(self.bias, True), separate=(self.qkv == "separate", False),
+                                causal=(self.causal, False), dropout=(self.dropout, 0.0),
+                                rotary=(self.rotary, None), memory_dim=(source, d)))
+
+
+def divisors(n: int) -> list[int]:
+    """n's divisors, ascending (for hints: heads that share n features equally)."""
+    small = [k for k in range(1, int(n ** 0.5) + 1) if n % k == 0]
+    return sorted({*small, *(n // k for k in small)})
