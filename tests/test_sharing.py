@@ -325,3 +325,36 @@ def test_sharding_holds_shared_tensors_once_and_trains_only_unfrozen_ones(text, 
         return total
     assert (elements(tensors.shapes), elements(tensors.trained_shapes)) == (params, trainable)
     assert (analysis.totals.params, analysis.totals.trainable_params) == (params, trainable)
+
+
+TIED = """name: tied head
+input: {steps: 6}
+layers:
+  - embedding: {vocabulary: 50, dim: 8, name: wte}
+  - dense: {units: 50, bias: %s, shares: wte, name: lm_head}
+"""
+
+
+def test_a_dense_head_ties_the_embedding_table():
+    """GPT-2's LM head: nn.Linear(E, V, bias=False).weight is V x E, the shape of nn.Embedding(V, E)'s
+    table, and transformers ties the two (model.parameters() holds it once: 50 x 8 = 400 here)."""
+    pytest.importorskip("torch")
+    from archcalc.backend import build, export_source, verify
+
+    analysis = archcalc.analyze(archcalc.loads(TIED % "false"))
+    assert analysis.totals.params == 400 and analysis.layers[1].shares == "wte"
+    network = build(analysis)
+    assert network.submodule("lm_head").weight is network.submodule("wte").weight
+    assert sum(p.numel() for p in network.parameters()) == 400
+    assert verify(analysis, device="cpu").ok
+    namespace: dict = {}
+    exec(export_source(analysis), namespace)  # noqa: S102  (our own generated code)
+    exported = namespace["TiedHead"]()
+    assert exported.lm_head.weight is exported.wte.weight
+
+
+def test_a_head_with_a_bias_ties_nothing():
+    with pytest.raises(SpecError) as info:
+        archcalc.analyze(archcalc.loads(TIED % "true"))
+    assert "shares: wte is not the same layer (wte is embedding)" in info.value.message
+    assert "same by name and shape" in info.value.hint

@@ -459,13 +459,19 @@ def _module(layer: Layer, x: Shape) -> object:
 
 
 def shared(stats: LayerStats, owner: LayerStats) -> LayerStats:
-    """A layer that uses ``owner``'s parameters (the same module, applied again): the same kind
-    and arguments, tensors of the same shapes, trained alike; its parameters and buffers are
-    counted once, at the owner, so here they are 0 (as torch's parameters() counts them)."""
+    """A layer that uses ``owner``'s parameters: the same module applied again (the same kind
+    and arguments, tensors of the same shapes), or, for a layer of another kind, the same
+    tensors by name and shape, tied (GPT-2's LM head, a dense layer without bias whose weight
+    V x E is its token embedding's table, as transformers' tie_weights makes it); trained alike
+    either way. Its parameters and buffers are counted once, at the owner, so here they are 0
+    (as torch's parameters() counts them)."""
     node, layer = stats.node, stats.layer
     if not owner.params and not owner.buffers:
         return stats  # nothing to share (a block instance that shares another also has its relus)
     where = f"{owner.name}, whose parameters it shares,"
+    mine, theirs = layer.tensors(stats.input_shape), owner.layer.tensors(owner.input_shape)
+    if type(layer) is not type(owner.layer) and mine == theirs and not stats.buffers and not owner.buffers:
+        return _trained_alike(stats, owner, where)  # tied: another module, the very same tensors
     if type(layer) is not type(owner.layer) or layer != owner.layer:
         mine, theirs = layer.hyperparameters(), owner.layer.hyperparameters()
         differ = [key for key in {**theirs, **mine} if mine.get(key) != theirs.get(key)]
@@ -474,8 +480,9 @@ def shared(stats: LayerStats, owner: LayerStats) -> LayerStats:
                             for key in differ))
         raise SpecError(f"shares: {owner.name} is not the same layer ({detail})",
                         hint="a shared layer is the same module applied again: give it the same kind and "
-                             "arguments", field="shares")
-    mine, theirs = layer.tensors(stats.input_shape), owner.layer.tensors(owner.input_shape)
+                             "arguments (a layer of another kind ties its weights only when its tensors are the "
+                             "same by name and shape: a dense head without bias, weight V x E, and an embedding)",
+                        field="shares")
     if mine != theirs:
         shapes = "; ".join(f"{name} {'x'.join(map(str, theirs[name]))} there, {'x'.join(map(str, mine[name]))} "
                            f"here" for name in theirs if mine.get(name) != theirs[name])
@@ -488,6 +495,13 @@ def shared(stats: LayerStats, owner: LayerStats) -> LayerStats:
                         f"on {shape_text(stats.input_shape)} it would compute something else than this layer",
                         hint="'same' padding with a stride depends on the input size: give both layers inputs "
                              "of one size, or explicit padding", field="shares")
+    return _trained_alike(stats, owner, where)
+
+
+def _trained_alike(stats: LayerStats, owner: LayerStats, where: str) -> LayerStats:
+    """The sharing layer's stats, its parameters counted at ``owner``, after checking that both
+    train them alike (one tensor has one requires_grad)."""
+    node = stats.node
     if (node.trainable, node.frozen) != (owner.node.trainable, owner.node.frozen):
         raise SpecError(f"shares: {where} is trained differently (trainable/freeze)",
                         hint=f"one module has one setting: set 'trainable'/'freeze' on {owner.name} only, "

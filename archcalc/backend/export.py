@@ -26,7 +26,8 @@ def export_source(source, **analyze_options) -> str:
 
 
 def render(plan: Plan) -> str:
-    helpers = sorted(set().union(*(step.recipe.helpers() for step in plan.steps)))
+    helpers = sorted(set().union(*(step.recipe.helpers() for step in plan.steps),
+                                 {"tie"} if any(step.ties is not None for step in plan.steps) else ()))
     blocks = [inspect.getsource(modules.HELPERS[name]).rstrip() for name in helpers] + [_class(plan)]
     return _header(plan) + "\nimport torch\nfrom torch import nn\n\n\n" + "\n\n\n".join(blocks) + "\n"
 
@@ -97,6 +98,8 @@ def _class(plan: Plan) -> str:
     for step in owning:
         named = "" if step.attribute == step.name else f"  # {escaped(step.name)}"
         lines.append(f"{INDENT * 2}self.{step.attribute} = {step.recipe.source()}{named}")
+        if step.ties is not None:
+            lines.append(f"{INDENT * 2}tie(self.{step.attribute}, self.{step.ties})  # shares {escaped(step.stats.shares)}")
     for step in owning:
         if not step.stats.node.trainable:
             lines.append(f"{INDENT * 2}self.{step.attribute}.requires_grad_(False)  # trainable: false")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..gcpause import paused_gc
-from .modules import construct, frozen_parameters
+from .modules import construct, frozen_parameters, tie
 from .plan import Plan, make_plan
 from .tensors import check_tensor_sizes
 
@@ -29,6 +29,8 @@ class Network(nn.Module):
                 layer.requires_grad_(False)
             for _, parameter in frozen_parameters(layer, step.stats.node.frozen):
                 parameter.requires_grad_(False)
+            if step.ties is not None:
+                tie(layer, self._modules[step.ties])
             self.add_module(step.attribute, layer)
         # a plain list (not registered twice): the walk of forward, in spec order
         self._walk = [(step.name, step.stats.node.named, self._modules[step.module], step.reads, released)

@@ -298,10 +298,21 @@ class Attention(nn.Module):
                 f"rotary={self.rotary}")
 
 
+def tie(module, owner):
+    """``module`` made to use ``owner``'s parameters, the one Parameter for both, matched by name
+    (GPT-2's LM head and its token embedding: head.weight is wte.weight, as transformers'
+    tie_weights makes it); the module's own are dropped."""
+    theirs = {path.rsplit(".", 1)[-1]: parameter for path, parameter in owner.named_parameters()}
+    for path, _ in list(module.named_parameters()):
+        holder, _, name = path.rpartition(".")
+        setattr(module.get_submodule(holder), name, theirs[name])
+    return module
+
+
 # Recipes name a helper by its Python name; add new helpers here.
 HELPERS = {helper.__name__: helper for helper in (Add, Multiply, Subtract, Abs, Concat, preset, Recurrent, single_bias,
                                                   RepeatVector, Scale, Parameter, ChannelsLast,
-                                                  Split, Chunk, Reshape, Permute, Attention)}
+                                                  Split, Chunk, Reshape, Permute, Attention, tie)}
 
 
 def resolve(name: str):

@@ -30,6 +30,7 @@ class Step:
                         # that reads nothing, parameter, is given the first network input for its batch size)
     shares: str | None = None  # the attribute of the module it applies again ('shares:'), not its own
     parts: tuple = ()   # a layer with several outputs (split): their Python names, in forward
+    ties: str | None = None  # 'shares:' a layer of another kind: its own module, that one's Parameters (tie)
 
     @property
     def name(self) -> str:
@@ -86,11 +87,19 @@ def make_plan(source, **analyze_options) -> Plan:
     attributes = dict(zip((stats.name for stats in analysis.layers), names[len(inputs):]))
     first = next(iter(inputs))  # a layer that reads nothing (parameter) reads its batch size there
     parts = dict(zip(several, names[len(inputs) + len(analysis.layers):]))
+    kinds = {stats.name: type(stats.layer) for stats in analysis.layers}
     steps = tuple(Step(stats, attributes[stats.name], layer_recipe(stats), stats.node.inputs or (first,),
-                       attributes[stats.shares] if stats.shares is not None else None,
-                       tuple(parts[output] for output in stats.node.outputs if output in parts))
+                       attributes[stats.shares] if stats.shares is not None and same_kind(stats, kinds) else None,
+                       tuple(parts[output] for output in stats.node.outputs if output in parts),
+                       attributes[stats.shares] if stats.shares is not None and not same_kind(stats, kinds) else None)
                   for stats in analysis.layers)
     return Plan(analysis, class_name(spec.name), inputs, variables, steps, spec.outputs)
+
+
+def same_kind(stats: LayerStats, kinds: dict) -> bool:
+    """A layer that shares one of its own kind applies that module again; one of another kind
+    (a dense head sharing an embedding's table) ties the tensors of a module of its own."""
+    return kinds[stats.shares] is type(stats.layer)
 
 
 def layer_recipe(stats: LayerStats) -> Recipe:

@@ -275,12 +275,13 @@ def _sizes(shape) -> tuple:
 
 
 def _own_params(model: Network, step) -> int:
-    """The parameters of the step's module, or 0 when it is the very module of the layer it
-    shares (counted there, once, as model.parameters() does)."""
+    """The parameters of the step's module that are not those of the layer it shares (the very
+    module, or tensors tied to it: counted there, once, as model.parameters() does)."""
     module = model.submodule(step.name)
-    if step.stats.shares is not None and module is model.submodule(step.stats.shares):
-        return 0
-    return sum(p.numel() for p in module.parameters())
+    theirs = set()
+    if step.stats.shares is not None:
+        theirs = {id(parameter) for parameter in model.submodule(step.stats.shares).parameters()}
+    return sum(p.numel() for p in module.parameters() if id(p) not in theirs)
 
 
 def measure(model, inputs: tuple, *, mode: str, iterations: int, warmup: int = WARMUP,
