@@ -195,6 +195,13 @@ ROWS = [
      + 3 * 16 * (2048 + 256)),
     ("attention", "attention: {heads: 4, bias: false, dropout: 0.1}", {"steps": 5, "features": 64}, (5, 64), 16_384,
      4 * 5 * 64 * 64 + 2 * 4 * 5 * 5 * 16, 2 * (4 * 5 * 64 * 64 + 2 * 4 * 5 * 5 * 16) + 2 * 4 * 5 * 5),
+    # tokens and positions: GPT-2's wpe nn.Embedding(1024, 768) whatever T, an add per element; the class
+    # token x[:, 0] (a view); the mean over the steps, one operation per value read
+    ("positions", "positions: 1024", {"steps": 10, "features": 768}, (10, 768), 786_432, 0, 10 * 768),
+    ("sinusoidal", "sinusoidal", {"steps": 10, "features": 16}, (10, 16), 0, 0, 160),
+    ("select", "select", {"steps": 197, "features": 768}, (768,), 0, 0, 0),
+    ("select", "select: -1", {"steps": 5, "features": 8}, (8,), 0, 0, 0),
+    ("mean", "mean", {"steps": 7, "features": 10}, (10,), 0, 0, 70),
 ]
 
 LAYER_TABLE = [Row(*row) for row in ROWS]

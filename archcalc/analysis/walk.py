@@ -465,7 +465,7 @@ def shared(stats: LayerStats, owner: LayerStats) -> LayerStats:
     V x E is its token embedding's table, as transformers' tie_weights makes it); trained alike
     either way. Its parameters and buffers are counted once, at the owner, so here they are 0
     (as torch's parameters() counts them)."""
-    node, layer = stats.node, stats.layer
+    layer = stats.layer
     if not owner.params and not owner.buffers:
         return stats  # nothing to share (a block instance that shares another also has its relus)
     where = f"{owner.name}, whose parameters it shares,"

@@ -298,6 +298,68 @@ class Attention(nn.Module):
                 f"rotary={self.rotary}")
 
 
+class Positions(nn.Module):
+    """Learned absolute position embeddings, a table of ``max`` positions x ``dim`` (GPT-2's wpe),
+    rows 0..T-1 added to (N, T, dim). Initialised normal with standard deviation 0.02, as GPT-2."""
+
+    def __init__(self, max, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(max, dim) * 0.02)
+
+    def forward(self, x):
+        return x + self.weight[:x.shape[1]]
+
+
+class Sinusoidal(nn.Module):
+    """Fixed sinusoidal positions added to (N, T, d): PE[t, 2i] = sin(t / base^(2i/d)),
+    PE[t, 2i+1] = cos(t / base^(2i/d)) (Vaswani et al. 2017), made in forward (no state)."""
+
+    def __init__(self, base=10000):
+        super().__init__()
+        self.base = base
+
+    def forward(self, x):
+        steps, dim = x.shape[1], x.shape[2]
+        exact = torch.promote_types(x.dtype, torch.float32)
+        pairs = torch.arange(0, dim, 2, device=x.device, dtype=exact)
+        angles = torch.arange(steps, device=x.device, dtype=exact)[:, None] / self.base ** (pairs / dim)
+        table = torch.empty(steps, dim, device=x.device, dtype=exact)
+        table[:, 0::2] = angles.sin()
+        table[:, 1::2] = angles.cos()[:, :dim // 2]
+        return x + table.to(x.dtype)
+
+    def extra_repr(self):
+        return f"base={self.base}"
+
+
+class Select(nn.Module):
+    """One step of (N, T, F): x[:, index] (a class token), (N, F)."""
+
+    def __init__(self, index=0):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return x[:, self.index]
+
+    def extra_repr(self):
+        return f"index={self.index}"
+
+
+class Mean(nn.Module):
+    """The mean over one dimension (1: a sequence's steps of (N, T, F)), which it removes."""
+
+    def __init__(self, dim=1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return x.mean(self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
 def tie(module, owner):
     """``module`` made to use ``owner``'s parameters, the one Parameter for both, matched by name
     (GPT-2's LM head and its token embedding: head.weight is wte.weight, as transformers'
@@ -312,7 +374,8 @@ def tie(module, owner):
 # Recipes name a helper by its Python name; add new helpers here.
 HELPERS = {helper.__name__: helper for helper in (Add, Multiply, Subtract, Abs, Concat, preset, Recurrent, single_bias,
                                                   RepeatVector, Scale, Parameter, ChannelsLast,
-                                                  Split, Chunk, Reshape, Permute, Attention, tie)}
+                                                  Split, Chunk, Reshape, Permute, Attention, tie,
+                                                  Positions, Sinusoidal, Select, Mean)}
 
 
 def resolve(name: str):

@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (registration side effects)
     pool,
     recurrent,
     resample,
+    tokens,
 )
 from .base import ALIASES, REGISTRY, Layer, lookup, register, shape_text
 from .shapes import FeatureMap, Outputs, Shape, Steps, Vector, parts, shape_of
