@@ -33,8 +33,10 @@ MODES = [(False, "sgd"), (True, "sgd"), (True, "adam")]
 # nobody asked for when it reads the network input, and so does groupnorm's; F.rms_norm's
 # intermediates and instancenorm (batch_norm over N*C channels) are not measured yet; a layernorm
 # over the channels of a map (permute, LayerNorm, permute) keeps copies the schedule undercounts
-# (1,188 B predicted, 1,296 B measured on a small 3D map): approximate until modelled
-APPROXIMATE = {"rnn", "lstm", "gru", "lrn", "prelu", "rmsnorm", "groupnorm", "instancenorm"}
+# (1,188 B predicted, 1,296 B measured on a small 3D map); attention's SDPA kernels (flash on CPU) keep
+# workspaces and copies its ops only approximate (0.83-1.30 of the measured peaks at T = 128): approximate
+# until modelled
+APPROXIMATE = {"rnn", "lstm", "gru", "lrn", "prelu", "rmsnorm", "groupnorm", "instancenorm", "attention"}
 # a spec is measured in the quick tier when it is small (the course's networks, LeNet, the char RNNs:
 # every concern the schedule models, at a fraction of a second each); the torchvision-sized ones
 # take seconds to tens of seconds of CPU per case: slow
@@ -56,11 +58,17 @@ def spec_cases():
     for path in sorted(SPECS.glob("*.yaml")):
         analysis = archcalc.analyze(archcalc.load(str(path)))
         training_state = 4 * analysis.totals.param_bytes
+        # issue 14's transformers: attention's memory ops are approximate (not yet measured against the
+        # SDPA kernels), and measuring them would train up to 1.1 billion parameters on the CPU
+        transformer = any(stats.kind == "attention" for stats in analysis.layers)
         for batch in (1, 8):
             if training_state > MEASURABLE_BYTES:
                 marks = [pytest.mark.skip(reason=f"{analysis.totals.params:,} parameters: their weights, gradients "
                                                  f"and Adam state alone are {training_state / 1e9:,.0f} GB, beyond "
                                                  f"the {MEASURABLE_BYTES / 1e9:.0f} GB measured on CPU")]
+            elif transformer:
+                marks = [pytest.mark.skip(reason="attention's memory is approximate (not yet modelled on the SDPA "
+                                                 "kernels): measuring it here would only cost time")]
             elif analysis.totals.macs * batch > QUICK_MACS or analysis.totals.params > QUICK_PARAMS:
                 marks = [pytest.mark.slow]
             else:
