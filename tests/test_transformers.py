@@ -77,3 +77,32 @@ def test_no_stand_ins():
     assert attention("gpt2").causal and not attention("bert_base").causal and not attention("vit_b_16").causal
     llama = attention("tinyllama")
     assert (llama.kv_heads, llama.rotary, llama.bias, llama.causal) == (4, 10000, False, True)
+
+
+SMALL = {  # the widths scripts/zoo_check.py compares with transformers' models
+    "gpt2": {"T": 24, "vocab": 1000, "positions": 64, "width": 64, "heads": 4, "mlp": 256, "layers": 2},
+    "bert_base": {"T": 24, "vocab": 1000, "positions": 64, "width": 64, "heads": 4, "mlp": 128, "layers": 2},
+    "tinyllama": {"T": 24, "vocab": 1000, "width": 64, "mlp": 176, "layers": 2, "heads": 8, "kv_heads": 2},
+}
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_pytorch_agrees_layer_by_layer_on_the_cpu_at_small_widths(name):
+    """Every layer's shape and parameters as PyTorch runs them on real tensors (the full sizes run
+    on meta in test_backend.py)."""
+    pytest.importorskip("torch")
+    from archcalc.backend import verify
+
+    analysis = archcalc.analyze(archcalc.load(str(SPECS / f"{name}.yaml"), SMALL[name]), batch=2)
+    result = verify(analysis, device="cpu")
+    assert result.ok, result.disagreements
+    assert len(result.checks) == len(analysis.layers)
+
+
+@pytest.mark.slow
+def test_vit_runs_on_the_cpu():
+    pytest.importorskip("torch")
+    from archcalc.backend import verify
+
+    result = verify(analyzed("vit_b_16"), device="cpu")
+    assert result.ok, result.disagreements
