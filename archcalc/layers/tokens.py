@@ -61,6 +61,10 @@ class Positions(Layer):
         """weight: the table, max x d (nn.Embedding's name)."""
         return {"weight": (self.max, x[-1])}
 
+    def lookup_params(self, x: Shape) -> int:
+        """The whole table: a position's vector is read and added, never multiplied."""
+        return self.params(x)
+
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One add per element."""
         return prod(y)
