@@ -282,9 +282,14 @@ def tensors_are_pytorchs(analysis):
 
     network = build(analysis, device="meta")
     for stats in analysis.layers:
-        pytorch = {path.rsplit(".", 1)[-1]: tuple(p.shape) for path, p in
-                   network.submodule(stats.name).named_parameters()}
-        assert stats.layer.tensors(stats.input_shape) == pytorch, stats.name
+        paths = {path: tuple(p.shape) for path, p in network.submodule(stats.name).named_parameters()}
+        tensors = stats.layer.tensors(stats.input_shape)
+        # a tensor's name is the end of its path: 'bias' is '0.bias' behind an activation, 'weight_ih_l0'
+        # is 'cell.weight_ih_l0' in a recurrent layer, 'out_proj.weight' itself in attention
+        named = {name: [shape for path, shape in paths.items() if path == name or path.endswith("." + name)]
+                 for name in tensors}
+        assert {name: shapes[0] for name, shapes in named.items() if len(shapes) == 1} == tensors, stats.name
+        assert len(paths) == len(tensors), stats.name
 
 
 @pytest.mark.parametrize("shape,layers", [case[1:] for case in TENSOR_SPECS], ids=[case[0] for case in TENSOR_SPECS])
