@@ -236,7 +236,8 @@ def markdown(results: list, failures: list, torchvision, transformers) -> str:
              f"{platform.machine()} CPU, float32, eval mode, batch 2, seed 0. Each spec's model receives "
              f"the reference's freshly initialised state_dict one to one, in the order forward applies it, every "
              f"shape checked (transformers' models built from config objects at the widths shown, the spec's "
-             f"parameters set to them); 'difference' is the largest absolute difference of the outputs (the "
+             f"parameters set to them; a weight matrix the reference initialises to 0, ViT's head, is drawn at "
+             f"random first); 'difference' is the largest absolute difference of the outputs (the "
              f"1000 class scores; the logits; BERT's last hidden state and pooler output), 'scale' the largest "
              f"output, 'relative' their ratio (each must stay below {TOLERANCE:g}).", "",
              "| spec | reference | input | tensors copied | params (spec = reference) | difference | scale "
