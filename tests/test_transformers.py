@@ -106,3 +106,21 @@ def test_vit_runs_on_the_cpu():
 
     result = verify(analyzed("vit_b_16"), device="cpu")
     assert result.ok, result.disagreements
+
+
+@pytest.mark.parametrize("name,params,macs,steps", TRANSFORMERS, ids=[row[0] for row in TRANSFORMERS])
+def test_the_specs_own_models_count_the_same_on_meta(name, params, macs, steps):
+    """FlopCounterMode over the spec's own PyTorch model at full size, on meta tensors: the
+    computation archcalc runs is the one it counts."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archcalc.backend import build
+    from archcalc.backend.plan import make_plan
+    from archcalc.backend.tensors import sample_inputs
+
+    analysis = analyzed(name)
+    network = build(analysis, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        network(*sample_inputs(torch, make_plan(analysis), 1, torch.float32, "meta", None))
+    assert counter.get_total_flops() == 2 * macs
