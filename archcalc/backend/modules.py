@@ -5,6 +5,8 @@ every helper here must be self-contained: it may use only ``torch`` and ``nn``.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -231,11 +233,15 @@ class Attention(nn.Module):
     [(heads + 2 kv_heads) * head_dim, dim] (q, k, v rows in that order), in_proj_bias and
     out_proj; ``separate``: q_proj, k_proj, v_proj, o_proj (Llama's names). ``rotary``: the
     rotary position embedding of base theta on q and k, in Hugging Face Llama's rotate-half form
-    (cos and sin computed from the positions in float32, or float64 for float64, no buffer)."""
+    (cos and sin computed from the positions in float32, or float64 for float64, no buffer).
+    ``fused`` lets PyTorch pick its fused kernels (flash, memory-efficient), which never hold the
+    heads x T x S scores; otherwise SDPA runs its math kernel, which computes, keeps for the
+    backward pass and frees the scores as eager attention does (the spec's ``fused: false``)."""
 
     def __init__(self, dim, heads, kv_heads=None, head_dim=None, bias=True, separate=False, causal=False,
-                 dropout=0.0, rotary=None, memory_dim=None):
+                 dropout=0.0, rotary=None, memory_dim=None, fused=False):
         super().__init__()
+        self.fused = fused
         self.heads, self.kv_heads = heads, kv_heads or heads
         self.head_dim = head_dim or dim // heads
         self.causal, self.dropout, self.rotary = causal, dropout, rotary
@@ -287,15 +293,19 @@ class Attention(nn.Module):
         v = v.view(n, s, self.kv_heads, self.head_dim).transpose(1, 2)
         if self.rotary is not None:
             q, k = self.rotate(q), self.rotate(k)
-        y = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal,
-            enable_gqa=self.kv_heads != self.heads)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        # fused: the kernel PyTorch picks (flash on CPU and most GPUs); else the math kernel
+        with contextlib.nullcontext() if self.fused else sdpa_kernel([SDPBackend.MATH]):
+            y = torch.nn.functional.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal,
+                enable_gqa=self.kv_heads != self.heads)
         y = y.transpose(1, 2).reshape(n, t, self.heads * self.head_dim)
         return (self.o_proj if self.separate else self.out_proj)(y)
 
     def extra_repr(self):
         return (f"heads={self.heads}, kv_heads={self.kv_heads}, head_dim={self.head_dim}, causal={self.causal}, "
-                f"rotary={self.rotary}")
+                f"rotary={self.rotary}, fused={self.fused}")
 
 
 class Positions(nn.Module):

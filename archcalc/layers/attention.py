@@ -37,7 +37,7 @@ from .base import Layer, register, shape_text
 from .footprint import INPUT, OUTPUT, Op, Tensor
 from .recipe import module, options
 from .shapes import Shape, Steps
-from .terms import Count, Counts, Product, Sum
+from .terms import Attending, Count, Counts, Product, Sum
 
 
 @register("attention", prefix="attn",
@@ -64,6 +64,8 @@ class Attention(Layer):
     rotary: float | None = arg(optional(positive_number), None,
                                "rotary position embedding of q and k with this base theta (Llama: 10000); "
                                "default: none", known_as=("rope_theta",))
+    fused: bool = arg(boolean, False, "the score matrices are never held whole (flash attention's fused kernel): "
+                      "inspect leaves the heads x T x S scores out of the activation memory", known_as=("flash",))
     main = "heads"
     merges = True  # (sequence,) for self-attention, (query, memory) for cross-attention
 
@@ -111,6 +113,14 @@ class Attention(Layer):
     def output_shape(self, x: tuple) -> Shape:
         self.width(x)
         return x[0]
+
+    def attending(self, x: tuple) -> Attending:
+        """Its heads and positions (terms.Attending) for the sequence figures: the KV cache of a
+        causal self-attention, the heads x T x S scores unless ``fused``, explain's board."""
+        d, kv_heads, head_dim = self.width(x)
+        query, memory = self._inputs(x)
+        return Attending(self.heads, kv_heads, head_dim, query.steps, memory.steps, d, memory[-1],
+                         causal=self.causal, cross=len(x) > 1, fused=self.fused)
 
     # --- parameters ---------------------------------------------------------------------
     def tensors(self, x: tuple) -> dict:
@@ -170,17 +180,21 @@ class Attention(Layer):
         return biases + 2 * self.heads * t * s + rotary
 
     def memory_ops(self, x: tuple, y: Shape, training: bool, device: str) -> tuple:
-        """Approximate: the q/k/v projections (keeping their input), the fused attention kernel
-        (F.scaled_dot_product_attention's flash kernels keep q, k, v, the output and one float32
-        log-sum-exp per head and query, never the T x S scores), the heads joined (a copy), and
-        the output projection (keeping its input). Rotary's temporaries, the memory's separate
-        projection and the math kernel's scores (dropout) are not modelled."""
+        """Approximate: the q/k/v projections (keeping their input); then, ``fused``, the flash
+        kernel of F.scaled_dot_product_attention (it keeps q, k, v, the output and one float32
+        log-sum-exp per head and query, never the T x S scores), else its math kernel (the scores
+        Q Kᵀ, heads x T x S, keeping q and k; their softmax, kept: its backward reads it; A V,
+        keeping A and v); the heads joined (a copy), and the output projection (keeping its
+        input). Rotary's temporaries, the memory's separate projection, the causal mask's fill
+        and the dropout mask are not modelled."""
         d, kv_heads, head_dim = self.width(x)
         query, memory = self._inputs(x)
         t, s = query.steps, memory.steps
         q = self.heads * head_dim
-        return (Op(t * q + 2 * s * kv_heads * head_dim, saves=(INPUT,), weights=True),
-                Op(t * q, extras=(Tensor(self.heads * t, "float32"),), saves=(INPUT, OUTPUT, 0)),
+        scores = self.heads * t * s
+        attend = ((Op(t * q, extras=(Tensor(self.heads * t, "float32"),), saves=(INPUT, OUTPUT, 0)),) if self.fused
+                  else (Op(scores, saves=(INPUT,)), Op(scores, saves=(OUTPUT,)), Op(t * q, saves=(INPUT,))))
+        return (Op(t * q + 2 * s * kv_heads * head_dim, saves=(INPUT,), weights=True), *attend,
                 Op(t * q, gradient="view"),
                 Op(prod(y), saves=(INPUT,), weights=True))
 
@@ -194,7 +208,7 @@ class Attention(Layer):
                       **options(kv_heads=(kv_heads, self.heads), head_dim=(head_dim, d // self.heads),
                                 bias=(self.bias, True), separate=(self.qkv == "separate", False),
                                 causal=(self.causal, False), dropout=(self.dropout, 0.0),
-                                rotary=(self.rotary, None), memory_dim=(source, d)))
+                                rotary=(self.rotary, None), memory_dim=(source, d), fused=(self.fused, False)))
 
 
 def divisors(n: int) -> list[int]:
