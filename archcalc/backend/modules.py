@@ -5,8 +5,6 @@ every helper here must be self-contained: it may use only ``torch`` and ``nn``.
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
@@ -293,10 +291,10 @@ class Attention(nn.Module):
         v = v.view(n, s, self.kv_heads, self.head_dim).transpose(1, 2)
         if self.rotary is not None:
             q, k = self.rotate(q), self.rotate(k)
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        # fused: the kernel PyTorch picks (flash on CPU and most GPUs); else the math kernel
-        with contextlib.nullcontext() if self.fused else sdpa_kernel([SDPBackend.MATH]):
+        kernel = torch.nn.attention.SDPBackend
+        # fused: any kernel, PyTorch's choice (flash on CPU and most GPUs); else only the math one
+        kernels = [kernel.FLASH_ATTENTION, kernel.EFFICIENT_ATTENTION, kernel.CUDNN_ATTENTION, kernel.MATH]
+        with torch.nn.attention.sdpa_kernel(kernels if self.fused else [kernel.MATH]):
             y = torch.nn.functional.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=self.causal,
                 enable_gqa=self.kv_heads != self.heads)
