@@ -152,8 +152,8 @@ def test_the_cli_refuses_with_exit_code_2_and_explains_a_library_given_as_a_spec
     assert result.exit_code == 2
     assert result.output.splitlines() == [
         f"{library}:1:1: error: this file is a block library (blocks, no layers), not a network",
-        "  hint: a spec uses its blocks with 'include: mlp.yaml' (a path relative to the spec) and its own "
-        "'input' and 'layers'"]
+        "  hint: a spec takes its blocks with 'include:' and the path from the spec's folder (from the folder "
+        "above: 'include: blocks/mlp.yaml'), and has its own 'input' and 'layers'"]
     result = CliRunner().invoke(main, ["inspect", str(spec(tmp_path, "../x.yaml"))])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.startswith(f"{tmp_path / 'net.yaml'}:1:10: error: include: ../x.yaml leaves")

@@ -78,8 +78,9 @@ def _parse(data: Any, path: str, params: Params | None, expressions: dict[Locati
     data, spec_params = _with_params(data, params or {}, expressions)
     if "blocks" in data and "layers" not in data and "input" not in data and "inputs" not in data:
         raise SpecError("this file is a block library (blocks, no layers), not a network",
-                        hint=f"a spec uses its blocks with 'include: {Path(path).name}' (a path relative to the "
-                             f"spec) and its own 'input' and 'layers'", location=data.location)
+                        hint=f"a spec takes its blocks with 'include:' and the path from the spec's folder (from "
+                             f"the folder above: 'include: {Path(path).parent.name}/{Path(path).name}'), and has "
+                             f"its own 'input' and 'layers'", location=data.location)
     if "layers" not in data:
         raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
                         location=data.location)
