@@ -397,6 +397,7 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
     if steps is not None:
         input_shape = _sized_steps(ctx, spec, steps, input_shape)
     analysis, baseline = load_and_analyze(spec, input_shape, batch, dtype, rounding, partial=fmt == "html")
+    _keep_includes(output, analysis.spec)
     if analysis.error is not None:  # html only: the page shows the layers up to the failing one, in red
         _html_report(analysis, baseline, None, report.TableOptions(columns, depth, batch_axis), target, output)
         raise analysis.error.noted(f"shown in red in the page: {output}" if target else "shown in red in the page")
@@ -424,6 +425,15 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
         from .fileio import write_text
         write_text(target, text)
         wrote(output, FORMAT_NAMES[fmt])
+
+
+def _keep_includes(output: str | None, spec) -> None:
+    """-o naming a block library the spec includes is refused, as -o naming the spec is: the
+    output would destroy an input (known once the spec is read)."""
+    from .fileio import output_path
+
+    if spec.includes:
+        output_path(output, spec.includes, force=True)
 
 
 def _sized_steps(ctx: click.Context, spec_path: str, steps: int, input_shape):
@@ -600,6 +610,7 @@ def render(ctx, spec, output, force, rankdir, detail, collapse, once, batch, dty
         raise UsageError("--once", once, "--collapse draws each repeat as one box already",
                          hint="give one of --collapse (one box per repeat) and --once (its first iteration)")
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding, partial=True)
+    _keep_includes(output, analysis.spec)
     options = {"rankdir": rankdir, "detail": detail, "collapse": collapse, "once": once}
     if target is None:
         click.echo(drawing.to_dot(analysis, **options), nl=False)
@@ -880,6 +891,7 @@ def export(spec, output, force, dtype, input_shape, rounding):
     from .backend.plan import make_plan
 
     analysis, _ = load_and_analyze(spec, input_shape, 1, dtype, rounding)
+    _keep_includes(output, analysis.spec)
     plan = make_plan(analysis)
     code = export_checked(plan)
     summary = f"class {plan.class_name}, {analysis.totals.params:,} parameters"

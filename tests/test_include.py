@@ -157,3 +157,13 @@ def test_the_cli_refuses_with_exit_code_2_and_explains_a_library_given_as_a_spec
     result = CliRunner().invoke(main, ["inspect", str(spec(tmp_path, "../x.yaml"))])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.output.startswith(f"{tmp_path / 'net.yaml'}:1:10: error: include: ../x.yaml leaves")
+
+
+@pytest.mark.parametrize("command,library", [("inspect", "mlp.yaml"), ("render", "mlp.dot"), ("export", "mlp.py")])
+def test_the_output_never_replaces_an_included_library(tmp_path, command, library):
+    library = write(tmp_path, f"blocks/{library}", MLP)  # a library may have any name
+    result = CliRunner().invoke(main, [command, str(spec(tmp_path, f"blocks/{library.name}")), "-o", str(library)])
+    assert result.exit_code == 2, result.output
+    assert f"error: --output: {library} is the input" in result.output
+    assert library.read_text() == MLP
+    assert archcalc.load(str(tmp_path / "net.yaml")).includes == (str(library),)

@@ -26,8 +26,9 @@ LIBRARY_KEYS = ("description", "include", "blocks")
 MAX_INCLUDE_DEPTH = 32  # libraries including libraries: real ones nest two or three deep
 
 
-def blocks_with_includes(data: Mapping, path: str) -> dict[str, Block]:
-    """The blocks a spec can use: its own ``blocks:`` and those of every file it includes."""
+def blocks_with_includes(data: Mapping, path: str) -> tuple[dict[str, Block], tuple[str, ...]]:
+    """The blocks a spec can use, its own ``blocks:`` and those of every file it includes, and
+    the files it includes (real paths, sorted)."""
     root = os.path.dirname(os.path.abspath(path))
     reader = _Reader(root)
     blocks = reader.read(data, path, (os.path.realpath(path),))
@@ -38,7 +39,7 @@ def blocks_with_includes(data: Mapping, path: str) -> dict[str, Block]:
                             f"(line {blocks[name].location.line}), which this spec includes",
                             hint=f"rename this block (an included block is never replaced), or leave "
                                  f"{name} out of one of them", location=block.location)
-    return {**blocks, **own}
+    return {**blocks, **own}, tuple(sorted(reader.done))
 
 
 class _Reader:

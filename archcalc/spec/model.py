@@ -61,3 +61,4 @@ class Spec:
     inputs: dict[str, Shape] = field(default_factory=dict)  # {name: shape}; "input" unless 'inputs:'
     blocks: dict[str, str] = field(default_factory=dict)  # {block instance name: the block it instantiates}
     steps_parameter: str | None = None  # the parameter its sequence input's steps are written as ('$T')
+    includes: tuple[str, ...] = ()  # the block libraries it read through 'include:' (real paths)

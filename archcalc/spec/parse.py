@@ -87,7 +87,8 @@ def _parse(data: Any, path: str, params: Params | None, expressions: dict[Locati
     inputs, input_location = _network_inputs(data)
     name = _field(data, "name", text, Path(path).stem)
     description = _field(data, "description", lambda v: str(v), "")
-    builder = NodeBuilder(_defaults(data), blocks_with_includes(data, path), spec_params, tuple(inputs), expressions)
+    blocks, includes = blocks_with_includes(data, path)
+    builder = NodeBuilder(_defaults(data), blocks, spec_params, tuple(inputs), expressions)
     layers = data["layers"]
     if not isinstance(layers, Sequence) or not layers:
         raise SpecError("'layers' must be a non-empty list of layers",
@@ -98,7 +99,7 @@ def _parse(data: Any, path: str, params: Params | None, expressions: dict[Locati
     outputs = _outputs(data, nodes, builder.instances)
     _check_all_used(nodes, outputs, inputs, data)
     return Spec(name, description, next(iter(inputs.values())), nodes, path, input_location, outputs,
-                inputs, dict(builder.instance_kinds), steps_parameter)
+                inputs, dict(builder.instance_kinds), steps_parameter, includes)
 
 
 def _steps_parameter(data: Mapping) -> str | None:
