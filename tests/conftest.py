@@ -16,7 +16,7 @@ SPECS = ROOT / "specs"
 RUN_SLOW = os.environ.get("ARCHCALC_SLOW") == "1" or bool(os.environ.get("ARCHCALC_LONG"))
 
 # The tests' tensors are tiny: a second intra-op thread only waits, spinning, beside the first (twice
-# the CPU for the same wall time, ten times under load). One thread, before any test imports torch;
+# the CPU for the same wall time, five times under load). One thread, before any test imports torch;
 # the Pythons the tests start (exported modules, distributed ranks) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -153,8 +153,9 @@ def test_every_network_and_module_attribute_as_a_layer_name():
     assert_export_matches_build(analysis)
 
 
-@pytest.mark.parametrize("name", ["none", *(pytest.param(name, marks=pytest.mark.slow) for name in  # a Python each
-                                              ["add", "concat", "True", "torch", "nn", "exception", "preset"])])
+# each case starts a Python that imports torch (2 s of CPU): one is quick
+@pytest.mark.parametrize("name", ["none", *(pytest.param(name, marks=pytest.mark.slow)
+                                            for name in ["add", "concat", "True", "torch", "nn", "exception", "preset"])])
 def test_export_network_named_like_python_or_helper(name, tmp_path):
     """The class name must not be a keyword, a builtin or a helper the file defines (Add, Concat)."""
     analysis = analyze(f"""
