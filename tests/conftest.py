@@ -10,9 +10,9 @@ import archcalc
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
-# Tests marked slow (the CPU GPU-check, the 100,000-layer table, the fuzz and differential properties)
-# are skipped so that the default run stays under 30 s; `-m slow` runs only them, ARCHCALC_SLOW=1
-# runs everything (CI does), and so does ARCHCALC_LONG=1 (50 times the fuzz and differential cases).
+# Tests marked slow (over a second or so of CPU each, every concern keeping a quick representative:
+# docs/contributing.md) are skipped so that the default run stays quick; `-m slow` runs only them,
+# ARCHCALC_SLOW=1 runs everything, and so does ARCHCALC_LONG=1 (more fuzz and differential cases).
 RUN_SLOW = os.environ.get("ARCHCALC_SLOW") == "1" or bool(os.environ.get("ARCHCALC_LONG"))
 
 # The tests' tensors are tiny: a second intra-op thread only waits, spinning, beside the first (twice
