@@ -248,7 +248,9 @@ class Mapper(Recorder):
         if meta is None or not hasattr(meta, "shape") or len(meta.shape) < 2 or meta.shape[0] != TRACE_BATCH:
             return Value()
         sizes = tuple(int(d) for d in meta.shape[1:])
-        return Value(ref="<refused>", shape=shape_of(sizes), phantom=True)
+        first = next((v for v in (self.values.get(a) for a in node.all_input_nodes) if v is not None and v.shape), None)
+        sequence = first is not None and isinstance(first.shape, Steps) and len(sizes) == 2
+        return Value(ref="<refused>", shape=Steps(sizes) if sequence else shape_of(sizes), phantom=True)
 
     def arg(self, value):
         """An fx argument with its nodes replaced by their Values."""
@@ -268,10 +270,10 @@ class Mapper(Recorder):
             raise _Skip
         if value.param is not None:
             return self.parameter(value, node)
-        if value.channels_last:
+        if value.channels_last:  # written where a layer reads it as it is: a [C, L] map so is a sequence [L, C]
             rank = len(value.shape)
-            return self.add(node, "permute", {"dims": [*range(1, rank), 0]}, [value.__class__(ref=value.ref,
-                            shape=value.shape)], word="permute", check=False)
+            return self.add(node, "permute", {"dims": [*range(1, rank), 0], "sequence": rank == 2},
+                            [Value(ref=value.ref, shape=value.shape)], word="permute", check=False)
         return value
 
     # --- modules ----------------------------------------------------------------------
@@ -369,6 +371,8 @@ class Mapper(Recorder):
         if isinstance(module, nn.Unflatten):
             return self.reshaped(x, node)
         if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)):
+            if module.p == 0:
+                return None, {}, ""  # drops nothing, even while training: left out
             note = "" if type(module) is nn.Dropout else \
                 f"{cls} drops whole channels (or keeps the self-normalising mean) while training: written as dropout"
             return "dropout", {"rate": module.p}, note
@@ -554,8 +558,12 @@ class Mapper(Recorder):
             if tensors:
                 raise _Skip  # an input already refused
             return Value(const=None, is_const=True)  # sizes and other plain values
-        if name in ("size", "getattr", "dim"):
+        if name in ("size", "getattr", "dim", "_assert"):
             return Value(is_const=True)
+        if name == "stochastic_depth" and _const(args[3] if len(args) > 3 else kwargs.get("training"), True) is False:
+            return args[0]  # torchvision's stochastic depth drops nothing at inference
+        if name == "expand" and isinstance(args[0], Value) and args[0].param is not None:
+            return args[0]  # a tensor of the model over the batch (ViT's class token): a parameter layer where read
         if name == "getitem":
             return self.getitem(node, args)
         if name in ALIASES or (name == "to" and node.meta.get("tensor_meta") is not None):
@@ -567,6 +575,8 @@ class Mapper(Recorder):
                 joined = self.joined_states(node, list(args[0]))
                 return joined if joined is not None else self.unsupported(node, "cat of recurrent states")
             parts = [self.tensor(v, node) for v in args[0]]
+            if len(parts) == 1:  # torch.cat of one tensor: a copy of it (DenseNet's first layer)
+                return parts[0]
             dim = _const(args[1] if len(args) > 1 else kwargs.get("dim"), 0)
             axis = dim % (len(parts[0].shape) + 1) - 1
             default = 0 if isinstance(parts[0].shape, FeatureMap) else len(parts[0].shape) - 1
@@ -608,6 +618,8 @@ class Mapper(Recorder):
         if name == "dropout" or name == "dropout2d":
             p = _const(args[1] if len(args) > 1 else kwargs.get("p"), 0.5)
             x = args[0]
+            if p == 0:
+                return x  # drops nothing: left out
             return self.add(node, "dropout", {"rate": p}, [self.tensor(x, node)], word="dropout")
         if name in ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
                     "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"):
@@ -751,6 +763,10 @@ class Mapper(Recorder):
         else:
             fields = {"sizes": sizes, "axis": axis}
         value = self.add(node, name, fields, [x], word=name, count=len(sizes))
+        if value.phantom or value.ref is None:  # after a refused operation: its parts as traced
+            return Value(phantom=True, parts=tuple(Value(ref="<refused>", shape=shape_of(tuple(int(d) for d in
+                                                                                                meta.shape[1:])),
+                                                         phantom=True) for meta in metas))
         return Value(ref=value.ref, parts=tuple(Value(ref=f"{value.ref}.{i}", shape=shape)
                                                 for i, shape in enumerate(self.out.shapes[-1])))
 

@@ -102,9 +102,9 @@ def build_model(factory, arguments: dict):
     from torch import nn
 
     failure = None
-    for device in ("meta", "cpu"):
+    for device, context in (("meta", torch.device("meta")), ("meta", _weights_on_meta()), ("cpu", torch.device("cpu"))):
         try:
-            with torch.device(device):
+            with context:
                 model = factory(**arguments)
         except Exception as exc:  # noqa: BLE001 - the user's constructor
             failure = exc
@@ -115,6 +115,30 @@ def build_model(factory, arguments: dict):
         return model.eval(), device
     raise ArchcalcError(f"building the model failed: {type(failure).__name__}: {_first_line(failure)}",
                         hint="check --args against the callable's parameters")
+
+
+@contextlib.contextmanager
+def _weights_on_meta():
+    """Every parameter and buffer moved to the meta device as its module registers it, for a
+    constructor that computes with tensors (RegNet's widths: .tolist() cannot read a meta tensor):
+    each weight exists on the CPU only while it is initialised."""
+    from torch import nn
+
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(module, name, param):
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(module, name, param)
+
+    def buffer(module, name, tensor, persistent=True):
+        register_buffer(module, name, None if tensor is None else tensor.to("meta"), persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
 def trace(model, device: str, inputs: list) -> Traced:
