@@ -287,6 +287,8 @@ class Mapper(Recorder):
             return args[0]
         if isinstance(module, (nn.RNN, nn.LSTM, nn.GRU)):
             return self.recurrent(node, module, args)
+        if isinstance(module, nn.MultiheadAttention):
+            return self.attention(node, module, args)
         if not args or not isinstance(args[0], Value):
             return self.unsupported(node, cls)
         x = args[0]
@@ -434,6 +436,29 @@ class Mapper(Recorder):
             raise _Unsupported(node.target, f"nn.{type(module).__name__} as {kind} gives {list(y)}, but PyTorch "
                                             f"gives {list(traced)}")
         return Value(ref=value.ref, parts=(Value(ref=value.ref, shape=y), Value(state=(index, "final"))))
+
+    def attention(self, node, module, args) -> Value:
+        """nn.MultiheadAttention (batch first, self-attention: query, key and value the same
+        sequence, no mask): attention with its fused projections; its result is (output, weights)."""
+        from ...layers import REGISTRY
+
+        kwargs = {key: self.arg(value) for key, value in node.kwargs.items()}
+        query = args[0]
+        same = len(args) >= 3 and all(isinstance(v, Value) and v.ref == query.ref and v.ref is not None
+                                      for v in args[1:3])
+        masked = any(not (v.is_const and v.const in (None, False)) for key, v in kwargs.items()
+                     if key in ("attn_mask", "key_padding_mask", "is_causal") and isinstance(v, Value))
+        if "attention" not in REGISTRY or not module.batch_first or not module._qkv_same_embed_dim or \
+                module.bias_k is not None or module.add_zero_attn or not same or masked:
+            return self.unsupported(node, "MultiheadAttention" if "attention" not in REGISTRY else
+                                    "MultiheadAttention other than batch-first self-attention without a mask")
+        tensors = tuple(f"{node.target}.{key}" for key in module.state_dict())
+        fields = {"heads": module.num_heads, "bias": module.in_proj_bias is not None}
+        value = self.add(node, "attention", fields, [self.tensor(query, node)], name=node.target, tensors=tensors,
+                         check=False)
+        if tuple(value.shape) != tuple(int(d) for d in node.meta["tensor_meta"][0].shape[1:]):
+            raise _Unsupported(node.target, f"nn.MultiheadAttention as attention gives {list(value.shape)}")
+        return Value(ref=value.ref, parts=(value, Value(is_const=True)))
 
     def joined_states(self, node, parts: list) -> Value | None:
         """torch.cat of the top layer's final state of each direction: the recurrent layer with
@@ -662,6 +687,11 @@ class Mapper(Recorder):
                                           "top layer's (returns: last)")
         if container.is_const or container.ref is None:
             return Value(is_const=True)
+        from ...layers import REGISTRY
+
+        if isinstance(container.shape, Steps) and isinstance(index, tuple) and len(index) == 2 and \
+                index[0] == slice(None) and isinstance(index[1], int) and "select" in REGISTRY:
+            return self.add(node, "select", {"index": index[1]}, [self.tensor(container, node)], word="select")
         return self.unsupported(node, "getitem")
 
     def state_layers(self, entry_index: int) -> int:
