@@ -183,6 +183,8 @@ def copy_weights(imported: Imported, source_state: dict, target_model) -> int:
         with torch.no_grad():
             for (key, mine), name in zip(target, tensors):
                 value = torch.as_tensor(source_state[name])
+                if [d for d in value.shape if d != 1] == [d for d in mine.shape if d != 1]:
+                    value = value.reshape(mine.shape)  # ViT's class token [1, 1, 768] is a parameter [1, 768]
                 if tuple(mine.shape) != tuple(value.shape):
                     raise ArchcalcError(f"layer {stats.name}: {key} is {list(mine.shape)}, the source's {name} "
                                         f"{list(value.shape)}")

@@ -14,6 +14,7 @@ module instances that make blocks; other graphs get names by operator type.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from ...errors import ArchcalcError, MissingDependency
 from ...layers.shapes import FeatureMap, Shape, Steps, Vector, shape_of
@@ -557,9 +558,13 @@ class OnnxMapper(Recorder):
 
     def op_Transpose(self, node, ins, attrs):
         x = ins[0]
+        perm = list(attrs.get("perm", []))
+        if x is not None and x.param is not None and perm == [1, 0]:  # W transposed for x @ W (nn.Linear on a map)
+            self.weights.add(node.output[0])
+            self.stored[node.output[0]] = _Dims(tuple(reversed(self.weight_shape(x.param))))
+            return Value(param=node.output[0])
         if x is None or x.ref is None:
             raise _Skip
-        perm = list(attrs.get("perm", []))
         if not perm or perm[0] != 0:
             raise _Unsupported(self.where(node), "Transpose of the batch axis")
         per_sample = [d - 1 for d in perm[1:]]
@@ -649,6 +654,12 @@ class OnnxMapper(Recorder):
     def op_Dropout(self, node, ins, attrs):
         ratio = ins[1].const if len(ins) > 1 and ins[1] is not None and ins[1].is_const else attrs.get("ratio", 0.5)
         return self.add(node, "dropout", {"rate": round(float(ratio), 12)}, [self.tensor(ins[0], node)], word="dropout")
+
+
+class _Dims(NamedTuple):
+    """A computed weight's shape, read as an initializer's (its dims)."""
+
+    dims: tuple
 
 
 FLOATS = (1, 10, 11, 16)  # float32, float16, float64, bfloat16 (onnx.TensorProto's numbers)
