@@ -921,7 +921,7 @@ def import_(model, output, input_shapes, arguments, name, force):
 
     The callable is called (with --args) on PyTorch's meta device where it can be, so the weights
     take no memory, traced with torch.fx, and each operation mapped to a layer kind; an ONNX file
-    is read with the onnx package (pip install 'archcalc[onnx]'). Nothing is written unless the
+    is read with the onnx package (pip install -e '.[onnx]' in a checkout). Nothing is written unless the
     spec has the model's parameters, MACs and output shapes (exit 1 otherwise); operations no kind
     expresses are listed with the nearest kinds (exit 2).
     """

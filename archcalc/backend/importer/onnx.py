@@ -1,6 +1,6 @@
 """ONNX graph -> spec layers: each node mapped to a layer kind, as mapping.py maps torch.fx's.
 
-Needs the ``onnx`` package (pip install 'archcalc[onnx]'), never torch: the graph's own shapes
+Needs the ``onnx`` package (pip install -e '.[onnx]' in a checkout), never torch: the graph's own shapes
 (ONNX's shape inference) are what each layer is checked against. Parameters are the graph's
 floating-point weights that its layers read (the initializers, and the Identity copies of one
 that PyTorch's exporter writes where several weights start equal), BatchNormalization's running
@@ -28,7 +28,7 @@ def require_onnx():
         import onnx
     except ImportError:
         raise MissingDependency("reading ONNX files needs the onnx package, which is not installed: "
-                                "pip install 'archcalc[onnx]' (or pip install onnx)") from None
+                                "pip install -e '.[onnx]' in a checkout (or pip install onnx)") from None
     return onnx
 
 
