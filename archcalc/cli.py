@@ -842,12 +842,16 @@ def _memory_comparison(analysis, train: bool, optimizer: str, seed: int) -> None
 @option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
         help="Whose kernels: CUDA's fused dropout keeps a 1-byte mask and its foreach Adam one temporary "
              "the size of all weights; CPU's keep a mask in the dtype and step tensor by tensor.")
+@option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)),
+        help="torch.autocast: float32 master weights, gradients and optimizer state; convolutions and "
+             "matrix products in 16 bits (their inputs and weights cast), what follows in their dtype.")
 @option("--max-batch", "budget", callback=parse_budget_option, metavar="BYTES",
         help="Also the largest batch whose peak fits in this memory, e.g. 24GB or 16GiB.")
 @option("--no-timeline", is_flag=True, help="Leave out the per-layer bars.")
 @analysis_options()
 @click.pass_context
-def memory(ctx, spec, train, optimizer, device, budget, no_timeline, batch, dtype, input_shape, rounding):
+def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_timeline, batch, dtype, input_shape,
+           rounding):
     """Peak memory as PyTorch would reach it: the layers replayed in execution order, each tensor
     freed after its last reader or once backward no longer needs it.
 
@@ -859,9 +863,10 @@ def memory(ctx, spec, train, optimizer, device, budget, no_timeline, batch, dtyp
 
     refuse_unless(ctx, train, ("optimizer",), "it is the optimizer of the training step; add --train")
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
-    schedules = [schedule(analysis, device=device)]
+    schedules = [schedule(analysis, device=device, mixed_precision=mixed_precision)]
     if train:
-        schedules.append(schedule(analysis, training=True, optimizer=optimizer, device=device))
+        schedules.append(schedule(analysis, training=True, optimizer=optimizer, device=device,
+                                  mixed_precision=mixed_precision))
     click.echo(render_text(schedules, timeline=not no_timeline), nl=False)
     if budget is not None:
         from .units import human_bytes

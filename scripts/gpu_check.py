@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import archcalc  # noqa: E402  (the checkout's archcalc, installed or not)
-from archcalc.analysis.memory import training_memory  # noqa: E402
 from archcalc.backend import build, verify  # noqa: E402
 from archcalc.backend.verification import measure  # noqa: E402
 from archcalc.errors import ArchcalcError  # noqa: E402
@@ -70,9 +69,6 @@ def check_spec(path: Path, options) -> dict:
         row[timing.mode] = {"samples_per_second": timing.samples_per_second, "ms_per_batch": timing.milliseconds,
                             "peak_bytes": timing.peak_bytes, "predicted_bytes": timing.predicted_bytes,
                             "memory_ratio": timing.memory_ratio}
-    # the detailed training model (`inspect --train`): forward + backward with no optimizer step
-    # keeps weights, gradients and activations, i.e. plain SGD's figure
-    row["train_model_bytes"] = training_memory(analysis, "sgd").total_bytes
     return row
 
 
@@ -117,14 +113,14 @@ def markdown(report: dict) -> str:
     lines += [f"- {key}: {value}" for key, value in env.items()] + [""]
     lines += ["## Every shipped spec", "",
               f"batch {report['batch']}, {report['dtype']}, {report['iterations']} timed runs after "
-              f"{report['warmup']} warm-up; memory: measured peak / predicted (forward: parameters + "
-              f"activations; training: the course's x2 rule)", "",
+              f"{report['warmup']} warm-up; memory: measured peak / predicted by the memory schedule "
+              f"(`archcalc memory --device cuda`; train: forward + backward, no optimizer step)", "",
               "| spec | layers | params | PyTorch agrees | forward samples/s | train samples/s | "
-              "forward peak / predicted | train peak / predicted | train peak / `inspect --train` (sgd) |",
-              "|---|---:|---:|:---:|---:|---:|---:|---:|---:|"]
+              "forward peak / predicted | train peak / predicted |",
+              "|---|---:|---:|:---:|---:|---:|---:|---:|"]
     for row in report["specs"]:
         if "error" in row:
-            lines.append(f"| {row['spec']} | | | error: {row['error']} | | | | | |")
+            lines.append(f"| {row['spec']} | | | error: {row['error']} | | | | |")
             continue
         cells = [row["spec"], str(row["layers"]), f"{row['params']:,}", "yes" if row["ok"] else "**NO**"]
         for mode in ("forward", "train"):
@@ -133,10 +129,6 @@ def markdown(report: dict) -> str:
         for mode in ("forward", "train"):
             timing = row.get(mode)
             cells.append(_memory(timing) if timing and timing["peak_bytes"] else "-")
-        train = row.get("train")
-        cells.append(_memory({**train, "predicted_bytes": row["train_model_bytes"],
-                              "memory_ratio": train["peak_bytes"] / row["train_model_bytes"]})
-                     if train and train["peak_bytes"] else "-")
         lines.append("| " + " | ".join(cells) + " |")
     vgg = report["vgg16"]
     lines += ["", "## VGG16: compiled by archcalc vs hand-written PyTorch", "",

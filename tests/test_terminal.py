@@ -95,8 +95,9 @@ def inspect_numbers(document: dict) -> list:
     training = document.get("training")
     if training:
         numbers += [human(training[key]) for key in ("weight_bytes", "gradient_bytes", "optimizer_bytes",
-                                                     "activation_bytes", "largest_layer_bytes", "total_bytes",
-                                                     "rule_of_thumb_bytes")]
+                                                     "activation_bytes", "peak_bytes")
+                    if training[key]]
+        numbers += [human(value) for value in training["phase_peaks"].values()]
     return numbers
 
 

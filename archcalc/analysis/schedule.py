@@ -32,10 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from ..choices import DTYPE_BYTES, OPTIMIZER_STATES
+from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
 from ..layers import Steps, lookup
-from ..layers.footprint import ACTIVATION, INPUT, MASK, OUTPUT, Op
+from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, OUTPUT, Op
 from .walk import Analysis
 
 CATEGORIES = ("weights", "gradients", "optimizer", "input", "activations", "transient")
@@ -72,6 +72,7 @@ class Schedule:
     optimizer: str | None
     device: str
     moments: tuple
+    mixed_precision: str | None = None
 
     @property
     def phases(self) -> tuple:
@@ -101,14 +102,15 @@ class Schedule:
 
 
 class _Tensor:
-    """A simulated tensor: its bytes, category, holders and whether autograd tracks it."""
+    """A simulated tensor: its bytes, bytes per element, category, holders and whether autograd tracks it."""
 
-    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad")
+    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad", "itemsize")
 
-    def __init__(self, fixed: int, sample: int, category: str, requires_grad: bool = False):
+    def __init__(self, fixed: int, sample: int, category: str, requires_grad: bool = False, itemsize: int = 0):
         self.fixed, self.sample, self.category = fixed, sample, category
         self.holders = 0
         self.requires_grad = requires_grad
+        self.itemsize = itemsize   # 0: not a floating tensor (token ids, statistics)
 
 
 class _Replay:
@@ -118,13 +120,21 @@ class _Replay:
         self.moments: list[Moment] = []
         self.phase, self.layer = "", ""
 
-    def allocate(self, fixed: int, sample: int, category: str, requires_grad: bool = False) -> _Tensor:
-        tensor = _Tensor(fixed, sample, category, requires_grad)
+    def allocate(self, fixed: int, sample: int, category: str, requires_grad: bool = False,
+                 itemsize: int = 0) -> _Tensor:
+        tensor = _Tensor(fixed, sample, category, requires_grad, itemsize)
         self.hold(tensor)
         self.fixed[category] += fixed
         self.sample[category] += sample
         self.moments.append(Moment(self.phase, self.layer, tuple(self.fixed.values()), tuple(self.sample.values())))
         return tensor
+
+    def like(self, tensor: _Tensor, category: str, itemsize: int | None = None) -> _Tensor:
+        """A new tensor of ``tensor``'s shape (in ``itemsize``-byte numbers: a cast)."""
+        if itemsize is None or itemsize == tensor.itemsize or not tensor.itemsize:
+            return self.allocate(tensor.fixed, tensor.sample, category, itemsize=tensor.itemsize)
+        return self.allocate(tensor.fixed * itemsize // tensor.itemsize, tensor.sample * itemsize // tensor.itemsize,
+                             category, itemsize=itemsize)
 
     @staticmethod
     def hold(tensor: _Tensor) -> _Tensor:
@@ -147,18 +157,20 @@ class _Recorded:
     reads: list
     output: _Tensor
     saved: list
-    weight_bytes: int   # gradients its backward allocates for trainable parameters
+    weights: str | None    # whose parameters' gradients its backward computes (the owner's name)
+    weight_bytes: int      # their trainable bytes, in the master dtype
+    cast: int              # under autocast: bytes per element of the 16-bit weight gradient it computes first
 
 
 def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sgd",
-             device: str = "cpu") -> Schedule:
+             device: str = "cpu", mixed_precision: str | None = None) -> Schedule:
     """Replay ``analysis`` for inference or one training step (see the module's model)."""
     if optimizer not in OPTIMIZER_STATES:
         raise SpecError(f"unknown optimizer {optimizer!r}", hint="one of " + ", ".join(OPTIMIZER_STATES))
     if device not in DEVICES:
         raise SpecError(f"unknown device {device!r}", hint="one of " + ", ".join(DEVICES))
     size = DTYPE_BYTES[analysis.dtype]
-    dtypes = {**DTYPE_BYTES, ACTIVATION: size, MASK: 1 if device == "cuda" else size, "int64": 8}
+    half = _half_bytes(analysis, mixed_precision)
     replay = _Replay()
     totals = analysis.totals
     replay.phase, replay.layer = ("forward" if training else "inference"), ""
@@ -169,39 +181,53 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             state += 4 * sum(len(stats.layer.tensors(stats.input_shape))  # it stays in host memory)
                              for stats in analysis.layers if stats.trainable_params)
         replay.allocate(state, 0, "optimizer")
-    values = {name: replay.allocate(0, prod(shape) * (8 if _token_ids(shape) else size), "input")
+    values = {name: (replay.allocate(0, prod(shape) * 8, "input") if _token_ids(shape)
+                     else replay.allocate(0, prod(shape) * size, "input", itemsize=size))
               for name, shape in analysis.input_shapes.items()}
     for tensor in values.values():
         replay.hold(tensor)  # the caller's reference: the batch outlives the forward's table
     last_reader = {name: index for index, stats in enumerate(analysis.layers) for name in stats.node.inputs}
+    owners = {stats.name: stats for stats in analysis.layers}
     recorded: list[_Recorded] = []
+    cache: dict[str, list] = {}   # autocast's 16-bit copies of each layer's parameters, until the forward ends
     for index, stats in enumerate(analysis.layers):
         replay.layer = stats.name
         layer, x, y = stats.layer, stats.input_shape, stats.output_shape
+        owner = owners[stats.shares] if stats.shares is not None else stats
         ops = list(layer.memory_ops(x, y, training, device))
         if layer.activation:
             ops += lookup(layer.activation).from_args({}).memory_ops(y, y, training, device)
         inputs = [values[name] for name in stats.node.inputs]
-        reads, weights = inputs, stats.trainable_params * size if training else 0
+        reads, weights = inputs, owner.trainable_params * size if training else 0
         for position, op in enumerate(ops):
             if op.rereads:
                 reads = [*reads, inputs[0]]
+            previous, held = (reads[0] if reads else None), []
+            compute = _compute_bytes(op, reads, size, half)
+            if half and op.autocast:   # autocast casts what the op reads to its dtype: copies
+                reads = held = [_cast(replay, recorded, stats.name, t, compute, training) for t in reads]
             tracked = training and (any(t.requires_grad for t in reads) or (op.weights and weights > 0))
             if op.output is None:
                 output = replay.hold(reads[0])
             else:
-                output = replay.allocate(0, op.output * size, "activations", tracked)
+                output = replay.allocate(0, op.output * compute, "activations", tracked, compute)
             output.requires_grad = output.requires_grad or tracked
+            dtypes = {**DTYPE_BYTES, ACTIVATION: compute, MASK: 1 if device == "cuda" else compute, "int64": 8}
             extras = [replay.allocate(*_bytes(extra, dtypes), "activations") for extra in op.extras]
+            copies = _weight_copies(replay, cache, owner, half) if half and op.autocast == LOWER and op.weights else []
             if tracked:
                 saved = [replay.hold(t) for ref in op.saves
                          for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]])]
+                saved += [replay.hold(copy) for copy in copies[:1]]   # the weights (their bias is not needed)
                 recorded.append(_Recorded(stats.name, op, list(reads), output, saved,
-                                          weights if op.weights else 0))
+                                          owner.name if op.weights and weights else None,
+                                          weights if op.weights else 0, half if copies else 0))
             for extra in extras:
                 replay.drop(extra)
-            if position > 0:  # the previous op's output, an intermediate of this layer
-                replay.drop(reads[0])
+            for tensor in held:
+                replay.drop(tensor)
+            if position > 0 and previous is not None:  # the previous op's output, an intermediate of this layer
+                replay.drop(previous)
             reads = [output]
         first, *others = stats.node.outputs  # its name; a split's parts: views of one input
         values[first] = reads[0]
@@ -220,10 +246,62 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             if total is not None:
                 replay.drop(total)
             total = added
+    for copies in cache.values():   # autocast's region ends with the forward: its cache is emptied
+        for copy in copies:
+            replay.drop(copy)
+    if training:
         _backward(replay, recorded, [values[name] for name in analysis.spec.outputs or (analysis.layers[-1].name,)
                                      if name in values])
         _step(replay, analysis, optimizer, device, size)
-    return Schedule(analysis, training, optimizer if training else None, device, tuple(replay.moments))
+    return Schedule(analysis, training, optimizer if training else None, device, tuple(replay.moments),
+                    mixed_precision)
+
+
+def _half_bytes(analysis: Analysis, mixed_precision: str | None) -> int:
+    """Bytes per element of autocast's 16-bit dtype; 0 without mixed precision."""
+    if mixed_precision is None:
+        return 0
+    if mixed_precision not in MIXED_PRECISION:
+        raise SpecError(f"unknown mixed precision {mixed_precision!r}", hint="one of " + ", ".join(MIXED_PRECISION))
+    if analysis.dtype != "float32":
+        raise SpecError(f"mixed precision keeps float32 master weights, but the dtype is {analysis.dtype}",
+                        hint="leave --dtype at float32 with --mixed-precision")
+    return DTYPE_BYTES[MIXED_PRECISION[mixed_precision]]
+
+
+def _compute_bytes(op: Op, reads: list, size: int, half: int) -> int:
+    """Bytes per element the op computes in: the dtype; under autocast its list's dtype (16-bit,
+    float32), else that of the widest floating tensor it reads (type promotion)."""
+    if not half:
+        return size
+    if op.autocast == LOWER:
+        return half
+    if op.autocast == FLOAT32:
+        return DTYPE_BYTES["float32"]
+    return max((t.itemsize for t in reads), default=0) or size   # token ids: the weights' dtype
+
+
+def _cast(replay: _Replay, recorded: list, layer: str, tensor: _Tensor, itemsize: int, training: bool) -> _Tensor:
+    """autocast's copy of ``tensor`` in ``itemsize``-byte numbers (the tensor itself when it is already)."""
+    if not tensor.itemsize or tensor.itemsize == itemsize:
+        return replay.hold(tensor)
+    copy = replay.like(tensor, "activations", itemsize)
+    copy.requires_grad = training and tensor.requires_grad
+    if copy.requires_grad:   # its backward casts the gradient back to the tensor's dtype
+        recorded.append(_Recorded(layer, Op(copy.sample), [tensor], copy, [], None, 0, itemsize))
+    return copy
+
+
+def _weight_copies(replay: _Replay, cache: dict, owner, half: int) -> list:
+    """autocast's 16-bit copies of ``owner``'s parameters, made once per forward (its cache):
+    [the weights, the biases] (a layer's biases: the tensors named bias...)."""
+    if owner.name not in cache:
+        tensors = owner.layer.tensors(owner.input_shape) if owner.params else {}
+        biases = sum(prod(shape) for name, shape in tensors.items() if name.startswith("bias"))
+        cache[owner.name] = [replay.allocate((owner.params - biases) * half, 0, "weights", itemsize=half)]
+        if biases:
+            cache[owner.name].append(replay.allocate(biases * half, 0, "weights", itemsize=half))
+    return cache[owner.name]
 
 
 def _token_ids(shape) -> bool:
@@ -245,6 +323,7 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
         if output.requires_grad:
             _accumulate(replay, grads, output, replay.hold(ones))
     replay.drop(ones)
+    accumulated: set = set()   # parameters whose .grad exists: a shared weight's second gradient adds into it
     for entry in reversed(recorded):
         replay.layer = entry.layer
         gradient = grads.pop(id(entry.output), None)
@@ -253,30 +332,55 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
                 replay.drop(tensor)
             continue
         if entry.weight_bytes:
-            replay.allocate(entry.weight_bytes, 0, "gradients")   # .grad, kept
-        scratch = [replay.allocate(entry.reads[0].fixed, entry.reads[0].sample, "transient")
-                   for _ in range(entry.op.scratch)]
+            _weight_gradients(replay, entry, accumulated)
+        scratch = [replay.like(entry.reads[0], "transient") for _ in range(entry.op.scratch)]
         for tensor in entry.reads:
             if tensor.requires_grad:
                 if entry.op.gradient == "view":
                     _accumulate(replay, grads, tensor, replay.hold(gradient))
                 else:
-                    _accumulate(replay, grads, tensor, replay.allocate(tensor.fixed, tensor.sample, "transient"))
+                    _accumulate(replay, grads, tensor, replay.like(tensor, "transient"))
         for tensor in [gradient, *scratch, *entry.saved]:
             replay.drop(tensor)
     for gradient in grads.values():
         replay.drop(gradient)
 
 
+def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set) -> None:
+    """The op's parameter gradients: computed in its dtype (16-bit under autocast, then cast to the
+    master dtype), kept as .grad the first time; a shared weight's later gradient is added into
+    .grad in place and freed."""
+    master = entry.weight_bytes
+    computed = replay.allocate(master // 4 * entry.cast, 0, "transient") if entry.cast else None
+    if entry.weights in accumulated:
+        added = replay.allocate(master, 0, "transient") if computed is None else computed
+        if computed is not None:   # cast to float32, then added in place
+            added = replay.allocate(master, 0, "transient")
+            replay.drop(computed)
+        replay.drop(added)
+        return
+    accumulated.add(entry.weights)
+    replay.allocate(master, 0, "gradients")   # .grad, kept
+    if computed is not None:
+        replay.drop(computed)
+
+
 def _accumulate(replay: _Replay, grads: dict, tensor: _Tensor, gradient: _Tensor) -> None:
-    """A second gradient for the same tensor: autograd adds them into a new one."""
+    """A second gradient for the same tensor: autograd adds it in place into whichever of the two
+    it holds the only reference to (InputBuffer::accumulate), else into a new tensor."""
     earlier = grads.get(id(tensor))
     if earlier is None:
         grads[id(tensor)] = gradient
         return
-    grads[id(tensor)] = replay.allocate(tensor.fixed, tensor.sample, "transient")
-    replay.drop(earlier)
-    replay.drop(gradient)
+    if earlier.holders == 1:
+        replay.drop(gradient)
+    elif gradient.holders == 1:
+        grads[id(tensor)] = gradient
+        replay.drop(earlier)
+    else:
+        grads[id(tensor)] = replay.like(tensor, "transient")
+        replay.drop(earlier)
+        replay.drop(gradient)
 
 
 def _step(replay: _Replay, analysis: Analysis, optimizer: str, device: str, size: int) -> None:
@@ -298,3 +402,24 @@ def _step(replay: _Replay, analysis: Analysis, optimizer: str, device: str, size
     replay.allocate(elements * size, 0, "transient")
     replay.allocate(elements * size, 0, "transient")
     replay.drop(held)
+
+
+@dataclass(frozen=True)
+class MaxBatch:
+    """The largest batches whose peaks fit in ``budget`` bytes (0: not even one sample)."""
+
+    budget: int
+    inference: int
+    training: int
+    optimizer: str
+    mixed_precision: str | None
+    device: str
+
+
+def max_batch(analysis: Analysis, budget: int, optimizer: str = "adam", mixed_precision: str | None = None,
+              device: str = "cuda") -> MaxBatch:
+    """The largest inference and training batches for a memory budget, from the two schedules."""
+    def fits(training: bool) -> int:
+        return schedule(analysis, training=training, optimizer=optimizer, device=device,
+                        mixed_precision=mixed_precision).max_batch(budget)
+    return MaxBatch(budget, fits(False), fits(True), optimizer, mixed_precision, device)

@@ -29,15 +29,18 @@ what ``archcalc run --shard fsdp`` runs): each parameter tensor is split on its 
 torch.chunk splits it, every rank storing ceil(d0/N) rows (padded), rank r's to_local() the rows
 that remain for it. When every first axis divides by N the two agree: the ZeRO paper's figures.
 
-Activations per GPU: the memory model's training bytes per sample (``activation_bytes``) x the
-per-GPU batch = batch / N. The optimizer step's temporaries, as torch.optim's default
+Activations per GPU: the memory schedule's (analysis/schedule.py) training step at the per-GPU
+batch = batch / N (``activity``): at each moment of its forward and backward passes, the input,
+the activations alive and the transient gradients, beside the share of the parameter gradients
+made so far; the moment where these and the model states peak together is the step's. The optimizer step's temporaries, as torch.optim's default
 implementation makes them: Adam and AdamW on CUDA (foreach) one the size of every parameter
 held, on CPU (tensor by tensor) two the size of the largest one (sqrt(v) and its division);
 SGD, with or without momentum, none (in place).
 
 The per-GPU peak is the largest of three moments of a step (gradients set to None before it, as
 zero_grad does by default; DDP's buckets and FSDP's gathered units at every moment):
-  end of forward    weights, optimizer state, the activations (no gradient yet)
+  forward and backward  weights, optimizer state, the schedule's peak of activations and transient
+                    gradients with the parameter gradients made by then (their share of the shard)
   end of backward   weights, optimizer state, gradients, the batch (the activations are freed)
   optimizer step    weights, optimizer state, gradients, the batch, the step's temporaries
                     (FSDP's units are resharded by then)
@@ -55,6 +58,7 @@ parameter per token).
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
@@ -225,7 +229,8 @@ class ShardedMemory:
     weight_bytes: int         # parameters held (the shard) + buffers
     gradient_bytes: int
     optimizer_bytes: int
-    activation_bytes: int     # at the per-GPU batch
+    activation_bytes: int     # at the per-GPU batch, at the passes' peak: input, activations, transient
+    live_gradient_bytes: int  # the parameter gradients held at that moment
     gathered_bytes: int       # fsdp: the root + the two largest neighbouring units, whole, + a flat buffer
     gathered_units: tuple     # their names
     bucket_bytes: int         # ddp: the gradient buckets
@@ -248,7 +253,8 @@ class ShardedMemory:
     def moments(self) -> dict:
         """{moment: bytes} of the three moments of a step (see the module's model)."""
         states = self.model_state_bytes + self.bucket_bytes
-        return {"end of forward": states - self.gradient_bytes + self.gathered_bytes + self.activation_bytes,
+        return {"forward and backward": states - self.gradient_bytes + self.live_gradient_bytes + self.gathered_bytes
+                + self.activation_bytes,
                 "end of backward": states + self.gathered_bytes + self.input_bytes,
                 "optimizer step": states + self.input_bytes + self.step_bytes}
 
@@ -313,13 +319,45 @@ def step_bytes(optimizer: str, device: str, shapes, size: int) -> int:
     return 2 * size * max(prod(shape) for shape, _ in shapes)
 
 
-def activation_bytes(analysis: Analysis, batch: int, optimizer: str, mixed_precision: str | None) -> int:
-    """What training keeps per GPU besides the model states, at ``batch`` samples: the memory
-    model's bytes per sample (activations kept for backward and the backward's transient) x batch.
-    The one place the sharding model reads the single-device memory model."""
-    from .memory import training_memory
+@dataclass(frozen=True)
+class Activity:
+    """What one GPU's training step holds besides the model states, from the memory schedule: per
+    moment of its forward and backward passes (fixed bytes, bytes per sample, the share of the
+    parameter gradients made by then). The one place the sharding model reads the schedule."""
 
-    return training_memory(analysis, optimizer, mixed_precision).sample_bytes * batch
+    moments: tuple        # ((fixed, per sample, Fraction), ...)
+    input_sample: int     # the network input, bytes per sample
+
+    def at(self, batch: int, gradients: int) -> tuple[int, int]:
+        """(activation bytes, parameter gradient bytes held) at the moment their sum peaks, for
+        ``batch`` samples and ``gradients`` bytes of gradients (the GPU's share)."""
+        best = max(self.moments, key=lambda m: m[0] + m[1] * batch + _share(gradients, m[2]))
+        return best[0] + best[1] * batch, _share(gradients, best[2])
+
+
+def _share(total: int, fraction: Fraction) -> int:
+    return total * fraction.numerator // fraction.denominator
+
+
+def activity(analysis: Analysis, mixed_precision: str | None, device: str) -> Activity:
+    """The schedule of one training step (SGD: the step's own temporaries are counted apart),
+    reduced to its forward and backward moments (each distinct one once). Under mixed precision
+    ZeRO's convention (DeepSpeed's fp16/bf16) runs the model itself in 16 bits, its inputs,
+    activations and gradients too: the schedule of the 16-bit model (its model states are
+    counted apart, by ``precision``)."""
+    from .schedule import CATEGORIES, schedule
+
+    if mixed_precision is not None:
+        precision(analysis.dtype, "sgd", mixed_precision)   # refuses what ZeRO's convention cannot run
+        analysis = dataclasses.replace(analysis, dtype=MIXED_PRECISION[mixed_precision])
+    replay = schedule(analysis, training=True, optimizer="sgd", device=device)
+    held = [CATEGORIES.index(name) for name in ("input", "activations", "transient")]
+    gradient = CATEGORIES.index("gradients")
+    total = max((moment.fixed[gradient] for moment in replay.moments), default=0) or 1
+    found = {(sum(moment.fixed[i] for i in held), sum(moment.sample[i] for i in held),
+              Fraction(moment.fixed[gradient], total))
+             for moment in replay.moments if moment.phase != "step"}
+    return Activity(tuple(sorted(found)), max(moment.sample[CATEGORIES.index("input")] for moment in replay.moments))
 
 
 def ddp_buckets(shapes, size: int) -> list[int]:
@@ -364,10 +402,12 @@ def layout(analysis: Analysis, shard_units: tuple = ()) -> Layout:
 
 def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int | None = None,
                    optimizer: str = "adam", mixed_precision: str | None = None, shard_units: tuple = (),
-                   shapes: Layout | None = None, device: str = "cuda", rank: int = 0) -> ShardedMemory:
+                   shapes: Layout | None = None, device: str = "cuda", rank: int = 0,
+                   active: Activity | None = None) -> ShardedMemory:
     """Per-GPU memory and communication of one training step of ``analysis`` on ``gpus`` GPUs under
     ``strategy`` (see the module's model); ``batch`` is the global batch (the analysis's by default),
-    ``shapes`` the layout when the caller has it already; ``device`` whose optimizer temporaries;
+    ``shapes`` and ``active`` the layout and activity when the caller has them already; ``device``
+    whose kernels and optimizer temporaries;
     ``rank`` the GPU (under fsdp the first ranks hold the most: the optimizer creates its state
     like the local shard, to_local()'s rows, while the shards themselves are stored padded)."""
     check_strategy(strategy, gpus)
@@ -414,6 +454,8 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
                            Collective("all-gather", "parameters", trainable * states.weight,
                                       ring_factor("all-gather", gpus))]
     per_gpu = batch // gpus
+    active = active or activity(analysis, mixed_precision, device)
+    activations, live_gradients = active.at(per_gpu, gradients)
     master = MASTER_BYTES if mixed_precision else states.weight   # the optimizer's arithmetic
     stepped = shapes.trained_shapes   # the tensors the step updates: whole, FSDP's shards, or ZeRO's flat one
     if strategy == "fsdp":
@@ -422,18 +464,10 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
         stepped = (((shard(trainable, gpus),), 1),)
     return ShardedMemory(
         strategy, gpus, batch, states, optimizer, trainable, weights + analysis.buffer_bytes(states.buffer), gradients,
-        optimizer_bytes, activation_bytes(analysis, per_gpu, optimizer, mixed_precision), gathered,
+        optimizer_bytes, activations, live_gradients, gathered,
         gathered_names, sum(bucket_sizes), len(bucket_sizes), tuple(collectives),
-        TRAINING_FLOPS_FACTOR * totals.flops * per_gpu, input_bytes(analysis, per_gpu, mixed_precision),
+        TRAINING_FLOPS_FACTOR * totals.flops * per_gpu, active.input_sample * per_gpu,
         step_bytes(optimizer, device, stepped, master), device)
-
-
-def input_bytes(analysis: Analysis, batch: int, mixed_precision: str | None) -> int:
-    """The network input at ``batch`` samples, as the memory model holds it."""
-    from .memory import input_elements
-
-    size = DTYPE_BYTES[MIXED_PRECISION[mixed_precision] if mixed_precision else analysis.dtype]
-    return input_elements(analysis) * size * batch
 
 
 @dataclass(frozen=True)
@@ -457,15 +491,17 @@ class Fit:
 UNBOUNDED = 2 ** 63 - 1   # a batch that any memory fits: nothing grows with the samples
 
 
-def max_gpu_batch(memory: ShardedMemory, per_sample: int, budget: int) -> int:
-    """The largest per-GPU batch whose peak fits in ``budget`` (0: not even one sample): both
-    moments are lines in the batch, the forward's rising by ``per_sample``, the step's by the input."""
-    per_input = memory.input_bytes // memory.gpu_batch
+def max_gpu_batch(memory: ShardedMemory, active: Activity, budget: int) -> int:
+    """The largest per-GPU batch whose peak fits in ``budget`` (0: not even one sample): every
+    moment is a line in the batch, the passes' rising by the schedule's bytes per sample at that
+    moment, the others' by the input."""
     largest = UNBOUNDED
     moments = memory.moments()
-    for moment, total in moments.items():
-        held = memory.activation_bytes if moment == "end of forward" else memory.input_bytes
-        fixed, rate = total - held, per_sample if moment == "end of forward" else per_input
+    passes = moments["forward and backward"] - memory.activation_bytes - memory.live_gradient_bytes
+    lines = [(passes + fixed + _share(memory.gradient_bytes, share), rate) for fixed, rate, share in active.moments]
+    lines += [(total - memory.input_bytes, active.input_sample) for moment, total in moments.items()
+              if moment != "forward and backward"]
+    for fixed, rate in lines:
         if fixed + rate > budget:
             return 0
         if rate:
@@ -483,11 +519,11 @@ def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: s
     if not 1 <= low <= high:
         raise SpecError(f"--gpus {low}..{high} is not a range of GPU counts", hint="write it like 1..64")
     shapes = layout(analysis, shard_units)
-    per_sample = activation_bytes(analysis, 1, optimizer, mixed_precision)
+    active = activity(analysis, mixed_precision, "cuda")
 
     def memory(strategy: str, count: int, gpu_batch: int = 1) -> ShardedMemory:
         return sharded_memory(analysis, strategy, count, batch=count * gpu_batch, optimizer=optimizer,
-                              mixed_precision=mixed_precision, shapes=shapes)
+                              mixed_precision=mixed_precision, shapes=shapes, active=active)
 
     fits = []
     for strategy in strategies:
@@ -499,18 +535,18 @@ def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: s
         if first > last or (strategy != "none" and analysis.totals.trainable_params == 0):
             continue
         most = memory(strategy, last)
-        top = max_gpu_batch(most, per_sample, budget)
+        top = max_gpu_batch(most, active, budget)
         if not top:
             fits.append(Fit(strategy, None, 0, most, 0, last))
             continue
         lo, hi = first, last          # the fewest that fits is in lo..hi, and hi fits
         while lo < hi:
             middle = (lo + hi) // 2
-            if max_gpu_batch(memory(strategy, middle), per_sample, budget):
+            if max_gpu_batch(memory(strategy, middle), active, budget):
                 hi = middle
             else:
                 lo = middle + 1
-        largest = max_gpu_batch(memory(strategy, lo), per_sample, budget)
+        largest = max_gpu_batch(memory(strategy, lo), active, budget)
         fits.append(Fit(strategy, lo, largest, memory(strategy, lo, largest if largest != UNBOUNDED else 1),
                         top, last))
     return tuple(fits)

@@ -157,11 +157,9 @@ def verify(analysis: Analysis, *, device: str = "auto", train: bool = False, ite
         if train and not any(p.requires_grad for p in parameters):
             notes.append("no training run: no parameter is trainable")
             modes = ("forward",)
-        totals = analysis.totals
         timings = tuple(replace(measure(model, inputs, mode=mode, iterations=count, warmup=warmup,
                                         progress=progress),
-                                predicted_bytes=totals.training_bytes_estimate if mode == "train"
-                                else totals.forward_bytes)
+                                predicted_bytes=predicted_peak(analysis, mode, target.type))
                         for mode in modes)
     return Verification(analysis, target.type, _device_name(torch, target), analysis.dtype, tuple(checks),
                         sum(p.numel() for p in parameters),
@@ -198,17 +196,25 @@ def _device_name(torch, device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
+def predicted_peak(analysis: Analysis, mode: str, device: str) -> int:
+    """The memory schedule's peak for a timed pass: inference (forward), or forward + backward
+    with no optimizer step (train: SGD keeps no state, and its step frees nothing)."""
+    from ..analysis.schedule import schedule
+
+    return schedule(analysis, training=mode == "train", optimizer="sgd",
+                    device="cuda" if device == "cuda" else "cpu").peak()
+
+
 def _check_fits(analysis: Analysis, train: bool) -> None:
     """Refuse a CPU run the machine's available memory cannot hold (the OS would kill it silently)."""
     free = _available_memory()
     if free is None:
         return
-    totals = analysis.totals
-    need = totals.training_bytes_estimate if train else totals.forward_bytes
+    need = predicted_peak(analysis, "train" if train else "forward", "cpu")
     if need > free:
         raise ArchcalcError(
-            f"this run needs about {human_bytes(need)} at batch {analysis.batch} (the analyzer's "
-            f"{'training' if train else 'forward'} memory), but only {human_bytes(free)} is available",
+            f"this run needs about {human_bytes(need)} at batch {analysis.batch} (the memory "
+            f"schedule's {'training' if train else 'inference'} peak), but only {human_bytes(free)} is available",
             hint="--device meta checks every shape and count without memory; or lower --batch")
 
 

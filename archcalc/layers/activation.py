@@ -12,7 +12,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, choice, closest, non_negative_int, number, positive_int, shown
 from .base import REGISTRY, Layer, canonical, kind_hint, register, shape_text
-from .footprint import INPUT, OUTPUT, Op
+from .footprint import INPUT, LOWER, OUTPUT, Op
 from .recipe import module
 from .shapes import Shape, Steps
 
@@ -243,7 +243,7 @@ class PReLU(Activation):
         """A new tensor; keeps its input. Its backward computes the slopes' gradient element by
         element (an input-sized temporary) before summing it to the slopes' shape. Approximate on
         a network input: PyTorch's kernel computes the input's gradient even there."""
-        return (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),)
+        return (Op(prod(y), saves=(INPUT,), weights=True, scratch=1, autocast=LOWER if device == "cpu" else ""),)
 
     def output_shape(self, x: Shape) -> Shape:
         if self.num_parameters == 1:

@@ -10,7 +10,7 @@ from ..errors import SpecError
 from .activation import activation_name
 from .arguments import arg, choice, padding, positive_int, size
 from .base import axes, register, spatial_rank
-from .footprint import INPUT, Op
+from .footprint import INPUT, LOWER, Op
 from .geometry import ROUNDINGS
 from .im2col import Unrolled
 from .recipe import compact, module, options, sequence
@@ -77,7 +77,7 @@ class Conv(Windowed):
         """The convolution saves its input for the weight gradient. A separate pad module
         (asymmetric 'same') or nn.Conv's own F.pad (any padding_mode other than zeros, even with
         no padding: F.pad copies) first allocates the padded input, which is then the one saved."""
-        conv = Op(prod(y), saves=(INPUT,), weights=True)
+        conv = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
         if self.torch_padding(x, self.padding_mode)[1] is None and self.padding_mode == "zeros":
             return (conv,)
         # a zero pad's gradient is a slice of the conv's (a view); reflect/replicate/circular sum theirs

@@ -9,7 +9,7 @@ from ..errors import SpecError
 from .activation import activation_name
 from .arguments import arg, choice, positive_int, probability
 from .base import Layer, register, shape_text
-from .footprint import INPUT, MASK, Op, Tensor, view
+from .footprint import INPUT, LOWER, MASK, Op, Tensor, view
 from .recipe import module, options
 from .shapes import FeatureMap, Shape, Steps, Vector
 from .terms import Count, Counts, Flattened, Product, Sum
@@ -84,7 +84,7 @@ class Dense(Layer):
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """A matrix product that saves its input (for the weight gradient); on a vector one
         addmm with the bias, on a sequence a matmul and then a separate bias addition."""
-        product = Op(prod(y), saves=(INPUT,), weights=True)
+        product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
         if isinstance(x, Steps) and self.bias:
             return product, Op(prod(y), gradient="view")
         return (product,)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 ACTIVATION = "activation"  # the network's dtype
 MASK = "mask"              # dropout's mask: bool from the fused kernel (CUDA), the dtype on CPU
 INPUT, OUTPUT = "input", "output"
+LOWER, FLOAT32 = "lower", "float32"   # autocast's lists: ops run in 16 bits, ops run in float32
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Op:
     rereads: it also reads the layer's first input, besides the previous op's output.
     scratch: tensors of its input's size that its backward formula computes on the way to the
            gradient (abs: grad * x.sgn()), alive while the gradient is allocated.
+    autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
+           convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
+           runs it in float32), or "" (it runs in the dtype of what it reads).
     """
 
     output: int | None
@@ -48,6 +52,7 @@ class Op:
     weights: bool = False
     rereads: bool = False    # also reads the layer's first input (x / f(x) in local response norm)
     scratch: int = 0         # input-sized temporaries its backward formula makes (abs: sgn(x))
+    autocast: str = ""
 
 
 def view() -> Op:

@@ -17,7 +17,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, positive_int
 from .base import Layer, register, shape_text
-from .footprint import INPUT, OUTPUT, Op
+from .footprint import INPUT, LOWER, OUTPUT, Op
 from .recipe import module, options
 from .shapes import Shape, Steps, Vector
 from .terms import Count, Counts, Product, Recurrence, Sum
@@ -173,7 +173,7 @@ class Recurrent(Layer):
         the backward pass; the kernel's own workspace (oneDNN on CPU, cuDNN's reserve on CUDA)
         is not modelled, nor the gates an LSTM keeps. ``returns: last`` then joins the final states."""
         steps = self._sequence(x).steps
-        states = Op(steps * self.hidden * self.directions * self.layers, saves=(INPUT, OUTPUT), weights=True)
+        states = Op(steps * self.hidden * self.directions * self.layers, saves=(INPUT, OUTPUT), weights=True, autocast=LOWER)
         return (states,) if self.returns == "sequence" else (states, Op(self.hidden * self.directions))
 
     def size_terms(self, x: tuple, y: Shape | None) -> tuple:

@@ -16,7 +16,7 @@ from .arguments import (
     size,
 )
 from .base import Layer, axes, feature_map_rank, register, spatial_rank
-from .footprint import INPUT, Op
+from .footprint import INPUT, LOWER, Op
 from .geometry import axis_labels, transposed_output
 from .recipe import compact, module, options
 from .shapes import Shape
@@ -75,7 +75,7 @@ class ConvTranspose(Layer):
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """Like a convolution, it saves its input for the weight gradient."""
-        return (Op(prod(y), saves=(INPUT,), weights=True),)
+        return (Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER),)
 
     def receptive_field(self, x: Shape, y: Shape, field: tuple) -> tuple:
         """Output o reads the inputs i with i*S in [o+P-(F_eff-1), o+P]: at most (F_eff-1)//S + 1

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from ..analysis.schedule import CATEGORIES, Schedule
 from ..units import human_bytes
+from .escape import visible
 from .report import inputs_text
 
+JSON_KEYS = {"weights": "weight_bytes", "gradients": "gradient_bytes", "optimizer": "optimizer_bytes",
+             "input": "input_bytes", "activations": "activation_bytes", "transient": "transient_bytes"}
 BAR = 40  # characters of the widest bar in the timeline
 WORDS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer state", "input": "input batch",
          "activations": "activations (kept for backward, or still to be read)",
@@ -27,20 +30,39 @@ def render_text(schedules: list[Schedule], timeline: bool = True) -> str:
 
 
 def title(schedule: Schedule) -> str:
-    return f"training step ({schedule.optimizer})" if schedule.training else "inference"
+    """'inference', 'training step (adam)', 'training step (adam, mixed bf16)'."""
+    precision = f"mixed {schedule.mixed_precision}" if schedule.mixed_precision else ""
+    if schedule.training:
+        return f"training step ({', '.join(filter(None, (schedule.optimizer, precision)))})"
+    return f"inference ({precision})" if precision else "inference"
 
 
-def schedule_lines(schedule: Schedule) -> list[str]:
+def schedule_lines(schedule: Schedule, name=visible) -> list[str]:
+    """Its peak, the phase and layer where it happens (``name`` writes the layer name for the
+    format), what it is made of, and each phase's peak."""
     batch = schedule.analysis.batch
     peak = schedule.peak_moment()
-    where = f"{peak.phase}, at {peak.layer}" if peak.layer else peak.phase
+    where = f"{peak.phase}, at {name(peak.layer)}" if peak.layer else peak.phase
     lines = [f"{title(schedule)}: peak {human_bytes(peak.bytes(batch))} ({where})"]
     parts = peak.parts(batch)
-    lines += [f"  {WORDS[name]}: {human_bytes(parts[name])}" for name in CATEGORIES if parts[name]]
+    lines += [f"  {WORDS[part]}: {human_bytes(parts[part])}" for part in CATEGORIES if parts[part]]
     if len(schedule.phases) > 1:
         lines.append("  peak per phase: " + ", ".join(f"{phase} {human_bytes(schedule.peak(phase))}"
                                                       for phase in schedule.phases))
     return lines
+
+
+def schedule_dict(schedule: Schedule) -> dict:
+    """The JSON of a schedule: its peak (= fixed_bytes + batch x per_sample_bytes at that moment),
+    the phase and layer, what it is made of there, and each phase's peak."""
+    batch = schedule.analysis.batch
+    peak = schedule.peak_moment()
+    return {"optimizer": schedule.optimizer, "mixed_precision": schedule.mixed_precision, "batch": batch,
+            "device": schedule.device, "peak_bytes": peak.bytes(batch), "peak_phase": peak.phase,
+            "peak_layer": peak.layer or None, "fixed_bytes": sum(peak.fixed), "per_sample_bytes": sum(peak.sample),
+            **{JSON_KEYS[part]: value for part, value in peak.parts(batch).items()},
+            "phase_peaks": {phase: schedule.peak(phase) for phase in schedule.phases},
+            "rule_of_thumb_bytes": schedule.analysis.totals.training_bytes_estimate}
 
 
 def timeline_lines(schedule: Schedule) -> list[str]:

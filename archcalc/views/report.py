@@ -17,14 +17,16 @@ from .output import JSON_SCHEMA_VERSION, Table, markdown_table, write
 from .sequence import sequence_dict, sequence_lines
 from .wording import formula, notes
 
+PLANNED_DEVICE = "cuda"   # whose kernels inspect's memory lines assume (archcalc memory --device chooses)
+
 
 @dataclass(frozen=True)
 class Extras:
     """inspect's optional sections, computed by the library before any formatting."""
 
     receptive_fields: dict | None = None   # receptive.receptive_fields(): {layer name: Field}
-    training: object | None = None         # training.TrainingMemory (--train)
-    max_batch: object | None = None        # training.MaxBatch (--max-batch)
+    training: object | None = None         # schedule.Schedule of a training step (--train)
+    max_batch: object | None = None        # schedule.MaxBatch (--max-batch)
     unrolled: list | None = None           # im2col.unrolled_layers(): [(LayerStats, Unrolled)] (--im2col)
     sharding: object | None = None         # sharding.ShardedMemory (--gpus/--shard)
     rates: tuple = (None, None)            # (--bandwidth bytes/s, --throughput FLOPs/s) for its times
@@ -36,15 +38,17 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
            sharding: dict | None = None, rates: tuple = (None, None), kv_cache: int | None = None) -> Extras:
     """The sections asked for, each from its library function; ``sharding``: sharded_memory's
     strategy, gpus and shard_units (--gpus/--shard); ``kv_cache``: the context length of
-    --kv-cache. A network reading a sequence always gets its per-token figures."""
+    --kv-cache. A network reading a sequence always gets its per-token figures. Training memory
+    is the schedule's (analysis/schedule.py) with CUDA's kernels, the device one plans for."""
     from ..analysis.im2col import unrolled_layers
-    from ..analysis.memory import max_batch, training_memory
     from ..analysis.receptive import receptive_fields
     from ..analysis.sequence import sequence_figures
+    from ..analysis.schedule import max_batch, schedule
 
     return Extras(receptive_fields(analysis) if receptive_field else None,
-                  training_memory(analysis, optimizer, mixed_precision) if train else None,
-                  max_batch(analysis, budget, optimizer, mixed_precision) if budget is not None else None,
+                  schedule(analysis, training=True, optimizer=optimizer, device=PLANNED_DEVICE,
+                           mixed_precision=mixed_precision) if train else None,
+                  max_batch(analysis, budget, optimizer, mixed_precision, PLANNED_DEVICE) if budget is not None else None,
                   unrolled_layers(analysis) if im2col else None,
                   _sharding(analysis, sharding, optimizer, mixed_precision), rates,
                   sequence_figures(analysis, kv_cache))
@@ -187,19 +191,12 @@ def extras_dict(extras: Extras) -> dict:
     """The top-level JSON keys of the sections present: training, max_batch."""
     found = {}
     if extras.training is not None:
-        t = extras.training
-        found["training"] = {
-            "optimizer": t.optimizer, "mixed_precision": t.mixed_precision, "batch": t.batch,
-            "weight_bytes": t.weight_bytes, "gradient_bytes": t.gradient_bytes,
-            "optimizer_bytes": t.optimizer_bytes, "activation_bytes": t.activation_bytes,
-            "largest_layer": t.largest_layer, "largest_layer_bytes": t.largest_layer_bytes,
-            "fixed_bytes": t.fixed_bytes, "per_sample_bytes": t.sample_bytes, "total_bytes": t.total_bytes,
-            "rule_of_thumb_bytes": t.rule_of_thumb_bytes,
-        }
+        from .memory import schedule_dict
+        found["training"] = schedule_dict(extras.training)
     if extras.max_batch is not None:
         m = extras.max_batch
         found["max_batch"] = {"budget_bytes": m.budget, "inference": m.inference, "training": m.training,
-                              "optimizer": m.optimizer, "mixed_precision": m.mixed_precision}
+                              "optimizer": m.optimizer, "mixed_precision": m.mixed_precision, "device": m.device}
     if extras.sharding is not None:
         from .sharding import memory_dict
         found["sharding"] = memory_dict(extras.sharding, *extras.rates)
@@ -438,31 +435,22 @@ def extra_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> list
 
 
 def training_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> list[str]:
-    """The --train breakdown and the --max-batch answer, with the rule of thumb beside the total;
-    ``name`` writes the layer name for the format (escape)."""
+    """The --train schedule (its peak, what it is made of, each phase's peak; the course's rule of
+    thumb stays in the summary, labelled as such) and the --max-batch answer; ``name`` writes the
+    layer name for the format (escape)."""
+    from .memory import schedule_lines
+
     lines = []
     t = extras.training
     if t is not None:
-        precision = f"mixed {t.mixed_precision}" if t.mixed_precision else analysis.dtype
-        lines += [
-            f"training memory ({t.optimizer}, {precision}, batch {t.batch}):",
-            f"  weights: {human_bytes(t.weight_bytes)}"
-            + (" (fp32 master + 16-bit copy)" if t.mixed_precision else ""),
-            f"  gradients: {human_bytes(t.gradient_bytes)} (one per trainable parameter)",
-            f"  optimizer state: {human_bytes(t.optimizer_bytes)} ({t.optimizer})",
-            f"  activations kept for backprop: {human_bytes(t.activation_bytes)} "
-            f"(input + every layer's output, x batch {t.batch})",
-            f"  largest layer: {name(t.largest_layer)}, {human_bytes(t.largest_layer_bytes)} "
-            f"(its gradient, once, at the backward peak)",
-            f"  total: {human_bytes(t.total_bytes)}; the course's rule of thumb (2 x forward): "
-            f"{human_bytes(t.rule_of_thumb_bytes)}",
-            "  a sum, not a schedule: `archcalc memory` replays the layers for the peak PyTorch reaches",
-        ]
+        lines.append(f"training memory ({t.optimizer}, {f'mixed {t.mixed_precision}' if t.mixed_precision else analysis.dtype}, "
+                     f"batch {analysis.batch}, {t.device} kernels), the layers replayed as PyTorch runs them:")
+        lines += ["  " + line for line in schedule_lines(t, name)]
     m = extras.max_batch
     if m is not None:
         precision = f", mixed {m.mixed_precision}" if m.mixed_precision else ""
         lines.append(f"largest batch in {human_bytes(m.budget)}: inference {m.inference:,}, "
-                     f"training {m.training:,} ({m.optimizer}{precision})")
+                     f"training {m.training:,} ({m.optimizer}{precision}, {m.device} kernels)")
     if extras.sharding is not None:
         from .sharding import memory_lines
         lines += memory_lines(extras.sharding, *extras.rates, name=name)

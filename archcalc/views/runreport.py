@@ -46,9 +46,8 @@ def summary_lines(result) -> list[str]:
         lines.append(f"{what}: {timing.milliseconds:.2f} ms per batch of {timing.batch}, "
                      f"{timing.samples_per_second:,.1f} samples/s ({timing.iterations} runs after warm-up)")
         if timing.peak_bytes is not None:
-            rule = "training rule of thumb (x2)" if timing.mode == "train" else "parameters + activations"
             lines.append(f"  peak memory: measured {human_bytes(timing.peak_bytes)}, predicted "
-                         f"{human_bytes(timing.predicted_bytes)} ({rule}): ratio {timing.memory_ratio:.2f}")
+                         f"{human_bytes(timing.predicted_bytes)} (the memory schedule): ratio {timing.memory_ratio:.2f}")
     for name, values in result.outputs.items():
         shape = shape_text(result.analysis.output_shapes[name])
         lines.append(f"output {name} ({shape}): {values_text(values)}")

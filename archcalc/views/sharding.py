@@ -8,7 +8,8 @@ TERM_NOTES = {
     "weights": "parameters held + buffers",
     "gradients": "of the trainable parameters",
     "optimizer state": "K bytes per parameter: master weights + states",
-    "activations": "kept for backward, at the per-GPU batch",
+    "activations": "the memory schedule's input, activations and their gradients at the passes' peak, "
+                   "at the per-GPU batch",
     "gathered units": "FSDP: whole parameters of the root and the largest two neighbouring units, and a flat "
                       "buffer the size of the largest unit",
     "gradient buckets": "DDP: a flat copy of the gradients for the all-reduce",
@@ -81,7 +82,7 @@ def memory_dict(memory, bandwidth: int | None = None, throughput: int | None = N
         "gathered_units": list(m.gathered_units), "buckets": m.buckets,
         "model_state_bytes": m.model_state_bytes, "total_bytes": m.total_bytes,
         "moments_bytes": m.moments(), "peak_moment": m.peak_moment,
-        "input_bytes": m.input_bytes, "device": m.device,
+        "input_bytes": m.input_bytes, "live_gradient_bytes": m.live_gradient_bytes, "device": m.device,
         "collectives": [{"collective": c.name, "what": c.what, "payload_bytes": c.payload,
                          "factor": str(c.factor), "bytes_per_gpu": c.bytes} for c in m.collectives],
         "communication_bytes": m.communication_bytes, "flops": m.flops,
@@ -136,7 +137,7 @@ def plan_blocks(analysis, fits, budget: int, gpus: tuple, bandwidth: int | None 
         if fit.gpus is not None and (bandwidth or throughput):
             lines.append(f"{fit.strategy} on {fit.gpus}: " + memory_lines(fit.memory, bandwidth, throughput)[-1])
     lines.append("Model states as the ZeRO paper holds them (K = 4 + 4 x optimizer states bytes per parameter "
-                 "under mixed precision); activations from the memory model; see inspect --gpus N --shard S "
+                 "under mixed precision); activations from the memory schedule; see inspect --gpus N --shard S "
                  "for each term. 1 GB = 10^9 bytes.")
     return [table, "\n".join(lines)]
 
