@@ -2,11 +2,11 @@
 (backend/memtrack.py, on CPU): inference, and a training step's forward, backward and optimizer
 step with SGD and Adam, per phase within 0.97-1.03 wherever the measured peak is above 1 MB.
 
-The measured side is PyTorch's own allocations, seen by a TorchDispatchMode; nothing here is
-copied from the schedule's output. ARCHCALC_LONG=1 tries 300 random specs per property (the
-issue's count) instead of 25.
+The measured side is PyTorch's own allocations on CPU (no GPU here), seen by a TorchDispatchMode;
+nothing here is copied from the schedule's output. Random chains and random graphs (branches,
+residual additions, concatenations, splits, shared weights) run a few examples in the quick tier
+and 300 each in the slow tier (ARCHCALC_SLOW=1), the issue's count.
 """
-import os
 
 import pytest
 import torch
@@ -24,19 +24,21 @@ LOW, HIGH = 0.97, 1.03
 # scalars the schedule leaves out: BatchNorm's batch counters (8 bytes each); they matter only
 # for specs of a few kB
 SCALARS = 64
-EXAMPLES = 300 if os.environ.get("ARCHCALC_LONG") else 25
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+QUICK, SLOW = 6, 300
+SETTINGS = settings(max_examples=QUICK, deadline=None, suppress_health_check=list(HealthCheck))
+SLOW_SETTINGS = settings(max_examples=SLOW, deadline=None, suppress_health_check=list(HealthCheck))
 MODES = [(False, "sgd"), (True, "sgd"), (True, "adam")]
-# the recurrent kernels (oneDNN on CPU) keep a workspace the schedule does not model; local
-# response norm's backward formulas make temporaries it does not model (AlexNet: within 0.4%,
-# a network of little more than an lrn: 20% under); prelu's kernel computes an input gradient
-# nobody asked for when it reads the network input, and so does groupnorm's; F.rms_norm's
-# intermediates and instancenorm (batch_norm over N*C channels) are not measured yet; a layernorm
-# over the channels of a map (permute, LayerNorm, permute) keeps copies the schedule undercounts
-# (1,188 B predicted, 1,296 B measured on a small 3D map); attention's SDPA kernels (flash on CPU) keep
-# workspaces and copies its ops only approximate (0.83-1.30 of the measured peaks at T = 128): approximate
-# until modelled
-APPROXIMATE = {"rnn", "lstm", "gru", "lrn", "prelu", "rmsnorm", "groupnorm", "instancenorm", "attention"}
+# the recurrent layers: LSTM's oneDNN kernel returns a workspace whose size is oneDNN's own
+# layout (not modelled), GRU and RNN run cell by cell on CPU with per-step temporaries (not
+# modelled); attention's SDPA kernels (flash on CPU) keep workspaces and copies its ops only
+# approximate (0.83-1.30 of the measured peaks at T = 128); the benchmark
+# (benchmarks/results/memory_bench.md) shows the gap
+APPROXIMATE = {"rnn", "lstm", "gru", "attention"}
+# not modelled: these kinds' backward kernels first copy a gradient that is not contiguous (the
+# loss's expanded scalar at the network's end, a gradient passed back through a permute or a
+# global average) into a new tensor, one output-sized tensor more than the schedule counts; and
+# an rmsnorm over a map's channels (F.rms_norm on a permuted input) copies what it does not
+CONTIGUOUS_GRADIENT = {"groupnorm", "instancenorm"}
 # a spec is measured in the quick tier when it is small (the course's networks, LeNet, the char RNNs:
 # every concern the schedule models, at a fraction of a second each); the torchvision-sized ones
 # take seconds to tens of seconds of CPU per case: slow
@@ -80,34 +82,138 @@ def spec_cases():
 @pytest.mark.parametrize("training,optimizer", MODES, ids=["inference", "sgd", "adam"])
 def test_shipped_specs_within_three_percent(name, batch, training, optimizer):
     analysis = archcalc.analyze(archcalc.load(str(SPECS / name)), batch=batch)
-    recurrent = {stats.kind for stats in analysis.layers} & (APPROXIMATE - {"lrn"})
+    recurrent = {stats.kind for stats in analysis.layers} & APPROXIMATE
     for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
         if measured > MB and not recurrent:
             assert LOW <= predicted / measured <= HIGH, (name, batch, phase, predicted, measured)
 
 
-@SETTINGS
-@given(chains(), st.integers(1, 4), st.sampled_from(MODES))
-def test_random_chains_within_three_percent(chain, batch, mode):
-    """Random conv/pool/norm/dropout chains, maybe flattened into dense layers; these are small, so
-    they are held to the ratio at any size (the fixed bytes of a loss are 4 of them)."""
-    shape, layers = chain
+def check_random(shape, layers, batch, mode):
+    """A random spec, cut at its first invalid layer: predicted / measured per phase within the
+    bound (these are small, so at any size: the fixed bytes of a loss are 4 of them)."""
     partial = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), partial=True)
-    valid = layers[:len(partial.layers)]
-    if not valid:
+    if partial.failure is not None:
         return
-    analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *valid)), batch=batch)
-    if {stats.kind for stats in analysis.layers} & APPROXIMATE or any(
-            getattr(stats.layer, "padding_mode", "zeros") != "zeros" or
-            getattr(stats.layer, "axes", None) == "channels" for stats in analysis.layers):
-        return  # also approximate: a reflect/replicate/circular pad's backward, a channels layernorm
+    analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), batch=batch)
+    if {stats.kind for stats in analysis.layers} & (APPROXIMATE | CONTIGUOUS_GRADIENT) or any(
+            stats.kind == "rmsnorm" and stats.layer.axes == "channels" for stats in analysis.layers):
+        return
     try:
         found = ratios(analysis, *mode)
     except archcalc.SpecError as exc:  # what PyTorch cannot express
         assert "PyTorch cannot" in exc.message, exc
         return
     for phase, (predicted, measured) in found.items():
-        assert LOW <= predicted / measured <= HIGH or abs(predicted - measured) <= SCALARS, (shape, valid, mode, phase, predicted, measured)
+        assert LOW <= predicted / measured <= HIGH or abs(predicted - measured) <= SCALARS, (
+            shape, layers, mode, phase, predicted, measured)
+
+
+def valid_prefix(shape, layers) -> list:
+    partial = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), partial=True)
+    return layers[:len(partial.layers)]
+
+
+@st.composite
+def graphs(draw):
+    """A random graph over a feature map: residual additions (a conv branch beside its input),
+    concatenations of two branches, splits whose parts are read separately, a weight shared by
+    two convs, between chain layers (conv, pools, norms, pads, permutes, dropout, activations)."""
+    channels, size = draw(st.integers(1, 4)) * 2, draw(st.integers(4, 9))
+    shape, layers, last, count = (channels, size, size), [], "input", 0
+
+    def name() -> str:
+        nonlocal count
+        count += 1
+        return f"v{count}"
+
+    def conv(source: str, filters: int, **extra) -> str:
+        label = name()
+        fields = {"filters": filters, "kernel": draw(st.sampled_from([1, 3])), "padding": "same",
+                  "activation": draw(st.sampled_from(["null", "relu", "tanh", "gelu", "silu"])), **extra}
+        layers.append("conv: {" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + f", inputs: [{source}], name: {label}}}")
+        return label
+
+    def layer(text: str, source: str) -> str:
+        label = name()
+        layers.append(text.rstrip("}") + (", " if text.endswith("}") else ": {") + f"inputs: [{source}], name: {label}}}")
+        return label
+
+    for _ in range(draw(st.integers(1, 6))):
+        block = draw(st.sampled_from(["residual", "concat", "split", "shared", "conv", "relu", "batchnorm", "maxpool",
+                                      "dropout", "lrn", "prelu", "groupnorm", "instancenorm", "rmsnorm",
+                                      "layernorm", "pad", "permute", "multiply"]))
+        if block == "residual":
+            last = _merge(layers, name(), "add", last, conv(last, channels))
+        elif block == "concat":
+            wide, narrow = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+            last = _merge(layers, name(), "concat", conv(last, wide), conv(last, narrow))
+            channels = wide + narrow
+        elif block == "split" and channels % 2 == 0:
+            label, merge = name(), draw(st.sampled_from(["add", "concat"]))
+            layers.append(f"chunk: {{chunks: 2, inputs: [{last}], name: {label}}}")
+            last = _merge(layers, name(), merge, conv(f"{label}.0", channels // 2), f"{label}.1")
+            channels = channels // 2 if merge == "add" else channels
+        elif block == "shared":
+            first = conv(last, channels, kernel=3, activation="relu")
+            layers.append(f"conv: {{filters: {channels}, kernel: 3, padding: same, activation: relu, "
+                          f"inputs: [{first}], shares: {first}, name: {name()}}}")
+            last = f"v{count}"
+        elif block == "conv":
+            channels = draw(st.integers(1, 6))
+            last = conv(last, channels)
+        elif block == "permute":
+            last = layer("permute: {dims: [0, 2, 1]}", last)
+        elif block == "multiply":
+            branch = layer("sigmoid", last)
+            last = _merge(layers, name(), "multiply", last, branch)
+        else:
+            text = {"relu": "relu", "batchnorm": "batchnorm", "maxpool": "maxpool: {kernel: 2, rounding: floor}",
+                    "dropout": "dropout: {rate: 0.3}", "lrn": "lrn: {size: 3}", "prelu": "prelu",
+                    "groupnorm": "groupnorm: {groups: 1}",
+                    "instancenorm": "instancenorm: {affine: true}", "rmsnorm": "rmsnorm: {axes: channels}",
+                    "layernorm": "layernorm: {axes: channels}", "pad": "pad: {padding: 1, mode: reflect}"}.get(block)
+            if text is None:
+                continue
+            last = layer(text, last)
+    if draw(st.booleans()):
+        last = layer("globalavgpool", last)
+        layer(f"dense: {{units: {draw(st.integers(1, 5))}}}", last)
+    return shape, layers
+
+
+def _merge(layers: list, label: str, kind: str, a: str, b: str) -> str:
+    layers.append(f"{kind}: {{inputs: [{a}, {b}], name: {label}}}")
+    return label
+
+
+@SETTINGS
+@given(chains(), st.integers(1, 4), st.sampled_from(MODES))
+def test_random_chains_within_three_percent(chain, batch, mode):
+    """Random conv/pool/norm/dropout chains, maybe flattened into dense layers."""
+    shape, layers = chain
+    check_random(shape, valid_prefix(shape, layers) or layers[:1], batch, mode)
+
+
+@SETTINGS
+@given(graphs(), st.integers(1, 4), st.sampled_from(MODES))
+def test_random_graphs_within_three_percent(graph, batch, mode):
+    """Random graphs: a value read by two layers (its gradients added), splits, shared weights."""
+    check_random(*graph, batch, mode)
+
+
+@pytest.mark.slow
+@SLOW_SETTINGS
+@given(chains(), st.integers(1, 4), st.sampled_from(MODES))
+def test_300_random_chains(chain, batch, mode):
+    shape, layers = chain
+    check_random(shape, valid_prefix(shape, layers) or layers[:1], batch, mode)
+
+
+@pytest.mark.slow
+@SLOW_SETTINGS
+@given(graphs(), st.integers(1, 4), st.sampled_from(MODES))
+def test_300_random_graphs(graph, batch, mode):
+    check_random(*graph, batch, mode)
 
 
 def test_tracker_counts_views_once_and_frees():

@@ -29,12 +29,13 @@ docstrings (the recurrent layers are approximate).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from math import prod
 
 from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
-from ..layers import Steps, lookup
+from ..layers import Steps, lookup, parts
 from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, OUTPUT, Op
 from .walk import Analysis
 
@@ -104,13 +105,15 @@ class Schedule:
 class _Tensor:
     """A simulated tensor: its bytes, bytes per element, category, holders and whether autograd tracks it."""
 
-    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad", "itemsize")
+    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad", "itemsize", "base")
 
-    def __init__(self, fixed: int, sample: int, category: str, requires_grad: bool = False, itemsize: int = 0):
+    def __init__(self, fixed: int, sample: int, category: str, requires_grad: bool = False, itemsize: int = 0,
+                 base: _Tensor | None = None):
         self.fixed, self.sample, self.category = fixed, sample, category
         self.holders = 0
         self.requires_grad = requires_grad
         self.itemsize = itemsize   # 0: not a floating tensor (token ids, statistics)
+        self.base = base           # a view's storage: it holds that, its own bytes size its gradient
 
 
 class _Replay:
@@ -136,6 +139,10 @@ class _Replay:
         return self.allocate(tensor.fixed * itemsize // tensor.itemsize, tensor.sample * itemsize // tensor.itemsize,
                              category, itemsize=itemsize)
 
+    def view(self, base: _Tensor, fixed: int, sample: int) -> _Tensor:
+        """A view of part of ``base`` (a split's part): no bytes of its own while it holds base."""
+        return self.hold(_Tensor(fixed, sample, base.category, base.requires_grad, base.itemsize, self.hold(base)))
+
     @staticmethod
     def hold(tensor: _Tensor) -> _Tensor:
         tensor.holders += 1
@@ -144,6 +151,9 @@ class _Replay:
     def drop(self, tensor: _Tensor) -> None:
         tensor.holders -= 1
         if tensor.holders == 0:
+            if tensor.base is not None:
+                self.drop(tensor.base)
+                return
             self.fixed[tensor.category] -= tensor.fixed
             self.sample[tensor.category] -= tensor.sample
 
@@ -157,9 +167,10 @@ class _Recorded:
     reads: list
     output: _Tensor
     saved: list
-    weights: str | None    # whose parameters' gradients its backward computes (the owner's name)
-    weight_bytes: int      # their trainable bytes, in the master dtype
-    cast: int              # under autocast: bytes per element of the 16-bit weight gradient it computes first
+    parts: list = dataclasses.field(default_factory=list)   # a split's outputs (output: the first)
+    weights: str | None = None   # whose parameters' gradients its backward computes (the owner's name)
+    weight_bytes: int = 0        # their trainable bytes, in the master dtype
+    cast: int = 0                # under autocast: bytes per element of the 16-bit weight gradient it computes first
 
 
 def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sgd",
@@ -194,11 +205,12 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         replay.layer = stats.name
         layer, x, y = stats.layer, stats.input_shape, stats.output_shape
         owner = owners[stats.shares] if stats.shares is not None else stats
-        ops = list(layer.memory_ops(x, y, training, device))
+        ops = list(layer.memory_ops(x, y, training, device)) if len(stats.node.outputs) == 1 else []
         if layer.activation:
             ops += lookup(layer.activation).from_args({}).memory_ops(y, y, training, device)
         inputs = [values[name] for name in stats.node.inputs]
         reads, weights = inputs, owner.trainable_params * size if training else 0
+        lingering: list = []   # [tensor, ops left] still referenced by the layer's code
         for position, op in enumerate(ops):
             if op.rereads:
                 reads = [*reads, inputs[0]]
@@ -220,20 +232,33 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                          for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]])]
                 saved += [replay.hold(copy) for copy in copies[:1]]   # the weights (their bias is not needed)
                 recorded.append(_Recorded(stats.name, op, list(reads), output, saved,
-                                          owner.name if op.weights and weights else None,
-                                          weights if op.weights else 0, half if copies else 0))
+                                          weights=owner.name if op.weights and weights else None,
+                                          weight_bytes=weights if op.weights else 0, cast=half if copies else 0))
             for extra in extras:
                 replay.drop(extra)
+            for entry in lingering:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    replay.drop(entry[0])
+            lingering = [entry for entry in lingering if entry[1] > 0]
+            if op.lingers:
+                lingering.append([replay.hold(output), op.lingers])
             for tensor in held:
                 replay.drop(tensor)
             if position > 0 and previous is not None:  # the previous op's output, an intermediate of this layer
                 replay.drop(previous)
             reads = [output]
-        first, *others = stats.node.outputs  # its name; a split's parts: views of one input
-        values[first] = reads[0]
-        for part in others:
-            values[part] = replay.hold(reads[0])
-        for name in stats.node.inputs:
+        for tensor, _ in lingering:
+            replay.drop(tensor)
+        if len(stats.node.outputs) > 1:   # a split's parts: views of its input, one backward node for all
+            whole = inputs[0]
+            views = [replay.view(whole, 0, prod(shape) * whole.sample // prod(x)) for shape in parts(y)]
+            if training and whole.requires_grad:
+                recorded.append(_Recorded(stats.name, Op(None), [whole], views[0], [], parts=views))
+            values.update(zip(stats.node.outputs, views))
+        else:
+            values[stats.node.outputs[0]] = reads[0]
+        for name in dict.fromkeys(stats.node.inputs):   # a value read twice (add: [x, x]) is dropped once
             if last_reader[name] == index and name not in analysis.spec.outputs:
                 replay.drop(values.pop(name))
     if training:
@@ -288,7 +313,7 @@ def _cast(replay: _Replay, recorded: list, layer: str, tensor: _Tensor, itemsize
     copy = replay.like(tensor, "activations", itemsize)
     copy.requires_grad = training and tensor.requires_grad
     if copy.requires_grad:   # its backward casts the gradient back to the tensor's dtype
-        recorded.append(_Recorded(layer, Op(copy.sample), [tensor], copy, [], None, 0, itemsize))
+        recorded.append(_Recorded(layer, Op(copy.sample), [tensor], copy, []))
     return copy
 
 
@@ -326,6 +351,9 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
     accumulated: set = set()   # parameters whose .grad exists: a shared weight's second gradient adds into it
     for entry in reversed(recorded):
         replay.layer = entry.layer
+        if entry.parts:
+            _join_parts(replay, grads, entry)
+            continue
         gradient = grads.pop(id(entry.output), None)
         if gradient is None:  # nothing downstream reaches the loss
             for tensor in entry.saved:
@@ -333,17 +361,31 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
             continue
         if entry.weight_bytes:
             _weight_gradients(replay, entry, accumulated)
-        scratch = [replay.like(entry.reads[0], "transient") for _ in range(entry.op.scratch)]
+        scratch = [replay.like(entry.output, "transient") for _ in range(entry.op.scratch)]
         for tensor in entry.reads:
             if tensor.requires_grad:
                 if entry.op.gradient == "view":
                     _accumulate(replay, grads, tensor, replay.hold(gradient))
                 else:
                     _accumulate(replay, grads, tensor, replay.like(tensor, "transient"))
+            elif entry.op.gradient == "always":
+                replay.drop(replay.like(tensor, "transient"))
         for tensor in [gradient, *scratch, *entry.saved]:
             replay.drop(tensor)
     for gradient in grads.values():
         replay.drop(gradient)
+
+
+def _join_parts(replay: _Replay, grads: dict, entry: _Recorded) -> None:
+    """A split's backward: zeros for each part no gradient reached, then the parts' gradients
+    joined into a new gradient of the input (split_with_sizes_backward)."""
+    gradients = [grads.pop(id(part), None) for part in entry.parts]
+    if any(gradient is not None for gradient in gradients):
+        zeros = [replay.like(part, "transient") for part, gradient in zip(entry.parts, gradients) if gradient is None]
+        whole = entry.reads[0]
+        _accumulate(replay, grads, whole, replay.like(whole, "transient"))
+        for tensor in [*zeros, *(gradient for gradient in gradients if gradient is not None)]:
+            replay.drop(tensor)
 
 
 def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set) -> None:
@@ -366,17 +408,17 @@ def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set) -> No
 
 
 def _accumulate(replay: _Replay, grads: dict, tensor: _Tensor, gradient: _Tensor) -> None:
-    """A second gradient for the same tensor: autograd adds it in place into whichever of the two
-    it holds the only reference to (InputBuffer::accumulate), else into a new tensor."""
+    """A second gradient for the same tensor: autograd adds it in place into the first when its
+    buffer holds the only reference to it (InputBuffer::accumulate), else into a new tensor. The
+    new gradient itself is never reused: the engine still references it while it adds (measured:
+    a residual block's skip gradient, also the input of the branch being run, is added out of
+    place; two fresh gradients, in place)."""
     earlier = grads.get(id(tensor))
     if earlier is None:
         grads[id(tensor)] = gradient
         return
     if earlier.holders == 1:
         replay.drop(gradient)
-    elif gradient.holders == 1:
-        grads[id(tensor)] = gradient
-        replay.drop(earlier)
     else:
         grads[id(tensor)] = replay.like(tensor, "transient")
         replay.drop(earlier)

@@ -240,10 +240,12 @@ class PReLU(Activation):
     torch_name = "PReLU"
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
-        """A new tensor; keeps its input. Its backward computes the slopes' gradient element by
-        element (an input-sized temporary) before summing it to the slopes' shape. Approximate on
-        a network input: PyTorch's kernel computes the input's gradient even there."""
-        return (Op(prod(y), saves=(INPUT,), weights=True, scratch=1, autocast=LOWER if device == "cpu" else ""),)
+        """A new tensor; keeps its input. Its backward kernel computes the slopes' gradient element
+        by element (an input-sized temporary) before summing it to the slopes' shape, and the
+        input's gradient even where nothing needs it (a network input). CPU's autocast runs it in
+        16 bits."""
+        return (Op(prod(y), saves=(INPUT,), weights=True, scratch=1, gradient="always",
+                   autocast=LOWER if device == "cpu" else ""),)
 
     def output_shape(self, x: Shape) -> Shape:
         if self.num_parameters == 1:

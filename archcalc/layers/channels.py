@@ -16,7 +16,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, non_negative_int, per_axis, positive_int, shown
 from .base import Label, Layer, feature_map_rank, register, shape_text
-from .footprint import Op, view
+from .footprint import INPUT, Op, view
 from .receptive import Field
 from .recipe import compact, module
 from .shapes import Outputs, Shape, Steps, shape_of
@@ -68,10 +68,10 @@ class Parts(Movement):
     copies = False
 
     def memory_ops(self, x: Shape, y: Outputs, training: bool, device: str) -> tuple:
-        """Views of the input; the backward joins the parts' gradients into a new tensor of the
-        input's size (zeros for a part nothing read). The schedule holds every part as its input,
-        so a reader's gradient is sized as the whole input: an upper bound."""
-        return (Op(None),)
+        """Views of the input, each of its part's size; the backward joins the parts' gradients
+        into a new tensor of the input's size (zeros for a part nothing read). The schedule makes
+        the views itself (one backward node for every part): no op of its own."""
+        return ()
 
     def part_sizes(self, size: int) -> tuple[int, ...]:
         """The size of each part along the axis, which has ``size``."""
@@ -188,8 +188,11 @@ class Pad(Movement):
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """A new tensor of the output's size. The backward of zeros padding narrows the gradient
-        (a view); reflect, replicate and circular fold the border's gradient back into a new one."""
-        return (Op(prod(y), gradient="view" if self.mode == "zeros" else "new"),)
+        (a view); reflect, replicate and circular fold the border's gradient back into a new one,
+        and autograd keeps their input for it (their backward formulas take it, for its sizes)."""
+        if self.mode == "zeros":
+            return (Op(prod(y), gradient="view"),)
+        return (Op(prod(y), saves=(INPUT,)),)
 
     def sides(self, x: Shape) -> tuple[tuple[int, int], ...]:
         """(left, right) per spatial axis, in axis order."""

@@ -80,8 +80,11 @@ class Conv(Windowed):
         conv = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
         if self.torch_padding(x, self.padding_mode)[1] is None and self.padding_mode == "zeros":
             return (conv,)
-        # a zero pad's gradient is a slice of the conv's (a view); reflect/replicate/circular sum theirs
-        return Op(self.padded_elements(x), gradient="view" if self.padding_mode == "zeros" else "new"), conv
+        # a zero pad's gradient is a slice of the conv's (a view); reflect/replicate/circular sum
+        # theirs into a new one, and keep their input for it
+        if self.padding_mode == "zeros":
+            return Op(self.padded_elements(x), gradient="view"), conv
+        return Op(self.padded_elements(x), saves=(INPUT,)), conv
 
     def unrolled(self, x: Shape, y: Shape) -> Unrolled:
         """im2col: K filters of C/groups*prod(F) values, one column per output position."""

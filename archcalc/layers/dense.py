@@ -82,10 +82,11 @@ class Dense(Layer):
         return {"weight": weight, "bias": (self.units,)} if self.bias else {"weight": weight}
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
-        """A matrix product that saves its input (for the weight gradient); on a vector one
-        addmm with the bias, on a sequence a matmul and then a separate bias addition."""
+        """A matrix product that saves its input (for the weight gradient): one addmm with the bias
+        on a vector or a (contiguous) sequence, which F.linear flattens; over a map's channels,
+        whose permuted input is not contiguous, a matmul and then a separate bias addition."""
         product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
-        if isinstance(x, Steps) and self.bias:
+        if self.axes == "channels" and self.bias:
             return product, Op(prod(y), gradient="view")
         return (product,)
 

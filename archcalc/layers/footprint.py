@@ -35,11 +35,14 @@ class Op:
     saves: what autograd keeps for the backward pass: INPUT (each input the op reads), OUTPUT, or
            the index of one of ``extras``.
     gradient: "new": the backward allocates one gradient per input that needs it; "view": it
-           passes views of its output's gradient on (reshape, slicing, addition).
+           passes views of its output's gradient on (reshape, slicing, addition); "always": a new
+           one even for an input that needs none (a kernel that computes it regardless).
     weights: the layer's parameters are used here: their gradients appear in this op's backward.
     rereads: it also reads the layer's first input, besides the previous op's output.
-    scratch: tensors of its input's size that its backward formula computes on the way to the
-           gradient (abs: grad * x.sgn()), alive while the gradient is allocated.
+    scratch: tensors of its output's size that its backward formula computes on the way to the
+           gradients (abs: grad * x.sgn()), alive while they are allocated.
+    lingers: how many of the layer's following ops still find its output referenced (a Python
+           variable that is reassigned only after them), so it is not freed before they allocate.
     autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
            convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
            runs it in float32), or "" (it runs in the dtype of what it reads).
@@ -51,7 +54,8 @@ class Op:
     gradient: str = "new"
     weights: bool = False
     rereads: bool = False    # also reads the layer's first input (x / f(x) in local response norm)
-    scratch: int = 0         # input-sized temporaries its backward formula makes (abs: sgn(x))
+    scratch: int = 0         # output-sized temporaries its backward formula makes (abs: sgn(x))
+    lingers: int = 0
     autocast: str = ""
 
 

@@ -12,7 +12,7 @@ from math import prod
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, number, optional, positive_int, positive_number
 from .base import Layer, feature_map_rank, register, require_feature_map, spatial_rank
-from .footprint import INPUT, Op, Tensor
+from .footprint import INPUT, OUTPUT, Op, Tensor
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Count, Counts, Product, Sum
@@ -243,6 +243,14 @@ class InstanceNorm(SampleNorm):
         return dataclasses.replace(counts, buffers=Count(self.buffers(x), Sum((Product((2, x[0])), 1)),
                                                          "running mean, variance; batch counter"))
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """As the other norms (F.instance_norm is batch_norm over the N x C channels); with affine
+        weights it first repeats them for every sample (two temporaries of C per sample)."""
+        (op,) = super().memory_ops(x, y, training, device)
+        if not self.affine:
+            return (op,)
+        return (dataclasses.replace(op, extras=(*op.extras, Tensor(2 * x[0]))),)
+
     def to_torch(self, x: Shape):
         return module(f"nn.InstanceNorm{spatial_rank(x)}d", x[0],
                       **options(eps=(self.eps, 1e-5), momentum=(self.momentum, 0.1), affine=(self.affine, False),
@@ -275,10 +283,14 @@ class RMSNorm(Layer):
         return affine_terms(self, x, y, normalized_shape(x, self.axes), "weight")
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
-        """Approximate: the output and one 1/rms per normalised group, kept with the input
-        (F.rms_norm's intermediate squares and products are not modelled)."""
+        """F.rms_norm op by op, as PyTorch runs it on CPU: x ** 2 (keeps x; its backward makes two
+        temporaries), the mean per normalised group, + eps in place, rsqrt (keeps its output),
+        x * that (keeps both; the rsqrt's gradient is summed from an x-sized product), then
+        * weight when affine (keeps the normalised x; the weight's gradient likewise)."""
         groups = prod(x) // prod(normalized_shape(x, self.axes))
-        return (Op(prod(y), extras=(Tensor(groups),), saves=(INPUT, 0), weights=True),)
+        ops = (Op(prod(x), saves=(INPUT,), scratch=2), Op(groups), Op(None, gradient="view"),
+               Op(groups, saves=(OUTPUT,)), Op(prod(x), saves=(INPUT,), rereads=True, scratch=1))
+        return ops + (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),) if self.affine else ops
 
     def to_torch(self, x: Shape):
         shape = normalized_shape(x, self.axes)
@@ -315,11 +327,13 @@ class LRN(Layer):
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """F.local_response_norm, op by op: x*x (keeps x), a zero pad across channels to
         C + size - 1, avg_pool3d (keeps the padded squares), * alpha, + k, ** beta (keeps its base),
-        and x / that (keeps x and the divisor). Its backward's own temporaries are not modelled."""
+        and x / that (keeps x and the divisor). The averages stay bound to their variable until
+        ** beta has allocated; the division's backward, -grad * x / d / d, makes two temporaries
+        beside its gradients (measured on CPU)."""
         squares, padded = prod(x), (x[0] + self.size - 1) * prod(x[1:])
-        return (Op(squares, saves=(INPUT,)), Op(padded, gradient="view"), Op(squares, saves=(INPUT,)),
+        return (Op(squares, saves=(INPUT,)), Op(padded, gradient="view"), Op(squares, saves=(INPUT,), lingers=3),
                 Op(squares), Op(squares, gradient="view"), Op(squares, saves=(INPUT,)),
-                Op(prod(y), saves=(INPUT,), rereads=True))
+                Op(prod(y), saves=(INPUT,), rereads=True, scratch=2))
 
     def to_torch(self, x: Shape):
         return module("nn.LocalResponseNorm", self.size,
