@@ -748,13 +748,15 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
 @option("--memory", is_flag=True,
         help="Measure the live tensor bytes on CPU (inference; with --train a training step) and compare "
              "each phase's peak with the memory schedule.")
+@option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)),
+        help="With --memory: run the forward pass under torch.autocast (CPU) and compare with the schedule's.")
 @format_option(*TABLE_FORMATS)
 @analysis_options(batch="Samples per batch the model runs on (and the activation memory predicted for it).",
                   dtype="The model's dtype: its weights and inputs are created in it; int8 only sizes memory, "
                         "it cannot run.")
 @click.pass_context
-def run(ctx, spec, device, train, iterations, values, seed, memory, nproc, run_shard, shard_units, optimizer, master_port, fmt,
-        batch, dtype, input_shape, rounding):
+def run(ctx, spec, device, train, iterations, values, seed, memory, mixed_precision, nproc, run_shard, shard_units,
+        optimizer, master_port, fmt, batch, dtype, input_shape, rounding):
     """Compile SPEC into PyTorch and check every layer's shape and parameter count against the analyzer.
 
     On CUDA it also times the forward pass (and forward + backward with --train) and compares the
@@ -767,6 +769,7 @@ def run(ctx, spec, device, train, iterations, values, seed, memory, nproc, run_s
                   "it sets up the distributed run; add --nproc N")
     refuse_unless(ctx, nproc is not None or (memory and train), ("optimizer",),
                   "it is the optimizer of --nproc's training steps and of --memory --train; add one of them")
+    refuse_unless(ctx, memory, ("mixed_precision",), "it runs --memory's measurement under torch.autocast; add --memory")
     require_torch()
     from .backend.verification import parse_values, verify
 
@@ -787,7 +790,7 @@ def run(ctx, spec, device, train, iterations, values, seed, memory, nproc, run_s
     else:
         report.print_verification(result)
     if memory and result.ok:
-        _memory_comparison(analysis, train, optimizer, seed)
+        _memory_comparison(analysis, train, optimizer, seed, mixed_precision)
     if not result.ok:
         raise VerificationFailed("PyTorch disagrees with the analyzer: " + "; ".join(result.disagreements))
 
@@ -822,14 +825,14 @@ def _distributed(spec, analysis, nproc, shard, shard_units, optimizer, seed, dev
         raise VerificationFailed("the distributed run disagrees with the prediction: " + "; ".join(result.disagreements))
 
 
-def _memory_comparison(analysis, train: bool, optimizer: str, seed: int) -> None:
+def _memory_comparison(analysis, train: bool, optimizer: str, seed: int, mixed_precision: str | None) -> None:
     """run --memory: each phase's measured peak on CPU beside the schedule's prediction."""
     from .analysis.schedule import schedule
     from .backend.memtrack import measured_peaks
     from .views.memory import comparison_lines, title
 
-    predicted = schedule(analysis, training=train, optimizer=optimizer, device="cpu")
-    measured = measured_peaks(analysis, train=train, optimizer=optimizer, seed=seed)
+    predicted = schedule(analysis, training=train, optimizer=optimizer, device="cpu", mixed_precision=mixed_precision)
+    measured = measured_peaks(analysis, train=train, optimizer=optimizer, seed=seed, mixed_precision=mixed_precision)
     click.echo(f"memory, {title(predicted)}, live tensor bytes on CPU:")
     click.echo("\n".join(comparison_lines(predicted, measured)))
 

@@ -216,6 +216,25 @@ def test_300_random_graphs(graph, batch, mode):
     check_random(*graph, batch, mode)
 
 
+MIXED = [("lenet5", False, "sgd"), ("lenet5", True, "adam"), ("cifar_same", True, "sgd"),
+         pytest.param("alexnet", True, "sgd", marks=pytest.mark.slow), pytest.param("resnet18", True, "adam",
+                                                                              marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("name,training,optimizer", MIXED)
+@pytest.mark.parametrize("mixed", ["bf16", "fp16"])
+def test_mixed_precision_within_three_percent(name, training, optimizer, mixed):
+    """torch.autocast on CPU (bf16 and fp16): float32 master weights, 16-bit convolutions and
+    matrix products with their cast inputs and weight copies, a 16-bit weight gradient cast to
+    the float32 .grad."""
+    analysis = archcalc.analyze(archcalc.load(str(SPECS / f"{name}.yaml")), batch=2)
+    measured = measured_peaks(analysis, train=training, optimizer=optimizer, mixed_precision=mixed)
+    predicted = schedule(analysis, training=training, optimizer=optimizer, device="cpu", mixed_precision=mixed)
+    for phase in predicted.phases:
+        assert LOW <= predicted.peak(phase) / measured[phase] <= HIGH, (phase, predicted.peak(phase), measured[phase])
+    assert predicted.peak() < schedule(analysis, training=training, optimizer=optimizer, device="cpu").peak()
+
+
 def test_tracker_counts_views_once_and_frees():
     """The measuring side itself: a view adds nothing, a freed tensor is subtracted, the peak stays."""
     tracker = LiveBytes()

@@ -359,7 +359,10 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
             for tensor in entry.saved:
                 replay.drop(tensor)
             continue
-        if entry.weight_bytes:
+        computed = None   # under autocast the weights' gradients come out in 16 bits first
+        if entry.weight_bytes and entry.cast:
+            computed = replay.allocate(entry.weight_bytes // 4 * entry.cast, 0, "transient")
+        elif entry.weight_bytes:
             _weight_gradients(replay, entry, accumulated)
         scratch = [replay.like(entry.output, "transient") for _ in range(entry.op.scratch)]
         for tensor in entry.reads:
@@ -372,6 +375,9 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
                 replay.drop(replay.like(tensor, "transient"))
         for tensor in [gradient, *scratch, *entry.saved]:
             replay.drop(tensor)
+        if computed is not None:   # their cast to float32 runs in a node of its own, after this one freed what it saved
+            _weight_gradients(replay, entry, accumulated)
+            replay.drop(computed)
     for gradient in grads.values():
         replay.drop(gradient)
 
@@ -389,22 +395,13 @@ def _join_parts(replay: _Replay, grads: dict, entry: _Recorded) -> None:
 
 
 def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set) -> None:
-    """The op's parameter gradients: computed in its dtype (16-bit under autocast, then cast to the
-    master dtype), kept as .grad the first time; a shared weight's later gradient is added into
-    .grad in place and freed."""
-    master = entry.weight_bytes
-    computed = replay.allocate(master // 4 * entry.cast, 0, "transient") if entry.cast else None
+    """The op's parameter gradients in the master dtype: kept as .grad the first time; a shared
+    weight's later gradient is added into .grad in place and freed."""
     if entry.weights in accumulated:
-        added = replay.allocate(master, 0, "transient") if computed is None else computed
-        if computed is not None:   # cast to float32, then added in place
-            added = replay.allocate(master, 0, "transient")
-            replay.drop(computed)
-        replay.drop(added)
+        replay.drop(replay.allocate(entry.weight_bytes, 0, "transient"))
         return
     accumulated.add(entry.weights)
-    replay.allocate(master, 0, "gradients")   # .grad, kept
-    if computed is not None:
-        replay.drop(computed)
+    replay.allocate(entry.weight_bytes, 0, "gradients")   # .grad, kept
 
 
 def _accumulate(replay: _Replay, grads: dict, tensor: _Tensor, gradient: _Tensor) -> None:

@@ -25,6 +25,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from ..choices import MIXED_PRECISION
+
 
 class LiveBytes(TorchDispatchMode):
     """Live bytes now (``current``), their maximum (``peak``) and, per phase, the maximum reached
@@ -100,20 +102,25 @@ OPTIMIZERS = {"sgd": ("SGD", {}), "momentum": ("SGD", {"momentum": 0.9}),
               "adam": ("Adam", {}), "adamw": ("AdamW", {})}
 
 
-def measure(network, inputs: tuple, *, train: bool = False, optimizer: str = "sgd") -> LiveBytes:
+def measure(network, inputs: tuple, *, train: bool = False, optimizer: str = "sgd",
+            mixed_precision: str | None = None) -> LiveBytes:
     """Run ``network`` under a LiveBytes tracker and return it, its phase peaks filled in.
 
     Inference: eval mode, no_grad, one forward pass: phase "inference".
     Training: train mode; one untracked step creates the optimizer's state, then the second step
     is measured: zero_grad(set_to_none=True), "forward" (to the loss, the sum of the outputs),
     "backward", "step". What is live when a phase starts counts in its peak: the parameters,
-    buffers, the input batch and (from the first step) the optimizer state.
+    buffers, the input batch and (from the first step) the optimizer state. ``mixed_precision``
+    (bf16, fp16): the forward pass and the loss run under torch.autocast on CPU, as its recipe
+    has it (the backward and the step outside it).
     """
     tracker = LiveBytes()
+    autocast = (lambda: torch.autocast("cpu", dtype=getattr(torch, MIXED_PRECISION[mixed_precision]))) \
+        if mixed_precision else contextlib.nullcontext
     if not train:
         network.eval()
         tracker.track(*network.parameters(), *network.buffers(), *inputs)
-        with torch.no_grad(), tracker, tracker.phase("inference"):
+        with torch.no_grad(), tracker, tracker.phase("inference"), autocast():
             network.run(*inputs, observe=lambda name, _: tracker.mark(name))
         return tracker
     name, options = OPTIMIZERS[optimizer]
@@ -127,7 +134,7 @@ def measure(network, inputs: tuple, *, train: bool = False, optimizer: str = "sg
     def iteration(tracked: LiveBytes | None):
         step.zero_grad(set_to_none=True)
         phase = tracker.phase if tracked else (lambda _: contextlib.nullcontext())
-        with phase("forward"):
+        with phase("forward"), autocast():
             outputs = network.run(*inputs, observe=(lambda name, _: tracker.mark(name)) if tracked else None)
             outputs = outputs if isinstance(outputs, tuple) else (outputs,)
             loss = sum(output.sum() for output in outputs)
@@ -144,7 +151,8 @@ def measure(network, inputs: tuple, *, train: bool = False, optimizer: str = "sg
     return tracker
 
 
-def measured_peaks(analysis, *, train: bool = False, optimizer: str = "sgd", seed: int = 0) -> dict:
+def measured_peaks(analysis, *, train: bool = False, optimizer: str = "sgd", seed: int = 0,
+                   mixed_precision: str | None = None) -> dict:
     """{phase: peak live bytes} of the analyzed spec's PyTorch model on CPU (see ``measure``)."""
     from .graph import Network
     from .plan import make_plan
@@ -156,4 +164,4 @@ def measured_peaks(analysis, *, train: bool = False, optimizer: str = "sgd", see
     dtype = getattr(torch, analysis.dtype)
     network = Network(plan).to(dtype)
     inputs = sample_inputs(torch, plan, analysis.batch, dtype, "cpu", None)
-    return measure(network, inputs, train=train, optimizer=optimizer).peaks
+    return measure(network, inputs, train=train, optimizer=optimizer, mixed_precision=mixed_precision).peaks
