@@ -17,7 +17,9 @@ For every shipped spec at batch 1 and 8, inference and one Adam training step (t
   inference = the parameters; an Adam training step = 16 bytes per float32 parameter (weights,
   gradients, two Adam states), no activations.
 Specs whose step would take long on 2 CPU cores (MACs x batch above 3 G) are measured at batch 1
-only; zero_7_5b (7.5 billion parameters) is left out. Ratios are predicted / measured.
+only, and MemTracker's real run is repeated only up to 1 G (its FakeTensor run everywhere);
+zero_7_5b (7.5 billion parameters) is left out. Ratios are predicted / measured; "-": not run, or
+MemTracker refused (a frozen parameter).
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ from archcalc.backend.verification import sample_inputs  # noqa: E402
 from archcalc.fileio import write_text  # noqa: E402
 
 HEAVY = 3 * 10**9
+LIGHT = 10**9   # MACs x batch up to which the real MemTracker run is repeated beside the measurement
 LARGEST = 2 * 10**8   # parameters: the ZeRO paper's 7.5B spec is for the sharding model, not this machine
 MODES = (("inference", False), ("adam step", True))
 
@@ -63,11 +66,21 @@ def step(network, inputs, optimizer) -> None:
 
 
 def memtracker(analysis, train: bool, fake: bool) -> tuple[int, float]:
-    """MemTracker's peak over inference, or over two Adam steps (the second with state)."""
+    """MemTracker's peak over inference, or over two Adam steps (the second with state); None
+    where it cannot run (it refuses a frozen parameter: 'cannot register a hook on a tensor that
+    doesn't require gradient')."""
+
+    start = time.perf_counter()
+    try:
+        return _memtracker(analysis, train, fake), time.perf_counter() - start
+    except RuntimeError:
+        return None, time.perf_counter() - start
+
+
+def _memtracker(analysis, train: bool, fake: bool) -> int:
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    start = time.perf_counter()
     with FakeTensorMode() if fake else torch.device("cpu"):
         network, inputs = build(analysis)
         tracker = MemTracker()
@@ -84,7 +97,7 @@ def memtracker(analysis, train: bool, fake: bool) -> tuple[int, float]:
                 step(network, inputs, optimizer)
                 tracker.reset_mod_stats()   # its per-module record allows one iteration; the peak stays
                 step(network, inputs, optimizer)
-    return tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"], time.perf_counter() - start
+    return tracker.get_tracker_snapshot("peak")[torch.device("cpu")]["Total"]
 
 
 def torchinfo_rule(analysis) -> int:
@@ -116,7 +129,7 @@ def row(path: Path, batch: int, name: str, train: bool) -> dict | None:
     predicted, seconds = replay.peak(), time.perf_counter() - start
     network, inputs = build(analysis)
     measured = max(measure(network, inputs, train=train, optimizer="adam").peaks.values())
-    real, real_seconds = memtracker(analysis, train, fake=False)
+    real, real_seconds = memtracker(analysis, train, fake=False) if analysis.totals.macs * batch <= LIGHT else (None, 0)
     fake, fake_seconds = memtracker(analysis, train, fake=True)
     parameters = analysis.totals.param_bytes + analysis.totals.buffer_bytes
     kinds = sorted({stats.kind for stats in analysis.layers} & {"rnn", "lstm", "gru"})
@@ -129,7 +142,7 @@ def row(path: Path, batch: int, name: str, train: bool) -> dict | None:
 
 def markdown(rows: list, environment: dict) -> str:
     def ratio(value, measured):
-        return f"{value / measured:.3f}"
+        return "-" if value is None else f"{value / measured:.3f}"
     lines = ["# Peak memory: archcalc's schedule, PyTorch's allocations and the peers", "",
              *(f"- {key}: {value}" for key, value in environment.items()), "",
              __doc__.split("\n\n", 2)[2].strip(), "",
@@ -155,10 +168,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--specs", nargs="*", type=Path, default=sorted((ROOT / "specs").glob("*.yaml")))
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "memory_bench.md")
+    parser.add_argument("--max-macs", type=int, default=None,
+                        help="leave out the specs above this many MACs per sample (a short run)")
     options = parser.parse_args(argv)
-    rows = []
+    rows, left_out = [], []
     for path in options.specs:
         totals = archcalc.analyze(archcalc.load(str(path))).totals
+        if options.max_macs is not None and totals.macs > options.max_macs:
+            left_out.append(path.stem)
+            continue
         for batch in (1, 8):
             if totals.macs * batch > HEAVY and batch > 1 or totals.params > LARGEST:
                 continue
@@ -169,6 +187,8 @@ def main(argv=None) -> int:
                     print(path.stem, batch, name, f"{found['archcalc'] / found['measured']:.4f}", flush=True)
     environment = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, CPU only (no GPU)",
                    "torch": torch.__version__, "python": platform.python_version()}
+    if left_out:
+        environment["left out (above --max-macs " + f"{options.max_macs:,} MACs per sample)"] = ", ".join(left_out)
     write_text(str(options.output), markdown(rows, environment))
     return 0
 

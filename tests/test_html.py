@@ -183,7 +183,7 @@ def test_the_sections_asked_for_are_in_the_page(tmp_path):
     page = Page(out.read_text())
     unrolled = [cells for _, cells in page.rows if cells and cells[0] == "CONV1"][-1]  # the im2col table's row
     assert unrolled[1:4] == ["96x363", "363x3025", "96x3025"]  # CS231n's im2col of AlexNet's CONV1
-    assert "training memory (adam, float32, batch 1):" in out.read_text()
+    assert "training memory (adam, float32, batch 1, cuda kernels)" in out.read_text()
     out = tmp_path / "rnn.html"
     assert inspect(SPECS / "min_char_rnn.yaml", "--steps", "25", "-o", out).exit_code == 0
     assert "per token, T = 25: 23.00 kMACs" in out.read_text()  # min-char-rnn: 23,000 MACs per character

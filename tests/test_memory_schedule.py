@@ -232,7 +232,6 @@ def test_mixed_precision_within_three_percent(name, training, optimizer, mixed):
     predicted = schedule(analysis, training=training, optimizer=optimizer, device="cpu", mixed_precision=mixed)
     for phase in predicted.phases:
         assert LOW <= predicted.peak(phase) / measured[phase] <= HIGH, (phase, predicted.peak(phase), measured[phase])
-    assert predicted.peak() < schedule(analysis, training=training, optimizer=optimizer, device="cpu").peak()
 
 
 def test_tracker_counts_views_once_and_frees():
@@ -256,3 +255,16 @@ def test_adam_step_peak_is_two_temporaries_of_the_largest_layer():
     measured = measured_peaks(analysis, train=True, optimizer="adam")
     assert predicted.peak_moment("step").layer == "fc1"
     assert predicted.peak("step") == measured["step"]
+
+
+def test_memory_names_the_layers_it_approximates():
+    """The recurrent layers' kernel workspaces are not modelled: archcalc memory says so per layer."""
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+
+    result = CliRunner().invoke(main, ["memory", str(SPECS / "char_rnn_masse.yaml"), "--train", "--no-timeline"])
+    assert result.exit_code == 0
+    assert result.output.count("approximate at hidden (rnn): its kernel's workspace") == 2   # inference, training
+    plain = CliRunner().invoke(main, ["memory", str(SPECS / "lenet5.yaml"), "--no-timeline"])
+    assert "approximate" not in plain.output

@@ -40,7 +40,8 @@ SGD, with or without momentum, none (in place).
 The per-GPU peak is the largest of three moments of a step (gradients set to None before it, as
 zero_grad does by default; DDP's buckets and FSDP's gathered units at every moment):
   forward and backward  weights, optimizer state, the schedule's peak of activations and transient
-                    gradients with the parameter gradients made by then (their share of the shard)
+                    gradients with the parameter gradients made by then (their share of the shard;
+                    none under fsdp, whose unsharded gradients sit in the gathered buffers)
   end of backward   weights, optimizer state, gradients, the batch (the activations are freed)
   optimizer step    weights, optimizer state, gradients, the batch, the step's temporaries
                     (FSDP's units are resharded by then)
@@ -455,7 +456,9 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
                                       ring_factor("all-gather", gpus))]
     per_gpu = batch // gpus
     active = active or activity(analysis, mixed_precision, device)
-    activations, live_gradients = active.at(per_gpu, gradients)
+    # under fsdp a unit's backward makes its gradients unsharded, in the gathered buffers, until the
+    # reduce-scatter leaves the shard: the passes hold none of the sharded gradients yet
+    activations, live_gradients = active.at(per_gpu, 0 if strategy == "fsdp" else gradients)
     master = MASTER_BYTES if mixed_precision else states.weight   # the optimizer's arithmetic
     stepped = shapes.trained_shapes   # the tensors the step updates: whole, FSDP's shards, or ZeRO's flat one
     if strategy == "fsdp":

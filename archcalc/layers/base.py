@@ -104,6 +104,7 @@ class Layer:
     reads_input: ClassVar[bool] = True         # False: reads nothing (parameter; a merge of no inputs, x = ())
     activation: ClassVar[str | None] = None    # overridden by a field on conv/dense
     int64_buffers: ClassVar[int] = 0           # of ``buffers``, the int64 counters (8 bytes in any dtype)
+    memory_gap: ClassVar[str] = ""             # what its memory_ops leave out, where they are approximate
 
     @classmethod
     def from_args(cls, args: dict, implied: dict | None = None) -> Layer:

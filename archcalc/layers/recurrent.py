@@ -42,6 +42,9 @@ class Recurrent(Layer):
     starts from its encoder's last state.
     """
 
+    memory_gap = ("its kernel's workspace and per-step temporaries (oneDNN's LSTM workspace, GRU's and RNN's "
+                  "cells on CPU, cuDNN's reserve on CUDA) are not modelled")
+
     hidden: int = arg(positive_int, doc="hidden size H", known_as=("hidden_size", "units"))
     layers: int = arg(positive_int, 1, "stacked recurrent layers", known_as=("num_layers",))
     bidirectional: bool = arg(boolean, False, "also read the sequence backwards")

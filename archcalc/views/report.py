@@ -42,8 +42,8 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
     is the schedule's (analysis/schedule.py) with CUDA's kernels, the device one plans for."""
     from ..analysis.im2col import unrolled_layers
     from ..analysis.receptive import receptive_fields
-    from ..analysis.sequence import sequence_figures
     from ..analysis.schedule import max_batch, schedule
+    from ..analysis.sequence import sequence_figures
 
     return Extras(receptive_fields(analysis) if receptive_field else None,
                   schedule(analysis, training=True, optimizer=optimizer, device=PLANNED_DEVICE,
