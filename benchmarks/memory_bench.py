@@ -10,7 +10,9 @@ For every shipped spec at batch 1 and 8, inference and one Adam training step (t
 - archcalc: the memory schedule (analysis/schedule.py, CPU kernels), static, and its time;
 - MemTracker: torch.distributed._tools.mem_tracker.MemTracker's peak over the same run (real
   tensors), and over the same run on FakeTensorMode (no arithmetic: PyTorch's own way to estimate
-  without running), each with its time;
+  without running), each with its time; it counts the module, its optimizer and what is made
+  inside its context, not the input batch made before it (the tracker registers the batch), so
+  it reads low by the batch where the batch is large;
 - torchinfo's "Estimated Total Size", its rule written out (torchinfo is not installed here):
   input + 2 x the outputs of every leaf module + parameters;
 - accelerate's estimator and DeepSpeed's model-state rule, written out (neither is installed):
