@@ -63,6 +63,20 @@ layers:
     assert 0 < sum(found) < len(found)
 
 
+def test_solve_merge_reading_one_layer_twice():
+    """Found by the adversarial suite: an add reading the same layer twice (x + input + x) crashed
+    solve with a KeyError (its state was dropped once per mention); PyTorch adds it twice too."""
+    spec = archcalc.loads("""
+input: [3, 20]
+layers:
+  - conv: {filters: 3, kernel: 3, padding: same, name: x}
+  - add: {inputs: [x, input, x]}
+""")
+    shapes = [solver._resized(spec.input_shape, (1,), size) for size in range(1, 40)]
+    assert valid_inputs(spec, shapes) == [analyzed_alone(spec, shape) for shape in shapes] == [True] * 39
+    assert "L: 1 to 1024 (every size): 1024 sizes" in solver.render_text(solver.solve(spec))
+
+
 @pytest.mark.parametrize("layers", [20_000])
 def test_solve_on_a_deep_repeat_is_near_linear(layers):
     """A repeat of 3x3 'same' convs then a 2x2 pool of stride 2: the course's rule (D-2)/2+1 is whole

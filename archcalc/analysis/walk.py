@@ -298,7 +298,7 @@ def valid_inputs(spec: Spec, input_shapes: list[Shape]) -> list[bool]:
             part = walk.through(node, tuple(states[source] for source in node.inputs))
         else:  # it reads nothing (a learned tensor): one shape for every candidate
             part = walk.constant(node, len(input_shapes))
-        for source in node.inputs:
+        for source in dict.fromkeys(node.inputs):  # a merge may read one layer twice: dropped once
             if last_reader[source] == index:
                 del states[source]  # what no later layer reads is dropped: memory stays bounded
         outputs = node.outputs
