@@ -120,7 +120,7 @@ def masked(message: str) -> str:
     return message[:110]
 
 
-def report_text(log: Path, command: str) -> str:
+def report_text(log: Path, command: str, commit: str) -> str:
     records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
     records.sort(key=lambda record: record["seed"])
     codes: dict = defaultdict(Counter)
@@ -141,8 +141,6 @@ def report_text(log: Path, command: str) -> str:
     exported = sum(record["codes"].get("export-executed") == 0 for record in records)
     spoiled = sum(bool(record["spoiled"]) for record in records)
     seeds = f"{records[0]['seed']}..{records[-1]['seed']}" if records else "none"
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     lines = [
         "# The long adversarial run", "",
         f"    {command}", "",
@@ -208,6 +206,7 @@ def main():
     parser.add_argument("--memory-limit", type=int, default=12, help="address space in GiB (0: none)")
     parser.add_argument("--no-report", action="store_true", help="run, write no report (a chunk)")
     parser.add_argument("--report-only", action="store_true", help="write the report of the log, run nothing")
+    parser.add_argument("--commit", default=None, help="the commit the report names (default: git's HEAD)")
     parser.add_argument("--command", default="python scripts/adversarial_run.py --start 0 --count 5000",
                         help="the command line the report names")
     options = parser.parse_args()
@@ -220,7 +219,9 @@ def main():
         run(options.start, options.count, options.log, options.spec_timeout)
         print(f"{options.count} specs in {time.perf_counter() - started:.0f} s", flush=True)
     if not options.no_report:
-        options.out.write_text(report_text(options.log, options.command), encoding="utf-8")
+        commit = options.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                                  capture_output=True, text=True).stdout.strip()
+        options.out.write_text(report_text(options.log, options.command, commit), encoding="utf-8")
         print(f"wrote {options.out}")
 
 

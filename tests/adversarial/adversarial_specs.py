@@ -430,9 +430,26 @@ def gate_layers(b: Builder, s: State):
     return layers, s
 
 
+def huge_layer(b: Builder, s: State):
+    """A valid layer whose numbers are at the edge: 2^31 to 2^63-1 units, filters, steps or tokens
+    (the static figures stay exact; run and export must refuse what PyTorch cannot hold, cleanly)."""
+    rng = b.rng
+    big = rng.choice([2**31, 10**12, 2**40, 2**61, LARGEST])
+    if s.layout == "map" and s.rank == 0:
+        kind, args, after = rng.choice([("dense", {"units": big}, State("map", big)),
+                                        ("repeatvector", {"steps": big}, State("seq", s.channels, (big,)))])
+    elif s.layout == "map":
+        kind, args, after = "conv", {"filters": big, "kernel": 1}, s.map(channels=big)
+    elif s.layout == "ids":
+        kind, args, after = "embedding", {"vocabulary": big, "dim": rng.choice([1, 2])}, None
+    else:
+        kind, args, after = rng.choice(["rnn", "gru"]), {"hidden": big}, None
+    return entry(kind, args, b.name()), after
+
+
 FAMILIES = [activation_layer, conv_layer, conv_layer, dense_layer, flatten_layer, dropout_layer, scale_layer,
             norm_layer, pool_layer, global_pool_layer, transpose_layer, upsample_layer, recurrent_layer,
-            repeatvector_layer, embedding_layer, merge_layer, merge_layer, gate_layers]
+            repeatvector_layer, embedding_layer, merge_layer, merge_layer, gate_layers, huge_layer]
 
 # the kinds (and aliases) the families above write; any other kind of the registry goes through
 # unknown_kind_layer with its defaults or edge values
@@ -582,6 +599,9 @@ INPUTS = [
     lambda r: State("map", r.randint(1, 32)),
     lambda r: State("seq", r.randint(1, 8), (r.randint(1, 10),)),
     lambda r: State("ids", 0, (r.randint(1, 10),)),
+    lambda r: r.choice([State("map", 1, (1,)), State("map", 1, (1, 1)), State("map", 1), State("seq", 1, (1,)),
+                        State("map", r.choice([2**31, 10**12, LARGEST])), State("map", 2, (2**40,)),
+                        State("seq", 3, (2**50,)), State("ids", 0, (LARGEST,))]),
 ]
 
 
