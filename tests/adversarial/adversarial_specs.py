@@ -268,17 +268,25 @@ def norm_layer(b: Builder, s: State):
     rng = b.rng
     if s.layout == "ids":
         return None
-    kind = rng.choice(["batchnorm", "layernorm", "lrn"]) if s.layout == "map" else "layernorm"
-    if kind == "lrn" and s.rank == 0:
+    kinds = ["batchnorm", "layernorm", "lrn", "groupnorm", "instancenorm", "rmsnorm"] if s.layout == "map" \
+        else ["layernorm", "rmsnorm"]
+    kind = rng.choice(kinds)
+    if kind in ("lrn", "instancenorm", "groupnorm") and s.rank == 0:
         kind = "batchnorm"
     args: dict = {}
     if kind == "batchnorm" and rng.random() < 0.4:
         args = {"eps": rng.choice([1e-5, 1e-3, 0.1]), "momentum": rng.choice([0.1, 0.01, 0.9]),
                 "affine": rng.choice([True, False])}
-    elif kind == "layernorm" and rng.random() < 0.4:
+    elif kind in ("layernorm", "rmsnorm") and rng.random() < 0.4:
         args = {"eps": 1e-6, "affine": rng.choice([True, False])}
+        if s.layout == "map" and rng.random() < 0.5:
+            args["axes"] = rng.choice(["channels", "all"])
     elif kind == "lrn":
         args = {"size": rng.choice([1, 2, 3, 5]), "alpha": 1e-4, "beta": 0.75, "k": rng.choice([1, 2])}
+    elif kind == "groupnorm":
+        args = {"groups": rng.choice([g for g in (1, 2, 3, 4, s.channels) if s.channels % g == 0])}
+    elif kind == "instancenorm" and rng.random() < 0.5:
+        args = {"affine": rng.choice([True, False]), "track_running_stats": rng.choice([True, False])}
     return entry(kind, args, b.name()), s
 
 
@@ -455,7 +463,7 @@ FAMILIES = [activation_layer, conv_layer, conv_layer, dense_layer, flatten_layer
 # unknown_kind_layer with its defaults or edge values
 KNOWN_KINDS = {*ELEMENTWISE, "gelu", "elu", "leakyrelu", "softplus", "softmax", "logsoftmax", "log_softmax", "prelu",
                "conv", "conv1d", "conv2d", "conv3d", "dense", "fc", "linear", "flatten", "dropout", "scale",
-               "batchnorm", "layernorm", "lrn", "maxpool", "avgpool", "globalavgpool", "globalmaxpool",
+               "batchnorm", "layernorm", "lrn", "groupnorm", "instancenorm", "rmsnorm", "maxpool", "avgpool", "globalavgpool", "globalmaxpool",
                "adaptiveavgpool", "adaptivemaxpool", "convtranspose", "upconv", "upsample", "rnn", "lstm", "gru",
                "repeatvector", "embedding", "add", "multiply", "mul", "subtract", "sub", "concat"}
 
