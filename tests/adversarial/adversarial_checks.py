@@ -39,6 +39,7 @@ import traceback
 import xml.dom.minidom
 from collections import Counter
 from dataclasses import dataclass, field
+from math import prod
 from pathlib import Path
 
 from adversarial_specs import Case, dump, mutated
@@ -144,16 +145,12 @@ def analysis_of(path: Path):
 
 
 def small(analysis) -> bool:
+    """At most SMALL weights, and at most SMALL numbers in the inputs and the layers' outputs
+    (a repeatvector or a flatten creates no neurons but still makes its output)."""
     totals = analysis.totals
-    return totals.params + totals.buffers <= SMALL and totals.neurons + sum(
-        _elements(shape) for shape in analysis.spec.inputs.values()) <= SMALL
-
-
-def _elements(shape) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
+    inputs = dict(analysis.spec.inputs) or {"input": analysis.input_shape}
+    outputs = sum(map(prod, inputs.values())) + sum(prod(stats.output_shape) for stats in analysis.layers)
+    return totals.params + totals.buffers <= SMALL and outputs <= SMALL
 
 
 def check(case: Case, folder: Path, *, svg: bool = True, processes: bool = False) -> Report:
