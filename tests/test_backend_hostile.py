@@ -314,3 +314,50 @@ def test_export_200000_convs_is_linear():
     ratio = (_cpu_seconds(lambda: export_checked(make_plan(large))) /
              _cpu_seconds(lambda: export_checked(make_plan(small))))
     assert ratio < 6, ratio
+
+
+# --- recurrent layers over long sequences on the meta device (found by the adversarial suite) -----
+
+LONG_GRU = spec_text({"steps": 2**50, "features": 3}, "gru: {hidden: 12, bidirectional: true}")
+
+
+def test_recurrent_over_2_50_steps_runs_and_exports_on_meta(tmp_path):
+    """PyTorch computes a recurrence on meta step by step: 2^50 steps ended in std::bad_alloc,
+    reported as a disagreement (exit 1) by run and as a backend failure by export."""
+    spec = tmp_path / "long.yaml"
+    spec.write_text(LONG_GRU)
+    result = cli("run", spec, "--device", "meta")
+    assert result.exit_code == 0, result.output
+    assert f"{2**50}x24" in result.output
+    assert cli("export", spec, "-o", tmp_path / "long.py").exit_code == 0
+
+
+def test_recurrent_on_meta_costs_what_one_step_does():
+    """A 1,000-step GRU took 12 s to check on meta (PyTorch's meta recurrence is a Python loop over
+    the steps); 10,000 steps over a minute. 1,000 times the steps must cost about the same CPU."""
+    short = analyze(spec_text({"steps": 2, "features": 3}, "gru: {hidden: 12}"))
+    long = analyze(spec_text({"steps": 2_000, "features": 3}, "gru: {hidden: 12}"))
+    verify(short, device="meta")  # warm-up: imports and PyTorch's first dispatch
+    ratio = _cpu_seconds(lambda: verify(long, device="meta")) / _cpu_seconds(lambda: verify(short, device="meta"))
+    assert ratio < 5, ratio
+
+
+@pytest.mark.parametrize("kind, arguments", [("rnn", "hidden: 5"), ("lstm", "hidden: 4, layers: 2, bidirectional: true"),
+                                             ("gru", "hidden: 3, returns: last, bidirectional: true"),
+                                             ("lstm", "hidden: 4, returns: last, layers: 3"),
+                                             ("rnn", "hidden: 2, bias: single")])
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_recurrent_meta_shapes_are_the_cpu_shapes(kind, arguments, steps):
+    """On meta the first step gives the shapes; they are those PyTorch computes on the CPU, with and
+    without an initial state (an encoder's last state as second input)."""
+    hidden = int(arguments.split(",")[0].removeprefix("hidden: "))
+    sequence, state = torch.randn(2, steps, 3), torch.randn(2, hidden)
+    alone = analyze(spec_text({"steps": steps, "features": 3}, f"{kind}: {{{arguments}}}"))
+    with_state = analyze(f"""
+        inputs: {{sequence: {{steps: {steps}, features: 3}}, state: [{hidden}]}}
+        layers:
+          - {kind}: {{{arguments}, inputs: [sequence, state]}}
+        """)
+    for analysis, inputs in ((alone, (sequence,)), (with_state, (sequence, state))):
+        on_cpu, on_meta = build(analysis), build(analysis, device="meta")
+        assert on_meta(*(x.to("meta") for x in inputs)).shape == on_cpu(*inputs).shape

@@ -144,7 +144,15 @@ class Recurrent(nn.Module):
         if initial is not None:
             hidden = initial.unsqueeze(0).expand(self.cell.num_layers * directions, -1, -1).contiguous()
             state = (hidden, torch.zeros_like(hidden)) if isinstance(self.cell, nn.LSTM) else hidden
-        outputs, final = self.cell(sequence, state)
+        steps = sequence.shape[1]
+        if sequence.is_meta and steps > 1:
+            # PyTorch computes a recurrence on the meta device one step at a time in Python (ms per
+            # step: 100,000 steps took minutes, 2^50 ran out of memory); the step axis passes through
+            # a recurrence unchanged, so its first step gives every shape
+            outputs, final = self.cell(sequence[:, :1], state)
+            outputs = outputs.expand(-1, steps, -1)
+        else:
+            outputs, final = self.cell(sequence, state)
         if not self.last:
             return outputs
         hidden = final[0] if isinstance(self.cell, nn.LSTM) else final

@@ -455,9 +455,25 @@ def huge_layer(b: Builder, s: State):
     return entry(kind, args, b.name()), after
 
 
+def parameter_layers(b: Builder, s: State):
+    """A learned tensor (``parameter``, reads no input) added to or multiplied into the current
+    layer: a position embedding, or a per-channel gain broadcast over the map."""
+    if s.layout == "ids" or not b.history or b.history[-1][0] is None:
+        return None
+    current, tensor = b.history[-1][0], b.name(force=True)
+    if s.layout == "seq":
+        shape: object = {"steps": s.sizes[0], "features": s.channels}
+    else:
+        shape = [s.channels, *s.sizes] if b.rng.random() < 0.5 else [s.channels, *([1] * len(s.sizes))]
+    merge = b.rng.choice(["add", "multiply"])
+    return [{"parameter": {"shape": shape, "name": tensor}},
+            entry(merge, {"inputs": [current, tensor] if b.rng.random() < 0.5 else [tensor, current]}, b.name())], s
+
+
 FAMILIES = [activation_layer, conv_layer, conv_layer, dense_layer, flatten_layer, dropout_layer, scale_layer,
             norm_layer, pool_layer, global_pool_layer, transpose_layer, upsample_layer, recurrent_layer,
-            repeatvector_layer, embedding_layer, merge_layer, merge_layer, gate_layers, huge_layer]
+            repeatvector_layer, embedding_layer, merge_layer, merge_layer, gate_layers, huge_layer,
+            parameter_layers]
 
 # the kinds (and aliases) the families above write; any other kind of the registry goes through
 # unknown_kind_layer with its defaults or edge values
@@ -465,7 +481,7 @@ KNOWN_KINDS = {*ELEMENTWISE, "gelu", "elu", "leakyrelu", "softplus", "softmax", 
                "conv", "conv1d", "conv2d", "conv3d", "dense", "fc", "linear", "flatten", "dropout", "scale",
                "batchnorm", "layernorm", "lrn", "groupnorm", "instancenorm", "rmsnorm", "maxpool", "avgpool", "globalavgpool", "globalmaxpool",
                "adaptiveavgpool", "adaptivemaxpool", "convtranspose", "upconv", "upsample", "rnn", "lstm", "gru",
-               "repeatvector", "embedding", "add", "multiply", "mul", "subtract", "sub", "concat"}
+               "repeatvector", "embedding", "parameter", "add", "multiply", "mul", "subtract", "sub", "concat"}
 
 
 def unknown_kinds() -> list:
