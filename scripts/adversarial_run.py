@@ -97,7 +97,7 @@ def run(start: int, count: int, log: Path, seconds: int):
     with log.open("a", encoding="utf-8") as out:
         for seed in range(start, start + count):
             drawn = case(seed)
-            processes = seed % 100 == 0
+            processes = seed % 200 == 0
             report = checked(drawn, seconds, svg=True, processes=processes)
             record = {"seed": seed, "codes": report.codes, "failures": report.failures, "notes": report.notes,
                       "refusals": report.refusals, "seconds": round(report.seconds, 3),
@@ -162,7 +162,7 @@ def report_text(log: Path, command: str, commit: str) -> str:
     lines += ["", "`export-executed`: the exported file compiled and executed, its class built (on the CPU up to "
               "2,000,000 numbers, else on the meta device), parameters as announced, state dict keys and shapes "
               "equal to build's, loaded both ways with strict=True, and on the CPU the same outputs in eval mode. "
-              "`process-*`: `python -m archcalc` in a subprocess with FORCE_COLOR (one spec in 100); "
+              "`process-*`: `python -m archcalc` in a subprocess with FORCE_COLOR (one spec in 200); "
               "`process-exported-file`: the exported file run by `python -I` alone.", ""]
     if notes:
         lines += ["Skipped: " + "; ".join(f"{note}: {n:,}" for note, n in notes.most_common()) + ".", ""]
