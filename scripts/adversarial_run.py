@@ -100,7 +100,8 @@ def run(start: int, count: int, log: Path, seconds: int):
             processes = seed % 200 == 0
             report = checked(drawn, seconds, svg=True, processes=processes)
             record = {"seed": seed, "codes": report.codes, "failures": report.failures, "notes": report.notes,
-                      "refusals": report.refusals, "seconds": round(report.seconds, 3),
+                      "refusals": report.refusals,
+                      "disagreements": report.disagreements, "seconds": round(report.seconds, 3),
                       "timings": {k: round(v, 3) for k, v in report.timings.items()}, "spoiled": drawn.invalid,
                       "kinds": sorted(drawn.kinds), "layers": len(drawn.document["layers"])}
             if report.failures:
@@ -172,6 +173,12 @@ def report_text(log: Path, command: str, commit: str) -> str:
     for message, labels in sorted(refusals.items(), key=lambda item: -sum(item[1].values()))[:25]:
         shown = message.replace("|", "\\|")
         lines.append(f"| {shown} | " + ", ".join(f"{label} {n:,}" for label, n in labels.most_common()) + " |")
+    disagreements = [(record["seed"], label, message) for record in records
+                     for label, message in record.get("disagreements", {}).items()]
+    lines += ["", "## run's disagreements (exit 1)", "",
+              "Where PyTorch refused a layer the analyzer accepted, or computed another shape or count: the "
+              "contract's exit code 1, and each a finding to read.", ""]
+    lines += [f"- seed {seed}, {label}: `{message}`" for seed, label, message in disagreements] or ["None."]
     lines += ["", "## Failures", ""]
     if not failures:
         lines.append("None.")

