@@ -255,7 +255,7 @@ def run(session: Session, analysis, fits: bool, case: Case):
 
 
 def export(session: Session, analysis, fits: bool):
-    code, out, _ = session.invoke("export", ["export", "a.yaml", "-o", "model.py"], asked="model.py")
+    code, out, err = session.invoke("export", ["export", "a.yaml", "-o", "model.py"], asked="model.py")
     if code != 0 or not (session.folder / "model.py").exists():
         return
     source = session.read("model.py")
@@ -263,7 +263,7 @@ def export(session: Session, analysis, fits: bool):
         # outputs are compared where run computed them on the CPU: PyTorch's own limits (lrn's padded
         # copy of 2^31 channels) are run's disagreements, recorded there
         computes = fits and session.report.codes.get("run-cpu") == 0
-        exported_matches_build(source, out, session.folder / "a.yaml", analysis, fits, computes)
+        exported_matches_build(source, out + err, session.folder / "a.yaml", analysis, fits, computes)
         session.report.codes["export-executed"] = 0
     except Exception as exc:  # noqa: BLE001 - any failure of the exported code is the finding
         session.report.fail("export-executed", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-3000:]}")
