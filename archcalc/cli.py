@@ -641,7 +641,7 @@ def warn(warning: ArchcalcError) -> None:
     """A warning (or an error) on stderr; a name in it never reaches the terminal raw."""
     from .views.escape import visible
 
-    click.echo("\n".join(map(visible, str(warning).split("\n"))), err=True)
+    click.echo("\n".join(map(visible, warning.lines())), err=True)  # a newline in a name: escaped, in its line
 
 
 @main.command(short_help="Every layer's arithmetic written out as on the board.")

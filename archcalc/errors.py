@@ -56,14 +56,19 @@ class ArchcalcError(Exception):
         self.notes.append(note)
         return self
 
-    def __str__(self) -> str:
-        """'spec.yaml:3:5: error: layer conv1: message', then '  hint: ...' and the notes."""
+    def lines(self) -> list[str]:
+        """'spec.yaml:3:5: error: layer conv1: message', then '  hint: ...' and each note: one line
+        each, though a name in one may hold a newline of its own (the command line writes every
+        line escaped, views/escape.visible, so that a name never breaks one)."""
         where = f"{self.location}: " if self.location else ""
         who = f"layer {self.layer}: " if self.layer else ""
         lines = [f"{where}{self.severity}: {who}{self.message}"]
         if self.hint:
             lines.append(f"  hint: {self.hint}")
-        return "\n".join(lines + [f"  {note}" for note in self.notes])
+        return lines + [f"  {note}" for note in self.notes]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
 
 
 class SpecError(ArchcalcError):

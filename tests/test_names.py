@@ -317,5 +317,23 @@ def test_errors_naming_a_hostile_layer_show_it_literally(tmp_path):
                     f"  - conv: {{filters: 2, kernel: 1, name: {name}}}\n")
     result = CliRunner().invoke(main, ["inspect", str(path)])
     assert result.exit_code == 2
-    assert "'\\x1b[2J[/oops]" in result.output  # (a newline in a name still breaks the message's line)
+    assert "twice.yaml:4:5: error: two layers are named '\\x1b[2J[/oops]\\nnext'\n  hint: the first is at line 3" \
+        in result.output
     assert_no_raw_control(result.output)
+
+
+def test_error_naming_a_layer_with_a_newline_stays_on_one_line(tmp_path):
+    """Found by the adversarial suite: the CLI escaped an error line by line after splitting it at
+    every newline, so a layer named 'two\\nlines' broke the message (or a hint listing names) in two."""
+    path = tmp_path / "newline.yaml"
+    path.write_text('input: [3, 8]\nlayers:\n  - conv: {filters: 4, kernel: 30, name: "two\\nlines"}\n')
+    result = CliRunner().invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 2
+    first, hint = result.stderr.splitlines()
+    assert first.endswith("newline.yaml:3:32: error: layer two\\nlines: kernel 30 does not fit: the input is 8 "
+                          "with padding 0+0, so D-F+2P = -22 is negative")
+    assert hint.startswith("  hint: try padding: same (-> 8)")
+    unknown = tmp_path / "unknown.yaml"  # a hint listing names: one line too
+    unknown.write_text('input: [3, 8]\noutputs: [nowhere]\nlayers:\n  - relu: {name: "two\\nlines"}\n')
+    assert CliRunner().invoke(main, ["inspect", str(unknown)]).stderr.splitlines()[1] == \
+        "  hint: valid: two\\nlines"

@@ -82,7 +82,7 @@ def _parse(data: Any, path: str, params: Params | None, expressions: dict[Locati
                              f"the folder above: 'include: {Path(path).parent.name}/{Path(path).name}'), and has "
                              f"its own 'input' and 'layers'", location=data.location)
     if "layers" not in data:
-        raise SpecError("the spec has no 'layers'", hint="add layers:\n    - conv: {filters: 6, kernel: 5}",
+        raise SpecError("the spec has no 'layers'", hint="add 'layers:' with one item per layer, e.g. '- conv: {filters: 6, kernel: 5}'",
                         location=data.location)
     inputs, input_location = _network_inputs(data)
     name = _field(data, "name", text, Path(path).stem)

@@ -15,7 +15,8 @@ What must hold, for every command:
   it accepted: the contract's exit code, recorded with its message for the report), never an
   uncaught exception, no "Traceback" in any output;
 - plain-text output (tables, explain, solve, diff, run, markdown, every error) holds no control
-  character but the newline: names are escaped, never sent raw to a terminal;
+  character but the newline: names are escaped, never sent raw to a terminal; every line on
+  stderr is an error's or warning's headline, an indented hint or note, or 'wrote FILE';
 - no file appears or changes in the directory but the one asked for with -o, and that one only
   on success (a drawing of an invalid spec is drawn up to the fault and exits 2);
 - JSON parses, CSV parses, an SVG is one well-formed document, DOT is accepted by Graphviz;
@@ -54,6 +55,9 @@ SMALL = 2_000_000
 # what views/escape.py's CONTROL escapes, less the newline that ends lines
 CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 SUMMARY = re.compile(r"class (\w+), ([\d,]+) parameters")
+# what stderr may hold: 'place: error: ...' or 'warning: ...' headlines, their indented hint and notes,
+# 'wrote FILE (...)' and click's 'Aborted!'; a name's newline breaking a headline fails it
+HEADLINE = re.compile(r"(.*?\b(error|warning): |  |wrote |Aborted!$)")
 INSPECT_EXTRAS = [[], ["--rf"], ["--train"], ["--im2col"], ["--depth", "1"], ["--max-batch", "1GB"],
                   ["--batch", "3", "--dtype", "float16"], ["--batch-axis", "--columns", "kind,output,params,trainable"],
                   ["--gpus", "4", "--shard", "fsdp"], ["--train", "--mixed-precision", "bf16"]]
@@ -126,6 +130,8 @@ class Session:
             self.report.fail(label, f"a control character on stdout: {where}")
         if where := plain(err):
             self.report.fail(label, f"a control character on stderr: {where}")
+        if stray := next((line for line in err.splitlines() if not HEADLINE.match(line)), None):
+            self.report.fail(label, f"a line on stderr that is no error, warning or detail of one: {stray[:200]!r}")
         changed = {name for name in after if before.get(name) != after[name]} | (set(before) - set(after))
         allowed = {asked} if asked and (code == 0 or label.startswith("render")) else set()
         if changed - allowed:
