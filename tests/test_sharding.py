@@ -1,6 +1,7 @@
 """Per-GPU memory and communication under DDP and ZeRO/FSDP (analysis/sharding.py), against the
 ZeRO paper's figures and PyTorch's own bucketing and sharding rules."""
 import json
+from math import prod
 from collections import Counter
 from fractions import Fraction
 
@@ -153,8 +154,26 @@ def test_ddp_buckets_are_the_reducers(name):
     order = [torch.empty(p.shape) for p in reversed(trained)]
     buckets, _ = dist._compute_bucket_assignment_by_size(order, [dist._DEFAULT_FIRST_BUCKET_BYTES, 25 * 2 ** 20],
                                                          [False] * len(order))
-    assert ddp_buckets(layout(analysis).trained_shapes, 4) == [sum(order[i].numel() * 4 for i in b)
-                                                               for b in buckets]
+    runs = ddp_buckets(layout(analysis).trained_shapes, 4)
+    assert [size for size, times in runs for _ in range(times)] == [sum(order[i].numel() * 4 for i in b)
+                                                                   for b in buckets]
+
+
+def test_ddp_buckets_of_equal_tensors_as_the_reducer_assigns_them():
+    """Found by the adversarial suite: a gru of 2^63-1 layers made `plan` (DDP) loop once per
+    tensor, forever. The buckets of many equal tensors are counted a bucket at a time, and equal
+    what torch.distributed assigns one tensor at a time (3,000 tensors of 7 KiB; of 30 MiB)."""
+    torch = pytest.importorskip("torch")
+    import torch.distributed as dist
+
+    for shape, count in (((1792,), 3000), ((30 * 2 ** 18,), 3), ((5,), 1)):
+        order = [torch.empty(shape) for _ in range(count)]
+        buckets, _ = dist._compute_bucket_assignment_by_size(order, [dist._DEFAULT_FIRST_BUCKET_BYTES, 25 * 2 ** 20],
+                                                             [False] * len(order))
+        runs = ddp_buckets(((shape, count),), 4)
+        assert [size for size, times in runs for _ in range(times)] == [len(b) * prod(shape) * 4 for b in buckets]
+    many = ddp_buckets((((3 * 3,), 2 * 2 ** 63 - 2), ((9, 27), 2 ** 63 - 1)), 4)  # one moment, no loop per tensor
+    assert sum(size * times for size, times in many) == 4 * (9 * (2 * 2 ** 63 - 2) + 243 * (2 ** 63 - 1))
 
 
 def test_ring_factors_and_the_papers_communication_volume():

@@ -361,17 +361,40 @@ def activity(analysis: Analysis, mixed_precision: str | None, device: str) -> Ac
     return Activity(tuple(sorted(found)), max(moment.sample[CATEGORIES.index("input")] for moment in replay.moments))
 
 
-def ddp_buckets(shapes, size: int) -> list[int]:
+def ddp_buckets(shapes, size: int) -> list[tuple[int, int]]:
     """DDP's bucket sizes in bytes: the gradients in reverse parameter order, a bucket closed once it
-    reaches its cap (1 MiB for the first, 25 MiB after), as the Reducer assigns them."""
-    buckets, current = [], 0
+    reaches its cap (1 MiB for the first, 25 MiB after), as the Reducer assigns them; as runs
+    (bytes, how many buckets in a row have that size). ``count`` equal tensors of b bytes are taken
+    a bucket at a time: ceil((cap - filled) / b) of them close the open one, then each full bucket
+    holds ceil(cap / b); so 2^63 tensors (a gru of 2^63-1 layers) cost what 2 do."""
+    buckets: list[tuple[int, int]] = []
+    current = 0
+
+    def close(total: int, times: int = 1):
+        if buckets and buckets[-1][0] == total:
+            buckets[-1] = (total, buckets[-1][1] + times)
+        else:
+            buckets.append((total, times))
+
     for shape, count in reversed(shapes):
-        for _ in range(count):
-            current += prod(shape) * size
-            if current >= (DDP_FIRST_BUCKET if not buckets else DDP_BUCKET_CAP):
-                buckets.append(current)
-                current = 0
-    return buckets + [current] if current else buckets
+        each = prod(shape) * size
+        left = count
+        while left and each:
+            cap = DDP_FIRST_BUCKET if not buckets else DDP_BUCKET_CAP
+            closing = max(1, -(-(cap - current) // each))
+            if closing > left:
+                break
+            close(current + closing * each)
+            left -= closing
+            current = 0
+            per_bucket = max(1, -(-DDP_BUCKET_CAP // each))
+            if full := left // per_bucket:
+                close(per_bucket * each, full)
+                left -= full * per_bucket
+        current += left * each
+    if current:
+        close(current)
+    return buckets
 
 
 @dataclass(frozen=True)
@@ -468,7 +491,8 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
     return ShardedMemory(
         strategy, gpus, batch, states, optimizer, trainable, weights + analysis.buffer_bytes(states.buffer), gradients,
         optimizer_bytes, activations, live_gradients, gathered,
-        gathered_names, sum(bucket_sizes), len(bucket_sizes), tuple(collectives),
+        gathered_names, sum(size * times for size, times in bucket_sizes),
+        sum(times for _, times in bucket_sizes), tuple(collectives),
         TRAINING_FLOPS_FACTOR * totals.flops * per_gpu, active.input_sample * per_gpu,
         step_bytes(optimizer, device, stepped, master), device)
 

@@ -4,7 +4,8 @@ In process through click's CliRunner (``archcalc.cli.main``, the entry point of 
 script), in a directory of its own that holds only the spec and its mutated copy:
 inspect in every format (table on standard output and with -o; JSON, markdown, CSV with -o), with
 one set of extra options; explain; solve (text or JSON); render to DOT and SVG; diff against the
-mutated copy (table and JSON); run on the CPU and on the meta device; export, then the exported file
+mutated copy (table and JSON); run on the CPU and on the meta device; memory; plan (table or JSON);
+kinds (all, markdown, and one kind of the spec's or a hostile word); export, then the exported file
 executed, its class built, and state dicts moved both ways between it and ``archcalc.backend.build``'s
 model (strict) and, on the CPU, the same outputs computed. A sample of specs also goes through
 ``python -m archcalc`` in a subprocess, with rich on a pretend terminal (FORCE_COLOR), and the
@@ -19,7 +20,11 @@ What must hold, for every command:
   stderr is an error's or warning's headline, an indented hint or note, or 'wrote FILE';
 - no file appears or changes in the directory but the one asked for with -o, and that one only
   on success (a drawing of an invalid spec is drawn up to the fault and exits 2);
-- JSON parses, CSV parses, an SVG is one well-formed document, DOT is accepted by Graphviz;
+- JSON parses; CSV parses, every row has the header's number of cells and no text cell starts as
+  a spreadsheet formula (escape.csv_cell); every markdown table row has its header's number of
+  cells; an SVG is one well-formed document; DOT is accepted by Graphviz and draws one graph;
+- where run computed on the CPU, its numbers are inspect's: each layer's output shape and
+  parameters in run's JSON equal those in inspect's JSON, and so do the totals;
 - the exported file compiles without archcalc, holds the parameters export announced, and its
   state dict has build's keys and shapes and loads into build's model with strict=True, and it
   computes build's outputs wherever run computed them on the CPU.
@@ -50,6 +55,7 @@ from click.testing import CliRunner
 
 import archcalc
 from archcalc.cli import main
+from archcalc.layers.shapes import parts
 
 SMALL = 2_000_000
 # what views/escape.py's CONTROL escapes, less the newline that ends lines
@@ -58,6 +64,15 @@ SUMMARY = re.compile(r"class (\w+), ([\d,]+) parameters")
 # what stderr may hold: 'place: error: ...' or 'warning: ...' headlines, their indented hint and notes,
 # 'wrote FILE (...)' and click's 'Aborted!'; a name's newline breaking a headline fails it
 HEADLINE = re.compile(r"(.*?\b(error|warning): |  |wrote |Aborted!$)")
+MEMORY_EXTRAS = [[], ["--train"], ["--train", "--optimizer", "sgd", "--device", "cpu"], ["--max-batch", "1GB"],
+                 ["--no-timeline", "--batch", "3", "--dtype", "bfloat16"], ["--train", "--max-batch", "24GiB"]]
+PLAN_EXTRAS = [[], ["--gpus", "1..8"], ["--mixed-precision", "bf16"], ["--optimizer", "sgd", "--gpus", "2..2"],
+               ["--bandwidth", "400GB/s", "--throughput", "312TFLOPs/s"]]
+# a word kinds must refuse (exit 2, one message) or find
+KIND_WORDS = ["[/oops]", "\x1b[31mconv", "conv\n2d", "", "=1+1", "CONV2D", "Conv2D", "ReLU", "a" * 3000, "\u202econv"]
+# a spreadsheet formula's first character (escape.FORMULA_START), and our numbers written as text
+FORMULA = re.compile("[=+\\-@\t\r\n\x00]")
+NUMBERS = re.compile(r"-?\d+(\.\d+)?(x-?\d+(\.\d+)?)*")
 INSPECT_EXTRAS = [[], ["--rf"], ["--train"], ["--im2col"], ["--depth", "1"], ["--max-batch", "1GB"],
                   ["--batch", "3", "--dtype", "float16"], ["--batch-axis", "--columns", "kind,output,params,trainable"],
                   ["--gpus", "4", "--shard", "fsdp"], ["--train", "--mixed-precision", "bf16"]]
@@ -74,6 +89,7 @@ class Report:
     refusals: dict = field(default_factory=dict)      # command -> the first line of its error (exit 2)
     disagreements: dict = field(default_factory=dict)  # run's exit 1 (PyTorch refused or disagreed): its message
     seconds: float = 0.0
+    inspected: dict | None = None                     # inspect's JSON document, for run's numbers
     timings: Counter = field(default_factory=Counter)  # command -> seconds
 
     def fail(self, command: str, message: str):
@@ -160,7 +176,8 @@ def small(analysis) -> bool:
     (a repeatvector or a flatten creates no neurons but still makes its output)."""
     totals = analysis.totals
     inputs = dict(analysis.spec.inputs) or {"input": analysis.input_shape}
-    outputs = sum(map(prod, inputs.values())) + sum(prod(stats.output_shape) for stats in analysis.layers)
+    outputs = sum(map(prod, inputs.values())) + sum(prod(shape) for stats in analysis.layers
+                                                    for shape in parts(stats.output_shape))
     return totals.params + totals.buffers <= SMALL and outputs <= SMALL
 
 
@@ -186,6 +203,9 @@ def check(case: Case, folder: Path, *, svg: bool = True, processes: bool = False
     if code == 0:
         parsed(session, "diff-json", out, json.loads)
     run(session, analysis, fits, case)
+    memory(session, case)
+    plan(session, case)
+    kinds(session, case)
     export(session, analysis, fits)
     if processes:
         subprocesses(session, analysis, fits)
@@ -204,22 +224,62 @@ def inspect(session: Session, case: Case):
     extras = INSPECT_EXTRAS[case.seed % len(INSPECT_EXTRAS)]
     session.invoke("inspect", ["inspect", "a.yaml", *extras])
     for fmt, name, parse, is_plain in (("table", "out.txt", None, True), ("json", "out.json", json.loads, False),
-                                       ("markdown", "out.md", None, True), ("csv", "out.csv", _csv, False)):
+                                       ("markdown", "out.md", _markdown, True), ("csv", "out.csv", _csv, False)):
         label = f"inspect-{fmt}"
         code, _, _ = session.invoke(label, ["inspect", "a.yaml", "-f", fmt, "-o", name], asked=name)
         if code == 0 and (session.folder / name).exists():
-            text = session.read(name)
+            with open(session.folder / name, encoding="utf-8", newline="") as written:  # a CR in a CSV cell stays
+                text = written.read()
             if parse is not None:
                 parsed(session, label, text, parse)
+            if fmt == "json" and code == 0:
+                session.report.inspected = json.loads(text)
             if is_plain and (where := plain(text)):
                 session.report.fail(label, f"a control character in {name}: {where}")
             session.discard(name)
 
 
 def _csv(text: str):
+    """Every row has the header's number of cells (the totals row too); no text cell starts as a
+    spreadsheet formula but our numbers written as text ('-3x-3')."""
     rows = list(csv.reader(io.StringIO(text, newline="")))
-    if not rows or len({len(row) for row in rows if row}) > 2:  # the table, maybe a totals row of its own width
-        raise ValueError(f"rows of {sorted({len(row) for row in rows})} cells")
+    if not rows or any(len(row) != len(rows[0]) for row in rows):
+        raise ValueError(f"rows of {sorted({len(row) for row in rows})} cells, the header {len(rows[0]) if rows else 0}")
+    for row in rows:
+        for cell in row:
+            if FORMULA.match(cell) and not NUMBERS.fullmatch(cell):
+                raise ValueError(f"a cell a spreadsheet would run as a formula: {cell[:80]!r}")
+
+
+def markdown_cells(row: str) -> int:
+    """How many cells a markdown table row has: the pipes no backslash escapes, less one."""
+    count, escaped = 0, False
+    for char in row.strip():
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "|":
+            count += 1
+    return count - 1
+
+
+def _markdown(text: str):
+    """Each table (a run of lines starting with '|') has its header's number of cells in every row,
+    and its second line is the separator."""
+    table: list = []
+    for line in text.split("\n") + [""]:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            widths = [markdown_cells(row) for row in table]
+            if len(table) < 2 or not re.fullmatch(r"\|( *:?-+:? *\|)+", table[1].replace(" ", "")):
+                raise ValueError(f"a table without its separator line: {table[:2]!r}")
+            if any(width != widths[0] for width in widths):
+                row = next(row for row, width in zip(table, widths) if width != widths[0])
+                raise ValueError(f"a row of {markdown_cells(row)} cells under a header of {widths[0]}: {row[:200]!r}")
+        table = []
 
 
 def render(session: Session, svg: bool):
@@ -255,9 +315,54 @@ def run(session: Session, analysis, fits: bool, case: Case):
     if analysis is not None and not fits:
         session.report.notes["run-cpu skipped: over the size for a shared CPU"] += 1
         return
-    code, out, _ = session.invoke("run-cpu", ["run", "a.yaml", "--device", "cpu", *fmt], plain_stdout=not as_json)
-    if code == 0 and as_json:
+    code, out, _ = session.invoke("run-cpu", ["run", "a.yaml", "--device", "cpu", "-f", "json"], plain_stdout=False)
+    if code == 0:
         parsed(session, "run-cpu", out, json.loads)
+        if session.report.inspected is not None:
+            same_numbers(session, json.loads(out), session.report.inspected)
+
+
+def same_numbers(session: Session, ran: dict, inspected: dict):
+    """run's numbers (what PyTorch computed on the CPU) are inspect's: each layer's output shape
+    and parameters, and the total parameters."""
+    layers = {layer["name"]: layer for layer in inspected["layers"]}
+    for layer in ran["layers"]:
+        mine = layers.get(layer["name"])
+        if mine is None:
+            session.report.fail("run-cpu", f"run reports a layer inspect does not: {layer['name'][:100]!r}")
+            continue
+        if layer["actual_shape"] != mine["output_shape"] or layer["actual_params"] != mine["params"]:
+            session.report.fail("run-cpu", f"layer {layer['name'][:100]!r}: run computed {layer['actual_shape']} and "
+                                           f"{layer['actual_params']} parameters, inspect says {mine['output_shape']} "
+                                           f"and {mine['params']}")
+    if ran["totals"]["actual_params"] != inspected["totals"]["params"]:
+        session.report.fail("run-cpu", f"run's total parameters {ran['totals']['actual_params']}, "
+                                       f"inspect's {inspected['totals']['params']}")
+
+
+def memory(session: Session, case: Case):
+    session.invoke("memory", ["memory", "a.yaml", *MEMORY_EXTRAS[case.seed % len(MEMORY_EXTRAS)]])
+
+
+def plan(session: Session, case: Case):
+    as_json = case.seed % 2 == 1
+    memory = ["80GB", "1MB", "24GiB", "1B"][case.seed // 2 % 4]
+    code, out, _ = session.invoke("plan", ["plan", "a.yaml", "--gpu-memory", memory, *(["-f", "json"] if as_json else []),
+                                           *PLAN_EXTRAS[case.seed % len(PLAN_EXTRAS)]], plain_stdout=not as_json)
+    if code == 0 and as_json:
+        parsed(session, "plan", out, json.loads)
+
+
+def kinds(session: Session, case: Case):
+    """One kind of the spec's (as written, aliases too), or a word kinds must refuse; every kind in
+    markdown for one spec in 20 (the table's rows checked like inspect's)."""
+    words = sorted(case.kinds) + KIND_WORDS
+    word = words[case.seed % len(words)]
+    session.invoke("kinds", ["kinds", word])
+    if case.seed % 20 == 0:
+        code, out, _ = session.invoke("kinds-markdown", ["kinds", "--markdown"])
+        if code == 0:
+            parsed(session, "kinds-markdown", out, _markdown)
 
 
 def export(session: Session, analysis, fits: bool):

@@ -7,7 +7,7 @@ distributions:
 - names drawn from hostile character classes (control characters, bidi overrides, NUL, newlines,
   rich markup and links, DOT syntax, backslashes, markdown, Python keywords and builtins,
   nn.Module attributes, name-mangled ``__w``, NFKC-equal pairs, 2,000-character names, literal
-  ``$``), on layers, the network, its inputs, repeats and block instances;
+  ``$``, spreadsheet formulas), on layers, the network, its inputs, repeats and block instances;
 - numbers at the edges (0, 1, 2^31, 2^63-1, 2^63, nan, infinity) for some argument of some specs;
 - every kind of the registry with valid arguments, and now and then invalid ones (a wrong type,
   a number out of range, an unknown key, a misspelt kind); a kind this module does not know yet
@@ -54,6 +54,8 @@ HOSTILE_NAMES = {
     "archcalc": ["input", "in", "conv1", "relu1", "fc1", "total", "output", "repeat", "layers", "block1.conv1"],
     "space": [" ", " lead", "trail ", "a  b", "\u00a0nbsp", "\u3000"],
     "quote": ["'", '"', "it's", '"""', "'''", "#comment", "%s", "{0}", "{x}"],
+    "formula": ["=1+1", "=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3", "@SUM(A1)", '=HYPERLINK("http://x","y")',
+                "\t=1", "\r=1", "-", "-3x-3", "=", "@"],
 }
 
 
