@@ -367,3 +367,19 @@ def test_error_naming_a_layer_with_a_newline_stays_on_one_line(tmp_path):
     unknown.write_text('input: [3, 8]\noutputs: [nowhere]\nlayers:\n  - relu: {name: "two\\nlines"}\n')
     assert CliRunner().invoke(main, ["inspect", str(unknown)]).stderr.splitlines()[1] == \
         "  hint: valid: two\\nlines"
+
+
+def test_memory_timeline_shows_hostile_names_one_line_each(tmp_path):
+    """Found by the adversarial suite: `archcalc memory` wrote the network's and each layer's name
+    raw (an escape sequence reached the terminal, a newline broke the timeline's bar in two)."""
+    path = tmp_path / "hostile.yaml"
+    path.write_text(hostile_yaml(network="two\nlines\x1b[2J"))
+    result = CliRunner().invoke(main, ["memory", str(path), "--train"])
+    assert result.exit_code == 0, result.output
+    assert_no_raw_control(result.output)
+    lines = result.output.split("\n")
+    assert lines[0] == "two\\nlines\\x1b[2J: input 3x9x9 (C x H x W), batch 1, float32, cuda kernels"
+    for phase in ("inference", "forward", "backward"):
+        bars = [line for line in lines if line.startswith(f"  {phase} ") and "█" in line]
+        shown = sorted(line.split()[1] for line in bars if "(start)" not in line)
+        assert shown == sorted(escape.visible(name).split()[0] for name in HOSTILE), phase
