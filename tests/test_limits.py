@@ -238,3 +238,19 @@ def test_exponent_numbers_without_a_dot_are_numbers():
     assert (spec.nodes[0].layer.init, spec.nodes[1].layer.eps) == (1e-6, 1e-3)
     with pytest.raises(archcalc.SpecError, match=r"units: must be a whole number >= 1, got 1000.0"):
         archcalc.loads("input: [10]\nlayers:\n  - dense: 1e3\n")  # a float, as in YAML 1.2 and Python
+
+
+@pytest.mark.parametrize("chunks", [1_000_000, 2**63 - 1])
+def test_chunk_into_a_million_outputs_is_refused_in_seconds(tmp_path, chunks):
+    """Found by the adversarial suite: 'chunk: {chunks: 1000000}' (a 60-byte layer) named a
+    million outputs before torch.chunk's rule refused it (6 s and 300 MB; 2^63-1 never ended).
+    Each output is named and walked like a layer, so they share the limit of layers."""
+    path = tmp_path / "chunks.yaml"
+    path.write_text(f"input: {{steps: 3, features: 5}}\nlayers:\n  - chunk: {{chunks: {chunks}}}\n")
+    for command in ("inspect", "solve"):
+        result, seconds, peak = run_bounded(tmp_path, command, path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.endswith(f"error: layer chunk1: the spec's layers have more than 200,000 outputs in all "
+                                      f"(this one {chunks:,})\n  hint: that is the limit of layers: each output is "
+                                      f"named and checked like one\n")
+        assert seconds < LIMIT_SECONDS and peak < LIMIT_BYTES

@@ -94,3 +94,31 @@ layers:
     (axis,) = solution.axes
     assert axis.sizes == tuple(range(2, 1025, 2))
     assert solver.sizes_text(axis) == "2, 4, 6, ..., 1024 (every 2): 512 sizes"
+
+
+def test_solve_judges_a_layer_with_many_unread_outputs_once():
+    """Found by the adversarial suite: a chunk of 150,000 outputs that no layer reads (the network's
+    outputs) took solve 100 s: each output's candidates were checked in turn, 1,024 of them, though
+    a candidate has every output of a layer or none."""
+    spec = archcalc.loads("input: {steps: 3, features: 5}\nlayers:\n  - chunk: {chunks: 150000}\n")
+    started = time.process_time()
+    solution = solver.solve(spec)
+    assert time.process_time() - started < 30  # about 1 s on a 2-core machine
+    assert "torch.chunk cuts the 3 of axis 0 into parts of 1: 3 of them (1+1+1), not 150000" in \
+        solver.render_text(solution)
+
+
+def test_solve_walk_agrees_on_several_outputs_read_and_unread():
+    """A split whose parts agree at some sizes and not at others, one part read by a conv that
+    fails for small sizes, the other two the network's outputs."""
+    spec = archcalc.loads("""
+input: [6, 12]
+outputs: [parts.0, parts.2, c]
+layers:
+  - split: {sizes: [1, 2, 3], name: parts}
+  - conv: {filters: 2, kernel: 5, stride: 3, inputs: parts.1, name: c}
+""")
+    shapes = [solver._resized(spec.input_shape, (1,), size) for size in range(1, 60)]
+    found = valid_inputs(spec, shapes)
+    assert found == [analyzed_alone(spec, shape) for shape in shapes]
+    assert 0 < sum(found) < len(found)

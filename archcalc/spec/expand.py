@@ -65,6 +65,7 @@ class NodeBuilder:
         self.expanding: list[str] = []  # the blocks being expanded, outermost first
         self.built: dict[int, tuple[Any, Layer, int]] = {}  # id(entry) -> (entry, layer, its values)
         self.values = 0                 # explicit weights and biases of every layer so far
+        self.outputs = 0                # the outputs of every layer so far (a chunk has several)
 
     def build_all(self, entries: Sequence, scope: Scope) -> None:
         for index, entry in enumerate(entries):
@@ -114,6 +115,11 @@ class NodeBuilder:
                 # the value was computed: name its formula
                 exc.message += f" (computed from {self.expressions[where]!r})"
             raise exc.located(where, name) from None
+        self.outputs += layer.output_count()
+        if self.outputs > MAX_LAYERS:  # each output is named and walked like a layer: the same limit
+            raise SpecError(f"the spec's layers have more than {MAX_LAYERS:,} outputs in all (this one "
+                            f"{layer.output_count():,})", location=location, layer=name,
+                            hint="that is the limit of layers: each output is named and checked like one")
         self.values += values
         if self.values > MAX_VALUES:
             raise SpecError(f"the spec's explicit weights and biases add up to more than {MAX_VALUES:,} numbers "
