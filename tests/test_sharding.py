@@ -1,9 +1,9 @@
 """Per-GPU memory and communication under DDP and ZeRO/FSDP (analysis/sharding.py), against the
 ZeRO paper's figures and PyTorch's own bucketing and sharding rules."""
 import json
-from math import prod
 from collections import Counter
 from fractions import Fraction
+from math import prod
 
 import pytest
 from click.testing import CliRunner
@@ -280,3 +280,13 @@ def test_cli_errors(args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_batch_hint_names_the_multiples_around_the_batch():
+    """Found by the adversarial suite: --gpus 4 at batch 1 hinted 'a batch of 4 or 4'."""
+    result = CliRunner().invoke(main, ["inspect", str(SPECS / "lenet5.yaml"), "--gpus", "4"])
+    assert result.exit_code == 2
+    assert result.stderr == ("error: 4 GPUs do not divide the batch of 1: each GPU needs the same number of samples\n"
+                             "  hint: a batch of 4 (or a multiple of it)\n")
+    result = CliRunner().invoke(main, ["inspect", str(SPECS / "lenet5.yaml"), "--gpus", "4", "--batch", "10"])
+    assert result.stderr.endswith("  hint: a batch of 8 or 12\n")

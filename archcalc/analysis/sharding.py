@@ -361,6 +361,13 @@ def activity(analysis: Analysis, mixed_precision: str | None, device: str) -> Ac
     return Activity(tuple(sorted(found)), max(moment.sample[CATEGORIES.index("input")] for moment in replay.moments))
 
 
+def batch_hint(batch: int, gpus: int) -> str:
+    """The multiples of ``gpus`` on either side of ``batch`` (only the one above a batch smaller
+    than ``gpus``: 'a batch of 4 or 4' said nothing)."""
+    below = batch // gpus * gpus
+    return f"a batch of {below} or {below + gpus}" if below else f"a batch of {gpus} (or a multiple of it)"
+
+
 def ddp_buckets(shapes, size: int) -> list[tuple[int, int]]:
     """DDP's bucket sizes in bytes: the gradients in reverse parameter order, a bucket closed once it
     reaches its cap (1 MiB for the first, 25 MiB after), as the Reducer assigns them; as runs
@@ -438,7 +445,7 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
     batch = analysis.batch if batch is None else batch
     if batch % gpus:
         raise SpecError(f"{gpus} GPUs do not divide the batch of {batch}: each GPU needs the same number "
-                        f"of samples", hint=f"a batch of {max(1, batch // gpus) * gpus} or {(batch // gpus + 1) * gpus}")
+                        f"of samples", hint=batch_hint(batch, gpus))
     states = precision(analysis.dtype, optimizer, mixed_precision)
     totals = analysis.totals
     trainable, frozen = totals.trainable_params, totals.params - totals.trainable_params
