@@ -6,8 +6,10 @@ benchmarks/results/adversarial_long_run.md.
     python scripts/adversarial_run.py --start 0 --count 1000 --no-report   # in chunks, then
     python scripts/adversarial_run.py --report-only                 # the report of every chunk logged
 
-Each spec's outcome is one JSON line in the log (--log), so chunks add up and an interrupted run
-keeps what it did. A spec that runs past --spec-timeout seconds is a failure (runaway work), and
+Each spec's outcome is one JSON line in the log (--log, repeatable: the logs of chunks run side by
+side are read together), so chunks add up and an interrupted run keeps what it did. The report's
+closing section, "## Defects found and fixed" (written by hand: each defect, its fix and its
+regression test), is kept when the report is written again. A spec that runs past --spec-timeout seconds is a failure (runaway work), and
 the process runs under an address-space limit (--memory-limit) so that a runaway allocation is a
 MemoryError, not a shared machine out of memory. A failing spec is shrunk (layers and top-level
 keys dropped while the same command still fails) and the report shows the smallest one.
@@ -127,8 +129,12 @@ def masked(message: str) -> str:
     return message[:110]
 
 
-def report_text(log: Path, command: str, commit: str) -> str:
-    records = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+DEFECTS = "## Defects found and fixed"
+
+
+def report_text(logs: list, command: str, commit: str, defects: str = "") -> str:
+    records = [json.loads(line) for log in logs for line in log.read_text(encoding="utf-8").splitlines()
+               if line.strip()]
     records.sort(key=lambda record: record["seed"])
     codes: dict = defaultdict(Counter)
     times: Counter = Counter()
@@ -171,7 +177,9 @@ def report_text(log: Path, command: str, commit: str) -> str:
               "2,000,000 numbers, else on the meta device), parameters as announced, state dict keys and shapes "
               "equal to build's, loaded both ways with strict=True, and on the CPU the same outputs in eval mode. "
               "`process-*`: `python -m archcalc` in a subprocess with FORCE_COLOR (one spec in 200); "
-              "`process-exported-file`: the exported file run by `python -I` alone.", ""]
+              "`process-exported-file`: the exported file run by `python -I` alone. `run-cpu` exit 0 also "
+              "means its shapes and parameters equal inspect's JSON; `inspect-csv` and `inspect-markdown` exit 0, "
+              "rows of their header's width and no CSV cell a spreadsheet would run as a formula.", ""]
     if notes:
         lines += ["Skipped: " + "; ".join(f"{note}: {n:,}" for note, n in notes.most_common()) + ".", ""]
     lines += ["## Refusals after the static analysis accepted the spec", "",
@@ -194,6 +202,8 @@ def report_text(log: Path, command: str, commit: str) -> str:
         label, message = record["failures"][0]
         lines += [f"### seed {record['seed']}: {label}", "", "```text", message[:1500], "```", "",
                   "smallest spec found:", "", "```yaml", record.get("minimal", "").rstrip(), "```", ""]
+    if defects:
+        lines += ["", defects.rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -215,7 +225,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=int, default=0, help="first seed")
     parser.add_argument("--count", type=int, default=5000, help="specs to run")
-    parser.add_argument("--log", type=Path, default=LOG, help="JSON lines, one per spec (appended)")
+    parser.add_argument("--log", type=Path, action="append", help="JSON lines, one per spec (appended; "
+                        f"repeatable for the report) [default: {LOG}]")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the markdown report")
     parser.add_argument("--spec-timeout", type=int, default=300, help="seconds per spec")
     parser.add_argument("--memory-limit", type=int, default=12, help="address space in GiB (0: none)")
@@ -225,18 +236,21 @@ def main():
     parser.add_argument("--command", default="python scripts/adversarial_run.py --start 0 --count 5000",
                         help="the command line the report names")
     options = parser.parse_args()
+    options.log = options.log or [LOG]
     if options.memory_limit:
         limit = options.memory_limit * 2**30
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     signal.signal(signal.SIGALRM, _alarm)
     if not options.report_only:
         started = time.perf_counter()
-        run(options.start, options.count, options.log, options.spec_timeout)
+        run(options.start, options.count, options.log[0], options.spec_timeout)
         print(f"{options.count} specs in {time.perf_counter() - started:.0f} s", flush=True)
     if not options.no_report:
         commit = options.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                                   capture_output=True, text=True).stdout.strip()
-        options.out.write_text(report_text(options.log, options.command, commit), encoding="utf-8")
+        before = options.out.read_text(encoding="utf-8") if options.out.exists() else ""
+        defects = before[before.index(DEFECTS):] if DEFECTS in before else ""
+        options.out.write_text(report_text(options.log, options.command, commit, defects), encoding="utf-8")
         print(f"wrote {options.out}")
 
 
