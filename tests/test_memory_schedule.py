@@ -268,3 +268,18 @@ def test_memory_names_the_layers_it_approximates():
     assert result.output.count("approximate at hidden (rnn): its kernel's workspace") == 2   # inference, training
     plain = CliRunner().invoke(main, ["memory", str(SPECS / "lenet5.yaml"), "--no-timeline"])
     assert "approximate" not in plain.output
+
+
+@pytest.mark.parametrize("training,optimizer", MODES, ids=["inference", "sgd", "adam"])
+def test_merge_reading_one_layer_twice(training, optimizer):
+    """Found by the adversarial suite: a multiply reading one layer twice (x * input * x) crashed
+    `archcalc memory` with a KeyError (x was dropped once per mention); PyTorch multiplies it in
+    twice and frees it once."""
+    analysis = archcalc.analyze(archcalc.loads("""
+input: [64, 64, 64]
+layers:
+  - conv: {filters: 64, kernel: 3, padding: same, name: x}
+  - multiply: {inputs: [x, input, x]}
+"""))
+    for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
+        assert LOW <= predicted / measured <= HIGH, (phase, predicted, measured)
