@@ -98,11 +98,11 @@ def shrink(drawn: Case, command: str, seconds: int, processes: bool) -> str:
     return Case(drawn.seed, document, drawn.invalid, drawn.kinds).text
 
 
-def run(start: int, count: int, log: Path, seconds: int):
+def run(start: int, count: int, log: Path, seconds: int, every: int):
     with log.open("a", encoding="utf-8") as out:
         for seed in range(start, start + count):
             drawn = case(seed)
-            processes = seed % 200 == 0
+            processes = seed % every == 0
             report = checked(drawn, seconds, svg=True, processes=processes)
             record = {"seed": seed, "codes": report.codes, "failures": report.failures, "notes": report.notes,
                       "refusals": report.refusals,
@@ -179,7 +179,7 @@ def report_text(logs: list, command: str, commit: str, defects: str = "") -> str
     lines += ["", "`export-executed`: the exported file compiled and executed, its class built (on the CPU up to "
               "2,000,000 numbers, else on the meta device), parameters as announced, state dict keys and shapes "
               "equal to build's, loaded both ways with strict=True, and on the CPU the same outputs in eval mode. "
-              "`process-*`: `python -m archcalc` in a subprocess with FORCE_COLOR (one spec in 200); "
+              "`process-*`: `python -m archcalc` in a subprocess with FORCE_COLOR (one spec in 500); "
               "`process-exported-file`: the exported file run by `python -I` alone. `run-cpu` exit 0 also "
               "means its shapes and parameters equal inspect's JSON; `inspect-csv` and `inspect-markdown` exit 0, "
               "rows of their header's width and no CSV cell a spreadsheet would run as a formula.", ""]
@@ -236,6 +236,8 @@ def main():
     parser.add_argument("--log", type=Path, action="append", help="JSON lines, one per spec (appended; "
                         f"repeatable for the report) [default: {LOG}]")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the markdown report")
+    parser.add_argument("--process-every", type=int, default=500,
+                        help="one spec in this many also through python -m archcalc in subprocesses")
     parser.add_argument("--spec-timeout", type=int, default=300, help="seconds per spec")
     parser.add_argument("--memory-limit", type=int, default=12, help="address space in GiB (0: none)")
     parser.add_argument("--no-report", action="store_true", help="run, write no report (a chunk)")
@@ -251,7 +253,7 @@ def main():
     signal.signal(signal.SIGALRM, _alarm)
     if not options.report_only:
         started = time.perf_counter()
-        run(options.start, options.count, options.log[0], options.spec_timeout)
+        run(options.start, options.count, options.log[0], options.spec_timeout, options.process_every)
         print(f"{options.count} specs in {time.perf_counter() - started:.0f} s", flush=True)
     if not options.no_report:
         commit = options.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
