@@ -128,6 +128,7 @@ def masked(message: str) -> str:
             if re.match(r"[a-z_]+( |: )", rest):
                 message = "layer _: " + rest
                 break
+    message = re.sub(r"inputs \(.*\)", "inputs (_)", message)  # solve's list of the input names
     message = re.sub(r"'[^']*'|\"[^\"]*\"|-?\d[\d,.]*(e[+-]?\d+)?", "_", message)
     return message[:110]
 
@@ -151,18 +152,18 @@ def report_text(logs: list, command: str, commit: str, defects: str = "") -> str
         notes.update(record["notes"])
         if record["codes"].get("inspect") == 0:  # refused after the static analysis accepted the spec
             for label, message in record["refusals"].items():
-                if not label.startswith(("diff", "process-diff")):  # diff's refusals are of the mutated copy
+                if not label.startswith(("diff", "process-diff", "kinds")):  # of the mutated copy; of a hostile word
                     refusals[masked(message)][label] += 1
     seconds = [record["seconds"] for record in records]
     analyzed = sum(record["codes"].get("inspect") == 0 for record in records)
     exported = sum(record["codes"].get("export-executed") == 0 for record in records)
     spoiled = sum(bool(record["spoiled"]) for record in records)
-    seeds = f"{records[0]['seed']}..{records[-1]['seed']}" if records else "none"
+    seeds = ", ".join(f"{first}..{last}" for first, last in _runs([record["seed"] for record in records])) or "none"
     lines = [
         "# The long adversarial run", "",
         f"    {command}", "",
         f"Written {datetime.date.today().isoformat()} at commit {commit}, Python {platform.python_version()}, "
-        f"on {platform.machine()} ({_cpu()}), shared with other work (`nice -n 10`).", "",
+        f"on {platform.machine()} ({_cpu()}), shared with other work.", "",
         f"**{len(records):,} specs** (seeds {seeds}), **{len(failures)} failing**. "
         f"{analyzed:,} analyzed (`inspect` exit 0), {exported:,} exported and their file executed, state dicts "
         f"moved both ways with build's; {spoiled:,} had one argument spoiled on purpose. "
@@ -186,8 +187,8 @@ def report_text(logs: list, command: str, commit: str, defects: str = "") -> str
     if notes:
         lines += ["Skipped: " + "; ".join(f"{note}: {n:,}" for note, n in notes.most_common()) + ".", ""]
     lines += ["## Refusals after the static analysis accepted the spec", "",
-              "What a later command refused (exit 2) when `inspect` had analyzed the spec (diff aside: its refusals "
-              "are of the mutated copy); names and numbers masked.",
+              "What a later command refused (exit 2) when `inspect` had analyzed the spec (diff and kinds aside: "
+              "theirs are of the mutated copy, of a word drawn to be refused); names and numbers masked.",
               "", "| message | commands |", "|---|---|"]
     for message, labels in sorted(refusals.items(), key=lambda item: -sum(item[1].values()))[:25]:
         shown = message.replace("|", "\\|")
@@ -209,6 +210,18 @@ def report_text(logs: list, command: str, commit: str, defects: str = "") -> str
     if defects:
         lines += ["", defects.rstrip()]
     return "\n".join(lines) + "\n"
+
+
+def _runs(seeds: list) -> list:
+    """Sorted seeds as (first, last) of each unbroken run: chunks run side by side and stopped
+    together leave several."""
+    runs: list = []
+    for seed in seeds:
+        if runs and seed == runs[-1][1] + 1:
+            runs[-1][1] = seed
+        else:
+            runs.append([seed, seed])
+    return runs
 
 
 def _spec_text(seed: int) -> str:
