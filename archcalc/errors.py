@@ -28,16 +28,19 @@ class ArchcalcError(Exception):
     """Base of every error archcalc raises on purpose: where, which layer, what is wrong, what to do.
 
     ``location`` and ``layer`` are filled in by whoever knows them, often later (``located``);
-    ``notes`` are lines printed after the hint (what was still done, e.g. a partial drawing).
+    ``details`` are lines printed between the message and the hint (one per item of a list the
+    message announces); ``notes`` are lines printed after the hint (what was still done, e.g. a
+    partial drawing).
     """
 
     exit_code = 2  # an invalid spec or command line; VerificationFailed is 1
     severity = "error"
 
     def __init__(self, message: str, *, hint: str = "", location: Location | None = None,
-                 layer: str | None = None):
+                 layer: str | None = None, details: tuple[str, ...] = ()):
         super().__init__(message)
         self.message = message
+        self.details = details
         self.hint = hint
         self.location = location
         self.layer = layer
@@ -57,12 +60,13 @@ class ArchcalcError(Exception):
         return self
 
     def lines(self) -> list[str]:
-        """'spec.yaml:3:5: error: layer conv1: message', then '  hint: ...' and each note: one line
-        each, though a name in one may hold a newline of its own (the command line writes every
-        line escaped, views/escape.visible, so that a name never breaks one)."""
+        """'spec.yaml:3:5: error: layer conv1: message', each detail indented, then '  hint: ...'
+        and each note: one line each, though a name in one may hold a newline of its own (the
+        command line writes every line escaped, views/escape.visible, so that a name never breaks
+        one)."""
         where = f"{self.location}: " if self.location else ""
         who = f"layer {self.layer}: " if self.layer else ""
-        lines = [f"{where}{self.severity}: {who}{self.message}"]
+        lines = [f"{where}{self.severity}: {who}{self.message}", *(f"  {detail}" for detail in self.details)]
         if self.hint:
             lines.append(f"  hint: {self.hint}")
         return lines + [f"  {note}" for note in self.notes]

@@ -183,11 +183,11 @@ class Recorder:
                     entry.args["rounding"] = "floor"
 
     def refusal(self) -> ImportRefused:
-        lines = [f"  {item.where}: {item.what} (nearest: {', '.join(item.nearest) or 'none'})"
-                 for item in self.out.unsupported]
+        lines = tuple(f"{item.where}: {item.what} (nearest: {', '.join(item.nearest) or 'none'})"
+                      for item in self.out.unsupported)
         count = len(self.out.unsupported)
         error = ImportRefused(f"{count} operation{'s' if count > 1 else ''} of the model "
-                              f"{'have' if count > 1 else 'has'} no layer kind:\n" + "\n".join(lines),
+                              f"{'have' if count > 1 else 'has'} no layer kind:", details=lines,
                               hint="rewrite them with the kinds named (archcalc kinds lists every kind)")
         return error
 
