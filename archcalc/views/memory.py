@@ -20,7 +20,7 @@ def render_text(schedules: list[Schedule], timeline: bool = True) -> str:
     happens, what it is made of, the peak of each phase, and a bar per layer and phase."""
     first = schedules[0]
     analysis = first.analysis
-    lines = [f"{analysis.spec.name}: {inputs_text(analysis)}, batch {analysis.batch}, {analysis.dtype}, "
+    lines = [f"{visible(analysis.spec.name)}: {visible(inputs_text(analysis))}, batch {analysis.batch}, {analysis.dtype}, "
              f"{first.device} kernels"]
     for schedule in schedules:
         lines += [""] + schedule_lines(schedule)
@@ -72,7 +72,7 @@ def timeline_lines(schedule: Schedule) -> list[str]:
     batch = schedule.analysis.batch
     highest: dict[tuple, int] = {}
     for moment in schedule.moments:
-        key = (moment.phase, moment.layer or "(start)")
+        key = (moment.phase, visible(moment.layer) if moment.layer else "(start)")  # one line per name
         highest[key] = max(highest.get(key, 0), moment.bytes(batch))
     top = max(highest.values(), default=0) or 1
     width = max((len(layer) for _, layer in highest), default=0)
