@@ -63,7 +63,11 @@ def test_round_trip_through_export(name, tmp_path):
     check_round_trip(name, tmp_path)
 
 
-ALL = sorted(p.stem for p in SPECS.glob("*.yaml") if p.stem not in (*QUICK, "zero_7_5b"))
+# what the import does not read back yet: the transformers' own modules (scaled dot-product
+# attention, the position tables' add, select, mean) have no mapping (issue 17, left open)
+NOT_READ_BACK = {name: "attention and positions are not mapped back yet"
+                 for name in ("vit_b_16", "gpt2", "bert_base", "tinyllama")}
+ALL = sorted(p.stem for p in SPECS.glob("*.yaml") if p.stem not in (*QUICK, *NOT_READ_BACK, "zero_7_5b"))
 
 
 @pytest.mark.slow

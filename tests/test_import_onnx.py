@@ -67,7 +67,12 @@ def test_round_trip_through_onnx(name, tmp_path):
     check(name, tmp_path)
 
 
-ALL = sorted(p.stem for p in SPECS.glob("*.yaml") if p.stem not in (*QUICK, *NOT_EXPORTED, *REFUSED))
+# the transformers: their ONNX graphs (attention's MatMul/Softmax chain, LayerNormalization, the
+# position tables' Gather and Add) are not mapped yet (issue 17, left open)
+NOT_READ_YET = {name: "attention, layer norms and positions in ONNX are not mapped yet"
+                for name in ("vit_b_16", "gpt2", "bert_base", "tinyllama")}
+ALL = sorted(p.stem for p in SPECS.glob("*.yaml")
+             if p.stem not in (*QUICK, *NOT_EXPORTED, *REFUSED, *NOT_READ_YET))
 
 
 @pytest.mark.slow
