@@ -20,6 +20,12 @@ RUN_SLOW = os.environ.get("ARCHCALC_SLOW") == "1" or bool(os.environ.get("ARCHCA
 # the Pythons the tests start (exported modules, distributed ranks) inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# The quick tier draws the same examples on every run (CI never fails on a draw nobody can replay);
+# the slow tier explores afresh. Settings made in the test modules inherit this profile.
+settings.register_profile("quick", derandomize=True, database=None)
+if not RUN_SLOW:
+    settings.load_profile("quick")
+
 
 def pytest_collection_modifyitems(config, items):
     if RUN_SLOW or "slow" in config.getoption("markexpr"):  # asked for by name: '-m slow' selects them
