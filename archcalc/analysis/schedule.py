@@ -32,12 +32,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
-from ..layers import Steps, lookup, parts
-from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, OUTPUT, Op
-from .walk import Analysis
+from ..layers import Shape, Steps, lookup, parts
+from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, OUTPUT, Op, Tensor
+from .walk import Analysis, LayerStats
 
 CATEGORIES = ("weights", "gradients", "optimizer", "input", "activations", "transient")
 # weights: parameters and buffers; gradients: of the parameters; optimizer: its state; input:
@@ -53,13 +54,13 @@ class Moment:
 
     phase: str
     layer: str
-    fixed: tuple
-    sample: tuple
+    fixed: tuple[int, ...]
+    sample: tuple[int, ...]
 
     def bytes(self, batch: int) -> int:
         return sum(self.fixed) + batch * sum(self.sample)
 
-    def parts(self, batch: int) -> dict:
+    def parts(self, batch: int) -> dict[str, int]:
         """{category: bytes} at ``batch``."""
         return {name: fixed + batch * sample for name, fixed, sample in zip(CATEGORIES, self.fixed, self.sample)}
 
@@ -72,11 +73,11 @@ class Schedule:
     training: bool
     optimizer: str | None
     device: str
-    moments: tuple
+    moments: tuple[Moment, ...]
     mixed_precision: str | None = None
 
     @property
-    def phases(self) -> tuple:
+    def phases(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(moment.phase for moment in self.moments))
 
     def peak_moment(self, phase: str | None = None, batch: int | None = None) -> Moment:
@@ -117,7 +118,7 @@ class _Tensor:
 
 
 class _Replay:
-    def __init__(self):
+    def __init__(self) -> None:
         self.fixed = dict.fromkeys(CATEGORIES, 0)
         self.sample = dict.fromkeys(CATEGORIES, 0)
         self.moments: list[Moment] = []
@@ -164,10 +165,10 @@ class _Recorded:
 
     layer: str
     op: Op
-    reads: list
+    reads: list[_Tensor]
     output: _Tensor
-    saved: list
-    parts: list = dataclasses.field(default_factory=list)   # a split's outputs (output: the first)
+    saved: list[_Tensor]
+    parts: list[_Tensor] = dataclasses.field(default_factory=list)   # a split's outputs (output: the first)
     weights: str | None = None   # whose parameters' gradients its backward computes (the owner's name)
     weight_bytes: int = 0        # their trainable bytes, in the master dtype
     cast: int = 0                # under autocast: bytes per element of the 16-bit weight gradient it computes first
@@ -200,7 +201,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     last_reader = {name: index for index, stats in enumerate(analysis.layers) for name in stats.node.inputs}
     owners = {stats.name: stats for stats in analysis.layers}
     recorded: list[_Recorded] = []
-    cache: dict[str, list] = {}   # autocast's 16-bit copies of each layer's parameters, until the forward ends
+    cache: dict[str, list[_Tensor]] = {}   # autocast's 16-bit copies of each layer's parameters, until the forward ends
     for index, stats in enumerate(analysis.layers):
         replay.layer = stats.name
         layer, x, y = stats.layer, stats.input_shape, stats.output_shape
@@ -210,7 +211,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             ops += lookup(layer.activation).from_args({}).memory_ops(y, y, training, device)
         inputs = [values[name] for name in stats.node.inputs]
         reads, weights = inputs, owner.trainable_params * size if training else 0
-        lingering: list = []   # [tensor, ops left] still referenced by the layer's code
+        lingering: list[list[Any]] = []   # [tensor, ops left] (a mutable pair: its count goes down) still referenced by the layer's code
         for position, op in enumerate(ops):
             if op.rereads:
                 reads = [*reads, inputs[0]]
@@ -294,7 +295,7 @@ def _half_bytes(analysis: Analysis, mixed_precision: str | None) -> int:
     return DTYPE_BYTES[MIXED_PRECISION[mixed_precision]]
 
 
-def _compute_bytes(op: Op, reads: list, size: int, half: int) -> int:
+def _compute_bytes(op: Op, reads: list[_Tensor], size: int, half: int) -> int:
     """Bytes per element the op computes in: the dtype; under autocast its list's dtype (16-bit,
     float32), else that of the widest floating tensor it reads (type promotion)."""
     if not half:
@@ -306,7 +307,7 @@ def _compute_bytes(op: Op, reads: list, size: int, half: int) -> int:
     return max((t.itemsize for t in reads), default=0) or size   # token ids: the weights' dtype
 
 
-def _cast(replay: _Replay, recorded: list, layer: str, tensor: _Tensor, itemsize: int, training: bool) -> _Tensor:
+def _cast(replay: _Replay, recorded: list[_Recorded], layer: str, tensor: _Tensor, itemsize: int, training: bool) -> _Tensor:
     """autocast's copy of ``tensor`` in ``itemsize``-byte numbers (the tensor itself when it is already)."""
     if not tensor.itemsize or tensor.itemsize == itemsize:
         return replay.hold(tensor)
@@ -317,7 +318,8 @@ def _cast(replay: _Replay, recorded: list, layer: str, tensor: _Tensor, itemsize
     return copy
 
 
-def _weight_copies(replay: _Replay, cache: dict, owner, half: int) -> list:
+def _weight_copies(replay: _Replay, cache: dict[str, list[_Tensor]], owner: LayerStats,
+                   half: int) -> list[_Tensor]:
     """autocast's 16-bit copies of ``owner``'s parameters, made once per forward (its cache):
     [the weights, the biases] (a layer's biases: the tensors named bias...)."""
     if owner.name not in cache:
@@ -329,18 +331,18 @@ def _weight_copies(replay: _Replay, cache: dict, owner, half: int) -> list:
     return cache[owner.name]
 
 
-def _token_ids(shape) -> bool:
+def _token_ids(shape: Shape) -> bool:
     """A sequence of token ids (an embedding's input), which PyTorch holds as int64."""
     return isinstance(shape, Steps) and len(shape) == 1
 
 
-def _bytes(tensor, dtypes: dict) -> tuple[int, int]:
+def _bytes(tensor: Tensor, dtypes: dict[str, int]) -> tuple[int, int]:
     """(fixed, per sample) bytes of a footprint.Tensor."""
     total = tensor.elements * dtypes[tensor.dtype]
     return (0, total) if tensor.batched else (total, 0)
 
 
-def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
+def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]) -> None:
     replay.phase, replay.layer = "backward", ""
     ones = replay.allocate(LOSS_BYTES, 0, "transient")     # its gradient; each output's is a view of it
     grads: dict[int, _Tensor] = {}
@@ -348,7 +350,7 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
         if output.requires_grad:
             _accumulate(replay, grads, output, replay.hold(ones))
     replay.drop(ones)
-    accumulated: set = set()   # parameters whose .grad exists: a shared weight's second gradient adds into it
+    accumulated: set[str | None] = set()   # parameters whose .grad exists: a shared weight's second gradient adds into it
     for entry in reversed(recorded):
         replay.layer = entry.layer
         if entry.parts:
@@ -382,7 +384,7 @@ def _backward(replay: _Replay, recorded: list, outputs: list) -> None:
         replay.drop(gradient)
 
 
-def _join_parts(replay: _Replay, grads: dict, entry: _Recorded) -> None:
+def _join_parts(replay: _Replay, grads: dict[int, _Tensor], entry: _Recorded) -> None:
     """A split's backward: zeros for each part no gradient reached, then the parts' gradients
     joined into a new gradient of the input (split_with_sizes_backward)."""
     gradients = [grads.pop(id(part), None) for part in entry.parts]
@@ -394,7 +396,7 @@ def _join_parts(replay: _Replay, grads: dict, entry: _Recorded) -> None:
             replay.drop(tensor)
 
 
-def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set) -> None:
+def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set[str | None]) -> None:
     """The op's parameter gradients in the master dtype: kept as .grad the first time; a shared
     weight's later gradient is added into .grad in place and freed."""
     if entry.weights in accumulated:
@@ -404,7 +406,7 @@ def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set) -> No
     replay.allocate(entry.weight_bytes, 0, "gradients")   # .grad, kept
 
 
-def _accumulate(replay: _Replay, grads: dict, tensor: _Tensor, gradient: _Tensor) -> None:
+def _accumulate(replay: _Replay, grads: dict[int, _Tensor], tensor: _Tensor, gradient: _Tensor) -> None:
     """A second gradient for the same tensor: autograd adds it in place into the first when its
     buffer holds the only reference to it (InputBuffer::accumulate), else into a new tensor. The
     new gradient itself is never reused: the engine still references it while it adds (measured:

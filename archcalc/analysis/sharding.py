@@ -61,20 +61,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import prod
+from typing import Any
 
 from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
 from ..layers.arguments import closest
-from .walk import Analysis
+from .walk import Analysis, LayerStats
 
 STRATEGIES = ("none", "ddp", "zero1", "zero2", "fsdp")
 MASTER_BYTES = DTYPE_BYTES["float32"]
 DDP_FIRST_BUCKET = 1024 * 1024         # torch.distributed._DEFAULT_FIRST_BUCKET_BYTES
 DDP_BUCKET_CAP = 25 * 1024 * 1024      # DistributedDataParallel(bucket_cap_mb=25), in MiB
 TRAINING_FLOPS_FACTOR = 3              # forward + backward (inputs' and weights' gradients)
+ShapeCount = tuple[tuple[int, ...], int]   # a parameter tensor's shape, and how many tensors have it
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def chunk_rows(rows: int, gpus: int, rank: int) -> int:
     return max(0, min(size, rows - rank * size))
 
 
-def fsdp_elements(shapes, gpus: int, rank: int | None = None) -> int:
+def fsdp_elements(shapes: Iterable[ShapeCount], gpus: int, rank: int | None = None) -> int:
     """Elements of FSDP2's shards of the parameter tensors ``shapes`` ((shape, count), ...): what
     ``rank``'s to_local() holds, or, for rank None, what every rank stores (padded: ceil(d0/N) rows)."""
     total = 0
@@ -133,9 +136,9 @@ class Unit:
     """A group of consecutive layers whose parameters FSDP gathers at once."""
 
     name: str
-    layers: tuple        # layer names, in spec order
+    layers: tuple[str, ...]        # layer names, in spec order
     params: int          # all of their parameters, trainable or frozen
-    shapes: tuple        # their parameter tensors ((shape, count), ...)
+    shapes: tuple[ShapeCount, ...]  # their parameter tensors ((shape, count), ...)
 
 
 @dataclass(frozen=True)
@@ -143,19 +146,19 @@ class Units:
     """The spec's wrapping units, and the root: the layers in none of them."""
 
     root: Unit
-    units: tuple
+    units: tuple[Unit, ...]
 
     def of(self, layer: str) -> Unit:
         return next((unit for unit in self.units if layer in unit.layers), self.root)
 
 
-def group_label(entry: tuple) -> str:
+def group_label(entry: tuple[str, int]) -> str:
     """A repeat's iteration 'block3[2]', or a block instance 'basic1'."""
     label, iteration = entry
     return f"{label}[{iteration}]" if iteration else label
 
 
-def units(analysis: Analysis, names: tuple = ()) -> Units:
+def units(analysis: Analysis, names: tuple[str, ...] = ()) -> Units:
     """The wrapping units: by default each layer's innermost repeat iteration or block instance;
     with ``names``, the repeats and block instances so named (each iteration of a repeat a unit) and
     the layers so named. Layers in no unit belong to the root. A name that is none of those raises."""
@@ -175,12 +178,15 @@ def units(analysis: Analysis, names: tuple = ()) -> Units:
                         else (stats.name,) if stats.name in names else None)
     else:
         keys = [stats.node.group or None for stats in analysis.layers]
-    runs: list[list] = []   # [key, [stats, ...]] for each maximal run of equal keys
+    runs: list[list[Any]] = []   # [key, [stats, ...]] for each maximal run of equal keys (a mutable pair)
     for key, stats in zip(keys, analysis.layers):
         if runs and runs[-1][0] == key:
             runs[-1][1].append(stats)
         else:
             runs.append([key, [stats]])
+    root: list[LayerStats]
+    found: list[Unit]
+    seen: dict[str, int]
     root, found, seen = [], [], {}
     for key, members in runs:
         if key is None:
@@ -192,7 +198,7 @@ def units(analysis: Analysis, names: tuple = ()) -> Units:
     return Units(_unit("root", root), tuple(found))
 
 
-def _unit(name: str, members: list) -> Unit:
+def _unit(name: str, members: list[LayerStats]) -> Unit:
     shapes = tuple(pair for stats in members for pair in tensor_shapes(stats))
     return Unit(name, tuple(stats.name for stats in members), sum(stats.params for stats in members), shapes)
 
@@ -233,10 +239,10 @@ class ShardedMemory:
     activation_bytes: int     # at the per-GPU batch, at the passes' peak: input, activations, transient
     live_gradient_bytes: int  # the parameter gradients held at that moment
     gathered_bytes: int       # fsdp: the root + the two largest neighbouring units, whole, + a flat buffer
-    gathered_units: tuple     # their names
+    gathered_units: tuple[str, ...]  # their names
     bucket_bytes: int         # ddp: the gradient buckets
     buckets: int
-    collectives: tuple
+    collectives: tuple[Collective, ...]
     flops: int                # training FLOPs of one GPU's batch, per step
     input_bytes: int          # the per-GPU batch itself (within the activations)
     step_bytes: int           # the optimizer step's temporaries
@@ -251,7 +257,7 @@ class ShardedMemory:
         """Weights, gradients and optimizer state: the ZeRO paper's Figure 1."""
         return self.weight_bytes + self.gradient_bytes + self.optimizer_bytes
 
-    def moments(self) -> dict:
+    def moments(self) -> dict[str, int]:
         """{moment: bytes} of the three moments of a step (see the module's model)."""
         states = self.model_state_bytes + self.bucket_bytes
         return {"forward and backward": states - self.gradient_bytes + self.live_gradient_bytes + self.gathered_bytes
@@ -267,9 +273,9 @@ class ShardedMemory:
     @property
     def peak_moment(self) -> str:
         moments = self.moments()
-        return max(moments, key=moments.get)
+        return max(moments, key=moments.__getitem__)
 
-    def terms(self) -> dict:
+    def terms(self) -> dict[str, int]:
         """{term: bytes}, in the order they are printed."""
         return {"weights": self.weight_bytes, "gradients": self.gradient_bytes,
                 "optimizer state": self.optimizer_bytes, "activations": self.activation_bytes,
@@ -310,7 +316,7 @@ def check_strategy(strategy: str, gpus: int) -> None:
                         hint="--shard ddp replicates the model on every GPU; zero1, zero2 and fsdp shard it")
 
 
-def step_bytes(optimizer: str, device: str, shapes, size: int) -> int:
+def step_bytes(optimizer: str, device: str, shapes: tuple[ShapeCount, ...], size: int) -> int:
     """The optimizer step's temporaries over parameter tensors ``shapes`` ((shape, count), ...)
     of ``size``-byte numbers (see the module's model)."""
     if optimizer not in ("adam", "adamw") or not shapes:
@@ -326,7 +332,7 @@ class Activity:
     moment of its forward and backward passes (fixed bytes, bytes per sample, the share of the
     parameter gradients made by then). The one place the sharding model reads the schedule."""
 
-    moments: tuple        # ((fixed, per sample, Fraction), ...)
+    moments: tuple[tuple[int, int, Fraction], ...]  # ((fixed, per sample, Fraction), ...)
     input_sample: int     # the network input, bytes per sample
 
     def at(self, batch: int, gradients: int) -> tuple[int, int]:
@@ -368,7 +374,7 @@ def batch_hint(batch: int, gpus: int) -> str:
     return f"a batch of {below} or {below + gpus}" if below else f"a batch of {gpus} (or a multiple of it)"
 
 
-def ddp_buckets(shapes, size: int) -> list[tuple[int, int]]:
+def ddp_buckets(shapes: tuple[ShapeCount, ...], size: int) -> list[tuple[int, int]]:
     """DDP's bucket sizes in bytes: the gradients in reverse parameter order, a bucket closed once it
     reaches its cap (1 MiB for the first, 25 MiB after), as the Reducer assigns them; as runs
     (bytes, how many buckets in a row have that size). ``count`` equal tensors of b bytes are taken
@@ -377,7 +383,7 @@ def ddp_buckets(shapes, size: int) -> list[tuple[int, int]]:
     buckets: list[tuple[int, int]] = []
     current = 0
 
-    def close(total: int, times: int = 1):
+    def close(total: int, times: int = 1) -> None:
         if buckets and buckets[-1][0] == total:
             buckets[-1] = (total, buckets[-1][1] + times)
         else:
@@ -409,11 +415,11 @@ class Layout:
     """What sharding reads of an analysis, computed once: its units and parameter tensors."""
 
     units: Units
-    shapes: tuple            # every parameter tensor ((shape, count), ...)
-    trained_shapes: tuple    # those of the trainable layers
+    shapes: tuple[ShapeCount, ...]          # every parameter tensor ((shape, count), ...)
+    trained_shapes: tuple[ShapeCount, ...]  # those of the trainable layers
 
 
-def tensor_shapes(stats, trained: bool = False) -> tuple:
+def tensor_shapes(stats: LayerStats, trained: bool = False) -> tuple[ShapeCount, ...]:
     """A layer's parameter tensors ((shape, count), ...): none for a layer that shares another's
     (they are that layer's); with ``trained``, only those it trains (not under trainable: false
     or freeze)."""
@@ -425,14 +431,14 @@ def tensor_shapes(stats, trained: bool = False) -> tuple:
     return stats.layer.parameter_shapes(stats.input_shape)
 
 
-def layout(analysis: Analysis, shard_units: tuple = ()) -> Layout:
-    def shapes(trained: bool) -> tuple:
+def layout(analysis: Analysis, shard_units: tuple[str, ...] = ()) -> Layout:
+    def shapes(trained: bool) -> tuple[ShapeCount, ...]:
         return tuple(pair for stats in analysis.layers for pair in tensor_shapes(stats, trained))
     return Layout(units(analysis, shard_units), shapes(False), shapes(True))
 
 
 def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int | None = None,
-                   optimizer: str = "adam", mixed_precision: str | None = None, shard_units: tuple = (),
+                   optimizer: str = "adam", mixed_precision: str | None = None, shard_units: tuple[str, ...] = (),
                    shapes: Layout | None = None, device: str = "cuda", rank: int = 0,
                    active: Activity | None = None) -> ShardedMemory:
     """Per-GPU memory and communication of one training step of ``analysis`` on ``gpus`` GPUs under
@@ -456,6 +462,9 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
                         hint="every GPU needs at least one element: fewer GPUs, or --shard ddp")
     shapes = shapes or layout(analysis, shard_units)
     weights, gradients, optimizer_bytes = model_states(trainable, strategy, gpus, states)
+    gathered_names: tuple[str, ...]
+    bucket_sizes: list[tuple[int, int]]
+    collectives: list[Collective]
     gathered, gathered_names, bucket_sizes, collectives = 0, (), [], []
     grad_payload = trainable * states.gradient
     if strategy == "fsdp":
@@ -544,7 +553,8 @@ def max_gpu_batch(memory: ShardedMemory, active: Activity, budget: int) -> int:
 
 
 def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: str = "adam",
-         mixed_precision: str | None = None, shard_units: tuple = (), strategies=STRATEGIES) -> tuple:
+         mixed_precision: str | None = None, shard_units: tuple[str, ...] = (),
+         strategies: Iterable[str] = STRATEGIES) -> tuple[Fit, ...]:
     """For each strategy, the fewest GPUs in ``gpus`` (low, high) on which it fits in ``budget`` bytes
     per GPU, and the largest per-GPU batch (see Fit). ``none`` is tried on one GPU only, the others
     on 2 GPUs or more. A GPU's memory never grows with the count (each shard is at most the one
@@ -586,8 +596,9 @@ def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: s
     return tuple(fits)
 
 
-def _gathered(wrapping: Units) -> tuple[int, tuple]:
+def _gathered(wrapping: Units) -> tuple[int, tuple[str, ...]]:
     """Elements gathered at once: the root's and the largest two neighbouring units' (or the one unit)."""
+    names: tuple[str, ...]
     best, names = 0, ()
     sizes = [(unit.params, unit.name) for unit in wrapping.units]
     for i, (size, name) in enumerate(sizes):
