@@ -66,3 +66,23 @@ def drawn(strategy, count: int) -> list:
 @pytest.fixture
 def specs_dir():
     return SPECS
+
+
+def run_cli(*args):
+    """archcalc's command line in this process (click's CliRunner), each argument as text; the
+    result, after checking that it ended by its own exit (SystemExit), never in a traceback."""
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output
+    return result
+
+
+def write_spec(tmp_path, text, name="spec.yaml"):
+    """A spec file in the test's folder; its path."""
+    path = tmp_path / name
+    path.write_text(text)
+    return path

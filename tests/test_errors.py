@@ -1,10 +1,9 @@
 """One error contract: every error carries its message, place, hint and exit code, and the CLI
 prints each one in one form, 'error: ...' then '  hint: ...', never a traceback."""
 import pytest
-from click.testing import CliRunner
 from conftest import SPECS
+from conftest import run_cli as run
 
-from archcalc.cli import main
 from archcalc.errors import (
     ArchcalcError,
     GeometryError,
@@ -17,13 +16,6 @@ from archcalc.errors import (
 
 ALEXNET = str(SPECS / "alexnet.yaml")
 SIGNAL = str(SPECS / "signal1d.yaml")
-
-
-def run(*args):
-    result = CliRunner().invoke(main, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    assert "Traceback" not in result.output
-    return result
 
 
 def test_an_error_carries_everything_it_prints():

@@ -5,20 +5,10 @@ import json
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT, SPECS
+from conftest import run_cli as run
+from conftest import write_spec as write
 
 from archcalc.cli import main
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def write(tmp_path, text, name="spec.yaml"):
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 # --- channels-last inputs -------------------------------------------------------------------

@@ -4,12 +4,11 @@ import json
 from fractions import Fraction
 
 import pytest
-from click.testing import CliRunner
 from conftest import SPECS, analyze_text
+from conftest import run_cli as run
 
 import archcalc
 from archcalc.analysis.sequence import sequence_figures
-from archcalc.cli import main
 from archcalc.views.output import JSON_SCHEMA_VERSION
 
 CHAR_RNN = SPECS / "min_char_rnn.yaml"
@@ -22,13 +21,6 @@ layers:
   - embedding: {vocabulary: 10, dim: 8}
   - dense: 10
 """
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(arg) for arg in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    assert "Traceback" not in result.output
-    return result
 
 
 def inspect_json(*args) -> dict:

@@ -6,22 +6,15 @@ the transformer block library giving the very layers the specs wrote inline."""
 import json
 
 import pytest
-from click.testing import CliRunner
 from conftest import SPECS
+from conftest import run_cli as run
 
 import archcalc
 from archcalc.analysis.sequence import AttentionLayer, sequence_figures
-from archcalc.cli import main
 from archcalc.views.explain import explain
 
 TINYLLAMA, GPT2 = SPECS / "tinyllama.yaml", SPECS / "gpt2.yaml"
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(arg) for arg in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
-    return result
 
 
 def figures(path, kv=None, **options):
