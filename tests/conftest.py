@@ -63,6 +63,26 @@ def drawn(strategy, count: int) -> list:
     return found
 
 
+def shipped_specs(quick: str = "every") -> list:
+    """Every shipped spec as a pytest parameter (id: its file name). quick="kinds": only the fewest
+    layers that still use every kind any shipped spec uses stay in the quick tier (smallest specs
+    first: a spec stays when it brings a kind none before it has), the rest are slow; the per-kind
+    table (tests/kind_table.py) already checks each kind alone."""
+    paths = sorted(SPECS.glob("*.yaml"))
+    if quick == "every":
+        return [pytest.param(path, id=path.name) for path in paths]
+    analyses = {path: archcalc.analyze(archcalc.load(str(path))) for path in paths}
+    seen: set = set()
+    quick_paths = set()
+    for path in sorted(paths, key=lambda p: (len(analyses[p].layers), p.name)):
+        kinds = {stats.kind for stats in analyses[path].layers}
+        if kinds - seen:
+            quick_paths.add(path)
+            seen |= kinds
+    return [pytest.param(path, id=path.name, marks=[] if path in quick_paths else [pytest.mark.slow])
+            for path in paths]
+
+
 @pytest.fixture
 def specs_dir():
     return SPECS

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
-from conftest import SPECS, spec_text
+from conftest import SPECS, shipped_specs, spec_text
 from kind_table import each_row
 
 import archcalc
@@ -19,7 +19,6 @@ from archcalc.backend.export import export_checked  # noqa: E402
 from archcalc.backend.plan import make_plan  # noqa: E402
 from archcalc.backend.verification import parse_values  # noqa: E402
 
-ALL_SPECS = sorted(SPECS.glob("*.yaml"))
 CPU_BYTES = 300 * 10**6  # specs lighter than this also run on the CPU; every spec runs on meta
 QUICK_MACS = 10**8       # on the CPU, a spec beyond this (the torchvision networks) is in the slow tier
 
@@ -48,9 +47,11 @@ def test_every_layer_kind_compiles_and_pytorch_agrees(kind, fragment, input_shap
 
 
 def verified_cases():
-    """Every spec on meta (shapes and counts, no memory); the lighter ones on the CPU too."""
-    for path in ALL_SPECS:
-        yield pytest.param(path, "meta", id=f"{path.name}-meta")
+    """Every spec on meta (shapes and counts, no memory; quick: a cover of every kind); the lighter
+    ones on the CPU too."""
+    for param in shipped_specs(quick="kinds"):
+        path = param.values[0]
+        yield pytest.param(path, "meta", id=f"{path.name}-meta", marks=param.marks)
         totals = archcalc.analyze(archcalc.load(str(path)), batch=2).totals
         if totals.forward_bytes < CPU_BYTES:
             yield pytest.param(path, "cpu", id=f"{path.name}-cpu",
@@ -206,7 +207,7 @@ def test_build_accepts_a_path_a_spec_or_an_analysis_and_a_dtype():
 
 # --- export -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ALL_SPECS, ids=[path.name for path in ALL_SPECS])
+@pytest.mark.parametrize("path", shipped_specs(quick="kinds"))
 def test_export_round_trips_on_meta(path):
     """export_checked runs the exported class on meta: parameter count and output shapes must match."""
     analysis = archcalc.analyze(archcalc.load(str(path)))

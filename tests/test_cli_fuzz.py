@@ -29,10 +29,10 @@ SPECS = {
     "broken": "input: [1, 9\nlayers: [\n",
 }
 
-# Cases per command in the default run (about 2 s of CPU in all); the slow run takes forty times
+# Cases per command in the default run (about 1 s of CPU in all); the slow run takes forty times
 # as many, over 10,000 in all.
-CASES = {"inspect": 125, "explain": 50, "solve": 50, "diff": 50, "render": 50, "run": 25, "export": 25,
-         "plan": 50, "memory": 50, "kinds": 13, "serve": 13, "import": 13}
+CASES = {"inspect": 60, "explain": 25, "solve": 25, "diff": 25, "render": 25, "run": 12, "export": 12,
+         "plan": 25, "memory": 25, "kinds": 13, "serve": 13, "import": 13}
 SLOW_FACTOR = 40
 
 ARGV_TEXT = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")  # NUL never reaches argv
