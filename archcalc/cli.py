@@ -851,30 +851,45 @@ def _memory_comparison(analysis, train: bool, optimizer: str, seed: int, mixed_p
 @option("--max-batch", "budget", callback=parse_budget_option, metavar="BYTES",
         help="Also the largest batch whose peak fits in this memory, e.g. 24GB or 16GiB.")
 @option("--no-timeline", is_flag=True, help="Leave out the per-layer bars.")
+@option("--output", "-o", metavar="FILE", callback=parse_output_drawing,
+        help="Also draw the live bytes per layer as stacked bars: .svg, .png, .pdf, or .dot/.gv for the "
+             "Graphviz source; '-' prints DOT instead of the text.")
+@FORCE_OPTION
 @analysis_options()
 @click.pass_context
-def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_timeline, batch, dtype, input_shape,
-           rounding):
+def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_timeline, output, force, batch, dtype,
+           input_shape, rounding):
     """Peak memory as PyTorch would reach it: the layers replayed in execution order, each tensor
     freed after its last reader or once backward no longer needs it.
 
     Static: no PyTorch. Prints the peak for inference (and a training step), the phase and layer
-    where it happens, what it is made of, and live bytes per layer as bars.
+    where it happens, what it is made of, and live bytes per layer as bars (-o draws them).
     """
     from .analysis.schedule import schedule
+    from .fileio import output_path
+    from .views import memorychart
     from .views.memory import render_text
 
     refuse_unless(ctx, train, ("optimizer",), "it is the optimizer of the training step; add --train")
+    refuse_unless(ctx, output is not None, ("force",), "it writes through -o; add -o FILE")
+    target = output_path(output, [spec], force)
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     schedules = [schedule(analysis, device=device, mixed_precision=mixed_precision)]
     if train:
         schedules.append(schedule(analysis, training=True, optimizer=optimizer, device=device,
                                   mixed_precision=mixed_precision))
-    click.echo(render_text(schedules, timeline=not no_timeline), nl=False)
+    drawing_to_stdout = output is not None and target is None  # '-': DOT on stdout, the text on stderr
+    if drawing_to_stdout:
+        click.echo(memorychart.to_dot(schedules), nl=False)
+    if target is not None:  # drawn first: a file that cannot be written stops the command before any text
+        memorychart.write(schedules, target)
+    click.echo(render_text(schedules, timeline=not no_timeline), nl=False, err=drawing_to_stdout)
+    if target is not None:
+        wrote(output, memorychart.format_of(output).upper())
     if budget is not None:
         from .units import human_bytes
         fits = ", ".join(f"{'training' if s.training else 'inference'} {s.max_batch(budget):,}" for s in schedules)
-        click.echo(f"largest batch within {human_bytes(budget)}: {fits}")
+        click.echo(f"largest batch within {human_bytes(budget)}: {fits}", err=drawing_to_stdout)
 
 
 @main.command(short_help="Write the network as readable PyTorch code.")

@@ -2,7 +2,7 @@
 predicted-vs-measured lines of ``archcalc run --memory``. Formatting only; no torch."""
 from __future__ import annotations
 
-from ..analysis.schedule import CATEGORIES, Schedule
+from ..analysis.schedule import CATEGORIES, Moment, Schedule
 from ..units import human_bytes
 from .escape import visible
 from .report import inputs_text
@@ -67,17 +67,26 @@ def schedule_dict(schedule: Schedule) -> dict:
             "rule_of_thumb_bytes": schedule.analysis.totals.training_bytes_estimate}
 
 
+def steps(schedule: Schedule) -> list[tuple[str, str, Moment]]:
+    """(phase, layer, moment) per layer and phase, in execution order: the moment of the highest
+    live bytes within it (at the analysis's batch); "(start)" before the first layer."""
+    batch = schedule.analysis.batch
+    highest: dict[tuple[str, str], Moment] = {}
+    for moment in schedule.moments:
+        key = (moment.phase, visible(moment.layer) if moment.layer else "(start)")  # one step per name
+        if key not in highest or moment.bytes(batch) > highest[key].bytes(batch):
+            highest[key] = moment
+    return [(phase, layer, moment) for (phase, layer), moment in highest.items()]
+
+
 def timeline_lines(schedule: Schedule) -> list[str]:
     """The highest live bytes within each (phase, layer), in execution order, as a bar."""
     batch = schedule.analysis.batch
-    highest: dict[tuple, int] = {}
-    for moment in schedule.moments:
-        key = (moment.phase, visible(moment.layer) if moment.layer else "(start)")  # one line per name
-        highest[key] = max(highest.get(key, 0), moment.bytes(batch))
-    top = max(highest.values(), default=0) or 1
-    width = max((len(layer) for _, layer in highest), default=0)
+    drawn = [(phase, layer, moment.bytes(batch)) for phase, layer, moment in steps(schedule)]
+    top = max((value for _, _, value in drawn), default=0) or 1
+    width = max((len(layer) for _, layer, _ in drawn), default=0)
     lines = [f"live bytes, {title(schedule)}:"]
-    for (phase, layer), value in highest.items():
+    for phase, layer, value in drawn:
         bar = "█" * max(1, round(BAR * value / top))
         lines.append(f"  {phase:<9} {layer:<{width}} {bar:<{BAR}} {human_bytes(value)}")
     return lines
