@@ -883,7 +883,11 @@ def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_time
         click.echo(memorychart.to_dot(schedules), nl=False)
     if target is not None:  # drawn first: a file that cannot be written stops the command before any text
         memorychart.write(schedules, target)
-    click.echo(render_text(schedules, timeline=not no_timeline), nl=False, err=drawing_to_stdout)
+    from .views.output import terminal_width
+
+    stream = click.get_text_stream("stderr" if drawing_to_stdout else "stdout")
+    click.echo(render_text(schedules, timeline=not no_timeline, columns=terminal_width(stream)), nl=False,
+               err=drawing_to_stdout)
     if target is not None:
         wrote(output, memorychart.format_of(output).upper())
     if budget is not None:

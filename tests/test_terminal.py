@@ -167,10 +167,11 @@ def test_run_never_cuts_a_number(name, width, monkeypatch):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("argv", [["explain", "alexnet"], ["explain", "resnet18"], ["explain", "min_char_rnn"],
+@pytest.mark.parametrize("argv", [["memory", "resnet50", "--train"], ["memory", "char_rnn_masse", "--train"],
+                                  ["explain", "alexnet"], ["explain", "resnet18"], ["explain", "min_char_rnn"],
                                   ["solve", "alexnet"], ["solve", "alexnet", "--input", "3x224x224"],
                                   ["solve", "unet_small"]], ids=" ".join)
-def test_explain_and_solve_never_cut_a_number(argv, width, monkeypatch):
+def test_explain_solve_and_memory_never_cut_a_number(argv, width, monkeypatch):
     command, name, *rest = argv
     argv = [command, SPECS / f"{name}.yaml", *rest]
     text = run(argv, width, monkeypatch)

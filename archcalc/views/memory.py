@@ -2,6 +2,9 @@
 predicted-vs-measured lines of ``archcalc run --memory``. Formatting only; no torch."""
 from __future__ import annotations
 
+import re
+import textwrap
+
 from ..analysis.schedule import CATEGORIES, Moment, Schedule
 from ..units import human_bytes
 from .escape import visible
@@ -10,23 +13,36 @@ from .report import inputs_text
 JSON_KEYS = {"weights": "weight_bytes", "gradients": "gradient_bytes", "optimizer": "optimizer_bytes",
              "input": "input_bytes", "activations": "activation_bytes", "transient": "transient_bytes"}
 BAR = 40  # characters of the widest bar in the timeline
+MIN_BAR = 10  # on a narrow terminal, not narrower than this
+UNIT = re.compile(r"(\d) (?=(?:[kMGTPE]|[KMGTPE]i)?B\b)")  # '450.62 MiB': the space a fold must not break
 WORDS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer state", "input": "input batch",
          "activations": "activations (kept for backward, or still to be read)",
          "transient": "transient (activation gradients, temporaries)"}
 
 
-def render_text(schedules: list[Schedule], timeline: bool = True) -> str:
+def render_text(schedules: list[Schedule], timeline: bool = True, columns: int | None = None) -> str:
     """One block per schedule (inference, then training): its peak, the phase and layer where it
     happens, what it is made of, the peak of each phase, and a bar per layer and phase."""
     first = schedules[0]
     analysis = first.analysis
-    lines = [f"{visible(analysis.spec.name)}: {visible(inputs_text(analysis))}, batch {analysis.batch}, {analysis.dtype}, "
-             f"{first.device} kernels"]
+    lines = folded(f"{visible(analysis.spec.name)}: {visible(inputs_text(analysis))}, batch {analysis.batch}, "
+                   f"{analysis.dtype}, {first.device} kernels", columns)
     for schedule in schedules:
-        lines += [""] + schedule_lines(schedule)
+        lines += [""] + [part for line in schedule_lines(schedule) for part in folded(line, columns)]
         if timeline:
-            lines += [""] + timeline_lines(schedule)
+            lines += [""] + timeline_lines(schedule, columns)
     return "\n".join(lines) + "\n"
+
+
+def folded(line: str, columns: int | None) -> list[str]:
+    """``line`` as lines of at most ``columns`` characters, broken between words, the continuation
+    indented two more than the line (a terminal's own wrapping would break inside numbers)."""
+    if not columns or len(line) <= columns:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    glued = UNIT.sub("\\1\u00a0", line)  # a number and its unit stay on one line
+    return [part.replace("\u00a0", " ") for part in
+            textwrap.wrap(glued, columns, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)]
 
 
 def title(schedule: Schedule) -> str:
@@ -79,16 +95,25 @@ def steps(schedule: Schedule) -> list[tuple[str, str, Moment]]:
     return [(phase, layer, moment) for (phase, layer), moment in highest.items()]
 
 
-def timeline_lines(schedule: Schedule) -> list[str]:
-    """The highest live bytes within each (phase, layer), in execution order, as a bar."""
+def timeline_lines(schedule: Schedule, columns: int | None = None) -> list[str]:
+    """The highest live bytes within each (phase, layer), in execution order, as a bar. On a
+    terminal ``columns`` wide the bars shrink (to MIN_BAR) so a line fits; names too long for
+    that go on a line of their own, above their bar."""
     batch = schedule.analysis.batch
-    drawn = [(phase, layer, moment.bytes(batch)) for phase, layer, moment in steps(schedule)]
-    top = max((value for _, _, value in drawn), default=0) or 1
-    width = max((len(layer) for _, layer, _ in drawn), default=0)
+    drawn = [(phase, layer, human_bytes(value), value) for phase, layer, moment in steps(schedule)
+             for value in (moment.bytes(batch),)]
+    top = max((value for *_, value in drawn), default=0) or 1
+    width = max((len(layer) for _, layer, _, _ in drawn), default=0)
+    numbers = max((len(text) for _, _, text, _ in drawn), default=0)
+    room = columns - (2 + 9 + 1 + width + 1 + 1 + numbers) if columns else BAR  # what is left for the bar
+    bar_width = max(MIN_BAR, min(BAR, room))
     lines = [f"live bytes, {title(schedule)}:"]
-    for phase, layer, value in drawn:
-        bar = "█" * max(1, round(BAR * value / top))
-        lines.append(f"  {phase:<9} {layer:<{width}} {bar:<{BAR}} {human_bytes(value)}")
+    for phase, layer, text, value in drawn:
+        bar = "█" * max(1, round(bar_width * value / top))
+        if room >= MIN_BAR:
+            lines.append(f"  {phase:<9} {layer:<{width}} {bar:<{bar_width}} {text}")
+        else:
+            lines += [f"  {phase:<9} {layer}", f"    {bar:<{bar_width}} {text}"]
     return lines
 
 
