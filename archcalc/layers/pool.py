@@ -175,6 +175,7 @@ class AdaptivePool(Layer):
 
     main = "output"
     torch_name: ClassVar[str]
+    output: int | tuple = arg(size, doc="output size, one number or one per axis", known_as=("output_size",))
 
     def output_shape(self, x: Shape) -> Shape:
         rank = feature_map_rank(x, self.kind)
@@ -218,9 +219,6 @@ class AdaptiveAvgPool(AdaptivePool):
 
     torch_name = "AdaptiveAvgPool"
 
-    output: int | tuple = arg(size, doc="output size, one number or one per axis",
-                                  known_as=("output_size",))
-
 
 @register("adaptivemaxpool", prefix="pool")
 @dataclass(frozen=True, kw_only=True)
@@ -228,9 +226,6 @@ class AdaptiveMaxPool(AdaptivePool):
     """PyTorch's AdaptiveMaxPool: maximum over windows sized to give ``output``."""
 
     torch_name = "AdaptiveMaxPool"
-
-    output: int | tuple = arg(size, doc="output size, one number or one per axis",
-                                  known_as=("output_size",))
 
 
 def adaptive_extent(size: int, out: int) -> tuple[int, int]:
