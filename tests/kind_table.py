@@ -202,18 +202,28 @@ ROWS = [
     ("select", "select", {"steps": 197, "features": 768}, (768,), 0, 0, 0),
     ("select", "select: -1", {"steps": 5, "features": 8}, (8,), 0, 0, 0),
     ("mean", "mean", {"steps": 7, "features": 10}, (10,), 0, 0, 70),
+    # an imported operation without a kind (archcalc import --allow-opaque): the shape and parameters
+    # traced, MACs and FLOPs not counted. torchvision's Swin-T ShiftedWindowAttention(96, [7, 7], [3, 3], 3)
+    # holds 37,755 (qkv 96x288 + 288, proj 96x96 + 96, a 13x13x3 relative position bias table), on the
+    # channels-last 56x56x96 it reads
+    ("opaque", "opaque: {op: torchvision.models.swin_transformer.shifted_window_attention, shape: [56, 56, 96], "
+     "parameters: 37755}", (56, 56, 96), (56, 56, 96), 37_755, 0, 0),
 ]
 
 LAYER_TABLE = [Row(*row) for row in ROWS]
 IDS = [f"{row.kind}-{i}" for i, row in enumerate(LAYER_TABLE)]
 
 
-def each_row(names: str):
+def each_row(names: str, built: bool = False):
     """pytest.mark.parametrize over every row of the table, with the Row fields ``names``
-    (comma-separated, as parametrize takes them) as the test's arguments."""
+    (comma-separated, as parametrize takes them) as the test's arguments; ``built``: only the rows
+    PyTorch can build (not opaque, which has no PyTorch form: test_backend checks the refusal)."""
+    from archcalc.layers import lookup
+
     fields = names.split(",")
-    return pytest.mark.parametrize(names, [tuple(getattr(row, field) for field in fields) for row in LAYER_TABLE],
-                                   ids=IDS)
+    rows = [(row, id_) for row, id_ in zip(LAYER_TABLE, IDS) if not (built and lookup(row.kind).opaque)]
+    return pytest.mark.parametrize(names, [tuple(getattr(row, field) for field in fields) for row, _ in rows],
+                                   ids=[id_ for _, id_ in rows])
 
 
 def sizes(shape) -> tuple:

@@ -12,6 +12,8 @@ from kind_table import each_row
 
 import archcalc
 from archcalc.cli import main
+from archcalc.errors import SpecError
+from archcalc.layers import lookup
 
 torch = pytest.importorskip("torch")  # what holds without torch: test_backend_without_torch.py
 from archcalc.backend import build, export_source, verify  # noqa: E402  (these import torch)
@@ -38,7 +40,12 @@ def values_of(text: str, sample: list) -> dict:
 
 @each_row("kind,fragment,input_shape,output,params")
 def test_every_layer_kind_compiles_and_pytorch_agrees(kind, fragment, input_shape, output, params):
-    """The layer table's numbers (PyTorch's) against a real PyTorch run on the CPU, batch 2."""
+    """The layer table's numbers (PyTorch's) against a real PyTorch run on the CPU, batch 2; a kind
+    without a PyTorch form (opaque) is refused at its layer, saying so."""
+    if lookup(kind).opaque:
+        with pytest.raises(SpecError, match=r"layer opaque1: opaque layer \(.*\) has no PyTorch form"):
+            verify(archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)), batch=2), device="cpu")
+        return
     result = verify(archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment)), batch=2), device="cpu")
     assert result.ok, result.disagreements
     check = result.checks[0]

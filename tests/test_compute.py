@@ -80,7 +80,7 @@ def test_macs_match_pytorchs_flop_counter(name):
 
 
 @pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")  # mkldnn.flags' notice, not ours
-@each_row("fragment,input_shape,macs")
+@each_row("fragment,input_shape,macs", built=True)
 def test_macs_are_pytorchs_flop_count(fragment, input_shape, macs):
     """torch.utils.flop_counter counts 2 per multiply-accumulate of its matrix products and
     convolutions (the recurrent cells', too), nothing for the rest: every row of the kind table (a

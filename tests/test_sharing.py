@@ -299,7 +299,7 @@ def test_stacked_tensors_are_pytorchs_by_name(shape, layers):
                                                           "".join(f"  - {l}\n" for l in layers))))
 
 
-@each_row("fragment,input_shape")
+@each_row("fragment,input_shape", built=True)
 def test_every_kinds_tensors_are_pytorchs_by_name(fragment, input_shape):
     pytest.importorskip("torch")
     tensors_are_pytorchs(archcalc.analyze(archcalc.loads(spec_text(input_shape, fragment))))

@@ -47,6 +47,18 @@ def kinds_with_macs() -> list[str]:
     return _kinds(lambda cls: issubclass(cls, Layer) and cls.macs is not Layer.macs)
 
 
+def opaque_kinds() -> list[str]:
+    """Kinds whose MACs and FLOPs are unknown (opaque): shown as not counted, left out of the totals."""
+    return _kinds(lambda cls: issubclass(cls, Layer) and cls.opaque)
+
+
+def opaque_convention() -> str:
+    """What a report with opaque layers adds to its conventions (under 'opaque')."""
+    return (f"{'/'.join(opaque_kinds())} layers are operations an import kept without a kind (archcalc import "
+            "--allow-opaque): their output shape and parameters are PyTorch's, as traced; their MACs and FLOPs are "
+            "unknown, not counted: shown as ? (null in JSON) and left out of the totals")
+
+
 def conventions(dtype: str, batch: int) -> dict[str, str]:
     """Every convention of a report in full, for JSON and markdown: {figure: what it means}."""
     return {

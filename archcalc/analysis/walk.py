@@ -124,6 +124,12 @@ class Analysis:
         return self
 
     @property
+    def opaque(self) -> tuple[str, ...]:
+        """The layers whose MACs and FLOPs are unknown (opaque: imported operations without a
+        kind), left out of the totals' MACs and FLOPs."""
+        return tuple(stats.name for stats in self.layers if stats.layer.opaque)
+
+    @property
     def shapes(self) -> dict[str, Shape]:
         """{name: shape} of every value a layer can read: the network inputs, then each analyzed
         layer's output (each of a split's under '<layer>.<i>')."""

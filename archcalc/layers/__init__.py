@@ -8,6 +8,7 @@ from . import (  # noqa: F401  (registration side effects)
     learned,
     merge,
     norm,
+    opaque,
     pool,
     recurrent,
     resample,

@@ -77,6 +77,9 @@ def _explained(node: Node, layer, x: tuple, y: tuple | None, error: SpecError | 
         counts = layer.count_terms(x, y)
         steps += [*size_lines(layer.size_terms(x, y)), f"output {shape_text(y)}", params_line(counts),
                   neurons_line(layer, counts)]
+        if layer.opaque:  # what an import kept without a kind: nothing of its arithmetic is known
+            steps.insert(-3, "output as PyTorch traced it (an opaque layer: archcalc import --allow-opaque)")
+            steps.append("MACs and FLOPs not counted: what the operation computes is unknown")
         attending = layer.attending(x)
         if attending is not None:
             steps += attention_lines(AttentionLayer(node.name, attending))
@@ -110,6 +113,8 @@ def _totals(analysis: Analysis) -> tuple:
         f"forward pass = {human_bytes(t.forward_bytes)}; training, rule of thumb x2 = "
         f"{human_bytes(t.training_bytes_estimate)}",
     ]
+    if analysis.opaque:
+        lines.append(f"MACs and FLOPs not counted for the opaque layers: {', '.join(analysis.opaque)}")
     return tuple(lines)
 
 

@@ -42,6 +42,7 @@ WEIGHTED = {"fillcolor": "#d6e6f5", "color": "#3c6e9f", "fontcolor": "#17232f"}
 PARAM_FREE = {"fillcolor": "#f7f8fa", "color": "#b4bcc5", "fontcolor": "#4f5963"}
 ENDS = {"fillcolor": "#d9eed0", "color": "#3f7d2c", "fontcolor": "#1c3613", "penwidth": "2"}
 INVALID = {"fillcolor": "#fde2e2", "color": "#c62828", "fontcolor": "#7a0c0c", "penwidth": "2.5"}
+OPAQUE = {"style": "rounded,filled,dashed"}  # an imported operation without a kind: MACs and FLOPs unknown
 COLLAPSED = {"shape": "box3d", "style": "filled", "margin": "0.2,0.11"}  # a repeat drawn as a stack
 NOTE_COLOR = "#9a5800"
 REPEAT_CLUSTER = {"style": "rounded,filled", "fillcolor": "#f1f5f9", "color": "#9aabbd"}
@@ -345,7 +346,11 @@ class _Layout:
             lines += self._memory(stats.neurons, *self.analysis.layer_bytes(stats), stats.buffers)
             lines += [f'<FONT COLOR="{NOTE_COLOR}">{line}</FONT>'
                       for note in notes(stats.size_terms) for line in _wrapped("! " + note)]
-        return _Box(box_id, lines, WEIGHTED if stats.params else PARAM_FREE, clusters)
+        style = WEIGHTED if stats.params else PARAM_FREE
+        if stats.layer.opaque:
+            lines.append(f'<FONT COLOR="{NOTE_COLOR}">MACs, FLOPs not counted</FONT>')
+            style = {**style, **OPAQUE}
+        return _Box(box_id, lines, style, clusters)
 
     def _collapsed_box(self, box_id: str, key: tuple, members: list) -> _Box:
         """One box for a whole repeat ('block3: 3 x conv 256 3x3, padding 1, relu') or run of
@@ -500,6 +505,8 @@ def _caption(analysis: Analysis) -> str:
                        f"activations {human_bytes(totals.activation_bytes)}"),
                  html(f"forward pass {human_bytes(totals.forward_bytes)}  ({analysis.dtype}, "
                        f"batch {analysis.batch})")]
+        if analysis.opaque:
+            rows.append(f'<FONT COLOR="{NOTE_COLOR}">{html(f"{len(analysis.opaque)} opaque (dashed): MACs, FLOPs not counted")}</FONT>')
     else:
         rows += [html(f"input {inputs}"),
                  # one run of text: a viewer's font wider than dot's estimate cannot overlap two runs

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass
 
 from ..analysis import collapse
-from ..analysis.conventions import EXTRA_CONVENTIONS, conventions, footnote
+from ..analysis.conventions import EXTRA_CONVENTIONS, conventions, footnote, opaque_convention
 from ..analysis.receptive import field_text
 from ..analysis.walk import Analysis
 from ..choices import DTYPE_BYTES
@@ -15,7 +15,7 @@ from ..units import decimal_bytes, human_bytes, human_count
 from . import escape
 from .output import JSON_SCHEMA_VERSION, Table, markdown_table, write
 from .sequence import sequence_dict, sequence_lines
-from .wording import formula, notes
+from .wording import formula, label_text, notes
 
 PLANNED_DEVICE = "cuda"   # whose kernels inspect's memory lines assume (archcalc memory --device chooses)
 
@@ -75,7 +75,8 @@ def extra_conventions(extras: Extras) -> dict:
 
 def all_conventions(analysis: Analysis, extras: Extras) -> dict:
     """The conventions of the report: the figures' and those of the sections present."""
-    return {**conventions(analysis.dtype, analysis.batch), **extra_conventions(extras)}
+    opaque = {"opaque": opaque_convention()} if analysis.opaque else {}
+    return {**conventions(analysis.dtype, analysis.batch), **opaque, **extra_conventions(extras)}
 
 
 def changed_weights(analysis: Analysis, baseline: Analysis | None) -> dict:
@@ -124,8 +125,8 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
                                 for k, v in stats.layer.hyperparameters().items()},
             "notes": notes(stats.size_terms),
             "line": stats.node.location.line,
-            "macs": stats.macs,
-            "flops": stats.flops,
+            "macs": None if stats.layer.opaque else stats.macs,  # unknown: not counted
+            "flops": None if stats.layer.opaque else stats.flops,
         }
         if stats.scores:  # attention probabilities held besides the output (heads x T x S)
             entry["attention_scores"] = stats.scores
@@ -173,6 +174,7 @@ def to_dict(analysis: Analysis, baseline: Analysis | None = None, extras: Extras
             "batch_flops": totals.batch_flops,
             "input_bytes": collapse.input_bytes(analysis),
             "attention_scores": totals.scores,
+            **({"not_counted": list(analysis.opaque)} if analysis.opaque else {}),  # MACs and FLOPs unknown
         },
         **({"sequence": sequence_dict(extras.sequence, analysis.batch, analysis.dtype)}
            if extras.sequence is not None else {}),
@@ -317,7 +319,18 @@ def reads_text(row, previous: str, row_of: dict) -> str:
 def _kind(row) -> str:
     if isinstance(row, collapse.Group):
         return f"{row.kind} ({len(row.layers)} layers)"
+    if row.layer.opaque:  # 'opaque torch.roll'
+        return label_text(row.layer.label(row.input_shape))
     return row.kind + (f" {row.layer.activation}" if row.layer.activation else "")
+
+
+COMPUTE = ("macs", "batch_macs", "flops", "batch_flops")
+
+
+def _opaque(row) -> tuple[int, int]:
+    """(opaque layers in the row, layers in the row): an opaque layer's MACs and FLOPs are unknown."""
+    layers = collapse.members(row)
+    return sum(1 for stats in layers if stats.layer.opaque), len(layers)
 
 
 def _kernel(row) -> str:
@@ -369,6 +382,14 @@ def cell_writer(column: str, analysis: Analysis, extras: Extras, options: TableO
             return sum(bytes_of.get(stats.name, 0) for stats in collapse.members(row))
         return lambda row: (cached(row),) if exact else (decimal_bytes(cached(row)) if cached(row) else "",)
     value = collapse.figure(column, analysis)
+    if column in COMPUTE:  # an opaque layer's: unknown ('?'; empty in CSV); a block holding one: '+?'
+        def compute(row) -> tuple:
+            opaque, layers = _opaque(row)
+            if opaque == layers:
+                return ("" if exact else "?",)
+            known = value(row)
+            return (known,) if exact else (human_count(known) + ("+?" if opaque else ""),)
+        return compute
     if column == "params_percent":
         return lambda row: ("" if value(row) is None else f"{value(row):.2f}" if exact else f"{value(row):.2f}%",)
     if exact:
@@ -411,10 +432,27 @@ def layer_table(analysis: Analysis, extras: Extras, options: TableOptions, basel
         layers = collapse.members(row)
         table.add_row(*texts, style="bold yellow" if any(stats.name in changed for stats in layers) else None)
         if formula_at is not None and not isinstance(row, collapse.Group):
-            for note in notes(row.size_terms):
+            for note in notes(row.size_terms) + opaque_notes(row):
                 table.add_row(*("" if i != formula_at else f"! {note}" for i in range(len(headers))), style="yellow")
         previous = row.name
     return table
+
+
+def opaque_notes(row) -> list[str]:
+    """An opaque layer's note: what is and is not known of it."""
+    if not row.layer.opaque:
+        return []
+    return ["opaque: shape and parameters as traced; MACs and FLOPs unknown, not counted"]
+
+
+def opaque_line(analysis: Analysis) -> list[str]:
+    """The summary's line on opaque layers, where there are any."""
+    names = analysis.opaque
+    if not names:
+        return []
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return [f"not counted: {len(names)} opaque layer{'s' if len(names) > 1 else ''} ({shown}): their MACs and FLOPs "
+            f"are unknown; compute leaves them out"]
 
 
 def compute_line(analysis: Analysis) -> str:
@@ -479,6 +517,7 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=esc
         + (f", buffers: {t.buffers:,}" if t.buffers else ""),
         f"neurons: {t.neurons:,} per sample (input not counted)",
         compute_line(analysis),
+        *opaque_line(analysis),
         input_size_line(analysis),
         f"parameter memory: {human_bytes(t.param_bytes + t.buffer_bytes)} ({analysis.dtype})",
         f"activation memory: {human_bytes(t.activation_bytes)} ({batch}{scores})",
