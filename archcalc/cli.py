@@ -941,8 +941,11 @@ def export(spec, output, force, dtype, input_shape, rounding):
 @option("--args", "arguments", metavar="JSON",
         help='Keyword arguments for the callable, a JSON object: \'{"num_classes": 10}\'.')
 @option("--name", help="The spec's name (default: the callable's or the file's).")
+@option("--allow-opaque", is_flag=True,
+        help="Keep an operation no kind expresses as an opaque layer (its traced shape and parameters; MACs and "
+             "FLOPs not counted, which every report says) instead of refusing the model.")
 @FORCE_OPTION
-def import_(model, output, input_shapes, arguments, name, force):
+def import_(model, output, input_shapes, arguments, name, allow_opaque, force):
     """Write MODEL as a spec: MODULE:CALLABLE (torchvision.models:resnet50), path/to/model.py:CALLABLE,
     or model.onnx.
 
@@ -950,7 +953,8 @@ def import_(model, output, input_shapes, arguments, name, force):
     take no memory, traced with torch.fx, and each operation mapped to a layer kind; an ONNX file
     is read with the onnx package (pip install -e '.[onnx]' in a checkout). Nothing is written unless the
     spec has the model's parameters, MACs and output shapes (exit 1 otherwise); operations no kind
-    expresses are listed with the nearest kinds (exit 2).
+    expresses are listed with the nearest kinds (exit 2), or with --allow-opaque kept as opaque
+    layers: their shapes and parameters as traced, their MACs not counted (the spec cannot run).
     """
     from .backend import require_torch
     from .fileio import output_path, write_text
@@ -963,7 +967,7 @@ def import_(model, output, input_shapes, arguments, name, force):
     from .backend.importer import import_model
     from .views.importing import summary
 
-    imported = import_model(model, input_shapes, arguments, name=name)
+    imported = import_model(model, input_shapes, arguments, allow_opaque=allow_opaque, name=name)
     if not imported.exact:
         raise VerificationFailed(summary(imported), hint="a bug in archcalc's importer: please report it "
                                                          "with the model; nothing was written")

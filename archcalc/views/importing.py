@@ -14,6 +14,8 @@ def summary(imported) -> str:
     outputs = ", ".join(shape_text(shape_of(shape)) for shape in spec.outputs)
     macs = f"{spec.macs:,} MACs" if spec.macs is not None else "MACs not cross-checked (the source's count failed)"
     origin = imported.origin
+    if imported.opaque and spec.macs is not None and spec.macs != source.macs:
+        macs = f"{spec.macs:,} of {origin}'s {source.macs:,} MACs (the opaque layers' not counted)"
     lines = [f"imported {imported.analysis.spec.name}: {layers:,} layers, {spec.params:,} parameters, {macs}, "
              f"output {outputs}" + (f", as {origin} counts them" if imported.exact else "")]
     if not imported.exact:
@@ -28,9 +30,10 @@ def summary(imported) -> str:
         repeats = f"; {written.repeats} repeat{'s' if written.repeats != 1 else ''}" if written.repeats else ""
         lines.append(f"  blocks: {blocks}{repeats}")
     lines += [f"  approximated: {note}" for note in imported.notes]
-    opaque = [stats.name for stats in imported.analysis.layers if stats.layer.kind == "opaque"]
+    opaque = imported.opaque
     if opaque:
-        lines.append(f"  opaque ({len(opaque)}, shapes and parameters as traced, no MACs): {', '.join(opaque)}")
+        shown = ", ".join(opaque[:8]) + (f" and {len(opaque) - 8} more" if len(opaque) > 8 else "")
+        lines.append(f"  opaque ({len(opaque)}, shapes and parameters as traced, MACs and FLOPs not counted): {shown}")
     return "\n".join(lines)
 
 

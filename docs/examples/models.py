@@ -78,3 +78,19 @@ class Rolled(nn.Module):
     def forward(self, x):
         x = torch.roll(self.conv(x), 1, dims=2)
         return x * 2
+
+
+class Unknown(nn.Module):
+    """A roll and a module no kind expresses, nn.Bilinear (16 x 16 x 5 weights + 5 biases), which
+    archcalc import --allow-opaque keeps as opaque layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 6 * 6, 16)
+        self.mix = nn.Bilinear(16, 16, 5)
+
+    def forward(self, x):
+        x = torch.roll(self.conv(x), 1, dims=2)
+        x = self.fc(x.flatten(1))
+        return self.mix(x, torch.relu(x))

@@ -41,8 +41,18 @@ class Imported:
     origin: str = "PyTorch"  # who counted the source's numbers
 
     @property
+    def opaque(self) -> tuple:
+        """The layers kept opaque (--allow-opaque): their MACs are not counted."""
+        return self.analysis.opaque
+
+    @property
     def exact(self) -> bool:
-        return self.source == self.spec
+        """Both sides' numbers equal; with opaque layers, whose MACs are not counted, the spec's
+        MACs at most the source's."""
+        if not self.opaque:
+            return self.source == self.spec
+        macs = self.source.macs is None or (self.spec.macs is not None and self.spec.macs <= self.source.macs)
+        return (self.source.params, self.source.outputs) == (self.spec.params, self.spec.outputs) and macs
 
     @property
     def lines(self) -> int:

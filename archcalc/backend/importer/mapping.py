@@ -204,6 +204,8 @@ class Mapper(Recorder):
         self.sequences_read: set = set()  # recurrent entries whose every-step output is read
         self.input_shapes = input_shapes
         self.allow_opaque = allow_opaque
+        self.owned = set(dict(model.named_parameters()))  # parameters, each once (a tied one under its first name)
+        self.pending: dict = {}  # --allow-opaque: node -> the parameters an operation on them alone holds (opaque.py)
 
     # --- the walk ---------------------------------------------------------------------
     def run(self) -> Mapped:
@@ -214,13 +216,37 @@ class Mapper(Recorder):
                                 f"{len(self.input_shapes)}", hint="give one --input per forward argument")
         for node in self.gm.graph.nodes:
             try:
-                self.values[node] = self.visit(node)
-            except _Skip:
-                self.values[node] = Value()
+                try:
+                    self.values[node] = self.visit(node)
+                except _Skip:
+                    if not any(source in self.pending for source in node.all_input_nodes):
+                        self.values[node] = Value()
+                        continue
+                    # it reads what an operation on the model's tensors alone computed (opaque.py)
+                    raise _Unsupported(_where(node), _described(node, _function_name(node))) from None
             except _Unsupported as exc:
-                self.out.unsupported.append(Unsupported(exc.where or _where(node), exc.what, nearest_kinds(exc.what)))
+                refused = exc
+                if self.allow_opaque and node.op not in ("placeholder", "output"):
+                    try:
+                        self.values[node] = self.opaque(node)
+                        continue
+                    except _Unsupported as kept:  # not even an opaque layer can hold it
+                        refused = kept
+                self.out.unsupported.append(Unsupported(refused.where or _where(node), refused.what,
+                                                        nearest_kinds(refused.what)))
                 self.values[node] = self.phantom(node)
         return self.finish()
+
+    def opaque(self, node) -> Value:
+        """--allow-opaque: the operation kept as an opaque layer (opaque.py)."""
+        from .opaque import keep
+
+        return keep(self, node)
+
+    def refusal(self) -> ImportRefused:
+        error = super().refusal()
+        error.hint += ", or keep them as opaque layers with --allow-opaque (their MACs are then not counted)"
+        return error
 
     def is_pair(self, parent: str, scope: tuple) -> bool:
         return scope[-1:] == ((parent, "Sequential"),) and sum(1 for _ in self.modules[parent].children()) == 2
