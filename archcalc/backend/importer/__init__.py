@@ -73,7 +73,7 @@ def import_model(target: str, input_shapes: list | tuple = (), arguments: str | 
     from ...layers import shape_text
     from ...layers.shapes import Steps
     from ...spec import parse_input_text
-    from .mapping import Mapper
+    from .mapping import Mapper, is_helper
     from .trace import TRACE_BATCH, build_model, load_callable, parse_arguments, trace
 
     factory = load_callable(target)
@@ -81,7 +81,7 @@ def import_model(target: str, input_shapes: list | tuple = (), arguments: str | 
     shapes = list(input_shapes) or [parse_input_text(DEFAULT_INPUT, Location("--input", 1, 1))]
     inputs = [(tuple(shape), torch.long if isinstance(shape, Steps) and len(shape) == 1 else torch.float32)
               for shape in shapes]
-    traced = trace(model, device, inputs)
+    traced = trace(model, device, inputs, leaf=is_helper)
     mapped = Mapper(traced.graph, model, shapes, allow_opaque).run()
     title = name or getattr(factory, "__name__", type(model).__name__)
     header = [f"imported by archcalc from {target}" + (f" with {arguments}" if arguments else "") +
@@ -164,11 +164,20 @@ def _source_macs(model, device: str, inputs: list, batch: int) -> int | None:
     from torch.utils.flop_counter import FlopCounterMode
 
     tensors = [torch.zeros((batch, *shape), dtype=dtype, device=device) for shape, dtype in inputs]
+    # the parameters' requires_grad off while counting: under no_grad, a view of a parameter
+    # (ViT's class token expanded over the batch) requires grad without a grad_fn, on which
+    # FlopCounterMode's module tracker fails
+    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
     try:
+        for parameter, _ in flags:
+            parameter.requires_grad_(False)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(*tensors)
     except Exception:  # noqa: BLE001 - the count is a cross-check; its absence is said
         return None
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
     return counter.get_total_flops() // 2 // batch
 
 

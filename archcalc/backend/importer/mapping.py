@@ -8,6 +8,8 @@ collected (module path, operation, the nearest kinds) and refused together at th
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import operator
 from dataclasses import dataclass, field
 
@@ -78,6 +80,31 @@ NEAREST = {  # what to use instead, for operations people meet (the rest: the cl
     "expand": ("parameter", "repeatvector"), "getitem": ("split", "chunk"), "unsqueeze": ("reshape",),
     "squeeze": ("reshape", "flatten"), "MultiheadAttention": ("attention",),
 }
+
+
+HELPERS = ("Attention", "Positions", "Sinusoidal", "Parameter")  # kept whole by the tracer (is_helper)
+
+
+def is_helper(module) -> bool:
+    """Whether ``module`` is one of archcalc's own HELPERS (backend/modules.py) that the tracer
+    keeps as one call: that very class, or a class of its name and its source (``archcalc
+    export`` copies the source into every file it writes). An edited copy is traced through
+    like any other module."""
+    name = type(module).__name__
+    if name not in HELPERS:
+        return False
+    from .. import modules
+
+    own = modules.HELPERS[name]
+    return type(module) is own or _source(type(module)) == _source(own)
+
+
+@functools.lru_cache(maxsize=64)
+def _source(cls) -> str | None:
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):  # defined where Python keeps no source (an interactive session)
+        return None
 
 
 class Recorder:
@@ -201,6 +228,7 @@ class Mapper(Recorder):
         self.params = {**dict(model.named_parameters()), **dict(model.named_buffers())}
         self.values: dict = {}
         self.module_names: dict = {}   # module path -> spec name of its first call (shares: for later calls)
+        self.holders: dict = {}        # id of a Parameter -> the spec name of the first layer holding it
         self.sequences_read: set = set()  # recurrent entries whose every-step output is read
         self.input_shapes = input_shapes
         self.allow_opaque = allow_opaque
@@ -315,15 +343,14 @@ class Mapper(Recorder):
             return self.recurrent(node, module, args)
         if isinstance(module, nn.MultiheadAttention):
             return self.attention(node, module, args)
+        if is_helper(module):
+            return self.helper(node, module, args)
         if not args or not isinstance(args[0], Value):
             return self.unsupported(node, cls)
         x = args[0]
         if x.ref is None and x.param is None:
             raise _Skip
-        if node.target in self.module_names and any(True for _ in module.parameters()):
-            shares = self.module_names[node.target]
-        else:
-            shares = None
+        shares = self.owner(node, module)
         mapped = self.module_layer(module, x, node)
         if mapped is None:
             return self.unsupported(node, cls)
@@ -336,11 +363,52 @@ class Mapper(Recorder):
             inputs = [Value(ref=x.ref, shape=x.shape)]
             if kind in ("dense", "layernorm", "rmsnorm"):
                 fields["axes"] = "channels"
+        return self.module_entry(node, module, kind, fields, inputs, note=note, shares=shares,
+                                 channels_last=keep_channels_last)
+
+    def module_entry(self, node, module, kind, fields, inputs, *, shares=None, **options) -> Value:
+        """The layer of one module call, holding the module's tensors unless it ``shares`` them."""
         tensors = () if shares else tuple(f"{node.target}.{key}" for key in module.state_dict())
-        value = self.add(node, kind, fields, inputs, name=node.target, tensors=tensors, note=note, shares=shares,
-                         channels_last=keep_channels_last)
+        value = self.add(node, kind, fields, inputs, name=node.target, tensors=tensors, shares=shares, **options)
         self.module_names.setdefault(node.target, value.ref)
+        for parameter in module.parameters():
+            self.holders.setdefault(id(parameter), value.ref)
         return value
+
+    def owner(self, node, module) -> str | None:
+        """The layer whose parameters this module call uses (``shares:``): the same module called
+        before, or another module holding the very same Parameter objects (a tied LM head: GPT-2's
+        lm_head.weight is wte.weight)."""
+        parameters = list(module.parameters())
+        if not parameters:
+            return None
+        if node.target in self.module_names:
+            return self.module_names[node.target]
+        holders = {self.holders.get(id(parameter)) for parameter in parameters}
+        return holders.pop() if len(holders) == 1 and None not in holders else None
+
+    def helper(self, node, module, args) -> Value:
+        """archcalc's own modules (backend/modules.py), kept whole by the tracer: the kind each is
+        the PyTorch form of, its hyperparameters read from the module."""
+        cls = type(module).__name__
+        if cls == "Parameter":  # reads only the batch size of its input: no input in the spec
+            sizes = tuple(int(d) for d in module.weight.shape)
+            shape = {"steps": sizes[0], "features": sizes[1]} if len(sizes) == 2 else list(sizes)
+            return self.module_entry(node, module, "parameter", {"shape": shape}, [], shares=self.owner(node, module))
+        inputs = [self.tensor(value, node) for value in args if not (isinstance(value, Value) and value.is_const)]
+        if cls == "Positions":
+            kind, fields = "positions", {"max": int(module.weight.shape[0])}
+        elif cls == "Sinusoidal":
+            kind, fields = "sinusoidal", {"base": module.base}
+        else:
+            d = inputs[0].shape[-1]
+            bias = (module.q_proj.bias if module.separate else module.in_proj_bias) is not None
+            kind, fields = "attention", {
+                "heads": module.heads, "kv_heads": module.kv_heads if module.kv_heads != module.heads else None,
+                "head_dim": module.head_dim if module.head_dim != d // module.heads else None, "bias": bias,
+                "qkv": "separate" if module.separate else None, "causal": module.causal,
+                "dropout": module.dropout, "rotary": module.rotary, "fused": module.fused}
+        return self.module_entry(node, module, kind, fields, inputs, shares=self.owner(node, module))
 
     def module_layer(self, module, x: Value, node):
         """(kind, fields, note) for a torch.nn module, (None, ...) for one that passes values on,
@@ -846,6 +914,8 @@ class Mapper(Recorder):
         keep = _const(args[2] if len(args) > 2 else kwargs.get("keepdim"), False)
         rank = len(x.shape) + 1
         dims = sorted(d % rank for d in ([dims] if isinstance(dims, int) else dims or []))
+        if isinstance(x.shape, Steps) and len(x.shape) == 2 and dims == [1] and not keep:
+            return self.add(node, "mean", {}, [x], word="mean")  # the mean of a sequence's steps
         if not isinstance(x.shape, FeatureMap) or dims != list(range(2, rank)):
             return self.unsupported(node, "mean")
         if keep:

@@ -141,15 +141,20 @@ def _weights_on_meta():
         nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
-def trace(model, device: str, inputs: list) -> Traced:
+def trace(model, device: str, inputs: list, leaf=None) -> Traced:
     """torch.fx's graph of ``model`` with the output shape of every node, for a batch of
-    TRACE_BATCH samples of each (shape, dtype) in ``inputs``."""
+    TRACE_BATCH samples of each (shape, dtype) in ``inputs``. A module for which ``leaf(module)``
+    holds stays one call, as torch.nn's own do (archcalc's helpers: mapping.is_helper)."""
     import torch
     from torch import fx
     from torch.fx.passes.shape_prop import ShapeProp
 
+    class Tracer(fx.Tracer):
+        def is_leaf_module(self, module, qualified_name: str) -> bool:
+            return (leaf is not None and leaf(module)) or super().is_leaf_module(module, qualified_name)
+
     try:
-        graph = fx.GraphModule(model, fx.Tracer().trace(model), type(model).__name__)
+        graph = fx.GraphModule(model, Tracer().trace(model), type(model).__name__)
     except Exception as exc:  # noqa: BLE001 - fx's refusal of the user's forward
         raise ArchcalcError(f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: "
                             f"{_first_line(exc)}",
