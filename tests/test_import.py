@@ -198,3 +198,27 @@ def test_relative_model_paths_work(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     result = cli("import", f"{os.path.relpath(MODELS, ROOT)}:Branchy", "--input", "4x16x16", "-o", tmp_path / "b.yaml")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("pool", ["token", "mean"])
+def test_a_plain_torch_vision_transformer(pool):
+    """nn.MultiheadAttention, a class token and positions as nn.Parameters, x[:, 0] or x.mean(1):
+    PyTorch's own parameter count, FLOP count and outputs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("small_models", MODELS)
+    small = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(small)
+    imported = import_model(f"{MODELS}:TinyViT", [FeatureMap((3, 32, 32))], f'{{"pool": "{pool}"}}')
+    torch.manual_seed(0)
+    model = small.TinyViT(pool=pool)
+    assert imported.exact
+    assert imported.spec.params == sum(p.numel() for p in model.parameters())
+    # exact: FlopCounterMode's count on the meta device, where attention runs its math kernel (on the
+    # CPU the counter misses nn.MultiheadAttention's fused kernels); by hand: the patch conv 32 x 3*8*8
+    # x 16 positions, the projections 17 x 32 x (96 + 32), Q Kᵀ and A V 2 x 4 heads x 17 x 17 x 8,
+    # the MLP 2 x 17 x 32 x 64, the head 32 x 10
+    assert imported.spec.macs == 98_304 + 69_632 + 18_496 + 69_632 + 320
+    assert "- attention: {heads: 4, name: attention}" in imported.text
+    assert ("- select: {name: select}" if pool == "token" else "- mean: {name: mean}") in imported.text
+    assert output_difference(imported, model) < 1e-4

@@ -94,3 +94,29 @@ class Unknown(nn.Module):
         x = torch.roll(self.conv(x), 1, dims=2)
         x = self.fc(x.flatten(1))
         return self.mix(x, torch.relu(x))
+
+
+class TinyViT(nn.Module):
+    """A vision transformer in plain torch (torchvision's ViT, small): patches by a strided conv,
+    a class token and position embeddings as nn.Parameters, nn.MultiheadAttention, the class
+    token's vector (or, with ``pool='mean'``, the tokens' mean) to the head."""
+
+    def __init__(self, width=32, heads=4, patch=8, image=32, classes=10, pool="token"):
+        super().__init__()
+        self.pool = pool
+        self.patches = nn.Conv2d(3, width, patch, stride=patch)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.positions = nn.Parameter(torch.randn(1, (image // patch) ** 2 + 1, width) * 0.02)
+        self.norm1 = nn.LayerNorm(width)
+        self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        x = self.patches(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], dim=1) + self.positions
+        y = self.norm1(x)
+        x = x + self.attention(y, y, y, need_weights=False)[0]
+        x = x + self.mlp(self.norm2(x))
+        return self.head(x[:, 0] if self.pool == "token" else x.mean(1))
