@@ -11,6 +11,7 @@ products): ``Imported.check`` holds both sides.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 from ...errors import ArchcalcError, Location
@@ -163,22 +164,51 @@ def _source_macs(model, device: str, inputs: list, batch: int) -> int | None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from .mapping import is_helper
+
     tensors = [torch.zeros((batch, *shape), dtype=dtype, device=device) for shape, dtype in inputs]
     # the parameters' requires_grad off while counting: under no_grad, a view of a parameter
     # (ViT's class token expanded over the batch) requires grad without a grad_fn, on which
     # FlopCounterMode's module tracker fails
     flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    recurrent = [module for module in model.modules() if type(module).__name__ == "Recurrent" and is_helper(module)]
     try:
         for parameter, _ in flags:
             parameter.requires_grad_(False)
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(*tensors)
+        if device == "meta":
+            for module in recurrent:  # an instance attribute: nn.Module calls it instead of the class's forward
+                module.forward = _on_the_cpu(module)
+        # oneDNN off: its fused LSTM kernel on the CPU is one call the counter does not see into
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "TF32 acceleration on top of oneDNN")  # mkldnn.flags' notice
+            with torch.no_grad(), torch.backends.mkldnn.flags(enabled=False), \
+                    FlopCounterMode(display=False) as counter:
+                model(*tensors)
     except Exception:  # noqa: BLE001 - the count is a cross-check; its absence is said
         return None
     finally:
         for parameter, flag in flags:
             parameter.requires_grad_(flag)
+        for module in recurrent:
+            module.__dict__.pop("forward", None)
     return counter.get_total_flops() // 2 // batch
+
+
+def _on_the_cpu(module):
+    """``module``'s forward run by an uninitialised copy on the CPU, on zeros of the inputs'
+    shapes, its result moved back to the meta device: on meta archcalc's Recurrent runs its
+    first step only (a long recurrence there costs minutes), on the CPU every step is counted."""
+    import copy
+
+    import torch
+
+    copied = copy.deepcopy(module).to_empty(device="cpu")
+
+    def forward(*inputs):
+        output = copied(*(torch.zeros(x.shape, dtype=x.dtype) if isinstance(x, torch.Tensor) else x for x in inputs))
+        return output.to("meta")
+
+    return forward
 
 
 def copy_weights(imported: Imported, source_state: dict, target_model) -> int:

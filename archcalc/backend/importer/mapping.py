@@ -82,7 +82,7 @@ NEAREST = {  # what to use instead, for operations people meet (the rest: the cl
 }
 
 
-HELPERS = ("Attention", "Positions", "Sinusoidal", "Parameter")  # kept whole by the tracer (is_helper)
+HELPERS = ("Attention", "Positions", "Sinusoidal", "Parameter", "Recurrent")  # kept whole by the tracer (is_helper)
 
 
 def is_helper(module) -> bool:
@@ -400,6 +400,11 @@ class Mapper(Recorder):
             kind, fields = "positions", {"max": int(module.weight.shape[0])}
         elif cls == "Sinusoidal":
             kind, fields = "sinusoidal", {"base": module.base}
+        elif cls == "Recurrent":
+            if not module.cell.batch_first or getattr(module.cell, "proj_size", 0):
+                return self.unsupported(node, "Recurrent over an nn.RNN/LSTM/GRU without batch_first or with proj_size")
+            kind, fields = recurrent_fields(module.cell)
+            fields["returns"] = "last" if module.last else None
         else:
             d = inputs[0].shape[-1]
             bias = (module.q_proj.bias if module.separate else module.in_proj_bias) is not None
@@ -514,13 +519,7 @@ class Mapper(Recorder):
                 return self.unsupported(node, f"nn.{type(module).__name__} with an initial state the spec cannot "
                                               f"express (it takes one [H] vector for every layer and direction)")
             inputs.append(Value(ref=hidden.ref, shape=hidden.shape))
-        kind = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}[type(module)]
-        own = dict(module.named_parameters())
-        bias = False if not module.bias else True if "bias_hh_l0" in own else "single"
-        fields = {"hidden": module.hidden_size, "layers": module.num_layers, "bidirectional": module.bidirectional,
-                  "bias": bias}
-        if kind == "rnn":
-            fields["nonlinearity"] = module.nonlinearity
+        kind, fields = recurrent_fields(module)
         tensors = tuple(f"{node.target}.{key}" for key in module.state_dict())
         value = self.add(node, kind, fields, inputs, name=node.target, tensors=tensors, check=False)
         index = len(self.out.entries) - 1
@@ -996,6 +995,19 @@ class Mapper(Recorder):
 
     def unsupported(self, node, what: str) -> Value:
         raise _Unsupported(_where(node), _described(node, what))
+
+
+def recurrent_fields(cell) -> tuple:
+    """(kind, fields) of an nn.RNN/LSTM/GRU; its second bias vectors made buffers is ``bias: single``."""
+    from torch import nn
+
+    kind = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}[type(cell)]
+    own = dict(cell.named_parameters())
+    bias = False if not cell.bias else True if "bias_hh_l0" in own else "single"
+    fields = {"hidden": cell.hidden_size, "layers": cell.num_layers, "bidirectional": cell.bidirectional, "bias": bias}
+    if kind == "rnn":
+        fields["nonlinearity"] = cell.nonlinearity
+    return kind, fields
 
 
 def _attribute(kind: str) -> bool:
