@@ -25,7 +25,8 @@ from archcalc.backend.plan import make_plan  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 MODELS = ROOT / "docs" / "examples" / "models.py"
-QUICK = ("lenet5", "unet_small", "inception")  # a chain, skips and a transposed conv, branches and concats
+QUICK = ("lenet5", "unet_small", "inception", "min_char_rnn")  # a chain, skips and a transposed conv, branches
+# and concats, a recurrence
 
 
 def flops_of(model, shape) -> int:

@@ -41,7 +41,8 @@ def import_onnx(path: str, allow_opaque: bool = False, name: str | None = None):
         raise ArchcalcError(f"no such file: {path}", hint="give the path of an .onnx file")
     try:
         model = onnx.load(path)
-        inferred = onnx.shape_inference.infer_shapes(model)
+        _positive_perms(model.graph)
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - a file that is not ONNX
         raise ArchcalcError(f"cannot read {path} as ONNX: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}",
                             hint="give a model saved by torch.onnx.export or onnx.save") from None
@@ -83,9 +84,12 @@ class OnnxMapper(Recorder):
                           if init.data_type not in FLOATS or _elements(init.dims) <= SMALL}
         self.weights = {name for name, init in self.stored.items() if init.data_type in FLOATS}
         self.shapes: dict = {}
+        self.types: dict = {init.name: init.data_type for init in self.graph.initializer}  # element types
         for info in [*self.graph.value_info, *self.graph.output, *self.graph.input]:
-            dims = info.type.tensor_type.shape.dim
-            self.shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+            if info.type.tensor_type.HasField("shape"):
+                dims = info.type.tensor_type.shape.dim
+                self.shapes[info.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+            self.types[info.name] = info.type.tensor_type.elem_type
         self.values: dict = {}
         self.consumers: dict = {}
         for node in self.graph.node:
@@ -93,8 +97,9 @@ class OnnxMapper(Recorder):
                 self.consumers.setdefault(name, []).append(node)
         self.buffers: set = set()   # BatchNormalization's running statistics
         self.used: set = set()      # weights read by a mapped layer
-        self.skip: set = set()      # nodes folded into an earlier layer (a MatMul's bias Add)
+        self.skip: set = set()      # nodes folded into an earlier layer (a MatMul's bias Add), by first output
         self.silu: set = set()      # Sigmoid nodes read only by x * sigmoid(x)
+        self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
 
     # --- the walk ---------------------------------------------------------------------------
     def run(self):
@@ -106,8 +111,9 @@ class OnnxMapper(Recorder):
             self.names.add(name)
             self.values[info.name] = Value(ref=name, shape=shape)
         for node in self.graph.node:
-            if id(node) in self.skip:
+            if node.output[0] in self.skip:
                 continue
+            self.infer(node)
             try:
                 produced = self.visit(node)
             except _Skip:
@@ -206,7 +212,8 @@ class OnnxMapper(Recorder):
                 raise _Unsupported(self.where(node), "Constant without a tensor value")
             self.constants[node.output[0]] = numpy_helper.to_array(tensor)
             return Value(is_const=True, const=self.constants[node.output[0]])
-        if all(v is not None and v.is_const for v in ins if v is not None) and op not in ("Gather",):
+        if all(v is not None and v.is_const for v in ins if v is not None) and \
+                not (op == "Gather" and node.input[0] in self.weights):
             return self.fold(node, ins)
         if op == "Identity":
             return ins[0]
@@ -270,6 +277,38 @@ class OnnxMapper(Recorder):
         return self.emit(kind, fields, inputs, name=name, scope=scope, wanted=wanted, where=self.where(node),
                          what=node.op_type, tensors=tensors, note=note, channels_last=channels_last, count=count,
                          origin="ONNX")
+
+    def infer(self, node) -> None:
+        """The output shapes of ``node`` where ONNX's shape inference of the whole graph left them
+        open (a pad or a reshape whose sizes the exporter computes from Shape, folded here):
+        inferred for this node alone, from its inputs' shapes and the constants it reads."""
+        if all(self.shapes.get(name) is not None and None not in self.shapes[name] for name in node.output if name):
+            return
+        from onnx import defs, helper, numpy_helper, shape_inference
+
+        types, data = {}, {}
+        for name in node.input:
+            if not name:
+                continue
+            if name in self.constants:
+                value = self.constants[name]
+                data[name] = numpy_helper.from_array(value, name)
+                types[name] = helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+            elif self.shapes.get(name) is not None and name in self.types:
+                types[name] = helper.make_tensor_type_proto(self.types[name], self.shapes[name])
+            else:
+                return
+        try:
+            schema = defs.get_schema(node.op_type, self.opset, node.domain)
+            outputs = shape_inference.infer_node_outputs(schema, node, types, data,
+                                                         opset_imports=list(self.onnx_model.opset_import))
+        except Exception:  # noqa: BLE001 - left open: the layer that reads it says so
+            return
+        for name, proto in outputs.items():
+            tensor = proto.tensor_type
+            if tensor.HasField("shape"):
+                self.shapes[name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+            self.types[name] = tensor.elem_type
 
     def per_sample(self, name: str, node) -> tuple:
         shape = self.shapes.get(name)
@@ -377,7 +416,7 @@ class OnnxMapper(Recorder):
             other = [name for name in readers[0].input if name != node.output[0]]
             if other and other[0] in self.weights and self.weight_shape(other[0]) == (weight[1],):
                 tensors.append(other[0])
-                self.skip.add(id(readers[0]))
+                self.skip.add(readers[0].output[0])
                 output = readers[0]
         keep = x.channels_last
         fields = {"units": int(weight[1]), "bias": len(tensors) == 2, **({"axes": "channels"} if keep else {})}
@@ -568,6 +607,8 @@ class OnnxMapper(Recorder):
         if not perm or perm[0] != 0:
             raise _Unsupported(self.where(node), "Transpose of the batch axis")
         per_sample = [d - 1 for d in perm[1:]]
+        if per_sample == sorted(per_sample):  # two transposes that cancel, as the exporter joins them
+            return x
         spatial = len(x.shape) - 1
         if isinstance(x.shape, FeatureMap) and spatial >= 1:
             if not x.channels_last and per_sample == [*range(1, spatial + 1), 0]:
@@ -651,9 +692,34 @@ class OnnxMapper(Recorder):
         return self.add(node, "embedding", {"vocabulary": weight[0], "dim": weight[1]},
                         [self.tensor(ids, node)], word="embedding", tensors=(table.param,))
 
+    def op_Shape(self, node, ins, attrs):
+        """The shape of a tensor whose sizes are all fixed (an export at one batch size): a
+        constant, so that the sizes an exporter computes from it (a reshape's, a pad's) fold."""
+        import numpy
+
+        shape = self.shapes.get(node.input[0])
+        if shape is None or any(d is None for d in shape):
+            raise _Unsupported(self.where(node), "Shape of a tensor whose sizes are not fixed")
+        start, end = attrs.get("start", 0), attrs.get("end", len(shape))
+        value = numpy.array(shape[start:end], dtype=numpy.int64)
+        self.constants[node.output[0]] = value
+        return Value(is_const=True, const=value)
+
     def op_Dropout(self, node, ins, attrs):
         ratio = ins[1].const if len(ins) > 1 and ins[1] is not None and ins[1].is_const else attrs.get("ratio", 0.5)
         return self.add(node, "dropout", {"rate": round(float(ratio), 12)}, [self.tensor(ins[0], node)], word="dropout")
+
+
+def _positive_perms(graph) -> None:
+    """Transpose's perm counted from 0: PyTorch's TorchScript exporter writes movedim(-1, 1) as
+    perm [0, -1, 1, 2] (and two movedims that cancel as [0, 1, 2, -1]), which ONNX's shape
+    inference rejects; -1 is the last axis, as PyTorch means it."""
+    for node in graph.node:
+        if node.op_type == "Transpose":
+            for attribute in node.attribute:
+                if attribute.name == "perm" and any(p < 0 for p in attribute.ints):
+                    rank = len(attribute.ints)
+                    attribute.ints[:] = [p % rank for p in attribute.ints]
 
 
 class _Dims(NamedTuple):
