@@ -55,6 +55,7 @@ class Mapped:
     outputs: tuple = ()
     unsupported: list = field(default_factory=list)
     notes: list = field(default_factory=list)            # approximations, one line each
+    transposed: set = field(default_factory=set)         # source tensors stored transposed ([in, units]: ONNX MatMul's)
 
 
 class ImportRefused(ArchcalcError):

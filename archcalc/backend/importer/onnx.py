@@ -100,6 +100,11 @@ class OnnxMapper(Recorder):
         self.skip: set = set()      # nodes folded into an earlier layer (a MatMul's bias Add), by first output
         self.silu: set = set()      # Sigmoid nodes read only by x * sigmoid(x)
         self.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
+        self.owners: dict = {}      # a weight's name -> the layer that holds it (shares: for the next reader)
+        self.transposed: dict = {}  # Transpose of a weight -> the weight (a MatMul reads W transposed)
+        self.sliced: dict = {}      # the first rows of a weight (W[:T], learned positions) -> the weight
+        self.units: dict = {}       # attention: the output it computes -> (module path, its nodes, its inputs)
+        self.in_unit: set = set()   # the first outputs of the nodes inside an attention unit
 
     # --- the walk ---------------------------------------------------------------------------
     def run(self):
@@ -110,12 +115,16 @@ class OnnxMapper(Recorder):
             self.out.inputs[name] = shape
             self.names.add(name)
             self.values[info.name] = Value(ref=name, shape=shape)
+        self.find_attention()
         for node in self.graph.node:
             if node.output[0] in self.skip:
                 continue
             self.infer(node)
+            if node.output[0] in self.in_unit and not any(name in self.units for name in node.output):
+                continue  # inside an attention unit: mapped whole where it ends
             try:
-                produced = self.visit(node)
+                unit = next((self.units[name] for name in node.output if name in self.units), None)
+                produced = self.visit(node) if unit is None else self.attention(node, *unit)
             except _Skip:
                 produced = [Value()] * len(node.output)
             except _Unsupported as exc:
@@ -194,6 +203,8 @@ class OnnxMapper(Recorder):
                     entry.name, entry.scope = path, entry.scope[:-1]
         for entry in self.out.entries:
             entry.inputs = tuple(_renamed(ref, renamed) for ref in entry.inputs)
+            if "shares" in entry.args:
+                entry.args["shares"] = _renamed(entry.args["shares"], renamed)
         self.out.outputs = tuple(_renamed(ref, renamed) for ref in self.out.outputs)
 
     def visit(self, node):
@@ -261,22 +272,35 @@ class OnnxMapper(Recorder):
 
     # --- recording ----------------------------------------------------------------------
     def add(self, node, kind, fields, inputs, *, word=None, tensors=(), note="", channels_last=False, count=1,
-            check=True) -> Value:
+            check=True, path=None) -> Value:
+        """One layer for ``node`` (named after its module path; ``path``: the layer is that module),
+        checked against ONNX's shapes. A layer whose weights an earlier one holds ``shares`` them
+        (a tied LM head reads the token embedding's very tensor)."""
         if any(v.phantom for v in inputs):
             return self.phantom(node.output[0])
         scope = tuple((path, "") for path in self.scopes(node))
         word = word or kind
-        name = f"{scope[-1][0]}.{word}" if scope else word
+        if path is not None:
+            name, scope = path, scope[:[p for p, _ in scope].index(path)] if (path, "") in scope else scope
+        else:
+            name = f"{scope[-1][0]}.{word}" if scope else word
         wanted = None
         if check:
             if count > 1:
                 wanted = [self.per_sample(o, node) for o in node.output]
             else:
                 wanted = self.per_sample(node.output[0], node)
+        owners = {self.owners.get(tensor) for tensor in tensors}
+        shares = owners.pop() if tensors and len(owners) == 1 and None not in owners else None
+        if shares is not None:
+            tensors = ()
         self.used.update(tensors)
-        return self.emit(kind, fields, inputs, name=name, scope=scope, wanted=wanted, where=self.where(node),
-                         what=node.op_type, tensors=tensors, note=note, channels_last=channels_last, count=count,
-                         origin="ONNX")
+        value = self.emit(kind, fields, inputs, name=name, scope=scope, wanted=wanted, where=self.where(node),
+                          what=node.op_type, tensors=tensors, note=note, channels_last=channels_last, count=count,
+                          origin="ONNX", shares=shares)
+        for tensor in tensors:
+            self.owners.setdefault(tensor, value.ref)
+        return value
 
     def infer(self, node) -> None:
         """The output shapes of ``node`` where ONNX's shape inference of the whole graph left them
@@ -324,8 +348,9 @@ class OnnxMapper(Recorder):
                                "a weight read as a value")
         if value.channels_last:
             rank = len(value.shape)
-            return self.add(node, "permute", {"dims": [*range(1, rank), 0]}, [Value(ref=value.ref, shape=value.shape)],
-                            check=False)
+            # written where a layer reads it as it is: a [C, L] map so is a sequence [L, C] (as mapping.tensor)
+            return self.add(node, "permute", {"dims": [*range(1, rank), 0], "sequence": rank == 2},
+                            [Value(ref=value.ref, shape=value.shape)], check=False)
         return value
 
     def weight(self, value, node) -> tuple:
@@ -409,7 +434,11 @@ class OnnxMapper(Recorder):
         weight = self.weight(ins[1], node)
         if len(weight) != 2:
             raise _Unsupported(self.where(node), "MatMul of two computed tensors")
-        tensors = [node.input[1]]
+        # the tensor as PyTorch holds it, [units, in]: the weight a Transpose read, else the stored
+        # [in, units] (constant folding's), which the copy of weights transposes
+        tensors = [self.transposed.get(node.input[1], node.input[1])]
+        if node.input[1] not in self.transposed:
+            self.out.transposed.add(node.input[1])
         readers = self.consumers.get(node.output[0], [])
         output = node
         if len(readers) == 1 and readers[0].op_type == "Add":
@@ -429,6 +458,19 @@ class OnnxMapper(Recorder):
     def elementwise(self, node, ins, kind):
         a, b = ins[0], ins[1]
         params = [v for v in (a, b) if v is not None and v.param is not None]
+        if kind == "add" and len(params) == 1:
+            x = self.tensor(b if a is params[0] else a, node)
+            weight = params[0].param
+            if weight in self.sliced:  # x + W[:T]: learned positions (GPT-2's wpe, BERT's)
+                source = self.sliced[weight]
+                return self.add(node, "positions", {"max": self.weight_shape(source)[0]}, [x], word="positions",
+                                tensors=(source,))
+            dims = self.weight_shape(weight)
+            if dims in (tuple(x.shape), (1, *x.shape)):  # x + W, W a tensor of x's shape (ViT's positions)
+                shape = {"steps": x.shape[0], "features": x.shape[1]} if isinstance(x.shape, Steps) else list(x.shape)
+                table = self.add(node, "parameter", {"shape": shape}, [], word="parameter", tensors=(weight,),
+                                 check=False)
+                return self.add(node, "add", {}, [x, table], word="add")
         if kind == "multiply" and len(params) == 1:
             x = self.tensor(b if a is params[0] else a, node)
             factor = self.weight_shape(params[0].param)
@@ -601,6 +643,7 @@ class OnnxMapper(Recorder):
         if x is not None and x.param is not None and perm == [1, 0]:  # W transposed for x @ W (nn.Linear on a map)
             self.weights.add(node.output[0])
             self.stored[node.output[0]] = _Dims(tuple(reversed(self.weight_shape(x.param))))
+            self.transposed[node.output[0]] = x.param
             return Value(param=node.output[0])
         if x is None or x.ref is None:
             raise _Skip
@@ -618,7 +661,8 @@ class OnnxMapper(Recorder):
         x = self.tensor(x, node)
         shape = self.per_sample(node.output[0], node)
         sequence = len(shape) == 2 and isinstance(x.shape, (Steps, FeatureMap)) and \
-            any(r.op_type in ("MatMul", "Gemm", "LayerNormalization") for r in self.consumers.get(node.output[0], []))
+            any(r.op_type in ("MatMul", "Gemm", "LayerNormalization", "Concat", "Add")
+                for r in self.consumers.get(node.output[0], []))  # as mapping.sequence_follows
         return self.add(node, "permute", {"dims": per_sample, "sequence": sequence}, [x], word="permute")
 
     def op_Concat(self, node, ins, attrs):
@@ -686,11 +730,100 @@ class OnnxMapper(Recorder):
 
     def op_Gather(self, node, ins, attrs):
         table, ids = ins[0], ins[1]
+        if table is not None and table.ref is not None and ids is not None and ids.is_const and \
+                ids.const is not None and ids.const.ndim == 0 and attrs.get("axis", 0) == 1:
+            x = self.tensor(table, node)  # x[:, index]: one step of a sequence
+            return self.add(node, "select", {"index": int(ids.const)}, [x], word="select")
         if table is None or table.param is None or attrs.get("axis", 0) != 0:
             raise _Unsupported(self.where(node), "Gather")
         weight = self.weight_shape(table.param)
         return self.add(node, "embedding", {"vocabulary": weight[0], "dim": weight[1]},
                         [self.tensor(ids, node)], word="embedding", tensors=(table.param,))
+
+    def op_Slice(self, node, ins, attrs):
+        """W[:T] of a weight (learned positions, read by the Add after it); nothing else."""
+        table = ins[0]
+        consts = [v.const if v is not None and v.is_const else None for v in ins[1:]]
+        if table is None or table.param is None or len(consts) < 3 or any(c is None for c in consts[:3]):
+            raise _Unsupported(self.where(node), "Slice")
+        starts, ends, axes = ([int(i) for i in c.reshape(-1)] for c in consts[:3])
+        steps = [int(i) for i in consts[3].reshape(-1)] if len(consts) > 3 and consts[3] is not None else [1]
+        rows = self.weight_shape(table.param)
+        if axes != [0] or starts != [0] or steps != [1]:
+            raise _Unsupported(self.where(node), "Slice of a weight other than its first rows")
+        self.stored[node.output[0]] = _Dims((min(ends[0], rows[0]), *rows[1:]))
+        self.sliced[node.output[0]] = table.param
+        return Value(param=node.output[0])
+
+    def op_Expand(self, node, ins, attrs):
+        """A weight over the batch (a class token, positions: archcalc's Parameter): parameter."""
+        weight = ins[0]
+        if weight is None or weight.param is None:
+            raise _Unsupported(self.where(node), "Expand of a computed tensor")
+        shape = self.per_sample(node.output[0], node)
+        if _elements(shape) != _elements(self.weight_shape(weight.param)):
+            raise _Unsupported(self.where(node), "Expand of a weight over more than the batch")
+        fields = {"shape": {"steps": shape[0], "features": shape[1]} if len(shape) == 2 else list(shape)}
+        return self.add(node, "parameter", fields, [], word="parameter", tensors=(weight.param,))
+
+    def find_attention(self) -> None:
+        """Attention as PyTorch's exporter writes it (archcalc's Attention, nn.MultiheadAttention):
+        the nodes of one module that hold a Softmax between two products of computed tensors,
+        read from one or two sequences to one result. Mapped whole, where the result is made."""
+        dynamic = {i.name for i in self.graph.input if i.name not in self.constants}
+        for node in self.graph.node:
+            if any(name in dynamic for name in node.input):
+                dynamic.update(name for name in node.output if name)
+        outputs = {o.name for o in self.graph.output}
+        done: set = set()
+        for softmax in (node for node in self.graph.node if node.op_type == "Softmax"):
+            path = self.module_path(softmax)
+            if not path or path in done:
+                continue
+            done.add(path)
+            nodes = [node for node in self.graph.node if path in self.scopes(node)]
+            made = {name for node in nodes for name in node.output}
+            members = {node.output[0] for node in nodes}
+            products = [node for node in nodes if node.op_type == "MatMul" and all(i in dynamic for i in node.input)]
+            reads = list(dict.fromkeys(name for node in nodes for name in node.input
+                                       if name in dynamic and name not in made))
+            results = [name for node in nodes for name in node.output if name in dynamic and
+                       (name in outputs or any(c.output[0] not in members for c in self.consumers.get(name, [])))]
+            if len(products) >= 2 and len(results) == 1 and 1 <= len(reads) <= 2:
+                self.units[results[0]] = (path, nodes, reads)
+                self.in_unit.update(node.output[0] for node in nodes if node.output[0] in dynamic)
+
+    def attention(self, end, path: str, nodes: list, reads: list):
+        """One attention unit: its heads from the Softmax's scores [N, heads, T, S] (or [N*heads,
+        T, S]), the rest from its weights, as PyTorch holds them, in the order it reads them:
+        two matrices are fused q/k/v and an output projection, four separate ones; a Trilu
+        builds the causal mask; Cos and Sin turn q and k (rotary), theta the base of a Pow."""
+        inputs = [self.tensor(self.values.get(name), end) for name in reads]
+        weights = list(dict.fromkeys(name for node in nodes for name in node.input
+                                     if name in self.weights and name not in self.transposed))
+        matrices = [name for name in weights if len(self.weight_shape(name)) == 2]
+        vectors = [name for name in weights if len(self.weight_shape(name)) == 1]
+        softmax = next(node for node in nodes if node.op_type == "Softmax")
+        scores = self.shapes.get(softmax.input[0]) or ()
+        batch = (self.shapes.get(reads[0]) or (None,))[0]
+        heads = scores[1] if len(scores) == 4 else scores[0] // batch if len(scores) == 3 and batch else None
+        if not heads or len(matrices) not in (2, 4) or len(vectors) not in (0, len(matrices)):
+            raise _Unsupported(self.where(end), "attention whose heads or projections are not read")
+        d = inputs[0].shape[-1]
+        shapes = [self.weight_shape(name) for name in matrices]
+        width = shapes[-1][1]  # the output projection's [d, heads * head_dim]
+        head_dim = width // heads
+        kv = (shapes[0][0] - width) // 2 if len(matrices) == 2 else shapes[1][0]
+        ops = {node.op_type for node in nodes}
+        theta = next((float(self.constants[node.input[0]]) for node in nodes if node.op_type == "Pow" and
+                      node.input[0] in self.constants and self.constants[node.input[0]].size == 1), None)
+        fields = {"heads": heads, "kv_heads": kv // head_dim if kv // head_dim != heads else None,
+                  "head_dim": head_dim if head_dim != d // heads else None, "bias": bool(vectors),
+                  "qkv": "separate" if len(matrices) == 4 else None, "causal": "Trilu" in ops,
+                  "rotary": (int(theta) if theta and theta.is_integer() else theta) if {"Cos", "Sin"} & ops else None}
+        if fields["rotary"] is None and {"Cos", "Sin"} & ops:
+            raise _Unsupported(self.where(end), "rotary positions whose base is not read")
+        return self.add(end, "attention", fields, inputs, word="attention", tensors=tuple(weights), path=path)
 
     def op_Shape(self, node, ins, attrs):
         """The shape of a tensor whose sizes are all fixed (an export at one batch size): a
