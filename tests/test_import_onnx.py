@@ -1,7 +1,9 @@
 """archcalc import model.onnx and archcalc inspect model.onnx: every shipped spec, built in
 PyTorch and saved by torch.onnx.export (its TorchScript exporter, in eval mode, without constant
 folding, which would fold each batchnorm into the conv before it), imports back to the spec's
-parameters, MACs and output shapes. The exporter's own parameter count is the graph's weights.
+parameters, MACs and output shapes, and with the file's weights copied into the imported spec's
+model (onnx.numpy_helper, by name) computes the source's outputs. The exporter's own parameter
+count is the graph's weights.
 """
 import sys
 import warnings
@@ -11,68 +13,83 @@ import pytest
 from click.testing import CliRunner
 
 from archcalc.cli import main
+from archcalc.spec import load
+from small_sizes import SMALL
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from archcalc.backend import build  # noqa: E402
-from archcalc.backend.importer import import_model  # noqa: E402
+from archcalc.backend.importer import import_model, output_difference  # noqa: E402
+from archcalc.backend.importer.onnx import onnx_weights  # noqa: E402
 from archcalc.backend.plan import make_plan  # noqa: E402
 from archcalc.backend.tensors import sample_inputs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 QUICK = ("lenet5", "unet_small", "rgb3_dense")
-# what torch.onnx.export writes without a layer the spec can be read back from
+# what torch.onnx.export does not write
 NOT_EXPORTED = {
     "shufflenet_v2_x1_0": "torch.onnx.export cannot export aten::channel_shuffle",
+    "tinyllama": "torch.onnx.export (TorchScript, opset 20 at most) cannot export aten::rms_norm (nn.RMSNorm)",
     "zero_7_5b": "7.5 billion parameters: too large to write to a file in a test",
 }
 # what the exporter writes that the ONNX import does not read yet: refused, each operation listed
 REFUSED = {
     "alexnet": "LocalResponseNorm written as some twenty primitive operations (Pow, Pad, AveragePool, Div, If)",
     "alexnet_grouped": "the same",
-    "course_padding": "reflect and replicate padding as a Pad whose sizes Shape, Slice and Concat compute",
     "char_rnn_masse": "the ONNX RNN operator (and the transposes around it) is not mapped",
     "min_char_rnn": "the same",
     "seq2seq_assez": "the same",
     "captioning_vgg16": "the same",
-    "convnext_tiny": "nn.Linear over the channels as Transpose, MatMul of a transposed weight and Add: not read yet",
 }
 
 
-def exported(name: str, tmp_path: Path):
-    """(the spec's analysis, the ONNX file torch.onnx.export writes of its model)."""
-    plan = make_plan(SPECS / f"{name}.yaml")
+def exported(name: str, tmp_path: Path, params: dict | None = None):
+    """(the spec's analysis, the ONNX file torch.onnx.export writes of its model, the model); the
+    spec's params overridden by ``params`` (as --set)."""
+    plan = make_plan(load(str(SPECS / f"{name}.yaml"), params))
     model = build(plan.analysis, seed=0).eval()
     inputs = sample_inputs(torch, plan, 1, torch.float32, "cpu", None)
     path = tmp_path / f"{name}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, tuple(inputs), str(path), dynamo=False, do_constant_folding=False)
-    return plan.analysis, path
+    return plan.analysis, path, model
 
 
-def check(name: str, tmp_path: Path) -> None:
-    analysis, path = exported(name, tmp_path)
+def check(name: str, tmp_path: Path, params: dict | None = None, values: bool = True):
+    """The ONNX import's numbers, and (``values``) its outputs with the file's weights copied in."""
+    analysis, path, model = exported(name, tmp_path, params)
     imported = import_model(str(path))
     assert imported.exact, (imported.source, imported.spec)
     totals = imported.analysis.totals
     assert (totals.params, totals.macs) == (analysis.totals.params, analysis.totals.macs)
     assert imported.spec.outputs == tuple(tuple(analysis.output_shapes[o]) for o in analysis.spec.outputs)
+    if values:
+        weights = onnx_weights(str(path), imported.mapped.transposed)
+        torch.manual_seed(0)
+        assert output_difference(imported, model, weights=weights) < 1e-4
+    return imported
 
 
 @pytest.mark.parametrize("name", QUICK)
 def test_round_trip_through_onnx(name, tmp_path):
-    check(name, tmp_path)
+    check(name, tmp_path, values=name == "lenet5")
 
 
-# the transformers: their ONNX graphs (attention's MatMul/Softmax chain, LayerNormalization, the
-# position tables' Gather and Add) are not mapped yet (issue 17, left open)
-NOT_READ_YET = {name: "attention, layer norms and positions in ONNX are not mapped yet"
-                for name in ("vit_b_16", "gpt2", "bert_base", "tinyllama")}
+def test_a_small_gpt2_round_trips_through_onnx(tmp_path):
+    """Attention from its module's nodes, learned positions (x + W[:T]), the head tied to the
+    embedding: the quick representative of the transformers in ONNX."""
+    text = check("gpt2", tmp_path, SMALL["gpt2"]).text
+    assert "  attention: {causal: true}" in text  # what both layers' attention shares, as a default
+    assert "- attention: {heads: 4, name: decoder_layer1_attn}" in text
+    assert "shares: wte, name: lm_head" in text
+
+
+# the transformers: their numbers at full size, their outputs at a small size (small_sizes.SMALL)
 ALL = sorted(p.stem for p in SPECS.glob("*.yaml")
-             if p.stem not in (*QUICK, *NOT_EXPORTED, *REFUSED, *NOT_READ_YET))
+             if p.stem not in (*QUICK, *NOT_EXPORTED, *REFUSED, *SMALL))
 
 
 @pytest.mark.slow
@@ -82,9 +99,16 @@ def test_every_spec_round_trips_through_onnx(name, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(SMALL) - set(NOT_EXPORTED)))
+def test_the_transformers_round_trip_through_onnx(name, tmp_path):
+    check(name, tmp_path, values=False)
+    check(name, tmp_path, SMALL[name])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_what_the_onnx_import_cannot_read_is_refused_with_each_operation(name, tmp_path):
-    _, path = exported(name, tmp_path)
+    _, path, _ = exported(name, tmp_path)
     result = CliRunner().invoke(main, ["import", str(path), "-o", str(tmp_path / "x.yaml")])
     assert result.exit_code == 2, result.output
     assert "of the model have no layer kind:" in result.output or "of the model has no layer kind:" in result.output
@@ -92,14 +116,14 @@ def test_what_the_onnx_import_cannot_read_is_refused_with_each_operation(name, t
 
 
 def test_inspect_reads_an_onnx_file(tmp_path):
-    _, path = exported("lenet5", tmp_path)
+    _, path, _ = exported("lenet5", tmp_path)
     result = CliRunner().invoke(main, ["inspect", str(path)])
     assert result.exit_code == 0, result.output
     assert "params: 44,426" in result.output  # LeCun et al.'s LeNet-5 count, as tests/test_course_figures.py pins
 
 
 def test_import_writes_an_onnx_spec(tmp_path):
-    _, path = exported("unet_small", tmp_path)
+    _, path, _ = exported("unet_small", tmp_path)
     target = tmp_path / "unet.yaml"
     result = CliRunner().invoke(main, ["import", str(path), "-o", str(target)])
     assert result.exit_code == 0, result.output
@@ -108,7 +132,7 @@ def test_import_writes_an_onnx_spec(tmp_path):
 
 
 def test_without_the_onnx_package_it_says_how_to_install_it(tmp_path, monkeypatch):
-    _, path = exported("lenet5", tmp_path)
+    _, path, _ = exported("lenet5", tmp_path)
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
     result = CliRunner().invoke(main, ["import", str(path), "-o", str(tmp_path / "x.yaml")])
     assert result.exit_code == 2

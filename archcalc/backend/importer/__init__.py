@@ -242,17 +242,18 @@ def copy_weights(imported: Imported, source_state: dict, target_model) -> int:
     return copied
 
 
-def compare_outputs(imported: Imported, source_model, seed: int = 0) -> tuple[float, float]:
+def compare_outputs(imported: Imported, source_model, seed: int = 0, weights: dict | None = None) -> tuple[float, float]:
     """(largest absolute difference, largest absolute output) between the source's outputs and
-    the spec's model's, with the source's weights copied in, on one random batch of 2, both in
-    eval mode on the CPU."""
+    the spec's model's, with the source's weights copied in (``weights``: those of an ONNX file
+    the source was exported to, onnx.onnx_weights, else its state_dict), on one random batch of
+    2, both in eval mode on the CPU."""
     import torch
 
     from ...layers.shapes import Steps
     from .. import build
 
     target = build(imported.analysis, seed=seed).eval()
-    copy_weights(imported, source_model.state_dict(), target)
+    copy_weights(imported, source_model.state_dict() if weights is None else weights, target)
     generator = torch.Generator().manual_seed(seed)
     inputs = [torch.randint(0, 2, (2, *shape), generator=generator) if isinstance(shape, Steps) and len(shape) == 1
               else torch.randn((2, *shape), generator=generator)
@@ -266,9 +267,9 @@ def compare_outputs(imported: Imported, source_model, seed: int = 0) -> tuple[fl
     return difference, max(float(a.abs().max()) for a in theirs)
 
 
-def output_difference(imported: Imported, source_model, seed: int = 0) -> float:
+def output_difference(imported: Imported, source_model, seed: int = 0, weights: dict | None = None) -> float:
     """The largest absolute difference of ``compare_outputs``."""
-    return compare_outputs(imported, source_model, seed)[0]
+    return compare_outputs(imported, source_model, seed, weights)[0]
 
 
 __all__ = ["Imported", "Side", "compare_outputs", "copy_weights", "import_model", "output_difference"]

@@ -57,6 +57,24 @@ def import_onnx(path: str, allow_opaque: bool = False, name: str | None = None):
     return imported
 
 
+def onnx_weights(path: str, transposed=()) -> dict:
+    """The weights of the ONNX file at ``path`` by name, as numpy arrays (onnx.numpy_helper): its
+    initializers, and the Identity copies PyTorch's exporter writes of a weight that started equal
+    to another; those named in ``transposed`` (the import's Mapped.transposed: a MatMul's stored
+    [in, units]) turned to PyTorch's [units, in]."""
+    onnx = require_onnx()
+    from onnx import numpy_helper
+
+    model = onnx.load(path)
+    weights = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
+    for name in transposed:
+        weights[name] = weights[name].T
+    return weights
+
+
 def onnx_spec(path: str):
     """The Spec an ONNX file imports to (``archcalc inspect model.onnx``): what ``archcalc import``
     would write, read back, without torch."""
