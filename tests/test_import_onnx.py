@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from archcalc.cli import main
 from archcalc.spec import load
+from conftest import spec_text, write_spec
 from small_sizes import SMALL
 
 torch = pytest.importorskip("torch")
@@ -27,7 +28,7 @@ from archcalc.backend.tensors import sample_inputs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
-QUICK = ("lenet5", "unet_small", "rgb3_dense")
+QUICK = ("lenet5", "unet_small", "rgb3_dense", "min_char_rnn")
 # what torch.onnx.export does not write
 NOT_EXPORTED = {
     "shufflenet_v2_x1_0": "torch.onnx.export cannot export aten::channel_shuffle",
@@ -38,27 +39,24 @@ NOT_EXPORTED = {
 REFUSED = {
     "alexnet": "LocalResponseNorm written as some twenty primitive operations (Pow, Pad, AveragePool, Div, If)",
     "alexnet_grouped": "the same",
-    "char_rnn_masse": "the ONNX RNN operator (and the transposes around it) is not mapped",
-    "min_char_rnn": "the same",
-    "seq2seq_assez": "the same",
-    "captioning_vgg16": "the same",
 }
 
 
-def exported(name: str, tmp_path: Path, params: dict | None = None):
-    """(the spec's analysis, the ONNX file torch.onnx.export writes of its model, the model); the
-    spec's params overridden by ``params`` (as --set)."""
-    plan = make_plan(load(str(SPECS / f"{name}.yaml"), params))
+def exported(name: str | Path, tmp_path: Path, params: dict | None = None):
+    """(the spec's analysis, the ONNX file torch.onnx.export writes of its model, the model) for a
+    shipped spec's name or a spec file; the spec's params overridden by ``params`` (as --set)."""
+    source = name if isinstance(name, Path) else SPECS / f"{name}.yaml"
+    plan = make_plan(load(str(source), params))
     model = build(plan.analysis, seed=0).eval()
     inputs = sample_inputs(torch, plan, 1, torch.float32, "cpu", None)
-    path = tmp_path / f"{name}.onnx"
+    path = tmp_path / f"{source.stem}.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, tuple(inputs), str(path), dynamo=False, do_constant_folding=False)
     return plan.analysis, path, model
 
 
-def check(name: str, tmp_path: Path, params: dict | None = None, values: bool = True):
+def check(name: str | Path, tmp_path: Path, params: dict | None = None, values: bool = True):
     """The ONNX import's numbers, and (``values``) its outputs with the file's weights copied in."""
     analysis, path, model = exported(name, tmp_path, params)
     imported = import_model(str(path))
@@ -103,6 +101,16 @@ def test_every_spec_round_trips_through_onnx(name, tmp_path):
 def test_the_transformers_round_trip_through_onnx(name, tmp_path):
     check(name, tmp_path, values=False)
     check(name, tmp_path, SMALL[name])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", ["lstm: {hidden: 6, layers: 2, bidirectional: true}", "gru: {hidden: 5, returns: last}",
+                                   "rnn: {hidden: 4, nonlinearity: relu, bidirectional: true, bias: false}"])
+def test_recurrences_round_trip_through_onnx(layer, tmp_path):
+    """The exporter's RNN, LSTM and GRU operators (one per layer, gates reordered by Slice and
+    Concat of PyTorch's weights): read back with PyTorch's weights in its order."""
+    path = write_spec(tmp_path, spec_text({"steps": 7, "features": 3}, layer, "dense: {units: 2}"))
+    assert layer.split(":")[0] in check(path, tmp_path).text
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ module instances that make blocks; other graphs get names by operator type.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -66,7 +67,7 @@ def onnx_weights(path: str, transposed=()) -> dict:
     from onnx import numpy_helper
 
     model = onnx.load(path)
-    weights = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    weights = {init.name: numpy_helper.to_array(init).copy() for init in model.graph.initializer}  # writable
     for node in model.graph.node:
         if node.op_type == "Identity" and node.input[0] in weights:
             weights[node.output[0]] = weights[node.input[0]]
@@ -121,11 +122,12 @@ class OnnxMapper(Recorder):
         self.owners: dict = {}      # a weight's name -> the layer that holds it (shares: for the next reader)
         self.transposed: dict = {}  # Transpose of a weight -> the weight (a MatMul reads W transposed)
         self.sliced: dict = {}      # the first rows of a weight (W[:T], learned positions) -> the weight
-        self.units: dict = {}       # attention: the output it computes -> (module path, its nodes, its inputs)
-        self.in_unit: set = set()   # the first outputs of the nodes inside an attention unit
+        self.units: dict = {}       # a module mapped whole: what it computes -> (kind, path, its nodes, its inputs)
+        self.in_unit: set = set()   # the first outputs of the nodes inside such a unit
 
     # --- the walk ---------------------------------------------------------------------------
     def run(self):
+        self.find_units()
         inputs = [i for i in self.graph.input if i.name not in self.constants]
         for info in inputs:
             name = "input" if len(inputs) == 1 else info.name
@@ -133,16 +135,20 @@ class OnnxMapper(Recorder):
             self.out.inputs[name] = shape
             self.names.add(name)
             self.values[info.name] = Value(ref=name, shape=shape)
-        self.find_attention()
         for node in self.graph.node:
             if node.output[0] in self.skip:
                 continue
             self.infer(node)
-            if node.output[0] in self.in_unit and not any(name in self.units for name in node.output):
-                continue  # inside an attention unit: mapped whole where it ends
+            unit = next((self.units[name] for name in node.output if name in self.units), None)
+            if node.output[0] in self.in_unit and unit is None and not self.folds(node):
+                continue  # inside a unit: mapped whole where it ends
             try:
-                unit = next((self.units[name] for name in node.output if name in self.units), None)
-                produced = self.visit(node) if unit is None else self.attention(node, *unit)
+                if unit is None:
+                    produced = self.visit(node)
+                else:
+                    kind, *rest = unit
+                    produced = (self.attention if kind == "attention" else self.recurrent)(node, *rest)
+                    produced = [produced if name in self.units else Value() for name in node.output]
             except _Skip:
                 produced = [Value()] * len(node.output)
             except _Unsupported as exc:
@@ -167,8 +173,9 @@ class OnnxMapper(Recorder):
         if elem in (6, 7):  # int32, int64: token ids
             return Steps(dims)
         readers = [node.op_type for node in self.consumers.get(info.name, [])]
-        if len(dims) == 2 and any(op in ("MatMul", "Gemm", "LayerNormalization", "RNN", "LSTM", "GRU")
-                                  for op in readers):
+        recurrent = any(info.name in reads for kind, _, _, reads in self.units.values() if kind == "recurrent")
+        if len(dims) == 2 and (recurrent or any(op in ("MatMul", "Gemm", "LayerNormalization", "RNN", "LSTM", "GRU")
+                                                for op in readers)):
             return Steps(dims)
         return shape_of(dims)
 
@@ -784,32 +791,87 @@ class OnnxMapper(Recorder):
         fields = {"shape": {"steps": shape[0], "features": shape[1]} if len(shape) == 2 else list(shape)}
         return self.add(node, "parameter", fields, [], word="parameter", tensors=(weight.param,))
 
-    def find_attention(self) -> None:
-        """Attention as PyTorch's exporter writes it (archcalc's Attention, nn.MultiheadAttention):
-        the nodes of one module that hold a Softmax between two products of computed tensors,
-        read from one or two sequences to one result. Mapped whole, where the result is made."""
+    def find_units(self) -> None:
+        """The modules mapped whole, from the nodes PyTorch's exporter writes under their path:
+        attention (archcalc's Attention, nn.MultiheadAttention), the module of a Softmax between
+        two products of computed tensors; a recurrence (archcalc's Recurrent, nn.RNN/LSTM/GRU),
+        the outermost module around RNN/LSTM/GRU nodes. Each reads one or two tensors and makes
+        one, where it is mapped; the constants inside are still folded."""
         dynamic = {i.name for i in self.graph.input if i.name not in self.constants}
         for node in self.graph.node:
-            if any(name in dynamic for name in node.input):
+            fixed = node.op_type == "Shape" and None not in (self.shapes.get(node.input[0]) or (None,))
+            if not fixed and any(name in dynamic for name in node.input):
                 dynamic.update(name for name in node.output if name)
         outputs = {o.name for o in self.graph.output}
-        done: set = set()
-        for softmax in (node for node in self.graph.node if node.op_type == "Softmax"):
-            path = self.module_path(softmax)
-            if not path or path in done:
-                continue
-            done.add(path)
+
+        def unit(path: str):
             nodes = [node for node in self.graph.node if path in self.scopes(node)]
             made = {name for node in nodes for name in node.output}
             members = {node.output[0] for node in nodes}
-            products = [node for node in nodes if node.op_type == "MatMul" and all(i in dynamic for i in node.input)]
             reads = list(dict.fromkeys(name for node in nodes for name in node.input
                                        if name in dynamic and name not in made))
             results = [name for node in nodes for name in node.output if name in dynamic and
                        (name in outputs or any(c.output[0] not in members for c in self.consumers.get(name, [])))]
-            if len(products) >= 2 and len(results) == 1 and 1 <= len(reads) <= 2:
-                self.units[results[0]] = (path, nodes, reads)
-                self.in_unit.update(node.output[0] for node in nodes if node.output[0] in dynamic)
+            return (nodes, reads, results[0]) if len(results) == 1 and 1 <= len(reads) <= 2 else None
+
+        for node in self.graph.node:
+            if node.op_type == "Softmax":
+                paths, kind = self.scopes(node)[-1:], "attention"
+            elif node.op_type in RECURRENT:
+                paths, kind = self.scopes(node), "recurrent"
+            else:
+                continue
+            for path in paths:
+                if any(path == unit_path for unit_path, *_ in self.units.values()):
+                    break
+                found = unit(path)
+                if found is None:
+                    continue
+                nodes, reads, result = found
+                products = [n for n in nodes if n.op_type == "MatMul" and all(i in dynamic for i in n.input)]
+                if kind == "attention" and len(products) < 2:
+                    continue
+                self.units[result] = (kind, path, nodes, reads)
+                self.in_unit.update(n.output[0] for n in nodes)
+                break
+
+    def folds(self, node) -> bool:
+        """Whether ``node`` inside a unit is still visited: a constant, or computed from constants."""
+        return node.op_type in ("Constant", "Shape") or \
+            all(not name or (name in self.constants and name not in self.weights) for name in node.input)
+
+    def recurrent(self, end, path: str, nodes: list, reads: list):
+        """One recurrence: RNN, LSTM or GRU nodes (one per layer, a direction attribute), hidden
+        from the operator, the rest from the weights as PyTorch holds them (weight_ih, weight_hh,
+        then the biases, per layer and direction; ``bias: single`` where PyTorch's second bias
+        is no weight); ``returns: last`` where the result is a vector; an initial state [H] the
+        second input."""
+        ops = [node for node in nodes if node.op_type in RECURRENT]
+        attrs = self.attributes(ops[0])
+        direction = attrs.get("direction", "forward")
+        if len({node.op_type for node in ops}) != 1 or direction == "reverse":
+            raise _Unsupported(self.where(end), f"{ops[0].op_type} other than forward or bidirectional layers")
+        directions = 2 if direction == "bidirectional" else 1
+        weights = list(dict.fromkeys(name for node in nodes for name in node.input
+                                     if name in self.weights and name not in self.transposed))
+        matrices = [name for name in weights if len(self.weight_shape(name)) == 2]
+        vectors = [name for name in weights if len(self.weight_shape(name)) == 1]
+        per_layer = len(ops) * directions
+        bias = {0: False, per_layer: "single", 2 * per_layer: True}.get(len(vectors))
+        if len(matrices) != 2 * per_layer or bias is None:
+            raise _Unsupported(self.where(end), f"{ops[0].op_type} whose weights are not read")
+        activations = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", ["Tanh"])]
+        fields = {"hidden": int(attrs["hidden_size"]), "layers": len(ops), "bidirectional": directions == 2,
+                  "bias": bias, "nonlinearity": activations[0].lower() if ops[0].op_type == "RNN" else None}
+        if fields["nonlinearity"] == "tanh":
+            del fields["nonlinearity"]
+        result = next(name for name, unit in self.units.items() if unit[1] == path)
+        if len(self.per_sample(result, end)) == 1:
+            fields["returns"] = "last"
+        values = [self.tensor(self.values.get(name), end) for name in reads]
+        inputs = sorted(values, key=lambda value: not isinstance(value.shape, Steps))  # the sequence, then a state
+        return self.add(end, ops[0].op_type.lower(), fields, inputs, tensors=tuple(_pytorch_order(weights)),
+                        path=path)
 
     def attention(self, end, path: str, nodes: list, reads: list):
         """One attention unit: its heads from the Softmax's scores [N, heads, T, S] (or [N*heads,
@@ -871,6 +933,22 @@ def _positive_perms(graph) -> None:
                 if attribute.name == "perm" and any(p < 0 for p in attribute.ints):
                     rank = len(attribute.ints)
                     attribute.ints[:] = [p % rank for p in attribute.ints]
+
+
+RECURRENT = ("RNN", "LSTM", "GRU")
+_PYTORCH_NAME = re.compile(r"(weight|bias)_(ih|hh)_l(\d+)(_reverse)?$")
+
+
+def _pytorch_order(names: list) -> list:
+    """A recurrence's weights in PyTorch's state_dict order (per layer and direction: weight_ih,
+    weight_hh, bias_ih, bias_hh), where they carry PyTorch's names; else as read."""
+    matches = [_PYTORCH_NAME.search(name) for name in names]
+    if not all(matches):
+        return names
+    order = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    return [name for _, name in sorted(
+        ((int(m.group(3)), bool(m.group(4)), order.index(f"{m.group(1)}_{m.group(2)}")), name)
+        for m, name in zip(matches, names))]
 
 
 class _Dims(NamedTuple):
