@@ -147,7 +147,7 @@ class OnnxMapper(Recorder):
                     produced = self.visit(node)
                 else:
                     kind, *rest = unit
-                    produced = (self.attention if kind == "attention" else self.recurrent)(node, *rest)
+                    produced = getattr(self, kind)(node, *rest)
                     produced = [produced if name in self.units else Value() for name in node.output]
             except _Skip:
                 produced = [Value()] * len(node.output)
@@ -819,6 +819,9 @@ class OnnxMapper(Recorder):
                 paths, kind = self.scopes(node)[-1:], "attention"
             elif node.op_type in RECURRENT:
                 paths, kind = self.scopes(node), "recurrent"
+            elif node.op_type == "Div" and {"AveragePool", "Pow"} <= {n.op_type for n in self.graph.node
+                                                                      if self.scopes(n)[-1:] == self.scopes(node)[-1:]}:
+                paths, kind = self.scopes(node)[-1:], "lrn"
             else:
                 continue
             for path in paths:
@@ -829,7 +832,7 @@ class OnnxMapper(Recorder):
                     continue
                 nodes, reads, result = found
                 products = [n for n in nodes if n.op_type == "MatMul" and all(i in dynamic for i in n.input)]
-                if kind == "attention" and len(products) < 2:
+                if (kind == "attention" and len(products) < 2) or (kind == "lrn" and node.input[0] not in reads):
                     continue
                 self.units[result] = (kind, path, nodes, reads)
                 self.in_unit.update(n.output[0] for n in nodes)
@@ -839,6 +842,23 @@ class OnnxMapper(Recorder):
         """Whether ``node`` inside a unit is still visited: a constant, or computed from constants."""
         return node.op_type in ("Constant", "Shape") or \
             all(not name or (name in self.constants and name not in self.weights) for name in node.input)
+
+    def lrn(self, end, path: str, nodes: list, reads: list):
+        """Local response normalisation as F.local_response_norm writes it: x / (k + alpha *
+        mean of x² over ``size`` channels) ** beta, an AveragePool of kernel ``size`` over the
+        channels; alpha, k and beta the constants of the Mul, Add and Pow after it."""
+        def constant(op: str):  # the scalar of the ``op`` node that also reads a computed tensor
+            return next((float(self.constants[name].reshape(-1)[0]) for node in nodes if node.op_type == op and
+                         any(other not in self.constants for other in node.input)
+                         for name in node.input if name in self.constants and self.constants[name].size == 1), None)
+
+        pool = next(node for node in nodes if node.op_type == "AveragePool")
+        fields = {"size": int(self.attributes(pool)["kernel_shape"][0]), "alpha": constant("Mul"),
+                  "beta": constant("Pow"), "k": constant("Add")}
+        if None in fields.values():
+            raise _Unsupported(self.where(end), "local response normalisation whose constants are not read")
+        fields = {key: value if key == "size" else _float32(value) for key, value in fields.items()}
+        return self.add(end, "lrn", fields, [self.tensor(self.values.get(reads[0]), end)], path=path)
 
     def recurrent(self, end, path: str, nodes: list, reads: list):
         """One recurrence: RNN, LSTM or GRU nodes (one per layer, a direction attribute), hidden
@@ -959,6 +979,13 @@ class _Dims(NamedTuple):
 
 FLOATS = (1, 10, 11, 16)  # float32, float16, float64, bfloat16 (onnx.TensorProto's numbers)
 SMALL = 4096             # a floating initializer up to this many elements is read as values too
+
+
+def _float32(value: float) -> float:
+    """A float32 constant as its shortest decimal (the 1e-4 that float32 holds as 9.9999997e-05)."""
+    import numpy
+
+    return float(repr(numpy.float32(value)).removeprefix("np.float32(").removesuffix(")"))
 
 
 def _elements(dims) -> int:
