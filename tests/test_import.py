@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from small_sizes import SMALL
 
 from archcalc.cli import main
 from archcalc.errors import ArchcalcError
 from archcalc.layers.shapes import FeatureMap
 from archcalc.spec import load
-from small_sizes import SMALL
 
 torch = pytest.importorskip("torch")
 

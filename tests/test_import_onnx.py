@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import spec_text, write_spec
+from small_sizes import SMALL
 
 from archcalc.cli import main
 from archcalc.spec import load
-from conftest import spec_text, write_spec
-from small_sizes import SMALL
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
