@@ -75,6 +75,7 @@ class Schedule:
     device: str
     moments: tuple[Moment, ...]
     mixed_precision: str | None = None
+    recomputed: tuple[str, ...] = ()   # the layers whose forward backward ran again (checkpointed segments)
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -123,11 +124,14 @@ class _Replay:
         self.sample = dict.fromkeys(CATEGORIES, 0)
         self.moments: list[Moment] = []
         self.phase, self.layer = "", ""
+        self.log: list[tuple] | None = None   # while a checkpointed segment's forward runs: its events
 
     def allocate(self, fixed: int, sample: int, category: str, requires_grad: bool = False,
                  itemsize: int = 0) -> _Tensor:
         tensor = _Tensor(fixed, sample, category, requires_grad, itemsize)
-        self.hold(tensor)
+        tensor.holders = 1
+        if self.log is not None:
+            self.log.append(("new", tensor, self.layer))
         self.fixed[category] += fixed
         self.sample[category] += sample
         self.moments.append(Moment(self.phase, self.layer, tuple(self.fixed.values()), tuple(self.sample.values())))
@@ -142,18 +146,29 @@ class _Replay:
 
     def view(self, base: _Tensor, fixed: int, sample: int) -> _Tensor:
         """A view of part of ``base`` (a split's part): no bytes of its own while it holds base."""
-        return self.hold(_Tensor(fixed, sample, base.category, base.requires_grad, base.itemsize, self.hold(base)))
+        base.holders += 1
+        tensor = _Tensor(fixed, sample, base.category, base.requires_grad, base.itemsize, base)
+        tensor.holders = 1
+        if self.log is not None:
+            self.log.append(("view", tensor, base))
+        return tensor
 
-    @staticmethod
-    def hold(tensor: _Tensor) -> _Tensor:
+    def hold(self, tensor: _Tensor) -> _Tensor:
         tensor.holders += 1
+        if self.log is not None:
+            self.log.append(("hold", tensor))
         return tensor
 
     def drop(self, tensor: _Tensor) -> None:
+        if self.log is not None:
+            self.log.append(("drop", tensor))
+        self._release(tensor)
+
+    def _release(self, tensor: _Tensor) -> None:
         tensor.holders -= 1
         if tensor.holders == 0:
             if tensor.base is not None:
-                self.drop(tensor.base)
+                self._release(tensor.base)
                 return
             self.fixed[tensor.category] -= tensor.fixed
             self.sample[tensor.category] -= tensor.sample
@@ -172,17 +187,117 @@ class _Recorded:
     weights: str | None = None   # whose parameters' gradients its backward computes (the owner's name)
     weight_bytes: int = 0        # their trainable bytes, in the master dtype
     cast: int = 0                # under autocast: bytes per element of the 16-bit weight gradient it computes first
+    frame: _Frame | None = None  # the checkpointed segment that packed what it saves (recomputed in backward)
+
+
+class _Frame:
+    """A checkpointed segment, as torch.utils.checkpoint's non-reentrant _CheckpointFrame keeps it.
+
+    Forward: the segment's inputs are held (its saved_args) and its ops' saved tensors are packed
+    into holders that keep nothing, so the segment's activations are freed as soon as its own code
+    drops them. Backward: the first op of the segment whose saved tensors are unpacked runs the
+    segment's forward again (the events logged in forward, replayed on new tensors: the same
+    allocations and frees) up to the last tensor the forward saved, then stops (early stop): an op
+    that saves only its inputs (a linear or a convolution) is stopped before it computes. What the
+    ops save stays until each op's backward unpacks it; everything else the rerun made is freed.
+    The inputs are released once the last op that saved something has run its backward.
+    Not counted: the CPU random generator's state that checkpoint stashes (5 KB, not a tensor op)."""
+
+    def __init__(self, layers: tuple[str, ...], reads: tuple[str, ...]):
+        self.layers, self.reads = layers, reads
+        self.inputs: list[_Tensor] = []
+        self.log: list[tuple] = []
+        self.stop = 0         # the log's events the rerun replays: up to the last save
+        self.packed = 0       # recorded ops that saved something and have not run their backward
+        self.finished: set[int] = set()   # those that have (their recomputed tensors are not kept)
+        self.recomputed = False
+
+    def begin(self, replay: _Replay, values: dict[str, _Tensor]) -> None:
+        self.inputs = [replay.hold(values[name]) for name in self.reads]
+        replay.log = self.log
+
+    def pack(self, entry: _Recorded, kept: list[_Tensor], inputs_only: bool) -> None:
+        """``entry`` saved ``kept``: in the log, where PyTorch packs them (an op saving only its
+        inputs packs them before it computes: before its output is allocated)."""
+        entry.frame = self
+        self.packed += 1
+        position = len(self.log)
+        if inputs_only:
+            position = next((index for index in range(len(self.log) - 1, -1, -1)
+                             if self.log[index][0] == "new" and self.log[index][1] is entry.output), position)
+        self.log.insert(position, ("save", entry, kept))
+        self.stop = position + 1
+
+    def recompute(self, replay: _Replay) -> list[str]:
+        """The rerun (see the class); returns the layers it computed again."""
+        self.recomputed = True
+        twins: dict[int, _Tensor] = {}   # id(forward tensor) -> its recomputed twin
+        transient: dict[int, list] = {}  # id(twin) -> [twin, references the rerun's code holds]
+        layer, layers = replay.layer, []
+        for event in self.log[:self.stop]:
+            kind, tensor = event[0], event[1]
+            if kind == "new":
+                replay.layer = event[2]
+                layers.append(event[2])
+                twin = replay.allocate(tensor.fixed, tensor.sample, tensor.category, tensor.requires_grad,
+                                       tensor.itemsize)
+            elif kind == "view":
+                twin = replay.view(twins.get(id(event[2]), event[2]), tensor.fixed, tensor.sample)
+            elif kind == "save":
+                if id(tensor) not in self.finished:
+                    tensor.saved = [replay.hold(twins.get(id(kept), kept)) for kept in event[2]]
+                continue
+            else:   # hold, drop: of tensors the segment made (its inputs are held throughout)
+                if id(tensor) in twins:
+                    twin = twins[id(tensor)]
+                    replay.hold(twin) if kind == "hold" else replay.drop(twin)
+                    transient[id(twin)][1] += 1 if kind == "hold" else -1
+                continue
+            twins[id(tensor)] = twin
+            transient[id(twin)] = [twin, 1]
+        for twin, references in transient.values():   # the rerun stopped: its frames let go
+            for _ in range(references):
+                replay.drop(twin)
+        replay.layer = layer
+        return list(dict.fromkeys(layers))
+
+    def unpacked(self, replay: _Replay, entry: _Recorded) -> None:
+        """``entry``'s backward has run (or never will): the last one frees the segment's inputs."""
+        self.finished.add(id(entry))
+        self.packed -= 1
+        if self.packed == 0:
+            for tensor in self.inputs:
+                replay.drop(tensor)
+
+
+def _frames(analysis: Analysis, checkpoint: tuple[tuple[str, ...], ...]) -> dict[str, _Frame]:
+    """{layer name: its segment's _Frame} for the checkpointed runs of layers."""
+    by_name = {stats.name: stats for stats in analysis.layers}
+    frames = {}
+    for layers in checkpoint:
+        made = {output for name in layers for output in by_name[name].node.outputs}
+        reads = tuple(dict.fromkeys(read for name in layers for read in by_name[name].node.inputs if read not in made))
+        frame = _Frame(layers, reads)
+        frames.update(dict.fromkeys(layers, frame))
+    return frames
 
 
 def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sgd",
-             device: str = "cpu", mixed_precision: str | None = None) -> Schedule:
-    """Replay ``analysis`` for inference or one training step (see the module's model)."""
+             device: str = "cpu", mixed_precision: str | None = None,
+             checkpoint: tuple[tuple[str, ...], ...] = ()) -> Schedule:
+    """Replay ``analysis`` for inference or one training step (see the module's model);
+    ``checkpoint``: runs of consecutive layers (their names) that the training step runs under
+    torch.utils.checkpoint (non-reentrant: _Frame); inference is the same without."""
     if optimizer not in OPTIMIZER_STATES:
         raise SpecError(f"unknown optimizer {optimizer!r}", hint="one of " + ", ".join(OPTIMIZER_STATES))
     if device not in DEVICES:
         raise SpecError(f"unknown device {device!r}", hint="one of " + ", ".join(DEVICES))
     size = DTYPE_BYTES[analysis.dtype]
     half = _half_bytes(analysis, mixed_precision)
+    if half and checkpoint and training:
+        raise SpecError("checkpointing under mixed precision is not modelled (autocast's weight copies "
+                        "made again in the rerun)", hint="leave out --mixed-precision with --checkpoint")
+    frames = _frames(analysis, checkpoint) if training else {}
     replay = _Replay()
     totals = analysis.totals
     replay.phase, replay.layer = ("forward" if training else "inference"), ""
@@ -204,6 +319,9 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     cache: dict[str, list[_Tensor]] = {}   # autocast's 16-bit copies of each layer's parameters, until the forward ends
     for index, stats in enumerate(analysis.layers):
         replay.layer = stats.name
+        frame = frames.get(stats.name)
+        if frame is not None and stats.name == frame.layers[0]:
+            frame.begin(replay, values)
         layer, x, y = stats.layer, stats.input_shape, stats.output_shape
         owner = owners[stats.shares] if stats.shares is not None else stats
         ops = list(layer.memory_ops(x, y, training, device)) if len(stats.node.outputs) == 1 else []
@@ -229,12 +347,15 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             extras = [replay.allocate(*_bytes(extra, dtypes), "activations") for extra in op.extras]
             copies = _weight_copies(replay, cache, owner, half) if half and op.autocast == LOWER and op.weights else []
             if tracked:
-                saved = [replay.hold(t) for ref in op.saves
-                         for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]])]
-                saved += [replay.hold(copy) for copy in copies[:1]]   # the weights (their bias is not needed)
-                recorded.append(_Recorded(stats.name, op, list(reads), output, saved,
+                kept = [t for ref in op.saves
+                        for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]])]
+                kept += copies[:1]   # the weights (their bias is not needed)
+                recorded.append(_Recorded(stats.name, op, list(reads), output,
+                                          [replay.hold(t) for t in kept] if frame is None else [],
                                           weights=owner.name if op.weights and weights else None,
                                           weight_bytes=weights if op.weights else 0, cast=half if copies else 0))
+                if frame is not None and kept:   # checkpoint packs them: kept by nothing until backward reruns
+                    frame.pack(recorded[-1], kept, all(ref == INPUT for ref in op.saves))
             for extra in extras:
                 replay.drop(extra)
             for entry in lingering:
@@ -262,6 +383,11 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         for name in dict.fromkeys(stats.node.inputs):   # a value read twice (add: [x, x]) is dropped once
             if last_reader[name] == index and name not in analysis.spec.outputs:
                 replay.drop(values.pop(name))
+        if frame is not None and stats.name == frame.layers[-1]:
+            replay.log = None
+            if not frame.packed:   # nothing saved: no hook refers to the frame, its inputs go with the call
+                for tensor in frame.inputs:
+                    replay.drop(tensor)
     if training:
         replay.layer = ""
         total = None
@@ -275,12 +401,13 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     for copies in cache.values():   # autocast's region ends with the forward: its cache is emptied
         for copy in copies:
             replay.drop(copy)
+    recomputed: list[str] = []
     if training:
-        _backward(replay, recorded, [values[name] for name in analysis.spec.outputs or (analysis.layers[-1].name,)
-                                     if name in values])
+        recomputed = _backward(replay, recorded, [values[name] for name in analysis.spec.outputs
+                                                  or (analysis.layers[-1].name,) if name in values])
         _step(replay, analysis, optimizer, device, size)
     return Schedule(analysis, training, optimizer if training else None, device, tuple(replay.moments),
-                    mixed_precision)
+                    mixed_precision, tuple(recomputed))
 
 
 def _half_bytes(analysis: Analysis, mixed_precision: str | None) -> int:
@@ -342,8 +469,10 @@ def _bytes(tensor: Tensor, dtypes: dict[str, int]) -> tuple[int, int]:
     return (0, total) if tensor.batched else (total, 0)
 
 
-def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]) -> None:
+def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]) -> list[str]:
+    """The backward pass (see the module); returns the layers checkpointed segments recomputed."""
     replay.phase, replay.layer = "backward", ""
+    recomputed: list[str] = []
     ones = replay.allocate(LOSS_BYTES, 0, "transient")     # its gradient; each output's is a view of it
     grads: dict[int, _Tensor] = {}
     for output in outputs:
@@ -360,7 +489,11 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         if gradient is None:  # nothing downstream reaches the loss
             for tensor in entry.saved:
                 replay.drop(tensor)
+            if entry.frame is not None:
+                entry.frame.unpacked(replay, entry)
             continue
+        if entry.frame is not None and not entry.frame.recomputed:   # its saved tensors unpacked: the rerun
+            recomputed += entry.frame.recompute(replay)
         computed = None   # under autocast the weights' gradients come out in 16 bits first
         if entry.weight_bytes and entry.cast:
             computed = replay.allocate(entry.weight_bytes // 4 * entry.cast, 0, "transient")
@@ -377,11 +510,14 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
                 replay.drop(replay.like(tensor, "transient"))
         for tensor in [gradient, *scratch, *entry.saved]:
             replay.drop(tensor)
+        if entry.frame is not None:
+            entry.frame.unpacked(replay, entry)
         if computed is not None:   # their cast to float32 runs in a node of its own, after this one freed what it saved
             _weight_gradients(replay, entry, accumulated)
             replay.drop(computed)
     for gradient in grads.values():
         replay.drop(gradient)
+    return recomputed
 
 
 def _join_parts(replay: _Replay, grads: dict[int, _Tensor], entry: _Recorded) -> None:

@@ -152,8 +152,9 @@ def measure(network, inputs: tuple, *, train: bool = False, optimizer: str = "sg
 
 
 def measured_peaks(analysis, *, train: bool = False, optimizer: str = "sgd", seed: int = 0,
-                   mixed_precision: str | None = None) -> dict:
-    """{phase: peak live bytes} of the analyzed spec's PyTorch model on CPU (see ``measure``)."""
+                   mixed_precision: str | None = None, checkpoint: tuple = ()) -> dict:
+    """{phase: peak live bytes} of the analyzed spec's PyTorch model on CPU (see ``measure``);
+    ``checkpoint``: runs of layers (their names) run under torch.utils.checkpoint (graph.Network)."""
     from .graph import Network
     from .plan import make_plan
     from .verification import _check_fits, sample_inputs
@@ -162,6 +163,6 @@ def measured_peaks(analysis, *, train: bool = False, optimizer: str = "sgd", see
     plan = make_plan(analysis)
     torch.manual_seed(seed)
     dtype = getattr(torch, analysis.dtype)
-    network = Network(plan).to(dtype)
+    network = Network(plan, checkpoint=checkpoint).to(dtype)
     inputs = sample_inputs(torch, plan, analysis.batch, dtype, "cpu", None)
     return measure(network, inputs, train=train, optimizer=optimizer, mixed_precision=mixed_precision).peaks
