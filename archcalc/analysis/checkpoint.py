@@ -11,8 +11,9 @@ only the segment's inputs, and backward runs its forward again to get what its o
 - ``every:K``: the layers cut into runs of K, each a segment (the last run may be shorter), so
   the forward keeps every K-th layer's input: checkpoint_sequential's segments, of K layers each.
 
-Names are those ``inspect --depth`` shows: a repeat by its label ('layer1', or 'block.repeat'
-inside a block instance), a block instance by its full name.
+Names are those of --shard-unit (analysis/sharding.py's units): a repeat by its label, a block
+instance by its full name, a layer by its name; a layer inside a chosen repeat or block instance is
+part of that one's segments.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from .sharding import units
 from .walk import Analysis
 
 EVERY = "every:"
@@ -35,53 +37,41 @@ class Segment:
 
 
 def segments(analysis: Analysis, choices: Iterable[str]) -> tuple[Segment, ...]:
-    """The segments of the ``choices`` (see the module), in spec order. Raises UsageError for a
-    name nothing has (with the nearest names), a malformed every:K, or two choices that share a layer."""
-    found: list[tuple[str, Segment]] = []
+    """The segments of the ``choices`` (see the module), in spec order: names as FSDP's wrapping
+    units take them (sharding.units: a layer inside a named repeat or block instance is that
+    one's), every:K runs beside them. Raises UsageError for a name nothing has (with the nearest
+    names), a malformed every:K, or a run of every:K that a named segment cuts across."""
+    choices = tuple(dict.fromkeys(choices))
+    names = tuple(choice for choice in choices if not choice.startswith(EVERY))
+    labels = {entry[0] for stats in analysis.layers for entry in stats.node.group}
+    layers = [stats.name for stats in analysis.layers]
+    for name in names:
+        if name not in labels and name not in layers:
+            near = difflib.get_close_matches(name, sorted(labels) + layers, n=3, cutoff=0.5)
+            raise UsageError("--checkpoint", name, f"no repeat, block instance or layer is named '{name}'",
+                             hint=("did you mean " + " or ".join(f"'{found}'" for found in near) + "?") if near
+                             else "name a repeat, a block instance or a layer (inspect --depth shows them), "
+                                  "or write every:K")
+    found = [Segment(unit.name, unit.layers) for unit in units(analysis, names).units] if names else []
     for choice in choices:
-        found += [(choice, segment) for segment in _chosen(analysis, choice)]
-    position = {stats.name: index for index, stats in enumerate(analysis.layers)}
-    owner: dict[str, str] = {}
-    for choice, segment in found:
-        for layer in segment.layers:
-            if layer in owner and owner[layer] != choice:
-                raise UsageError("--checkpoint", choice, f"'{choice}' and '{owner[layer]}' both hold layer '{layer}'",
-                                 hint="segments cannot nest: keep the outer one or the inner one")
-            owner[layer] = choice
-    unique = {segment.layers: segment for _, segment in found}   # a choice given twice counts once
-    return tuple(sorted(unique.values(), key=lambda segment: position[segment.layers[0]]))
+        if choice.startswith(EVERY):
+            found += _every(analysis, choice, found)
+    position = {name: index for index, name in enumerate(layers)}
+    return tuple(sorted(found, key=lambda segment: position[segment.layers[0]]))
 
 
-def _chosen(analysis: Analysis, choice: str) -> list[Segment]:
-    names = [stats.name for stats in analysis.layers]
-    if choice.startswith(EVERY):
-        count = choice[len(EVERY):]
-        if not count.isdigit() or int(count) < 1:
-            raise UsageError("--checkpoint", choice, f"cannot read {count!r} as a number of layers",
-                             hint="write every:K with K a whole number of layers, e.g. every:4")
-        k = int(count)
-        runs = [tuple(names[start:start + k]) for start in range(0, len(names), k)]
-        return [Segment(run[0] if len(run) == 1 else f"{run[0]}..{run[-1]}", run) for run in runs]
-    iterations: dict[tuple[str, int], list[str]] = {}   # a repeat's iterations, each its layers
-    instances: dict[str, list[str]] = {}                # a block instance's layers
-    for stats in analysis.layers:
-        instance = ""
-        for label, iteration in stats.node.group:
-            if iteration == 0:   # a block instance: its label is its full name
-                instance = label
-                instances.setdefault(label, []).append(stats.name)
-            else:                # a repeat, named as inspect --depth names it
-                repeat = f"{instance}.{label}" if instance else label
-                iterations.setdefault((repeat, iteration), []).append(stats.name)
-    repeated = [(key, layers) for key, layers in iterations.items() if key[0] == choice]
-    if repeated:
-        return [Segment(f"{choice}[{iteration}]", tuple(layers)) for (_, iteration), layers in repeated]
-    if choice in instances:
-        return [Segment(choice, tuple(instances[choice]))]
-    if choice in names:
-        return [Segment(choice, (choice,))]
-    known = list(dict.fromkeys([*(repeat for repeat, _ in iterations), *instances, *names]))
-    near = difflib.get_close_matches(choice, known, n=3, cutoff=0.5)
-    hint = ("did you mean " + " or ".join(f"'{name}'" for name in near) + "?") if near else \
-        "name a repeat, a block instance or a layer (inspect --depth lists them), or write every:K"
-    raise UsageError("--checkpoint", choice, f"no repeat, block instance or layer is named '{choice}'", hint=hint)
+def _every(analysis: Analysis, choice: str, named: list[Segment]) -> list[Segment]:
+    """every:K: the layers in runs of K."""
+    count = choice[len(EVERY):]
+    if not count.isdigit() or int(count) < 1:
+        raise UsageError("--checkpoint", choice, f"cannot read {count!r} as a number of layers",
+                         hint="write every:K with K a whole number of layers, e.g. every:4")
+    k, layers = int(count), [stats.name for stats in analysis.layers]
+    runs = [tuple(layers[start:start + k]) for start in range(0, len(layers), k)]
+    taken = {layer: segment.name for segment in named for layer in segment.layers}
+    for run in runs:
+        if any(layer in taken for layer in run):
+            layer = next(layer for layer in run if layer in taken)
+            raise UsageError("--checkpoint", choice, f"its run {run[0]}..{run[-1]} and '{taken[layer]}' "
+                             f"both hold layer '{layer}'", hint="segments cannot nest: give every:K alone")
+    return [Segment(run[0] if len(run) == 1 else f"{run[0]}..{run[-1]}", run) for run in runs]

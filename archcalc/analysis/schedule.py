@@ -75,7 +75,8 @@ class Schedule:
     device: str
     moments: tuple[Moment, ...]
     mixed_precision: str | None = None
-    recomputed: tuple[str, ...] = ()   # the layers whose forward backward ran again (checkpointed segments)
+    recomputed: tuple[str, ...] = ()   # the layers whose forward backward ran again (checkpointed segments), in order
+    cut_short: tuple[str, ...] = ()    # of those, layers whose last op (one with weights) the rerun stopped before
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -124,7 +125,7 @@ class _Replay:
         self.sample = dict.fromkeys(CATEGORIES, 0)
         self.moments: list[Moment] = []
         self.phase, self.layer = "", ""
-        self.log: list[tuple] | None = None   # while a checkpointed segment's forward runs: its events
+        self.log: list[tuple[Any, ...]] | None = None   # while a checkpointed segment's forward runs: its events
 
     def allocate(self, fixed: int, sample: int, category: str, requires_grad: bool = False,
                  itemsize: int = 0) -> _Tensor:
@@ -206,11 +207,12 @@ class _Frame:
     def __init__(self, layers: tuple[str, ...], reads: tuple[str, ...]):
         self.layers, self.reads = layers, reads
         self.inputs: list[_Tensor] = []
-        self.log: list[tuple] = []
+        self.log: list[tuple[Any, ...]] = []
         self.stop = 0         # the log's events the rerun replays: up to the last save
         self.packed = 0       # recorded ops that saved something and have not run their backward
         self.finished: set[int] = set()   # those that have (their recomputed tensors are not kept)
         self.recomputed = False
+        self.stopped: _Recorded | None = None   # the op the rerun stops before (it saves only its inputs)
 
     def begin(self, replay: _Replay, values: dict[str, _Tensor]) -> None:
         self.inputs = [replay.hold(values[name]) for name in self.reads]
@@ -227,12 +229,14 @@ class _Frame:
                              if self.log[index][0] == "new" and self.log[index][1] is entry.output), position)
         self.log.insert(position, ("save", entry, kept))
         self.stop = position + 1
+        self.stopped = entry if inputs_only else None
 
-    def recompute(self, replay: _Replay) -> list[str]:
-        """The rerun (see the class); returns the layers it computed again."""
+    def recompute(self, replay: _Replay) -> tuple[list[str], list[str]]:
+        """The rerun (see the class); returns the layers it computed again, and those of them
+        whose last op, one with weights, it stopped before."""
         self.recomputed = True
         twins: dict[int, _Tensor] = {}   # id(forward tensor) -> its recomputed twin
-        transient: dict[int, list] = {}  # id(twin) -> [twin, references the rerun's code holds]
+        transient: dict[int, list[Any]] = {}  # id(twin) -> [twin, references the rerun's code holds]
         layer, layers = replay.layer, []
         for event in self.log[:self.stop]:
             kind, tensor = event[0], event[1]
@@ -250,8 +254,12 @@ class _Frame:
             else:   # hold, drop: of tensors the segment made (its inputs are held throughout)
                 if id(tensor) in twins:
                     twin = twins[id(tensor)]
-                    replay.hold(twin) if kind == "hold" else replay.drop(twin)
-                    transient[id(twin)][1] += 1 if kind == "hold" else -1
+                    if kind == "hold":
+                        replay.hold(twin)
+                        transient[id(twin)][1] += 1
+                    else:
+                        replay.drop(twin)
+                        transient[id(twin)][1] -= 1
                 continue
             twins[id(tensor)] = twin
             transient[id(twin)] = [twin, 1]
@@ -259,7 +267,8 @@ class _Frame:
             for _ in range(references):
                 replay.drop(twin)
         replay.layer = layer
-        return list(dict.fromkeys(layers))
+        stopped = self.stopped
+        return layers, [stopped.layer] if stopped and stopped.op.weights and stopped.layer in layers else []
 
     def unpacked(self, replay: _Replay, entry: _Recorded) -> None:
         """``entry``'s backward has run (or never will): the last one frees the segment's inputs."""
@@ -401,13 +410,16 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     for copies in cache.values():   # autocast's region ends with the forward: its cache is emptied
         for copy in copies:
             replay.drop(copy)
-    recomputed: list[str] = []
+    recomputed: tuple[list[str], list[str]] = ([], [])
     if training:
         recomputed = _backward(replay, recorded, [values[name] for name in analysis.spec.outputs
                                                   or (analysis.layers[-1].name,) if name in values])
         _step(replay, analysis, optimizer, device, size)
+    order = [stats.name for stats in analysis.layers]
+    rerun, cut = (set(names) for names in recomputed)
     return Schedule(analysis, training, optimizer if training else None, device, tuple(replay.moments),
-                    mixed_precision, tuple(recomputed))
+                    mixed_precision, tuple(name for name in order if name in rerun),
+                    tuple(name for name in order if name in cut))
 
 
 def _half_bytes(analysis: Analysis, mixed_precision: str | None) -> int:
@@ -469,10 +481,12 @@ def _bytes(tensor: Tensor, dtypes: dict[str, int]) -> tuple[int, int]:
     return (0, total) if tensor.batched else (total, 0)
 
 
-def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]) -> list[str]:
-    """The backward pass (see the module); returns the layers checkpointed segments recomputed."""
+def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]) -> tuple[list[str], list[str]]:
+    """The backward pass (see the module); returns the layers checkpointed segments recomputed
+    and those of them cut short (_Frame.recompute)."""
     replay.phase, replay.layer = "backward", ""
-    recomputed: list[str] = []
+    rerun: list[str] = []
+    cut: list[str] = []
     ones = replay.allocate(LOSS_BYTES, 0, "transient")     # its gradient; each output's is a view of it
     grads: dict[int, _Tensor] = {}
     for output in outputs:
@@ -493,7 +507,9 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
                 entry.frame.unpacked(replay, entry)
             continue
         if entry.frame is not None and not entry.frame.recomputed:   # its saved tensors unpacked: the rerun
-            recomputed += entry.frame.recompute(replay)
+            layers, stopped = entry.frame.recompute(replay)
+            rerun += layers
+            cut += stopped
         computed = None   # under autocast the weights' gradients come out in 16 bits first
         if entry.weight_bytes and entry.cast:
             computed = replay.allocate(entry.weight_bytes // 4 * entry.cast, 0, "transient")
@@ -517,7 +533,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
             replay.drop(computed)
     for gradient in grads.values():
         replay.drop(gradient)
-    return recomputed
+    return rerun, cut
 
 
 def _join_parts(replay: _Replay, grads: dict[int, _Tensor], entry: _Recorded) -> None:
