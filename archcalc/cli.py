@@ -230,6 +230,12 @@ BANDWIDTH_OPTION = option("--bandwidth", callback=parse_rate_option("B"), metava
 THROUGHPUT_OPTION = option("--throughput", callback=parse_rate_option("FLOPs"), metavar="FLOPs/s",
                            accepted="FLOPs per second, e.g. 312TFLOPs/s or 1e15",
                            help="Compute per GPU for the compute time, e.g. 312TFLOPs/s or 1e15.")
+CHECKPOINT_OPTION = option(
+    "--checkpoint", "checkpoint", multiple=True, metavar="NAME",
+    accepted="a repeat, block instance or layer name, or every:K",
+    help="Activation checkpointing (torch.utils.checkpoint, non-reentrant) of a repeat (each iteration one "
+         "segment), a block instance or a layer (repeatable), or every:K (the layers in runs of K): the "
+         "peak without and with, and the FLOPs backward runs again.")
 SHARD_STRATEGIES = ("none", "ddp", "zero1", "zero2", "fsdp")  # analysis.sharding.STRATEGIES, without its import
 
 
@@ -750,13 +756,14 @@ def diff(spec_a, spec_b, fmt, show_all, batch, dtype, input_shape, rounding):
              "each phase's peak with the memory schedule.")
 @option("--mixed-precision", type=click.Choice(list(MIXED_PRECISION)),
         help="With --memory: run the forward pass under torch.autocast (CPU) and compare with the schedule's.")
+@CHECKPOINT_OPTION
 @format_option(*TABLE_FORMATS)
 @analysis_options(batch="Samples per batch the model runs on (and the activation memory predicted for it).",
                   dtype="The model's dtype: its weights and inputs are created in it; int8 only sizes memory, "
                         "it cannot run.")
 @click.pass_context
-def run(ctx, spec, device, train, iterations, values, seed, memory, mixed_precision, nproc, run_shard, shard_units,
-        optimizer, master_port, fmt, batch, dtype, input_shape, rounding):
+def run(ctx, spec, device, train, iterations, values, seed, memory, mixed_precision, checkpoint, nproc, run_shard,
+        shard_units, optimizer, master_port, fmt, batch, dtype, input_shape, rounding):
     """Compile SPEC into PyTorch and check every layer's shape and parameter count against the analyzer.
 
     On CUDA it also times the forward pass (and forward + backward with --train) and compares the
@@ -770,6 +777,8 @@ def run(ctx, spec, device, train, iterations, values, seed, memory, mixed_precis
     refuse_unless(ctx, nproc is not None or (memory and train), ("optimizer",),
                   "it is the optimizer of --nproc's training steps and of --memory --train; add one of them")
     refuse_unless(ctx, memory, ("mixed_precision",), "it runs --memory's measurement under torch.autocast; add --memory")
+    refuse_unless(ctx, memory and train, ("checkpoint",),
+                  "it checkpoints --memory's measured training step; add --memory and --train")
     require_torch()
     from .backend.verification import parse_values, verify
 
@@ -777,6 +786,7 @@ def run(ctx, spec, device, train, iterations, values, seed, memory, mixed_precis
         raise UsageError("--memory", device, "the meta device allocates nothing to measure",
                          hint="--memory measures live tensors on CPU: use --device cpu or auto")
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    segments = _checkpoint_segments(analysis, checkpoint)
     if nproc is not None:
         _distributed(spec, analysis, nproc, run_shard, shard_units, optimizer, seed, device, master_port, fmt,
                      input_shape, rounding)
@@ -790,7 +800,7 @@ def run(ctx, spec, device, train, iterations, values, seed, memory, mixed_precis
     else:
         report.print_verification(result)
     if memory and result.ok:
-        _memory_comparison(analysis, train, optimizer, seed, mixed_precision)
+        _memory_comparison(analysis, train, optimizer, seed, mixed_precision, segments)
     if not result.ok:
         raise VerificationFailed("PyTorch disagrees with the analyzer: " + "; ".join(result.disagreements))
 
@@ -825,16 +835,28 @@ def _distributed(spec, analysis, nproc, shard, shard_units, optimizer, seed, dev
         raise VerificationFailed("the distributed run disagrees with the prediction: " + "; ".join(result.disagreements))
 
 
-def _memory_comparison(analysis, train: bool, optimizer: str, seed: int, mixed_precision: str | None) -> None:
-    """run --memory: each phase's measured peak on CPU beside the schedule's prediction."""
+def _memory_comparison(analysis, train: bool, optimizer: str, seed: int, mixed_precision: str | None,
+                       segments: tuple = ()) -> None:
+    """run --memory: each phase's measured peak on CPU beside the schedule's prediction (with
+    --checkpoint, the training step with its segments checkpointed)."""
     from .analysis.schedule import schedule
     from .backend.memtrack import measured_peaks
     from .views.memory import comparison_lines, title
 
-    predicted = schedule(analysis, training=train, optimizer=optimizer, device="cpu", mixed_precision=mixed_precision)
-    measured = measured_peaks(analysis, train=train, optimizer=optimizer, seed=seed, mixed_precision=mixed_precision)
+    layers = tuple(segment.layers for segment in segments)
+    predicted = schedule(analysis, training=train, optimizer=optimizer, device="cpu", mixed_precision=mixed_precision,
+                         checkpoint=layers)
+    measured = measured_peaks(analysis, train=train, optimizer=optimizer, seed=seed, mixed_precision=mixed_precision,
+                              checkpoint=layers)
     click.echo(f"memory, {title(predicted)}, live tensor bytes on CPU:")
     click.echo("\n".join(comparison_lines(predicted, measured)))
+
+
+def _checkpoint_segments(analysis, choices: tuple) -> tuple:
+    """--checkpoint's segments (analysis/checkpoint.py), none when it is not given."""
+    from .analysis.checkpoint import segments
+
+    return segments(analysis, choices) if choices else ()
 
 
 @main.command(short_help="Peak memory of inference and a training step, layer by layer.")
@@ -855,10 +877,11 @@ def _memory_comparison(analysis, train: bool, optimizer: str, seed: int, mixed_p
         help="Also draw the live bytes per layer as stacked bars: .svg, .png, .pdf, or .dot/.gv for the "
              "Graphviz source; '-' prints DOT instead of the text.")
 @FORCE_OPTION
+@CHECKPOINT_OPTION
 @analysis_options()
 @click.pass_context
-def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_timeline, output, force, batch, dtype,
-           input_shape, rounding):
+def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_timeline, output, force, checkpoint,
+           batch, dtype, input_shape, rounding):
     """Peak memory as PyTorch would reach it: the layers replayed in execution order, each tensor
     freed after its last reader or once backward no longer needs it.
 
@@ -871,13 +894,18 @@ def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_time
     from .views.memory import render_text
 
     refuse_unless(ctx, train, ("optimizer",), "it is the optimizer of the training step; add --train")
+    refuse_unless(ctx, train, ("checkpoint",), "checkpointing changes only a training step; add --train")
     refuse_unless(ctx, output is not None, ("force",), "it writes through -o; add -o FILE")
     target = output_path(output, [spec], force)
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
+    segments = _checkpoint_segments(analysis, checkpoint)
     schedules = [schedule(analysis, device=device, mixed_precision=mixed_precision)]
     if train:
         schedules.append(schedule(analysis, training=True, optimizer=optimizer, device=device,
                                   mixed_precision=mixed_precision))
+    if segments:
+        schedules.append(schedule(analysis, training=True, optimizer=optimizer, device=device,
+                                  mixed_precision=mixed_precision, checkpoint=tuple(s.layers for s in segments)))
     drawing_to_stdout = output is not None and target is None  # '-': DOT on stdout, the text on stderr
     if drawing_to_stdout:
         click.echo(memorychart.to_dot(schedules), nl=False)
@@ -888,11 +916,16 @@ def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_time
     stream = click.get_text_stream("stderr" if drawing_to_stdout else "stdout")
     click.echo(render_text(schedules, timeline=not no_timeline, columns=terminal_width(stream)), nl=False,
                err=drawing_to_stdout)
+    if segments:
+        from .views.memory import checkpoint_lines
+        click.echo("\n" + "\n".join(checkpoint_lines(schedules[1], schedules[2], [s.name for s in segments],
+                                                     terminal_width(stream))), err=drawing_to_stdout)
     if target is not None:
         wrote(output, memorychart.format_of(output).upper())
     if budget is not None:
         from .units import human_bytes
-        fits = ", ".join(f"{'training' if s.training else 'inference'} {s.max_batch(budget):,}" for s in schedules)
+        fits = ", ".join(f"{'inference' if not s.training else 'training checkpointed' if s.checkpoint else 'training'} "
+                         f"{s.max_batch(budget):,}" for s in schedules)
         click.echo(f"largest batch within {human_bytes(budget)}: {fits}", err=drawing_to_stdout)
 
 

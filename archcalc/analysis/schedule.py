@@ -75,8 +75,16 @@ class Schedule:
     device: str
     moments: tuple[Moment, ...]
     mixed_precision: str | None = None
-    recomputed: tuple[str, ...] = ()   # the layers whose forward backward ran again (checkpointed segments), in order
+    checkpoint: tuple[tuple[str, ...], ...] = ()   # the checkpointed segments (their layers) of a training step
+    recomputed: tuple[str, ...] = ()   # the layers whose forward backward ran again, in order
     cut_short: tuple[str, ...] = ()    # of those, layers whose last op (one with weights) the rerun stopped before
+
+    @property
+    def recomputed_flops(self) -> int:
+        """What backward ran again of the forward, at the batch: 2 x the multiply-accumulates of the
+        layers recomputed (as PyTorch's FlopCounterMode counts: matrix products and convolutions)."""
+        rerun = set(self.recomputed)
+        return 2 * self.analysis.batch * sum(stats.macs for stats in self.analysis.layers if stats.name in rerun)
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -418,7 +426,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     order = [stats.name for stats in analysis.layers]
     rerun, cut = (set(names) for names in recomputed)
     return Schedule(analysis, training, optimizer if training else None, device, tuple(replay.moments),
-                    mixed_precision, tuple(name for name in order if name in rerun),
+                    mixed_precision, checkpoint if training else (), tuple(name for name in order if name in rerun),
                     tuple(name for name in order if name in cut))
 
 

@@ -46,10 +46,13 @@ def folded(line: str, columns: int | None) -> list[str]:
 
 
 def title(schedule: Schedule) -> str:
-    """'inference', 'training step (adam)', 'training step (adam, mixed bf16)'."""
+    """'inference', 'training step (adam)', 'training step (adam, mixed bf16)', 'training step
+    (adam, 12 segments checkpointed)'."""
     precision = f"mixed {schedule.mixed_precision}" if schedule.mixed_precision else ""
+    count = len(schedule.checkpoint)
+    checkpointed = f"{count} segment{'s' if count > 1 else ''} checkpointed" if count else ""
     if schedule.training:
-        return f"training step ({', '.join(filter(None, (schedule.optimizer, precision)))})"
+        return f"training step ({', '.join(filter(None, (schedule.optimizer, precision, checkpointed)))})"
     return f"inference ({precision})" if precision else "inference"
 
 
@@ -126,3 +129,30 @@ def comparison_lines(schedule: Schedule, measured: dict) -> list[str]:
             lines.append(f"  {phase}: predicted {human_bytes(predicted)}, measured {human_bytes(actual)}, "
                          f"ratio {predicted / actual:.3f}")
     return lines
+
+
+def checkpoint_lines(plain: Schedule, checkpointed: Schedule, names: list[str], columns: int | None = None,
+                     name=visible) -> list[str]:
+    """What activation checkpointing changes: the segments, each phase's peak without and with,
+    the memory saved, and the FLOPs backward runs again (Schedule.recomputed_flops); folded to
+    ``columns``."""
+    shown = [name(segment) for segment in names]
+    if len(shown) > 6:   # a long repeat: its first iterations and its last
+        shown = [*shown[:3], "...", shown[-1]]
+    lines = [f"activation checkpointing (torch.utils.checkpoint, use_reentrant=False) of {len(names)} "
+             f"segment{'s' if len(names) > 1 else ''}: {', '.join(shown)}"]
+    lines += [f"  {phase}: peak {human_bytes(plain.peak(phase))} without, {human_bytes(checkpointed.peak(phase))} with"
+              for phase in plain.phases]
+    before, after = plain.peak(), checkpointed.peak()
+    change = (f"saves {human_bytes(before - after)} ({100 * (before - after) / before:.1f}% of the peak)"
+              if after < before else "the same peak"
+              if after == before else f"costs {human_bytes(after - before)} more")
+    lines.append(f"  memory: peak {human_bytes(before)} without, {human_bytes(after)} with: {change}")
+    forward = 2 * plain.analysis.batch * plain.analysis.totals.macs
+    flops = checkpointed.recomputed_flops
+    share = f" ({100 * flops / forward:.1f}% of the forward's)" if forward else ""
+    lines.append(f"  recomputed in backward: {flops:,} FLOPs per step{share}, 2 x the multiply-accumulates of "
+                 f"{len(checkpointed.recomputed)} layer{'s' if len(checkpointed.recomputed) != 1 else ''}")
+    lines += [f"  at most: the rerun stops before {name(layer)}'s last op (it keeps only its inputs), counted here"
+              for layer in checkpointed.cut_short]
+    return [part for line in lines for part in folded(line, columns)]
