@@ -5,6 +5,7 @@ parameters, MACs and output shapes, and with the file's weights copied into the 
 model (onnx.numpy_helper, by name) computes the source's outputs. The exporter's own parameter
 count is the graph's weights.
 """
+import contextlib
 import sys
 import warnings
 from pathlib import Path
@@ -31,11 +32,37 @@ SPECS = ROOT / "specs"
 QUICK = ("lenet5", "unet_small", "rgb3_dense", "min_char_rnn")
 # what torch.onnx.export does not write
 NOT_EXPORTED = {
-    "shufflenet_v2_x1_0": "torch.onnx.export cannot export aten::channel_shuffle",
     "tinyllama": "torch.onnx.export (TorchScript, opset 20 at most) cannot export aten::rms_norm (nn.RMSNorm), "
                  "nor scaled_dot_product_attention with enable_gqa (grouped key/value heads)",
     "zero_7_5b": "7.5 billion parameters: too large to write to a file in a test",
 }
+
+
+@contextlib.contextmanager
+def channel_shuffle_written():
+    """torch.onnx.export (TorchScript) has no symbolic for aten::channel_shuffle (nn.ChannelShuffle,
+    ShuffleNetV2's): while exporting, the nodes torchvision's own channel_shuffle gives, a Reshape
+    to [N, g, C/g, H, W], a Transpose of the two group axes, a Reshape back."""
+    from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
+    from torch.onnx.symbolic_helper import parse_args
+
+    @parse_args("v", "i")
+    def channel_shuffle(g, x, groups):
+        def ints(*values):
+            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+        shape = g.op("Shape", x)  # its sizes as the graph computes them: x's may be unknown while exporting
+        n, c, positions = (g.op("Slice", shape, ints(start), ints(end)) for start, end in ((0, 1), (1, 2), (2, 8)))
+        grouped = g.op("Concat", n, ints(groups), g.op("Div", c, ints(groups)), positions, axis_i=0)
+        rank = x.type().dim() or 4
+        swapped = g.op("Transpose", g.op("Reshape", x, grouped), perm_i=[0, 2, 1, *range(3, rank + 1)])
+        return g.op("Reshape", swapped, shape)
+
+    register_custom_op_symbolic("aten::channel_shuffle", channel_shuffle, 9)
+    try:
+        yield
+    finally:
+        unregister_custom_op_symbolic("aten::channel_shuffle", 9)
 
 
 def exported(name: str | Path, tmp_path: Path, params: dict | None = None):
@@ -46,7 +73,7 @@ def exported(name: str | Path, tmp_path: Path, params: dict | None = None):
     model = build(plan.analysis, seed=0).eval()
     inputs = sample_inputs(torch, plan, 1, torch.float32, "cpu", None)
     path = tmp_path / f"{source.stem}.onnx"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), channel_shuffle_written():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, tuple(inputs), str(path), dynamo=False, do_constant_folding=False)
     return plan.analysis, path, model
@@ -99,6 +126,20 @@ def test_the_transformers_round_trip_through_onnx(name, tmp_path):
     check(name, tmp_path, SMALL[name])
 
 
+def test_what_the_exporter_writes_as_many_nodes_reads_back_as_one_layer(tmp_path):
+    """F.local_response_norm's nodes, a reflect pad whose sizes Shape computes, torch.chunk's
+    Slices, and a channel shuffle's reshape, transpose and reshape: each one layer again, with
+    the outputs of the source (the quick representative of alexnet, course_padding, ShuffleNetV2)."""
+    path = write_spec(tmp_path, spec_text([8, 6, 6], "lrn: {size: 3, k: 2}", "pad: {padding: 1, mode: reflect}",
+                                          "conv: {filters: 8, kernel: 3}", "chunk: {chunks: 2, name: halves}",
+                                          "conv: {filters: 4, kernel: 1, inputs: halves.1, name: branch}",
+                                          "concat: {inputs: [halves.0, branch]}", "channel_shuffle: 2"))
+    text = check(path, tmp_path).text
+    for line in ("- lrn: {size: 3, k: 2.0, name: norm1}", "- pad: {padding: 1, mode: reflect, name: pad1}",
+                 "- split: {sizes: [4, 4], name: halves}", "- channel_shuffle: {groups: 2, name: shuffle1}"):
+        assert line in text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layer", ["lstm: {hidden: 6, layers: 2, bidirectional: true}", "gru: {hidden: 5, returns: last}",
                                    "rnn: {hidden: 4, nonlinearity: relu, bidirectional: true, bias: false}"])
@@ -110,8 +151,8 @@ def test_recurrences_round_trip_through_onnx(layer, tmp_path):
 
 
 def test_what_the_onnx_import_cannot_read_is_refused_with_each_operation(tmp_path):
-    """docs/examples/models.py's Rolled: torch.roll (Slice and Concat of a computed tensor) and a
-    product with a constant."""
+    """docs/examples/models.py's Rolled: a product with a constant (its torch.roll the exporter
+    writes as two Slices and a Concat, which read as a split and a concat)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("small_models", ROOT / "docs" / "examples" / "models.py")
@@ -123,8 +164,8 @@ def test_what_the_onnx_import_cannot_read_is_refused_with_each_operation(tmp_pat
         torch.onnx.export(small.Rolled().eval(), (torch.zeros(1, 3, 16, 16),), str(path), dynamo=False)
     result = CliRunner().invoke(main, ["import", str(path), "-o", str(tmp_path / "x.yaml")])
     assert result.exit_code == 2, result.output
-    assert "operations of the model have no layer kind:" in result.output
-    assert "(Mul): Mul of a tensor and a constant (nearest: multiply)" in result.output
+    assert "1 operation of the model has no layer kind:" in result.output
+    assert "graph (Mul): Mul of a tensor and a constant (nearest: multiply)" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "x.yaml").exists()
 

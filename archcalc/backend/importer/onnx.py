@@ -111,9 +111,12 @@ class OnnxMapper(Recorder):
             self.types[info.name] = info.type.tensor_type.elem_type
         self.values: dict = {}
         self.consumers: dict = {}
+        self.producers: dict = {}
         for node in self.graph.node:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
+            for name in node.output:
+                self.producers[name] = node
         self.buffers: set = set()   # BatchNormalization's running statistics
         self.used: set = set()      # weights read by a mapped layer
         self.skip: set = set()      # nodes folded into an earlier layer (a MatMul's bias Add), by first output
@@ -163,6 +166,27 @@ class OnnxMapper(Recorder):
                                  if self.values.get(o.name) is not None and self.values[o.name].ref)
         self.name_modules()
         return self.finish()
+
+    def evaluate(self, name: str):
+        """The value of ``name`` where constants alone compute it (sizes from the Shape of a tensor
+        whose sizes are known included), folding the nodes that do, which the walk may not have
+        reached (the end of torch.chunk's second half, read when its first is mapped); else None."""
+        if name in self.constants or name in self.weights or name not in self.producers:
+            return None if name in self.weights else self.constants.get(name)
+        node = self.producers[name]
+        if node.op_type == "Shape":
+            if None in (self.shapes.get(node.input[0]) or (None,)):
+                return None
+        elif any(source and self.evaluate(source) is None for source in node.input):
+            return None
+        self.infer(node)
+        try:
+            produced = self.visit(node)
+        except (_Skip, _Unsupported):
+            return None
+        for output, value in zip(node.output, produced if isinstance(produced, list) else [produced]):
+            self.values[output] = value
+        return self.constants.get(name)
 
     def input_shape(self, info) -> Shape:
         dims = self.shapes[info.name][1:]
@@ -235,6 +259,8 @@ class OnnxMapper(Recorder):
     def visit(self, node):
         op = node.op_type
         attrs = self.attributes(node)
+        if op == "Shape":  # the sizes alone: its input need not be mapped yet (evaluate)
+            return self.op_Shape(node, [], attrs)
         ins = [self.values.get(name) if name in self.values else self.constant(name) for name in node.input]
         if op == "Identity" and node.input[0] in self.weights:
             self.weights.add(node.output[0])  # an exporter's copy of a weight that started equal to another
@@ -345,6 +371,8 @@ class OnnxMapper(Recorder):
                 types[name] = helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
             elif self.shapes.get(name) is not None and name in self.types:
                 types[name] = helper.make_tensor_type_proto(self.types[name], self.shapes[name])
+            elif name in self.stored and not isinstance(self.stored[name], _Dims):  # a weight, by its dims
+                types[name] = helper.make_tensor_type_proto(self.stored[name].data_type, self.weight_shape(name))
             else:
                 return
         try:
@@ -435,8 +463,8 @@ class OnnxMapper(Recorder):
         for value in ins[1:5]:
             self.weight(value, node)
         self.buffers.update(node.input[3:5])
-        momentum = round(1.0 - float(attrs.get("momentum", 0.9)), 12)  # ONNX keeps 0.9 of the old statistics
-        fields = {"eps": round(float(attrs.get("epsilon", 1e-5)), 12), "momentum": momentum}
+        momentum = round(1.0 - _float32(attrs.get("momentum", 0.9)), 12)  # ONNX keeps 0.9 of the old statistics
+        fields = {"eps": _float32(attrs.get("epsilon", 1e-5)), "momentum": momentum}
         return self.add(node, "batchnorm", fields, [x], word="batchnorm", tensors=tuple(node.input[1:5]))
 
     def op_Gemm(self, node, ins, attrs):
@@ -644,9 +672,33 @@ class OnnxMapper(Recorder):
         shape = self.per_sample(node.output[0], node)
         if tuple(shape) == tuple(x.shape):
             return x
+        shuffle = self.shuffle(node, x, shape)
+        if shuffle is not None:
+            return shuffle
         if len(shape) == 1 and len(x.shape) > 1:
             return self.add(node, "flatten", {}, [x], word="flatten")
         return self.add(node, "reshape", {"shape": list(shape)}, [x], word="reshape")
+
+    def shuffle(self, node, x: Value, shape: tuple) -> Value | None:
+        """A channel shuffle as torchvision writes it (and archcalc's tests export nn.ChannelShuffle):
+        [C, H, W] reshaped to [g, C/g, H, W], the two group axes swapped, reshaped back; None
+        where the reshape is not the first of these three."""
+        after = self.consumers.get(node.output[0], [])
+        if not isinstance(x.shape, FeatureMap) or len(shape) != len(x.shape) + 1 or \
+                shape[0] * shape[1] != x.shape[0] or tuple(shape[2:]) != tuple(x.shape[1:]) or len(after) != 1 or \
+                after[0].op_type != "Transpose" or \
+                list(self.attributes(after[0]).get("perm", [])) != [0, 2, 1, *range(3, len(shape) + 1)]:
+            return None
+        back = self.consumers.get(after[0].output[0], [])
+        if len(back) != 1 or back[0].op_type != "Reshape":
+            return None
+        self.infer(back[0])
+        if self.shapes.get(back[0].output[0]) != (self.shapes.get(node.input[0]) or ()):
+            return None
+        value = self.add(back[0], "channel_shuffle", {"groups": int(shape[0])}, [x], word="channel_shuffle")
+        self.skip.update((after[0].output[0], back[0].output[0]))
+        self.values[back[0].output[0]] = value
+        return value
 
     def op_Flatten(self, node, ins, attrs):
         if attrs.get("axis", 1) != 1:
@@ -723,7 +775,7 @@ class OnnxMapper(Recorder):
             raise _Unsupported(self.where(node), "LayerNormalization without a bias")
         from ...layers.norm import normalized_shape
 
-        fields = {"eps": round(float(attrs.get("epsilon", 1e-5)), 12)}
+        fields = {"eps": _float32(attrs.get("epsilon", 1e-5))}
         if x.channels_last:
             fields["axes"] = "channels"
         else:
@@ -766,8 +818,11 @@ class OnnxMapper(Recorder):
                         [self.tensor(ids, node)], word="embedding", tensors=(table.param,))
 
     def op_Slice(self, node, ins, attrs):
-        """W[:T] of a weight (learned positions, read by the Add after it); nothing else."""
+        """W[:T] of a weight (learned positions, read by the Add after it), or one of the slices
+        of a computed tensor that together tile it (parts)."""
         table = ins[0]
+        if table is not None and table.ref is not None:
+            return self.parts(node, table)
         consts = [v.const if v is not None and v.is_const else None for v in ins[1:]]
         if table is None or table.param is None or len(consts) < 3 or any(c is None for c in consts[:3]):
             raise _Unsupported(self.where(node), "Slice")
@@ -779,6 +834,44 @@ class OnnxMapper(Recorder):
         self.stored[node.output[0]] = _Dims((min(ends[0], rows[0]), *rows[1:]))
         self.sliced[node.output[0]] = table.param
         return Value(param=node.output[0])
+
+    def parts(self, node, x: Value) -> Value:
+        """The Slices of one tensor along one axis that tile it, as the exporter writes torch.chunk
+        and torch.split: one split layer, each Slice its part (the others skipped)."""
+        x = self.tensor(x, node)
+        shape = self.shapes.get(node.input[0]) or ()
+        ranges = []
+        for sibling in (n for n in self.consumers.get(node.input[0], []) if n.op_type == "Slice"):
+            consts = [self.evaluate(name) if name else None for name in sibling.input[1:]]
+            if len(consts) < 3 or any(c is None for c in consts[:3]) or None in shape:
+                raise _Unsupported(self.where(node), "Slice of a computed tensor by computed bounds")
+            (start,), (end,), (axis,) = ([int(i) for i in c.reshape(-1)] for c in consts[:3])
+            step = [int(i) for i in consts[3].reshape(-1)] if len(consts) > 3 and consts[3] is not None else [1]
+            axis %= len(shape)
+            size = shape[axis]
+            start, end = (min(max(b + size if b < 0 else b, 0), size) for b in (start, end))
+            if step != [1] or axis == 0:
+                raise _Unsupported(self.where(node), "Slice with a step, or of the batch axis")
+            ranges.append((axis, start, end, sibling))
+        ranges.sort(key=lambda r: r[1])
+        bounds = [r[1] for r in ranges] + [ranges[-1][2]]
+        if len({r[0] for r in ranges}) != 1 or bounds[0] != 0 or bounds[-1] != shape[ranges[0][0]] or \
+                any(r[2] != following for r, following in zip(ranges, bounds[1:])):
+            raise _Unsupported(self.where(node), "Slices that do not split their tensor into parts")
+        sizes = [end - start for _, start, end, _ in ranges]
+        value = self.add(node, "split", {"sizes": sizes, "axis": ranges[0][0] - 1}, [x], word="split",
+                         count=len(sizes), check=False)
+        if value.phantom:
+            return value
+        parts = [Value(ref=f"{value.ref}.{i}", shape=part) for i, part in enumerate(self.out.shapes[-1])]
+        for part, (_, _, _, sibling) in zip(parts, ranges):
+            self.infer(sibling)
+            if tuple(part.shape) != self.per_sample(sibling.output[0], sibling):
+                raise _Unsupported(self.where(node), f"Slice as split gives {list(part.shape)}, but ONNX gives "
+                                                     f"{list(self.per_sample(sibling.output[0], sibling))}")
+            self.values[sibling.output[0]] = part
+            self.skip.add(sibling.output[0])
+        return self.values[node.output[0]]
 
     def op_Expand(self, node, ins, attrs):
         """A weight over the batch (a class token, positions: archcalc's Parameter): parameter."""
