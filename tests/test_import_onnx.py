@@ -150,18 +150,40 @@ def test_recurrences_round_trip_through_onnx(layer, tmp_path):
     assert layer.split(":")[0] in check(path, tmp_path).text
 
 
-def test_what_the_onnx_import_cannot_read_is_refused_with_each_operation(tmp_path):
-    """docs/examples/models.py's Rolled: a product with a constant (its torch.roll the exporter
-    writes as two Slices and a Concat, which read as a split and a concat)."""
+def small_models():
+    """docs/examples/models.py, models as people write them."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("small_models", ROOT / "docs" / "examples" / "models.py")
     small = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(small)
-    path = tmp_path / "rolled.onnx"
+    return small
+
+
+def export_model(model, shape: tuple, path: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(small.Rolled().eval(), (torch.zeros(1, 3, 16, 16),), str(path), dynamo=False)
+        torch.onnx.export(model.eval(), (torch.zeros(1, *shape),), str(path), dynamo=False, do_constant_folding=False)
+    return path
+
+
+@pytest.mark.parametrize("pool", ["token", "mean"])
+def test_a_plain_torch_vision_transformer_through_onnx(pool, tmp_path):
+    """nn.MultiheadAttention as the exporter writes it, nn.Parameters expanded and added, x[:, 0]
+    (a Gather) or x.mean(1) (a ReduceMean): PyTorch's parameter count and outputs."""
+    torch.manual_seed(0)
+    model = small_models().TinyViT(pool=pool)
+    path = export_model(model, (3, 32, 32), tmp_path / "vit.onnx")
+    imported = import_model(str(path))
+    assert imported.exact and imported.spec.params == sum(p.numel() for p in model.parameters())
+    assert "- attention: {heads: 4, name: attention}" in imported.text
+    assert output_difference(imported, model, weights=onnx_weights(str(path), imported.mapped.transposed)) < 1e-4
+
+
+def test_what_the_onnx_import_cannot_read_is_refused_with_each_operation(tmp_path):
+    """docs/examples/models.py's Rolled: a product with a constant (its torch.roll the exporter
+    writes as two Slices and a Concat, which read as a split and a concat)."""
+    path = export_model(small_models().Rolled(), (3, 16, 16), tmp_path / "rolled.onnx")
     result = CliRunner().invoke(main, ["import", str(path), "-o", str(tmp_path / "x.yaml")])
     assert result.exit_code == 2, result.output
     assert "1 operation of the model has no layer kind:" in result.output

@@ -661,6 +661,9 @@ class OnnxMapper(Recorder):
         if axes is None and len(ins) > 1 and ins[1] is not None and ins[1].is_const:
             axes = [int(a) for a in ins[1].const]
         rank = len(x.shape) + 1
+        if isinstance(x.shape, Steps) and len(x.shape) == 2 and [a % rank for a in axes or []] == [1] and \
+                not attrs.get("keepdims", 1):
+            return self.add(node, "mean", {}, [x], word="mean")  # the mean of a sequence's steps
         if not isinstance(x.shape, FeatureMap) or sorted(a % rank for a in axes or []) != list(range(2, rank)):
             raise _Unsupported(self.where(node), "ReduceMean over other axes than a map's positions")
         if attrs.get("keepdims", 1):
