@@ -200,11 +200,13 @@ def test_inspect_reads_an_onnx_file(tmp_path):
 
 
 def test_import_writes_an_onnx_spec(tmp_path):
-    _, path, _ = exported("unet_small", tmp_path)
+    analysis, path, _ = exported("unet_small", tmp_path)
     target = tmp_path / "unet.yaml"
     result = CliRunner().invoke(main, ["import", str(path), "-o", str(target)])
     assert result.exit_code == 0, result.output
-    assert "as the ONNX graph counts them" in result.output
+    assert "as the ONNX graph counts them" in result.output  # parameters and output shapes
+    # the shipped spec's MACs, said to be the spec's own: ONNX has none to compare with
+    assert f"{analysis.totals.macs:,} MACs (the spec's: the ONNX graph has no count to compare)" in result.output
     assert target.read_text().startswith("# imported by archcalc from unet_small.onnx (ONNX, opset ")
 
 

@@ -12,8 +12,13 @@ def summary(imported) -> str:
     source, spec = imported.source, imported.spec
     layers = len(imported.analysis.layers)
     outputs = ", ".join(shape_text(shape_of(shape)) for shape in spec.outputs)
-    macs = f"{spec.macs:,} MACs" if spec.macs is not None else "MACs not cross-checked (the source's count failed)"
     origin = imported.origin
+    if spec.macs is not None:
+        macs = f"{spec.macs:,} MACs"
+    elif origin == "PyTorch":
+        macs = "MACs not cross-checked (the source's count failed)"
+    else:  # an ONNX graph has no MAC count of its own
+        macs = f"{imported.analysis.totals.macs:,} MACs (the spec's: {origin} has no count to compare)"
     if imported.opaque and spec.macs is not None and spec.macs != source.macs:
         macs = f"{spec.macs:,} of {origin}'s {source.macs:,} MACs (the opaque layers' not counted)"
     lines = [f"imported {imported.analysis.spec.name}: {layers:,} layers, {spec.params:,} parameters, {macs}, "
