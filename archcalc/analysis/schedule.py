@@ -32,12 +32,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from math import prod
-from typing import Any
 
 from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
 from ..layers import Shape, Steps, lookup, parts
-from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, OUTPUT, Op, Tensor
+from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, OUTPUT, Op, Tensor, Workspace
 from .walk import Analysis, LayerStats
 
 CATEGORIES = ("weights", "gradients", "optimizer", "input", "activations", "transient")
@@ -116,7 +115,7 @@ class Schedule:
 class _Tensor:
     """A simulated tensor: its bytes, bytes per element, category, holders and whether autograd tracks it."""
 
-    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad", "itemsize", "base")
+    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad", "itemsize", "base", "strided")
 
     def __init__(self, fixed: int, sample: int, category: str, requires_grad: bool = False, itemsize: int = 0,
                  base: _Tensor | None = None):
@@ -125,6 +124,7 @@ class _Tensor:
         self.requires_grad = requires_grad
         self.itemsize = itemsize   # 0: not a floating tensor (token ids, statistics)
         self.base = base           # a view's storage: it holds that, its own bytes size its gradient
+        self.strided = False       # not contiguous: a reshape copies it
 
 
 class _Replay:
@@ -193,8 +193,9 @@ class _Recorded:
     output: _Tensor
     saved: list[_Tensor]
     parts: list[_Tensor] = dataclasses.field(default_factory=list)   # a split's outputs (output: the first)
-    weights: str | None = None   # whose parameters' gradients its backward computes (the owner's name)
+    weights: tuple[str, int] | None = None   # whose parameters' gradients its backward computes (the owner's name, the op)
     weight_bytes: int = 0        # their trainable bytes, in the master dtype
+    temporaries: list[tuple[int, int]] = dataclasses.field(default_factory=list)   # (fixed, per sample) bytes
     cast: int = 0                # under autocast: bytes per element of the 16-bit weight gradient it computes first
     frame: _Frame | None = None  # the checkpointed segment that packed what it saves (recomputed in backward)
 
@@ -345,50 +346,60 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         if layer.activation:
             ops += lookup(layer.activation).from_args({}).memory_ops(y, y, training, device)
         inputs = [values[name] for name in stats.node.inputs]
-        reads, weights = inputs, owner.trainable_params * size if training else 0
-        lingering: list[list[Any]] = []   # [tensor, ops left] (a mutable pair: its count goes down) still referenced by the layer's code
+        weights = owner.trainable_params * size if training else 0
+        outputs: list[_Tensor] = []   # each op's output, freed after the last op that reads it
+        if not any(op.contiguous and any(t.strided for t in inputs) for op in ops[:1]):
+            ops = [op for op in ops if not op.when_copied]
+        ends = _last_reads(ops)
         for position, op in enumerate(ops):
+            if op.reads is not None:
+                reads = [t for ref in op.reads for t in (inputs if ref == INPUT else [outputs[ref]] if isinstance(ref, int)
+                                                         else [inputs[int(ref[len(INPUT):])]])]
+            else:
+                reads = list(inputs) if position == 0 else [outputs[-1]]
             if op.rereads:
                 reads = [*reads, inputs[0]]
-            previous, held = (reads[0] if reads else None), []
+            held: list[_Tensor] = []
+            if op.contiguous and any(t.strided for t in reads):   # reshape copies a strided input
+                reads = held = [_copy(replay, recorded, stats.name, t) if t.strided else replay.hold(t) for t in reads]
             compute = _compute_bytes(op, reads, size, half)
             if half and op.autocast:   # autocast casts what the op reads to its dtype: copies
-                reads = held = [_cast(replay, recorded, stats.name, t, compute, training) for t in reads]
+                casts = [_cast(replay, recorded, stats.name, t, compute, training) for t in reads]
+                held, reads = held + casts, casts
             tracked = training and (any(t.requires_grad for t in reads) or (op.weights and weights > 0))
-            if op.output is None:
+            if op.output is None or (op.batch_copy and analysis.batch == 1):
                 output = replay.hold(reads[0])
             else:
                 output = replay.allocate(0, op.output * compute, "activations", tracked, compute)
             output.requires_grad = output.requires_grad or tracked
+            if op.strided and analysis.batch > 1:   # the same bytes, seen through strides: it takes over the hold
+                strided = replay.view(output, output.fixed, output.sample)
+                replay.drop(output)
+                output, strided.strided = strided, True
             dtypes = {**DTYPE_BYTES, ACTIVATION: compute, MASK: 1 if device == "cuda" else compute, "int64": 8}
-            extras = [replay.allocate(*_bytes(extra, dtypes), "activations") for extra in op.extras]
+            extras = [replay.allocate(*_bytes(extra, dtypes, analysis.batch), "activations") for extra in op.extras]
             copies = _weight_copies(replay, cache, owner, half) if half and op.autocast == LOWER and op.weights else []
             if tracked:
                 kept = [t for ref in op.saves
-                        for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]])]
+                        for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]]
+                                  if isinstance(ref, int) else [reads[int(ref[len("read"):])]])]
                 kept += copies[:1]   # the weights (their bias is not needed)
+                share = weights if op.weights is True else op.weights * weights // max(owner.params, 1)
                 recorded.append(_Recorded(stats.name, op, list(reads), output,
                                           [replay.hold(t) for t in kept] if frame is None else [],
-                                          weights=owner.name if op.weights and weights else None,
-                                          weight_bytes=weights if op.weights else 0, cast=half if copies else 0))
+                                          weights=(owner.name, position) if op.weights and weights else None,
+                                          weight_bytes=share if op.weights else 0, cast=half if copies else 0,
+                                          temporaries=[_bytes(t, dtypes, analysis.batch) for t in op.temporaries]))
                 if frame is not None and kept:   # checkpoint packs them: kept by nothing until backward reruns
                     frame.pack(recorded[-1], kept, all(ref == INPUT for ref in op.saves))
             for extra in extras:
                 replay.drop(extra)
-            for entry in lingering:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    replay.drop(entry[0])
-            lingering = [entry for entry in lingering if entry[1] > 0]
-            if op.lingers:
-                lingering.append([replay.hold(output), op.lingers])
             for tensor in held:
                 replay.drop(tensor)
-            if position > 0 and previous is not None:  # the previous op's output, an intermediate of this layer
-                replay.drop(previous)
-            reads = [output]
-        for tensor, _ in lingering:
-            replay.drop(tensor)
+            outputs.append(output)
+            for earlier, end in enumerate(ends):
+                if end == position:   # an intermediate of this layer, read for the last time
+                    replay.drop(outputs[earlier])
         if len(stats.node.outputs) > 1:   # a split's parts: views of its input, one backward node for all
             whole = inputs[0]
             views = [replay.view(whole, 0, prod(shape) * whole.sample // prod(x)) for shape in parts(y)]
@@ -396,7 +407,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 recorded.append(_Recorded(stats.name, Op(None), [whole], views[0], [], parts=views))
             values.update(zip(stats.node.outputs, views))
         else:
-            values[stats.node.outputs[0]] = reads[0]
+            values[stats.node.outputs[0]] = outputs[-1] if outputs else inputs[0]
         for name in dict.fromkeys(stats.node.inputs):   # a value read twice (add: [x, x]) is dropped once
             if last_reader[name] == index and name not in analysis.spec.outputs:
                 replay.drop(values.pop(name))
@@ -465,6 +476,15 @@ def _cast(replay: _Replay, recorded: list[_Recorded], layer: str, tensor: _Tenso
     return copy
 
 
+def _copy(replay: _Replay, recorded: list[_Recorded], layer: str, tensor: _Tensor) -> _Tensor:
+    """A contiguous copy of a strided ``tensor`` (clone); its backward passes the gradient on."""
+    copy = replay.like(tensor, "activations")
+    copy.requires_grad = tensor.requires_grad
+    if copy.requires_grad:
+        recorded.append(_Recorded(layer, Op(None, gradient="view"), [tensor], copy, []))
+    return copy
+
+
 def _weight_copies(replay: _Replay, cache: dict[str, list[_Tensor]], owner: LayerStats,
                    half: int) -> list[_Tensor]:
     """autocast's 16-bit copies of ``owner``'s parameters, made once per forward (its cache):
@@ -483,10 +503,28 @@ def _token_ids(shape: Shape) -> bool:
     return isinstance(shape, Steps) and len(shape) == 1
 
 
-def _bytes(tensor: Tensor, dtypes: dict[str, int]) -> tuple[int, int]:
-    """(fixed, per sample) bytes of a footprint.Tensor."""
+def _bytes(tensor: Tensor | Workspace, dtypes: dict[str, int], batch: int) -> tuple[int, int]:
+    """(fixed, per sample) bytes of a footprint.Tensor, or of a Workspace (its line through the
+    exact bytes at ``batch``, with the slope of its regions)."""
+    if isinstance(tensor, Workspace):
+        slope = sum(tensor.regions)
+        return tensor.bytes(batch) - slope * batch, slope
     total = tensor.elements * dtypes[tensor.dtype]
     return (0, total) if tensor.batched else (total, 0)
+
+
+def _last_reads(ops: list[Op]) -> list[int | None]:
+    """Per op, the position of the last op of the layer that reads its output (or that its
+    ``lingers`` keeps it for); None for the last op, whose output is the layer's value."""
+    ends: list[int | None] = [position + max(op.lingers, 0) for position, op in enumerate(ops)]
+    for position, op in enumerate(ops):
+        sources = op.reads if op.reads is not None else (() if position == 0 else (position - 1,))
+        for source in sources:
+            if isinstance(source, int):
+                ends[source] = max(ends[source] or 0, position)
+    if ops:
+        ends[-1] = None
+    return [None if end is None else min(end, len(ops) - 1) for end in ends]
 
 
 def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]) -> tuple[list[str], list[str]]:
@@ -501,7 +539,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         if output.requires_grad:
             _accumulate(replay, grads, output, replay.hold(ones))
     replay.drop(ones)
-    accumulated: set[str | None] = set()   # parameters whose .grad exists: a shared weight's second gradient adds into it
+    accumulated: set[tuple[str, int] | None] = set()   # parameters whose .grad exists: a shared weight's second gradient adds into it
     for entry in reversed(recorded):
         replay.layer = entry.layer
         if entry.parts:
@@ -518,12 +556,21 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
             layers, stopped = entry.frame.recompute(replay)
             rerun += layers
             cut += stopped
+        if entry.op.releases:   # a recurrence's first step frees what it saved before its weights' gradients
+            replay.drop(entry.saved[0])
         computed = None   # under autocast the weights' gradients come out in 16 bits first
         if entry.weight_bytes and entry.cast:
             computed = replay.allocate(entry.weight_bytes // 4 * entry.cast, 0, "transient")
         elif entry.weight_bytes:
             _weight_gradients(replay, entry, accumulated)
+        for tensor in entry.saved[1:entry.op.releases or 0]:   # and the next steps before their peak
+            replay.drop(tensor)
         scratch = [replay.like(entry.output, "transient") for _ in range(entry.op.scratch)]
+        scratch += [replay.allocate(fixed, sample, "transient") for fixed, sample in entry.temporaries]
+        if entry.op.releases is not None:
+            for tensor in entry.saved[entry.op.releases:]:
+                replay.drop(tensor)
+            entry.saved = []
         for tensor in entry.reads:
             if tensor.requires_grad:
                 if entry.op.gradient == "view":
@@ -556,7 +603,7 @@ def _join_parts(replay: _Replay, grads: dict[int, _Tensor], entry: _Recorded) ->
             replay.drop(tensor)
 
 
-def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set[str | None]) -> None:
+def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set[tuple[str, int] | None]) -> None:
     """The op's parameter gradients in the master dtype: kept as .grad the first time; a shared
     weight's later gradient is added into .grad in place and freed."""
     if entry.weights in accumulated:

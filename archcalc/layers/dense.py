@@ -84,11 +84,13 @@ class Dense(Layer):
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """A matrix product that saves its input (for the weight gradient): one addmm with the bias
         on a vector or a (contiguous) sequence, which F.linear flattens; over a map's channels,
-        whose permuted input is not contiguous, a matmul and then a separate bias addition."""
-        product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
+        whose permuted input is not contiguous, a matmul and then a separate bias addition. A
+        strided sequence (a recurrent layer's batch-first view) is copied first, and the bias then
+        added separately."""
+        product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, contiguous=len(x) > 1)
         if self.axes == "channels" and self.bias:
             return product, Op(prod(y), gradient="view")
-        return (product,)
+        return (product, Op(prod(y), gradient="view", when_copied=True)) if self.bias else (product,)
 
     def macs(self, x: Shape, y: Shape) -> int:
         """in x units (per step on a sequence, per position over channels): each output element

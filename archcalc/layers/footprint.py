@@ -17,6 +17,16 @@ INPUT, OUTPUT = "input", "output"
 LOWER, FLOAT32 = "lower", "float32"   # autocast's lists: ops run in 16 bits, ops run in float32
 
 
+def layer_input(k: int) -> str:
+    """In Op.reads: the layer's k-th input alone (INPUT: all of them)."""
+    return f"{INPUT}{k}"
+
+
+def read(k: int) -> str:
+    """In Op.saves: the k-th tensor the op reads alone (INPUT: all of them)."""
+    return f"read{k}"
+
+
 @dataclass(frozen=True)
 class Tensor:
     """A tensor an op returns besides its output: ``elements`` per sample (``batched``) or in all."""
@@ -27,22 +37,56 @@ class Tensor:
 
 
 @dataclass(frozen=True)
+class Workspace:
+    """A oneDNN workspace: regions of ``regions`` bytes per sample each, every region starting
+    on a ``page`` boundary and the whole rounded up to one (rnn_utils' register_space), as an
+    unsigned byte tensor. Its bytes are exact at the replayed batch; the schedule's line through
+    other batch sizes keeps the regions' slope (within ``len(regions)`` pages)."""
+
+    regions: tuple[int, ...]
+    page: int = 4096
+
+    def bytes(self, batch: int) -> int:
+        return sum(-(-region * batch // self.page) * self.page for region in self.regions)
+
+
+@dataclass(frozen=True)
 class Op:
     """One tensor operation of a layer.
 
     output: elements per sample of the new tensor it returns; None: a view of its (first) input.
     extras: the other tensors it returns; freed at once unless saved.
-    saves: what autograd keeps for the backward pass: INPUT (each input the op reads), OUTPUT, or
-           the index of one of ``extras``.
+    saves: what autograd keeps for the backward pass: INPUT (each input the op reads), read(k)
+           (its k-th), OUTPUT, or the index of one of ``extras``.
     gradient: "new": the backward allocates one gradient per input that needs it; "view": it
            passes views of its output's gradient on (reshape, slicing, addition); "always": a new
            one even for an input that needs none (a kernel that computes it regardless).
-    weights: the layer's parameters are used here: their gradients appear in this op's backward.
+    weights: the layer's parameters are used here: their gradients appear in this op's backward
+           (True: all of them; a number: that many of its parameter elements, when several ops
+           of the layer each use their own, as a stack of recurrent layers).
+    reads: which tensors it reads: None, the previous op's output (the first op: the layer's
+           inputs); else a tuple of earlier ops' positions in the layer, INPUT (the layer's
+           inputs) and layer_input(k) (its k-th). An op's output is freed after the last op that reads it.
     rereads: it also reads the layer's first input, besides the previous op's output.
     scratch: tensors of its output's size that its backward formula computes on the way to the
            gradients (abs: grad * x.sgn()), alive while they are allocated.
     lingers: how many of the layer's following ops still find its output referenced (a Python
            variable that is reassigned only after them), so it is not freed before they allocate.
+    temporaries: tensors its backward allocates besides the gradients (a fused kernel's gradients
+           of a state nobody trains), alive until its backward ends.
+    releases: its backward runs step by step and frees what each step saved as it goes (a
+           recurrence unrolled by autograd): of the first ``releases`` tensors of ``saves``, the
+           first is freed before the weights' gradients (by the first step), the others before
+           its temporaries (the steps run before they peak); the rest before the gradients of
+           its inputs. None: all of them once its backward ends.
+    batch_copy: a copy PyTorch makes only for a batch of more than one sample (.contiguous()
+           after moving the batch axis inward: a batch of one is already contiguous); a view then.
+    strided: a view whose output is not contiguous for a batch of more than one sample (a
+           recurrent layer's time-major result seen batch-first).
+    contiguous: it reshapes what it reads (a matrix product over a sequence): a strided input
+           is copied first, and the copy is what it saves.
+    when_copied: it runs only when an earlier op of the layer copied a strided input (F.linear
+           then adds its bias in an op of its own).
     autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
            convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
            runs it in float32), or "" (it runs in the dtype of what it reads).
@@ -52,10 +96,17 @@ class Op:
     extras: tuple = ()
     saves: tuple = ()
     gradient: str = "new"
-    weights: bool = False
+    weights: bool | int = False
+    reads: tuple | None = None
     rereads: bool = False    # also reads the layer's first input (x / f(x) in local response norm)
     scratch: int = 0         # output-sized temporaries its backward formula makes (abs: sgn(x))
     lingers: int = 0
+    temporaries: tuple = ()
+    releases: int | None = None
+    batch_copy: bool = False
+    strided: bool = False
+    contiguous: bool = False
+    when_copied: bool = False
     autocast: str = ""
 
 

@@ -17,7 +17,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, positive_int
 from .base import Layer, register, shape_text
-from .footprint import INPUT, LOWER, OUTPUT, Op
+from .footprint import INPUT, LOWER, OUTPUT, Op, Tensor, Workspace, layer_input, read
 from .recipe import module, options
 from .shapes import Shape, Steps, Vector
 from .terms import Count, Counts, Product, Recurrence, Sum
@@ -42,8 +42,8 @@ class Recurrent(Layer):
     starts from its encoder's last state.
     """
 
-    memory_gap = ("its kernel's workspace and per-step temporaries (oneDNN's LSTM workspace, GRU's and RNN's "
-                  "cells on CPU, cuDNN's reserve on CUDA) are not modelled")
+    memory_gap = ("inference with two directions or several layers is approximate (PyTorch's own cells free each "
+                  "layer's temporaries later than modelled); on CUDA, cuDNN's reserve space is not modelled")
 
     hidden: int = arg(positive_int, doc="hidden size H", known_as=("hidden_size", "units"))
     layers: int = arg(positive_int, 1, "stacked recurrent layers", known_as=("num_layers",))
@@ -172,12 +172,155 @@ class Recurrent(Layer):
         return {}
 
     def memory_ops(self, x: tuple, y: Shape, training: bool, device: str) -> tuple:
-        """Approximate: every layer's hidden states over the sequence, kept with the input for
-        the backward pass; the kernel's own workspace (oneDNN on CPU, cuDNN's reserve on CUDA)
-        is not modelled, nor the gates an LSTM keeps. ``returns: last`` then joins the final states."""
-        steps = self._sequence(x).steps
-        states = Op(steps * self.hidden * self.directions * self.layers, saves=(INPUT, OUTPUT), weights=True, autocast=LOWER)
-        return (states,) if self.returns == "sequence" else (states, Op(self.hidden * self.directions))
+        """The module as PyTorch runs it on the CPU (aten/src/ATen/native/RNN.cpp), time-major:
+        the initial states (zeros, or the given one copied to every layer and direction), the
+        batch-first sequence copied to (T, N, F), then per layer and direction either oneDNN's
+        fused layer (LSTM: ``_onednn_layer``) or PyTorch's own cell unrolled by autograd
+        (``_native_layer``); two directions joined by a concatenation; the final states stacked
+        (unread when the sequence is returned; with ``returns: last`` the top layer's read)."""
+        sequence = self._sequence(x)
+        steps, h, lstm = sequence.steps, self.hidden, self.gates == 4
+        stacked = self.layers * self.directions * h   # per sample: one state per layer and direction
+        many = self.layers * self.directions > 1
+        # initial.unsqueeze(0).expand(L*D, ...).contiguous(): a copy unless one layer and direction
+        ops = [Op(stacked if many else None, reads=(layer_input(1),)) if len(x) == 2 else Op(stacked, reads=())]
+        if lstm:
+            ops.append(Op(stacked, reads=()))   # the cell state's zeros
+        states = tuple(range(len(ops)))
+        onednn = lstm and device == "cpu"
+        below: int | None = None   # the op whose output the next layer reads; None: the sequence
+        tops: list[int] = []
+        finals: list[int] = []     # ops kept until the module returns, besides the initial states
+        for layer in range(self.layers):
+            width, tops, copy = (sequence[1] if layer == 0 else h * self.directions), [], None
+            for _ in range(self.directions):
+                source = below
+                if source is None and steps > 1:   # the sequence made time-major: one copy, native per direction
+                    if copy is None or not onednn:
+                        ops.append(Op(steps * width, reads=(layer_input(0),), gradient="view", batch_copy=True))
+                        copy = len(ops) - 1
+                    source = copy
+                last = layer == self.layers - 1 and self.returns == "last"   # (oneDNN: read through h)
+                if onednn:
+                    ops.append(self._onednn_layer(steps, width, source, states, training, last))
+                    tops.append(len(ops) - 1)
+                    if not training:   # its final h and c, referenced until they are stacked
+                        ops.append(Op(2 * h, reads=()))
+                        finals.append(len(ops) - 1)
+                else:
+                    ops += self._native_layer(steps, width, source, len(ops), states, training)
+                    tops.append(len(ops) - 1)
+            if self.directions == 2:   # torch.cat of the directions (unread with returns: last)
+                ops.append(Op(steps * 2 * h, reads=tuple(tops), gradient="view"))
+                below = len(ops) - 1
+            else:
+                below = tops[0]
+        if self.returns == "last":   # the final states stacked (native: its steps' op holds the last h)
+            ops.append(Op(stacked, reads=tuple(top - (not onednn) for top in tops)))
+            if lstm:
+                ops.append(Op(stacked, reads=(), lingers=1))
+            ops.append(Op(self.directions * h, reads=(len(ops) - 1 - lstm,), gradient="view"))
+            return self._lifetimes(ops, states + tuple(finals))
+        ops.append(Op(stacked, reads=(), lingers=1 + lstm))   # the final states, unread
+        if lstm:
+            ops.append(Op(stacked, reads=(), lingers=1))
+        ops.append(Op(None, reads=(below,), gradient="view", strided=steps > 1))   # batch-first: a strided view
+        return self._lifetimes(ops, states + tuple(finals))
+
+    @staticmethod
+    def _lifetimes(ops: list[Op], kept: tuple) -> tuple:
+        """``ops`` with those at ``kept`` (the initial states, oneDNN's final states in
+        inference) referenced until the module returns, and each native
+        layer's input projection and hidden states until the next one's steps begin (the last
+        one's through the concatenation of its directions): PyTorch's layer objects hold them
+        that long (measured)."""
+        ends = {position: len(ops) - 1 for position in kept}
+        steps = [position for position, op in enumerate(ops) if op.releases is not None]
+        for index, position in enumerate(steps):
+            joined = position + 2 < len(ops) and {position, position + 1} & set(ops[position + 2].reads or ())
+            end = steps[index + 1] - 1 if index + 1 < len(steps) else position + 1 + bool(joined)
+            ends[position - 2] = ends[position] = end   # the projection (after unbind) and the steps
+        return tuple(dataclasses.replace(op, lingers=ends[position] - position) if position in ends else op
+                     for position, op in enumerate(ops))
+
+    def _weights(self, width: int) -> tuple[int, int, int]:
+        """Trainable parameter elements of one layer and direction: (W_ih, W_hh with b_hh, b_ih)."""
+        rows = self.gates * self.hidden
+        return rows * width, rows * self.hidden + (rows if self.bias is True else 0), rows if self.bias else 0
+
+    def _onednn_layer(self, steps: int, width: int, source: int | None, states: tuple, training: bool,
+                      last: bool) -> Op:
+        """oneDNN's LSTM layer (mkldnn_rnn_layer): the output sequence, the final h and c, and in
+        training its workspace (oneDNN's rnn_utils, float32; per sample: the gates T x ld(4H),
+        the cell outputs T x ld(H), the states (T + 1) x 2 x ld(max(in, H)) three times (the
+        states and two of their gradients), the cell states (T + 1) x 2 x H twice, each region
+        on a page of 4096 bytes; ld(n): n rounded up to 16 floats, 16 more when a multiple of
+        256). Without a bias PyTorch passes zero biases of the weights' shapes. Autograd keeps
+        all it reads and returns; its backward makes the gradients of the input, of the four
+        weights and of the initial h and c at once. ``last``: the top layer of ``returns: last``,
+        whose gradient arrives through its final h."""
+        h = self.hidden
+        w_ih, w_hh, b_ih = self._weights(width)
+        extras: list = []
+        if training:   # (the sequence or h), c; in inference the module holds h and c (an op of their own)
+            extras += [Tensor(steps * h) if last else Tensor(h), Tensor(h)]
+            def ld(n: int) -> int:
+                padded = -(-n // 16) * 16
+                return padded + 16 if padded % 256 == 0 else padded
+            state, cell = 2 * (steps + 1) * ld(max(width, h)) * 4, 2 * (steps + 1) * h * 4
+            extras.append(Workspace((steps * ld(4 * h) * 4, steps * ld(h) * 4, state, state, state, cell, cell)))
+        if not self.bias:
+            extras += [Tensor(4 * h * h, batched=False), Tensor(4 * h * width, batched=False)]
+        untrained = (2 - self.bias_vectors) * 4 * h   # bias gradients it makes that nobody trains
+        return Op(h if last and training else steps * h, reads=(layer_input(0) if source is None else source, *states),
+                  extras=tuple(extras), saves=(INPUT, OUTPUT, *range(len(extras))), weights=w_ih + w_hh + b_ih,
+                  temporaries=(Tensor(h), Tensor(h), *((Tensor(untrained, batched=False),) if untrained else ())),
+                  autocast=LOWER)
+
+    # per step of PyTorch's own cells in training, what autograd keeps, in units of H: rnn h;
+    # gru the hidden gates' product (3H) and four of h's terms; lstm the gates (4H), c, tanh(c), h
+    KEPT: ClassVar[dict[int, int]] = {1: 1, 3: 7, 4: 7}
+    # the backward's peak, at its second step: W_hh's gradient from this step, the sum of the
+    # earlier ones and their new sum (3 x G*H x H, one of them kept as .grad), while (rnn) one
+    # step's gradient of h is also alive, or (gru, lstm) what the first steps saved, 8 H per
+    # sample, is already freed (measured: (freed first, alive) per sample, in units of H)
+    ACCUMULATING: ClassVar[dict[int, tuple[int, int]]] = {1: (0, 1), 3: (8, 0), 4: (8, 0)}
+    # what the first step frees before its W_hh gradient, per sample in units of H (gru: two of
+    # its terms' products)
+    RELEASED: ClassVar[dict[int, int]] = {1: 0, 3: 2, 4: 2}
+    # inference, per step, besides h (in units of H, measured at one step): rnn the product
+    # before tanh; gru the hidden gates' product (3H) and one of h's terms; lstm 6
+    TRANSIENT: ClassVar[dict[int, int]] = {1: 1, 3: 4, 4: 6}
+
+    def _native_layer(self, steps: int, width: int, source: int | None, start: int, states: tuple,
+                      training: bool) -> list[Op]:
+        """PyTorch's own recurrence for one layer and direction (``start``: its first op's
+        position): x W_ihᵀ for every step at once (mm, then + b_ih in a new tensor, kept until
+        the steps are stacked), the cells step by step, autograd keeping ``KEPT`` per step (its op
+        outputs the last h, which ``returns: last`` reads, the rest as extras; in inference only
+        the hidden states, until stacked), then torch.stack of the hidden states. Its backward runs the steps
+        in reverse, freeing each step's tensors as it goes, while the steps' gradients of the
+        input projection wait for the stack that joins them (unbind's backward) and the
+        recurrent weights' gradients are summed step by step out of place."""
+        h, g = self.hidden, self.gates
+        w_ih, w_hh, b_ih = self._weights(width)
+        added = b_ih and steps > 1   # one step: addmm adds the bias in the product
+        ops = [Op(steps * g * h, reads=(layer_input(0) if source is None else source,), saves=(INPUT,),
+                  weights=w_ih if added else w_ih + b_ih, autocast=LOWER)]
+        if added:
+            ops.append(Op(steps * g * h, gradient="view", weights=b_ih))
+        ops.append(Op(None, gradient="new"))   # unbind: its backward stacks the steps' gradients
+        kept = steps * self.KEPT[g] * h - h   # per sample, besides the last h (its output)
+        first, released, transient = self.RELEASED[g], *(self.ACCUMULATING[g] if steps > 1 else (0, 0))
+        parts = [first * h, max(released - first, 0) * h]
+        extras = ((*(Tensor(part) for part in parts), Tensor(kept - sum(parts))) if training
+                  else (Tensor(self.TRANSIENT[g] * h),))
+        ops.append(Op(h if training else steps * h, reads=(start + len(ops) - 1, *states), extras=extras,
+                      saves=(0, 1, OUTPUT, *(read(1 + k) for k in range(len(states))), 2) if training else (),
+                      weights=w_hh, releases=2 if training else 0,
+                      temporaries=(Tensor(2 * g * h * h, batched=False), Tensor(transient * h)) if steps > 1 else ()))
+        ops.append(Op(steps * h, gradient="view"))   # torch.stack of the hidden states
+        return ops
 
     def size_terms(self, x: tuple, y: Shape | None) -> tuple:
         return (Recurrence(self._sequence(x).steps, self.hidden, self.directions, self.layers, self.bias_vectors),)
@@ -202,6 +345,8 @@ class LSTM(Recurrent):
 
     gates = 4
     torch_class = "nn.LSTM"
+    memory_gap = (Recurrent.memory_gap + "; dtypes other than float32 run PyTorch's own cell, not oneDNN's "
+                  "(modelled as oneDNN's)")
 
 
 @register("gru")
