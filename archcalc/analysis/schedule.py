@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from math import prod
+from typing import Any
 
 from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
@@ -193,7 +194,7 @@ class _Recorded:
     output: _Tensor
     saved: list[_Tensor]
     parts: list[_Tensor] = dataclasses.field(default_factory=list)   # a split's outputs (output: the first)
-    weights: tuple[str, int] | None = None   # whose parameters' gradients its backward computes (the owner's name, the op)
+    weights: tuple[str, int] | None = None   # whose parameters' gradients its backward computes: (the owner's name, the op's position, -1 for all of them)
     weight_bytes: int = 0        # their trainable bytes, in the master dtype
     temporaries: list[tuple[int, int]] = dataclasses.field(default_factory=list)   # (fixed, per sample) bytes
     cast: int = 0                # under autocast: bytes per element of the 16-bit weight gradient it computes first
@@ -387,7 +388,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 share = weights if op.weights is True else op.weights * weights // max(owner.params, 1)
                 recorded.append(_Recorded(stats.name, op, list(reads), output,
                                           [replay.hold(t) for t in kept] if frame is None else [],
-                                          weights=(owner.name, position) if op.weights and weights else None,
+                                          weights=(owner.name, -1 if op.weights is True else position)
+                                          if op.weights and weights else None,
                                           weight_bytes=share if op.weights else 0, cast=half if copies else 0,
                                           temporaries=[_bytes(t, dtypes, analysis.batch) for t in op.temporaries]))
                 if frame is not None and kept:   # checkpoint packs them: kept by nothing until backward reruns
