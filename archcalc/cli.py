@@ -913,7 +913,7 @@ def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_time
         memorychart.write(schedules, target)
     from .views.output import terminal_width
 
-    stream = click.get_text_stream("stderr" if drawing_to_stdout else "stdout")
+    stream = sys.stderr if drawing_to_stdout else sys.stdout
     click.echo(render_text(schedules, timeline=not no_timeline, columns=terminal_width(stream)), nl=False,
                err=drawing_to_stdout)
     if segments:
