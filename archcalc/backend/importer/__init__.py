@@ -74,6 +74,7 @@ def import_model(target: str, input_shapes: list | tuple = (), arguments: str | 
     from ...layers import shape_text
     from ...layers.shapes import Steps
     from ...spec import parse_input_text
+    from . import hf
     from .mapping import Mapper, is_helper
     from .trace import TRACE_BATCH, build_model, load_callable, parse_arguments, trace
 
@@ -82,14 +83,18 @@ def import_model(target: str, input_shapes: list | tuple = (), arguments: str | 
     shapes = list(input_shapes) or [parse_input_text(DEFAULT_INPUT, Location("--input", 1, 1))]
     inputs = [(tuple(shape), torch.long if isinstance(shape, Steps) and len(shape) == 1 else torch.float32)
               for shape in shapes]
-    traced = trace(model, device, inputs, leaf=is_helper)
+    with hf.traceable(model, len(shapes)):
+        traced = trace(model, device, inputs, leaf=lambda module: is_helper(module) or hf.is_leaf(module),
+                       buffers=hf.is_transformers(model))
     mapped = Mapper(traced.graph, model, shapes, allow_opaque).run()
     title = name or getattr(factory, "__name__", type(model).__name__)
     header = [f"imported by archcalc from {target}" + (f" with {arguments}" if arguments else "") +
               f", traced with torch.fx at {', '.join(map(shape_text, shapes))}"]
-    source = Side(sum(p.numel() for p in model.parameters()),
-                  _source_macs(model, device, inputs, TRACE_BATCH),
-                  tuple(mapped_output_shapes(traced.graph)))
+    # a transformers model as traced: its token inputs by name, its masks left out (on the meta device
+    # they read values; FlopCounterMode counts the full T x S products with or without one)
+    with hf.traceable(model, len(shapes)):
+        macs = _source_macs(model, device, inputs, TRACE_BATCH)
+    source = Side(sum(p.numel() for p in model.parameters()), macs, tuple(mapped_output_shapes(traced.graph)))
     imported = finish(mapped, title, header, source)
     imported.model = model
     return imported
@@ -99,7 +104,9 @@ def finish(mapped, title: str, header: list, source: Side) -> Imported:
     """Write the spec, read it back, analyze it and take its numbers."""
     from ...analysis import analyze
     from ...spec import loads
+    from .concats import chain_concats
 
+    chain_concats(mapped)
     inputs = {name: _yaml_shape(shape) for name, shape in mapped.inputs.items()}
     written = write_spec(mapped.entries, title, inputs, mapped.outputs, header=header)
     try:
@@ -251,14 +258,15 @@ def compare_outputs(imported: Imported, source_model, seed: int = 0, weights: di
 
     from ...layers.shapes import Steps
     from .. import build
+    from . import hf
 
     target = build(imported.analysis, seed=seed).eval()
-    copy_weights(imported, source_model.state_dict() if weights is None else weights, target)
+    copy_weights(imported, hf.source_state(source_model) if weights is None else weights, target)
     generator = torch.Generator().manual_seed(seed)
     inputs = [torch.randint(0, 2, (2, *shape), generator=generator) if isinstance(shape, Steps) and len(shape) == 1
               else torch.randn((2, *shape), generator=generator)
               for shape in imported.analysis.input_shapes.values()]
-    with torch.no_grad():
+    with torch.no_grad(), hf.named_inputs(source_model, len(inputs)):
         theirs = source_model.eval()(*inputs)
         ours = target(*inputs)
     theirs = [t for t in (theirs if isinstance(theirs, (tuple, list)) else (theirs,))]

@@ -35,6 +35,7 @@ class Value:
     state: tuple = ()             # a recurrent layer's final state: (entry index, what) (see recurrent)
     initial: bool = False         # a [H] vector made a recurrent layer's initial state (unsqueeze, expand)
     zeros: bool = False           # torch.zeros_like of such a state (an LSTM's initial cell)
+    table: str | None = None      # an nn.Embedding read at positions 0..T-1 (GPT-2's wpe): added, a positions layer
 
 
 @dataclass
@@ -346,6 +347,11 @@ class Mapper(Recorder):
             return self.attention(node, module, args)
         if is_helper(module):
             return self.helper(node, module, args)
+        from .hf import call  # transformers' modules, position tables
+
+        mapped = call(self, node, module, args)
+        if mapped is not None:
+            return mapped
         if not args or not isinstance(args[0], Value):
             return self.unsupported(node, cls)
         x = args[0]
@@ -672,7 +678,7 @@ class Mapper(Recorder):
         args = [self.arg(a) for a in node.args]
         kwargs = {key: self.arg(value) for key, value in node.kwargs.items()}
         tensors = [a for a in _flat(args) if isinstance(a, Value) and not a.is_const]
-        if not any(t.ref is not None or t.param is not None or t.parts or t.state or t.zeros or t.initial
+        if not any(t.ref is not None or t.param is not None or t.parts or t.state or t.zeros or t.initial or t.table
                    for t in tensors):
             if tensors:
                 raise _Skip  # an input already refused
@@ -786,6 +792,9 @@ class Mapper(Recorder):
         if isinstance(container.shape, Steps) and isinstance(index, tuple) and len(index) == 2 and \
                 index[0] == slice(None) and isinstance(index[1], int) and "select" in REGISTRY:
             return self.add(node, "select", {"index": index[1]}, [self.tensor(container, node)], word="select")
+        if all(isinstance(part, slice) and part.start in (None, 0) and part.stop is None and part.step in (None, 1)
+               for part in (index if isinstance(index, tuple) else (index,))):
+            return container  # x[:, 0:, :]: every value (transformers' logits_to_keep=0)
         return self.unsupported(node, "getitem")
 
     def state_layers(self, entry_index: int) -> int:
@@ -795,6 +804,11 @@ class Mapper(Recorder):
 
     def arithmetic(self, node, name, args) -> Value:
         a, b = args[0], args[1]
+        tables = [v for v in (a, b) if isinstance(v, Value) and v.table]
+        if name in ("add", "iadd") and len(tables) == 1:
+            from .hf import positions
+
+            return positions(self, node, tables[0].table, b if a is tables[0] else a)
         params = [v for v in (a, b) if isinstance(v, Value) and v.param is not None]
         if name in ("mul", "imul") and len(params) == 1:
             other = b if a is params[0] else a
@@ -802,6 +816,9 @@ class Mapper(Recorder):
         if any(isinstance(v, Value) and v.is_const for v in (a, b)):
             return self.unsupported(node, f"{name} of a tensor and a constant")
         kind = {"add": "add", "iadd": "add", "sub": "subtract", "mul": "multiply", "imul": "multiply"}[name]
+        if a.channels_last and b.channels_last:  # two channels-last maps (Swin's residuals): the result is one too
+            return self.add(node, kind, {}, [Value(ref=v.ref, shape=v.shape) for v in (a, b)], word=kind,
+                            channels_last=True)
         return self.add(node, kind, {}, [self.tensor(a, node), self.tensor(b, node)], word=kind)
 
     def scaled(self, node, param: Value, x: Value) -> Value:

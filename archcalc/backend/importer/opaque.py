@@ -27,7 +27,7 @@ def keep(mapper: Mapper, node) -> Value:
         elif value.parts and value.ref is not None:
             inputs.append(value.parts[0])
         elif value.ref is not None:
-            inputs.append(mapper.tensor(value, node))
+            inputs.append(value)
     if node.op == "call_module":
         held += [f"{node.target}.{name}" for name, _ in mapper.modules[node.target].named_parameters()]
     taken = {name for tensors in mapper.out.tensors for name in tensors}
@@ -36,11 +36,18 @@ def keep(mapper: Mapper, node) -> Value:
         mapper.pending[node] = tuple(held)
         return Value()
     shape, parts = _traced(node)
+    # a channels-last map (Swin's, ConvNeXt's) in, the same rank out: written channels first, as
+    # the mapping writes every channels-last value, and read on as channels last
+    last = inputs[0].channels_last and len(shape) == len(inputs[0].shape) and not parts
+    if last:
+        shape = (shape[-1], *shape[:-1])
+    inputs = [Value(ref=value.ref, shape=value.shape) if last and value.channels_last else mapper.tensor(value, node)
+              for value in inputs]
     fields = {"op": _op(mapper, node), "shape": _written(shape, inputs),
               "parameters": sum(mapper.params[name].numel() for name in held)}
     name = node.target if node.op == "call_module" else None
     value = mapper.add(node, "opaque", fields, inputs, name=name, word=_function_name(node).rsplit(".", 1)[-1],
-                       tensors=tuple(held), check=False)
+                       tensors=tuple(held), check=not parts, channels_last=last)
     if parts:  # a tuple, its first part the tensor (HF's attention: (output, weights))
         return Value(ref=value.ref, parts=(value, *(Value(is_const=True) for _ in range(parts - 1))))
     return value

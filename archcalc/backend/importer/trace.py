@@ -141,15 +141,19 @@ def _weights_on_meta():
         nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
-def trace(model, device: str, inputs: list, leaf=None) -> Traced:
+def trace(model, device: str, inputs: list, leaf=None, buffers: bool = False) -> Traced:
     """torch.fx's graph of ``model`` with the output shape of every node, for a batch of
     TRACE_BATCH samples of each (shape, dtype) in ``inputs``. A module for which ``leaf(module)``
-    holds stays one call, as torch.nn's own do (archcalc's helpers: mapping.is_helper)."""
+    holds stays one call, as torch.nn's own do (archcalc's helpers: mapping.is_helper). ``buffers``:
+    the buffers forward reads are graph values (get_attr), not constants baked in (transformers
+    slice theirs by the input's length: BERT's position_ids)."""
     import torch
     from torch import fx
     from torch.fx.passes.shape_prop import ShapeProp
 
     class Tracer(fx.Tracer):
+        proxy_buffer_attributes = buffers
+
         def is_leaf_module(self, module, qualified_name: str) -> bool:
             return (leaf is not None and leaf(module)) or super().is_leaf_module(module, qualified_name)
 
