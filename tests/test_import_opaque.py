@@ -60,27 +60,29 @@ def test_unknown_operations_become_opaque_layers_with_pytorchs_parameters(tmp_pa
 
 
 def test_parameters_read_by_an_operation_on_the_models_tensors_alone_are_counted_once():
-    """Swin's pattern: a bias computed from a table (the model's tensors only) feeds an unknown
-    attention function that also takes weights as arguments: one opaque layer holds them all."""
+    """Swin's pattern: a bias computed from a table (the model's tensors only; Swin v2's through
+    an MLP over a buffer) feeds an unknown operation: one opaque layer holds them all."""
     from torch import nn
 
     class Windowed(nn.Module):
         def __init__(self):
             super().__init__()
             self.table = nn.Parameter(torch.zeros(9, 2))
+            self.register_buffer("coords", torch.zeros(1, 3, 3, 2))
+            self.cpb = nn.Linear(2, 4)
             self.qkv = nn.Linear(8, 24)
             self.head = nn.Linear(8, 3)
 
         def forward(self, x):
-            bias = self.table.view(3, 3, 2).permute(2, 0, 1).contiguous()
+            bias = self.table.view(3, 3, 2).permute(2, 0, 1).contiguous().sum() + self.cpb(self.coords).sum()
             x = nn.functional.linear(x, self.qkv.weight, self.qkv.bias)
-            x = torch.roll(x, 1, dims=1)[..., :8] + bias.sum()
+            x = torch.roll(x, 1, dims=1)[..., :8] + bias
             return self.head(x)
 
     from archcalc.layers.shapes import Steps
 
     imported = _import(Windowed, Steps((5, 8)))
-    assert imported.spec.params == sum(p.numel() for p in Windowed().parameters()) == 18 + 216 + 27
+    assert imported.spec.params == sum(p.numel() for p in Windowed().parameters()) == 18 + 12 + 216 + 27
     assert imported.exact
 
 

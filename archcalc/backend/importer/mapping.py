@@ -245,6 +245,7 @@ class Mapper(Recorder):
                                 f"({', '.join(p.name for p in placeholders)}), but --input gives "
                                 f"{len(self.input_shapes)}", hint="give one --input per forward argument")
         for node in self.gm.graph.nodes:
+            recorded = len(self.out.entries)
             try:
                 try:
                     self.values[node] = self.visit(node)
@@ -255,17 +256,24 @@ class Mapper(Recorder):
                     # it reads what an operation on the model's tensors alone computed (opaque.py)
                     raise _Unsupported(_where(node), _described(node, _function_name(node))) from None
             except _Unsupported as exc:
+                self.forget(recorded)
                 refused = exc
                 if self.allow_opaque and node.op not in ("placeholder", "output"):
                     try:
                         self.values[node] = self.opaque(node)
                         continue
                     except _Unsupported as kept:  # not even an opaque layer can hold it
+                        self.forget(recorded)
                         refused = kept
                 self.out.unsupported.append(Unsupported(refused.where or _where(node), refused.what,
                                                         nearest_kinds(refused.what)))
                 self.values[node] = self.phantom(node)
         return self.finish()
+
+    def forget(self, recorded: int) -> None:
+        """Drop the layers a mapping recorded before it failed (a buffer read as a parameter layer
+        for an operation that was then refused): only the first ``recorded`` stay."""
+        del self.out.entries[recorded:], self.out.shapes[recorded:], self.out.tensors[recorded:]
 
     def opaque(self, node) -> Value:
         """--allow-opaque: the operation kept as an opaque layer (opaque.py)."""
