@@ -202,3 +202,44 @@ def test_a_rank_that_dies_stops_the_others():
     assert "rank 1 of 2 died (exit code -9)" in outcome["error"]
     assert "the other ranks were stopped" in outcome["error"]
     assert set(children()) <= before
+
+
+STACK = """
+name: stack
+input: [37]
+layers:
+  - dense: {units: 45, activation: relu}
+  - repeat: {name: block, times: 3, layers: [dense: {units: 23, activation: tanh}, dense: {units: 45}]}
+  - dense: 10
+"""
+
+
+def test_fsdp_per_rank_memory_in_one_process(tmp_path):
+    """FSDP2 itself, each rank of 4 in turn in this process on torch's fake process group (no
+    communication, the same allocations as NCCL's): a root (the first and last dense layers) and
+    three units whose first axes 45, 23 and 10 do not divide by 4, so every rank stores padded
+    shards and the last holds fewer rows (to_local(): torch.chunk's). The replay of FSDP2's hooks
+    over the memory schedule gives every rank's peak to within the schedule's 4-byte loss scalar."""
+    pytest.importorskip("torch.distributed.fsdp")
+    from torch.testing._internal.distributed.fake_pg import FakeStore
+
+    from archcalc.analysis import analyze
+    from archcalc.analysis.sharding import sharded_memory
+    from archcalc.backend.distributed import train
+    from archcalc.spec import load
+
+    path = tmp_path / "stack.yaml"
+    path.write_text(STACK)
+    analysis = analyze(load(str(path)), batch=8)
+    options = {"spec": str(path), "batch": 8, "dtype": "float32", "shard": "fsdp", "optimizer": "adam", "seed": 0}
+    for rank in (0, 3):
+        torch.distributed.init_process_group("fake", store=FakeStore(), rank=rank, world_size=4)
+        try:
+            found = train(options, rank, 4, torch.device("cpu"))
+        finally:
+            torch.distributed.destroy_process_group()
+        predicted = sharded_memory(analysis, "fsdp", 4, device="cpu", rank=rank, backend="fake")
+        assert 0 <= found.peak_bytes - predicted.total_bytes <= 4, (rank, found.peak_bytes, predicted.total_bytes)
+        assert found.start_bytes == predicted.weight_bytes + predicted.optimizer_bytes + predicted.input_bytes
+        assert all(rows == chunk_rows(shape, 4, rank) for shape, rows in found.shards + found.gradient_shards)
+        assert sorted(found.shards)[:2] == [[[10], 3 if rank < 3 else 1], [[10, 45], 3 if rank < 3 else 1]]

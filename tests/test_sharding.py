@@ -203,17 +203,19 @@ def test_units_follow_blocks_and_repeats():
     assert [u.name for u in vgg.units][:3] == ["block1[1]", "block1[2]", "block2[1]"]
 
 
-def test_fsdp_gathers_the_root_two_neighbouring_units_and_a_flat_buffer():
+def test_fsdp_peak_names_what_is_gathered_then():
+    """ResNet-18 on 4 GPUs at 1 sample each: the passes peak in the backward of the last blocks,
+    with the root (stem and fc) gathered throughout, one block unsharded, the one before it
+    prefetched, and the reduce-scatter buffer of the one after it; the per-rank peaks themselves
+    are checked against FSDP2 (tests/test_distributed.py)."""
     analysis = archcalc.analyze(archcalc.load(str(SPECS / "resnet18.yaml")), batch=4)
     memory = sharded_memory(analysis, "fsdp", 4)
-    # the last two blocks, 512 channels, are the largest neighbours; the root (stem and fc) stays gathered
-    names = memory.gathered_units
-    assert names == ("root", "basic_down3", "basic5")
+    assert memory.peak_moment == "forward and backward"
+    assert memory.gathered_units[0] == "root" and len(memory.gathered_units) == 4
     found = units(analysis)
-    # + the flat buffer of the largest unit (basic5: every first axis divides by 4, no padding)
-    flat = max(u.params for u in found.units)
-    assert memory.gathered_bytes == 4 * (found.root.params + sum(u.params for u in found.units if u.name in names)
-                                         + flat)
+    # at most: the root, two blocks whole (unsharded and prefetched) and a third's gradients, 4 bytes each
+    most = 4 * (found.root.params + sum(sorted(u.params for u in found.units)[-3:]))
+    assert 4 * found.root.params < memory.gathered_bytes <= most
 
 
 PLAN_32GB = [  # ZeRO Table 1's bold entries: the model states fit a 32 GB V100 at N, not at the N before

@@ -85,6 +85,9 @@ class Schedule:
         layers recomputed (as PyTorch's FlopCounterMode counts: matrix products and convolutions)."""
         rerun = set(self.recomputed)
         return 2 * self.analysis.batch * sum(stats.macs for stats in self.analysis.layers if stats.name in rerun)
+    # live bytes between two layers, as each begins (forward, backward) and as the passes end, each
+    # after the moments before it (how many): where FSDP's hooks run
+    marks: tuple[tuple[int, Moment], ...] = ()
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -133,8 +136,14 @@ class _Replay:
         self.fixed = dict.fromkeys(CATEGORIES, 0)
         self.sample = dict.fromkeys(CATEGORIES, 0)
         self.moments: list[Moment] = []
+        self.marks: list[tuple[int, Moment]] = []
         self.phase, self.layer = "", ""
         self.log: list[tuple[Any, ...]] | None = None   # while a checkpointed segment's forward runs: its events
+
+    def mark(self) -> None:
+        """Record the live bytes between two layers (no allocation): where FSDP's hooks run."""
+        self.marks.append((len(self.moments),
+                           Moment(self.phase, self.layer, tuple(self.fixed.values()), tuple(self.sample.values()))))
 
     def allocate(self, fixed: int, sample: int, category: str, requires_grad: bool = False,
                  itemsize: int = 0) -> _Tensor:
@@ -338,6 +347,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     cache: dict[str, list[_Tensor]] = {}   # autocast's 16-bit copies of each layer's parameters, until the forward ends
     for index, stats in enumerate(analysis.layers):
         replay.layer = stats.name
+        replay.mark()
         frame = frames.get(stats.name)
         if frame is not None and stats.name == frame.layers[0]:
             frame.begin(replay, values)
@@ -420,6 +430,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                     replay.drop(tensor)
     if training:
         replay.layer = ""
+        replay.mark()
         total = None
         for _ in analysis.output_shapes or (None,):  # loss = 0 + out1.sum() + ...: a scalar each, then their sum
             term = replay.allocate(LOSS_BYTES, 0, "transient")
@@ -440,7 +451,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     rerun, cut = (set(names) for names in recomputed)
     return Schedule(analysis, training, optimizer if training else None, device, tuple(replay.moments),
                     mixed_precision, checkpoint if training else (), tuple(name for name in order if name in rerun),
-                    tuple(name for name in order if name in cut))
+                    tuple(name for name in order if name in cut),
+                    tuple(replay.marks))
 
 
 def _half_bytes(analysis: Analysis, mixed_precision: str | None) -> int:
@@ -543,7 +555,9 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
     replay.drop(ones)
     accumulated: set[tuple[str, int] | None] = set()   # parameters whose .grad exists: a shared weight's second gradient adds into it
     for entry in reversed(recorded):
-        replay.layer = entry.layer
+        if entry.layer != replay.layer:
+            replay.layer = entry.layer
+            replay.mark()
         if entry.parts:
             _join_parts(replay, grads, entry)
             continue
@@ -590,6 +604,8 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
             replay.drop(computed)
     for gradient in grads.values():
         replay.drop(gradient)
+    replay.layer = ""
+    replay.mark()
     return rerun, cut
 
 

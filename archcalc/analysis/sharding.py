@@ -18,30 +18,63 @@ Per GPU, for N GPUs:
          bucket up to 1 MiB, the others up to bucket_cap_mb = 25 MiB, parameters in reverse order
   zero1  optimizer state / N                       (ZeRO stage 1, P_os)
   zero2  optimizer state and gradients / N         (stage 2, P_os+g)
-  fsdp   weights, gradients and optimizer state / N (stage 3, P_os+g+p), plus the gathered units:
-         the root's parameters (FSDP2 keeps the root unsharded through the step), the largest two
-         neighbouring units (the one computed and the one prefetched), whole, in the compute dtype,
-         and one flat buffer the size of the largest unit (padded to N shards): FSDP2 all-gathers
-         into it before copying out, and copies the gradients into it to reduce-scatter them
+  fsdp   weights, gradients and optimizer state / N (stage 3, P_os+g+p), plus what FSDP2 gathers
+         and reduces moment by moment (below)
 How a shard divides: ZeRO flattens the parameters into one buffer padded to a multiple of N, so
 each GPU holds ceil(Psi/N) elements (zero1, zero2). fsdp follows PyTorch's FSDP2 (fully_shard,
 what ``archcalc run --shard fsdp`` runs): each parameter tensor is split on its first axis as
 torch.chunk splits it, every rank storing ceil(d0/N) rows (padded), rank r's to_local() the rows
 that remain for it. When every first axis divides by N the two agree: the ZeRO paper's figures.
 
+fsdp, moment by moment: PyTorch's FSDP2 (torch/distributed/fsdp/_fully_shard/, torch 2.13), as
+``archcalc run`` wraps the network: fully_shard on each unit (``units``), then on the root, which
+holds the layers in no unit. A unit's "whole" size is N padded shards, N x sum of ceil(d0/N) x
+(the other axes) over its tensors, in the weight dtype; every buffer below has that size.
+_FSDPReplay replays these hooks over the memory schedule's moments and marks (the live bytes as
+each layer begins, forward and backward, and as each pass ends):
+  root pre-forward    the root's all-gather output, then its unsharded parameters (copied out of
+                      it); the root is never resharded after forward (_lazy_init sets its
+                      post_forward_mesh_info to None), so they stay until its post-backward
+  unit pre-forward    its all-gather output is allocated while the previous one (the root's, or
+                      the previous unit's) is still kept for implicit prefetching (comm_ctx.
+                      all_gather_state), which the copy-out then frees; then the unsharded
+                      parameters. post-forward frees them (reshard_after_forward) but not the
+                      all-gather output, which the root's post-forward frees after the last unit
+  root pre-backward   (a hook on the network's output) prefetches the last unit: its all-gather
+                      output waits for that unit's pre-backward
+  unit pre-backward   the copy-out into unsharded parameters, then the all-gather output freed at
+                      once (backward keeps none), then the previous unit in forward order
+                      prefetched (_backward_prefetch): its all-gather output
+  unit post-backward  (when autograd has the gradients of the unit's inputs: for a unit whose
+                      inputs autograd does not track, the network's first, at the end) reshard;
+                      free the previous unit's reduce-scatter input (reduce_scatter_states keeps
+                      one); allocate this one's, N padded shards of the trainable tensors in the
+                      gradient dtype, copy the whole gradients (autograd's .grad of the unsharded
+                      parameters, made as the schedule makes them) into it and free them, all but
+                      the last tensor's, which foreach_reduce's loop variable holds until it
+                      returns; allocate the reduce-scatter output, one padded shard, which stays as
+                      the sharded gradients; gloo (on CPU) reduces a clone of its input with an
+                      all-reduce and copies the rank's chunk out: one more such buffer meanwhile
+  final callback      the post-backward of the root and of the units autograd did not reach, the
+                      last reduce-scatter input freed
+
 Activations per GPU: the memory schedule's (analysis/schedule.py) training step at the per-GPU
 batch = batch / N (``activity``): at each moment of its forward and backward passes, the input,
 the activations alive and the transient gradients, beside the share of the parameter gradients
-made so far; the moment where these and the model states peak together is the step's. The optimizer step's temporaries, as torch.optim's default
-implementation makes them: Adam and AdamW on CUDA (foreach) one the size of every parameter
-held, on CPU (tensor by tensor) two the size of the largest one (sqrt(v) and its division);
-SGD, with or without momentum, none (in place).
+made so far; the moment where these and the model states peak together is the step's. The
+optimizer step's temporaries, as torch.optim's default implementation makes them: Adam and AdamW
+on CUDA (foreach) one the size of every parameter held, on CPU (tensor by tensor) two the size
+of one tensor (sqrt(v) and its division) while the previous tensor's denominator is still
+alive, the most over the tensors in order, and a 4-byte step counter per tensor; SGD, with or
+without momentum, none (in place).
 
 The per-GPU peak is the largest of three moments of a step (gradients set to None before it, as
-zero_grad does by default; DDP's buckets and FSDP's gathered units at every moment):
-  forward and backward  weights, optimizer state, the schedule's peak of activations and transient
-                    gradients with the parameter gradients made by then (their share of the shard;
-                    none under fsdp, whose unsharded gradients sit in the gathered buffers)
+zero_grad does by default; DDP's buckets at every moment):
+  forward and backward  weights, optimizer state, and the most at any moment of the passes of the
+                    schedule's activations and transient gradients with the parameter gradients
+                    held then (their share of the shard; under fsdp the whole gradients of the
+                    units not yet reduce-scattered and the shards of the others) and FSDP's
+                    unsharded parameters and buffers then
   end of backward   weights, optimizer state, gradients, the batch (the activations are freed)
   optimizer step    weights, optimizer state, gradients, the batch, the step's temporaries
                     (FSDP's units are resharded by then)
@@ -65,7 +98,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import prod
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
@@ -138,7 +171,8 @@ class Unit:
     name: str
     layers: tuple[str, ...]        # layer names, in spec order
     params: int          # all of their parameters, trainable or frozen
-    shapes: tuple[ShapeCount, ...]  # their parameter tensors ((shape, count), ...)
+    shapes: tuple[ShapeCount, ...]  # their parameter tensors ((shape, count), ...), in the parameters' order
+    trained: tuple[ShapeCount, ...] = ()  # those that train (whose gradients FSDP reduce-scatters)
 
 
 @dataclass(frozen=True)
@@ -200,7 +234,8 @@ def units(analysis: Analysis, names: tuple[str, ...] = ()) -> Units:
 
 def _unit(name: str, members: list[LayerStats]) -> Unit:
     shapes = tuple(pair for stats in members for pair in tensor_shapes(stats))
-    return Unit(name, tuple(stats.name for stats in members), sum(stats.params for stats in members), shapes)
+    trained = tuple(pair for stats in members for pair in tensor_shapes(stats, trained=True))
+    return Unit(name, tuple(stats.name for stats in members), sum(stats.params for stats in members), shapes, trained)
 
 
 @dataclass(frozen=True)
@@ -238,8 +273,8 @@ class ShardedMemory:
     optimizer_bytes: int
     activation_bytes: int     # at the per-GPU batch, at the passes' peak: input, activations, transient
     live_gradient_bytes: int  # the parameter gradients held at that moment
-    gathered_bytes: int       # fsdp: the root + the two largest neighbouring units, whole, + a flat buffer
-    gathered_units: tuple[str, ...]  # their names
+    gathered_bytes: int       # fsdp: unsharded parameters and communication buffers at that moment
+    gathered_units: tuple[str, ...]  # whose they are
     bucket_bytes: int         # ddp: the gradient buckets
     buckets: int
     collectives: tuple[Collective, ...]
@@ -247,6 +282,7 @@ class ShardedMemory:
     input_bytes: int          # the per-GPU batch itself (within the activations)
     step_bytes: int           # the optimizer step's temporaries
     device: str               # whose optimizer implementation: 'cuda' or 'cpu'
+    passes: tuple[Line, ...] = ()  # every moment of the forward and backward passes (the peak is one of them)
 
     @property
     def gpu_batch(self) -> int:
@@ -262,7 +298,7 @@ class ShardedMemory:
         states = self.model_state_bytes + self.bucket_bytes
         return {"forward and backward": states - self.gradient_bytes + self.live_gradient_bytes + self.gathered_bytes
                 + self.activation_bytes,
-                "end of backward": states + self.gathered_bytes + self.input_bytes,
+                "end of backward": states + self.input_bytes,
                 "optimizer step": states + self.input_bytes + self.step_bytes}
 
     @property
@@ -317,29 +353,68 @@ def check_strategy(strategy: str, gpus: int) -> None:
 
 
 def step_bytes(optimizer: str, device: str, shapes: tuple[ShapeCount, ...], size: int) -> int:
-    """The optimizer step's temporaries over parameter tensors ``shapes`` ((shape, count), ...)
-    of ``size``-byte numbers (see the module's model)."""
+    """The optimizer step's temporaries over parameter tensors ``shapes`` ((shape, count), ...,
+    in the parameters' order) of ``size``-byte numbers (see the module's model): on CPU the most
+    of the previous tensor's denominator + two the size of the current one."""
     if optimizer not in ("adam", "adamw") or not shapes:
         return 0
     if device == "cuda":
         return size * sum(prod(shape) * count for shape, count in shapes)
-    return 2 * size * max(prod(shape) for shape, _ in shapes)
+    most, previous = 0, 0
+    for shape, count in shapes:
+        each = prod(shape)
+        most = max(most, previous + 2 * each, 3 * each if count > 1 else 0)
+        previous = each
+    return size * most
+
+
+def step_counters(optimizer: str, device: str, shapes: tuple[ShapeCount, ...]) -> int:
+    """Adam's step counters on CPU: a float32 scalar tensor per parameter tensor (on CUDA they
+    stay in host memory, as the memory schedule counts them)."""
+    if optimizer not in ("adam", "adamw") or device != "cpu":
+        return 0
+    return MASTER_BYTES * sum(count for _, count in shapes)
+
+
+class Point(NamedTuple):
+    """A moment of the memory schedule's passes, or a mark between two layers (where FSDP's hooks
+    run): what the sharding model takes from it."""
+
+    phase: str           # 'forward' or 'backward'
+    layer: str           # the layer running, or beginning at a mark ('' outside every layer)
+    mark: bool
+    fixed: int           # input, activations and transient gradients: bytes at batch 0
+    sample: int          # and per sample
+    gradients: int       # the parameter gradients made by then, whole (the schedule's)
+
+
+class Line(NamedTuple):
+    """One moment of a GPU's passes: bytes beside the weights, optimizer state and buckets."""
+
+    fixed: int           # input, activations and transient gradients at batch 0
+    sample: int          # per sample
+    gradients: int       # the parameter gradients held
+    gathered: int        # fsdp: unsharded parameters and communication buffers
+    units: tuple[str, ...] = ()   # whose those are
+
+    def at(self, batch: int) -> int:
+        return self.fixed + self.sample * batch + self.gradients + self.gathered
 
 
 @dataclass(frozen=True)
 class Activity:
     """What one GPU's training step holds besides the model states, from the memory schedule: per
     moment of its forward and backward passes (fixed bytes, bytes per sample, the share of the
-    parameter gradients made by then). The one place the sharding model reads the schedule."""
+    parameter gradients made by then), and every moment and mark in order (for FSDP's hooks).
+    The one place the sharding model reads the schedule."""
 
-    moments: tuple[tuple[int, int, Fraction], ...]  # ((fixed, per sample, Fraction), ...)
+    moments: tuple[tuple[int, int, Fraction], ...]  # ((fixed, per sample, Fraction), ...), each distinct one once
     input_sample: int     # the network input, bytes per sample
+    points: tuple[Point, ...] = ()
 
-    def at(self, batch: int, gradients: int) -> tuple[int, int]:
-        """(activation bytes, parameter gradient bytes held) at the moment their sum peaks, for
-        ``batch`` samples and ``gradients`` bytes of gradients (the GPU's share)."""
-        best = max(self.moments, key=lambda m: m[0] + m[1] * batch + _share(gradients, m[2]))
-        return best[0] + best[1] * batch, _share(gradients, best[2])
+    def lines(self, gradients: int) -> tuple[Line, ...]:
+        """The moments with ``gradients`` bytes of gradients (the GPU's share) made in proportion."""
+        return tuple(Line(fixed, sample, _share(gradients, share), 0) for fixed, sample, share in self.moments)
 
 
 def _share(total: int, fraction: Fraction) -> int:
@@ -348,11 +423,11 @@ def _share(total: int, fraction: Fraction) -> int:
 
 def activity(analysis: Analysis, mixed_precision: str | None, device: str) -> Activity:
     """The schedule of one training step (SGD: the step's own temporaries are counted apart),
-    reduced to its forward and backward moments (each distinct one once). Under mixed precision
-    ZeRO's convention (DeepSpeed's fp16/bf16) runs the model itself in 16 bits, its inputs,
-    activations and gradients too: the schedule of the 16-bit model (its model states are
-    counted apart, by ``precision``)."""
-    from .schedule import CATEGORIES, schedule
+    reduced to its forward and backward moments. Under mixed precision ZeRO's convention
+    (DeepSpeed's fp16/bf16) runs the model itself in 16 bits, its inputs, activations and
+    gradients too: the schedule of the 16-bit model (its model states are counted apart, by
+    ``precision``)."""
+    from .schedule import CATEGORIES, Moment, schedule
 
     if mixed_precision is not None:
         precision(analysis.dtype, "sgd", mixed_precision)   # refuses what ZeRO's convention cannot run
@@ -364,7 +439,20 @@ def activity(analysis: Analysis, mixed_precision: str | None, device: str) -> Ac
     found = {(sum(moment.fixed[i] for i in held), sum(moment.sample[i] for i in held),
               Fraction(moment.fixed[gradient], total))
              for moment in replay.moments if moment.phase != "step"}
-    return Activity(tuple(sorted(found)), max(moment.sample[CATEGORIES.index("input")] for moment in replay.moments))
+    def point(moment: Moment, mark: bool) -> Point:
+        return Point(moment.phase, moment.layer, mark, sum(moment.fixed[i] for i in held),
+                     sum(moment.sample[i] for i in held), moment.fixed[gradient])
+
+    marks: dict[int, list[Moment]] = {}
+    for position, moment in replay.marks:
+        marks.setdefault(position, []).append(moment)
+    points = []
+    for position in range(len(replay.moments) + 1):
+        points += [point(mark, True) for mark in marks.get(position, ())]
+        if position < len(replay.moments) and replay.moments[position].phase != "step":
+            points.append(point(replay.moments[position], False))
+    return Activity(tuple(sorted(found)), max(moment.sample[CATEGORIES.index("input")] for moment in replay.moments),
+                    tuple(points))
 
 
 def batch_hint(batch: int, gpus: int) -> str:
@@ -440,11 +528,12 @@ def layout(analysis: Analysis, shard_units: tuple[str, ...] = ()) -> Layout:
 def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int | None = None,
                    optimizer: str = "adam", mixed_precision: str | None = None, shard_units: tuple[str, ...] = (),
                    shapes: Layout | None = None, device: str = "cuda", rank: int = 0,
-                   active: Activity | None = None) -> ShardedMemory:
+                   active: Activity | None = None, backend: str | None = None) -> ShardedMemory:
     """Per-GPU memory and communication of one training step of ``analysis`` on ``gpus`` GPUs under
     ``strategy`` (see the module's model); ``batch`` is the global batch (the analysis's by default),
     ``shapes`` and ``active`` the layout and activity when the caller has them already; ``device``
-    whose kernels and optimizer temporaries;
+    whose kernels and optimizer temporaries; ``backend`` torch.distributed's (by default gloo on
+    CPU, nccl on CUDA);
     ``rank`` the GPU (under fsdp the first ranks hold the most: the optimizer creates its state
     like the local shard, to_local()'s rows, while the shards themselves are stored padded)."""
     check_strategy(strategy, gpus)
@@ -462,20 +551,17 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
                         hint="every GPU needs at least one element: fewer GPUs, or --shard ddp")
     shapes = shapes or layout(analysis, shard_units)
     weights, gradients, optimizer_bytes = model_states(trainable, strategy, gpus, states)
-    gathered_names: tuple[str, ...]
     bucket_sizes: list[tuple[int, int]]
     collectives: list[Collective]
-    gathered, gathered_names, bucket_sizes, collectives = 0, (), [], []
+    bucket_sizes, collectives = [], []
     grad_payload = trainable * states.gradient
+    active = active or activity(analysis, mixed_precision, device)
     if strategy == "fsdp":
         held = fsdp_elements(shapes.shapes, gpus)   # every rank stores ceil(d0/N) rows of each tensor
         trained_held = fsdp_elements(shapes.trained_shapes, gpus)
         weights = states.weight * held
         gradients = states.gradient * trained_held
         optimizer_bytes = states.optimizer * fsdp_elements(shapes.trained_shapes, gpus, rank)
-        gathered_elements, gathered_names = _gathered(shapes.units)
-        flat = max((fsdp_elements(unit.shapes, gpus) for unit in (shapes.units.root, *shapes.units.units)), default=0)
-        gathered = (gathered_elements + flat * gpus) * states.weight
         padded = held * gpus * states.weight
         kept = fsdp_elements(shapes.units.root.shapes, gpus) * gpus * states.weight  # the root stays gathered
         collectives = [Collective("all-gather", "parameters (forward)", padded, ring_factor("all-gather", gpus)),
@@ -483,6 +569,8 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
                                   ring_factor("all-gather", gpus)),
                        Collective("reduce-scatter", "gradients", trained_held * gpus * states.gradient,
                                   ring_factor("reduce-scatter", gpus))]
+        backend = backend or ("gloo" if device == "cpu" else "nccl")
+        passes = _FSDPReplay(analysis, shapes.units, gpus, states, backend).replay(active.points)
     else:
         weights += frozen * states.weight
         if strategy == "ddp":
@@ -493,24 +581,23 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
                                       ring_factor("reduce-scatter", gpus)),
                            Collective("all-gather", "parameters", trainable * states.weight,
                                       ring_factor("all-gather", gpus))]
+        passes = active.lines(gradients)
     per_gpu = batch // gpus
-    active = active or activity(analysis, mixed_precision, device)
-    # under fsdp a unit's backward makes its gradients unsharded, in the gathered buffers, until the
-    # reduce-scatter leaves the shard: the passes hold none of the sharded gradients yet
-    activations, live_gradients = active.at(per_gpu, 0 if strategy == "fsdp" else gradients)
+    peak = max(passes, key=lambda line: line.at(per_gpu))
     master = MASTER_BYTES if mixed_precision else states.weight   # the optimizer's arithmetic
     stepped = shapes.trained_shapes   # the tensors the step updates: whole, FSDP's shards, or ZeRO's flat one
     if strategy == "fsdp":
         stepped = tuple(((chunk_rows(shape[0], gpus, rank), *shape[1:]), count) for shape, count in stepped)
     elif strategy in ("zero1", "zero2"):
         stepped = (((shard(trainable, gpus),), 1),)
+    optimizer_bytes += step_counters(optimizer, device, stepped)
     return ShardedMemory(
         strategy, gpus, batch, states, optimizer, trainable, weights + analysis.buffer_bytes(states.buffer), gradients,
-        optimizer_bytes, activations, live_gradients, gathered,
-        gathered_names, sum(size * times for size, times in bucket_sizes),
+        optimizer_bytes, peak.fixed + peak.sample * per_gpu, peak.gradients, peak.gathered, peak.units,
+        sum(size * times for size, times in bucket_sizes),
         sum(times for _, times in bucket_sizes), tuple(collectives),
         TRAINING_FLOPS_FACTOR * totals.flops * per_gpu, active.input_sample * per_gpu,
-        step_bytes(optimizer, device, stepped, master), device)
+        step_bytes(optimizer, device, stepped, master), device, passes)
 
 
 @dataclass(frozen=True)
@@ -535,13 +622,13 @@ UNBOUNDED = 2 ** 63 - 1   # a batch that any memory fits: nothing grows with the
 
 
 def max_gpu_batch(memory: ShardedMemory, active: Activity, budget: int) -> int:
-    """The largest per-GPU batch whose peak fits in ``budget`` (0: not even one sample): every
-    moment is a line in the batch, the passes' rising by the schedule's bytes per sample at that
-    moment, the others' by the input."""
+    """The largest per-GPU batch whose peak fits in ``budget``: every moment is a line in the
+    batch, the passes' rising by the schedule's bytes per sample at that moment, the others' by the
+    input (0: not even one sample)."""
     largest = UNBOUNDED
     moments = memory.moments()
-    passes = moments["forward and backward"] - memory.activation_bytes - memory.live_gradient_bytes
-    lines = [(passes + fixed + _share(memory.gradient_bytes, share), rate) for fixed, rate, share in active.moments]
+    constant = memory.weight_bytes + memory.optimizer_bytes + memory.bucket_bytes
+    lines = [(constant + line.at(0), line.sample) for line in memory.passes]
     lines += [(total - memory.input_bytes, active.input_sample) for moment, total in moments.items()
               if moment != "forward and backward"]
     for fixed, rate in lines:
@@ -596,15 +683,143 @@ def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: s
     return tuple(fits)
 
 
-def _gathered(wrapping: Units) -> tuple[int, tuple[str, ...]]:
-    """Elements gathered at once: the root's and the largest two neighbouring units' (or the one unit)."""
-    names: tuple[str, ...]
-    best, names = 0, ()
-    sizes = [(unit.params, unit.name) for unit in wrapping.units]
-    for i, (size, name) in enumerate(sizes):
-        pair = [(size, name)] + sizes[i + 1:i + 2]
-        total = sum(s for s, _ in pair)
-        if total > best:
-            best, names = total, tuple(n for _, n in pair)
-    root = wrapping.root.params
-    return root + best, (("root",) if root else ()) + names
+def requires_grad(analysis: Analysis) -> set[str]:
+    """The values autograd tracks: the outputs of layers that train or read a tracked value."""
+    owners = {stats.name: stats for stats in analysis.layers}
+    tracked: set[str] = set()
+    for stats in analysis.layers:
+        owner = owners[stats.shares] if stats.shares is not None else stats
+        if owner.trainable_params or any(name in tracked for name in stats.node.inputs):
+            tracked.update(stats.node.outputs)
+    return tracked
+
+
+class _FSDPReplay:
+    """FSDP2's hooks replayed over the memory schedule's passes (see the module's model): the
+    lines of every moment, with the unsharded parameters, the all-gather and reduce-scatter buffers
+    and the gradients (whole until their unit's reduce-scatter, then the shard) held then."""
+
+    def __init__(self, analysis: Analysis, wrapping: Units, gpus: int, states: Precision, backend: str):
+        self.gpus, self.states, self.backend = gpus, states, backend
+        self.groups = [unit for unit in wrapping.units if unit.params]   # fully_shard of a unit without parameters holds nothing
+        self.root = wrapping.root if wrapping.root.params else None
+        self.owner = {layer: unit for unit in self.groups for layer in unit.layers}
+        tracked = requires_grad(analysis)
+        layers = {stats.name: stats for stats in analysis.layers}
+        self.deferred = set()   # units whose inputs autograd does not track: their post-backward waits for the end
+        for unit in self.groups:
+            made = {out for name in unit.layers for out in layers[name].node.outputs}
+            reads = {read for name in unit.layers for read in layers[name].node.inputs} - made
+            if not reads & tracked:
+                self.deferred.add(unit.name)
+        self.live: dict[tuple[str, str], int] = {}   # (unit, what) -> bytes
+        self.freed = 0      # whole gradients reduce-scattered and freed
+        self.shards = 0     # their shards (the reduce-scatters' outputs, kept as the sharded .grad)
+        self.pending: tuple[str, str] | None = None       # forward: the last all-gather output, freed by the next copy-out
+        self.scattering: tuple[str, str] | None = None    # backward: the last reduce-scatter input, freed by the next
+        self.prefetched: set[str] = set()
+        self.lines: list[Line] = []
+        self.here = Point("forward", "", True, 0, 0, 0)
+
+    def gathered(self, unit: Unit) -> int:
+        """Bytes of a unit's all-gather output, and of its unsharded parameters: N shards, padded."""
+        return self.gpus * fsdp_elements(unit.shapes, self.gpus) * self.states.weight
+
+    def emit(self) -> None:
+        here = self.here
+        self.lines.append(Line(here.fixed, here.sample, here.gradients - self.freed + self.shards,
+                               sum(self.live.values()),
+                               tuple(unit if what == "unsharded" else f"{unit} ({what})" for unit, what in self.live)))
+
+    def allocate(self, key: tuple[str, str], size: int) -> None:
+        self.live[key] = size
+        self.emit()
+
+    def free(self, key: tuple[str, str] | None) -> None:
+        if key is not None:
+            self.live.pop(key, None)
+
+    def unshard(self, unit: Unit) -> None:
+        """All-gather (its output allocated, unless prefetched), then the copy-out into the
+        unsharded parameters; in forward the output stays until the next unit's copy-out (implicit
+        prefetching), in backward it goes at once."""
+        if unit.name not in self.prefetched:
+            self.allocate((unit.name, "all-gather"), self.gathered(unit))
+        self.prefetched.discard(unit.name)
+        if self.here.phase == "forward":
+            self.free(self.pending)
+            self.pending = (unit.name, "all-gather")
+        self.allocate((unit.name, "unsharded"), self.gathered(unit))
+        if self.here.phase == "backward":
+            self.free((unit.name, "all-gather"))
+
+    def prefetch(self, unit: Unit) -> None:
+        self.prefetched.add(unit.name)
+        self.allocate((unit.name, "all-gather"), self.gathered(unit))
+
+    def post_backward(self, unit: Unit) -> None:
+        """Reshard, free the previous reduce-scatter input, copy the whole gradients into this one
+        (N shards, padded) and free them, but the last, which foreach_reduce's loop variable holds
+        until it returns; the reduce-scatter's output is the sharded .grad. gloo reduces a clone of
+        its input (an all-reduce) and copies the rank's chunk out."""
+        g = self.states.gradient
+        self.free((unit.name, "unsharded"))
+        self.free(self.scattering)
+        self.scattering = None
+        shard = fsdp_elements(unit.trained, self.gpus) * g
+        if not shard:
+            return
+        whole = sum(prod(shape) * count for shape, count in unit.trained) * g
+        last = prod(unit.trained[-1][0]) * g
+        self.scattering = (unit.name, "reduce-scatter")
+        self.allocate(self.scattering, self.gpus * shard)
+        self.freed += whole - last
+        self.shards += shard
+        self.emit()
+        if self.backend == "gloo":
+            self.allocate((unit.name, "gloo's copy"), self.gpus * shard)
+            self.free((unit.name, "gloo's copy"))
+        self.freed += last
+
+    def replay(self, points: tuple[Point, ...]) -> tuple[Line, ...]:
+        order = self.groups
+        index = {unit.name: i for i, unit in enumerate(order)}
+        forward: Unit | None = None     # the unit whose layers run (None: the root's)
+        backward: Unit | None = None
+        started = {"forward": False, "backward": False}
+        for point in points:
+            self.here = point
+            if not point.mark:
+                self.emit()
+                continue
+            unit = self.owner.get(point.layer)
+            if point.phase == "forward":
+                if not started["forward"] and self.root is not None:  # the root's pre-forward: it stays unsharded
+                    self.unshard(self.root)
+                started["forward"] = True
+                if forward is not None and unit is not forward:   # post-forward: reshard
+                    self.free((forward.name, "unsharded"))
+                if unit is not None and unit is not forward:
+                    self.unshard(unit)
+                forward = unit
+                if not point.layer:          # the root's post-forward frees the last all-gather output
+                    self.free(self.pending)
+                    self.pending = None
+                continue
+            if not started["backward"] and self.root is not None and order:
+                self.prefetch(order[-1])    # the root's pre-backward prefetches the last unit
+            started["backward"] = True
+            if backward is not None and unit is not backward and backward.name not in self.deferred:
+                self.post_backward(backward)
+            if unit is not None and unit is not backward:
+                self.unshard(unit)
+                if index[unit.name] > 0:
+                    self.prefetch(order[index[unit.name] - 1])
+            backward = unit
+            if not point.layer:   # the root's final callback: the post-backward of the root and of the
+                for late in ([self.root] if self.root else []) + [u for u in order if u.name in self.deferred]:
+                    self.post_backward(late)   # units autograd reached no input of, then every buffer freed
+                self.free(self.scattering)
+                self.live.clear()
+                self.emit()
+        return tuple(self.lines)

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -259,12 +260,6 @@ def worker(options: dict) -> RankResult:
     import torch
     import torch.distributed as dist
 
-    from ..analysis import analyze
-    from ..spec import load
-    from .graph import Network
-    from .plan import make_plan
-    from .verification import sample_inputs
-
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
     cuda = torch.cuda.is_available() and options.get("device") != "cpu"
@@ -273,42 +268,56 @@ def worker(options: dict) -> RankResult:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
     try:
-        analysis = analyze(load(options["spec"], options.get("params") or {}),
-                           input_shape=tuple(options["input"]) if options.get("input") else None,
-                           batch=options["batch"], dtype=options["dtype"], rounding=options.get("rounding"))
-        plan = make_plan(analysis)
-        dtype = getattr(torch, analysis.dtype)
-        torch.manual_seed(options["seed"])           # every rank builds the same weights
-        with torch.device(device):
-            network = Network(plan).to(dtype)
-        collectives: Counter = Counter()
-        if options["shard"] == "ddp":
-            model = _ddp(network, collectives, device)
-        else:
-            model = _fsdp(network, plan, options.get("shard_units") or (), collectives, world)
-        torch.manual_seed(options["seed"] + 1 + rank)  # each rank its own samples
-        inputs = sample_inputs(torch, plan, analysis.batch // world, dtype, device, None)
-        name, settings = OPTIMIZERS[options["optimizer"]]
-        optimizer = getattr(torch.optim, name)([p for p in model.parameters() if p.requires_grad],
-                                               lr=1e-3, **settings)
-        start = time.perf_counter()
-        _step(model, inputs, optimizer)
-        collectives.clear()
-        from .livebytes import LiveBytes
-        tracker = LiveBytes()
-        tracker.track(*model.parameters(), *model.buffers(), *inputs,
-                      *(value for state in optimizer.state.values() for value in state.values()))
-        start_bytes = tracker.current
-        with tracker:
-            _step(model, inputs, optimizer, keep_gradients=True)
-        shards, gradient_shards = _local_shards(model) if options["shard"] == "fsdp" else ([], [])
-        seconds = time.perf_counter() - start
+        return train(options, rank, world, device)
     finally:
         dist.destroy_process_group()
-    return RankResult(rank, tracker.peak, start_bytes, dict(collectives), shards, gradient_shards, seconds)
 
 
-def _step(model, inputs: tuple, optimizer, keep_gradients: bool = False) -> None:
+def train(options: dict, rank: int, world: int, device) -> RankResult:
+    """Build, wrap and train the spec on this rank of the process group that is set up; measure
+    the second step."""
+    import torch
+
+    from ..analysis import analyze
+    from ..spec import load
+    from .graph import Network
+    from .livebytes import LiveBytes
+    from .plan import make_plan
+    from .verification import sample_inputs
+
+    analysis = analyze(load(options["spec"], options.get("params") or {}),
+                       input_shape=tuple(options["input"]) if options.get("input") else None,
+                       batch=options["batch"], dtype=options["dtype"], rounding=options.get("rounding"))
+    plan = make_plan(analysis)
+    dtype = getattr(torch, analysis.dtype)
+    torch.manual_seed(options["seed"])           # every rank builds the same weights
+    with torch.device(device):
+        network = Network(plan).to(dtype)
+    collectives: Counter = Counter()
+    if options["shard"] == "ddp":
+        model = _ddp(network, collectives, device)
+    else:
+        model = _fsdp(network, plan, options.get("shard_units") or (), collectives, world)
+    torch.manual_seed(options["seed"] + 1 + rank)  # each rank its own samples
+    inputs = sample_inputs(torch, plan, analysis.batch // world, dtype, device, None)
+    name, settings = OPTIMIZERS[options["optimizer"]]
+    optimizer = getattr(torch.optim, name)([p for p in model.parameters() if p.requires_grad],
+                                           lr=1e-3, **settings)
+    start = time.perf_counter()
+    _step(model, inputs, optimizer)
+    collectives.clear()
+    tracker = LiveBytes()
+    tracker.track(*model.parameters(), *model.buffers(), *inputs,
+                  *(value for state in optimizer.state.values() for value in state.values()))
+    start_bytes = tracker.current
+    with tracker:
+        _step(model, inputs, optimizer)
+    shards, gradient_shards = _local_shards(model) if options["shard"] == "fsdp" else ([], [])
+    return RankResult(rank, tracker.peak, start_bytes, dict(collectives), shards, gradient_shards,
+                      time.perf_counter() - start)
+
+
+def _step(model, inputs: tuple, optimizer) -> None:
     """One training step: gradients cleared (set to None), forward to the sum of the outputs,
     backward, the optimizer's step."""
     optimizer.zero_grad(set_to_none=True)
@@ -341,12 +350,14 @@ def _fsdp(network, plan, shard_units: tuple, collectives: Counter, world: int):
     class CountedAllGather(DefaultAllGather):
         def __call__(self, output_tensor, input_tensor, group, async_op=False):
             collectives["all-gather"] += output_tensor.numel() * output_tensor.element_size()
-            return super().__call__(output_tensor, input_tensor, group, async_op)
+            return _settled(lambda: super(CountedAllGather, self).__call__(output_tensor, input_tensor, group,
+                                                                           async_op), output_tensor, input_tensor)
 
     class CountedReduceScatter(DefaultReduceScatter):
         def __call__(self, output_tensor, input_tensor, group, op, async_op=False):
             collectives["reduce-scatter"] += input_tensor.numel() * input_tensor.element_size()
-            return super().__call__(output_tensor, input_tensor, group, op, async_op)
+            return _settled(lambda: super(CountedReduceScatter, self).__call__(output_tensor, input_tensor, group, op,
+                                                                               async_op), output_tensor, input_tensor)
 
     wrapping = units(plan.analysis, tuple(shard_units))
     model = Staged(network, plan, wrapping)
@@ -356,6 +367,47 @@ def _fsdp(network, plan, shard_units: tuple, collectives: Counter, world: int):
         module.set_custom_all_gather(CountedAllGather())
         module.set_custom_reduce_scatter(CountedReduceScatter())
     return model
+
+
+SETTLE_SECONDS = 2.0
+
+
+def _settled(collective, *tensors):
+    """Run a (synchronous) collective, then wait until torch.distributed's worker thread has let go
+    of the tensors it used: gloo keeps them, and reduce-scatter's clone of its input, until the
+    thread takes up its next work, a moment after the caller's wait returns. On a busy machine that
+    moment comes late and a buffer FSDP frees meanwhile stays alive, so the measured peak would
+    depend on the threads' scheduling; waiting makes it the program's (at most SETTLE_SECONDS)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    def uses() -> list[int]:
+        return [torch._C._storage_Use_Count(tensor.untyped_storage()._cdata) for tensor in tensors]
+
+    class Seen(TorchDispatchMode):
+        """The storages the collective's operations return (gloo's clone, seen as it is copied out)."""
+
+        def __init__(self):
+            super().__init__()
+            self.storages: list = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            self.storages += [weakref.ref(value.untyped_storage()) for value in tree_flatten(result)[0]
+                              if isinstance(value, torch.Tensor)]
+            return result
+
+    before, seen = uses(), Seen()
+    with seen:
+        result = collective()
+    own = {tensor.untyped_storage().data_ptr() for tensor in tensors}
+    temporaries = [ref for ref in seen.storages if ref() is not None and ref().data_ptr() not in own]
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline and (any(now > then for now, then in zip(uses(), before))
+                                           or any(ref() is not None for ref in temporaries)):
+        time.sleep(0.0005)
+    return result
 
 
 def _local_shards(model) -> tuple[list, list]:

@@ -10,8 +10,7 @@ TERM_NOTES = {
     "optimizer state": "K bytes per parameter: master weights + states",
     "activations": "the memory schedule's input, activations and their gradients at the passes' peak, "
                    "at the per-GPU batch",
-    "gathered units": "FSDP: whole parameters of the root and the largest two neighbouring units, and a flat "
-                      "buffer the size of the largest unit",
+    "gathered units": "FSDP: unsharded parameters, all-gather and reduce-scatter buffers at the passes' peak",
     "gradient buckets": "DDP: a flat copy of the gradients for the all-reduce",
     "optimizer step": "temporaries of torch.optim's step",
 }
@@ -44,7 +43,7 @@ def memory_lines(memory, bandwidth: int | None = None, throughput: int | None = 
             if term == "optimizer step":
                 detail += (f" on {m.device.upper() if m.device == 'cuda' else m.device}: "
                            + ("one the size of every weight held (foreach)" if m.device == "cuda"
-                              else "two the size of the largest weight tensor"))
+                              else "tensor by tensor, two the size of one beside the previous one's denominator"))
             lines.append(f"  {term}: {human_bytes(value)} ({detail})")
     lines.append(f"  model states: {human_bytes(m.model_state_bytes)} (the ZeRO paper's Figure 1 figure)")
     moments = "; ".join(f"{name} {human_bytes(value)}" for name, value in m.moments().items())
