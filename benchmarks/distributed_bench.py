@@ -5,7 +5,8 @@
 
 For every shipped spec that trains on this machine's CPU in seconds (training FLOPs of one step
 at the global batch of 8 at most 10 G), under DDP and FSDP2 on 2 and 4 processes (gloo), what
-``archcalc run SPEC --nproc N --shard S --batch 8 --optimizer adam --device cpu`` does: every
+``archcalc run SPEC --nproc N --shard S --batch 8 --optimizer adam --device cpu`` does (the runs
+of one process count one after the other on one process group: the processes start once): every
 rank's peak of live tensor bytes over the second training step, beside analysis/sharding.py's
 prediction for that rank, and whether every parameter's and gradient's to_local() shard and every
 collective's payload is the predicted one. A spec with fewer parameters than processes cannot be
@@ -28,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import archcalc  # noqa: E402
-from archcalc.backend.distributed import run  # noqa: E402
+from archcalc.analysis.sharding import sharded_memory  # noqa: E402
+from archcalc.backend.distributed import run_each  # noqa: E402
 from archcalc.errors import ArchcalcError  # noqa: E402
 from archcalc.fileio import write_text  # noqa: E402
 
@@ -45,20 +47,31 @@ def selected(paths: list[Path]) -> tuple[list[Path], list[str]]:
     return chosen, [path.stem for path in left_out]
 
 
-def measure(path: Path, shard: str, nproc: int) -> dict:
-    analysis = archcalc.analyze(archcalc.load(str(path)), batch=BATCH)
-    options = {"spec": str(path), "batch": BATCH, "dtype": "float32", "shard": shard, "shard_units": [],
-               "optimizer": "adam", "seed": 0, "device": "cpu"}
+def measure(paths: list[Path], nproc: int) -> list[dict]:
+    """Every spec under DDP and FSDP on ``nproc`` ranks, all on one process group (the processes
+    start once), as ``archcalc run --nproc`` runs each; a run the command refuses: its message."""
+    runs, rows = [], []
+    for path in paths:
+        analysis = archcalc.analyze(archcalc.load(str(path)), batch=BATCH)
+        for shard in ("ddp", "fsdp"):
+            try:
+                sharded_memory(analysis, shard, nproc, optimizer="adam", device="cpu")
+            except ArchcalcError as exc:
+                rows.append({"spec": path.stem, "shard": shard, "nproc": nproc, "refused": str(exc).splitlines()[0]})
+                continue
+            runs.append((analysis, {"spec": str(path), "batch": BATCH, "dtype": "float32", "shard": shard,
+                                    "shard_units": [], "optimizer": "adam", "seed": 0, "device": "cpu"}))
     start = time.perf_counter()
-    try:
-        result = run(analysis, options, nproc)
-    except ArchcalcError as exc:
-        return {"spec": path.stem, "shard": shard, "nproc": nproc, "refused": str(exc).splitlines()[0]}
-    ratios = [p.total_bytes / r.peak_bytes for p, r in zip(result.predicted, result.ranks)]
-    return {"spec": path.stem, "shard": shard, "nproc": nproc, "params": analysis.totals.params,
-            "predicted": [p.total_bytes for p in result.predicted], "measured": [r.peak_bytes for r in result.ranks],
-            "low": min(ratios), "high": max(ratios), "exact_shards": result.ok,
-            "disagreements": result.disagreements, "seconds": time.perf_counter() - start}
+    results = run_each(runs, nproc)
+    print(f"{len(runs)} runs on {nproc} processes: {time.perf_counter() - start:.0f} s", flush=True)
+    for (analysis, options), result in zip(runs, results):
+        ratios = [p.total_bytes / r.peak_bytes for p, r in zip(result.predicted, result.ranks)]
+        rows.append({"spec": Path(options["spec"]).stem, "shard": options["shard"], "nproc": nproc,
+                     "params": analysis.totals.params, "predicted": [p.total_bytes for p in result.predicted],
+                     "measured": [r.peak_bytes for r in result.ranks], "low": min(ratios), "high": max(ratios),
+                     "exact_shards": result.ok, "disagreements": result.disagreements,
+                     "seconds": [r.seconds for r in result.ranks]})
+    return rows
 
 
 def cell(found: dict | None) -> str:
@@ -99,12 +112,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "distributed_bench.md")
     options = parser.parse_args(argv)
     paths, left_out = selected(options.specs)
-    rows = []
-    for path in paths:
-        for shard, nproc in RUNS:
-            found = measure(path, shard, nproc)
-            rows.append(found)
-            print(path.stem, shard, nproc, cell(found), found.get("refused", ""), flush=True)
+    rows = [row for nproc in sorted({n for _, n in RUNS}) for row in measure(paths, nproc)]
+    for row in rows:
+        print(row["spec"], row["shard"], row["nproc"], cell(row), row.get("refused", ""), flush=True)
     environment = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, CPU only (no GPU)",
                    "torch": torch.__version__, "python": platform.python_version(),
                    "left out (over 10 GFLOPs a step)": ", ".join(left_out) or "none"}

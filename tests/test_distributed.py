@@ -127,7 +127,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("mnist_dense", "--nproc", 3, "--batch", 4), "3 GPUs do not divide the batch of 4"),
+    (("mnist_dense", "--nproc", 3, "--batch", 4), "--nproc 3 does not divide the batch of 4: every process"),
     (("resnet18", "--nproc", 2, "--batch", 2, "--shard", "fsdp", "--shard-unit", "stage9"),
      "--shard-unit 'stage9' is not a repeat, block or layer"),
     (("course_grey", "--nproc", 4, "--batch", 4, "--shard", "fsdp"), "too small to shard: 3 parameters for 4"),
@@ -243,3 +243,20 @@ def test_fsdp_per_rank_memory_in_one_process(tmp_path):
         assert found.start_bytes == predicted.weight_bytes + predicted.optimizer_bytes + predicted.input_bytes
         assert all(rows == chunk_rows(shape, 4, rank) for shape, rows in found.shards + found.gradient_shards)
         assert sorted(found.shards)[:2] == [[[10], 3 if rank < 3 else 1], [[10, 45], 3 if rank < 3 else 1]]
+
+
+def test_shards_unlike_the_prediction_fail_the_verification(monkeypatch):
+    """A rank holding other rows than torch.chunk's (here 6 of the weight's 10 on rank 0 of 2) is
+    a finding, exit code 1, not a usage error; the ranks' results are shown first."""
+    from archcalc.backend import distributed
+
+    def launch(runs, nproc, **_):
+        return [[distributed.RankResult(rank, 100_000, 50_000, {"all-gather": 31_400, "reduce-scatter": 31_400},
+                                        [[[10], 5], [[10, 784], 6 - rank]], [[[10], 5], [[10, 784], 5]], 1.0)
+                 for rank in range(nproc)]]
+    monkeypatch.setattr(distributed, "launch", launch)
+    result = run(SPECS / "mnist_dense.yaml", "--nproc", 2, "--shard", "fsdp", "--batch", 2, "--device", "cpu")
+    assert result.exit_code == 1, result.output
+    assert "rank 0: parameter shards [[[10], 5], [[10, 784], 6]] != predicted [[[10], 5], [[10, 784], 5]]" \
+        in result.output
+    assert "rank 1:" not in result.output.split("error:")[-1]

@@ -78,8 +78,10 @@ class RankResult:
     seconds: float
 
 
-def launch(options: dict, nproc: int, *, port: int | None = None, timeout: float = 300.0) -> list[RankResult]:
-    """Run ``nproc`` workers on ``options`` (see ``worker``) and return their results by rank.
+def launch(runs: list[dict], nproc: int, *, port: int | None = None,
+           timeout: float = 300.0) -> list[list[RankResult]]:
+    """Run ``nproc`` workers on ``runs`` (options, see ``worker``; the workers run them one after
+    the other on one process group) and return, per run, the results by rank.
 
     A rank that exits with an error, or a run longer than ``timeout`` seconds, stops them all and
     raises LaunchError with the rank's last message. Without ``port``, a free one is chosen; it is
@@ -87,12 +89,12 @@ def launch(options: dict, nproc: int, *, port: int | None = None, timeout: float
     take it in between), so a run whose port was taken meanwhile starts again on another."""
     if port is not None:
         check_port(port)
-        return _launch_on(port, options, nproc, timeout)
+        return _launch_on(port, runs, nproc, timeout)
     attempts = PORT_ATTEMPTS
     while True:
         attempts -= 1
         try:
-            return _launch_on(free_port(), options, nproc, timeout)
+            return _launch_on(free_port(), runs, nproc, timeout)
         except PortTaken:
             if not attempts:
                 raise
@@ -105,7 +107,7 @@ class PortTaken(LaunchError):
     """The rendezvous port was taken between its choice and rank 0's bind."""
 
 
-def _launch_on(port: int, options: dict, nproc: int, timeout: float) -> list[RankResult]:
+def _launch_on(port: int, options: list[dict], nproc: int, timeout: float) -> list[list[RankResult]]:
     with tempfile.TemporaryDirectory(prefix="archcalc-ranks-") as folder:
         folder = Path(folder)
         (folder / "options.json").write_text(json.dumps(options))
@@ -123,7 +125,8 @@ def _launch_on(port: int, options: dict, nproc: int, timeout: float) -> list[Ran
             _wait(processes, folder, timeout)
         finally:
             _stop(processes)
-        return [_result(folder, rank) for rank in range(nproc)]
+        found = [json.loads((folder / f"rank{rank}.json").read_text()) for rank in range(nproc)]
+        return [[RankResult(**by_rank[i]) for by_rank in found] for i in range(len(options))]
 
 
 def _wait(processes: list, folder: Path, timeout: float) -> None:
@@ -173,10 +176,6 @@ def _last_line(folder: Path, rank: int) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
-def _result(folder: Path, rank: int) -> RankResult:
-    return RankResult(**json.loads((folder / f"rank{rank}.json").read_text()))
-
-
 @dataclass(frozen=True)
 class DistributedRun:
     """A run beside its prediction: per rank, the measured results; the checks that failed."""
@@ -196,23 +195,44 @@ def run(analysis, options: dict, nproc: int, *, port: int | None = None, timeout
     """Check the run's options statically (the same errors as inspect --gpus), launch the ranks,
     and compare: FSDP's shards with analysis/sharding's per-tensor rule, every collective's payload
     with the prediction. The peak's ratio is reported, not judged."""
-    import torch
+    return run_each([(analysis, options)], nproc, port=port, timeout=timeout)[0]
 
-    from ..analysis.sharding import chunk_rows, sharded_memory, units
+
+def run_each(runs: list, nproc: int, *, port: int | None = None, timeout: float = 300.0) -> list[DistributedRun]:
+    """``run`` for several (analysis, options) on the same ranks, one after the other on one
+    process group: the processes start once (a benchmark's many runs)."""
+    import torch
 
     if nproc < 2:
         raise LaunchError(f"--nproc {nproc}: a distributed run needs at least 2 processes",
                           hint="archcalc run SPEC without --nproc runs one")
-    shard = options["shard"]
-    device = "cuda" if torch.cuda.is_available() and options.get("device") != "cpu" else "cpu"
+    device = "cuda" if torch.cuda.is_available() and runs[0][1].get("device") != "cpu" else "cpu"
     if device == "cuda" and torch.cuda.device_count() < nproc:
         raise LaunchError(f"--nproc {nproc} needs {nproc} GPUs, this machine has {torch.cuda.device_count()}",
                           hint="fewer processes, or --device cpu")
+    predicted = [_predict(analysis, options, nproc, device) for analysis, options in runs]
+    results = launch([{**options, "device": device} for _, options in runs], nproc, port=port,
+                     timeout=timeout * len(runs))
+    return [_compare(analysis, options["shard"], nproc, memories, ranks)
+            for (analysis, options), memories, ranks in zip(runs, predicted, results)]
+
+
+def _predict(analysis, options: dict, nproc: int, device: str) -> list:
+    """Every rank's ShardedMemory; the static errors (the batch, a unit's name, a spec too small)."""
+    from ..analysis.sharding import batch_hint, sharded_memory, units
+
+    if analysis.batch % nproc:
+        raise LaunchError(f"--nproc {nproc} does not divide the batch of {analysis.batch}: every process "
+                          f"trains on the same number of samples", hint=batch_hint(analysis.batch, nproc) + " (--batch)")
     units(analysis, tuple(options.get("shard_units") or ()))   # an unknown name stops here, not in N ranks
-    predicted = [sharded_memory(analysis, shard, nproc, optimizer=options["optimizer"],
-                                shard_units=tuple(options.get("shard_units") or ()), device=device, rank=rank)
-                 for rank in range(nproc)]
-    ranks = launch({**options, "device": device}, nproc, port=port, timeout=timeout)
+    return [sharded_memory(analysis, options["shard"], nproc, optimizer=options["optimizer"],
+                           shard_units=tuple(options.get("shard_units") or ()), device=device, rank=rank)
+            for rank in range(nproc)]
+
+
+def _compare(analysis, shard: str, nproc: int, predicted: list, ranks: list) -> DistributedRun:
+    from ..analysis.sharding import chunk_rows
+
     every = [(shape, count) for stats in analysis.layers for shape, count in stats.layer.parameter_shapes(stats.input_shape)]
     trained = [(shape, count) for stats in analysis.layers if stats.trainable_params
                for shape, count in stats.layer.parameter_shapes(stats.input_shape)]
@@ -254,21 +274,22 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def worker(options: dict) -> RankResult:
-    """One rank of the run (see the module's docstring). ``options``: spec (path), params (--set),
-    input (shape or None), batch (global), dtype, rounding, shard, shard_units, optimizer, seed."""
+def worker(runs: list[dict]) -> list[RankResult]:
+    """One rank of the runs, one after the other on one process group (see the module's
+    docstring). Each run's options: spec (path), params (--set), input (shape or None), batch
+    (global), dtype, rounding, shard, shard_units, optimizer, seed, device."""
     import torch
     import torch.distributed as dist
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    cuda = torch.cuda.is_available() and options.get("device") != "cpu"
+    cuda = torch.cuda.is_available() and runs[0].get("device") != "cpu"
     device = torch.device("cuda", local) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
     try:
-        return train(options, rank, world, device)
+        return [train(options, rank, world, device) for options in runs]
     finally:
         dist.destroy_process_group()
 
@@ -504,17 +525,19 @@ def Staged(network, plan, wrapping):  # noqa: N802 - builds the nn.Module class 
 
 
 def main(argv: list[str]) -> int:
-    """A worker's entry point: ``python -m archcalc.backend.distributed OPTIONS.json``."""
+    """A worker's entry point: ``python -m archcalc.backend.distributed OPTIONS.json``: the
+    options of one run (its result written as one object) or a list of runs (a list)."""
     _watch_parent()
     path = Path(argv[0])
     options = json.loads(path.read_text())
     rank = int(os.environ["RANK"])
     try:
-        result = worker(options)
+        results = worker(options if isinstance(options, list) else [options])
     except (SpecError, ArchcalcError) as exc:
         (path.parent / f"rank{rank}.error").write_text(str(exc).removeprefix("error: "))
         return 2
-    (path.parent / f"rank{rank}.json").write_text(json.dumps(result.__dict__))
+    found = [result.__dict__ for result in results]
+    (path.parent / f"rank{rank}.json").write_text(json.dumps(found if isinstance(options, list) else found[0]))
     return 0
 
 
