@@ -444,76 +444,77 @@ def _local_shards(model) -> tuple[list, list]:
 def _staged_class():
     from torch import nn
 
+    def walk(entries: list, env: dict) -> None:
+        """Network.run's loop over its walk's entries (name, named, module, reads, released)."""
+        for _, named, layer, reads, released in entries:
+            env.update(named(layer(*(env[read] for read in reads))))
+            for gone in released:
+                env.pop(gone, None)   # a value read from before a unit: its caller drops its own reference
+
     class Segment(nn.Module):
         """Consecutive layers run as one module, an FSDP unit: takes the values it reads from
-        before it, returns those read after it."""
+        before it, returns those read after it (or returned by the network)."""
 
-        def __init__(self, steps: list, reads: tuple, gives: tuple, releases: list):
+        def __init__(self, modules: list, entries: list, reads: tuple, gives: tuple):
             super().__init__()
             self.reads, self.gives = reads, gives
-            for step in steps:
-                self.add_module(step[1], step[2])
-            self._walk = [(name, self._modules[attribute], inputs, released)
-                          for (name, attribute, _, inputs), released in zip(steps, releases)]
+            for attribute, module in modules:
+                self.add_module(attribute, module)
+            self._entries = entries
 
         def forward(self, *values):
             env = dict(zip(self.reads, values))
-            for name, layer, inputs, released in self._walk:
-                env[name] = layer(*(env[read] for read in inputs))
-                for gone in released:
-                    del env[gone]
+            walk(self._entries, env)
             return tuple(env[name] for name in self.gives)
 
     class Staged(nn.Module):
-        """The network as FSDP needs it: each unit a submodule whose forward runs its layers; the
-        root's layers run directly."""
+        """The network as FSDP needs it: each unit a submodule running its layers (the Network's
+        own modules and walk); the root's layers run directly."""
 
         def __init__(self, network, plan, wrapping):
             super().__init__()
             self.input_names, self.output_names = tuple(plan.inputs), tuple(plan.outputs)
-            steps = [(step.name, step.attribute, network._modules[step.attribute], step.reads) for step in plan.steps]
-            index = {step[0]: i for i, step in enumerate(steps)}
-            owner = {name: unit for unit in wrapping.units for name in unit.layers}
-            last = {}
-            for i, step in enumerate(steps):
-                for read in step[3]:
-                    last[read] = i
-            outputs = set(self.output_names)
+            owner = {name: unit.name for unit in wrapping.units for name in unit.layers}
+            last = {read: index for index, step in enumerate(plan.steps) for read in step.reads}
+            runs: list[list] = []   # consecutive (step, walk entry) of one unit, or one root layer each
+            for step, entry in zip(plan.steps, network._walk):
+                unit = owner.get(step.name)
+                if unit is not None and runs and owner.get(runs[-1][-1][0].name) == unit:
+                    runs[-1].append((step, entry))
+                else:
+                    runs.append([(step, entry)])
             self.units = []
-            self._walk = []        # (index of the last layer, names it gives, module, reads)
-            i = 0
-            while i < len(steps):
-                unit = owner.get(steps[i][0])
-                if unit is None:
-                    name, attribute, module, reads = steps[i]
-                    self.add_module(attribute, module)
-                    self._walk.append((i, (name,), module, reads))
-                    i += 1
-                    continue
-                end = index[unit.layers[-1]]
-                members = steps[i:end + 1]
-                made = {step[0] for step in members}
-                reads = tuple(dict.fromkeys(r for step in members for r in step[3] if r not in made))
-                gives = tuple(name for name in made if last.get(name, -1) > end or name in outputs)
-                gives = tuple(step[0] for step in members if step[0] in gives)
-                releases = [tuple(r for r in step[3] if r in made and last[r] == i + k and r not in gives)
-                            for k, step in enumerate(members)]
-                segment = Segment(members, reads, gives, releases)
-                self.add_module(f"unit{len(self.units)}", segment)
-                self.units.append(segment)
-                self._walk.append((end, gives, segment, reads))
-                i = end + 1
-            self._last = last
+            self._walk: list = []   # (None, [entry]) for a root layer; (segment, reads, gives, dropped) for a unit
+            index = 0
+            for members in runs:
+                steps = [step for step, _ in members]
+                modules = [(step.attribute, network._modules[step.attribute]) for step in steps if step.shares is None]
+                end = index + len(members) - 1
+                if owner.get(steps[0].name) is None:
+                    for attribute, module in modules:
+                        self.add_module(attribute, module)
+                    self._walk.append((None, [members[0][1]]))
+                else:
+                    made = [name for step in steps for name in step.stats.node.outputs]
+                    reads = tuple(dict.fromkeys(read for step in steps for read in step.reads if read not in made))
+                    gives = tuple(name for name in made if last.get(name, -1) > end or name in self.output_names)
+                    dropped = tuple(name for _, entry in members for name in entry[4] if name not in made)
+                    segment = Segment(modules, [entry for _, entry in members], reads, gives)
+                    self.add_module(f"_unit{len(self.units)}", segment)
+                    self.units.append(segment)
+                    self._walk.append((segment, reads, gives, dropped))
+                index = end + 1
 
         def forward(self, *inputs):
             env = dict(zip(self.input_names, inputs))
-            for end, gives, module, reads in self._walk:
-                results = module(*(env[read] for read in reads))
-                for name, value in zip(gives, results if isinstance(results, tuple) else (results,)):
-                    env[name] = value
-                for read in reads:   # what nothing later reads is dropped, as Network drops it
-                    if self._last.get(read, -1) <= end and read not in self.output_names:
-                        env.pop(read, None)
+            for segment, *rest in self._walk:
+                if segment is None:
+                    walk(rest[0], env)
+                    continue
+                reads, gives, dropped = rest
+                env.update(zip(gives, segment(*(env[read] for read in reads))))
+                for name in dropped:   # what nothing later reads, as Network drops it
+                    del env[name]
             results = tuple(env[name] for name in self.output_names)
             return results[0] if len(results) == 1 else results
 
