@@ -80,18 +80,47 @@ def test_fsdp_on_two_processes():
     assert found["ranks"][1]["collectives"] == {"all-gather": 31_400, "reduce-scatter": 31_400}
 
 
-RUNS = [  # spec, shard, processes, global batch
-    ("mnist_dense", "ddp", 2, 8), ("mnist_dense", "ddp", 4, 8), ("rgb3_fcn", "fsdp", 2, 8),
-    ("lenet5", "ddp", 2, 8), ("lenet5", "fsdp", 2, 8), ("lenet5", "ddp", 4, 8), ("lenet5", "fsdp", 4, 8),
-    # where the activations dominate (450 parameters; U-Net's maps): the memory schedule's share
-    ("cifar_same", "ddp", 2, 8), ("unet_small", "ddp", 2, 8),
-]
+def small_specs() -> list:
+    """The shipped specs that train on CPU in seconds: a step's training FLOPs at batch 8 at most
+    10 G (benchmarks/distributed_bench.py's selection)."""
+    from archcalc.analysis import analyze
+    from archcalc.spec import load
+
+    found = []
+    for path in sorted(SPECS.glob("*.yaml")):
+        analysis = analyze(load(str(path)), batch=8)
+        if 3 * analysis.totals.flops * 8 <= 10 * 10**9:
+            found.append(analysis)
+    return found
+
+
+# the memory schedule approximates the recurrent kernels (issue 15): these read 0.72-0.86 of the
+# measured peak on one device already
+RECURRENT = {"char_rnn_masse", "min_char_rnn", "seq2seq_assez"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("spec", "shard", "nproc", "batch"), RUNS)
-def test_runs_match_the_prediction(spec, shard, nproc, batch):
-    check_run(spec, shard, nproc, batch)
+@pytest.mark.parametrize("nproc", [2, 4])
+def test_every_small_spec_under_ddp_and_fsdp(nproc):
+    """Every small shipped spec (but those FSDP cannot shard over 4: fewer parameters than
+    processes), DDP and FSDP, on one process group: every rank's predicted peak within 5% of the
+    measured one, FSDP's shards and every payload exactly as predicted."""
+    pytest.importorskip("torch.distributed.fsdp")
+    from archcalc.backend.distributed import run_each
+
+    runs = [(analysis, {"spec": analysis.spec.path, "batch": 8, "dtype": "float32", "shard": shard,
+                        "shard_units": [], "optimizer": "adam", "seed": 0, "device": "cpu"})
+            for analysis in small_specs() for shard in ("ddp", "fsdp")
+            if shard == "ddp" or analysis.totals.params >= nproc]
+    before = set(children())
+    outside = []
+    for (_, options), result in zip(runs, run_each(runs, nproc)):
+        assert result.ok, (options["spec"], result.disagreements)
+        ratios = [p.total_bytes / r.peak_bytes for p, r in zip(result.predicted, result.ranks)]
+        if Path(options["spec"]).stem not in RECURRENT and not all(0.95 <= ratio <= 1.05 for ratio in ratios):
+            outside.append((options["spec"], options["shard"], ratios))
+    assert not outside
+    assert set(children()) <= before
 
 
 @pytest.mark.slow
@@ -207,9 +236,16 @@ def test_a_rank_that_dies_stops_the_others():
 STACK = """
 name: stack
 input: [37]
+blocks:
+  halves:
+    layers:
+      - dense: {units: 46, activation: tanh}
+      - chunk: {chunks: 2, name: parts}
+      - dense: {units: 23, inputs: parts.1, name: half}
+      - concat: {inputs: [parts.0, half]}
 layers:
   - dense: {units: 45, activation: relu}
-  - repeat: {name: block, times: 3, layers: [dense: {units: 23, activation: tanh}, dense: {units: 45}]}
+  - repeat: {name: block, times: 3, layers: [halves]}
   - dense: 10
 """
 
@@ -217,9 +253,11 @@ layers:
 def test_fsdp_per_rank_memory_in_one_process(tmp_path):
     """FSDP2 itself, each rank of 4 in turn in this process on torch's fake process group (no
     communication, the same allocations as NCCL's): a root (the first and last dense layers) and
-    three units whose first axes 45, 23 and 10 do not divide by 4, so every rank stores padded
-    shards and the last holds fewer rows (to_local(): torch.chunk's). The replay of FSDP2's hooks
-    over the memory schedule gives every rank's peak to within the schedule's 4-byte loss scalar."""
+    three units (block instances, a chunk inside each) whose first axes 46, 23 and 10 do not
+    divide by 4, so every rank stores padded shards and the last holds fewer rows (to_local():
+    torch.chunk's). The replay of FSDP2's hooks over the memory schedule gives every rank's peak
+    to within 4 bytes (the loss's ones_like, which torch.autograd.backward holds until it returns
+    and the schedule frees after its first use)."""
     pytest.importorskip("torch.distributed.fsdp")
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
@@ -240,9 +278,9 @@ def test_fsdp_per_rank_memory_in_one_process(tmp_path):
             torch.distributed.destroy_process_group()
         predicted = sharded_memory(analysis, "fsdp", 4, device="cpu", rank=rank, backend="fake")
         assert 0 <= found.peak_bytes - predicted.total_bytes <= 4, (rank, found.peak_bytes, predicted.total_bytes)
-        assert found.start_bytes == predicted.weight_bytes + predicted.optimizer_bytes + predicted.input_bytes
+        assert found.start_bytes == predicted.weight_bytes + predicted.optimizer_bytes + 2 * 37 * 4  # + the batch
         assert all(rows == chunk_rows(shape, 4, rank) for shape, rows in found.shards + found.gradient_shards)
-        assert sorted(found.shards)[:2] == [[[10], 3 if rank < 3 else 1], [[10, 45], 3 if rank < 3 else 1]]
+        assert sorted(found.shards)[:2] == [[[10], 3 if rank < 3 else 1], [[10, 46], 3 if rank < 3 else 1]]
 
 
 def test_shards_unlike_the_prediction_fail_the_verification(monkeypatch):

@@ -75,8 +75,9 @@ zero_grad does by default; DDP's buckets at every moment):
                     held then (their share of the shard; under fsdp the whole gradients of the
                     units not yet reduce-scattered and the shards of the others) and FSDP's
                     unsharded parameters and buffers then
-  end of backward   weights, optimizer state, gradients, the batch (the activations are freed)
-  optimizer step    weights, optimizer state, gradients, the batch, the step's temporaries
+  end of backward   weights, optimizer state, gradients, what the passes leave (the batch, the
+                    network's outputs and the loss, which the training loop still holds)
+  optimizer step    weights, optimizer state, gradients, what the passes leave, the step's temporaries
                     (FSDP's units are resharded by then)
 
 Communication per step, bytes each GPU sends (and receives as many), a ring algorithm:
@@ -279,7 +280,7 @@ class ShardedMemory:
     buckets: int
     collectives: tuple[Collective, ...]
     flops: int                # training FLOPs of one GPU's batch, per step
-    input_bytes: int          # the per-GPU batch itself (within the activations)
+    kept_bytes: int           # what the passes leave at the per-GPU batch: the batch, the outputs, the loss
     step_bytes: int           # the optimizer step's temporaries
     device: str               # whose optimizer implementation: 'cuda' or 'cpu'
     passes: tuple[Line, ...] = ()  # every moment of the forward and backward passes (the peak is one of them)
@@ -298,8 +299,8 @@ class ShardedMemory:
         states = self.model_state_bytes + self.bucket_bytes
         return {"forward and backward": states - self.gradient_bytes + self.live_gradient_bytes + self.gathered_bytes
                 + self.activation_bytes,
-                "end of backward": states + self.input_bytes,
-                "optimizer step": states + self.input_bytes + self.step_bytes}
+                "end of backward": states + self.kept_bytes,
+                "optimizer step": states + self.kept_bytes + self.step_bytes}
 
     @property
     def total_bytes(self) -> int:
@@ -409,7 +410,7 @@ class Activity:
     The one place the sharding model reads the schedule."""
 
     moments: tuple[tuple[int, int, Fraction], ...]  # ((fixed, per sample, Fraction), ...), each distinct one once
-    input_sample: int     # the network input, bytes per sample
+    kept: tuple[int, int]  # what the passes leave (the batch, the outputs, the loss): fixed, per sample
     points: tuple[Point, ...] = ()
 
     def lines(self, gradients: int) -> tuple[Line, ...]:
@@ -451,8 +452,8 @@ def activity(analysis: Analysis, mixed_precision: str | None, device: str) -> Ac
         points += [point(mark, True) for mark in marks.get(position, ())]
         if position < len(replay.moments) and replay.moments[position].phase != "step":
             points.append(point(replay.moments[position], False))
-    return Activity(tuple(sorted(found)), max(moment.sample[CATEGORIES.index("input")] for moment in replay.moments),
-                    tuple(points))
+    end = points[-1]   # the mark as the backward pass ends
+    return Activity(tuple(sorted(found)), (end.fixed, end.sample), tuple(points))
 
 
 def batch_hint(batch: int, gpus: int) -> str:
@@ -596,7 +597,7 @@ def sharded_memory(analysis: Analysis, strategy: str, gpus: int, *, batch: int |
         optimizer_bytes, peak.fixed + peak.sample * per_gpu, peak.gradients, peak.gathered, peak.units,
         sum(size * times for size, times in bucket_sizes),
         sum(times for _, times in bucket_sizes), tuple(collectives),
-        TRAINING_FLOPS_FACTOR * totals.flops * per_gpu, active.input_sample * per_gpu,
+        TRAINING_FLOPS_FACTOR * totals.flops * per_gpu, active.kept[0] + active.kept[1] * per_gpu,
         step_bytes(optimizer, device, stepped, master), device, passes)
 
 
@@ -629,7 +630,7 @@ def max_gpu_batch(memory: ShardedMemory, active: Activity, budget: int) -> int:
     moments = memory.moments()
     constant = memory.weight_bytes + memory.optimizer_bytes + memory.bucket_bytes
     lines = [(constant + line.at(0), line.sample) for line in memory.passes]
-    lines += [(total - memory.input_bytes, active.input_sample) for moment, total in moments.items()
+    lines += [(total - memory.kept_bytes + active.kept[0], active.kept[1]) for moment, total in moments.items()
               if moment != "forward and backward"]
     for fixed, rate in lines:
         if fixed + rate > budget:

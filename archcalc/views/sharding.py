@@ -81,7 +81,7 @@ def memory_dict(memory, bandwidth: int | None = None, throughput: int | None = N
         "gathered_units": list(m.gathered_units), "buckets": m.buckets,
         "model_state_bytes": m.model_state_bytes, "total_bytes": m.total_bytes,
         "moments_bytes": m.moments(), "peak_moment": m.peak_moment,
-        "input_bytes": m.input_bytes, "live_gradient_bytes": m.live_gradient_bytes, "device": m.device,
+        "kept_bytes": m.kept_bytes, "live_gradient_bytes": m.live_gradient_bytes, "device": m.device,
         "collectives": [{"collective": c.name, "what": c.what, "payload_bytes": c.payload,
                          "factor": str(c.factor), "bytes_per_gpu": c.bytes} for c in m.collectives],
         "communication_bytes": m.communication_bytes, "flops": m.flops,
