@@ -444,77 +444,56 @@ def _local_shards(model) -> tuple[list, list]:
 def _staged_class():
     from torch import nn
 
-    def walk(entries: list, env: dict) -> None:
-        """Network.run's loop over its walk's entries (name, named, module, reads, released)."""
-        for _, named, layer, reads, released in entries:
-            env.update(named(layer(*(env[read] for read in reads))))
-            for gone in released:
-                env.pop(gone, None)   # a value read from before a unit: its caller drops its own reference
+    from .graph import _pieces, _Segment
 
     class Segment(nn.Module):
         """Consecutive layers run as one module, an FSDP unit: takes the values it reads from
         before it, returns those read after it (or returned by the network)."""
 
-        def __init__(self, modules: list, entries: list, reads: tuple, gives: tuple):
+        def __init__(self, network, piece):
             super().__init__()
-            self.reads, self.gives = reads, gives
-            for attribute, module in modules:
-                self.add_module(attribute, module)
-            self._entries = entries
+            for step in piece.steps:
+                if step[2] not in self.children():   # a module applied again (shares:) is registered once
+                    self.add_module(f"_{len(self._modules)}", step[2])
+            self.steps, self.reads, self.writes, self.released = piece.steps, piece.reads, piece.writes, piece.released
+            self._step = network._step
 
         def forward(self, *values):
             env = dict(zip(self.reads, values))
-            walk(self._entries, env)
-            return tuple(env[name] for name in self.gives)
+            for step in self.steps:
+                self._step(env, *step)
+            return tuple(env[name] for name in self.writes)
 
     class Staged(nn.Module):
         """The network as FSDP needs it: each unit a submodule running its layers (the Network's
-        own modules and walk); the root's layers run directly."""
+        own modules and steps, partitioned as its checkpointed runs are); the root's layers run
+        directly."""
 
         def __init__(self, network, plan, wrapping):
             super().__init__()
             self.input_names, self.output_names = tuple(plan.inputs), tuple(plan.outputs)
-            owner = {name: unit.name for unit in wrapping.units for name in unit.layers}
-            last = {read: index for index, step in enumerate(plan.steps) for read in step.reads}
-            runs: list[list] = []   # consecutive (step, walk entry) of one unit, or one root layer each
-            for step, entry in zip(plan.steps, network._walk):
-                unit = owner.get(step.name)
-                if unit is not None and runs and owner.get(runs[-1][-1][0].name) == unit:
-                    runs[-1].append((step, entry))
-                else:
-                    runs.append([(step, entry)])
+            self._step = network._step
+            self._pieces = []
             self.units = []
-            self._walk: list = []   # (None, [entry]) for a root layer; (segment, reads, gives, dropped) for a unit
-            index = 0
-            for members in runs:
-                steps = [step for step, _ in members]
-                modules = [(step.attribute, network._modules[step.attribute]) for step in steps if step.shares is None]
-                end = index + len(members) - 1
-                if owner.get(steps[0].name) is None:
-                    for attribute, module in modules:
-                        self.add_module(attribute, module)
-                    self._walk.append((None, [members[0][1]]))
-                else:
-                    made = [name for step in steps for name in step.stats.node.outputs]
-                    reads = tuple(dict.fromkeys(read for step in steps for read in step.reads if read not in made))
-                    gives = tuple(name for name in made if last.get(name, -1) > end or name in self.output_names)
-                    dropped = tuple(name for _, entry in members for name in entry[4] if name not in made)
-                    segment = Segment(modules, [entry for _, entry in members], reads, gives)
-                    self.add_module(f"_unit{len(self.units)}", segment)
-                    self.units.append(segment)
-                    self._walk.append((segment, reads, gives, dropped))
-                index = end + 1
+            for piece in _pieces(network._walk, [step.stats.node.outputs for step in plan.steps],
+                                 tuple(unit.layers for unit in wrapping.units), plan.outputs):
+                if isinstance(piece, _Segment):
+                    piece = Segment(network, piece)
+                    self.add_module(f"_unit{len(self.units)}", piece)
+                    self.units.append(piece)
+                elif piece[2] not in self.modules():
+                    self.add_module(f"_{len(self._modules)}", piece[2])
+                self._pieces.append(piece)
 
         def forward(self, *inputs):
             env = dict(zip(self.input_names, inputs))
-            for segment, *rest in self._walk:
-                if segment is None:
-                    walk(rest[0], env)
-                    continue
-                reads, gives, dropped = rest
-                env.update(zip(gives, segment(*(env[read] for read in reads))))
-                for name in dropped:   # what nothing later reads, as Network drops it
-                    del env[name]
+            for piece in self._pieces:
+                if isinstance(piece, Segment):
+                    env.update(zip(piece.writes, piece(*(env[read] for read in piece.reads))))
+                    for name in piece.released:   # what nothing later reads, as Network drops it
+                        del env[name]
+                else:
+                    self._step(env, *piece)
             results = tuple(env[name] for name in self.output_names)
             return results[0] if len(results) == 1 else results
 
