@@ -6,7 +6,7 @@
 For every shipped spec that trains on this machine's CPU in seconds (training FLOPs of one step
 at the global batch of 8 at most 10 G), under DDP and FSDP2 on 2 and 4 processes (gloo), what
 ``archcalc run SPEC --nproc N --shard S --batch 8 --optimizer adam --device cpu`` does (the runs
-of one process count one after the other on one process group: the processes start once): every
+of one process count share one process group, one after the other: the processes start once): every
 rank's peak of live tensor bytes over the second training step, beside analysis/sharding.py's
 prediction for that rank, and whether every parameter's and gradient's to_local() shard and every
 collective's payload is the predicted one. A spec with fewer parameters than processes cannot be
