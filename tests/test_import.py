@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import write_spec
 from small_sizes import SMALL
 
 from archcalc.cli import main
@@ -39,12 +40,13 @@ def flops_of(model, shape) -> int:
     return counter.get_total_flops()
 
 
-def round_trip(name: str, tmp_path: Path, params: dict | None = None):
-    """spec (its params overridden by ``params``, as --set does) -> export -> import; returns
-    (the spec's plan, the import, the exported model's class)."""
-    plan = make_plan(load(str(SPECS / f"{name}.yaml"), params))
+def round_trip(name: str | Path, tmp_path: Path, params: dict | None = None):
+    """spec (a shipped one's name or a file; its params overridden by ``params``, as --set does)
+    -> export -> import; returns (the spec's plan, the import, the exported model's class)."""
+    source = name if isinstance(name, Path) else SPECS / f"{name}.yaml"
+    plan = make_plan(load(str(source), params))
     code = export_checked(plan)
-    path = tmp_path / f"{name}.py"
+    path = tmp_path / f"{source.stem}.py"
     path.write_text(code)
     imported = import_model(f"{path}:{plan.class_name}", list(plan.inputs.values()))
     namespace: dict = {}
@@ -59,7 +61,7 @@ def check_numbers(plan, imported) -> None:
     assert imported.spec.outputs == tuple(tuple(plan.analysis.output_shapes[o]) for o in plan.outputs)
 
 
-def check_round_trip(name: str, tmp_path: Path, params: dict | None = None):
+def check_round_trip(name: str | Path, tmp_path: Path, params: dict | None = None):
     """The round trip's numbers, and its outputs with the exported model's weights copied in."""
     plan, imported, source = round_trip(name, tmp_path, params)
     check_numbers(plan, imported)
@@ -92,6 +94,20 @@ def test_a_small_gpt2_round_trips_with_its_tied_head_and_positions(tmp_path):
     text = check_round_trip("gpt2", tmp_path, SMALL["gpt2"]).text
     assert "- positions: {max: 16, name: wpe}" in text
     assert "shares: wte, name: lm_head" in text
+
+
+def test_attention_arguments_and_fixed_positions_round_trip(tmp_path):
+    """What no shipped spec has: sinusoidal positions, attention with one key/value head, its own
+    head_dim, rotary base 500, cross-attention reading a second sequence, the mean of the steps."""
+    path = write_spec(tmp_path, "inputs: {query: {steps: 6, features: 8}, memory: {steps: 4, features: 5}}\n"
+                                "layers:\n  - sinusoidal: {base: 100, inputs: [query]}\n"
+                                "  - attention: {heads: 2, kv_heads: 1, head_dim: 6, rotary: 500, causal: true}\n"
+                                "  - attention: {heads: 2, qkv: separate, inputs: [attn1, memory]}\n"
+                                "  - mean\n  - dense: {units: 3}\n")
+    text = check_round_trip(path, tmp_path).text
+    assert "- sinusoidal: {base: 100, name: sin1, inputs: query}" in text
+    assert "- attention: {heads: 2, kv_heads: 1, head_dim: 6, causal: true, rotary: 500, name: attn1}" in text
+    assert "- attention: {heads: 2, qkv: separate, name: attn2, inputs: [attn1, memory]}" in text
 
 
 @pytest.mark.slow

@@ -140,6 +140,19 @@ def test_what_the_exporter_writes_as_many_nodes_reads_back_as_one_layer(tmp_path
         assert line in text
 
 
+def test_attention_arguments_through_onnx(tmp_path):
+    """What no exported shipped spec has: its own head_dim, rotary positions (their table folded
+    to a constant: theta from its second row), cross-attention with separate projections and no
+    bias (the exporter writes no grouped key/value heads: TinyLlama's)."""
+    path = write_spec(tmp_path, "inputs: {query: {steps: 6, features: 8}, memory: {steps: 4, features: 5}}\n"
+                                "layers:\n  - attention: {heads: 2, head_dim: 6, rotary: 500, causal: true, "
+                                "inputs: [query]}\n  - attention: {heads: 2, qkv: separate, bias: false, "
+                                "inputs: [attn1, memory]}\n  - mean\n  - dense: {units: 3}\n")
+    text = check(path, tmp_path).text
+    assert "- attention: {heads: 2, head_dim: 6, causal: true, rotary: 500, name: attn1, inputs: x}" in text
+    assert "- attention: {heads: 2, bias: false, qkv: separate, name: attn2, inputs: [attn1, " in text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layer", ["lstm: {hidden: 6, layers: 2, bidirectional: true}", "gru: {hidden: 5, returns: last}",
                                    "rnn: {hidden: 4, nonlinearity: relu, bidirectional: true, bias: false}"])

@@ -1013,6 +1013,8 @@ class OnnxMapper(Recorder):
         ops = {node.op_type for node in nodes}
         theta = next((float(self.constants[node.input[0]]) for node in nodes if node.op_type == "Pow" and
                       node.input[0] in self.constants and self.constants[node.input[0]].size == 1), None)
+        if theta is None and "Cos" in ops:
+            theta = _rotary_base(self.evaluate(next(node for node in nodes if node.op_type == "Cos").input[0]))
         fields = {"heads": heads, "kv_heads": kv // head_dim if kv // head_dim != heads else None,
                   "head_dim": head_dim if head_dim != d // heads else None, "bias": bool(vectors),
                   "qkv": "separate" if len(matrices) == 4 else None, "causal": "Trilu" in ops,
@@ -1075,6 +1077,15 @@ class _Dims(NamedTuple):
 
 FLOATS = (1, 10, 11, 16)  # float32, float16, float64, bfloat16 (onnx.TensorProto's numbers)
 SMALL = 4096             # a floating initializer up to this many elements is read as values too
+
+
+def _rotary_base(angles) -> float | None:
+    """theta of a rotary table the exporter folded to a constant, angles[t, i] = t * theta^(-i/half)
+    for i < half (the rest repeating them): theta = angles[1, 1]^(-half), to the 5 digits that
+    float32 keeps through that power; None where there is no such table."""
+    if angles is None or angles.ndim != 2 or angles.shape[0] < 2 or angles.shape[1] < 4 or not angles[1, 1] > 0:
+        return None
+    return float(f"{float(angles[1, 1]) ** -(angles.shape[1] // 2):.5g}")
 
 
 def _float32(value: float) -> float:
