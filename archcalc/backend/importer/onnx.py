@@ -993,7 +993,8 @@ class OnnxMapper(Recorder):
         """One attention unit: its heads from the Softmax's scores [N, heads, T, S] (or [N*heads,
         T, S]), the rest from its weights, as PyTorch holds them, in the order it reads them:
         two matrices are fused q/k/v and an output projection, four separate ones; a Trilu
-        builds the causal mask; Cos and Sin turn q and k (rotary), theta the base of a Pow."""
+        builds the causal mask; Cos and Sin turn q and k (rotary), theta the base of a Pow or, where
+        the exporter folded the angles to a constant, read from their table (_rotary_base)."""
         inputs = [self.tensor(self.values.get(name), end) for name in reads]
         weights = list(dict.fromkeys(name for node in nodes for name in node.input
                                      if name in self.weights and name not in self.transposed))
