@@ -218,7 +218,7 @@ def test_relative_model_paths_work(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize("pool", ["token", "mean"])
+@pytest.mark.parametrize("pool", [pytest.param("token", marks=pytest.mark.slow), "mean"])  # mean: the quick one
 def test_a_plain_torch_vision_transformer(pool):
     """nn.MultiheadAttention, a class token and positions as nn.Parameters, x[:, 0] or x.mean(1):
     PyTorch's own parameter count, FLOP count and outputs."""

@@ -180,7 +180,7 @@ def export_model(model, shape: tuple, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("pool", ["token", "mean"])
+@pytest.mark.parametrize("pool", [pytest.param("token", marks=pytest.mark.slow), "mean"])  # mean: the quick one
 def test_a_plain_torch_vision_transformer_through_onnx(pool, tmp_path):
     """nn.MultiheadAttention as the exporter writes it, nn.Parameters expanded and added, x[:, 0]
     (a Gather) or x.mean(1) (a ReduceMean): PyTorch's parameter count and outputs."""
