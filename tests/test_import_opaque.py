@@ -52,6 +52,11 @@ def test_unknown_operations_become_opaque_layers_with_pytorchs_parameters(tmp_pa
     assert "not counted: 2 opaque layers (roll, mix)" in table and "opaque nn.Bilinear" in table
     csv = run_cli("inspect", target, "--format", "csv").output.splitlines()
     assert csv[-2].startswith("mix,opaque,5,1285,1285,5,,,")  # MACs and FLOPs empty: unknown
+    markdown = run_cli("inspect", target, "--format", "markdown").output
+    assert "| opaque nn.Bilinear | 5 |  | 1,285 | 5 | ? | ? |" in markdown and "- not counted: 2 opaque layers" in markdown
+    page = tmp_path / "unknown.html"
+    assert run_cli("inspect", target, "--format", "html", "-o", page).exit_code == 0
+    assert "not counted: 2 opaque layers (roll, mix)" in page.read_text()
     assert "MACs and FLOPs not counted" in run_cli("explain", target).output
     assert 'style="rounded,filled,dashed"' in run_cli("render", target, "-o", "-").output
     refused_run = run_cli("run", target, "--device", "cpu")

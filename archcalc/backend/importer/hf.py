@@ -99,15 +99,16 @@ def _parameters(function) -> tuple:
 
 
 def _forward(base, names: list):
-    """forward(self, input_ids[, token_type_ids[, position_ids]]) -> the model's outputs as a tuple."""
+    """forward(self, <names>) -> the model's outputs as a tuple. Its parameters are named as the
+    model's inputs (fx names the network inputs after them: input_ids, token_type_ids), so it is
+    written out: ``names`` come from INPUTS, never from outside."""
     def call(self, **given):
         return base.forward(self, **given, use_cache=False, return_dict=False)
 
-    one = lambda self, input_ids: call(self, **{names[0]: input_ids})  # noqa: E731
-    two = lambda self, input_ids, token_type_ids: call(self, **dict(zip(names, (input_ids, token_type_ids))))  # noqa: E731
-    three = lambda self, input_ids, token_type_ids, position_ids: call(  # noqa: E731
-        self, **dict(zip(names, (input_ids, token_type_ids, position_ids))))
-    return (one, two, three)[len(names) - 1]
+    namespace = {"call": call}
+    exec(f"def forward(self, {', '.join(names)}):\n"  # the text: INPUTS' names
+         f"    return call(self, {', '.join(f'{name}={name}' for name in names)})\n", namespace)
+    return namespace["forward"]
 
 
 def source_state(model) -> dict:
@@ -162,8 +163,9 @@ def attention(mapper: Mapper, node, module, x: Value) -> Value:
     name, config = type(module).__name__, module.config
     d = x.shape[-1]
     if name == "GPT2Attention":
-        if module.is_cross_attention:
-            raise _Unsupported(node.target, "GPT2Attention as cross-attention")
+        if module.is_cross_attention or module.scale_attn_by_inverse_layer_idx or not module.scale_attn_weights:
+            raise _Unsupported(node.target, "GPT2Attention as cross-attention" if module.is_cross_attention else
+                               "GPT2Attention with scores scaled otherwise than by 1/sqrt(head_dim)")
         heads, fields = module.num_heads, {"causal": module.is_causal, "dropout": module.attn_dropout.p}
         tensors = [f"{node.target}.{key}" for key in ("c_attn.weight", "c_attn.bias", "c_proj.weight", "c_proj.bias")]
     elif name == "BertSelfAttention":
