@@ -374,11 +374,12 @@ def main():
         help="Add the KV cache of autoregressive decoding at this context length, for --batch sequences in "
              "--dtype: per causal self-attention layer and in all.")
 @sharding_options
+@CHECKPOINT_OPTION
 @analysis_options()
 @click.pass_context
 def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mixed_precision, budget, im2col, depth,
-            columns, batch_axis, steps, kv_context, gpus, shard, shard_units, bandwidth, throughput, batch, dtype,
-            input_shape, rounding):
+            columns, batch_axis, steps, kv_context, gpus, shard, shard_units, bandwidth, throughput, checkpoint, batch,
+            dtype, input_shape, rounding):
     """Every layer's output shape, size arithmetic, parameters, neurons and MACs, then totals.
 
     Static: no PyTorch, milliseconds. An invalid D-F-S combination stops with the arithmetic
@@ -395,6 +396,7 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
                 raise UsageError(name, fmt, "does not apply to JSON, which lists every layer with all its figures",
                                  hint=f"use {name} with -f table, markdown or csv")
     sharded = gpus is not None or shard is not None or bool(shard_units) or bool(bandwidth) or bool(throughput)
+    refuse_unless(ctx, train, ("checkpoint",), "it checkpoints --train's training step; add --train")
     refuse_unless(ctx, train or budget is not None or sharded, ("optimizer", "mixed_precision"),
                   "it sets the training memory of --train, --max-batch and --gpus; add one of them")
     if columns and "kv_cache" in columns and kv_context is None:
@@ -415,7 +417,8 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
                     "shard_units": shard_units}
     extras = report.extras(analysis, receptive_field=receptive_field or report.wants_receptive_fields(columns),
                            train=train, optimizer=optimizer, mixed_precision=mixed_precision, budget=budget,
-                           im2col=im2col, sharding=sharding, rates=(bandwidth, throughput), kv_cache=kv_context)
+                           im2col=im2col, sharding=sharding, rates=(bandwidth, throughput), kv_cache=kv_context,
+                           segments=_checkpoint_segments(analysis, checkpoint))
     options = report.TableOptions(columns, depth, batch_axis)
     if fmt == "html":
         _html_report(analysis, baseline, extras, options, target, output)

@@ -219,3 +219,24 @@ def test_run_memory_compares_the_checkpointed_step(spec_files):
     assert "training step (sgd, 4 segments checkpointed)" in result.output
     ratios = [float(line.rsplit("ratio ", 1)[1]) for line in result.output.splitlines() if "ratio " in line]
     assert len(ratios) == 3 and all(LOW <= ratio <= HIGH for ratio in ratios)
+
+
+def test_inspect_train_shows_the_same_checkpointed_schedule(spec_files):
+    """inspect --train --checkpoint: the lines and JSON of the schedule memory --checkpoint replays."""
+    import json
+
+    path = spec_files["resnet_like"]
+    text = run_cli("inspect", path, "--train", "--optimizer", "sgd", "-b", "8", "--checkpoint", "stage").output
+    analysis = archcalc.analyze(archcalc.load(str(path)), batch=8)
+    layers = checkpointed(analysis, ["stage"])
+    plain = schedule(analysis, training=True, optimizer="sgd", device="cuda")
+    kept = schedule(analysis, training=True, optimizer="sgd", device="cuda", checkpoint=layers)
+    assert "of 3 segments: stage[1], stage[2], stage[3]" in text
+    data = json.loads(run_cli("inspect", path, "--train", "--optimizer", "sgd", "-b", "8", "--checkpoint", "stage",
+                              "-f", "json").output)["checkpoint"]
+    assert (data["peak_bytes_without"], data["peak_bytes"]) == (plain.peak(), kept.peak())
+    assert data["saved_bytes"] == plain.peak() - kept.peak() > 0
+    assert [segment["name"] for segment in data["segments"]] == ["stage[1]", "stage[2]", "stage[3]"]
+    assert data["recomputed_flops"] == kept.recomputed_flops
+    result = run_cli("inspect", path, "--checkpoint", "stage")
+    assert result.exit_code == 2 and "add --train" in result.output

@@ -156,3 +156,12 @@ def checkpoint_lines(plain: Schedule, checkpointed: Schedule, names: list[str], 
     lines += [f"  at most: the rerun stops before {name(layer)}'s last op (it keeps only its inputs), counted here"
               for layer in checkpointed.cut_short]
     return [part for line in lines for part in folded(line, columns)]
+
+
+def checkpoint_dict(plain: Schedule, checkpointed: Schedule, segments) -> dict:
+    """The JSON of checkpoint_lines: the segments (name, layers), the checkpointed step's schedule
+    (schedule_dict), the peak without and with, and what backward recomputes."""
+    return {"segments": [{"name": segment.name, "layers": list(segment.layers)} for segment in segments],
+            **schedule_dict(checkpointed), "peak_bytes_without": plain.peak(),
+            "saved_bytes": plain.peak() - checkpointed.peak(), "recomputed_flops": checkpointed.recomputed_flops,
+            "recomputed_layers": list(checkpointed.recomputed), "cut_short_layers": list(checkpointed.cut_short)}

@@ -31,15 +31,19 @@ class Extras:
     sharding: object | None = None         # sharding.ShardedMemory (--gpus/--shard)
     rates: tuple = (None, None)            # (--bandwidth bytes/s, --throughput FLOPs/s) for its times
     sequence: object | None = None         # sequence.SequenceFigures: a sequence input's per-token figures
+    checkpointed: object | None = None     # schedule.Schedule of the training step with --checkpoint's segments
+    segments: tuple = ()                   # checkpoint.Segment of each (--checkpoint)
 
 
 def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = False, optimizer: str = "adam",
            mixed_precision: str | None = None, budget: int | None = None, im2col: bool = False,
-           sharding: dict | None = None, rates: tuple = (None, None), kv_cache: int | None = None) -> Extras:
+           sharding: dict | None = None, rates: tuple = (None, None), kv_cache: int | None = None,
+           segments: tuple = ()) -> Extras:
     """The sections asked for, each from its library function; ``sharding``: sharded_memory's
     strategy, gpus and shard_units (--gpus/--shard); ``kv_cache``: the context length of
-    --kv-cache. A network reading a sequence always gets its per-token figures. Training memory
-    is the schedule's (analysis/schedule.py) with CUDA's kernels, the device one plans for."""
+    --kv-cache; ``segments``: --checkpoint's (analysis/checkpoint.py), the training step again
+    with them checkpointed. A network reading a sequence always gets its per-token figures. Training
+    memory is the schedule's (analysis/schedule.py) with CUDA's kernels, the device one plans for."""
     from ..analysis.im2col import unrolled_layers
     from ..analysis.receptive import receptive_fields
     from ..analysis.schedule import max_batch, schedule
@@ -51,7 +55,10 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
                   max_batch(analysis, budget, optimizer, mixed_precision, PLANNED_DEVICE) if budget is not None else None,
                   unrolled_layers(analysis) if im2col else None,
                   _sharding(analysis, sharding, optimizer, mixed_precision), rates,
-                  sequence_figures(analysis, kv_cache))
+                  sequence_figures(analysis, kv_cache),
+                  schedule(analysis, training=True, optimizer=optimizer, device=PLANNED_DEVICE,
+                           mixed_precision=mixed_precision, checkpoint=tuple(s.layers for s in segments))
+                  if train and segments else None, segments)
 
 
 def _sharding(analysis: Analysis, options: dict | None, optimizer: str, mixed_precision: str | None):
@@ -195,6 +202,9 @@ def extras_dict(extras: Extras) -> dict:
     if extras.training is not None:
         from .memory import schedule_dict
         found["training"] = schedule_dict(extras.training)
+    if extras.checkpointed is not None:
+        from .memory import checkpoint_dict
+        found["checkpoint"] = checkpoint_dict(extras.training, extras.checkpointed, extras.segments)
     if extras.max_batch is not None:
         m = extras.max_batch
         found["max_batch"] = {"budget_bytes": m.budget, "inference": m.inference, "training": m.training,
@@ -484,6 +494,9 @@ def training_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> l
         lines.append(f"training memory ({t.optimizer}, {f'mixed {t.mixed_precision}' if t.mixed_precision else analysis.dtype}, "
                      f"batch {analysis.batch}, {t.device} kernels), the layers replayed as PyTorch runs them:")
         lines += ["  " + line for line in schedule_lines(t, name)]
+    if t is not None and extras.checkpointed is not None:
+        from .memory import checkpoint_lines
+        lines += checkpoint_lines(t, extras.checkpointed, [segment.name for segment in extras.segments], name=name)
     m = extras.max_batch
     if m is not None:
         precision = f", mixed {m.mixed_precision}" if m.mixed_precision else ""
