@@ -14,6 +14,9 @@ two ops (relu's output, which the next conv saves as its input) counts once.
   allocated while its output's gradient is alive, then that gradient and what the op saved
   released; a value read by several layers sums their gradients into a new tensor; parameter
   gradients kept), then the optimizer step.
+- activation checkpointing (``checkpoint``: runs of layers under torch.utils.checkpoint,
+  non-reentrant): a segment's ops keep nothing in the forward, and the backward runs the segment
+  again when it first needs what they saved (_Frame).
 - optimizer: sgd keeps nothing, momentum one buffer per weight, adam/adamw two. Their step on
   CPU runs tensor by tensor: adam's sqrt(v) and its bias-corrected copy make two temporaries the
   size of one parameter tensor (Layer.tensors) while the previous tensor's denominator is still
