@@ -80,14 +80,17 @@ class Schedule:
     mixed_precision: str | None = None
     checkpoint: tuple[tuple[str, ...], ...] = ()   # the checkpointed segments (their layers) of a training step
     recomputed: tuple[str, ...] = ()   # the layers whose forward backward ran again, in order
-    cut_short: tuple[str, ...] = ()    # of those, layers whose last op (one with weights) the rerun stopped before
+    skipped_macs: int = 0              # of theirs, per sample, those of ops the reruns stopped before (Op.macs)
+    cut_short: tuple[str, ...] = ()    # layers a rerun stopped before an op with weights and no Op.macs: not known
 
     @property
     def recomputed_flops(self) -> int:
         """What backward ran again of the forward, at the batch: 2 x the multiply-accumulates of the
-        layers recomputed (as PyTorch's FlopCounterMode counts: matrix products and convolutions)."""
+        layers recomputed, less the ops the reruns stopped before (as PyTorch's FlopCounterMode
+        counts: matrix products and convolutions)."""
         rerun = set(self.recomputed)
-        return 2 * self.analysis.batch * sum(stats.macs for stats in self.analysis.layers if stats.name in rerun)
+        macs = sum(stats.macs for stats in self.analysis.layers if stats.name in rerun) - self.skipped_macs
+        return 2 * self.analysis.batch * macs
     # live bytes between two layers, as each begins (forward, backward) and as the passes end, each
     # after the moments before it (how many): where FSDP's hooks run
     marks: tuple[tuple[int, Moment], ...] = ()
@@ -253,9 +256,10 @@ class _Frame:
         self.stop = position + 1
         self.stopped = entry if inputs_only else None
 
-    def recompute(self, replay: _Replay) -> tuple[list[str], list[str]]:
-        """The rerun (see the class); returns the layers it computed again, and those of them
-        whose last op, one with weights, it stopped before."""
+    def recompute(self, replay: _Replay) -> tuple[list[str], int, list[str]]:
+        """The rerun (see the class); returns the layers it computed again, the multiply-accumulates
+        (per sample) of the op it stopped before when that op's layer ran other ops, and that layer
+        when the op has weights but no Op.macs (what it leaves out is not known)."""
         self.recomputed = True
         twins: dict[int, _Tensor] = {}   # id(forward tensor) -> its recomputed twin
         transient: dict[int, list[Any]] = {}  # id(twin) -> [twin, references the rerun's code holds]
@@ -289,8 +293,10 @@ class _Frame:
             for _ in range(references):
                 replay.drop(twin)
         replay.layer = layer
-        stopped = self.stopped
-        return layers, [stopped.layer] if stopped and stopped.op.weights and stopped.layer in layers else []
+        stopped = self.stopped if self.stopped is not None and self.stopped.layer in layers else None
+        if stopped is None:
+            return layers, 0, []
+        return layers, stopped.op.macs, [stopped.layer] if stopped.op.weights and not stopped.op.macs else []
 
     def unpacked(self, replay: _Replay, entry: _Recorded) -> None:
         """``entry``'s backward has run (or never will): the last one frees the segment's inputs."""
@@ -406,7 +412,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                                           weight_bytes=share if op.weights else 0, cast=half if copies else 0,
                                           temporaries=[_bytes(t, dtypes, analysis.batch) for t in op.temporaries]))
                 if frame is not None and kept:   # checkpoint packs them: kept by nothing until backward reruns
-                    frame.pack(recorded[-1], kept, all(ref == INPUT for ref in op.saves))
+                    frame.pack(recorded[-1], kept, not any(ref == OUTPUT or isinstance(ref, int) for ref in op.saves))
             for extra in extras:
                 replay.drop(extra)
             for tensor in held:
@@ -445,17 +451,16 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     for copies in cache.values():   # autocast's region ends with the forward: its cache is emptied
         for copy in copies:
             replay.drop(copy)
-    recomputed: tuple[list[str], list[str]] = ([], [])
+    recomputed: tuple[list[str], int, list[str]] = ([], 0, [])
     if training:
         recomputed = _backward(replay, recorded, [values[name] for name in analysis.spec.outputs
                                                   or (analysis.layers[-1].name,) if name in values])
         _step(replay, analysis, optimizer, device, size)
     order = [stats.name for stats in analysis.layers]
-    rerun, cut = (set(names) for names in recomputed)
+    rerun, cut = set(recomputed[0]), set(recomputed[2])
     return Schedule(analysis, training, optimizer if training else None, device, tuple(replay.moments),
                     mixed_precision, checkpoint if training else (), tuple(name for name in order if name in rerun),
-                    tuple(name for name in order if name in cut),
-                    tuple(replay.marks))
+                    recomputed[1], tuple(name for name in order if name in cut), tuple(replay.marks))
 
 
 def _half_bytes(analysis: Analysis, mixed_precision: str | None) -> int:
@@ -544,11 +549,13 @@ def _last_reads(ops: list[Op]) -> list[int | None]:
     return [None if end is None else min(end, len(ops) - 1) for end in ends]
 
 
-def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]) -> tuple[list[str], list[str]]:
-    """The backward pass (see the module); returns the layers checkpointed segments recomputed
-    and those of them cut short (_Frame.recompute)."""
+def _backward(replay: _Replay, recorded: list[_Recorded],
+              outputs: list[_Tensor]) -> tuple[list[str], int, list[str]]:
+    """The backward pass (see the module); returns what checkpointed segments' reruns computed
+    again (_Frame.recompute), summed."""
     replay.phase, replay.layer = "backward", ""
     rerun: list[str] = []
+    skipped = 0
     cut: list[str] = []
     ones = replay.allocate(LOSS_BYTES, 0, "transient")     # its gradient; each output's is a view of it
     grads: dict[int, _Tensor] = {}
@@ -572,9 +579,10 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
                 entry.frame.unpacked(replay, entry)
             continue
         if entry.frame is not None and not entry.frame.recomputed:   # its saved tensors unpacked: the rerun
-            layers, stopped = entry.frame.recompute(replay)
+            layers, macs, unknown = entry.frame.recompute(replay)
             rerun += layers
-            cut += stopped
+            skipped += macs
+            cut += unknown
         if entry.op.releases:   # a recurrence's first step frees what it saved before its weights' gradients
             replay.drop(entry.saved[0])
         computed = None   # under autocast the weights' gradients come out in 16 bits first
@@ -609,7 +617,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         replay.drop(gradient)
     replay.layer = ""
     replay.mark()
-    return rerun, cut
+    return rerun, skipped, cut
 
 
 def _join_parts(replay: _Replay, grads: dict[int, _Tensor], entry: _Recorded) -> None:

@@ -196,7 +196,7 @@ class Attention(Layer):
                   else (Op(scores, saves=(INPUT,)), Op(scores, saves=(OUTPUT,)), Op(t * q, saves=(INPUT,))))
         return (Op(t * q + 2 * s * kv_heads * head_dim, saves=(INPUT,), weights=True), *attend,
                 Op(t * q, gradient="view"),
-                Op(prod(y), saves=(INPUT,), weights=True))
+                Op(prod(y), saves=(INPUT,), weights=True, macs=t * q * d))
 
     # --- PyTorch ------------------------------------------------------------------------
     def to_torch(self, x: tuple):

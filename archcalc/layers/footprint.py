@@ -87,6 +87,9 @@ class Op:
            is copied first, and the copy is what it saves.
     when_copied: it runs only when an earlier op of the layer copied a strided input (F.linear
            then adds its bias in an op of its own).
+    macs: its multiply-accumulates per sample, where a layer's are spread over several ops (the
+           attention's output projection): what a checkpointed segment's rerun leaves out when it
+           stops before this op (0: the layer's first op, or none).
     autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
            convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
            runs it in float32), or "" (it runs in the dtype of what it reads).
@@ -107,6 +110,7 @@ class Op:
     strided: bool = False
     contiguous: bool = False
     when_copied: bool = False
+    macs: int = 0
     autocast: str = ""
 
 

@@ -153,8 +153,8 @@ def checkpoint_lines(plain: Schedule, checkpointed: Schedule, names: list[str], 
     share = f" ({100 * flops / forward:.1f}% of the forward's)" if forward else ""
     lines.append(f"  recomputed in backward: {flops:,} FLOPs per step{share}, 2 x the multiply-accumulates of "
                  f"{len(checkpointed.recomputed)} layer{'s' if len(checkpointed.recomputed) != 1 else ''}")
-    lines += [f"  at most: the rerun stops before {name(layer)}'s last op (it keeps only its inputs), counted here"
-              for layer in checkpointed.cut_short]
+    lines += [f"  at most: the rerun stops before an op of {name(layer)} (it keeps only its inputs) whose share "
+              f"of the layer's multiply-accumulates is not known, counted here" for layer in checkpointed.cut_short]
     return [part for line in lines for part in folded(line, columns)]
 
 
@@ -164,4 +164,4 @@ def checkpoint_dict(plain: Schedule, checkpointed: Schedule, segments) -> dict:
     return {"segments": [{"name": segment.name, "layers": list(segment.layers)} for segment in segments],
             **schedule_dict(checkpointed), "peak_bytes_without": plain.peak(),
             "saved_bytes": plain.peak() - checkpointed.peak(), "recomputed_flops": checkpointed.recomputed_flops,
-            "recomputed_layers": list(checkpointed.recomputed), "cut_short_layers": list(checkpointed.cut_short)}
+            "recomputed_layers": list(checkpointed.recomputed)}
