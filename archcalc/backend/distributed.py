@@ -14,9 +14,12 @@ Each rank:
   outputs): the first creates the optimizer state (and DDP rebuilds its buckets in the second's
   forward), the second is measured: live tensor bytes (backend/livebytes.py) from its start to
   after the optimizer step, and the payload of every collective (DDP's buckets through a comm
-  hook, FSDP2's all-gathers and reduce-scatters through its custom-collective hooks);
+  hook, FSDP2's all-gathers and reduce-scatters through its custom-collective hooks, each
+  returning once the backend's worker thread has let go of its tensors: ``_settled``);
 - under FSDP, records each parameter's and gradient's local shard (``to_local()``) size;
 - writes its result as JSON beside the options, for the launcher.
+OPTIONS may also hold a list of runs: each rank runs them one after the other on one process
+group and writes a list (``run_each``: a benchmark's runs start their processes once).
 The launcher stops every rank when one fails or the time runs out, and waits for each: no
 process outlives the command.
 """
