@@ -242,3 +242,43 @@ def test_inspect_train_shows_the_same_checkpointed_schedule(spec_files):
     assert data["recomputed_flops"] == kept.recomputed_flops
     result = run_cli("inspect", path, "--checkpoint", "stage")
     assert result.exit_code == 2 and "add --train" in result.output
+
+
+def test_checkpointed_model_computes_the_same_gradients(tmp_path):
+    """The built model with segments under torch.utils.checkpoint is the same function: equal loss
+    and parameter gradients, dropout included (checkpoint replays the forward's random state), and
+    the memory with dropout's masks recomputed still within the bound."""
+    path = write_spec(tmp_path, """\
+name: dropout mlp
+input: [32]
+layers:
+  - dense: {units: 256, activation: relu}
+  - repeat:
+      name: body
+      times: 3
+      layers:
+        - dense: {units: 256, activation: gelu}
+        - dropout: 0.3
+  - add: {inputs: [fc1, dropout3]}
+  - dense: 10
+""")
+    analysis = archcalc.analyze(archcalc.load(str(path)), batch=64)
+    plan = make_plan(analysis)
+    inputs = sample_inputs(torch, plan, 64, torch.float32, "cpu", None)
+    layers = checkpointed(analysis, ["body"])
+
+    def gradients(segments):
+        torch.manual_seed(0)
+        network = Network(plan, checkpoint=segments)
+        network.train()
+        loss = network(*inputs).sum()
+        loss.backward()
+        return loss.item(), [parameter.grad.clone() for parameter in network.parameters()]
+
+    (plain_loss, plain), (kept_loss, kept) = gradients(()), gradients(layers)
+    assert kept_loss == plain_loss
+    assert all(torch.equal(a, b) for a, b in zip(plain, kept))
+    predicted = schedule(analysis, training=True, device="cpu", checkpoint=layers)
+    measured = measured_peaks(analysis, train=True, checkpoint=layers)
+    for phase in predicted.phases:
+        assert LOW <= predicted.peak(phase) / measured[phase] <= HIGH, phase
