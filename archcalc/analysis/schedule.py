@@ -354,6 +354,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     owners = {stats.name: stats for stats in analysis.layers}
     recorded: list[_Recorded] = []
     cache: dict[str, list[_Tensor]] = {}   # autocast's 16-bit copies of each layer's parameters, until the forward ends
+    laid_out: dict[str, bool] = {}   # the values laid out channels last in memory (Layer.channels_last)
     for index, stats in enumerate(analysis.layers):
         replay.layer = stats.name
         replay.mark()
@@ -362,7 +363,12 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             frame.begin(replay, values)
         layer, x, y = stats.layer, stats.input_shape, stats.output_shape
         owner = owners[stats.shares] if stats.shares is not None else stats
+        layouts = tuple(laid_out.get(name, False) for name in stats.node.inputs)
         ops = list(layer.memory_ops(x, y, training, device)) if len(stats.node.outputs) == 1 else []
+        if not layouts or not layouts[0]:
+            ops = [alternative for op in ops for alternative in (op.if_channels_first or (op,))]
+        if len(stats.node.outputs) == 1:
+            laid_out[stats.node.outputs[0]] = layer.channels_last(x, layouts)
         if layer.activation:
             ops += lookup(layer.activation).from_args({}).memory_ops(y, y, training, device)
         inputs = [values[name] for name in stats.node.inputs]

@@ -36,6 +36,10 @@ class Activation(Layer):
         its input (gelu, elu, leakyrelu) or its output (relu, tanh, sigmoid, softmax)."""
         return (Op(prod(y), saves=(self.keeps,)),)
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Element-wise: its input's layout (PyTorch's element-wise kernels keep the strides)."""
+        return inputs[0]
+
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One operation per element (the activation convention)."""
         return prod(y)
@@ -138,6 +142,10 @@ class AlongAxis(Activation):
         return x
 
     keeps = OUTPUT
+
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Not element-wise: softmax's kernel writes a new contiguous tensor."""
+        return False
 
     def to_torch(self, x: Shape):
         return module(f"nn.{self.torch_name}", dim=self.along(x) + 1)  # +1: the batch axis comes first

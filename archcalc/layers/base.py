@@ -271,6 +271,16 @@ class Layer:
         raise SpecError(f"layer kind '{self.kind}' has no memory model yet",
                         hint=f"give {type(self).__name__} a memory_ops method (see Layer.memory_ops)")
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Whether PyTorch lays this layer's output out channels last in memory (a map [C, ...]
+        whose channels moved last, x.movedim(1, -1), is contiguous), given whether each input is:
+        what an op over the channels leaves (it computes with the channels last and moves them
+        back), and what PyTorch's memory-format propagation carries on from the first input
+        (elementwise kernels at any rank; convolutions, pools and batch norm on 2-D and 3-D maps).
+        Base: a new tensor in the plain (channels first) order. The schedule reads it for the ops
+        that read the channels last (footprint.Op.if_channels_first)."""
+        return False
+
     # --- the PyTorch backend (archcalc/backend; torch is never imported on the static path) ---
     def to_torch(self, x: Shape):
         """How PyTorch computes this layer for the per-sample input shape ``x``: a Recipe.

@@ -83,14 +83,24 @@ class Dense(Layer):
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """A matrix product that saves its input (for the weight gradient): one addmm with the bias
-        on a vector or a (contiguous) sequence, which F.linear flattens; over a map's channels,
-        whose permuted input is not contiguous, a matmul and then a separate bias addition. A
-        strided sequence (a recurrent layer's batch-first view) is copied first, and the bias then
-        added separately."""
+        on a vector or a (contiguous) sequence, which F.linear flattens, and so over a map's
+        channels when the map is laid out channels last (after a layernorm or dense over the
+        channels, and what keeps their layout: ConvNeXt). From a map laid out channels first the
+        channels moved last are not contiguous: matmul's reshape copies the input (the copy is
+        what it saves), then the product, then the bias added as a separate new tensor (as
+        PyTorch runs it under a dispatch mode, the measuring tracker's; without one it adds in
+        place: one output fewer). A strided sequence (a recurrent layer's batch-first view) is
+        copied first likewise, and the bias then added separately."""
         product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, contiguous=len(x) > 1)
-        if self.axes == "channels" and self.bias:
-            return product, Op(prod(y), gradient="view")
-        return (product, Op(prod(y), gradient="view", when_copied=True)) if self.bias else (product,)
+        if self.axes != "channels":
+            return (product, Op(prod(y), gradient="view", when_copied=True)) if self.bias else (product,)
+        product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
+        copied = (Op(prod(x), gradient="view"), product) + ((Op(prod(y), gradient="view"),) if self.bias else ())
+        return (dataclasses.replace(product, if_channels_first=copied),)
+
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Over a map's channels: computed with the channels last and moved back."""
+        return self.axes == "channels"
 
     def macs(self, x: Shape, y: Shape) -> int:
         """in x units (per step on a sequence, per position over channels): each output element
@@ -149,3 +159,7 @@ class Dropout(Layer):
         if not training or self.rate == 0:
             return (view(),)
         return (Op(prod(y), extras=(Tensor(prod(x), MASK),), saves=(0,)),)
+
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Element-wise (the mask is made like the input): its input's layout."""
+        return inputs[0]

@@ -93,6 +93,9 @@ class Op:
     autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
            convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
            runs it in float32), or "" (it runs in the dtype of what it reads).
+    if_channels_first: the ops PyTorch runs instead of this one when the layer's input is laid
+           out channels first in memory (Layer.channels_last is false for it): an op over a
+           map's channels moved last then reads a non-contiguous tensor.
     """
 
     output: int | None
@@ -112,6 +115,7 @@ class Op:
     when_copied: bool = False
     macs: int = 0
     autocast: str = ""
+    if_channels_first: tuple = ()
 
 
 def view() -> Op:

@@ -50,6 +50,10 @@ class Scale(Layer):
         input-sized temporary before it is summed to gamma's shape."""
         return (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),)
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Element-wise: its input's layout."""
+        return inputs[0]
+
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One multiply per element."""
         return prod(y)

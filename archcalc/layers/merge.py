@@ -47,6 +47,12 @@ class Elementwise(Layer):
     def to_torch(self, x: tuple):
         return module(self.helper)
 
+    def channels_last(self, x: tuple, inputs: tuple[bool, ...]) -> bool:
+        """The layout of its first input of the output's shape (PyTorch's element-wise kernels
+        follow the first operand's strides; one broadcast along an axis has none to give)."""
+        full = max(prod(shape) for shape in x)
+        return next(laid for shape, laid in zip(x, inputs) if prod(shape) == full)
+
     def memory_ops(self, x: tuple, y: tuple, training: bool, device: str) -> tuple:
         """A new tensor; with more than two inputs the running result of the previous ones sits
         beside it, a moment. add hands its output's gradient to every input as it is (a view);

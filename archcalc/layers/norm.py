@@ -62,6 +62,10 @@ class BatchNorm(Layer):
             return (Op(prod(y), weights=True),)
         return (Op(prod(y), extras=(Tensor(2 * x[0], "float32", batched=False),), saves=(INPUT, 0), weights=True),)
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Its input's layout on a 2-D or 3-D map (PyTorch's memory-format propagation)."""
+        return inputs[0] and spatial_rank(x) >= 2
+
     def to_torch(self, x: Shape):
         """nn.BatchNorm1d for [F] and [C, L], 2d for [C, H, W], 3d for [C, D, H, W]."""
         return module(f"nn.BatchNorm{max(spatial_rank(x), 1)}d", x[0],
@@ -95,9 +99,15 @@ def normalized_shape(x: Shape, axes: str | None) -> tuple:
 def over_axes(norm, x: Shape, axes: str | None):
     """The recipe of ``norm`` (built for the normalised shape) on the layer's input: a map's
     channels come last for it and go back after (ChannelsLast, torchvision's LayerNorm2d)."""
-    if axes == "channels" and not isinstance(x, Steps) and len(x) > 1:
+    if moved_channels(x, axes):
         return module("ChannelsLast", norm)
     return norm
+
+
+def moved_channels(x: Shape, axes: str | None) -> bool:
+    """Whether ``over_axes`` moves a map's channels last and back: its output is then laid out
+    channels last in memory (Layer.channels_last)."""
+    return axes == "channels" and not isinstance(x, Steps) and len(x) > 1
 
 
 def single_value(values: int, where: str, kind: str) -> None:
@@ -165,6 +175,10 @@ class LayerNorm(SampleNorm):
 
     def affine_shape(self, x: Shape) -> tuple:
         return normalized_shape(x, self.axes)
+
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Over a map's channels: computed with the channels last and moved back."""
+        return moved_channels(x, self.axes)
 
     def statistics(self, x: Shape) -> int:
         """One pair per position normalised: per sample, per step, or per pixel (axes: channels)."""
@@ -275,6 +289,10 @@ class RMSNorm(Layer):
     def tensors(self, x: Shape) -> dict:
         """weight (no bias), of the normalised shape, when affine."""
         return {"weight": normalized_shape(x, self.axes)} if self.affine else {}
+
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Over a map's channels: computed with the channels last and moved back."""
+        return moved_channels(x, self.axes)
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         return (4 if self.affine else 3) * prod(y)

@@ -26,6 +26,11 @@ class Windowed(Layer):
 
     dilation = 1  # overridden by a field where the kind supports dilation
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Its input's layout on a 2-D or 3-D map (PyTorch's memory-format propagation: oneDNN's
+        convolutions and the pooling kernels keep a channels-last input so; on 1-D maps not)."""
+        return inputs[0] and spatial_rank(x) >= 2
+
     def stride_value(self):
         return self.stride
 
