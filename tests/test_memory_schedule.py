@@ -267,6 +267,9 @@ CHANNEL_DENSE = {
     # after a conv on the plain batch: laid out channels first, so matmul's reshape copies the input
     "channels first": ((6, 5, 5), "conv: {filters: 8, kernel: 3, padding: same}", "dense: {units: 12, axes: channels}",
                        "relu", "dense: {units: 4, axes: channels, bias: false}"),
+    # at a batch of 1 that reshape is a view (the batch and the positions merge); one channel: contiguous
+    "batch of 1": ((6, 5, 5), "conv: {filters: 8, kernel: 3, padding: same}", "dense: {units: 12, axes: channels}",
+                   "conv: {filters: 1, kernel: 1}", "dense: {units: 4, axes: channels}"),
     # a layernorm over the channels, and a conv and max-pool that keep its layout: one addmm each
     "channels last": ((6, 5, 5), "layernorm: {axes: channels}", "conv: {filters: 8, kernel: 3, padding: same}",
                       "maxpool: {kernel: 2, rounding: floor}", "dense: {units: 12, axes: channels}", "softmax",
@@ -284,13 +287,14 @@ CHANNEL_DENSE = {
 @pytest.mark.parametrize("training,optimizer", MODES, ids=["inference", "sgd", "adam"])
 def test_dense_over_channels_follows_the_memory_layout(case, training, optimizer):
     """dense {axes: channels} (F.linear on the map's channels moved last) runs one addmm when the
-    map is laid out channels last in memory and copies it first when not (then the bias is a
-    separate addition): the schedule follows each value's layout (Layer.channels_last) and
+    map is laid out channels last in memory (or has one channel) and copies it first when not
+    (but at a batch of 1; then the bias is a separate addition): the schedule follows each
+    value's layout (Layer.channels_last) and
     matches the tracker to the loss scalar's 4 bytes. The rule before it (always a product and a
     separate bias addition, no copy) was 0.886 of the forward peak ("channels first", Adam) and
     1.31 of the inference peak ("3-D")."""
     shape, *layers = CHANNEL_DENSE[case]
-    analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), batch=3)
+    analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), batch=1 if case == "batch of 1" else 3)
     for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
         assert abs(predicted - measured) <= 4, (phase, predicted, measured)
 

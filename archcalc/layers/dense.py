@@ -85,17 +85,21 @@ class Dense(Layer):
         """A matrix product that saves its input (for the weight gradient): one addmm with the bias
         on a vector or a (contiguous) sequence, which F.linear flattens, and so over a map's
         channels when the map is laid out channels last (after a layernorm or dense over the
-        channels, and what keeps their layout: ConvNeXt). From a map laid out channels first the
-        channels moved last are not contiguous: matmul's reshape copies the input (the copy is
-        what it saves), then the product, then the bias added as a separate new tensor (as
-        PyTorch runs it under a dispatch mode, the measuring tracker's; without one it adds in
-        place: one output fewer). A strided sequence (a recurrent layer's batch-first view) is
-        copied first likewise, and the bias then added separately."""
+        channels, and what keeps their layout: ConvNeXt), or has one channel or one position.
+        From a map laid out channels first the channels moved last are not contiguous: matmul's
+        reshape copies the input (the copy is what it saves; at a batch of 1 a view: the batch
+        and the positions merge), then the product, then the bias added as a separate new tensor
+        (as PyTorch runs it under a dispatch mode, the measuring tracker's; without one it adds
+        in place: one output fewer). A strided sequence (a recurrent layer's batch-first view)
+        is copied first likewise, and the bias then added separately."""
         product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, contiguous=len(x) > 1)
         if self.axes != "channels":
             return (product, Op(prod(y), gradient="view", when_copied=True)) if self.bias else (product,)
         product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
-        copied = (Op(prod(x), gradient="view"), product) + ((Op(prod(y), gradient="view"),) if self.bias else ())
+        if x[0] == 1 or prod(x[1:]) == 1:
+            return (product,)
+        copied = (Op(prod(x), gradient="view", batch_copy=True), product)
+        copied += (Op(prod(y), gradient="view"),) if self.bias else ()
         return (dataclasses.replace(product, if_channels_first=copied),)
 
     def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
