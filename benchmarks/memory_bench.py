@@ -42,7 +42,8 @@ training step with SGD and one with Adam (the second step, optimizer state prese
   inference = the parameters; an Adam or SGD training step = 16 bytes per float32 trainable
   parameter (weights, gradients, two Adam states), no activations.
 zero_7_5b (7.5 billion parameters, for the sharding model) is left out. Ratios are predicted /
-measured; "approximate": the kinds the schedule approximates (the recurrent layers, attention).
+measured; "approximate": the kinds the schedule approximates (attention; the kinds that state a
+memory_gap: the recurrent layers, for inference with two directions or several layers).
 Runs under `nice -n 10`, one process, OMP threads as the environment sets them (the allocator
 column one thread).
 """
@@ -79,7 +80,7 @@ ALLOCATOR_MACS = 5 * 10**9          # MACs x batch up to which the allocator's r
 REAL_BYTES = 6 * 10**9    # a predicted peak above which likewise (a machine of 23 GB, shared)
 MEMTRACKER_MACS = 10**9   # MACs x batch up to which MemTracker's real run is repeated
 LEFT_OUT = {"zero_7_5b": "7.5 billion parameters (120 GB of weights, gradients and Adam state): the sharding model's spec"}
-APPROXIMATE = {"rnn", "lstm", "gru", "attention"}
+APPROXIMATE = {"attention"}   # besides the kinds that state a memory_gap (the recurrent layers)
 MB = 10**6
 
 
@@ -254,7 +255,8 @@ def row(path: Path, batch: int, mode: str, train: bool, optimizer: str) -> dict 
             "memtracker": tracker_real, "memtracker_s": tracker_real_seconds,
             "fake": tracker_fake, "fake_s": tracker_fake_seconds, "torchinfo": torchinfo_rule(analysis),
             "accelerate": parameters + 3 * 4 * analysis.totals.trainable_params if train else parameters,
-            "approximate": ", ".join(sorted({stats.kind for stats in analysis.layers} & APPROXIMATE))}
+            "approximate": ", ".join(sorted({stats.kind for stats in analysis.layers
+                                             if stats.kind in APPROXIMATE or stats.layer.memory_gap}))}
 
 
 def markdown(rows: list, environment: dict) -> str:
@@ -321,13 +323,15 @@ def main(argv=None) -> int:
                         options.rows.write_text(json.dumps(rows, indent=0))
                     print(path.stem, batch, mode, found["run"], f"{found['archcalc'] / found['measured']:.4f}",
                           f"{time.perf_counter() - start:.0f}s", flush=True)
-    order = {path.stem: index for index, path in enumerate(options.specs)}
     modes = [mode for mode, _, _ in MODES]
-    rows.sort(key=lambda r: (order.get(r["spec"], len(order)), r["batch"], modes.index(r["mode"])))
+    rows.sort(key=lambda r: (r["spec"], r["batch"], modes.index(r["mode"])))
     environment = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, 2 CPU cores "
                    "shared with other jobs (times are wall clock under that load), no GPU",
                    "torch": torch.__version__, "python": platform.python_version(),
                    "left out": "; ".join(f"{name}: {why}" for name, why in LEFT_OUT.items())}
+    missing = sorted({path.stem for path in (ROOT / "specs").glob("*.yaml")} - {r["spec"] for r in rows} - set(LEFT_OUT))
+    if missing:
+        environment["not measured in this run"] = ", ".join(missing)
     write_text(str(options.output), markdown(rows, environment))
     return 0
 
