@@ -15,7 +15,7 @@ Each rank:
   forward), the second is measured: live tensor bytes (backend/livebytes.py) from its start to
   after the optimizer step, and the payload of every collective (DDP's buckets through a comm
   hook, FSDP2's all-gathers and reduce-scatters through its custom-collective hooks, each
-  returning once the backend's worker thread has let go of its tensors: ``_settled``);
+  on gloo returning once its worker thread has let go of their tensors: ``_settled``);
 - under FSDP, records each parameter's and gradient's local shard (``to_local()``) size;
 - writes its result as JSON beside the options, for the launcher.
 OPTIONS may also hold a list of runs: each rank runs them one after the other on one process
@@ -374,14 +374,15 @@ def _fsdp(network, plan, shard_units: tuple, collectives: Counter, world: int):
     class CountedAllGather(DefaultAllGather):
         def __call__(self, output_tensor, input_tensor, group, async_op=False):
             collectives["all-gather"] += output_tensor.numel() * output_tensor.element_size()
-            return _settled(lambda: super(CountedAllGather, self).__call__(output_tensor, input_tensor, group,
-                                                                           async_op), output_tensor, input_tensor)
+            return _settled(group, lambda: super(CountedAllGather, self).__call__(output_tensor, input_tensor, group,
+                                                                                  async_op), output_tensor, input_tensor)
 
     class CountedReduceScatter(DefaultReduceScatter):
         def __call__(self, output_tensor, input_tensor, group, op, async_op=False):
             collectives["reduce-scatter"] += input_tensor.numel() * input_tensor.element_size()
-            return _settled(lambda: super(CountedReduceScatter, self).__call__(output_tensor, input_tensor, group, op,
-                                                                               async_op), output_tensor, input_tensor)
+            return _settled(group, lambda: super(CountedReduceScatter, self).__call__(output_tensor, input_tensor,
+                                                                                      group, op, async_op),
+                            output_tensor, input_tensor)
 
     wrapping = units(plan.analysis, tuple(shard_units))
     model = Staged(network, plan, wrapping)
@@ -396,13 +397,18 @@ def _fsdp(network, plan, shard_units: tuple, collectives: Counter, world: int):
 SETTLE_SECONDS = 2.0
 
 
-def _settled(collective, *tensors):
-    """Run a (synchronous) collective, then wait until torch.distributed's worker thread has let go
-    of the tensors it used: gloo keeps them, and reduce-scatter's clone of its input, until the
-    thread takes up its next work, a moment after the caller's wait returns. On a busy machine that
-    moment comes late and a buffer FSDP frees meanwhile stays alive, so the measured peak would
-    depend on the threads' scheduling; waiting makes it the program's (at most SETTLE_SECONDS)."""
+def _settled(group, collective, *tensors):
+    """Run a (synchronous) collective, then, on gloo, wait until its worker thread has let go of
+    the tensors it used: gloo keeps them, and reduce-scatter's clone of its input, until the thread
+    takes up its next work, a moment after the caller's wait returns. On a busy machine that moment
+    comes late and a buffer FSDP frees meanwhile stays alive, so the measured peak would depend on
+    the threads' scheduling; waiting makes it the program's (at most SETTLE_SECONDS). NCCL's own
+    references are not waited for (not measured here: this machine has no GPU)."""
     import torch
+    import torch.distributed as dist
+
+    if dist.get_backend(group) != "gloo":
+        return collective()
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
