@@ -34,7 +34,7 @@ from math import prod
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, optional, positive_int, positive_number, probability
 from .base import Layer, register, shape_text
-from .footprint import INPUT, OUTPUT, Op, Tensor
+from .footprint import INPUT, OUTPUT, Op, Tensor, layer_input
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Attending, Count, Counts, Product, Sum
@@ -180,23 +180,68 @@ class Attention(Layer):
         return biases + 2 * self.heads * t * s + rotary
 
     def memory_ops(self, x: tuple, y: Shape, training: bool, device: str) -> tuple:
-        """Approximate: the q/k/v projections (keeping their input); then, ``fused``, the flash
-        kernel of F.scaled_dot_product_attention (it keeps q, k, v, the output and one float32
-        log-sum-exp per head and query, never the T x S scores), else its math kernel (the scores
-        Q Kᵀ, heads x T x S, keeping q and k; their softmax, kept: its backward reads it; A V,
-        keeping A and v); the heads joined (a copy), and the output projection (keeping its
-        input). Rotary's temporaries, the memory's separate projection, the causal mask's fill
-        and the dropout mask are not modelled."""
+        """The projections (each keeping its input; their outputs q, k, v referenced until the
+        layer returns), then F.scaled_dot_product_attention as PyTorch runs it on the CPU:
+        ``fused``, the flash kernel (its output and one float32 log-sum-exp per head and query,
+        keeping q, k and v; its backward makes the three gradients per head, frees what it kept,
+        then they are joined), whose output joins the heads without a copy; otherwise the math kernel (q and k
+        each scaled by sqrt(1/sqrt(head_dim)) into new tensors, copied contiguous for the batched
+        product, the heads x T x S scores, the causal mask added to them, their softmax (kept),
+        v copied, A V, the heads joined in a copy); grouped-query attention repeats k and v to
+        every head first (contiguous: no further copy). Then the output projection, keeping its
+        input. Rotary positions' temporaries and the dropout mask are not modelled."""
         d, kv_heads, head_dim = self.width(x)
         query, memory = self._inputs(x)
         t, s = query.steps, memory.steps
-        q = self.heads * head_dim
-        scores = self.heads * t * s
-        attend = ((Op(t * q, extras=(Tensor(self.heads * t, "float32"),), saves=(INPUT, OUTPUT, 0)),) if self.fused
-                  else (Op(scores, saves=(INPUT,)), Op(scores, saves=(OUTPUT,)), Op(t * q, saves=(INPUT,))))
-        return (Op(t * q + 2 * s * kv_heads * head_dim, saves=(INPUT,), weights=True), *attend,
-                Op(t * q, gradient="view"),
-                Op(prod(y), saves=(INPUT,), weights=True, macs=t * q * d))
+        q, kv = self.heads * head_dim, kv_heads * head_dim
+        bias, source = int(self.bias), memory[-1]
+        cross = len(x) > 1
+        if self.qkv == "separate":
+            ops = [Op(t * q, reads=(layer_input(0),), saves=(INPUT,), weights=q * d + bias * q),
+                   Op(s * kv, reads=(layer_input(1 if cross else 0),), saves=(INPUT,), weights=kv * source + bias * kv),
+                   Op(s * kv, reads=(layer_input(1 if cross else 0),), saves=(INPUT,), weights=kv * source + bias * kv)]
+            qs, ks, vs = 0, 1, 2
+        elif cross:   # q from the query, k and v together from the memory (in_proj's rows)
+            ops = [Op(t * q, reads=(layer_input(0),), saves=(INPUT,), weights=q * d + bias * q),
+                   Op(s * 2 * kv, reads=(layer_input(1),), saves=(INPUT,), weights=2 * kv * d + bias * 2 * kv)]
+            qs, ks, vs = 0, 1, 1
+        else:
+            ops = [Op(t * (q + 2 * kv), reads=(INPUT,), saves=(INPUT,), weights=(q + 2 * kv) * (d + bias))]
+            qs = ks = vs = 0
+        projections = len(ops)
+        out = Op(prod(y), saves=(INPUT,), weights=d * q + bias * d, macs=t * q * d)
+        if self.fused:
+            joined = self.qkv == "fused" and not cross   # split's backward joins the heads' gradients
+            ops.append(Op(t * q, reads=tuple(dict.fromkeys((qs, ks, vs))),
+                          extras=(Tensor(self.heads * t, "float32"),), saves=(INPUT, OUTPUT, 0),
+                          temporaries=(Tensor(t * q + 2 * s * kv),) if joined else (), releases=0 if joined else None))
+            ops.append(out)
+        else:
+            grouped = kv_heads != self.heads
+            scores = self.heads * t * s
+
+            def add(op: Op) -> int:
+                ops.append(op)
+                return len(ops) - 1
+            scaled_q = add(Op(t * q, reads=(qs,)))
+            if grouped:   # repeat_interleave to every head
+                ks, vs = add(Op(s * q, reads=(ks,))), add(Op(s * q, reads=(vs,)))
+            scaled_k = add(Op(s * q, reads=(ks,)))
+            copied_q = add(Op(t * q, reads=(scaled_q,), gradient="view"))
+            copied_k = scaled_k if grouped else add(Op(s * q, reads=(scaled_k,), gradient="view"))
+            product = add(Op(scores, reads=(copied_q, copied_k), saves=(INPUT,)))
+            if self.causal:
+                product = add(Op(scores, reads=(product,), gradient="view"))
+            weights = add(Op(scores, reads=(product,), saves=(OUTPUT,)))
+            values = vs if grouped else add(Op(s * q, reads=(vs,), gradient="view"))
+            mixed = add(Op(t * q, reads=(weights, values), saves=(INPUT,)))
+            add(Op(t * q, reads=(mixed,), gradient="view"))   # the heads joined: a copy
+            ops.append(out)
+            ends = {scaled_q: product - (1 if self.causal else 0), scaled_k: mixed}
+            ops = [dataclasses.replace(op, lingers=ends[position] - position) if position in ends else op
+                   for position, op in enumerate(ops)]
+        return tuple(dataclasses.replace(op, lingers=len(ops) - 1 - position) if position < projections else op
+                     for position, op in enumerate(ops))
 
     # --- PyTorch ------------------------------------------------------------------------
     def to_torch(self, x: tuple):
