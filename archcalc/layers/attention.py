@@ -188,8 +188,9 @@ class Attention(Layer):
         each scaled by sqrt(1/sqrt(head_dim)) into new tensors, copied contiguous for the batched
         product, the heads x T x S scores, the causal mask added to them, their softmax (kept),
         v copied, A V, the heads joined in a copy); grouped-query attention repeats k and v to
-        every head first (contiguous: no further copy). Then the output projection, keeping its
-        input. Rotary positions' temporaries and the dropout mask are not modelled."""
+        every head first (contiguous: no further copy). Rotary positions turn q and k first
+        (``_rotated``). Then the output projection, keeping its input. The dropout mask is not
+        modelled.""" 
         d, kv_heads, head_dim = self.width(x)
         query, memory = self._inputs(x)
         t, s = query.steps, memory.steps
@@ -208,7 +209,14 @@ class Attention(Layer):
         else:
             ops = [Op(t * (q + 2 * kv), reads=(INPUT,), saves=(INPUT,), weights=(q + 2 * kv) * (d + bias))]
             qs = ks = vs = 0
-        projections = len(ops)
+        lingering = set(range(len(ops)))   # q, k and v: referenced until the layer returns
+        if self.rotary is not None:   # q and k turned: x cos + cat(-x2, x1) sin, cos and sin float32 (T x hd) kept
+            first = qs
+            qs, ks = (self._rotated(ops, source, steps, width, head_dim)
+                      for source, steps, width in ((qs, t, q), (ks, s, kv)))
+            # q, k = rotate(q), rotate(k): the first stays referenced while the second turns
+            ops[first] = dataclasses.replace(ops[first], lingers=ks - first)
+            lingering = {qs, ks, vs}   # the turned ones replace q and k
         out = Op(prod(y), saves=(INPUT,), weights=d * q + bias * d, macs=t * q * d)
         if self.fused:
             joined = self.qkv == "fused" and not cross   # split's backward joins the heads' gradients
@@ -238,10 +246,25 @@ class Attention(Layer):
             add(Op(t * q, reads=(mixed,), gradient="view"))   # the heads joined: a copy
             ops.append(out)
             ends = {scaled_q: product - (1 if self.causal else 0), scaled_k: mixed}
+            if grouped:   # the repeated k stays referenced until A V, and in training the scaled q (measured)
+                ends.update({ks: mixed, **({scaled_q: mixed} if training else {})})
             ops = [dataclasses.replace(op, lingers=ends[position] - position) if position in ends else op
                    for position, op in enumerate(ops)]
-        return tuple(dataclasses.replace(op, lingers=len(ops) - 1 - position) if position < projections else op
+        return tuple(dataclasses.replace(op, lingers=len(ops) - 1 - position) if position in lingering else op
                      for position, op in enumerate(ops))
+
+    @staticmethod
+    def _rotated(ops: list[Op], source: int, steps: int, width: int, head_dim: int) -> int:
+        """Append the rotary embedding of op ``source``'s output (``steps`` x ``width``) to ``ops``:
+        -x2 (half of it), cat(-x2, x1), x cos, that sin, their sum (the rotated tensor's op)."""
+        angles = Tensor(steps * head_dim, "float32", batched=False)
+        start = len(ops)
+        ops += [Op(steps * width // 2, reads=(source,)), Op(steps * width, reads=(start, source), lingers=3),
+                Op(steps * width, reads=(source,), extras=(angles,), saves=(0,)),
+                Op(steps * width, reads=(start + 1,), extras=(angles,), saves=(0,)),
+                Op(steps * width, reads=(start + 2, start + 3), gradient="view")]
+        ops[source] = dataclasses.replace(ops[source], lingers=max(ops[source].lingers, start + 4 - source))
+        return len(ops) - 1
 
     # --- PyTorch ------------------------------------------------------------------------
     def to_torch(self, x: tuple):
