@@ -26,9 +26,11 @@ two ops (relu's output, which the next conv saves as its input) counts once.
 Live bytes are kept as (fixed, per sample) pairs, so one replay gives the peak at every batch
 size: each moment is a line a + b x batch, and the peak is their maximum.
 
-Not modelled: what a kernel allocates and frees inside one operation (oneDNN and cuDNN
-workspaces), the caching allocator's rounding, and, per kind, what the ops say in their
-docstrings (the recurrent layers are approximate).
+Not modelled: what a kernel allocates and frees inside one operation (a workspace it does not
+return: convolutions' oneDNN buffers, cuDNN's), the caching allocator's rounding, and, per kind,
+what its memory_gap says (printed by every memory report). A workspace a kernel returns for the
+backward pass is modelled (oneDNN's LSTM: footprint.Workspace), as are the layouts that make a
+later op copy (a recurrent layer's batch-first view, copied by the dense layer that reshapes it).
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ from math import prod
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, optional, positive_int, positive_number, probability
 from .base import Layer, register, shape_text
-from .footprint import INPUT, OUTPUT, Op, Tensor, layer_input
+from .footprint import INPUT, MASK, OUTPUT, Op, Tensor, layer_input
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Attending, Count, Counts, Product, Sum
@@ -182,15 +182,14 @@ class Attention(Layer):
     def memory_ops(self, x: tuple, y: Shape, training: bool, device: str) -> tuple:
         """The projections (each keeping its input; their outputs q, k, v referenced until the
         layer returns), then F.scaled_dot_product_attention as PyTorch runs it on the CPU:
-        ``fused``, the flash kernel (its output and one float32 log-sum-exp per head and query,
+        ``fused`` (and no dropout while training), the flash kernel (its output and one float32 log-sum-exp per head and query,
         keeping q, k and v; its backward makes the three gradients per head, frees what it kept,
         then they are joined), whose output joins the heads without a copy; otherwise the math kernel (q and k
         each scaled by sqrt(1/sqrt(head_dim)) into new tensors, copied contiguous for the batched
         product, the heads x T x S scores, the causal mask added to them, their softmax (kept),
-        v copied, A V, the heads joined in a copy); grouped-query attention repeats k and v to
+        in training with ``dropout`` a mask and the weights it keeps, v copied, A V, the heads joined in a copy); grouped-query attention repeats k and v to
         every head first (contiguous: no further copy). Rotary positions turn q and k first
-        (``_rotated``). Then the output projection, keeping its input. The dropout mask is not
-        modelled.""" 
+        (``_rotated``). Then the output projection, keeping its input."""
         d, kv_heads, head_dim = self.width(x)
         query, memory = self._inputs(x)
         t, s = query.steps, memory.steps
@@ -218,7 +217,7 @@ class Attention(Layer):
             ops[first] = dataclasses.replace(ops[first], lingers=ks - first)
             lingering = {qs, ks, vs}   # the turned ones replace q and k
         out = Op(prod(y), saves=(INPUT,), weights=d * q + bias * d, macs=t * q * d)
-        if self.fused:
+        if self.fused and not (training and self.dropout):   # with dropout PyTorch falls back to the math kernel
             joined = self.qkv == "fused" and not cross   # split's backward joins the heads' gradients
             ops.append(Op(t * q, reads=tuple(dict.fromkeys((qs, ks, vs))),
                           extras=(Tensor(self.heads * t, "float32"),), saves=(INPUT, OUTPUT, 0),
@@ -241,6 +240,8 @@ class Attention(Layer):
             if self.causal:
                 product = add(Op(scores, reads=(product,), gradient="view"))
             weights = add(Op(scores, reads=(product,), saves=(OUTPUT,)))
+            if training and self.dropout:   # a mask (the dtype's, on the CPU) and the weights it keeps
+                weights = add(Op(scores, reads=(weights,), extras=(Tensor(scores, MASK),), saves=(0,)))
             values = vs if grouped else add(Op(s * q, reads=(vs,), gradient="view"))
             mixed = add(Op(t * q, reads=(weights, values), saves=(INPUT,)))
             add(Op(t * q, reads=(mixed,), gradient="view"))   # the heads joined: a copy
