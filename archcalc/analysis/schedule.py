@@ -606,16 +606,17 @@ def _backward(replay: _Replay, recorded: list[_Recorded],
             for tensor in entry.saved[entry.op.releases:]:
                 replay.drop(tensor)
             entry.saved = []
+        computed_inputs = []
         for tensor in entry.reads:
             if tensor.requires_grad:
-                if entry.op.gradient == "view":
-                    _accumulate(replay, grads, tensor, replay.hold(gradient))
-                else:
-                    _accumulate(replay, grads, tensor, replay.like(tensor, "transient"))
+                new = replay.hold(gradient) if entry.op.gradient == "view" else replay.like(tensor, "transient")
+                computed_inputs.append((tensor, new))
             elif entry.op.gradient == "always":
                 replay.drop(replay.like(tensor, "transient"))
         for tensor in [gradient, *scratch, *entry.saved]:
             replay.drop(tensor)
+        for tensor, new in computed_inputs:   # the engine adds them to the next nodes' gradients once this
+            _accumulate(replay, grads, tensor, new)   # node has freed what it saved and its output's gradient
         if entry.frame is not None:
             entry.frame.unpacked(replay, entry)
         if computed is not None:   # their cast to float32 runs in a node of its own, after this one freed what it saved

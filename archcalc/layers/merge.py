@@ -9,7 +9,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, non_negative_int
 from .base import Layer, register, shape_text
-from .footprint import INPUT, Op, Tensor
+from .footprint import INPUT, Op, Tensor, layer_input
 from .recipe import module
 from .shapes import FeatureMap, Shape, Steps, Vector
 from .terms import Joined
@@ -56,11 +56,12 @@ class Elementwise(Layer):
     def memory_ops(self, x: tuple, y: tuple, training: bool, device: str) -> tuple:
         """A new tensor; with more than two inputs the running result of the previous ones sits
         beside it, a moment. add hands its output's gradient to every input as it is (a view);
-        subtract negates it for b and multiply computes one per input, keeping the inputs (new
-        tensors). Approximate where an input is broadcast: its gradient is summed down to its size."""
+        subtract negates it for b; multiply multiplies input by input, each product keeping
+        what it reads (the running product too) and computing one gradient per input (new tensors). Approximate where an input is broadcast: its gradient is summed down to its size."""
+        if self.kind == "multiply":   # product = product * other, input by input: each product keeps what it reads
+            return (Op(prod(y), reads=(layer_input(0), layer_input(1)), saves=(INPUT,)),
+                    *(Op(prod(y), reads=(k - 2, layer_input(k)), saves=(INPUT,)) for k in range(2, len(x))))
         partial = (Tensor(prod(y)),) if len(x) > 2 else ()
-        if self.kind == "multiply":
-            return (Op(prod(y), extras=partial, saves=(INPUT,)),)
         return (Op(prod(y), extras=partial, gradient="view" if self.kind == "add" else "new"),)
 
 
