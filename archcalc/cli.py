@@ -881,10 +881,11 @@ def _checkpoint_segments(analysis, choices: tuple) -> tuple:
              "Graphviz source; '-' prints DOT instead of the text.")
 @FORCE_OPTION
 @CHECKPOINT_OPTION
+@sharding_options
 @analysis_options()
 @click.pass_context
 def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_timeline, output, force, checkpoint,
-           batch, dtype, input_shape, rounding):
+           gpus, shard, shard_units, bandwidth, throughput, batch, dtype, input_shape, rounding):
     """Peak memory as PyTorch would reach it: the layers replayed in execution order, each tensor
     freed after its last reader or once backward no longer needs it.
 
@@ -899,9 +900,18 @@ def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_time
     refuse_unless(ctx, train, ("optimizer",), "it is the optimizer of the training step; add --train")
     refuse_unless(ctx, train, ("checkpoint",), "checkpointing changes only a training step; add --train")
     refuse_unless(ctx, output is not None, ("force",), "it writes through -o; add -o FILE")
+    refuse_unless(ctx, train, ("gpus", "shard", "shard_units", "bandwidth", "throughput"),
+                  "it spreads a training step over GPUs; add --train")
     target = output_path(output, [spec], force)
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     segments = _checkpoint_segments(analysis, checkpoint)
+    sharded = None
+    if gpus is not None or shard is not None or shard_units or bandwidth or throughput:
+        from .analysis.sharding import sharded_memory
+
+        sharded = sharded_memory(analysis, shard or ("ddp" if (gpus or 1) > 1 else "none"), gpus or 1,
+                                 optimizer=optimizer, mixed_precision=mixed_precision, shard_units=shard_units,
+                                 device=device)
     schedules = [schedule(analysis, device=device, mixed_precision=mixed_precision)]
     if train:
         schedules.append(schedule(analysis, training=True, optimizer=optimizer, device=device,
@@ -923,6 +933,12 @@ def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_time
         from .views.memory import checkpoint_lines
         click.echo("\n" + "\n".join(checkpoint_lines(schedules[1], schedules[2], [s.name for s in segments],
                                                      terminal_width(stream))), err=drawing_to_stdout)
+    if sharded is not None:
+        from .views.memory import folded
+        from .views.sharding import memory_lines
+
+        click.echo("\n" + "\n".join(part for line in memory_lines(sharded, bandwidth, throughput)
+                                     for part in folded(line, terminal_width(stream))), err=drawing_to_stdout)
     if target is not None:
         wrote(output, memorychart.format_of(output).upper())
     if budget is not None:

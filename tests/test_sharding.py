@@ -22,6 +22,7 @@ from archcalc.analysis.sharding import (
     units,
 )
 from archcalc.cli import main
+from archcalc.units import human_bytes
 
 ZERO_SPEC = SPECS / "zero_7_5b.yaml"
 GB = 10 ** 9
@@ -292,3 +293,22 @@ def test_batch_hint_names_the_multiples_around_the_batch():
                              "  hint: a batch of 4 (or a multiple of it)\n")
     result = CliRunner().invoke(main, ["inspect", str(SPECS / "lenet5.yaml"), "--gpus", "4", "--batch", "10"])
     assert result.stderr.endswith("  hint: a batch of 8 or 12\n")
+
+
+@pytest.mark.parametrize(("strategy", "paper", "exact"), FIGURE_1)
+def test_memory_command_spreads_a_step_over_gpus(strategy, paper, exact):
+    """archcalc memory --train --gpus: the per-GPU lines inspect prints, the paper's figure among them."""
+    args = [str(ZERO_SPEC), "--train", "--gpus", "64", "--shard", strategy, "--mixed-precision", "fp16", "-b", "64"]
+    printed = CliRunner().invoke(main, ["memory", *args, "--no-timeline"])
+    assert printed.exit_code == 0, printed.output
+    model_states = next(line for line in printed.output.splitlines() if line.startswith("  model states: "))
+    assert model_states.startswith(f"  model states: {human_bytes(exact)}")  # the paper's, as the test above reads it
+    per_gpu = printed.output[printed.output.index("per GPU, "):]
+    inspected = CliRunner().invoke(main, ["inspect", *args]).output
+    assert per_gpu.splitlines()[:12] == inspected[inspected.index("per GPU, "):].splitlines()[:12]
+
+
+@pytest.mark.parametrize("args", [["--gpus", "2"], ["--shard", "fsdp"], ["--bandwidth", "400GB/s"]])
+def test_memory_gpus_need_a_training_step(args):
+    printed = CliRunner().invoke(main, ["memory", str(SPECS / "lenet5.yaml"), *args])
+    assert printed.exit_code == 2 and "does not apply here: it spreads a training step over GPUs; add --train" in printed.output
