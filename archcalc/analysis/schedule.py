@@ -369,6 +369,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         ops = list(layer.memory_ops(x, y, training, device)) if len(stats.node.outputs) == 1 else []
         if not layouts or not layouts[0]:
             ops = [alternative for op in ops for alternative in (op.if_channels_first or (op,))]
+        else:
+            ops = [alternative for op in ops for alternative in (op.if_channels_last or (op,))]
         if len(stats.node.outputs) == 1:
             laid_out[stats.node.outputs[0]] = layer.channels_last(x, layouts)
         if layer.activation:

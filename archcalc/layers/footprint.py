@@ -96,6 +96,8 @@ class Op:
     if_channels_first: the ops PyTorch runs instead of this one when the layer's input is laid
            out channels first in memory (Layer.channels_last is false for it): an op over a
            map's channels moved last then reads a non-contiguous tensor.
+    if_channels_last: the ops PyTorch runs instead when the layer's input is laid out channels
+           last (a reshape of it to the plain order copies).
     """
 
     output: int | None
@@ -116,6 +118,7 @@ class Op:
     macs: int = 0
     autocast: str = ""
     if_channels_first: tuple = ()
+    if_channels_last: tuple = ()
 
 
 def view() -> Op:
