@@ -366,21 +366,23 @@ layers:
             assert LOW <= predicted / measured <= HIGH, (phase, predicted, measured)
 
 
-def test_gradients_added_after_the_node_frees_what_it_saved():
+@pytest.mark.parametrize("channels,kernel", [(2, 1), (4, 3)])
+def test_gradients_added_after_the_node_frees_what_it_saved(channels, kernel):
     """Found by the random graphs (128 B over an SGD backward of 592): two residual additions in a
     row; the engine adds a node's gradients into the next nodes' after the node has freed what it
-    saved and its output's gradient, so the second conv's input is gone when its gradient is summed."""
-    analysis = archcalc.analyze(archcalc.loads("""
-input: [2, 4, 4]
+    saved and its output's gradient, so the second conv's input is gone when its gradient is summed
+    (out of place: the first gradient is the loss's expanded scalar, no tensor of that size)."""
+    analysis = archcalc.analyze(archcalc.loads(f"""
+input: [{channels}, 4, 4]
 layers:
-  - conv: {filters: 2, kernel: 1, padding: same, inputs: [input], name: v2}
-  - add: {inputs: [input, v2], name: v1}
-  - conv: {filters: 2, kernel: 1, padding: same, inputs: [v1], name: v4}
-  - add: {inputs: [v1, v4], name: v3}
+  - conv: {{filters: {channels}, kernel: {kernel}, padding: same, inputs: [input], name: v2}}
+  - add: {{inputs: [input, v2], name: v1}}
+  - conv: {{filters: {channels}, kernel: 1, padding: same, inputs: [v1], name: v4}}
+  - add: {{inputs: [v1, v4], name: v3}}
 """))
     for training, optimizer in MODES:
         for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
-            assert predicted == measured, (phase, predicted, measured)
+            assert abs(predicted - measured) <= 4, (phase, predicted, measured)   # the loss's ones_like, kept by autograd
 
 
 # (kind, steps T, batch N, features F, hidden H, layers, bidirectional, bias, returns, a dense before it):

@@ -663,8 +663,8 @@ def _accumulate(replay: _Replay, grads: dict[int, _Tensor], tensor: _Tensor, gra
     if earlier is None:
         grads[id(tensor)] = gradient
         return
-    if earlier.holders == 1:
-        replay.drop(gradient)
+    if earlier.holders == 1 and (earlier.fixed, earlier.sample) == (tensor.fixed, tensor.sample):
+        replay.drop(gradient)   # (the loss's expanded scalar is no tensor of that size: never in place)
     else:
         grads[id(tensor)] = replay.like(tensor, "transient")
         replay.drop(earlier)
