@@ -21,6 +21,8 @@ from archcalc.spec import load
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
+from torch.onnx.symbolic_helper import parse_args  # noqa: E402
+
 from archcalc.backend import build  # noqa: E402
 from archcalc.backend.importer import import_model, output_difference  # noqa: E402
 from archcalc.backend.importer.onnx import onnx_weights  # noqa: E402
@@ -32,37 +34,80 @@ SPECS = ROOT / "specs"
 QUICK = ("lenet5", "unet_small", "rgb3_dense", "min_char_rnn")
 # what torch.onnx.export does not write
 NOT_EXPORTED = {
-    "tinyllama": "torch.onnx.export (TorchScript, opset 20 at most) cannot export aten::rms_norm (nn.RMSNorm), "
-                 "nor scaled_dot_product_attention with enable_gqa (grouped key/value heads)",
     "zero_7_5b": "7.5 billion parameters: too large to write to a file in a test",
 }
 
 
+def channel_shuffle(g, x, groups):
+    """aten::channel_shuffle (nn.ChannelShuffle, ShuffleNetV2's) as torchvision's own
+    channel_shuffle computes it: a Reshape to [N, g, C/g, H, W], a Transpose of the two group
+    axes, a Reshape back."""
+    shape = g.op("Shape", x)  # its sizes as the graph computes them: x's may be unknown while exporting
+    n, c, positions = (g.op("Slice", shape, ints(g, start), ints(g, end)) for start, end in ((0, 1), (1, 2), (2, 8)))
+    grouped = g.op("Concat", n, ints(g, groups), g.op("Div", c, ints(g, groups)), positions, axis_i=0)
+    rank = x.type().dim() or 4
+    swapped = g.op("Transpose", g.op("Reshape", x, grouped), perm_i=[0, 2, 1, *range(3, rank + 1)])
+    return g.op("Reshape", swapped, shape)
+
+
+def rms_norm(g, x, normalized_shape, weight, eps):
+    """aten::rms_norm (nn.RMSNorm, Llama's) as F.rms_norm computes it: x * (mean of x² over the
+    normalised axes + eps) ** -1/2, times the weight; eps PyTorch's default (float32's machine
+    epsilon) where none is given."""
+    from torch.onnx.symbolic_helper import _is_none, _maybe_get_const
+
+    axes = list(range(-len(_maybe_get_const(normalized_shape, "is")), 0))
+    eps = torch.finfo(torch.float32).eps if _is_none(eps) else _maybe_get_const(eps, "f")
+    mean = g.op("ReduceMean", g.op("Mul", x, x), ints(g, *axes), keepdims_i=1)
+    rms = g.op("Sqrt", g.op("Add", mean, g.op("Constant", value_t=torch.tensor(eps, dtype=torch.float32))))
+    y = g.op("Div", x, rms)
+    return y if _is_none(weight) else g.op("Mul", y, weight)
+
+
+def grouped_attention(g, query, key, value, mask, dropout, causal, scale, enable_gqa):
+    """aten::scaled_dot_product_attention with grouped key/value heads (enable_gqa): each of
+    the kv_heads keys and values repeated heads / kv_heads times in place (repeat_interleave,
+    what SDPA computes: an Unsqueeze, an Expand, a Reshape to [N, heads, S, head_dim]), then
+    PyTorch's own symbolic without grouping."""
+    from torch.onnx._internal.torchscript_exporter import symbolic_opset14
+    from torch.onnx.symbolic_helper import _maybe_get_const
+
+    if _maybe_get_const(enable_gqa, "b"):
+        repeat = query.type().sizes()[1] // key.type().sizes()[1]
+
+        def repeated(x):
+            shape = g.op("Shape", x)
+            n, heads, rest = (g.op("Slice", shape, ints(g, start), ints(g, end)) for start, end in ((0, 1), (1, 2), (2, 4)))
+            grouped = g.op("Concat", n, heads, ints(g, repeat), rest, axis_i=0)
+            spread = g.op("Expand", g.op("Unsqueeze", x, ints(g, 2)), grouped)
+            return g.op("Reshape", spread, g.op("Concat", n, g.op("Mul", heads, ints(g, repeat)), rest, axis_i=0))
+
+        key, value = repeated(key), repeated(value)
+    return symbolic_opset14.scaled_dot_product_attention(g, query, key, value, mask, dropout, causal, scale,
+                                                         g.op("Constant", value_t=torch.tensor(False)))
+
+
+def ints(g, *values):
+    return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+
+# what torch.onnx.export (TorchScript) has no symbolic for, or refuses: (operator, opset, its nodes)
+WRITTEN = (("aten::channel_shuffle", 9, parse_args("v", "i")(channel_shuffle)), ("aten::rms_norm", 9, rms_norm),
+           ("aten::scaled_dot_product_attention", 14, grouped_attention))
+
+
 @contextlib.contextmanager
-def channel_shuffle_written():
-    """torch.onnx.export (TorchScript) has no symbolic for aten::channel_shuffle (nn.ChannelShuffle,
-    ShuffleNetV2's): while exporting, the nodes torchvision's own channel_shuffle gives, a Reshape
-    to [N, g, C/g, H, W], a Transpose of the two group axes, a Reshape back."""
+def written():
+    """While exporting, the symbolics WRITTEN gives."""
     from torch.onnx import register_custom_op_symbolic, unregister_custom_op_symbolic
-    from torch.onnx.symbolic_helper import parse_args
 
-    @parse_args("v", "i")
-    def channel_shuffle(g, x, groups):
-        def ints(*values):
-            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
-
-        shape = g.op("Shape", x)  # its sizes as the graph computes them: x's may be unknown while exporting
-        n, c, positions = (g.op("Slice", shape, ints(start), ints(end)) for start, end in ((0, 1), (1, 2), (2, 8)))
-        grouped = g.op("Concat", n, ints(groups), g.op("Div", c, ints(groups)), positions, axis_i=0)
-        rank = x.type().dim() or 4
-        swapped = g.op("Transpose", g.op("Reshape", x, grouped), perm_i=[0, 2, 1, *range(3, rank + 1)])
-        return g.op("Reshape", swapped, shape)
-
-    register_custom_op_symbolic("aten::channel_shuffle", channel_shuffle, 9)
+    for name, opset, symbolic in WRITTEN:
+        register_custom_op_symbolic(name, symbolic, opset)
     try:
         yield
     finally:
-        unregister_custom_op_symbolic("aten::channel_shuffle", 9)
+        for name, opset, _ in WRITTEN:
+            unregister_custom_op_symbolic(name, opset)
 
 
 def exported(name: str | Path, tmp_path: Path, params: dict | None = None):
@@ -73,7 +118,7 @@ def exported(name: str | Path, tmp_path: Path, params: dict | None = None):
     model = build(plan.analysis, seed=0).eval()
     inputs = sample_inputs(torch, plan, 1, torch.float32, "cpu", None)
     path = tmp_path / f"{source.stem}.onnx"
-    with warnings.catch_warnings(), channel_shuffle_written():
+    with warnings.catch_warnings(), written():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, tuple(inputs), str(path), dynamo=False, do_constant_folding=False)
     return plan.analysis, path, model
@@ -106,6 +151,17 @@ def test_a_small_gpt2_round_trips_through_onnx(tmp_path):
     assert "  attention: {causal: true}" in text  # what both layers' attention shares, as a default
     assert "- attention: {heads: 4, name: decoder_layer1_attn}" in text
     assert "shares: wte, name: lm_head" in text
+
+
+def test_a_small_llama_round_trips_through_onnx(tmp_path):
+    """nn.RMSNorm and attention with grouped key/value heads, which the exporter writes only
+    with WRITTEN's symbolics (F.rms_norm's nodes; keys and values repeated per query head),
+    read back as rmsnorm and attention with kv_heads: the quick representative of TinyLlama."""
+    text = check("tinyllama", tmp_path, {**SMALL["tinyllama"], "layers": 1}).text
+    assert "  rmsnorm: {eps: 1.0e-05}" in text  # TinyLlama's, as a default
+    assert "- attention: {heads: 8, kv_heads: 2, bias: false, qkv: separate, causal: true, rotary: 10000, " \
+           "name: llama_layer1_self_attn}" in text
+    assert "- rmsnorm: {name: norm}" in text
 
 
 # the transformers: their numbers at full size, their outputs at a small size (small_sizes.SMALL)
@@ -143,14 +199,15 @@ def test_what_the_exporter_writes_as_many_nodes_reads_back_as_one_layer(tmp_path
 def test_attention_arguments_through_onnx(tmp_path):
     """What no exported shipped spec has: its own head_dim, rotary positions (their table folded
     to a constant: theta from its second row), cross-attention with separate projections and no
-    bias (the exporter writes no grouped key/value heads: TinyLlama's)."""
+    bias, and an RMSNorm without a weight or eps (PyTorch's default, float32's epsilon)."""
     path = write_spec(tmp_path, "inputs: {query: {steps: 6, features: 8}, memory: {steps: 4, features: 5}}\n"
                                 "layers:\n  - attention: {heads: 2, head_dim: 6, rotary: 500, causal: true, "
                                 "inputs: [query]}\n  - attention: {heads: 2, qkv: separate, bias: false, "
-                                "inputs: [attn1, memory]}\n  - mean\n  - dense: {units: 3}\n")
+                                "inputs: [attn1, memory]}\n  - rmsnorm: {affine: false}\n  - mean\n  - dense: {units: 3}\n")
     text = check(path, tmp_path).text
-    assert "- attention: {heads: 2, head_dim: 6, causal: true, rotary: 500, name: attn1, inputs: x}" in text
+    assert "- attention: {heads: 2, head_dim: 6, causal: true, rotary: 500, name: attn1, inputs: " in text
     assert "- attention: {heads: 2, bias: false, qkv: separate, name: attn2, inputs: [attn1, " in text
+    assert "- rmsnorm: {eps: 1.1920929e-07, affine: false, name: rms1}" in text  # the exporter writes eps
 
 
 @pytest.mark.slow

@@ -776,21 +776,22 @@ class OnnxMapper(Recorder):
             self.weight(ins[2], node)
         if not bias:
             raise _Unsupported(self.where(node), "LayerNormalization without a bias")
-        from ...layers.norm import normalized_shape
-
-        fields = {"eps": _float32(attrs.get("epsilon", 1e-5))}
-        if x.channels_last:
-            fields["axes"] = "channels"
-        else:
-            for axes in (None, "all"):
-                if tuple(normalized_shape(x.shape, axes)) == scale:
-                    fields["axes"] = axes
-                    break
-            else:
-                raise _Unsupported(self.where(node), f"LayerNormalization over {list(scale)}")
+        fields = {"eps": _float32(attrs.get("epsilon", 1e-5)), "axes": self.norm_axes(node, x, scale)}
         keep = x.channels_last
         return self.add(node, "layernorm", fields, [Value(ref=x.ref, shape=x.shape) if keep else self.tensor(x, node)],
                         word="layernorm", tensors=tuple(node.input[1:3]), channels_last=keep)
+
+    def norm_axes(self, node, x: Value, normalized: tuple) -> str | None:
+        """The ``axes`` of a norm over the ``normalized`` shape of x: channels (of a map held
+        channels-last), the last (None) or all."""
+        from ...layers.norm import normalized_shape
+
+        if x.channels_last:
+            return "channels"
+        for axes in (None, "all"):
+            if tuple(normalized_shape(x.shape, axes)) == normalized:
+                return axes
+        raise _Unsupported(self.where(node), f"{node.op_type} over {list(normalized)}")
 
     def op_Pad(self, node, ins, attrs):
         x = self.tensor(ins[0], node)
@@ -891,7 +892,8 @@ class OnnxMapper(Recorder):
         """The modules mapped whole, from the nodes PyTorch's exporter writes under their path:
         attention (archcalc's Attention, nn.MultiheadAttention), the module of a Softmax between
         two products of computed tensors; a recurrence (archcalc's Recurrent, nn.RNN/LSTM/GRU),
-        the outermost module around RNN/LSTM/GRU nodes. Each reads one or two tensors and makes
+        the outermost module around RNN/LSTM/GRU nodes; local response and RMS normalisation
+        (nn.RMSNorm written as its decomposition), the module of their Div. Each reads one or two tensors and makes
         one, where it is mapped; the constants inside are still folded."""
         dynamic = {i.name for i in self.graph.input if i.name not in self.constants}
         for node in self.graph.node:
@@ -918,6 +920,10 @@ class OnnxMapper(Recorder):
             elif node.op_type == "Div" and {"AveragePool", "Pow"} <= {n.op_type for n in self.graph.node
                                                                       if self.scopes(n)[-1:] == self.scopes(node)[-1:]}:
                 paths, kind = self.scopes(node)[-1:], "lrn"
+            elif node.op_type == "Div" and self.scopes(node) and \
+                    {n.op_type for n in self.graph.node if self.scopes(n)[-1:] == self.scopes(node)[-1:]} \
+                    & {"ReduceMean", "Sqrt", "Sub"} == {"ReduceMean", "Sqrt"}:
+                paths, kind = self.scopes(node)[-1:], "rmsnorm"
             else:
                 continue
             for path in paths:
@@ -928,7 +934,7 @@ class OnnxMapper(Recorder):
                     continue
                 nodes, reads, result = found
                 products = [n for n in nodes if n.op_type == "MatMul" and all(i in dynamic for i in n.input)]
-                if (kind == "attention" and len(products) < 2) or (kind == "lrn" and node.input[0] not in reads):
+                if (kind == "attention" and len(products) < 2) or (kind in ("lrn", "rmsnorm") and node.input[0] not in reads):
                     continue
                 self.units[result] = (kind, path, nodes, reads)
                 self.in_unit.update(n.output[0] for n in nodes)
@@ -955,6 +961,28 @@ class OnnxMapper(Recorder):
             raise _Unsupported(self.where(end), "local response normalisation whose constants are not read")
         fields = {key: value if key == "size" else _float32(value) for key, value in fields.items()}
         return self.add(end, "lrn", fields, [self.tensor(self.values.get(reads[0]), end)], path=path)
+
+    def rmsnorm(self, end, path: str, nodes: list, reads: list):
+        """RMS normalisation as F.rms_norm computes it: x / sqrt(mean of x·x over the normalised
+        (last) axes + eps), times the weight where affine; eps the constant of the Add, the axes
+        the ReduceMean's."""
+        mean = next(node for node in nodes if node.op_type == "ReduceMean")
+        axes = self.attributes(mean).get("axes")
+        if axes is None and len(mean.input) > 1 and mean.input[1] in self.constants:
+            axes = self.constants[mean.input[1]].reshape(-1).tolist()
+        eps = next((float(self.constants[name].reshape(-1)[0]) for node in nodes if node.op_type == "Add"
+                    for name in node.input if name in self.constants and self.constants[name].size == 1), None)
+        x = self.values.get(reads[0])
+        shape = self.per_sample(reads[0], end)
+        rank = len(shape) + 1
+        if eps is None or not axes or sorted(a % rank for a in axes) != list(range(rank - len(axes), rank)):
+            raise _Unsupported(self.where(end), "RMS normalisation whose axes or eps are not read")
+        weights = list(dict.fromkeys(name for node in nodes for name in node.input if name in self.weights))
+        fields = {"eps": _float32(eps), "axes": self.norm_axes(end, x, tuple(shape[-len(axes):])),
+                  "affine": bool(weights)}
+        keep = x.channels_last
+        return self.add(end, "rmsnorm", fields, [Value(ref=x.ref, shape=x.shape) if keep else self.tensor(x, end)],
+                        tensors=tuple(weights), channels_last=keep, path=path)
 
     def recurrent(self, end, path: str, nodes: list, reads: list):
         """One recurrence: RNN, LSTM or GRU nodes (one per layer, a direction attribute), hidden
