@@ -175,10 +175,15 @@ def test_every_spec_round_trips_through_onnx(name, tmp_path):
     check(name, tmp_path)
 
 
+# TinyLlama's 22 layers are 4.4 GB of float32 weights, which exporting holds several times over (a run
+# here passed 11 GB and was stopped): its full width, heads, vocabulary and T, with 2 of the layers
+LARGEST = {"tinyllama": {"layers": 2}}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(set(SMALL) - set(NOT_EXPORTED)))
 def test_the_transformers_round_trip_through_onnx(name, tmp_path):
-    check(name, tmp_path, values=False)
+    check(name, tmp_path, LARGEST.get(name), values=False)
     check(name, tmp_path, SMALL[name])
 
 
