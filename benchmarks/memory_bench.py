@@ -42,8 +42,8 @@ training step with SGD and one with Adam (the second step, optimizer state prese
   inference = the parameters; an Adam or SGD training step = 16 bytes per float32 trainable
   parameter (weights, gradients, two Adam states), no activations.
 zero_7_5b (7.5 billion parameters, for the sharding model) is left out. Ratios are predicted /
-measured; "approximate": the kinds the schedule approximates (attention; the kinds that state a
-memory_gap: the recurrent layers, for inference with two directions or several layers).
+measured; "approximate": the kinds that state a memory_gap (the recurrent layers, for inference
+with two directions or several layers).
 Runs under `nice -n 10`, one process, OMP threads as the environment sets them (the allocator
 column one thread).
 """
@@ -80,7 +80,6 @@ ALLOCATOR_MACS = 5 * 10**9          # MACs x batch up to which the allocator's r
 REAL_BYTES = 6 * 10**9    # a predicted peak above which likewise (a machine of 23 GB, shared)
 MEMTRACKER_MACS = 10**9   # MACs x batch up to which MemTracker's real run is repeated
 LEFT_OUT = {"zero_7_5b": "7.5 billion parameters (120 GB of weights, gradients and Adam state): the sharding model's spec"}
-APPROXIMATE = {"attention"}   # besides the kinds that state a memory_gap (the recurrent layers)
 MB = 10**6
 
 
@@ -257,7 +256,7 @@ def row(path: Path, batch: int, mode: str, train: bool, optimizer: str) -> dict 
             "fake": tracker_fake, "fake_s": tracker_fake_seconds, "torchinfo": torchinfo_rule(analysis),
             "accelerate": parameters + 3 * 4 * analysis.totals.trainable_params if train else parameters,
             "approximate": ", ".join(sorted({stats.kind for stats in analysis.layers
-                                             if stats.kind in APPROXIMATE or stats.layer.memory_gap}))}
+                                             if stats.layer.memory_gap}))}
 
 
 def markdown(rows: list, environment: dict) -> str:
