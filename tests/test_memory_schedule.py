@@ -326,6 +326,16 @@ def test_flatten_copies_a_map_laid_out_channels_last(training, optimizer):
         assert abs(predicted - measured) <= 4, (phase, predicted, measured)
 
 
+@pytest.mark.parametrize("padding", [0, 2])
+def test_zeros_padding_backward_clones_the_gradient(padding):
+    """Found by the 300 random chains: constant_pad_nd's backward pads the gradient by the negated
+    amounts, which narrows and then clones (the schedule had a view: SGD's backward at 0.80)."""
+    analysis = archcalc.analyze(archcalc.loads(spec_text(
+        (3, 60), "prelu: {num_parameters: 1}", f"pad: {{padding: {padding}, mode: zeros}}")), batch=2)
+    for phase, (predicted, measured) in ratios(analysis, True, "sgd").items():
+        assert abs(predicted - measured) <= 4, (phase, predicted, measured)
+
+
 def test_convnext_inference_peak_is_the_measured_one():
     """ConvNeXt-Tiny's inference peak, measured by the tracker (backend/memtrack.py): 125,796,640
     bytes at batch 1 on CPU (the same on FakeTensorMode), 480,440,608 at batch 32 on FakeTensorMode

@@ -187,11 +187,13 @@ class Pad(Movement):
     copies = True
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
-        """A new tensor of the output's size. The backward of zeros padding narrows the gradient
-        (a view); reflect, replicate and circular fold the border's gradient back into a new one,
-        and autograd keeps their input for it (their backward formulas take it, for its sizes)."""
+        """A new tensor of the output's size. The backward of zeros padding pads the gradient by the
+        negated amounts, and constant_pad_nd with no positive pad narrows and then clones: a new
+        tensor of the input's size (measured: prelu then pad's backward 0.80 as a view); reflect,
+        replicate and circular fold the border's gradient back into a new one, and autograd keeps
+        their input for it (their backward formulas take it, for its sizes)."""
         if self.mode == "zeros":
-            return (Op(prod(y), gradient="view"),)
+            return (Op(prod(y)),)
         return (Op(prod(y), saves=(INPUT,)),)
 
     def sides(self, x: Shape) -> tuple[tuple[int, int], ...]:
