@@ -254,6 +254,15 @@ def sharding_options(command):
     return command
 
 
+def sharding_request(gpus, shard, shard_units, bandwidth, throughput) -> dict | None:
+    """What --gpus, --shard, --shard-unit, --bandwidth and --throughput ask for, as sharded_memory's
+    strategy, gpus and shard_units (ddp by default on several GPUs, none on one); None: none given."""
+    if gpus is None and shard is None and not (shard_units or bandwidth or throughput):
+        return None
+    return {"strategy": shard or ("ddp" if (gpus or 1) > 1 else "none"), "gpus": gpus or 1,
+            "shard_units": shard_units}
+
+
 MEMORY_BATCH = "Samples per batch: scales the activation memory figures."
 MEMORY_DTYPE = "Number type the memory figures count in (bytes per number: float32 4, float16 2, ...)."
 
@@ -395,7 +404,8 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
             if given:
                 raise UsageError(name, fmt, "does not apply to JSON, which lists every layer with all its figures",
                                  hint=f"use {name} with -f table, markdown or csv")
-    sharded = gpus is not None or shard is not None or bool(shard_units) or bool(bandwidth) or bool(throughput)
+    sharding = sharding_request(gpus, shard, shard_units, bandwidth, throughput)
+    sharded = sharding is not None
     refuse_unless(ctx, train, ("checkpoint",), "it checkpoints --train's training step; add --train")
     refuse_unless(ctx, train or budget is not None or sharded, ("optimizer", "mixed_precision"),
                   "it sets the training memory of --train, --max-batch and --gpus; add one of them")
@@ -411,10 +421,6 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
         raise analysis.error.noted(f"shown in red in the page: {output}" if target else "shown in red in the page")
     if kv_context is not None:
         _check_kv_cache(analysis, kv_context)
-    sharding = None
-    if sharded:
-        sharding = {"strategy": shard or ("ddp" if (gpus or 1) > 1 else "none"), "gpus": gpus or 1,
-                    "shard_units": shard_units}
     extras = report.extras(analysis, receptive_field=receptive_field or report.wants_receptive_fields(columns),
                            train=train, optimizer=optimizer, mixed_precision=mixed_precision, budget=budget,
                            im2col=im2col, sharding=sharding, rates=(bandwidth, throughput), kv_cache=kv_context,
@@ -906,12 +912,12 @@ def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_time
     analysis, _ = load_and_analyze(spec, input_shape, batch, dtype, rounding)
     segments = _checkpoint_segments(analysis, checkpoint)
     sharded = None
-    if gpus is not None or shard is not None or shard_units or bandwidth or throughput:
+    request = sharding_request(gpus, shard, shard_units, bandwidth, throughput)
+    if request is not None:
         from .analysis.sharding import sharded_memory
 
-        sharded = sharded_memory(analysis, shard or ("ddp" if (gpus or 1) > 1 else "none"), gpus or 1,
-                                 optimizer=optimizer, mixed_precision=mixed_precision, shard_units=shard_units,
-                                 device=device)
+        sharded = sharded_memory(analysis, optimizer=optimizer, mixed_precision=mixed_precision, device=device,
+                                 **request)
     schedules = [schedule(analysis, device=device, mixed_precision=mixed_precision)]
     if train:
         schedules.append(schedule(analysis, training=True, optimizer=optimizer, device=device,

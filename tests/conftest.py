@@ -1,3 +1,4 @@
+import functools
 import os
 import textwrap
 from pathlib import Path
@@ -69,18 +70,23 @@ def shipped_specs(quick: str = "every") -> list:
     first: a spec stays when it brings a kind none before it has), the rest are slow; the per-kind
     table (tests/kind_table.py) already checks each kind alone."""
     paths = sorted(SPECS.glob("*.yaml"))
-    if quick == "every":
-        return [pytest.param(path, id=path.name) for path in paths]
-    analyses = {path: archcalc.analyze(archcalc.load(str(path))) for path in paths}
-    seen: set = set()
-    quick_paths = set()
-    for path in sorted(paths, key=lambda p: (len(analyses[p].layers), p.name)):
-        kinds = {stats.kind for stats in analyses[path].layers}
-        if kinds - seen:
-            quick_paths.add(path)
-            seen |= kinds
+    quick_paths = kind_cover() if quick == "kinds" else set(paths)
     return [pytest.param(path, id=path.name, marks=[] if path in quick_paths else [pytest.mark.slow])
             for path in paths]
+
+
+@functools.cache
+def kind_cover() -> frozenset:
+    """The shipped specs shipped_specs(quick="kinds") keeps quick (analysed once per session)."""
+    analyses = {path: archcalc.analyze(archcalc.load(str(path))) for path in SPECS.glob("*.yaml")}
+    seen: set = set()
+    cover = set()
+    for path in sorted(analyses, key=lambda p: (len(analyses[p].layers), p.name)):
+        kinds = {stats.kind for stats in analyses[path].layers}
+        if kinds - seen:
+            cover.add(path)
+            seen |= kinds
+    return frozenset(cover)
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ predicted-vs-measured lines of ``archcalc run --memory``. Formatting only; no to
 from __future__ import annotations
 
 import re
-import textwrap
 
 from ..analysis.schedule import CATEGORIES, Moment, Schedule
 from ..units import human_bytes
 from .escape import visible
+from .output import wrap_line
 from .report import inputs_text
 
 JSON_KEYS = {"weights": "weight_bytes", "gradients": "gradient_bytes", "optimizer": "optimizer_bytes",
@@ -35,14 +35,9 @@ def render_text(schedules: list[Schedule], timeline: bool = True, columns: int |
 
 
 def folded(line: str, columns: int | None) -> list[str]:
-    """``line`` as lines of at most ``columns`` characters, broken between words, the continuation
-    indented two more than the line (a terminal's own wrapping would break inside numbers)."""
-    if not columns or len(line) <= columns:
-        return [line]
-    indent = " " * (len(line) - len(line.lstrip()) + 2)
-    glued = UNIT.sub("\\1\u00a0", line)  # a number and its unit stay on one line
-    return [part.replace("\u00a0", " ") for part in
-            textwrap.wrap(glued, columns, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)]
+    """``line`` wrapped to ``columns`` (output.wrap_line), a number and its unit kept on one line."""
+    glued = UNIT.sub("\\1\u00a0", line)
+    return [part.replace("\u00a0", " ") for part in wrap_line(glued, columns)]
 
 
 def title(schedule: Schedule) -> str:
