@@ -49,7 +49,7 @@ CATEGORIES = ("weights", "gradients", "optimizer", "input", "activations", "tran
 # weights: parameters and buffers; gradients: of the parameters; optimizer: its state; input:
 # the batch (its caller holds it throughout); activations: forward tensors alive (still to be
 # read, or saved for backward); transient: activation gradients and temporaries
-LOSS_BYTES = 4  # the float32 scalar the outputs sum to (and its gradient, a ones_like)
+LOSS_BYTES = 4  # the loss's scalar when an output is no floating tensor (its gradient: a ones_like)
 DEVICES = ("cpu", "cuda")
 
 
@@ -333,9 +333,6 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         raise SpecError(f"unknown device {device!r}", hint="one of " + ", ".join(DEVICES))
     size = DTYPE_BYTES[analysis.dtype]
     half = _half_bytes(analysis, mixed_precision)
-    if half and checkpoint and training:
-        raise SpecError("checkpointing under mixed precision is not modelled (autocast's weight copies "
-                        "made again in the rerun)", hint="leave out --mixed-precision with --checkpoint")
     frames = _frames(analysis, checkpoint) if training else {}
     replay = _Replay()
     totals = analysis.totals
@@ -397,6 +394,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 casts = [_cast(replay, recorded, stats.name, t, compute, training) for t in reads]
                 held, reads = held + casts, casts
             tracked = training and (any(t.requires_grad for t in reads) or (op.weights and weights > 0))
+            # autocast casts the weights with the inputs, before the op computes (and saves)
+            copies = _weight_copies(replay, cache, owner, half) if half and op.autocast == LOWER and op.weights else []
             if op.output is None or (op.batch_copy and analysis.batch == 1):
                 output = replay.hold(reads[0])
             else:
@@ -408,7 +407,6 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 output, strided.strided = strided, True
             dtypes = {**DTYPE_BYTES, ACTIVATION: compute, MASK: 1 if device == "cuda" else compute, "int64": 8}
             extras = [replay.allocate(*_bytes(extra, dtypes, analysis.batch), "activations") for extra in op.extras]
-            copies = _weight_copies(replay, cache, owner, half) if half and op.autocast == LOWER and op.weights else []
             if tracked:
                 kept = [t for ref in op.saves
                         for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]]
@@ -447,13 +445,15 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             if not frame.packed:   # nothing saved: no hook refers to the frame, its inputs go with the call
                 for tensor in frame.inputs:
                     replay.drop(tensor)
+    returned = [values[name] for name in analysis.spec.outputs or (analysis.layers[-1].name,) if name in values]
     if training:
         replay.layer = ""
         replay.mark()
         total = None
-        for _ in analysis.output_shapes or (None,):  # loss = 0 + out1.sum() + ...: a scalar each, then their sum
-            term = replay.allocate(LOSS_BYTES, 0, "transient")
-            added = replay.allocate(LOSS_BYTES, 0, "transient")
+        for output in returned:  # loss = 0 + out1.sum() + ...: a scalar each, then their sum
+            term_bytes = output.itemsize or LOSS_BYTES   # in the output's dtype (16 bits under autocast)
+            term = replay.allocate(term_bytes, 0, "transient")
+            added = replay.allocate(max(term_bytes, total.fixed if total is not None else 0), 0, "transient")
             replay.drop(term)
             if total is not None:
                 replay.drop(total)
@@ -463,8 +463,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             replay.drop(copy)
     recomputed: tuple[list[str], int, list[str]] = ([], 0, [])
     if training:
-        recomputed = _backward(replay, recorded, [values[name] for name in analysis.spec.outputs
-                                                  or (analysis.layers[-1].name,) if name in values])
+        recomputed = _backward(replay, recorded, returned, total.fixed if total is not None else LOSS_BYTES)
         _step(replay, analysis, optimizer, device, size)
     order = [stats.name for stats in analysis.layers]
     rerun, cut = set(recomputed[0]), set(recomputed[2])
@@ -520,7 +519,17 @@ def _copy(replay: _Replay, recorded: list[_Recorded], layer: str, tensor: _Tenso
 def _weight_copies(replay: _Replay, cache: dict[str, list[_Tensor]], owner: LayerStats,
                    half: int) -> list[_Tensor]:
     """autocast's 16-bit copies of ``owner``'s parameters, made once per forward (its cache):
-    [the weights, the biases] (a layer's biases: the tensors named bias...)."""
+    [the weights, the biases] (a layer's biases: the tensors named bias...).
+
+    In a checkpointed segment's forward a copy the cache already held (its weights shared with a
+    layer before the segment) is logged as made: the rerun runs in an autocast region of its own
+    (torch.utils.checkpoint enters autocast again with the forward's settings), whose cache starts
+    empty, so it casts them again; its cache is emptied when the rerun ends (or stops early), and
+    only what an op saved is kept."""
+    if owner.name in cache and replay.log is not None:
+        for copy in cache[owner.name]:
+            if not any(event[0] == "new" and event[1] is copy for event in replay.log):
+                replay.log.append(("new", copy, replay.layer))
     if owner.name not in cache:
         tensors = owner.layer.tensors(owner.input_shape) if owner.params else {}
         biases = sum(prod(shape) for name, shape in tensors.items() if name.startswith("bias"))
@@ -559,15 +568,15 @@ def _last_reads(ops: list[Op]) -> list[int | None]:
     return [None if end is None else min(end, len(ops) - 1) for end in ends]
 
 
-def _backward(replay: _Replay, recorded: list[_Recorded],
-              outputs: list[_Tensor]) -> tuple[list[str], int, list[str]]:
+def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor],
+              loss_bytes: int) -> tuple[list[str], int, list[str]]:
     """The backward pass (see the module); returns what checkpointed segments' reruns computed
     again (_Frame.recompute), summed."""
     replay.phase, replay.layer = "backward", ""
     rerun: list[str] = []
     skipped = 0
     cut: list[str] = []
-    ones = replay.allocate(LOSS_BYTES, 0, "transient")     # its gradient; each output's is a view of it
+    ones = replay.allocate(loss_bytes, 0, "transient")     # its gradient; each output's is a view of it
     grads: dict[int, _Tensor] = {}
     for output in outputs:
         if output.requires_grad:
