@@ -406,7 +406,9 @@ def inspect(ctx, spec, fmt, output, force, receptive_field, train, optimizer, mi
                                  hint=f"use {name} with -f table, markdown or csv")
     sharding = sharding_request(gpus, shard, shard_units, bandwidth, throughput)
     sharded = sharding is not None
-    refuse_unless(ctx, train, ("checkpoint",), "it checkpoints --train's training step; add --train")
+    refuse_unless(ctx, train or budget is not None, ("checkpoint",),
+                  "it checkpoints the training step of --train and --max-batch; add one of them")
+    _refuse_sharded_checkpoint(checkpoint, sharded)
     refuse_unless(ctx, train or budget is not None or sharded, ("optimizer", "mixed_precision"),
                   "it sets the training memory of --train, --max-batch and --gpus; add one of them")
     if columns and "kv_cache" in columns and kv_context is None:
@@ -861,6 +863,14 @@ def _memory_comparison(analysis, train: bool, optimizer: str, seed: int, mixed_p
     click.echo("\n".join(comparison_lines(predicted, measured)))
 
 
+def _refuse_sharded_checkpoint(checkpoint: tuple, sharded: bool) -> None:
+    """--checkpoint with --gpus/--shard: the per-GPU model (analysis/sharding.py) keeps every
+    activation, so its figures would ignore the segments."""
+    if checkpoint and sharded:
+        raise UsageError("--checkpoint", checkpoint[0], "the per-GPU memory of --gpus/--shard is modelled without "
+                         "activation checkpointing", hint="leave out --checkpoint, or --gpus and --shard")
+
+
 def _checkpoint_segments(analysis, choices: tuple) -> tuple:
     """--checkpoint's segments (analysis/checkpoint.py), none when it is not given."""
     from .analysis.checkpoint import segments
@@ -913,6 +923,7 @@ def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_time
     segments = _checkpoint_segments(analysis, checkpoint)
     sharded = None
     request = sharding_request(gpus, shard, shard_units, bandwidth, throughput)
+    _refuse_sharded_checkpoint(checkpoint, request is not None)
     if request is not None:
         from .analysis.sharding import sharded_memory
 

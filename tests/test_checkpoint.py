@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import archcalc
 from archcalc.analysis.checkpoint import segments
-from archcalc.analysis.schedule import schedule
+from archcalc.analysis.schedule import max_batch, schedule
 from archcalc.backend.graph import Network
 from archcalc.backend.memtrack import measured_peaks
 from archcalc.backend.plan import make_plan
@@ -126,6 +126,21 @@ def test_checkpointing_a_repeat_lowers_the_measured_peak_as_predicted(spec_files
     assert LOW <= predicted / saved <= HIGH
 
 
+@pytest.mark.parametrize("mixed", [None, "bf16"])
+def test_max_batch_with_checkpointing_is_what_pytorch_fits(spec_files, mixed):
+    """The largest batch a budget fits with the ResNet-like repeat checkpointed: more than without,
+    and PyTorch's measured peak at that batch is the schedule's (within the bound) and within the budget."""
+    analysis = archcalc.analyze(archcalc.load(str(spec_files["resnet_like"])))
+    layers = checkpointed(analysis, ["stage"])
+    budget = 5 * 10**6
+    found = max_batch(analysis, budget, "sgd", mixed, "cpu", layers)
+    assert found.checkpointed > found.training > 0
+    at = analysis.at_batch(found.checkpointed)
+    predicted = schedule(at, training=True, device="cpu", mixed_precision=mixed, checkpoint=layers).peak()
+    measured = max(measured_peaks(at, train=True, checkpoint=layers, mixed_precision=mixed).values())
+    assert LOW <= predicted / measured <= HIGH and measured <= budget
+
+
 def backward_flops(analysis, layers) -> int:
     """PyTorch's FlopCounterMode total over one backward pass of the model, its segments checkpointed."""
     plan = make_plan(analysis)
@@ -206,6 +221,11 @@ def test_refusals(specs_dir, spec_files):
     assert result.exit_code == 2 and "add --memory and --train" in result.output
     result = run_cli("memory", spec_files["resnet_like"], "--train", "--checkpoint", "stage", "--checkpoint", "every:3")
     assert result.exit_code == 2 and "both hold layer" in result.output
+    for command in (("memory", "--train"), ("inspect", "--max-batch", "1GB")):
+        result = run_cli(*command[:1], spec_files["resnet_like"], *command[1:], "--checkpoint", "stage",
+                         "--gpus", "2", "-b", "2")
+        assert result.exit_code == 2 and "modelled without activation checkpointing" in result.output
+        assert "leave out --checkpoint, or --gpus" in result.output and "Traceback" not in result.output
     analysis = archcalc.analyze(archcalc.load(str(lenet)))
     with pytest.raises(UsageError):
         segments(analysis, ["every:"])

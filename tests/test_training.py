@@ -56,21 +56,34 @@ def test_rule_of_thumb_stays_the_courses():
     assert json.loads(result.output)["training"]["rule_of_thumb_bytes"] == 2 * 613_778_496
 
 
-@pytest.mark.parametrize("optimizer,mixed", [("adam", None), ("sgd", None), ("adamw", "fp16")])
-def test_max_batch_is_the_largest_that_fits(optimizer, mixed):
-    """The schedule replayed at the answer fits, one more sample does not: the per-moment lines
-    (fixed + batch x per sample) that max_batch solves agree with replays at those batches."""
-    spec = archcalc.load(str(SPECS / "lenet5.yaml"))
-    budget = 30 * 10**6
-    found = max_batch(archcalc.analyze(spec), budget, optimizer, mixed)
+@pytest.mark.parametrize("name,budget,optimizer,mixed,checkpoint", [
+    ("lenet5", 30 * 10**6, "adam", None, ()), ("lenet5", 30 * 10**6, "sgd", None, ()),
+    ("lenet5", 30 * 10**6, "adamw", "fp16", ()),
+    ("lenet5", 30 * 10**6, "sgd", None, (("conv1", "pool1"), ("fc1", "fc2"))),
+    ("lenet5", 30 * 10**6, "adam", "bf16", (("conv2", "pool2"),)),
+    # a recurrent net: the lines of a replay at batch 1 give 1,997 (PyTorch copies its input into
+    # time-major order, and the dense layer its strided output, only for more than one sample);
+    # the replay at the answer decides
+    ("min_char_rnn", 10**8, "adam", None, ()),
+    ("min_char_rnn", 10**8, "sgd", None, (("Wxh_Whh_bh",),)),
+])
+def test_max_batch_is_the_largest_that_fits(name, budget, optimizer, mixed, checkpoint):
+    """The schedule replayed at the answer fits, one more sample does not (with the checkpointed
+    segments, the checkpointed step's schedule)."""
+    spec = archcalc.load(str(SPECS / f"{name}.yaml"))
+    found = max_batch(archcalc.analyze(spec), budget, optimizer, mixed, checkpoint=checkpoint)
 
-    def peak(batch, training):
+    def peak(batch, training, segments=()):
         return schedule(archcalc.analyze(spec, batch=batch), training=training, optimizer=optimizer, device="cuda",
-                        mixed_precision=mixed).peak()
+                        mixed_precision=mixed, checkpoint=segments).peak()
 
-    for largest, training in ((found.training, True), (found.inference, False)):
-        assert peak(largest, training) <= budget < peak(largest + 1, training), (largest, training)
+    answers = [(found.training, True, ()), (found.inference, False, ())]
+    if checkpoint:
+        answers.append((found.checkpointed, True, checkpoint))
+    for largest, training, segments in answers:
+        assert peak(largest, training, segments) <= budget < peak(largest + 1, training, segments), (largest, training)
     assert found.inference > found.training > 0
+    assert (found.checkpointed is not None) == bool(checkpoint)
 
 
 def test_max_batch_is_zero_when_the_weights_do_not_fit():
@@ -101,6 +114,28 @@ def test_cli_train_and_max_batch():
     assert training["peak_bytes"] == max(training["phase_peaks"].values())
     assert data["max_batch"]["budget_bytes"] == 16 * 2**30
     assert "training" in data["conventions"]
+
+
+def test_cli_max_batch_honours_checkpoint():
+    """inspect --max-batch --checkpoint (no --train needed): the checkpointed step's largest batch
+    beside the plain one, in the text and the JSON; memory --max-batch gives the same."""
+    path = SPECS / "resnet18.yaml"
+    args = ("--max-batch", "8GB", "--optimizer", "sgd", "--checkpoint", "layer1", "--checkpoint", "basic_down2")
+    analysis = archcalc.analyze(archcalc.load(str(path)))
+    from archcalc.analysis.checkpoint import segments
+    layers = tuple(segment.layers for segment in segments(analysis, ["layer1", "basic_down2"]))
+    expected = max_batch(analysis, 8 * 10**9, "sgd", checkpoint=layers)
+    assert expected.checkpointed > expected.training > 0
+    result = run("inspect", path, *args)
+    assert result.exit_code == 0, result.output
+    assert (f"largest batch in 8.00 GB (7.45 GiB): inference {expected.inference:,}, training {expected.training:,}, "
+            f"{expected.checkpointed:,} with 3 segments checkpointed (sgd, cuda kernels)") in result.output
+    data = json.loads(run("inspect", path, *args, "-f", "json").output)["max_batch"]
+    assert (data["training"], data["training_checkpointed"]) == (expected.training, expected.checkpointed)
+    memory = run("memory", path, "--train", *args, "--no-timeline").output
+    assert f"training {expected.training:,}, training checkpointed {expected.checkpointed:,}" in memory
+    refused = run("inspect", path, "--checkpoint", "layer1")
+    assert refused.exit_code == 2 and "add one of them" in refused.output and "Traceback" not in refused.output
 
 
 @pytest.mark.parametrize("args,message", [

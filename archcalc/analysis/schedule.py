@@ -43,6 +43,7 @@ from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
 from ..layers import Shape, Steps, lookup, parts
 from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, OUTPUT, Op, Tensor, Workspace
+from .sharding import UNBOUNDED
 from .walk import Analysis, LayerStats
 
 CATEGORIES = ("weights", "gradients", "optimizer", "input", "activations", "transient")
@@ -111,17 +112,59 @@ class Schedule:
         batch = self.analysis.batch if batch is None else batch
         return self.peak_moment(phase, batch).bytes(batch)
 
+    def at_batch(self, batch: int) -> Schedule:
+        """The same replay (training or not, optimizer, kernels, autocast, checkpointed segments)
+        for ``batch`` samples."""
+        return schedule(self.analysis.at_batch(batch), training=self.training, optimizer=self.optimizer or "sgd",
+                        device=self.device, mixed_precision=self.mixed_precision, checkpoint=self.checkpoint)
+
     def max_batch(self, budget: int) -> int:
-        """The largest batch whose peak fits in ``budget`` bytes (0: not even one sample)."""
-        largest = None
-        for moment in self.moments:
-            fixed, sample = sum(moment.fixed), sum(moment.sample)
-            if fixed > budget:
-                return 0
-            if sample:
-                fits = (budget - fixed) // sample
-                largest = fits if largest is None else min(largest, fits)
-        return largest if largest is not None else 2 ** 63 - 1
+        """The largest batch whose replayed peak fits in ``budget`` bytes (0: not even one sample;
+        UNBOUNDED when nothing grows with the batch).
+
+        Each moment is a line, fixed + batch x per sample, exact at the batch replayed; a few ops
+        change with the batch (a batch of one is not copied where more samples are, a workspace
+        rounds to pages), so the lines' answer is replayed at that batch and solved again until it
+        repeats, then checked: the replay at the answer fits, the replay at one sample more does not
+        (bisected between replays in the rare case it does not hold)."""
+        replays = {self.analysis.batch: self}
+
+        def replay(batch: int) -> Schedule:
+            if batch not in replays:
+                replays[batch] = self.at_batch(batch)
+            return replays[batch]
+
+        def fits(batch: int) -> bool:
+            return batch == 0 or replay(batch).peak() <= budget
+
+        found, seen = _solved(self.moments, budget), set()
+        while 0 < found < UNBOUNDED and found not in seen:
+            seen.add(found)
+            found = _solved(replay(found).moments, budget)
+        if found == UNBOUNDED:
+            return found
+        if fits(found):
+            low, high = found, found + 1
+            while fits(high):
+                low, high = high, 2 * high
+        else:
+            low, high = 0, found
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle)
+        return low
+
+
+def _solved(moments: tuple[Moment, ...], budget: int) -> int:
+    """The largest batch at which every moment's line (fixed + batch x per sample) is within ``budget``."""
+    largest = UNBOUNDED
+    for moment in moments:
+        fixed, sample = sum(moment.fixed), sum(moment.sample)
+        if fixed > budget:
+            return 0
+        if sample:
+            largest = min(largest, (budget - fixed) // sample)
+    return largest
 
 
 class _Tensor:
@@ -703,7 +746,8 @@ def _step(replay: _Replay, analysis: Analysis, optimizer: str, device: str, size
 
 @dataclass(frozen=True)
 class MaxBatch:
-    """The largest batches whose peaks fit in ``budget`` bytes (0: not even one sample)."""
+    """The largest batches whose peaks fit in ``budget`` bytes (0: not even one sample); with
+    checkpointed segments, the training step's with them (``checkpointed``, None without)."""
 
     budget: int
     inference: int
@@ -711,12 +755,16 @@ class MaxBatch:
     optimizer: str
     mixed_precision: str | None
     device: str
+    checkpointed: int | None = None
+    segments: int = 0
 
 
 def max_batch(analysis: Analysis, budget: int, optimizer: str = "adam", mixed_precision: str | None = None,
-              device: str = "cuda") -> MaxBatch:
-    """The largest inference and training batches for a memory budget, from the two schedules."""
-    def fits(training: bool) -> int:
+              device: str = "cuda", checkpoint: tuple[tuple[str, ...], ...] = ()) -> MaxBatch:
+    """The largest inference and training batches for a memory budget (Schedule.max_batch), and
+    the training step's with ``checkpoint``'s segments when there are any."""
+    def fits(training: bool, segments: tuple[tuple[str, ...], ...] = ()) -> int:
         return schedule(analysis, training=training, optimizer=optimizer, device=device,
-                        mixed_precision=mixed_precision).max_batch(budget)
-    return MaxBatch(budget, fits(False), fits(True), optimizer, mixed_precision, device)
+                        mixed_precision=mixed_precision, checkpoint=segments).max_batch(budget)
+    return MaxBatch(budget, fits(False), fits(True), optimizer, mixed_precision, device,
+                    fits(True, checkpoint) if checkpoint else None, len(checkpoint))

@@ -172,6 +172,13 @@ class Analysis:
         the dtype's), the int64 ones at 8."""
         return buffer_bytes(self.totals.buffers, self.int64_buffers, size)
 
+    def at_batch(self, batch: int) -> Analysis:
+        """The same analysis for ``batch`` samples (the layers are per sample: only the totals change)."""
+        if batch == self.batch:
+            return self
+        return dataclasses.replace(self, batch=batch,
+                                   totals=_totals(list(self.layers), batch, DTYPE_BYTES[self.dtype]))
+
     def layer_bytes(self, stats: LayerStats) -> tuple[int, int]:
         """(weight bytes, activation bytes) of one layer, counted as the totals count them:
         params x dtype size + its buffer bytes, and (neurons + attention scores) x batch x dtype size."""

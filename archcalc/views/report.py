@@ -52,7 +52,8 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
     return Extras(receptive_fields(analysis) if receptive_field else None,
                   schedule(analysis, training=True, optimizer=optimizer, device=PLANNED_DEVICE,
                            mixed_precision=mixed_precision) if train else None,
-                  max_batch(analysis, budget, optimizer, mixed_precision, PLANNED_DEVICE) if budget is not None else None,
+                  max_batch(analysis, budget, optimizer, mixed_precision, PLANNED_DEVICE,
+                            tuple(s.layers for s in segments)) if budget is not None else None,
                   unrolled_layers(analysis) if im2col else None,
                   _sharding(analysis, sharding, optimizer, mixed_precision), rates,
                   sequence_figures(analysis, kv_cache),
@@ -209,6 +210,8 @@ def extras_dict(extras: Extras) -> dict:
         m = extras.max_batch
         found["max_batch"] = {"budget_bytes": m.budget, "inference": m.inference, "training": m.training,
                               "optimizer": m.optimizer, "mixed_precision": m.mixed_precision, "device": m.device}
+        if m.checkpointed is not None:
+            found["max_batch"]["training_checkpointed"] = m.checkpointed
     if extras.sharding is not None:
         from .sharding import memory_dict
         found["sharding"] = memory_dict(extras.sharding, *extras.rates)
@@ -500,8 +503,10 @@ def training_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> l
     m = extras.max_batch
     if m is not None:
         precision = f", mixed {m.mixed_precision}" if m.mixed_precision else ""
+        checkpointed = "" if m.checkpointed is None else \
+            f", {m.checkpointed:,} with {m.segments} segment{'s' if m.segments > 1 else ''} checkpointed"
         lines.append(f"largest batch in {human_bytes(m.budget)}: inference {m.inference:,}, "
-                     f"training {m.training:,} ({m.optimizer}{precision}, {m.device} kernels)")
+                     f"training {m.training:,}{checkpointed} ({m.optimizer}{precision}, {m.device} kernels)")
     if extras.sharding is not None:
         from .sharding import memory_lines
         lines += memory_lines(extras.sharding, *extras.rates, name=name)
