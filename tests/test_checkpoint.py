@@ -272,7 +272,7 @@ def test_inspect_train_shows_the_same_checkpointed_schedule(spec_files):
     assert [segment["name"] for segment in data["segments"]] == ["stage[1]", "stage[2]", "stage[3]"]
     assert data["recomputed_flops"] == kept.recomputed_flops
     result = run_cli("inspect", path, "--checkpoint", "stage")
-    assert result.exit_code == 2 and "add --train" in result.output
+    assert result.exit_code == 2 and "of --train and --max-batch; add one of them" in result.output
 
 
 def test_checkpointed_model_computes_the_same_gradients(tmp_path):
