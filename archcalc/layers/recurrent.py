@@ -172,25 +172,152 @@ class Recurrent(Layer):
         return {}
 
     def memory_ops(self, x: tuple, y: Shape, training: bool, device: str) -> tuple:
-        """The module as PyTorch runs it on the CPU (aten/src/ATen/native/RNN.cpp), time-major:
-        the initial states (zeros, or the given one copied to every layer and direction), the
-        batch-first sequence copied to (T, N, F), then per layer and direction either oneDNN's
-        fused layer (LSTM: ``_onednn_layer``) or PyTorch's own cell unrolled by autograd
-        (``_native_layer``); two directions joined by a concatenation; the final states stacked
-        (unread when the sequence is returned; with ``returns: last`` the top layer's read)."""
+        """The module as PyTorch runs it on the CPU (aten/src/ATen/native/RNN.cpp and mkldnn/RNN.cpp),
+        time-major: the initial states (zeros, or the given one copied to every layer and
+        direction), then per layer and direction either oneDNN's fused layer (LSTM in float32)
+        or PyTorch's own cell step by step; two directions joined by a concatenation; the final
+        states stacked (unread when the sequence is returned; with ``returns: last`` the top
+        layer's read). Inference: ``_inference_ops``; a training step: ``_training_ops``."""
         sequence = self._sequence(x)
+        if not training:
+            return self._inference_ops(sequence, len(x) == 2, device)
+        return self._training_ops(sequence, len(x) == 2, device)
+
+    def _initial_states(self, given: bool) -> list[Op]:
+        """h_0 (and an LSTM's c_0): zeros of [layers x directions, N, H], or the given state
+        expanded to every layer and direction with .contiguous() (a copy unless there is one
+        layer and direction) and zeros of its shape for c_0."""
+        stacked = self.layers * self.directions * self.hidden
+        many = self.layers * self.directions > 1
+        ops = [Op(stacked if many else None, reads=(layer_input(1),)) if given else Op(stacked, reads=())]
+        if self.gates == 4:
+            ops.append(Op(stacked, reads=()))
+        return ops
+
+    # inference, PyTorch's own cells: what the last step holds at its peak besides the hidden
+    # states it keeps (h; an LSTM's h and c), per sample in units of H: rnn the product before
+    # tanh (or relu); gru the hidden side's three gates and the new gate; lstm the four gates,
+    # tanh(c) and (after the first step) the previous c
+    STEP: ClassVar[dict[int, int]] = {1: 1, 3: 4, 4: 6}
+
+    def _inference_ops(self, sequence: Steps, given: bool, device: str) -> tuple:
+        """Inference, every tensor freed where ATen's C++ drops its last reference (measured
+        byte for byte with backend/memtrack.py, layers 1-3, both directions, every bias form).
+
+        oneDNN's LSTM (mkldnn_rnn): the sequence made time-major by .contiguous() (a copy for a
+        batch of several samples and steps), kept until it returns; per layer and direction
+        mkldnn_rnn_layer's output and final h and c (without a bias, zeros of the weights'
+        shapes passed as biases: PyTorch's), each output kept until the next layer's output of
+        that direction replaces it, the final states until they are stacked; two directions
+        concatenated, kept until the next layer's concatenation.
+
+        PyTorch's own cells (rnn, gru; an LSTM off the CPU): per layer and direction x W_ihᵀ
+        + b_ih for every step at once (the first layer's input, batch-first, is copied by
+        matmul, multiplied, then the bias added in a new tensor; a contiguous input gets one
+        addmm), the steps (each keeps its h; ``STEP`` transient at the last), torch.stack of the
+        hidden states; the projection and the steps freed when the layer returns, except the
+        last step's state, kept until the final states are stacked. Two directions: the second
+        projection replaces the first after it is made, and both directions' stacks and steps
+        live until their concatenation. Each layer's output is freed when the next one returns.
+        The final states are stacked (h, and an LSTM's c); zeros made by the module die with
+        it, a given initial state with the caller; ``returns: last`` concatenates the top
+        layer's final h of each direction."""
+        steps, h, g = sequence.steps, self.hidden, self.gates
+        ops = self._initial_states(given)
+        states = tuple(range(len(ops)))
+        ends: dict[int, int] = {}
+
+        def add(op: Op) -> int:
+            ops.append(op)
+            return len(ops) - 1
+
+        def free(*positions: int) -> None:   # their last reference dropped after the latest op
+            ends.update((position, len(ops) - 1) for position in positions)
+
+        finals: list[int] = []
+        if g == 4 and device == "cpu":
+            copied = add(Op(steps * sequence[1], reads=(layer_input(0),), batch_copy=True)) if steps > 1 else None
+            below: int | str = layer_input(0) if copied is None else copied
+            outputs: list[int] = []
+            joined: int | None = None
+            for layer in range(self.layers):
+                width = sequence[1] if layer == 0 else h * self.directions
+                for direction in range(self.directions):
+                    output = add(Op(steps * h, reads=(below,), weights=sum(self._weights(width)), autocast=LOWER))
+                    zeros = () if self.bias else (Tensor(4 * h * width, batched=False), Tensor(4 * h * h, batched=False))
+                    finals.append(add(Op(2 * h, reads=(), extras=zeros)))
+                    if layer:
+                        free(outputs[direction])
+                        outputs[direction] = output
+                    else:
+                        outputs.append(output)
+                if self.directions == 2:
+                    below = add(Op(steps * 2 * h, reads=tuple(outputs)))
+                    if joined is not None:
+                        free(joined)
+                    joined = below
+                else:
+                    below = outputs[0]
+            stacks = [add(Op(len(finals) * h, reads=())) for _ in range(2)]
+            free(*finals, *(outputs if self.directions == 2 else ()), *(() if copied is None else (copied,)))
+        else:
+            below, previous = layer_input(0), None
+            for layer in range(self.layers):
+                width = sequence[1] if layer == 0 else h * self.directions
+                w_ih, w_hh, b_ih = self._weights(width)
+                kept: list[int] = []   # the projection and steps of each direction, freed at the return
+                stacked: list[int] = []
+                for direction in range(self.directions):
+                    if layer == 0 and steps > 1:   # matmul copies the batch-first input (a view for one sample)
+                        copy = add(Op(steps * width, reads=(below,), batch_copy=True))
+                        projection = add(Op(steps * g * h, reads=(copy,), weights=w_ih, autocast=LOWER))
+                        if self.bias:   # added in a new tensor (for one sample addmm adds it: a view)
+                            projection = add(Op(steps * g * h, reads=(projection,), batch_copy=True, weights=b_ih))
+                    else:
+                        projection = add(Op(steps * g * h, reads=(below,), weights=w_ih + b_ih, autocast=LOWER))
+                    if direction:
+                        free(kept.pop(0))
+                    kept.append(projection)
+                    earlier = [add(Op((steps - 1) * h, reads=(projection, *states)))] if steps > 1 else []
+                    last = self.STEP[g] + (g == 4 and steps > 1)
+                    finals.append(add(Op((1 + (g == 4)) * h, reads=(), extras=(Tensor(last * h),), weights=w_hh)))
+                    stacked.append(add(Op(steps * h, reads=(*earlier, finals[-1]))))
+                    kept += earlier
+                if self.directions == 2:
+                    out = add(Op(steps * 2 * h, reads=tuple(stacked)))
+                    kept += stacked
+                else:
+                    out = stacked[0]
+                free(*kept)
+                if previous is not None:
+                    free(previous)
+                below = previous = out
+            stacks = [add(Op(len(finals) * h, reads=())) for _ in range(1 + (g == 4))]
+            free(*finals)
+        if not given:   # the module's zeros die with its forward (a given state's copy with the caller's)
+            free(*states)
+        if self.returns == "last":   # the top layer's final h of each direction, concatenated
+            add(Op(self.directions * h, reads=(stacks[0],)))
+            free(below, *stacks)   # the module's results, the caller's until it returns
+        else:
+            free(*stacks)
+            add(Op(None, reads=(below,), strided=steps > 1))   # batch-first: a strided view
+        if given:
+            free(*states)
+        return tuple(dataclasses.replace(op, lingers=ends[position] - position) if position in ends else op
+                     for position, op in enumerate(ops))
+
+    def _training_ops(self, sequence: Steps, given: bool, device: str) -> tuple:
+        """A training step: as ``memory_ops``, with the sequence copied time-major (one copy
+        read by oneDNN's directions, one per direction for PyTorch's cells), what autograd
+        keeps (``_onednn_layer``, ``_native_layer``) and the lifetimes of ``_lifetimes``."""
         steps, h, lstm = sequence.steps, self.hidden, self.gates == 4
         stacked = self.layers * self.directions * h   # per sample: one state per layer and direction
-        many = self.layers * self.directions > 1
-        # initial.unsqueeze(0).expand(L*D, ...).contiguous(): a copy unless one layer and direction
-        ops = [Op(stacked if many else None, reads=(layer_input(1),)) if len(x) == 2 else Op(stacked, reads=())]
-        if lstm:
-            ops.append(Op(stacked, reads=()))   # the cell state's zeros
+        ops = self._initial_states(given)
         states = tuple(range(len(ops)))
         onednn = lstm and device == "cpu"
         below: int | None = None   # the op whose output the next layer reads; None: the sequence
         tops: list[int] = []
-        finals: list[int] = []     # ops kept until the module returns, besides the initial states
         for layer in range(self.layers):
             width, tops, copy = (sequence[1] if layer == 0 else h * self.directions), [], None
             for _ in range(self.directions):
@@ -202,13 +329,10 @@ class Recurrent(Layer):
                     source = copy
                 last = layer == self.layers - 1 and self.returns == "last"   # (oneDNN: read through h)
                 if onednn:
-                    ops.append(self._onednn_layer(steps, width, source, states, training, last))
+                    ops.append(self._onednn_layer(steps, width, source, states, last))
                     tops.append(len(ops) - 1)
-                    if not training:   # its final h and c, referenced until they are stacked
-                        ops.append(Op(2 * h, reads=()))
-                        finals.append(len(ops) - 1)
                 else:
-                    ops += self._native_layer(steps, width, source, len(ops), states, training)
+                    ops += self._native_layer(steps, width, source, len(ops), states)
                     tops.append(len(ops) - 1)
             if self.directions == 2:   # torch.cat of the directions (unread with returns: last)
                 ops.append(Op(steps * 2 * h, reads=tuple(tops), gradient="view"))
@@ -220,17 +344,16 @@ class Recurrent(Layer):
             if lstm:
                 ops.append(Op(stacked, reads=(), lingers=1))
             ops.append(Op(self.directions * h, reads=(len(ops) - 1 - lstm,), gradient="view"))
-            return self._lifetimes(ops, states + tuple(finals))
+            return self._lifetimes(ops, states)
         ops.append(Op(stacked, reads=(), lingers=1 + lstm))   # the final states, unread
         if lstm:
             ops.append(Op(stacked, reads=(), lingers=1))
         ops.append(Op(None, reads=(below,), gradient="view", strided=steps > 1))   # batch-first: a strided view
-        return self._lifetimes(ops, states + tuple(finals))
+        return self._lifetimes(ops, states)
 
     @staticmethod
     def _lifetimes(ops: list[Op], kept: tuple) -> tuple:
-        """``ops`` with those at ``kept`` (the initial states, oneDNN's final states in
-        inference) referenced until the module returns, and each native
+        """``ops`` with those at ``kept`` (the initial states) referenced until the module returns, and each native
         layer's input projection and hidden states until the next one's steps begin (the last
         one's through the concatenation of its directions): PyTorch's layer objects hold them
         that long (measured)."""
@@ -248,10 +371,9 @@ class Recurrent(Layer):
         rows = self.gates * self.hidden
         return rows * width, rows * self.hidden + (rows if self.bias is True else 0), rows if self.bias else 0
 
-    def _onednn_layer(self, steps: int, width: int, source: int | None, states: tuple, training: bool,
-                      last: bool) -> Op:
-        """oneDNN's LSTM layer (mkldnn_rnn_layer): the output sequence, the final h and c, and in
-        training its workspace (oneDNN's rnn_utils, float32; per sample: the gates T x ld(4H),
+    def _onednn_layer(self, steps: int, width: int, source: int | None, states: tuple, last: bool) -> Op:
+        """oneDNN's LSTM layer in training (mkldnn_rnn_layer): the output sequence, the final h and c, and
+        its workspace (oneDNN's rnn_utils, float32; per sample: the gates T x ld(4H),
         the cell outputs T x ld(H), the states (T + 1) x 2 x ld(max(in, H)) three times (the
         states and two of their gradients), the cell states (T + 1) x 2 x H twice, each region
         on a page of 4096 bytes; ld(n): n rounded up to 16 floats, 16 more when a multiple of
@@ -261,18 +383,17 @@ class Recurrent(Layer):
         whose gradient arrives through its final h."""
         h = self.hidden
         w_ih, w_hh, b_ih = self._weights(width)
-        extras: list = []
-        if training:   # (the sequence or h), c; in inference the module holds h and c (an op of their own)
-            extras += [Tensor(steps * h) if last else Tensor(h), Tensor(h)]
-            def ld(n: int) -> int:
-                padded = -(-n // 16) * 16
-                return padded + 16 if padded % 256 == 0 else padded
-            state, cell = 2 * (steps + 1) * ld(max(width, h)) * 4, 2 * (steps + 1) * h * 4
-            extras.append(Workspace((steps * ld(4 * h) * 4, steps * ld(h) * 4, state, state, state, cell, cell)))
+
+        def ld(n: int) -> int:
+            padded = -(-n // 16) * 16
+            return padded + 16 if padded % 256 == 0 else padded
+        state, cell = 2 * (steps + 1) * ld(max(width, h)) * 4, 2 * (steps + 1) * h * 4
+        extras: list = [Tensor(steps * h) if last else Tensor(h), Tensor(h),   # (the sequence or h), c
+                        Workspace((steps * ld(4 * h) * 4, steps * ld(h) * 4, state, state, state, cell, cell))]
         if not self.bias:
             extras += [Tensor(4 * h * h, batched=False), Tensor(4 * h * width, batched=False)]
         untrained = (2 - self.bias_vectors) * 4 * h   # bias gradients it makes that nobody trains
-        return Op(h if last and training else steps * h, reads=(layer_input(0) if source is None else source, *states),
+        return Op(h if last else steps * h, reads=(layer_input(0) if source is None else source, *states),
                   extras=tuple(extras), saves=(INPUT, OUTPUT, *range(len(extras))), weights=w_ih + w_hh + b_ih,
                   temporaries=(Tensor(h), Tensor(h), *((Tensor(untrained, batched=False),) if untrained else ())),
                   autocast=LOWER)
@@ -288,17 +409,12 @@ class Recurrent(Layer):
     # what the first step frees before its W_hh gradient, per sample in units of H (gru: two of
     # its terms' products)
     RELEASED: ClassVar[dict[int, int]] = {1: 0, 3: 2, 4: 2}
-    # inference, per step, besides h (in units of H, measured at one step): rnn the product
-    # before tanh; gru the hidden gates' product (3H) and one of h's terms; lstm 6
-    TRANSIENT: ClassVar[dict[int, int]] = {1: 1, 3: 4, 4: 6}
-
-    def _native_layer(self, steps: int, width: int, source: int | None, start: int, states: tuple,
-                      training: bool) -> list[Op]:
-        """PyTorch's own recurrence for one layer and direction (``start``: its first op's
+    def _native_layer(self, steps: int, width: int, source: int | None, start: int, states: tuple) -> list[Op]:
+        """PyTorch's own recurrence for one layer and direction in training (``start``: its first op's
         position): x W_ihᵀ for every step at once (mm, then + b_ih in a new tensor, kept until
         the steps are stacked), the cells step by step, autograd keeping ``KEPT`` per step (its op
-        outputs the last h, which ``returns: last`` reads, the rest as extras; in inference only
-        the hidden states, until stacked), then torch.stack of the hidden states. Its backward runs the steps
+        outputs the last h, which ``returns: last`` reads, the rest as extras), then torch.stack
+        of the hidden states. Its backward runs the steps
         in reverse, freeing each step's tensors as it goes, while the steps' gradients of the
         input projection wait for the stack that joins them (unbind's backward) and the
         recurrent weights' gradients are summed step by step out of place."""
@@ -313,11 +429,9 @@ class Recurrent(Layer):
         kept = steps * self.KEPT[g] * h - h   # per sample, besides the last h (its output)
         first, released, transient = self.RELEASED[g], *(self.ACCUMULATING[g] if steps > 1 else (0, 0))
         parts = [first * h, max(released - first, 0) * h]
-        extras = ((*(Tensor(part) for part in parts), Tensor(kept - sum(parts))) if training
-                  else (Tensor(self.TRANSIENT[g] * h),))
-        ops.append(Op(h if training else steps * h, reads=(start + len(ops) - 1, *states), extras=extras,
-                      saves=(0, 1, OUTPUT, *(read(1 + k) for k in range(len(states))), 2) if training else (),
-                      weights=w_hh, releases=2 if training else 0,
+        extras = (*(Tensor(part) for part in parts), Tensor(kept - sum(parts)))
+        ops.append(Op(h, reads=(start + len(ops) - 1, *states), extras=extras,
+                      saves=(0, 1, OUTPUT, *(read(1 + k) for k in range(len(states))), 2), weights=w_hh, releases=2,
                       temporaries=(Tensor(2 * g * h * h, batched=False), Tensor(transient * h)) if steps > 1 else ()))
         ops.append(Op(steps * h, gradient="view"))   # torch.stack of the hidden states
         return ops
