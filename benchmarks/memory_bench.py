@@ -42,8 +42,8 @@ training step with SGD and one with Adam (the second step, optimizer state prese
   inference = the parameters; an Adam or SGD training step = 16 bytes per float32 trainable
   parameter (weights, gradients, two Adam states), no activations.
 zero_7_5b (7.5 billion parameters, for the sharding model) is left out. Ratios are predicted /
-measured; "approximate": the kinds that state a memory_gap (the recurrent layers, for inference
-with two directions or several layers).
+measured; "approximate": the kinds that state a memory_gap (the recurrent layers: cuDNN on CUDA,
+mixed precision, bias: single's zero biases; none of it in these CPU rows but min_char_rnn's 400 bytes).
 Runs under `nice -n 10`, one process, OMP threads as the environment sets them (the allocator
 column one thread).
 """

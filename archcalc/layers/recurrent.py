@@ -31,6 +31,27 @@ def bias_form(value):
                     f"got {value!r}")
 
 
+class _Lifetimes:
+    """Ops in execution order and, for those whose last reference C++ drops later than their
+    last reader, the op after which it goes (``Op.lingers``)."""
+
+    def __init__(self, ops: list[Op]):
+        self.ops = ops
+        self.ends: dict[int, int] = {}
+
+    def add(self, op: Op) -> int:
+        self.ops.append(op)
+        return len(self.ops) - 1
+
+    def free(self, *positions: int | str) -> None:
+        """Those ops' outputs are freed after the latest op (a layer input is not the layer's to free)."""
+        self.ends.update((position, len(self.ops) - 1) for position in positions if isinstance(position, int))
+
+    def lifetimes(self) -> tuple:
+        return tuple(dataclasses.replace(op, lingers=self.ends[position] - position) if position in self.ends else op
+                     for position, op in enumerate(self.ops))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Recurrent(Layer):
     """A stack of recurrent layers over a sequence [T, F].
@@ -42,8 +63,9 @@ class Recurrent(Layer):
     starts from its encoder's last state.
     """
 
-    memory_gap = ("inference with two directions or several layers is approximate (PyTorch's own cells free each "
-                  "layer's temporaries later than modelled); on CUDA, cuDNN's reserve space is not modelled")
+    memory_gap = ("on CUDA, cuDNN's kernels and reserve space are not modelled (PyTorch's own cells stand in, "
+                  "unverified: no GPU measured); under mixed precision approximate; with bias: single, the zero "
+                  "second biases PyTorch's model holds (G x H per layer and direction) are left out")
 
     hidden: int = arg(positive_int, doc="hidden size H", known_as=("hidden_size", "units"))
     layers: int = arg(positive_int, 1, "stacked recurrent layers", known_as=("num_layers",))
@@ -198,114 +220,115 @@ class Recurrent(Layer):
     # states it keeps (h; an LSTM's h and c), per sample in units of H: rnn the product before
     # tanh (or relu); gru the hidden side's three gates and the new gate; lstm the four gates,
     # tanh(c) and (after the first step) the previous c
-    STEP: ClassVar[dict[int, int]] = {1: 1, 3: 4, 4: 6}
+    STEP: ClassVar[dict[int, int]] = {1: 1, 3: 4, 4: 5}
 
     def _inference_ops(self, sequence: Steps, given: bool, device: str) -> tuple:
         """Inference, every tensor freed where ATen's C++ drops its last reference (measured
-        byte for byte with backend/memtrack.py, layers 1-3, both directions, every bias form).
-
-        oneDNN's LSTM (mkldnn_rnn): the sequence made time-major by .contiguous() (a copy for a
-        batch of several samples and steps), kept until it returns; per layer and direction
-        mkldnn_rnn_layer's output and final h and c (without a bias, zeros of the weights'
-        shapes passed as biases: PyTorch's), each output kept until the next layer's output of
-        that direction replaces it, the final states until they are stacked; two directions
-        concatenated, kept until the next layer's concatenation.
-
-        PyTorch's own cells (rnn, gru; an LSTM off the CPU): per layer and direction x W_ihᵀ
-        + b_ih for every step at once (the first layer's input, batch-first, is copied by
-        matmul, multiplied, then the bias added in a new tensor; a contiguous input gets one
-        addmm), the steps (each keeps its h; ``STEP`` transient at the last), torch.stack of the
-        hidden states; the projection and the steps freed when the layer returns, except the
-        last step's state, kept until the final states are stacked. Two directions: the second
-        projection replaces the first after it is made, and both directions' stacks and steps
-        live until their concatenation. Each layer's output is freed when the next one returns.
-        The final states are stacked (h, and an LSTM's c); zeros made by the module die with
-        it, a given initial state with the caller; ``returns: last`` concatenates the top
-        layer's final h of each direction."""
-        steps, h, g = sequence.steps, self.hidden, self.gates
-        ops = self._initial_states(given)
-        states = tuple(range(len(ops)))
-        ends: dict[int, int] = {}
-
-        def add(op: Op) -> int:
-            ops.append(op)
-            return len(ops) - 1
-
-        def free(*positions: int) -> None:   # their last reference dropped after the latest op
-            ends.update((position, len(ops) - 1) for position in positions)
-
-        finals: list[int] = []
-        if g == 4 and device == "cpu":
-            copied = add(Op(steps * sequence[1], reads=(layer_input(0),), batch_copy=True)) if steps > 1 else None
-            below: int | str = layer_input(0) if copied is None else copied
-            outputs: list[int] = []
-            joined: int | None = None
-            for layer in range(self.layers):
-                width = sequence[1] if layer == 0 else h * self.directions
-                for direction in range(self.directions):
-                    output = add(Op(steps * h, reads=(below,), weights=sum(self._weights(width)), autocast=LOWER))
-                    zeros = () if self.bias else (Tensor(4 * h * width, batched=False), Tensor(4 * h * h, batched=False))
-                    finals.append(add(Op(2 * h, reads=(), extras=zeros)))
-                    if layer:
-                        free(outputs[direction])
-                        outputs[direction] = output
-                    else:
-                        outputs.append(output)
-                if self.directions == 2:
-                    below = add(Op(steps * 2 * h, reads=tuple(outputs)))
-                    if joined is not None:
-                        free(joined)
-                    joined = below
-                else:
-                    below = outputs[0]
-            stacks = [add(Op(len(finals) * h, reads=())) for _ in range(2)]
-            free(*finals, *(outputs if self.directions == 2 else ()), *(() if copied is None else (copied,)))
+        byte for byte with backend/memtrack.py: layers 1-3, both directions, every bias form,
+        both returns): oneDNN's LSTM (``_onednn_inference``) or PyTorch's own cells
+        (``_native_inference``), then the final states stacked (h; an LSTM's c too); the zeros
+        the module makes die with its forward, a given initial state's copy with the caller's;
+        ``returns: last`` concatenates the top layer's final h of each direction while the
+        module's results are still referenced."""
+        run = _Lifetimes(self._initial_states(given))
+        states = tuple(range(len(run.ops)))
+        if self.gates == 4 and device == "cpu":
+            output, stacks = self._onednn_inference(run, sequence)
         else:
-            below, previous = layer_input(0), None
-            for layer in range(self.layers):
-                width = sequence[1] if layer == 0 else h * self.directions
-                w_ih, w_hh, b_ih = self._weights(width)
-                kept: list[int] = []   # the projection and steps of each direction, freed at the return
-                stacked: list[int] = []
-                for direction in range(self.directions):
-                    if layer == 0 and steps > 1:   # matmul copies the batch-first input (a view for one sample)
-                        copy = add(Op(steps * width, reads=(below,), batch_copy=True))
-                        projection = add(Op(steps * g * h, reads=(copy,), weights=w_ih, autocast=LOWER))
-                        if self.bias:   # added in a new tensor (for one sample addmm adds it: a view)
-                            projection = add(Op(steps * g * h, reads=(projection,), batch_copy=True, weights=b_ih))
-                    else:
-                        projection = add(Op(steps * g * h, reads=(below,), weights=w_ih + b_ih, autocast=LOWER))
-                    if direction:
-                        free(kept.pop(0))
-                    kept.append(projection)
-                    earlier = [add(Op((steps - 1) * h, reads=(projection, *states)))] if steps > 1 else []
-                    last = self.STEP[g] + (g == 4 and steps > 1)
-                    finals.append(add(Op((1 + (g == 4)) * h, reads=(), extras=(Tensor(last * h),), weights=w_hh)))
-                    stacked.append(add(Op(steps * h, reads=(*earlier, finals[-1]))))
-                    kept += earlier
-                if self.directions == 2:
-                    out = add(Op(steps * 2 * h, reads=tuple(stacked)))
-                    kept += stacked
-                else:
-                    out = stacked[0]
-                free(*kept)
-                if previous is not None:
-                    free(previous)
-                below = previous = out
-            stacks = [add(Op(len(finals) * h, reads=())) for _ in range(1 + (g == 4))]
-            free(*finals)
-        if not given:   # the module's zeros die with its forward (a given state's copy with the caller's)
-            free(*states)
-        if self.returns == "last":   # the top layer's final h of each direction, concatenated
-            add(Op(self.directions * h, reads=(stacks[0],)))
-            free(below, *stacks)   # the module's results, the caller's until it returns
+            output, stacks = self._native_inference(run, sequence, states)
+        if not given:
+            run.free(*states)
+        if self.returns == "last":
+            run.add(Op(self.directions * self.hidden, reads=(stacks[0],)))
+            run.free(output, *stacks)
         else:
-            free(*stacks)
-            add(Op(None, reads=(below,), strided=steps > 1))   # batch-first: a strided view
+            run.free(*stacks)
+            run.add(Op(None, reads=(output,), strided=sequence.steps > 1))   # batch-first: a strided view
         if given:
-            free(*states)
-        return tuple(dataclasses.replace(op, lingers=ends[position] - position) if position in ends else op
-                     for position, op in enumerate(ops))
+            run.free(*states)
+        return run.lifetimes()
+
+    def _onednn_inference(self, run: _Lifetimes, sequence: Steps) -> tuple[int, list[int]]:
+        """oneDNN's LSTM (mkldnn_rnn): the sequence made time-major by .contiguous() (a copy for
+        several samples and steps), kept until it returns; per layer and direction
+        mkldnn_rnn_layer's output and final h and c (without a bias, zeros of the weights' shapes
+        passed as biases: PyTorch's), each output kept until the next layer's output of that
+        direction replaces it, the final states until they are stacked; two directions
+        concatenated, kept until the next layer's concatenation. (The output's position, the
+        stacked h and c's.)"""
+        steps, h = sequence.steps, self.hidden
+        copied: int | str = (run.add(Op(steps * sequence[1], reads=(layer_input(0),), batch_copy=True)) if steps > 1
+                             else layer_input(0))
+        below = copied
+        outputs: list[int] = []
+        finals: list[int] = []
+        joined: int | None = None
+        for layer in range(self.layers):
+            width = sequence[1] if layer == 0 else h * self.directions
+            for direction in range(self.directions):
+                output = run.add(Op(steps * h, reads=(below,), weights=sum(self._weights(width)), autocast=LOWER))
+                zeros = () if self.bias else (Tensor(4 * h * width, batched=False), Tensor(4 * h * h, batched=False))
+                finals.append(run.add(Op(2 * h, reads=(), extras=zeros)))
+                if layer:
+                    run.free(outputs[direction])
+                    outputs[direction] = output
+                else:
+                    outputs.append(output)
+            if self.directions == 2:
+                below = run.add(Op(steps * 2 * h, reads=tuple(outputs)))
+                if joined is not None:
+                    run.free(joined)   # once the new concatenation replaces it
+                joined = below
+            else:
+                below = outputs[0]
+        stacks = [run.add(Op(len(finals) * h, reads=())) for _ in range(2)]
+        run.free(*finals, *(outputs if self.directions == 2 else ()), copied)
+        return outputs[0] if joined is None else joined, stacks
+
+    def _native_inference(self, run: _Lifetimes, sequence: Steps, states: tuple) -> tuple[int, list[int]]:
+        """PyTorch's own cells (rnn, gru; an LSTM off the CPU), per layer and direction: x W_ihᵀ
+        + b_ih for every step at once (the first layer's batch-first input is copied by matmul,
+        multiplied, then the bias added in a new tensor; a contiguous input gets one addmm), the
+        steps (each keeps its h; ``STEP`` transient at the last), torch.stack of the hidden
+        states; the projection and the steps freed when the layer returns, but the last step's
+        state (h; an LSTM's h and c), kept until the final states are stacked. Two directions:
+        the second projection replaces the first once it is made, and both directions' stacks
+        and steps live until their concatenation. Each layer's output is freed when the next
+        one returns. (The output's position, the stacked final states'.)"""
+        steps, h, g = sequence.steps, self.hidden, self.gates
+        below: int | str = layer_input(0)
+        finals: list[int] = []
+        for layer in range(self.layers):
+            width = sequence[1] if layer == 0 else h * self.directions
+            w_ih, w_hh, b_ih = self._weights(width)
+            kept: list[int] = []   # the projection and steps of each direction, freed at the return
+            stacked: list[int] = []
+            for direction in range(self.directions):
+                if layer == 0 and steps > 1:   # matmul copies the batch-first input (a view for one sample)
+                    copy = run.add(Op(steps * width, reads=(below,), batch_copy=True))
+                    projection = run.add(Op(steps * g * h, reads=(copy,), weights=w_ih, autocast=LOWER))
+                    if self.bias:   # added in a new tensor (for one sample addmm adds it: a view)
+                        projection = run.add(Op(steps * g * h, reads=(projection,), batch_copy=True, weights=b_ih))
+                else:
+                    projection = run.add(Op(steps * g * h, reads=(below,), weights=w_ih + b_ih, autocast=LOWER))
+                if direction:
+                    run.free(kept.pop(0))
+                kept.append(projection)
+                earlier = [run.add(Op((steps - 1) * h, reads=(projection, *states)))] if steps > 1 else []
+                transient = self.STEP[g] + (g == 4 and steps > 1)
+                finals.append(run.add(Op((1 + (g == 4)) * h, reads=(), extras=(Tensor(transient * h),),
+                                         weights=w_hh)))
+                stacked.append(run.add(Op(steps * h, reads=(*earlier, finals[-1]))))
+                kept += earlier
+            output = stacked[0]
+            if self.directions == 2:
+                output = run.add(Op(steps * 2 * h, reads=tuple(stacked)))
+                kept += stacked
+            run.free(*kept, below)
+            below = output
+        stacks = [run.add(Op(len(finals) * h, reads=())) for _ in range(1 + (g == 4))]
+        run.free(*finals)
+        return output, stacks
 
     def _training_ops(self, sequence: Steps, given: bool, device: str) -> tuple:
         """A training step: as ``memory_ops``, with the sequence copied time-major (one copy
@@ -459,8 +482,8 @@ class LSTM(Recurrent):
 
     gates = 4
     torch_class = "nn.LSTM"
-    memory_gap = (Recurrent.memory_gap + "; dtypes other than float32 run PyTorch's own cell, not oneDNN's "
-                  "(modelled as oneDNN's)")
+    memory_gap = (Recurrent.memory_gap + "; in float64 (and in float16 training) PyTorch's own cell runs on the CPU, "
+                  "and in 16 bits oneDNN's workspace is smaller: modelled as oneDNN's float32 layer")
 
 
 @register("gru")
