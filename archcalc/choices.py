@@ -4,6 +4,8 @@
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1}
 MODEL_DTYPES = ("float32", "float16", "bfloat16", "float64")  # what PyTorch builds and runs a model in
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "adam": 2, "adamw": 2}  # values kept per trainable parameter
+# the same optimizers as torch.optim builds them: (class name, options)
+OPTIMIZERS = {"sgd": ("SGD", {}), "momentum": ("SGD", {"momentum": 0.9}), "adam": ("Adam", {}), "adamw": ("AdamW", {})}
 MIXED_PRECISION = {"bf16": "bfloat16", "fp16": "float16"}
 RANKDIRS = ("TB", "LR")
 DETAILS = ("compact", "full")

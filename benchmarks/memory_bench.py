@@ -66,9 +66,10 @@ sys.path.insert(0, str(ROOT))
 import archcalc  # noqa: E402
 from archcalc.analysis.schedule import schedule  # noqa: E402
 from archcalc.backend.graph import Network  # noqa: E402
-from archcalc.backend.memtrack import OPTIMIZERS, measure  # noqa: E402
+from archcalc.backend.memtrack import measure  # noqa: E402
 from archcalc.backend.plan import make_plan  # noqa: E402
 from archcalc.backend.verification import sample_inputs  # noqa: E402
+from archcalc.choices import OPTIMIZERS  # noqa: E402
 from archcalc.fileio import write_text  # noqa: E402
 
 BATCHES = (1, 32)

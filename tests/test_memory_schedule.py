@@ -266,6 +266,22 @@ def test_tracker_counts_views_once_and_frees():
     del a, b
 
 
+def test_tracker_reads_sizes_again_after_each_operation():
+    """FSDP2 frees its gathered parameters by resizing their storages to nothing (resize_(0)) and
+    gathers into them again: no operation returns the shrunken storage, so the tracker reads every
+    size again after each operation."""
+    tracker = LiveBytes()
+    with tracker:
+        gathered = torch.ones(1000)                  # 4,000 bytes
+        gathered.untyped_storage().resize_(0)        # freed in place, as FSDP2 does after a unit's forward
+        small = torch.ones(10)                       # the next operation: 40 bytes live
+        assert tracker.current == 40 and tracker.peak == 4000
+        gathered.untyped_storage().resize_(4000)     # allocated again, filled by the next all-gather
+        gathered.copy_(torch.zeros(1000))            # copy_ returns it: 4,000 + 40 + the zeros' 4,000
+        assert tracker.peak == 8040 and tracker.current == 4040   # the zeros freed after the copy
+    del gathered, small
+
+
 def test_adam_step_peak_is_two_temporaries_of_the_largest_layer():
     """Adam on CPU runs parameter by parameter: sqrt(v) and its bias-corrected copy sit beside
     weights, gradients and the two moments (measured: the step's peak minus what is live)."""

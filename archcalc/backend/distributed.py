@@ -12,7 +12,7 @@ Each rank:
   the root), in the spec's dtype;
 - trains two steps on its own random batch of batch/N samples (the loss: the sum of the
   outputs): the first creates the optimizer state (and DDP rebuilds its buckets in the second's
-  forward), the second is measured: live tensor bytes (backend/livebytes.py) from its start to
+  forward), the second is measured: live tensor bytes (backend/memtrack.py) from its start to
   after the optimizer step, and the payload of every collective (DDP's buckets through a comm
   hook, FSDP2's all-gathers and reduce-scatters through its custom-collective hooks, each
   on gloo returning once its worker thread has let go of their tensors: ``_settled``);
@@ -39,12 +39,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..choices import OPTIMIZERS
 from ..errors import ArchcalcError, SpecError
 
 SHARDS = ("ddp", "fsdp")
 ADDRESS = "127.0.0.1"
-OPTIMIZERS = {"sgd": ("SGD", {}), "momentum": ("SGD", {"momentum": 0.9}), "adam": ("Adam", {}),
-              "adamw": ("AdamW", {})}   # choices.OPTIMIZER_STATES as torch.optim builds them
 
 
 class LaunchError(ArchcalcError):
@@ -305,7 +304,7 @@ def train(options: dict, rank: int, world: int, device) -> RankResult:
     from ..analysis import analyze
     from ..spec import load
     from .graph import Network
-    from .livebytes import LiveBytes
+    from .memtrack import LiveBytes
     from .plan import make_plan
     from .verification import sample_inputs
 

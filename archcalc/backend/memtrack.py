@@ -1,11 +1,17 @@
 """Measured memory without a GPU: the bytes of every live tensor storage while a model runs.
 
-``LiveBytes`` is a TorchDispatchMode: every aten operation run under it (forward, the autograd
-engine's backward operations, the optimizer's) passes through ``__torch_dispatch__``, which
-registers each output's storage once, with a weak reference whose callback subtracts its
-bytes when PyTorch frees it. Views share their base's storage and in-place operations return
-it, so neither counts twice. Tensors that exist before (parameters, buffers, the input batch,
-optimizer state) are registered with ``track``.
+``LiveBytes`` is a TorchDispatchMode, the one tracker of live bytes (``run --memory`` here,
+``run --nproc``'s ranks in backend/distributed.py, the benchmarks): every aten operation run
+under it (forward, the autograd engine's backward operations, the optimizer's, DDP's and FSDP2's
+copies) passes through ``__torch_dispatch__``, which registers each output's storage once, with a
+weak reference whose callback subtracts its bytes when PyTorch frees it. Views share their base's
+storage and in-place operations return it, so neither counts twice. A wrapper subclass (DTensor,
+FSDP2's sharded parameters) counts through its inner tensors. Tensors that exist before
+(parameters, buffers, the input batch, optimizer state) are registered with ``track``.
+
+The sizes are read again after every operation, not remembered from when a storage was first
+seen: FSDP2 frees and re-allocates its gathered parameters by resizing their storages in place
+(``resize_(0)``), which no operation returns, and an out= operation may grow a storage it returns.
 
 Why not torch.distributed._tools.mem_tracker.MemTracker: it works on CPU with torch 2.13
 (tried on LeNet-5) and the benchmark runs it beside this tracker, but it is a private module
@@ -13,8 +19,9 @@ Why not torch.distributed._tools.mem_tracker.MemTracker: it works on CPU with to
 package, which not every build ships.
 
 What it cannot see: memory a kernel allocates and frees inside one operation (a oneDNN or
-cuDNN workspace, an LSTM kernel's scratch), and the allocator's rounding. On CUDA the backend
-reads torch.cuda.max_memory_allocated for those.
+cuDNN workspace, an LSTM kernel's scratch), buffers a C++ component allocates outside the
+dispatcher (none of DDP's or FSDP2's on CPU, as the distributed tests show), and the allocator's
+rounding. On CUDA the backend reads torch.cuda.max_memory_allocated for those.
 """
 from __future__ import annotations
 
@@ -22,16 +29,19 @@ import contextlib
 import weakref
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, is_traceable_wrapper_subclass
 from torch.utils._pytree import tree_flatten
 
-from ..choices import MIXED_PRECISION
+from ..choices import MIXED_PRECISION, OPTIMIZERS
 
 
 class LiveBytes(TorchDispatchMode):
-    """Live bytes now (``current``), their maximum (``peak``) and, per phase, the maximum reached
-    inside it (``peaks``, in the order the phases ran). ``marks`` records (label, live bytes)
-    whenever ``mark`` is called (after each layer, say)."""
+    """Live bytes now (``current``), their maximum since it was made (``peak``) and, per phase,
+    the maximum reached inside it (``peaks``, in the order the phases ran). ``marks`` records
+    (label, live bytes) whenever ``mark`` is called (after each layer, say).
+
+    ``current`` is exact between operations too: a storage PyTorch frees takes its bytes off at
+    once (its weak reference's callback, with the size last read)."""
 
     def __init__(self):
         super().__init__()
@@ -40,13 +50,14 @@ class LiveBytes(TorchDispatchMode):
         self.peaks: dict[str, int] = {}
         self.marks: list[tuple[str, int]] = []
         self._phase: str | None = None
-        self._storages: dict[int, tuple] = {}   # id(storage) -> (weak reference, bytes)
+        self._storages: dict[int, list] = {}   # id(storage) -> [weak reference, bytes as last read]
 
     def track(self, *tensors) -> None:
         """Count tensors that already exist (each storage once)."""
         for tensor in tensors:
             if isinstance(tensor, torch.Tensor):
                 self._add(tensor)
+        self._measure()
 
     def mark(self, label: str) -> None:
         self.marks.append((label, self.current))
@@ -66,40 +77,44 @@ class LiveBytes(TorchDispatchMode):
         for value in tree_flatten(result)[0]:
             if isinstance(value, torch.Tensor):
                 self._add(value)
+        self._measure()
         return result
 
     def _add(self, tensor: torch.Tensor) -> None:
+        if is_traceable_wrapper_subclass(tensor):
+            for name in tensor.__tensor_flatten__()[0]:
+                inner = getattr(tensor, name)
+                if isinstance(inner, torch.Tensor):
+                    self._add(inner)
+            return
         if tensor.is_sparse or tensor.device.type == "meta":
             return
         storage = tensor.untyped_storage()
-        size = storage.nbytes()
         key = id(storage)
         known = self._storages.get(key)
-        if known is not None and known[0]() is storage:
-            if known[1] == size:
-                return
-            self._grow(size - known[1])   # a storage resized in place (an out= operation)
-        else:
-            self._grow(size)
-        self._storages[key] = (weakref.ref(storage, self._freed(key)), size)
+        if known is None or known[0]() is not storage:
+            self._storages[key] = [weakref.ref(storage, self._freed(key)), 0]
 
     def _freed(self, key: int):
-        def callback(_reference):
+        def callback(reference):
             entry = self._storages.get(key)
-            if entry is not None and entry[0] is _reference:
+            if entry is not None and entry[0] is reference:
                 del self._storages[key]
                 self.current -= entry[1]
         return callback
 
-    def _grow(self, change: int) -> None:
-        self.current += change
-        self.peak = max(self.peak, self.current)
+    def _measure(self) -> None:
+        """Read every live storage's size again; the peaks."""
+        total = 0
+        for entry in list(self._storages.values()):
+            storage = entry[0]()
+            if storage is not None:
+                entry[1] = storage.nbytes()
+                total += entry[1]
+        self.current = total
+        self.peak = max(self.peak, total)
         if self._phase is not None:
-            self.peaks[self._phase] = max(self.peaks[self._phase], self.current)
-
-
-OPTIMIZERS = {"sgd": ("SGD", {}), "momentum": ("SGD", {"momentum": 0.9}),
-              "adam": ("Adam", {}), "adamw": ("AdamW", {})}
+            self.peaks[self._phase] = max(self.peaks[self._phase], total)
 
 
 def measure(network, inputs: tuple, *, train: bool = False, optimizer: str = "sgd",
