@@ -963,6 +963,12 @@ def memory(ctx, spec, train, optimizer, device, mixed_precision, budget, no_time
         fits = ", ".join(f"{'inference' if not s.training else 'training checkpointed' if s.checkpoint else 'training'} "
                          f"{s.max_batch(budget):,}" for s in schedules)
         click.echo(f"largest batch within {human_bytes(budget)}: {fits}", err=drawing_to_stdout)
+        if request is not None:
+            from .analysis.sharding import max_global_batch
+            found = max_global_batch(analysis, budget, optimizer=optimizer, mixed_precision=mixed_precision,
+                                     device=device, **request)
+            click.echo(f"largest batch within {human_bytes(budget)} per GPU, {request['strategy']} on "
+                       f"{request['gpus']} GPUs: {found:,} ({found // request['gpus']:,} per GPU)", err=drawing_to_stdout)
 
 
 @main.command(short_help="Write the network as readable PyTorch code.")

@@ -138,6 +138,39 @@ def test_cli_max_batch_honours_checkpoint():
     assert refused.exit_code == 2 and "add one of them" in refused.output and "Traceback" not in refused.output
 
 
+@pytest.mark.parametrize("name,strategy,gpus,mixed", [
+    ("resnet18", "ddp", 4, None), ("resnet18", "fsdp", 8, None), ("gpt2", "zero2", 8, "bf16"),
+    ("min_char_rnn", "fsdp", 2, None),
+    ("min_char_rnn", "none", 1, None),   # the lines of one sample say 40,074: copies start at two samples
+])
+def test_max_batch_on_several_gpus_is_the_largest_whose_per_gpu_peak_fits(name, strategy, gpus, mixed):
+    """--max-batch with --gpus: the global batch (a multiple of the GPUs) whose per-GPU peak, as
+    sharded_memory computes it at that batch, fits; one more sample per GPU does not."""
+    from archcalc.analysis.sharding import max_global_batch, sharded_memory
+    analysis = archcalc.analyze(archcalc.load(str(SPECS / f"{name}.yaml")), batch=gpus)
+    budget = 2 * 10**9
+    found = max_global_batch(analysis, budget, strategy, gpus, mixed_precision=mixed)
+    assert found % gpus == 0 and found > 0
+
+    def peak(batch):
+        return sharded_memory(analysis.at_batch(batch), strategy, gpus, mixed_precision=mixed).total_bytes
+    assert peak(found) <= budget < peak(found + gpus)
+
+
+def test_cli_max_batch_on_several_gpus():
+    path = SPECS / "resnet18.yaml"
+    from archcalc.analysis.sharding import max_global_batch
+    found = max_global_batch(archcalc.analyze(archcalc.load(str(path)), batch=8), 24 * 10**9, "fsdp", 8)
+    text = run("inspect", path, "--max-batch", "24GB", "--gpus", "8", "--shard", "fsdp", "-b", "8").output
+    assert f"largest batch in 24.00 GB (22.35 GiB) per GPU, fsdp on 8 GPUs: {found:,} ({found // 8:,} per GPU)" in text
+    data = json.loads(run("inspect", path, "--max-batch", "24GB", "--gpus", "8", "--shard", "fsdp", "-b", "8",
+                          "-f", "json").output)["max_batch"]["sharded"]
+    assert data == {"shard": "fsdp", "gpus": 8, "batch": found, "gpu_batch": found // 8}
+    memory = run("memory", path, "--train", "--max-batch", "24GB", "--gpus", "8", "--shard", "fsdp", "-b", "8",
+                 "--no-timeline").output
+    assert f"per GPU, fsdp on 8 GPUs: {found:,} ({found // 8:,} per GPU)" in memory
+
+
 @pytest.mark.parametrize("args,message", [
     (["--max-batch", "lots"], "cannot read 'lots' as a size"),
     (["--train", "--mixed-precision", "fp16", "--dtype", "float16"], "leave --dtype at float32"),

@@ -35,6 +35,7 @@ later op copy (a recurrent layer's batch-first view, copied by the dense layer t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 from typing import Any
@@ -120,13 +121,7 @@ class Schedule:
 
     def max_batch(self, budget: int) -> int:
         """The largest batch whose replayed peak fits in ``budget`` bytes (0: not even one sample;
-        UNBOUNDED when nothing grows with the batch).
-
-        Each moment is a line, fixed + batch x per sample, exact at the batch replayed; a few ops
-        change with the batch (a batch of one is not copied where more samples are, a workspace
-        rounds to pages), so the lines' answer is replayed at that batch and solved again until it
-        repeats, then checked: the replay at the answer fits, the replay at one sample more does not
-        (bisected between replays in the rare case it does not hold)."""
+        UNBOUNDED when nothing grows with the batch): largest_batch over replays of this schedule."""
         replays = {self.analysis.batch: self}
 
         def replay(batch: int) -> Schedule:
@@ -134,25 +129,33 @@ class Schedule:
                 replays[batch] = self.at_batch(batch)
             return replays[batch]
 
-        def fits(batch: int) -> bool:
-            return batch == 0 or replay(batch).peak() <= budget
+        return largest_batch(lambda batch: _solved(replay(batch).moments, budget),
+                             lambda batch: replay(batch).peak() <= budget, self.analysis.batch)
 
-        found, seen = _solved(self.moments, budget), set()
-        while 0 < found < UNBOUNDED and found not in seen:
-            seen.add(found)
-            found = _solved(replay(found).moments, budget)
-        if found == UNBOUNDED:
-            return found
-        if fits(found):
-            low, high = found, found + 1
-            while fits(high):
-                low, high = high, 2 * high
-        else:
-            low, high = 0, found
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if fits(middle) else (low, middle)
-        return low
+
+def largest_batch(solved: Callable[[int], int], fits: Callable[[int], bool], start: int) -> int:
+    """The largest batch that ``fits`` (0: not even one; UNBOUNDED: any), given ``solved(b)``: the
+    answer of the lines a replay at batch b gives (each moment fixed + batch x per sample, exact at
+    b). A few ops change with the batch (a batch of one is not copied where more samples are, a
+    workspace rounds to pages), so the answer of the replay at ``start`` is replayed and solved
+    again until it repeats, then checked: it fits, one sample more does not (bisected between
+    replays in the rare case that does not hold)."""
+    found, seen = solved(start), set()
+    while 0 < found < UNBOUNDED and found not in seen:
+        seen.add(found)
+        found = solved(found)
+    if found == UNBOUNDED:
+        return found
+    if found == 0 or fits(found):
+        low, high = found, found + 1
+        while fits(high):
+            low, high = high, 2 * high
+    else:
+        low, high = 0, found
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
 
 
 def _solved(moments: tuple[Moment, ...], budget: int) -> int:
@@ -747,7 +750,9 @@ def _step(replay: _Replay, analysis: Analysis, optimizer: str, device: str, size
 @dataclass(frozen=True)
 class MaxBatch:
     """The largest batches whose peaks fit in ``budget`` bytes (0: not even one sample); with
-    checkpointed segments, the training step's with them (``checkpointed``, None without)."""
+    checkpointed segments, the training step's with them (``checkpointed``, None without); on
+    several GPUs (``sharding``: strategy, gpus), the largest global batch whose per-GPU peak fits
+    (``sharded``, a multiple of the GPUs; None on one)."""
 
     budget: int
     inference: int
@@ -757,14 +762,25 @@ class MaxBatch:
     device: str
     checkpointed: int | None = None
     segments: int = 0
+    sharded: int | None = None
+    sharding: tuple[str, int] | None = None
 
 
 def max_batch(analysis: Analysis, budget: int, optimizer: str = "adam", mixed_precision: str | None = None,
-              device: str = "cuda", checkpoint: tuple[tuple[str, ...], ...] = ()) -> MaxBatch:
-    """The largest inference and training batches for a memory budget (Schedule.max_batch), and
-    the training step's with ``checkpoint``'s segments when there are any."""
+              device: str = "cuda", checkpoint: tuple[tuple[str, ...], ...] = (),
+              sharding: dict[str, Any] | None = None) -> MaxBatch:
+    """The largest inference and training batches for a memory budget (Schedule.max_batch), the
+    training step's with ``checkpoint``'s segments when there are any, and with ``sharding``
+    (sharded_memory's strategy, gpus, shard_units) the largest global batch per GPU
+    (sharding.max_global_batch)."""
     def fits(training: bool, segments: tuple[tuple[str, ...], ...] = ()) -> int:
         return schedule(analysis, training=training, optimizer=optimizer, device=device,
                         mixed_precision=mixed_precision, checkpoint=segments).max_batch(budget)
+    sharded = None
+    if sharding is not None:
+        from .sharding import max_global_batch
+        sharded = max_global_batch(analysis, budget, optimizer=optimizer, mixed_precision=mixed_precision,
+                                   device=device, **sharding)
     return MaxBatch(budget, fits(False), fits(True), optimizer, mixed_precision, device,
-                    fits(True, checkpoint) if checkpoint else None, len(checkpoint))
+                    fits(True, checkpoint) if checkpoint else None, len(checkpoint), sharded,
+                    (sharding["strategy"], sharding["gpus"]) if sharding is not None else None)

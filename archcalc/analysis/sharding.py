@@ -640,6 +640,31 @@ def max_gpu_batch(memory: ShardedMemory, active: Activity, budget: int) -> int:
     return largest
 
 
+def max_global_batch(analysis: Analysis, budget: int, strategy: str, gpus: int, *, optimizer: str = "adam",
+                     mixed_precision: str | None = None, shard_units: tuple[str, ...] = (),
+                     device: str = "cuda") -> int:
+    """The largest global batch, a multiple of ``gpus``, whose per-GPU peak (ShardedMemory.total_bytes)
+    fits in ``budget`` (0: not one sample per GPU): max_gpu_batch's lines, replayed at the
+    answer until it holds (schedule.largest_batch)."""
+    from .schedule import largest_batch
+
+    shapes = layout(analysis, shard_units)
+    memories: dict[int, tuple[ShardedMemory, Activity]] = {}
+
+    def memory(gpu_batch: int) -> tuple[ShardedMemory, Activity]:
+        if gpu_batch not in memories:
+            at = analysis.at_batch(gpu_batch * gpus)
+            active = activity(at, mixed_precision, device)
+            memories[gpu_batch] = (sharded_memory(at, strategy, gpus, optimizer=optimizer,
+                                                  mixed_precision=mixed_precision, shapes=shapes, device=device,
+                                                  active=active), active)
+        return memories[gpu_batch]
+
+    found = largest_batch(lambda gpu_batch: max_gpu_batch(*memory(gpu_batch), budget),
+                          lambda gpu_batch: memory(gpu_batch)[0].total_bytes <= budget, max(analysis.batch // gpus, 1))
+    return found if found == UNBOUNDED else found * gpus
+
+
 def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: str = "adam",
          mixed_precision: str | None = None, shard_units: tuple[str, ...] = (),
          strategies: Iterable[str] = STRATEGIES) -> tuple[Fit, ...]:

@@ -53,7 +53,7 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
                   schedule(analysis, training=True, optimizer=optimizer, device=PLANNED_DEVICE,
                            mixed_precision=mixed_precision) if train else None,
                   max_batch(analysis, budget, optimizer, mixed_precision, PLANNED_DEVICE,
-                            tuple(s.layers for s in segments)) if budget is not None else None,
+                            tuple(s.layers for s in segments), sharding) if budget is not None else None,
                   unrolled_layers(analysis) if im2col else None,
                   _sharding(analysis, sharding, optimizer, mixed_precision), rates,
                   sequence_figures(analysis, kv_cache),
@@ -212,6 +212,9 @@ def extras_dict(extras: Extras) -> dict:
                               "optimizer": m.optimizer, "mixed_precision": m.mixed_precision, "device": m.device}
         if m.checkpointed is not None:
             found["max_batch"]["training_checkpointed"] = m.checkpointed
+        if m.sharding is not None:
+            found["max_batch"]["sharded"] = {"shard": m.sharding[0], "gpus": m.sharding[1], "batch": m.sharded,
+                                             "gpu_batch": m.sharded // m.sharding[1]}
     if extras.sharding is not None:
         from .sharding import memory_dict
         found["sharding"] = memory_dict(extras.sharding, *extras.rates)
@@ -507,6 +510,9 @@ def training_lines(analysis: Analysis, extras: Extras, name=escape.visible) -> l
             f", {m.checkpointed:,} with {m.segments} segment{'s' if m.segments > 1 else ''} checkpointed"
         lines.append(f"largest batch in {human_bytes(m.budget)}: inference {m.inference:,}, "
                      f"training {m.training:,}{checkpointed} ({m.optimizer}{precision}, {m.device} kernels)")
+        if m.sharding is not None:
+            lines.append(f"largest batch in {human_bytes(m.budget)} per GPU, {m.sharding[0]} on {m.sharding[1]} GPUs: "
+                         f"{m.sharded:,} ({m.sharded // m.sharding[1]:,} per GPU)")
     if extras.sharding is not None:
         from .sharding import memory_lines
         lines += memory_lines(extras.sharding, *extras.rates, name=name)
