@@ -507,6 +507,18 @@ def test_recurrent_inference_byte_for_byte(kind, steps, batch, features, hidden,
     assert measured - predicted == zero_biases(kind, hidden, layers, bidirectional, bias)
 
 
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("mixed", ["bf16", pytest.param("fp16", marks=pytest.mark.slow)])
+def test_recurrent_inference_under_autocast(kind, mixed):
+    """torch.autocast through three layers in both directions, above 1 MB: 16-bit projections
+    (their weight copies cached), an Elman cell's hidden states in 16 bits, a gated cell's
+    promoted to the float32 initial state's dtype, oneDNN's LSTM layer in 16 bits."""
+    analysis = recurrent_analysis(kind, 12, 16, 64, 160, 3, True, "true", "sequence", False)
+    measured = measured_peaks(analysis, mixed_precision=mixed)["inference"]
+    predicted = schedule(analysis, device="cpu", mixed_precision=mixed).peak("inference")
+    assert measured > MB and LOW <= predicted / measured <= HIGH, (predicted, measured)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("batch", [1, 5])

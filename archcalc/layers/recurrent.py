@@ -268,7 +268,7 @@ class Recurrent(Layer):
             for direction in range(self.directions):
                 output = run.add(Op(steps * h, reads=(below,), weights=sum(self._weights(width)), autocast=LOWER))
                 zeros = () if self.bias else (Tensor(4 * h * width, batched=False), Tensor(4 * h * h, batched=False))
-                finals.append(run.add(Op(2 * h, reads=(), extras=zeros)))
+                finals.append(run.add(Op(2 * h, reads=(output,), extras=zeros)))
                 if layer:
                     run.free(outputs[direction])
                     outputs[direction] = output
@@ -281,7 +281,7 @@ class Recurrent(Layer):
                 joined = below
             else:
                 below = outputs[0]
-        stacks = [run.add(Op(len(finals) * h, reads=())) for _ in range(2)]
+        stacks = [run.add(Op(len(finals) * h, reads=tuple(finals))) for _ in range(2)]
         run.free(*finals, *(outputs if self.directions == 2 else ()), copied)
         return outputs[0] if joined is None else joined, stacks
 
@@ -314,9 +314,12 @@ class Recurrent(Layer):
                 if direction:
                     run.free(kept.pop(0))
                 kept.append(projection)
-                earlier = [run.add(Op((steps - 1) * h, reads=(projection, *states)))] if steps > 1 else []
+                # a gated cell mixes h_t-1 (or c_t-1) into h_t: under autocast the steps take the initial
+                # state's dtype; an Elman cell's h is an activation of 16-bit products
+                mixed = (projection, *(states if g > 1 else ()))
+                earlier = [run.add(Op((steps - 1) * h, reads=mixed))] if steps > 1 else []
                 transient = self.STEP[g] + (g == 4 and steps > 1)
-                finals.append(run.add(Op((1 + (g == 4)) * h, reads=(), extras=(Tensor(transient * h),),
+                finals.append(run.add(Op((1 + (g == 4)) * h, reads=mixed, extras=(Tensor(transient * h),),
                                          weights=w_hh)))
                 stacked.append(run.add(Op(steps * h, reads=(*earlier, finals[-1]))))
                 kept += earlier
@@ -326,7 +329,7 @@ class Recurrent(Layer):
                 kept += stacked
             run.free(*kept, below)
             below = output
-        stacks = [run.add(Op(len(finals) * h, reads=())) for _ in range(1 + (g == 4))]
+        stacks = [run.add(Op(len(finals) * h, reads=tuple(finals))) for _ in range(1 + (g == 4))]
         run.free(*finals)
         return output, stacks
 
