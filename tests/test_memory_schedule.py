@@ -375,6 +375,22 @@ def test_memory_names_the_layers_it_approximates():
     assert "approximate" not in plain.output
 
 
+def test_memory_names_attention_approximate_under_autocast_only(tmp_path):
+    """Attention under --mixed-precision (mixed_precision_gap): autocast's 16-bit projections and the
+    CPU math kernel's float32 copies of q, k and v are not replayed; archcalc memory says so per
+    layer then, and only then (in float32 attention is exact)."""
+    from click.testing import CliRunner
+
+    from archcalc.cli import main
+
+    path = tmp_path / "attention.yaml"
+    path.write_text(spec_text({"steps": 8, "features": 16}, "attention: {heads: 2, name: attn}", "dense: 4"))
+    for mixed, count in (([], 0), (["--mixed-precision", "bf16", "--train"], 2)):   # inference, training
+        result = CliRunner().invoke(main, ["memory", str(path), "--no-timeline", *mixed])
+        assert result.exit_code == 0, result.output
+        assert result.output.count("approximate at attn (attention): under autocast not modelled") == count
+
+
 def test_merge_reading_one_layer_twice():
     """Found by the adversarial suite: a multiply reading one layer twice (x * input * x) crashed
     `archcalc memory` with a KeyError (x was dropped once per mention); PyTorch multiplies input by

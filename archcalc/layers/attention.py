@@ -48,6 +48,10 @@ class Attention(Layer):
     [T, d] -> [T, d]; params = d*(heads + 2 kv_heads)*head_dim + heads*head_dim*d (+ biases);
     MACs = the projections + 2 * heads * T * S * head_dim (full T*S, causal or not)."""
 
+    mixed_precision_gap = ("under autocast not modelled: its projections in 16 bits (their inputs and weights cast) "
+                           "and F.scaled_dot_product_attention's CPU math kernel, which computes 16-bit q, k and v in "
+                           "float32 copies and casts its output back; replayed in the model's dtype")
+
     heads: int = arg(positive_int, doc="query heads", known_as=("num_heads", "n_head", "num_attention_heads"))
     kv_heads: int | None = arg(optional(positive_int), None,
                                "key/value heads (grouped-query attention; 1: multi-query); default: heads",

@@ -105,6 +105,7 @@ class Layer:
     activation: ClassVar[str | None] = None    # overridden by a field on conv/dense
     int64_buffers: ClassVar[int] = 0           # of ``buffers``, the int64 counters (8 bytes in any dtype)
     memory_gap: ClassVar[str] = ""             # what its memory_ops leave out, where they are approximate
+    mixed_precision_gap: ClassVar[str] = ""    # the same, under torch.autocast only (--mixed-precision)
     opaque: ClassVar[bool] = False             # True: an imported operation without a kind: MACs, FLOPs unknown
 
     @classmethod

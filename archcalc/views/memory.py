@@ -63,8 +63,8 @@ def schedule_lines(schedule: Schedule, name=visible) -> list[str]:
     if len(schedule.phases) > 1:
         lines.append("  peak per phase: " + ", ".join(f"{phase} {human_bytes(schedule.peak(phase))}"
                                                       for phase in schedule.phases))
-    lines += [f"  approximate at {name(stats.name)} ({stats.kind}): {stats.layer.memory_gap}"
-              for stats in schedule.analysis.layers if stats.layer.memory_gap]
+    lines += [f"  approximate at {name(stats.name)} ({stats.kind}): {gap}" for stats in schedule.analysis.layers
+              for gap in (stats.layer.memory_gap, schedule.mixed_precision and stats.layer.mixed_precision_gap) if gap]
     return lines
 
 
