@@ -157,6 +157,22 @@ def test_max_batch_on_several_gpus_is_the_largest_whose_per_gpu_peak_fits(name, 
     assert peak(found) <= budget < peak(found + gpus)
 
 
+@pytest.mark.parametrize("name", ["resnet18", "min_char_rnn"])
+def test_plan_batch_per_gpu_is_the_largest_that_fits(name):
+    """archcalc plan's batch per GPU, at the fewest GPUs and at the most: the per-GPU peak at that
+    batch fits, one more sample per GPU does not (the same search as --max-batch with --gpus)."""
+    from archcalc.analysis.sharding import plan, sharded_memory
+    analysis = archcalc.analyze(archcalc.load(str(SPECS / f"{name}.yaml")))
+    budget = 2 * 10**9
+    for fit in plan(analysis, budget, (1, 4)):
+        assert fit.gpus is not None, fit.strategy
+
+        def peak(gpus, gpu_batch):
+            return sharded_memory(analysis.at_batch(gpus * gpu_batch), fit.strategy, gpus).total_bytes
+        assert fit.memory.total_bytes == peak(fit.gpus, fit.gpu_batch) <= budget < peak(fit.gpus, fit.gpu_batch + 1)
+        assert peak(fit.top_gpus, fit.largest_gpu_batch) <= budget < peak(fit.top_gpus, fit.largest_gpu_batch + 1)
+
+
 def test_cli_max_batch_on_several_gpus():
     path = SPECS / "resnet18.yaml"
     from archcalc.analysis.sharding import max_global_batch

@@ -692,8 +692,7 @@ def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: s
         if first > last or (strategy != "none" and analysis.totals.trainable_params == 0):
             continue
         most = memory(strategy, last)
-        top = max_gpu_batch(most, active, budget)
-        if not top:
+        if not max_gpu_batch(most, active, budget):
             fits.append(Fit(strategy, None, 0, most, 0, last))
             continue
         lo, hi = first, last          # the fewest that fits is in lo..hi, and hi fits
@@ -703,9 +702,16 @@ def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: s
                 hi = middle
             else:
                 lo = middle + 1
-        largest = max_gpu_batch(memory(strategy, lo), active, budget)
-        fits.append(Fit(strategy, lo, largest, memory(strategy, lo, largest if largest != UNBOUNDED else 1),
-                        top, last))
+
+        def largest(count: int) -> int:   # replayed at the answer, as --max-batch with --gpus finds it
+            found = max_global_batch(analysis, budget, strategy, count, optimizer=optimizer,
+                                     mixed_precision=mixed_precision, shard_units=shard_units)
+            return found if found == UNBOUNDED else found // count
+        gpu_batch = largest(lo)
+        at = memory(strategy, lo) if gpu_batch in (0, UNBOUNDED) else \
+            sharded_memory(analysis.at_batch(lo * gpu_batch), strategy, lo, optimizer=optimizer,
+                           mixed_precision=mixed_precision, shapes=shapes)
+        fits.append(Fit(strategy, lo, gpu_batch, at, largest(last), last))
     return tuple(fits)
 
 
