@@ -164,13 +164,15 @@ def test_plan_batch_per_gpu_is_the_largest_that_fits(name):
     from archcalc.analysis.sharding import plan, sharded_memory
     analysis = archcalc.analyze(archcalc.load(str(SPECS / f"{name}.yaml")))
     budget = 2 * 10**9
+
+    def peak(strategy, gpus, gpu_batch):
+        return sharded_memory(analysis.at_batch(gpus * gpu_batch), strategy, gpus).total_bytes
     for fit in plan(analysis, budget, (1, 4)):
         assert fit.gpus is not None, fit.strategy
-
-        def peak(gpus, gpu_batch):
-            return sharded_memory(analysis.at_batch(gpus * gpu_batch), fit.strategy, gpus).total_bytes
-        assert fit.memory.total_bytes == peak(fit.gpus, fit.gpu_batch) <= budget < peak(fit.gpus, fit.gpu_batch + 1)
-        assert peak(fit.top_gpus, fit.largest_gpu_batch) <= budget < peak(fit.top_gpus, fit.largest_gpu_batch + 1)
+        at_fewest = (peak(fit.strategy, fit.gpus, fit.gpu_batch), peak(fit.strategy, fit.gpus, fit.gpu_batch + 1))
+        assert fit.memory.total_bytes == at_fewest[0] <= budget < at_fewest[1]
+        assert peak(fit.strategy, fit.top_gpus, fit.largest_gpu_batch) <= budget \
+            < peak(fit.strategy, fit.top_gpus, fit.largest_gpu_batch + 1)
 
 
 def test_cli_max_batch_on_several_gpus():

@@ -682,6 +682,11 @@ def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: s
         return sharded_memory(analysis, strategy, count, batch=count * gpu_batch, optimizer=optimizer,
                               mixed_precision=mixed_precision, shapes=shapes, active=active)
 
+    def largest(strategy: str, count: int) -> int:   # per GPU, as --max-batch with --gpus finds it
+        found = max_global_batch(analysis, budget, strategy, count, optimizer=optimizer,
+                                 mixed_precision=mixed_precision, shard_units=shard_units)
+        return found if found == UNBOUNDED else found // count
+
     fits = []
     for strategy in strategies:
         first, last = (1, 1) if strategy == "none" else (max(low, 2), high)
@@ -702,16 +707,11 @@ def plan(analysis: Analysis, budget: int, gpus: tuple[int, int], *, optimizer: s
                 hi = middle
             else:
                 lo = middle + 1
-
-        def largest(count: int) -> int:   # replayed at the answer, as --max-batch with --gpus finds it
-            found = max_global_batch(analysis, budget, strategy, count, optimizer=optimizer,
-                                     mixed_precision=mixed_precision, shard_units=shard_units)
-            return found if found == UNBOUNDED else found // count
-        gpu_batch = largest(lo)
+        gpu_batch = largest(strategy, lo)
         at = memory(strategy, lo) if gpu_batch in (0, UNBOUNDED) else \
             sharded_memory(analysis.at_batch(lo * gpu_batch), strategy, lo, optimizer=optimizer,
                            mixed_precision=mixed_precision, shapes=shapes)
-        fits.append(Fit(strategy, lo, gpu_batch, at, largest(last), last))
+        fits.append(Fit(strategy, lo, gpu_batch, at, largest(strategy, last), last))
     return tuple(fits)
 
 
