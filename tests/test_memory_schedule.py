@@ -22,7 +22,8 @@ from test_differential import chains
 import archcalc
 from archcalc.analysis.schedule import schedule
 from archcalc.backend.memtrack import LiveBytes, measured_peaks
-from archcalc.layers.footprint import Workspace
+from archcalc.choices import DTYPE_BYTES
+from archcalc.layers.footprint import ACTIVATION, Workspace
 
 MB = 10**6
 LOW, HIGH = 0.97, 1.03
@@ -553,10 +554,12 @@ def test_every_recurrent_inference_byte_for_byte(kind, batch):
 @pytest.mark.parametrize("steps,batch,features,hidden,layers,bidirectional", [
     (4, 3, 5, 7, 1, False), (1, 1, 300, 64, 1, False), (25, 9, 33, 256, 1, False), (40, 19, 297, 202, 1, False),
     (7, 5, 33, 40, 2, True), (2, 13, 222, 2, 1, False), (12, 1, 65, 100, 3, False)])
-def test_lstm_workspace_is_onednns(steps, batch, features, hidden, layers, bidirectional):
+@pytest.mark.parametrize("mixed", [None, "bf16"])
+def test_lstm_workspace_is_onednns(steps, batch, features, hidden, layers, bidirectional, mixed):
     """The workspace oneDNN's LSTM layer returns for the backward pass (mkldnn_rnn_layer's fourth
     output, one per layer and direction), byte for byte: oneDNN's regions (rnn_utils), each on a
-    page of 4096 bytes, as the schedule counts them."""
+    page of 4096 bytes, as the schedule counts them; under autocast (bf16) the forward's regions
+    in 16 bits, with their own padding, the gradients' in float32."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Workspaces(TorchDispatchMode):
@@ -569,14 +572,16 @@ def test_lstm_workspace_is_onednns(steps, batch, features, hidden, layers, bidir
             return result
 
     module = torch.nn.LSTM(features, hidden, num_layers=layers, bidirectional=bidirectional, batch_first=True)
-    with Workspaces() as workspaces:
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed is not None)
+    with Workspaces() as workspaces, autocast:
         module(torch.randn(batch, steps, features))
     analysis = archcalc.analyze(archcalc.loads(spec_text(
         {"steps": steps, "features": features},
         f"lstm: {{hidden: {hidden}, layers: {layers}, bidirectional: {str(bidirectional).lower()}}}")))
     stats = analysis.layers[0]
     ops = stats.layer.memory_ops(stats.input_shape, stats.output_shape, True, "cpu")
-    predicted = [extra.bytes(batch) for op in ops for extra in op.extras if isinstance(extra, Workspace)]
+    dtypes = {**DTYPE_BYTES, ACTIVATION: 2 if mixed else 4}
+    predicted = [extra.bytes(batch, dtypes) for op in ops for extra in op.extras if isinstance(extra, Workspace)]
     assert predicted == workspaces.found
 
 

@@ -594,8 +594,8 @@ def _bytes(tensor: Tensor | Workspace, dtypes: dict[str, int], batch: int) -> tu
     """(fixed, per sample) bytes of a footprint.Tensor, or of a Workspace (its line through the
     exact bytes at ``batch``, with the slope of its regions)."""
     if isinstance(tensor, Workspace):
-        slope = sum(tensor.regions)
-        return tensor.bytes(batch) - slope * batch, slope
+        slope = tensor.slope(dtypes)
+        return tensor.bytes(batch, dtypes) - slope * batch, slope
     total = tensor.elements * dtypes[tensor.dtype]
     return (0, total) if tensor.batched else (total, 0)
 

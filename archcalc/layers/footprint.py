@@ -37,17 +37,43 @@ class Tensor:
 
 
 @dataclass(frozen=True)
-class Workspace:
-    """A oneDNN workspace: regions of ``regions`` bytes per sample each, every region starting
-    on a ``page`` boundary and the whole rounded up to one (rnn_utils' register_space), as an
-    unsigned byte tensor. Its bytes are exact at the replayed batch; the schedule's line through
-    other batch sizes keeps the regions' slope (within ``len(regions)`` pages)."""
+class Region:
+    """One region of a oneDNN workspace, per sample: ``rows`` x ``columns`` numbers of ``dtype``,
+    each row padded (``padded``) to oneDNN's leading dimension (rnn_utils' get_good_ld): the
+    columns rounded up to 64 bytes' worth, one more such step when that is a multiple of 256."""
 
-    regions: tuple[int, ...]
+    rows: int
+    columns: int
+    dtype: str = ACTIVATION
+    padded: bool = True
+
+    def bytes(self, itemsize: int) -> int:
+        """Its bytes per sample with numbers of ``itemsize`` bytes."""
+        step = 64 // itemsize
+        columns = -(-self.columns // step) * step if self.padded else self.columns
+        if self.padded and columns % 256 == 0:
+            columns += step
+        return self.rows * columns * itemsize
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A oneDNN workspace: ``regions`` (footprint.Region, per sample), every region starting on a
+    ``page`` boundary and the whole rounded up to one (rnn_utils' register_space), as an unsigned
+    byte tensor. Its bytes are exact at the replayed batch; the schedule's line through other batch
+    sizes keeps the regions' slope (within ``len(regions)`` pages). ``dtypes``: bytes per number
+    of each dtype the regions name."""
+
+    regions: tuple[Region, ...]
     page: int = 4096
 
-    def bytes(self, batch: int) -> int:
-        return sum(-(-region * batch // self.page) * self.page for region in self.regions)
+    def slope(self, dtypes: dict[str, int]) -> int:
+        """Bytes per sample, before the pages round them."""
+        return sum(region.bytes(dtypes[region.dtype]) for region in self.regions)
+
+    def bytes(self, batch: int, dtypes: dict[str, int]) -> int:
+        return sum(-(-region.bytes(dtypes[region.dtype]) * batch // self.page) * self.page
+                   for region in self.regions)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, positive_int
 from .base import Layer, register, shape_text
-from .footprint import INPUT, LOWER, OUTPUT, Op, Tensor, Workspace, layer_input, read
+from .footprint import FLOAT32, INPUT, LOWER, OUTPUT, Op, Region, Tensor, Workspace, layer_input, read
 from .recipe import module, options
 from .shapes import Shape, Steps, Vector
 from .terms import Count, Counts, Product, Recurrence, Sum
@@ -399,23 +399,21 @@ class Recurrent(Layer):
 
     def _onednn_layer(self, steps: int, width: int, source: int | None, states: tuple, last: bool) -> Op:
         """oneDNN's LSTM layer in training (mkldnn_rnn_layer): the output sequence, the final h and c, and
-        its workspace (oneDNN's rnn_utils, float32; per sample: the gates T x ld(4H),
-        the cell outputs T x ld(H), the states (T + 1) x 2 x ld(max(in, H)) three times (the
-        states and two of their gradients), the cell states (T + 1) x 2 x H twice, each region
-        on a page of 4096 bytes; ld(n): n rounded up to 16 floats, 16 more when a multiple of
-        256). Without a bias PyTorch passes zero biases of the weights' shapes. Autograd keeps
+        its workspace (oneDNN's rnn_utils, per sample, footprint.Region: the gates T x ld(4H),
+        the cell outputs T x ld(H), the states (T + 1) x 2 x ld(max(in, H)), the cell states
+        (T + 1) x 2 x H, in the layer's dtype (16 bits under autocast), and the two gradients of
+        the states and the one of the cell states in float32, each region on a page of 4096
+        bytes). Without a bias PyTorch passes zero biases of the weights' shapes. Autograd keeps
         all it reads and returns; its backward makes the gradients of the input, of the four
         weights and of the initial h and c at once. ``last``: the top layer of ``returns: last``,
         whose gradient arrives through its final h."""
         h = self.hidden
         w_ih, w_hh, b_ih = self._weights(width)
-
-        def ld(n: int) -> int:
-            padded = -(-n // 16) * 16
-            return padded + 16 if padded % 256 == 0 else padded
-        state, cell = 2 * (steps + 1) * ld(max(width, h)) * 4, 2 * (steps + 1) * h * 4
+        rows = 2 * (steps + 1)   # the states of the input and output layers at each step and before the first
+        regions = (Region(steps, 4 * h), Region(steps, h), Region(rows, max(width, h)), Region(rows, h, padded=False),
+                   *(Region(rows, max(width, h), FLOAT32) for _ in range(2)), Region(rows, h, FLOAT32, padded=False))
         extras: list = [Tensor(steps * h) if last else Tensor(h), Tensor(h),   # (the sequence or h), c
-                        Workspace((steps * ld(4 * h) * 4, steps * ld(h) * 4, state, state, state, cell, cell))]
+                        Workspace(regions)]
         if not self.bias:
             extras += [Tensor(4 * h * h, batched=False), Tensor(4 * h * width, batched=False)]
         untrained = (2 - self.bias_vectors) * 4 * h   # bias gradients it makes that nobody trains
