@@ -31,10 +31,33 @@ if not RUN_SLOW:
 def pytest_collection_modifyitems(config, items):
     if RUN_SLOW or "slow" in config.getoption("markexpr"):  # asked for by name: '-m slow' selects them
         return
-    skip = pytest.mark.skip(reason="slow: run with ARCHCALC_SLOW=1 (everything) or -m slow (only these)")
-    for item in items:
-        if item.get_closest_marker("slow"):
-            item.add_marker(skip)
+    # deselected, not skipped: a skipped test still goes through setup and teardown and sends three
+    # reports (from a worker to the controller), some 500 of them a run for nothing
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+    config.stash[SLOW_LEFT_OUT] = len(slow)
+
+
+SLOW_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+        session.config.workeroutput["slow_left_out"] = session.config.stash.get(SLOW_LEFT_OUT, 0)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):  # pytest-xdist's controller: a worker finished
+    left_out = getattr(node, "workeroutput", {}).get("slow_left_out", 0)
+    node.config.stash[SLOW_LEFT_OUT] = max(node.config.stash.get(SLOW_LEFT_OUT, 0), left_out)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    left_out = config.stash.get(SLOW_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(f"{left_out} slow tests not run: ARCHCALC_SLOW=1 runs everything, -m slow only these")
 
 
 def spec_text(input_shape, *layers, defaults: str = "") -> str:
@@ -76,9 +99,16 @@ def shipped_specs(quick: str = "every") -> list:
 
 
 @functools.cache
+def shipped(path: Path, batch: int = 1):
+    """A shipped spec's analysis, loaded and analysed once per process (frozen: read, never changed):
+    for the parametrizations that choose marks by a spec's size, several modules' worth at collection."""
+    return archcalc.analyze(archcalc.load(str(path)), batch=batch)
+
+
+@functools.cache
 def kind_cover() -> frozenset:
-    """The shipped specs shipped_specs(quick="kinds") keeps quick (analysed once per session)."""
-    analyses = {path: archcalc.analyze(archcalc.load(str(path))) for path in SPECS.glob("*.yaml")}
+    """The shipped specs shipped_specs(quick="kinds") keeps quick."""
+    analyses = {path: shipped(path) for path in SPECS.glob("*.yaml")}
     seen: set = set()
     cover = set()
     for path in sorted(analyses, key=lambda p: (len(analyses[p].layers), p.name)):

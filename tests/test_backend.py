@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
-from conftest import SPECS, shipped_specs, spec_text
+from conftest import SPECS, shipped, shipped_specs, spec_text
 from kind_table import each_row
 
 import archcalc
@@ -59,7 +59,7 @@ def verified_cases():
     for param in shipped_specs(quick="kinds"):
         path = param.values[0]
         yield pytest.param(path, "meta", id=f"{path.name}-meta", marks=param.marks)
-        totals = archcalc.analyze(archcalc.load(str(path)), batch=2).totals
+        totals = shipped(path, batch=2).totals
         if totals.forward_bytes < CPU_BYTES:
             yield pytest.param(path, "cpu", id=f"{path.name}-cpu",
                                marks=[pytest.mark.slow] if totals.batch_macs > QUICK_MACS else [])

@@ -14,7 +14,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import SPECS, spec_text
+from conftest import SPECS, shipped, spec_text
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_differential import chains
@@ -60,7 +60,7 @@ def ratios(analysis, training: bool, optimizer: str) -> dict:
 
 def spec_cases():
     for path in sorted(SPECS.glob("*.yaml")):
-        analysis = archcalc.analyze(archcalc.load(str(path)))
+        analysis = shipped(path)
         training_state = 4 * analysis.totals.param_bytes
         # issue 14's transformers: measuring them would train up to 1.1 billion parameters on the CPU
         transformer = any(stats.kind == "attention" for stats in analysis.layers)

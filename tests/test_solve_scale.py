@@ -3,7 +3,7 @@ one walk (analysis.walk.valid_inputs), and its answers are those of analyzing ea
 import time
 
 import pytest
-from conftest import SPECS
+from conftest import SPECS, shipped
 
 import archcalc
 from archcalc.analysis.walk import valid_inputs
@@ -31,7 +31,7 @@ QUICK_LAYERS = 3  # specs of more layers take a second or more of CPU (96 sizes,
 
 def spec_cases():
     for path in sorted(SPECS.glob("*.yaml")):
-        small = len(archcalc.load(path).nodes) <= QUICK_LAYERS
+        small = len(shipped(path).spec.nodes) <= QUICK_LAYERS
         yield pytest.param(path, id=path.stem, marks=[] if small else [pytest.mark.slow])
 
 
