@@ -26,6 +26,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot draws the diagram (apt-get install graphviz)"),
 ]
 WAIT = 10  # seconds: the longest a page may take to show what a test waits for
+POLL = 0.05  # seconds between looks (Selenium's default, half a second, idled about 2 s of each run)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,7 @@ def browser():
 def wait_for(driver, condition, message: str):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT).until(lambda _: condition(), message)
+    return WebDriverWait(driver, WAIT, poll_frequency=POLL).until(lambda _: condition(), message)
 
 
 def hot_rows(driver) -> list:

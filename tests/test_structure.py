@@ -1,6 +1,7 @@
 """The package layout is the pipeline: spec -> layers -> analysis -> views | backend, and the
 imports go that way only (a lazy import inside a function counts too)."""
 import ast
+import functools
 from pathlib import Path
 
 import archcalc
@@ -35,10 +36,16 @@ def module_name(path: Path) -> tuple[str, bool]:
     return ".".join(parts), False
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    """The module's syntax tree, parsed once for the three tests (each walks every module)."""
+    return ast.parse(path.read_text())
+
+
 def imports(path: Path):
     """(imported archcalc module, line, at module level?) for every import in the file."""
     name, is_package = module_name(path)
-    tree = ast.parse(path.read_text())
+    tree = parsed(path)
     top_level = {id(node) for node in tree.body}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -111,8 +118,7 @@ def test_the_static_path_imports_no_torch_or_graphviz_at_module_level():
     for path in all_modules():
         if module_name(path)[0].startswith("archcalc.backend"):
             continue
-        tree = ast.parse(path.read_text())
-        for node in tree.body:
+        for node in parsed(path).body:
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             heavy += [f"{path.relative_to(PACKAGE)}: {n}" for n in names
