@@ -63,10 +63,12 @@ layers:
 
 @pytest.fixture
 def spec_files(tmp_path):
-    """{name: path} of the table's specs: LeNet-5 as shipped, a ResNet-like repeat of basic blocks,
-    three transformer encoder layers (specs/blocks/transformer.yaml's encoder_layer) at small sizes."""
+    """{name: path} of the table's specs: LeNet-5 and MobileNetV2 as shipped, a ResNet-like repeat of
+    basic blocks, three transformer encoder layers (specs/blocks/transformer.yaml's encoder_layer) at
+    small sizes."""
     shutil.copytree(SPECS / "blocks", tmp_path / "blocks")
-    return {"lenet5": SPECS / "lenet5.yaml", "resnet_like": write_spec(tmp_path, RESNET_LIKE, "resnet_like.yaml"),
+    return {"lenet5": SPECS / "lenet5.yaml", "mobilenet_v2": SPECS / "mobilenet_v2.yaml",
+            "resnet_like": write_spec(tmp_path, RESNET_LIKE, "resnet_like.yaml"),
             "encoder": write_spec(tmp_path, ENCODER, "encoder.yaml")}
 
 
@@ -94,6 +96,7 @@ TABLE = [
     ("resnet_like", 8, ["stage"], "sgd", "bf16"),
     ("resnet_like", 8, ["basic2"], "adam", "fp16"),
     ("resnet_like", 8, ["every:3"], "momentum", "bf16"),
+    ("mobilenet_v2", 2, ["every:10"], "sgd", "bf16"),   # depthwise and pointwise convolutions, 16 segments
 ]
 QUICK = {0, 2, 6, 10}
 
