@@ -135,7 +135,7 @@ def test_max_batch_with_checkpointing_is_what_pytorch_fits(spec_files, mixed):
     and PyTorch's measured peak at that batch is the schedule's (within the bound) and within the budget."""
     analysis = archcalc.analyze(archcalc.load(str(spec_files["resnet_like"])))
     layers = checkpointed(analysis, ["stage"])
-    budget = 5 * 10**6
+    budget = 3 * 10**6
     found = max_batch(analysis, budget, "sgd", mixed, "cpu", layers)
     assert found.checkpointed > found.training > 0
     at = analysis.at_batch(found.checkpointed)

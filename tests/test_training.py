@@ -119,17 +119,17 @@ def test_cli_train_and_max_batch():
 def test_cli_max_batch_honours_checkpoint():
     """inspect --max-batch --checkpoint (no --train needed): the checkpointed step's largest batch
     beside the plain one, in the text and the JSON; memory --max-batch gives the same."""
-    path = SPECS / "resnet18.yaml"
-    args = ("--max-batch", "8GB", "--optimizer", "sgd", "--checkpoint", "layer1", "--checkpoint", "basic_down2")
+    path = SPECS / "unet_small.yaml"
+    args = ("--max-batch", "8GB", "--optimizer", "sgd", "--checkpoint", "every:4")
     analysis = archcalc.analyze(archcalc.load(str(path)))
     from archcalc.analysis.checkpoint import segments
-    layers = tuple(segment.layers for segment in segments(analysis, ["layer1", "basic_down2"]))
+    layers = tuple(segment.layers for segment in segments(analysis, ["every:4"]))
     expected = max_batch(analysis, 8 * 10**9, "sgd", checkpoint=layers)
     assert expected.checkpointed > expected.training > 0
     result = run("inspect", path, *args)
     assert result.exit_code == 0, result.output
     assert (f"largest batch in 8.00 GB (7.45 GiB): inference {expected.inference:,}, training {expected.training:,}, "
-            f"{expected.checkpointed:,} with 3 segments checkpointed (sgd, cuda kernels)") in result.output
+            f"{expected.checkpointed:,} with {len(layers)} segments checkpointed (sgd, cuda kernels)") in result.output
     data = json.loads(run("inspect", path, *args, "-f", "json").output)["max_batch"]
     assert (data["training"], data["training_checkpointed"]) == (expected.training, expected.checkpointed)
     memory = run("memory", path, "--train", *args, "--no-timeline").output
@@ -139,7 +139,7 @@ def test_cli_max_batch_honours_checkpoint():
 
 
 @pytest.mark.parametrize("name,strategy,gpus,mixed", [
-    ("resnet18", "ddp", 4, None), ("resnet18", "fsdp", 8, None), ("gpt2", "zero2", 8, "bf16"),
+    ("alexnet", "ddp", 4, None), ("alexnet", "fsdp", 8, None), ("unet_small", "zero2", 8, "bf16"),
     ("min_char_rnn", "fsdp", 2, None),
     ("min_char_rnn", "none", 1, None),   # the lines of one sample say 40,074: copies start at two samples
 ])
@@ -157,7 +157,7 @@ def test_max_batch_on_several_gpus_is_the_largest_whose_per_gpu_peak_fits(name, 
     assert peak(found) <= budget < peak(found + gpus)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "min_char_rnn"])
+@pytest.mark.parametrize("name", ["lenet5", "min_char_rnn"])
 def test_plan_batch_per_gpu_is_the_largest_that_fits(name):
     """archcalc plan's batch per GPU, at the fewest GPUs and at the most: the per-GPU peak at that
     batch fits, one more sample per GPU does not (the same search as --max-batch with --gpus)."""
@@ -176,7 +176,7 @@ def test_plan_batch_per_gpu_is_the_largest_that_fits(name):
 
 
 def test_cli_max_batch_on_several_gpus():
-    path = SPECS / "resnet18.yaml"
+    path = SPECS / "alexnet.yaml"
     from archcalc.analysis.sharding import max_global_batch
     found = max_global_batch(archcalc.analyze(archcalc.load(str(path)), batch=8), 24 * 10**9, "fsdp", 8)
     text = run("inspect", path, "--max-batch", "24GB", "--gpus", "8", "--shard", "fsdp", "-b", "8").output
