@@ -259,6 +259,7 @@ class _Recorded:
     parts: list[_Tensor] = dataclasses.field(default_factory=list)   # a split's outputs (output: the first)
     weights: tuple[str, int] | None = None   # whose parameters' gradients its backward computes: (the owner's name, the op's position, -1 for all of them)
     weight_bytes: int = 0        # their trainable bytes, in the master dtype
+    weight_parts: tuple[int, ...] = ()   # the same, per parameter tensor (one part: not known apart)
     temporaries: list[tuple[int, int]] = dataclasses.field(default_factory=list)   # (fixed, per sample) bytes
     cast: int = 0                # under autocast: bytes per element of the 16-bit weight gradient it computes first
     frame: _Frame | None = None  # the checkpointed segment that packed what it saves (recomputed in backward)
@@ -459,11 +460,16 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                                   if isinstance(ref, int) else [reads[int(ref[len("read"):])]])]
                 kept += copies[:1]   # the weights (their bias is not needed)
                 share = weights if op.weights is True else op.weights * weights // max(owner.params, 1)
+                pieces = (share,)   # per parameter tensor where they add up to the trainable bytes
+                if op.weights is True and weights:
+                    sizes = tuple(prod(shape) * size for shape in owner.layer.tensors(owner.input_shape).values())
+                    pieces = sizes if sum(sizes) == share else pieces
                 recorded.append(_Recorded(stats.name, op, list(reads), output,
                                           [replay.hold(t) for t in kept] if frame is None else [],
                                           weights=(owner.name, -1 if op.weights is True else position)
                                           if op.weights and weights else None,
-                                          weight_bytes=share if op.weights else 0, cast=half if copies else 0,
+                                          weight_bytes=share if op.weights else 0,
+                                          weight_parts=pieces if op.weights else (), cast=half if copies else 0,
                                           temporaries=[_bytes(t, dtypes, analysis.batch) for t in op.temporaries]))
                 if frame is not None and kept:   # checkpoint packs them: kept by nothing until backward reruns
                     frame.pack(recorded[-1], kept, not any(ref == OUTPUT or isinstance(ref, int) for ref in op.saves))
@@ -625,10 +631,10 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
     ones = replay.allocate(loss_bytes, 0, "transient")     # its gradient; each output's is a view of it
     grads: dict[int, _Tensor] = {}
     for output in outputs:
-        if output.requires_grad:
-            _accumulate(replay, grads, output, replay.hold(ones))
+        if output.requires_grad and _accumulate(replay, grads, output, replay.hold(ones)):
+            replay.drop(ones)   # an output named twice: its two views of ones added
     replay.drop(ones)
-    accumulated: set[tuple[str, int] | None] = set()   # parameters whose .grad exists: a shared weight's second gradient adds into it
+    accumulated: dict[Any, list[_Tensor]] = {}   # per parameter set, its gradients (a shared weight's later ones add into them)
     for entry in reversed(recorded):
         if entry.layer != replay.layer:
             replay.layer = entry.layer
@@ -651,10 +657,11 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         if entry.op.releases:   # a recurrence's first step frees what it saved before its weights' gradients
             replay.drop(entry.saved[0])
         computed = None   # under autocast the weights' gradients come out in 16 bits first
+        shared: list[_Tensor] = []   # a shared weight's later gradients, added when the node passes them on
         if entry.weight_bytes and entry.cast:
             computed = replay.allocate(entry.weight_bytes // 4 * entry.cast, 0, "transient")
         elif entry.weight_bytes:
-            _weight_gradients(replay, entry, accumulated)
+            shared = _weight_gradients(replay, entry, accumulated)
         for tensor in entry.saved[1:entry.op.releases or 0]:   # and the next steps before their peak
             replay.drop(tensor)
         scratch = [replay.like(entry.output, "transient") for _ in range(entry.op.scratch)]
@@ -672,13 +679,22 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
                 replay.drop(replay.like(tensor, "transient"))
         for tensor in [gradient, *scratch, *entry.saved]:
             replay.drop(tensor)
-        for tensor, new in computed_inputs:   # the engine adds them to the next nodes' gradients once this
-            _accumulate(replay, grads, tensor, new)   # node has freed what it saved and its output's gradient
+        # the engine passes them on to the next nodes once this node has freed what it saved and its
+        # output's gradient: the inputs' gradients, then the parameters' (their order in the kernel's outputs)
+        added = [new for tensor, new in computed_inputs if _accumulate(replay, grads, tensor, new)]
+        if shared:
+            _add_weight_gradients(replay, entry, accumulated)
+        for tensor in added + shared:
+            replay.drop(tensor)
         if entry.frame is not None:
             entry.frame.unpacked(replay, entry)
         if computed is not None:   # their cast to float32 runs in a node of its own, after this one freed what it saved
-            _weight_gradients(replay, entry, accumulated)
+            shared = _weight_gradients(replay, entry, accumulated)
             replay.drop(computed)
+            if shared:
+                _add_weight_gradients(replay, entry, accumulated)
+            for tensor in shared:
+                replay.drop(tensor)
     for gradient in grads.values():
         replay.drop(gradient)
     replay.layer = ""
@@ -693,37 +709,50 @@ def _join_parts(replay: _Replay, grads: dict[int, _Tensor], entry: _Recorded) ->
     if any(gradient is not None for gradient in gradients):
         zeros = [replay.like(part, "transient") for part, gradient in zip(entry.parts, gradients) if gradient is None]
         whole = entry.reads[0]
-        _accumulate(replay, grads, whole, replay.like(whole, "transient"))
+        joined = replay.like(whole, "transient")
+        if _accumulate(replay, grads, whole, joined):
+            replay.drop(joined)
         for tensor in [*zeros, *(gradient for gradient in gradients if gradient is not None)]:
             replay.drop(tensor)
 
 
-def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: set[tuple[str, int] | None]) -> None:
-    """The op's parameter gradients in the master dtype: kept as .grad the first time; a shared
-    weight's later gradient is added into .grad in place and freed."""
-    if entry.weights in accumulated:
-        replay.drop(replay.allocate(entry.weight_bytes, 0, "transient"))
-        return
-    accumulated.add(entry.weights)
-    replay.allocate(entry.weight_bytes, 0, "gradients")   # .grad, kept
+def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: dict[Any, list[_Tensor]]) -> list[_Tensor]:
+    """The op's parameter gradients in the master dtype, one tensor per parameter: kept (each
+    parameter's AccumulateGrad node takes it as .grad). A shared weight's later gradients are
+    returned: the engine adds them to the earlier ones when the node passes its outputs on
+    (_add_weight_gradients)."""
+    kind = "transient" if entry.weights in accumulated else "gradients"
+    parts = [replay.allocate(part, 0, kind) for part in entry.weight_parts]
+    if kind == "transient":
+        return parts
+    accumulated[entry.weights] = parts
+    return []
 
 
-def _accumulate(replay: _Replay, grads: dict[int, _Tensor], tensor: _Tensor, gradient: _Tensor) -> None:
-    """A second gradient for the same tensor: autograd adds it in place into the first when its
-    buffer holds the only reference to it (InputBuffer::accumulate), else into a new tensor. The
-    new gradient itself is never reused: the engine still references it while it adds (measured:
-    a residual block's skip gradient, also the input of the branch being run, is added out of
-    place; two fresh gradients, in place)."""
+def _add_weight_gradients(replay: _Replay, entry: _Recorded, accumulated: dict[Any, list[_Tensor]]) -> None:
+    """A shared weight's later gradients added to the earlier in its AccumulateGrad node's buffer,
+    each into a new tensor (out of place, as _accumulate), parameter by parameter."""
+    earlier = accumulated[entry.weights]
+    for index, old in enumerate(earlier):
+        earlier[index] = replay.allocate(old.fixed, 0, "gradients")
+        replay.drop(old)
+
+
+def _accumulate(replay: _Replay, grads: dict[int, _Tensor], tensor: _Tensor, gradient: _Tensor) -> bool:
+    """A gradient for ``tensor``; a second one is added to the first into a new tensor, and the
+    first is freed. The engine (InputBuffer::accumulate) adds in place only into a plain tensor
+    whose buffer holds the only reference, and no tensor is plain while a dispatch mode runs
+    (isTensorSubclassLike): under the measuring tracker (backend/memtrack.py) every addition is
+    out of place (a plain run adds in place where it can: one gradient less at that moment).
+    Returns whether ``gradient`` was added: the engine's list of the node's outputs holds it
+    until the node has passed them all on (the caller frees it then)."""
     earlier = grads.get(id(tensor))
     if earlier is None:
         grads[id(tensor)] = gradient
-        return
-    if earlier.holders == 1 and (earlier.fixed, earlier.sample) == (tensor.fixed, tensor.sample):
-        replay.drop(gradient)   # (the loss's expanded scalar is no tensor of that size: never in place)
-    else:
-        grads[id(tensor)] = replay.like(tensor, "transient")
-        replay.drop(earlier)
-        replay.drop(gradient)
+        return False
+    grads[id(tensor)] = replay.like(tensor, "transient")
+    replay.drop(earlier)
+    return True
 
 
 def _step(replay: _Replay, analysis: Analysis, optimizer: str, device: str, size: int) -> None:
