@@ -364,6 +364,20 @@ def test_shared_weight_gradients_added_out_of_place(optimizer):
         assert abs(predicted - measured) <= 4, (phase, predicted, measured)
 
 
+@pytest.mark.parametrize("shape,layers,batch", [
+    ((1, 6), ["prelu", "pad: {padding: 1, mode: circular}"], 3),
+    ((2, 5, 6), ["conv: {filters: 3, kernel: 3}", "pad: {padding: [1, 2, 3, 0], mode: circular}"], 2)])
+def test_circular_padding_backward_copies_slab_by_slab(shape, layers, batch):
+    """Found by the 300 random chains: circular padding is composed of copies (ATen's
+    _pad_circular), and its backward runs one CopySlices per padded side and one for the middle,
+    each copying the whole gradient (the schedule had one folding kernel: 396 predicted for 468
+    measured, SGD's backward of the first row)."""
+    analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), batch=batch)
+    for training, optimizer in MODES:
+        for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
+            assert abs(predicted - measured) <= 4, (phase, predicted, measured)
+
+
 def test_convnext_inference_peak_is_the_measured_one():
     """ConvNeXt-Tiny's inference peak, measured by the tracker (backend/memtrack.py): 125,796,640
     bytes at batch 1 on CPU (the same on FakeTensorMode), 480,440,608 at batch 32 on FakeTensorMode

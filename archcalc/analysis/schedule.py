@@ -445,6 +445,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             copies = _weight_copies(replay, cache, owner, half) if half and op.autocast == LOWER and op.weights else []
             if op.output is None or (op.batch_copy and analysis.batch == 1):
                 output = replay.hold(reads[0])
+            elif op.part:
+                output = replay.view(reads[0], 0, op.output * compute)
             else:
                 output = replay.allocate(0, op.output * compute, "activations", tracked, compute)
             output.requires_grad = output.requires_grad or tracked

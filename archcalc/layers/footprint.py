@@ -81,6 +81,8 @@ class Op:
     """One tensor operation of a layer.
 
     output: elements per sample of the new tensor it returns; None: a view of its (first) input.
+    part: its output is a view of part of its (first) input instead (a slice, a narrow): ``output``
+           elements per sample of that tensor's bytes, none of its own.
     extras: the other tensors it returns; freed at once unless saved.
     saves: what autograd keeps for the backward pass: INPUT (each input the op reads), read(k)
            (its k-th), OUTPUT, or the index of one of ``extras``.
@@ -127,6 +129,7 @@ class Op:
     """
 
     output: int | None
+    part: bool = False
     extras: tuple = ()
     saves: tuple = ()
     gradient: str = "new"
