@@ -38,8 +38,7 @@ MODES = [(False, "sgd"), (True, "sgd"), (True, "adam")]
 APPROXIMATE: set[str] = set()
 # not modelled: these kinds' backward kernels first copy a gradient that is not contiguous (the
 # loss's expanded scalar at the network's end, a gradient passed back through a permute or a
-# global average) into a new tensor, one output-sized tensor more than the schedule counts; and
-# an rmsnorm over a map's channels (F.rms_norm on a permuted input) copies what it does not
+# global average) into a new tensor, one output-sized tensor more than the schedule counts
 CONTIGUOUS_GRADIENT = {"groupnorm", "instancenorm"}
 # a spec is measured in the quick tier when it is small (the course's networks, LeNet, the char RNNs:
 # every concern the schedule models, at a fraction of a second each); the torchvision-sized ones
@@ -99,7 +98,6 @@ def check_random(shape, layers, batch) -> None:
     assume(partial.failure is None)
     analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), batch=batch)
     assume(not {stats.kind for stats in analysis.layers} & (APPROXIMATE | CONTIGUOUS_GRADIENT))
-    assume(not any(stats.kind == "rmsnorm" and stats.layer.axes == "channels" for stats in analysis.layers))
     for mode in MODES:
         try:
             found = ratios(analysis, *mode)
@@ -373,6 +371,24 @@ def test_circular_padding_backward_copies_slab_by_slab(shape, layers, batch):
     each copying the whole gradient (the schedule had one folding kernel: 396 predicted for 468
     measured, SGD's backward of the first row)."""
     analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), batch=batch)
+    for training, optimizer in MODES:
+        for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
+            assert abs(predicted - measured) <= 4, (phase, predicted, measured)
+
+
+@pytest.mark.parametrize("shape,layers", [
+    ((3, 5, 6), ["conv: {filters: 4, kernel: 3}", "rmsnorm: {axes: channels}", "conv: {filters: 2, kernel: 1}"]),
+    ((3, 5, 1), ["conv: {filters: 4, kernel: 1}", "rmsnorm: {axes: channels}", "flatten", "dense: 3"]),
+    ((3, 10), ["layernorm: {affine: false, axes: channels}", "rmsnorm", "flatten", "dense: 2"]),
+    ((2, 4, 4), ["layernorm: {axes: channels}", "rmsnorm: {affine: false, axes: all}", "flatten", "dense: 1"])])
+def test_rmsnorm_copies_a_result_not_laid_out_as_pytorch_expects(shape, layers):
+    """F.rms_norm's composite ends with .contiguous() unless PyTorch reads what it normalises as
+    channels last: over a map's channels (the channels moved last, a strided view) it copies, and
+    its output is laid out channels last ([C, H, 1]: the view is read as channels last, no copy);
+    over a [C, L] map laid out channels last it copies (there is no channels-last format of 3-D
+    tensors), over a [C, H, W] one it does not, and the flatten after it copies instead (the
+    schedule had no copy: SGD's forward at 0.85 in the random chains, the last row)."""
+    analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), batch=2)
     for training, optimizer in MODES:
         for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
             assert abs(predicted - measured) <= 4, (phase, predicted, measured)

@@ -153,3 +153,36 @@ class Op:
 def view() -> Op:
     """A reshape, flatten or expand: no memory, and its gradient is a view too."""
     return Op(None, gradient="view")
+
+
+def strides(sizes: tuple[int, ...], order: tuple[int, ...]) -> tuple[int, ...]:
+    """The strides of a dense tensor of ``sizes`` whose axes lie in memory in ``order`` (outermost first)."""
+    found, step = [0] * len(sizes), 1
+    for axis in reversed(order):
+        found[axis], step = step, step * sizes[axis]
+    return tuple(found)
+
+
+def contiguous(sizes: tuple[int, ...], steps: tuple[int, ...]) -> bool:
+    """Tensor.is_contiguous(): each axis of more than one element steps over all those after it."""
+    expected = 1
+    for size, step in zip(reversed(sizes), reversed(steps)):
+        if size != 1:
+            if step != expected:
+                return False
+            expected *= size
+    return True
+
+
+def suggests_channels_last(sizes: tuple[int, ...], steps: tuple[int, ...]) -> bool:
+    """Whether PyTorch's suggest_memory_format reads a 4-D or 5-D tensor as channels last
+    (c10's is_channels_last_strides_2d/3d: the channels innermost, then the spatial axes from the
+    last, then the batch; an axis of one element ambiguous, and then read as contiguous)."""
+    if len(sizes) not in (4, 5) or steps[1] == 0:
+        return False
+    least = 0
+    for axis in (1, *range(len(sizes) - 1, 1, -1), 0):
+        if sizes[axis] == 0 or steps[axis] < least or axis == 0 and least == steps[1]:
+            return False
+        least = steps[axis] * sizes[axis] if sizes[axis] > 1 else steps[axis]
+    return True

@@ -12,7 +12,7 @@ from math import prod
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, number, optional, positive_int, positive_number
 from .base import Layer, feature_map_rank, register, require_feature_map, spatial_rank
-from .footprint import INPUT, OUTPUT, Op, Tensor
+from .footprint import INPUT, OUTPUT, Op, Tensor, contiguous, strides, suggests_channels_last
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Count, Counts, Product, Sum
@@ -291,8 +291,28 @@ class RMSNorm(Layer):
         return {"weight": normalized_shape(x, self.axes)} if self.affine else {}
 
     def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
-        """Over a map's channels: computed with the channels last and moved back."""
-        return moved_channels(x, self.axes)
+        """Its result keeps the strides of what F.rms_norm normalises unless it copies it
+        (_normalises): over a map's channels the channels come last for it and go back after, so
+        that is laid out channels last when its order is now contiguous."""
+        channels_last = bool(inputs) and inputs[0]
+        sizes, steps, copies = self._normalises(x, channels_last)
+        if moved_channels(x, self.axes):
+            return copies or contiguous(sizes, steps)
+        return channels_last and not copies
+
+    def _normalises(self, x: Shape, channels_last: bool) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+        """The sizes and strides (a batch of one) of the tensor F.rms_norm normalises (over a map's
+        channels: the map with its channels moved last, a view), and whether it copies its result
+        at the end: rms_norm's composite makes it contiguous unless PyTorch reads it as channels
+        last (footprint.suggests_channels_last); a map laid out channels last in memory is, but
+        for one axis ([C, L]), and so is the channels-last view of a plain map with an axis of one."""
+        sizes = (1, *x)
+        order = (0, *range(2, len(sizes)), 1) if channels_last else tuple(range(len(sizes)))
+        steps = strides(sizes, order)
+        if moved_channels(x, self.axes):
+            axes = (0, *range(2, len(sizes)), 1)
+            sizes, steps = tuple(sizes[axis] for axis in axes), tuple(steps[axis] for axis in axes)
+        return sizes, steps, not contiguous(sizes, steps) and not suggests_channels_last(sizes, steps)
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         return (4 if self.affine else 3) * prod(y)
@@ -302,13 +322,18 @@ class RMSNorm(Layer):
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """F.rms_norm op by op, as PyTorch runs it on CPU: x ** 2 (keeps x; its backward makes two
-        temporaries), the mean per normalised group, + eps in place, rsqrt (keeps its output),
+        temporaries), the mean per normalised group, + eps in place, rsqrt (keeps its output; x ** 2
+        and the mean are freed after it, the rsqrt when the function returns),
         x * that (keeps both; the rsqrt's gradient is summed from an x-sized product), then
-        * weight when affine (keeps the normalised x; the weight's gradient likewise)."""
+        * weight when affine (keeps the normalised x; the weight's gradient likewise), then a copy
+        where its result is not laid out as PyTorch expects (_normalises)."""
         groups = prod(x) // prod(normalized_shape(x, self.axes))
-        ops = (Op(prod(x), saves=(INPUT,), scratch=2), Op(groups), Op(None, gradient="view"),
-               Op(groups, saves=(OUTPUT,)), Op(prod(x), saves=(INPUT,), rereads=True, scratch=1))
-        return ops + (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),) if self.affine else ops
+        ops = (Op(prod(x), saves=(INPUT,), scratch=2, lingers=3), Op(groups), Op(None, gradient="view"),
+               Op(groups, saves=(OUTPUT,), lingers=3), Op(prod(x), saves=(INPUT,), rereads=True, scratch=1))
+        ops += (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),) if self.affine else ()
+        last, copied = ops[-1], (ops[-1], Op(prod(y), gradient="view"))   # .contiguous(): a clone
+        return ops[:-1] + (dataclasses.replace(last, if_channels_first=copied if self._normalises(x, False)[2] else (),
+                                               if_channels_last=copied if self._normalises(x, True)[2] else ()),)
 
     def to_torch(self, x: Shape):
         shape = normalized_shape(x, self.axes)
