@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, non_negative_int, per_axis, positive_int, shown
-from .base import Label, Layer, feature_map_rank, register, shape_text
+from .base import Label, Layer, feature_map_rank, register, shape_text, spatial_rank
 from .footprint import INPUT, Op, Tensor, view
 from .receptive import Field
 from .recipe import compact, module
@@ -160,6 +160,10 @@ class ChannelShuffle(Movement):
         """A new tensor; the backward shuffles the gradient back into a new one."""
         return (Op(prod(y)),)
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """In its input's memory format (channels last on a 2-D or 3-D map)."""
+        return inputs[0] and spatial_rank(x) >= 2
+
     def output_shape(self, x: Shape) -> Shape:
         feature_map_rank(x, self.kind)
         if x[0] % self.groups:
@@ -222,6 +226,11 @@ class Pad(Movement):
                     ops.append(Op(None, reads=(written, len(ops) - 1), temporaries=(Tensor(slab),)))
                     written = len(ops) - 1
         return tuple(ops)
+
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """zeros, reflect and replicate write in their input's memory format (channels last on a
+        2-D or 3-D map); circular into a new plain tensor (_circular_ops)."""
+        return inputs[0] and spatial_rank(x) >= 2 and self.mode != "circular"
 
     def sides(self, x: Shape) -> tuple[tuple[int, int], ...]:
         """(left, right) per spatial axis, in axis order."""
@@ -342,6 +351,10 @@ class Identity(Movement):
     """y = x, the input itself (nn.Identity: a placeholder, a named point to read from)."""
 
     copies = False
+
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """The input itself: its layout."""
+        return inputs[0]
 
     def to_torch(self, x: Shape):
         return module("nn.Identity")

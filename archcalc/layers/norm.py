@@ -378,6 +378,10 @@ class LRN(Layer):
                 Op(squares), Op(squares, gradient="view"), Op(squares, saves=(INPUT,)),
                 Op(prod(y), saves=(INPUT,), rereads=True, scratch=2))
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Its input's layout: element-wise ops and a pooling of the squares, which keep the strides."""
+        return inputs[0]
+
     def to_torch(self, x: Shape):
         return module("nn.LocalResponseNorm", self.size,
                       **options(alpha=(self.alpha, 1e-4), beta=(self.beta, 0.75), k=(self.k, 1.0)))

@@ -56,6 +56,15 @@ class Pool(Windowed):
             return (pool,)
         return Op(self.padded_elements(x), gradient="view"), pool
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Its input's layout, as the pad before it leaves it (a zeros pad keeps channels last on
+        2-D and 3-D maps, not on 1-D ones), on the CPU: a 1-D map is pooled as a 2-D one of height
+        1, and the 2-D kernels and 3-D max-pooling write in their input's memory format;
+        avg_pool3d writes a plain tensor."""
+        rank = spatial_rank(x)
+        padded = self.torch_padding(x, fill=self.pad_fill, limit=lambda w: self.inline_padding(w, rank))[1] is not None
+        return inputs[0] and (rank >= 2 or not padded) and (self.torch_name == "MaxPool" or rank <= 2)
+
     def inline_padding(self, window: Window, rank: int) -> int:
         """The most padding PyTorch's pool takes inline on this axis: half the kernel."""
         return window.kernel // 2
