@@ -191,45 +191,12 @@ class Pad(Movement):
     copies = True
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
-        """A new tensor of the output's size. The backward of zeros padding pads the gradient by the
-        negated amounts, and constant_pad_nd with no positive pad narrows and then clones: a new
-        tensor of the input's size (measured: prelu then pad's backward 0.80 as a view); reflect
-        and replicate fold the border's gradient back into a new one, and autograd keeps their
-        input for it (their backward formulas take it, for its sizes); circular is made of copies
-        (_circular_ops)."""
-        if self.mode == "zeros":
-            return (Op(prod(y)),)
-        if self.mode == "circular":
-            return self._circular_ops(x, y)
-        return (Op(prod(y), saves=(INPUT,)),)
-
-    def _circular_ops(self, x: Shape, y: Shape) -> tuple:
-        """F.pad's circular mode, as ATen's _pad_circular composes it (autograd records its parts):
-        the input sliced along each spatial axis (views), a new tensor of the output's size with
-        the input copied into its middle, then each padded side's slab, from the last axis
-        backwards, copied in place from the opposite side of the output (a view of it: a slab of
-        ``side`` x the other axes' output sizes x C). Nothing is saved. Its backward, slab by
-        slab in reverse (CopySlices): the output's gradient copied into a new one, the slab's
-        gradient cloned and its place zeroed (a zeros slab); that clone padded back to the
-        output's size (slice_backward) and added to the new one; then the middle's copy: the
-        gradient copied once more, the middle cloned, and each slice padded back into a new
-        tensor of the input's size (measured: 0.85 of SGD's backward as one folding kernel)."""
-        rank = len(x) - 1
-        ops = [Op(prod(x), part=True) for _ in range(rank)]
-        ops.append(Op(prod(y), scratch=1))   # its backward's copy of the gradient, freed with it
-        written = rank   # the op whose output is the output tensor as last written
-        for axis in reversed(range(rank)):
-            for side in self.sides(x)[axis]:
-                if side:
-                    slab = prod(y) // y[1 + axis] * side
-                    ops.append(Op(slab, part=True, reads=(written,)))
-                    ops.append(Op(None, reads=(written, len(ops) - 1), temporaries=(Tensor(slab),)))
-                    written = len(ops) - 1
-        return tuple(ops)
+        """As F.pad runs (pad_ops)."""
+        return pad_ops(x, self.sides(x), self.mode)
 
     def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
         """zeros, reflect and replicate write in their input's memory format (channels last on a
-        2-D or 3-D map); circular into a new plain tensor (_circular_ops)."""
+        2-D or 3-D map); circular into a new plain tensor (pad_ops)."""
         return inputs[0] and spatial_rank(x) >= 2 and self.mode != "circular"
 
     def sides(self, x: Shape) -> tuple[tuple[int, int], ...]:
@@ -264,6 +231,42 @@ class Pad(Movement):
         sides = self.sides(x)
         flat = tuple(side for pair in reversed(sides) for side in pair)  # back to F.pad's order
         return module(f"nn.{PAD_MODULES[self.mode]}{len(sides)}d", compact(flat))
+
+
+def pad_ops(x: Shape, sides: tuple[tuple[int, int], ...], mode: str) -> tuple:
+    """F.pad of a map by (left, right) per spatial axis, in ``mode`` (zeros: any constant), as
+    footprint.Op: a new tensor of the padded size. The backward of a constant pad pads the
+    gradient by the negated amounts, and constant_pad_nd with no positive pad narrows and then
+    clones: a new tensor of the input's size (measured: prelu then pad's backward 0.80 as a
+    view); reflect and replicate fold the border's gradient back into a new one, and autograd
+    keeps their input for it (their backward formulas take it, for its sizes).
+
+    circular is ATen's _pad_circular, whose parts autograd records: the input sliced along each
+    spatial axis (views), a new tensor of the padded size with the input copied into its middle,
+    then each padded side's slab, from the last axis backwards, copied in place from the opposite
+    side of the output (a view of it: a slab of ``side`` x the other axes' padded sizes x C).
+    Nothing is saved. Its backward, slab by slab in reverse (CopySlices): the output's gradient
+    copied into a new one, the slab's gradient cloned and its place zeroed (a zeros slab); that
+    clone padded back to the output's size (slice_backward) and added to the new one; then the
+    middle's copy: the gradient copied once more, the middle cloned, and each slice padded back
+    into a new tensor of the input's size (measured: 0.85 of SGD's backward as one folding kernel)."""
+    padded = (x[0], *(size + left + right for size, (left, right) in zip(x[1:], sides)))
+    if mode == "zeros":
+        return (Op(prod(padded)),)
+    if mode != "circular":
+        return (Op(prod(padded), saves=(INPUT,)),)
+    rank = len(x) - 1
+    ops = [Op(prod(x), part=True) for _ in range(rank)]
+    ops.append(Op(prod(padded), scratch=1))   # its backward's copy of the gradient, freed with it
+    written = rank   # the op whose output is the output tensor as last written
+    for axis in reversed(range(rank)):
+        for side in sides[axis]:
+            if side:
+                slab = prod(padded) // padded[1 + axis] * side
+                ops.append(Op(slab, part=True, reads=(written,)))
+                ops.append(Op(None, reads=(written, len(ops) - 1), temporaries=(Tensor(slab),)))
+                written = len(ops) - 1
+    return tuple(ops)
 
 
 def _sizes(value):

@@ -10,6 +10,7 @@ from ..errors import SpecError
 from .activation import activation_name
 from .arguments import arg, choice, padding, positive_int, size
 from .base import axes, register, spatial_rank
+from .channels import pad_ops
 from .footprint import INPUT, LOWER, Op
 from .geometry import ROUNDINGS
 from .im2col import Unrolled
@@ -76,15 +77,12 @@ class Conv(Windowed):
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """The convolution saves its input for the weight gradient. A separate pad module
         (asymmetric 'same') or nn.Conv's own F.pad (any padding_mode other than zeros, even with
-        no padding: F.pad copies) first allocates the padded input, which is then the one saved."""
+        no padding: F.pad copies) first pads the input (channels.pad_ops), and the padded input is
+        then the one saved."""
         conv = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
         if self.torch_padding(x, self.padding_mode)[1] is None and self.padding_mode == "zeros":
             return (conv,)
-        # a zero pad's gradient is a slice of the conv's (a view); reflect/replicate/circular sum
-        # theirs into a new one, and keep their input for it
-        if self.padding_mode == "zeros":
-            return Op(self.padded_elements(x), gradient="view"), conv
-        return Op(self.padded_elements(x), saves=(INPUT,)), conv
+        return (*pad_ops(x, tuple((w.pad_left, w.pad_right) for w in self.windows(x)), self.padding_mode), conv)
 
     def unrolled(self, x: Shape, y: Shape) -> Unrolled:
         """im2col: K filters of C/groups*prod(F) values, one column per output position."""

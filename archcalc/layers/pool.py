@@ -8,6 +8,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, choice, padding, size
 from .base import Layer, axes, feature_map_rank, register, spatial_rank
+from .channels import pad_ops
 from .footprint import INPUT, Op, Tensor, view
 from .geometry import ROUNDINGS, Window
 from .recipe import compact, module, options, sequence
@@ -48,13 +49,13 @@ class Pool(Windowed):
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """The pool saves its input; max-pooling also returns int64 indices (the argmax of each
         window, measured even under no_grad), saved too. A padding beyond what the pool takes
-        inline is a separate pad module (its gradient a slice)."""
+        inline is a separate constant pad module first (channels.pad_ops)."""
         rank = len(y) - 1
         pool = Op(prod(y), extras=(Tensor(prod(y), "int64"),), saves=(INPUT, 0)) if self.torch_name == "MaxPool" \
             else Op(prod(y), saves=(INPUT,))
         if self.torch_padding(x, fill=self.pad_fill, limit=lambda w: self.inline_padding(w, rank))[1] is None:
             return (pool,)
-        return Op(self.padded_elements(x), gradient="view"), pool
+        return (*pad_ops(x, tuple((w.pad_left, w.pad_right) for w in self.windows(x)), "zeros"), pool)
 
     def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
         """Its input's layout, as the pad before it leaves it (a zeros pad keeps channels last on

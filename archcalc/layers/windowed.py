@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from math import prod
 
 from ..errors import GeometryError
 from .base import Label, Layer, axes, feature_map_rank, spatial_rank
@@ -71,11 +70,6 @@ class Windowed(Layer):
     def receptive_field(self, x: Shape, y: Shape, field: tuple) -> tuple:
         """Each axis's window widens the field (receptive.AxisField.through)."""
         return tuple(axis.through(window) for axis, window in zip(field, self.windows(x)))
-
-    def padded_elements(self, x: Shape) -> int:
-        """Elements of one sample of the input padded on every axis: what a separate pad module
-        allocates (see torch_padding)."""
-        return x[0] * prod(w.size + w.pad_left + w.pad_right for w in self.windows(x))
 
     def label(self, x: Shape) -> Label:
         """'conv 96 11x11, stride 4, relu', 'maxpool 3x3, stride 2': the kernel drawn per axis;
