@@ -323,13 +323,15 @@ class RMSNorm(Layer):
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """F.rms_norm op by op, as PyTorch runs it on CPU: x ** 2 (keeps x; its backward makes two
         temporaries), the mean per normalised group, + eps in place, rsqrt (keeps its output; x ** 2
-        and the mean are freed after it, the rsqrt when the function returns),
-        x * that (keeps both; the rsqrt's gradient is summed from an x-sized product), then
+        and the mean are freed after it, the rsqrt when the function returns; its backward,
+        -grad / 2 * rsqrt ** 3, two temporaries of its size), x * that (keeps both; the rsqrt's
+        gradient is summed from an x-sized product, unless each group is one element), then
         * weight when affine (keeps the normalised x; the weight's gradient likewise), then a copy
         where its result is not laid out as PyTorch expects (_normalises)."""
         groups = prod(x) // prod(normalized_shape(x, self.axes))
         ops = (Op(prod(x), saves=(INPUT,), scratch=2, lingers=3), Op(groups), Op(None, gradient="view"),
-               Op(groups, saves=(OUTPUT,), lingers=3), Op(prod(x), saves=(INPUT,), rereads=True, scratch=1))
+               Op(groups, saves=(OUTPUT,), lingers=3, scratch=2),
+               Op(prod(x), saves=(INPUT,), rereads=True, scratch=int(groups < prod(x))))
         ops += (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),) if self.affine else ()
         last, copied = ops[-1], (ops[-1], Op(prod(y), gradient="view"))   # .contiguous(): a clone
         return ops[:-1] + (dataclasses.replace(last, if_channels_first=copied if self._normalises(x, False)[2] else (),
