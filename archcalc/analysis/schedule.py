@@ -35,6 +35,7 @@ later op copy (a recurrent layer's batch-first view, copied by the dense layer t
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
@@ -260,6 +261,7 @@ class _Recorded:
     weights: tuple[str, int] | None = None   # whose parameters' gradients its backward computes: (the owner's name, the op's position, -1 for all of them)
     weight_bytes: int = 0        # their trainable bytes, in the master dtype
     weight_parts: tuple[int, ...] = ()   # the same, per parameter tensor (one part: not known apart)
+    copied_weight: int = 0       # bytes of the weight's gradient AccumulateGrad copies (Op.copied_weight)
     temporaries: list[tuple[int, int]] = dataclasses.field(default_factory=list)   # (fixed, per sample) bytes
     cast: int = 0                # under autocast: bytes per element of the 16-bit weight gradient it computes first
     frame: _Frame | None = None  # the checkpointed segment that packed what it saves (recomputed in backward)
@@ -472,6 +474,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                                           if op.weights and weights else None,
                                           weight_bytes=share if op.weights else 0,
                                           weight_parts=pieces if op.weights else (), cast=half if copies else 0,
+                                          copied_weight=op.copied_weight * size if weights else 0,
                                           temporaries=[_bytes(t, dtypes, analysis.batch) for t in op.temporaries]))
                 if frame is not None and kept:   # checkpoint packs them: kept by nothing until backward reruns
                     frame.pack(recorded[-1], kept, not any(ref == OUTPUT or isinstance(ref, int) for ref in op.saves))
@@ -637,6 +640,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
             replay.drop(ones)   # an output named twice: its two views of ones added
     replay.drop(ones)
     accumulated: dict[Any, list[_Tensor]] = {}   # per parameter set, its gradients (a shared weight's later ones add into them)
+    uses = Counter(entry.weights for entry in recorded if entry.weight_bytes)   # gradients each set still awaits
     for entry in reversed(recorded):
         if entry.layer != replay.layer:
             replay.layer = entry.layer
@@ -688,6 +692,8 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
             _add_weight_gradients(replay, entry, accumulated)
         for tensor in added + shared:
             replay.drop(tensor)
+        if entry.weight_bytes and not entry.cast:
+            _complete(replay, entry, accumulated, uses)
         if entry.frame is not None:
             entry.frame.unpacked(replay, entry)
         if computed is not None:   # their cast to float32 runs in a node of its own, after this one freed what it saved
@@ -697,6 +703,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
                 _add_weight_gradients(replay, entry, accumulated)
             for tensor in shared:
                 replay.drop(tensor)
+            _complete(replay, entry, accumulated, uses)
     for gradient in grads.values():
         replay.drop(gradient)
     replay.layer = ""
@@ -738,6 +745,18 @@ def _add_weight_gradients(replay: _Replay, entry: _Recorded, accumulated: dict[A
     for index, old in enumerate(earlier):
         earlier[index] = replay.allocate(old.fixed, 0, "gradients")
         replay.drop(old)
+
+
+def _complete(replay: _Replay, entry: _Recorded, accumulated: dict[Any, list[_Tensor]], uses: Counter[Any]) -> None:
+    """``entry``'s parameters have received one more gradient; with the last, their AccumulateGrad
+    nodes run (next: they come first in the engine's queue) and take them as .grad, copying a
+    weight gradient laid out otherwise than the weight (Op.copied_weight) into a new tensor."""
+    uses[entry.weights] -= 1
+    parts = accumulated[entry.weights]
+    if uses[entry.weights] == 0 and entry.copied_weight and parts[0].fixed == entry.copied_weight:
+        copy = replay.allocate(entry.copied_weight, 0, "gradients")
+        replay.drop(parts[0])
+        parts[0] = copy
 
 
 def _accumulate(replay: _Replay, grads: dict[int, _Tensor], tensor: _Tensor, gradient: _Tensor) -> bool:

@@ -11,7 +11,7 @@ from .activation import activation_name
 from .arguments import arg, choice, padding, positive_int, size
 from .base import axes, register, spatial_rank
 from .channels import pad_ops
-from .footprint import INPUT, LOWER, Op
+from .footprint import INPUT, LOWER, Op, contiguous, strides
 from .geometry import ROUNDINGS
 from .im2col import Unrolled
 from .recipe import compact, module, options, sequence
@@ -78,8 +78,14 @@ class Conv(Windowed):
         """The convolution saves its input for the weight gradient. A separate pad module
         (asymmetric 'same') or nn.Conv's own F.pad (any padding_mode other than zeros, even with
         no padding: F.pad copies) first pads the input (channels.pad_ops), and the padded input is
-        then the one saved."""
+        then the one saved. Over a 2-D or 3-D map laid out channels last (a circular pad makes a
+        plain one) the weight's gradient comes out channels last, and AccumulateGrad copies it to
+        the weight's layout where the two differ (not when C/groups or the kernel is 1)."""
         conv = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
+        weight = self.tensors(x)["weight"]
+        if spatial_rank(x) >= 2 and self.padding_mode != "circular" and not contiguous(
+                weight, strides(weight, (0, *range(2, len(weight)), 1))):
+            conv = dataclasses.replace(conv, if_channels_last=(dataclasses.replace(conv, copied_weight=prod(weight)),))
         if self.torch_padding(x, self.padding_mode)[1] is None and self.padding_mode == "zeros":
             return (conv,)
         return (*pad_ops(x, tuple((w.pad_left, w.pad_right) for w in self.windows(x)), self.padding_mode), conv)

@@ -121,6 +121,9 @@ class Op:
     autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
            convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
            runs it in float32), or "" (it runs in the dtype of what it reads).
+    copied_weight: elements of its weight's gradient that AccumulateGrad copies into the
+           parameter's layout once the gradient is complete (a convolution over a map laid out
+           channels last computes it channels last), freeing the one it computed.
     if_channels_first: the ops PyTorch runs instead of this one when the layer's input is laid
            out channels first in memory (Layer.channels_last is false for it): an op over a
            map's channels moved last then reads a non-contiguous tensor.
@@ -146,6 +149,7 @@ class Op:
     when_copied: bool = False
     macs: int = 0
     autocast: str = ""
+    copied_weight: int = 0
     if_channels_first: tuple = ()
     if_channels_last: tuple = ()
 
