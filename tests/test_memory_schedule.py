@@ -441,6 +441,20 @@ def test_weight_gradient_laid_out_channels_last_is_copied(kernel):
         assert abs(predicted - measured) <= 4, (phase, predicted, measured)
 
 
+@pytest.mark.parametrize("merge", ["add", "concat"])
+def test_parts_of_a_map_laid_out_channels_last(merge):
+    """Found by the 300 random graphs: the parts of a chunked map laid out channels last are read
+    as channels last (a conv on one computes its weight's gradient so, and AccumulateGrad copies
+    it: 824 predicted for 904 measured, SGD's backward), and torch.cat of maps laid out channels
+    last writes channels last (the flatten after it copies)."""
+    analysis = archcalc.analyze(archcalc.loads(spec_text(
+        (4, 4, 4), "layernorm: {axes: channels, name: v2}", "chunk: {chunks: 2, inputs: [v2], name: v3}",
+        "conv: {filters: 2, kernel: 3, padding: same, inputs: [v3.0], name: v5}",
+        f"{merge}: {{inputs: [v5, v3.1]}}", "flatten", "dense: 2")), batch=2)
+    for phase, (predicted, measured) in ratios(analysis, True, "sgd").items():
+        assert abs(predicted - measured) <= 4, (phase, predicted, measured)
+
+
 def test_convnext_inference_peak_is_the_measured_one():
     """ConvNeXt-Tiny's inference peak, measured by the tracker (backend/memtrack.py): 125,796,640
     bytes at batch 1 on CPU (the same on FakeTensorMode), 480,440,608 at batch 32 on FakeTensorMode

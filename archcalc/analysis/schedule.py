@@ -417,8 +417,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             ops = [alternative for op in ops for alternative in (op.if_channels_first or (op,))]
         else:
             ops = [alternative for op in ops for alternative in (op.if_channels_last or (op,))]
-        if len(stats.node.outputs) == 1:
-            laid_out[stats.node.outputs[0]] = layer.channels_last(x, layouts)
+        laid_out.update(dict.fromkeys(stats.node.outputs, layer.channels_last(x, layouts)))
         if layer.activation:
             ops += lookup(layer.activation).from_args({}).memory_ops(y, y, training, device)
         inputs = [values[name] for name in stats.node.inputs]

@@ -73,6 +73,11 @@ class Parts(Movement):
         the views itself (one backward node for every part): no op of its own."""
         return ()
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Each part keeps its input's strides: a part of a map laid out channels last is read as
+        channels last (suggest_memory_format), by a convolution say."""
+        return inputs[0]
+
     def part_sizes(self, size: int) -> tuple[int, ...]:
         """The size of each part along the axis, which has ``size``."""
         raise NotImplementedError

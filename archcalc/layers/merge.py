@@ -160,6 +160,11 @@ class Concat(Layer):
     def to_torch(self, x: tuple):
         return module("Concat", self.joined_axis(x) + 1)  # +1: the batch axis comes first in torch
 
+    def channels_last(self, x: tuple, inputs: tuple[bool, ...]) -> bool:
+        """torch.cat writes channels last when every input suggests it (2-D and 3-D maps laid out
+        channels last), else a plain tensor."""
+        return all(inputs) and isinstance(x[0], FeatureMap) and len(x[0]) >= 3
+
     def memory_ops(self, x: tuple, y: tuple, training: bool, device: str) -> tuple:
         """torch.cat copies the inputs into a new tensor and keeps nothing; each input's gradient
         is a slice (a view) of the output's."""
