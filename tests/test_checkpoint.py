@@ -48,6 +48,15 @@ layers:
   - globalavgpool
   - dense: {units: 10, name: fc}
 """
+SHARED = """\
+name: shared mlp
+input: [64]
+layers:
+  - dense: {units: 64, activation: relu, name: a}
+  - dense: {units: 64, activation: tanh, name: mid}
+  - dense: {units: 64, activation: relu, shares: a, name: b}
+  - dense: {units: 10, name: out}
+"""
 ENCODER = """\
 name: small encoder
 include: blocks/transformer.yaml
@@ -69,6 +78,7 @@ def spec_files(tmp_path):
     shutil.copytree(SPECS / "blocks", tmp_path / "blocks")
     return {"lenet5": SPECS / "lenet5.yaml", "mobilenet_v2": SPECS / "mobilenet_v2.yaml",
             "resnet_like": write_spec(tmp_path, RESNET_LIKE, "resnet_like.yaml"),
+            "shared": write_spec(tmp_path, SHARED, "shared.yaml"),
             "encoder": write_spec(tmp_path, ENCODER, "encoder.yaml")}
 
 
@@ -97,8 +107,12 @@ TABLE = [
     ("resnet_like", 8, ["basic2"], "adam", "fp16"),
     ("resnet_like", 8, ["every:3"], "momentum", "bf16"),
     ("mobilenet_v2", 2, ["every:10"], "sgd", "bf16"),   # depthwise and pointwise convolutions, 16 segments
+    # a weight shared by two segments: the second's forward reuses the first's cached 16-bit copy,
+    # its rerun casts it again; their 16-bit gradients meet in one cast node
+    ("shared", 64, ["a", "b"], "adam", "bf16"),
+    ("shared", 64, ["a"], "sgd", "fp16"),
 ]
-QUICK = {0, 2, 6, 10}
+QUICK = {0, 2, 6, 10, 16}
 
 
 @pytest.mark.parametrize("spec,batch,choices,optimizer,mixed", [
