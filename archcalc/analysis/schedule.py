@@ -44,7 +44,7 @@ from typing import Any
 from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
 from ..layers import Shape, Steps, lookup, parts
-from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, OUTPUT, Op, Tensor, Workspace
+from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, NONE, OUTPUT, PRODUCT, Op, Tensor, Workspace
 from .sharding import UNBOUNDED
 from .walk import Analysis, LayerStats
 
@@ -435,33 +435,39 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             if op.rereads:
                 reads = [*reads, inputs[0]]
             held: list[_Tensor] = []
-            if op.contiguous and any(t.strided for t in reads):   # reshape copies a strided input
-                reads = held = [_copy(replay, recorded, stats.name, t) if t.strided else replay.hold(t) for t in reads]
             compute = _compute_bytes(op, reads, size, half)
-            if half and op.autocast:   # autocast casts what the op reads to its dtype: copies
-                casts = [_cast(replay, recorded, stats.name, t, compute, training) for t in reads]
-                held, reads = held + casts, casts
+            if half and op.autocast in (LOWER, FLOAT32):   # autocast casts what the op reads to its dtype: copies
+                reads = held = [_cast(replay, recorded, stats.name, t, compute, training) for t in reads]
+            if op.contiguous and any(t.strided for t in reads):   # reshape copies a strided input (autocast's cast first)
+                copies = [_copy(replay, recorded, stats.name, t) if t.strided else replay.hold(t) for t in reads]
+                held, reads = held + copies, copies
             tracked = training and (any(t.requires_grad for t in reads) or (op.weights and weights > 0))
             # autocast casts the weights with the inputs, before the op computes (and saves)
-            copies = _weight_copies(replay, cache, owner, half) if half and op.autocast == LOWER and op.weights else []
+            copies = (_weight_copies(replay, cache, owner, half, op, position)
+                      if half and op.autocast in (LOWER, PRODUCT) and op.weights else [])
+            dtypes = {**DTYPE_BYTES, ACTIVATION: compute, LOWER: half or size, NONE: 0,
+                      MASK: 1 if device == "cuda" else compute, "int64": 8}
             if op.output is None or (op.batch_copy and analysis.batch == 1):
                 output = replay.hold(reads[0])
             elif op.part:
                 output = replay.view(reads[0], 0, op.output * compute)
             else:
-                output = replay.allocate(0, op.output * compute, "activations", tracked, compute)
+                itemsize = dtypes[op.dtype]
+                output = replay.allocate(0, op.output * itemsize, "activations", tracked, itemsize)
             output.requires_grad = output.requires_grad or tracked
             if op.strided and analysis.batch > 1:   # the same bytes, seen through strides: it takes over the hold
                 strided = replay.view(output, output.fixed, output.sample)
                 replay.drop(output)
                 output, strided.strided = strided, True
-            dtypes = {**DTYPE_BYTES, ACTIVATION: compute, MASK: 1 if device == "cuda" else compute, "int64": 8}
-            extras = [replay.allocate(*_bytes(extra, dtypes, analysis.batch), "activations") for extra in op.extras]
+            extras = [replay.allocate(*_bytes(extra, dtypes, analysis.batch, bool(half)), "activations") for extra in op.extras]
             if tracked:
                 kept = [t for ref in op.saves
                         for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]]
                                   if isinstance(ref, int) else [reads[int(ref[len("read"):])]])]
-                kept += copies[:1]   # the weights (their bias is not needed)
+                if half and op.autocast == PRODUCT:   # its 16-bit product saves the 16-bit copies (its extras)
+                    kept = [t for t in kept if t.itemsize in (0, half) or any(t is extra for extra in extras)]
+                if not op.product or any(t.requires_grad for t in reads):   # a product keeps its weights for its input's gradient
+                    kept += copies[:1]   # the weights (their bias is not needed)
                 share = weights if op.weights is True else op.weights * weights // max(owner.params, 1)
                 pieces = (share,)   # per parameter tensor where they add up to the trainable bytes
                 if op.weights is True and weights:
@@ -474,7 +480,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                                           weight_bytes=share if op.weights else 0,
                                           weight_parts=pieces if op.weights else (), cast=half if copies else 0,
                                           copied_weight=op.copied_weight * size if weights else 0,
-                                          temporaries=[_bytes(t, dtypes, analysis.batch) for t in op.temporaries]))
+                                          temporaries=[_bytes(t, dtypes, analysis.batch, bool(half)) for t in op.temporaries]))
                 if frame is not None and kept:   # checkpoint packs them: kept by nothing until backward reruns
                     frame.pack(recorded[-1], kept, not any(ref == OUTPUT or isinstance(ref, int) for ref in op.saves))
             for extra in extras:
@@ -557,7 +563,7 @@ def _cast(replay: _Replay, recorded: list[_Recorded], layer: str, tensor: _Tenso
     if not tensor.itemsize or tensor.itemsize == itemsize:
         return replay.hold(tensor)
     copy = replay.like(tensor, "activations", itemsize)
-    copy.requires_grad = training and tensor.requires_grad
+    copy.requires_grad, copy.strided = training and tensor.requires_grad, tensor.strided   # (it keeps the strides)
     if copy.requires_grad:   # its backward casts the gradient back to the tensor's dtype
         recorded.append(_Recorded(layer, Op(copy.sample), [tensor], copy, []))
     return copy
@@ -572,27 +578,33 @@ def _copy(replay: _Replay, recorded: list[_Recorded], layer: str, tensor: _Tenso
     return copy
 
 
-def _weight_copies(replay: _Replay, cache: dict[str, list[_Tensor]], owner: LayerStats,
-                   half: int) -> list[_Tensor]:
+def _weight_copies(replay: _Replay, cache: dict[str, list[_Tensor]], owner: LayerStats, half: int,
+                   op: Op, position: int) -> list[_Tensor]:
     """autocast's 16-bit copies of ``owner``'s parameters, made once per forward (its cache):
-    [the weights, the biases] (a layer's biases: the tensors named bias...).
+    [the weights, the biases] (a layer's biases: the tensors named bias...); an op that uses its
+    own share of them (Op.weights a number: a recurrent layer's) casts that share when it runs.
 
     In a checkpointed segment's forward a copy the cache already held (its weights shared with a
     layer before the segment) is logged as made: the rerun runs in an autocast region of its own
     (torch.utils.checkpoint enters autocast again with the forward's settings), whose cache starts
     empty, so it casts them again; its cache is emptied when the rerun ends (or stops early), and
     only what an op saved is kept."""
-    if owner.name in cache and replay.log is not None:
-        for copy in cache[owner.name]:
+    key = owner.name if op.weights is True else f"{owner.name}:{position}"
+    if key in cache and replay.log is not None:
+        for copy in cache[key]:
             if not any(event[0] == "new" and event[1] is copy for event in replay.log):
                 replay.log.append(("new", copy, replay.layer))
-    if owner.name not in cache:
-        tensors = owner.layer.tensors(owner.input_shape) if owner.params else {}
-        biases = sum(prod(shape) for name, shape in tensors.items() if name.startswith("bias"))
-        cache[owner.name] = [replay.allocate((owner.params - biases) * half, 0, "weights", itemsize=half)]
-        if biases:
-            cache[owner.name].append(replay.allocate(biases * half, 0, "weights", itemsize=half))
-    return cache[owner.name]
+    if key in cache:
+        return cache[key]
+    if op.weights is not True:
+        cache[key] = [replay.allocate(op.weights * half, 0, "weights", itemsize=half)]
+        return cache[key]
+    tensors = owner.layer.tensors(owner.input_shape) if owner.params else {}
+    biases = sum(prod(shape) for name, shape in tensors.items() if name.startswith("bias"))
+    cache[key] = [replay.allocate((owner.params - biases) * half, 0, "weights", itemsize=half)]
+    if biases:
+        cache[key].append(replay.allocate(biases * half, 0, "weights", itemsize=half))
+    return cache[key]
 
 
 def _token_ids(shape: Shape) -> bool:
@@ -600,13 +612,13 @@ def _token_ids(shape: Shape) -> bool:
     return isinstance(shape, Steps) and len(shape) == 1
 
 
-def _bytes(tensor: Tensor | Workspace, dtypes: dict[str, int], batch: int) -> tuple[int, int]:
-    """(fixed, per sample) bytes of a footprint.Tensor, or of a Workspace (its line through the
-    exact bytes at ``batch``, with the slope of its regions)."""
+def _bytes(tensor: Tensor | Workspace, dtypes: dict[str, int], batch: int, mixed: bool) -> tuple[int, int]:
+    """(fixed, per sample) bytes of a footprint.Tensor (``mixed``: under autocast), or of a
+    Workspace (its line through the exact bytes at ``batch``, with the slope of its regions)."""
     if isinstance(tensor, Workspace):
         slope = tensor.slope(dtypes)
         return tensor.bytes(batch, dtypes) - slope * batch, slope
-    total = tensor.elements * dtypes[tensor.dtype]
+    total = tensor.elements * dtypes[tensor.autocast if mixed and tensor.autocast else tensor.dtype]
     return (0, total) if tensor.batched else (total, 0)
 
 
@@ -660,20 +672,21 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
             rerun += layers
             skipped += macs
             cut += unknown
-        if entry.op.releases:   # a recurrence's first step frees what it saved before its weights' gradients
-            replay.drop(entry.saved[0])
+        first, before = entry.op.releases or (0, 0)
+        for tensor in entry.saved[:first]:   # a recurrence's first step frees what it saved before its weights' gradients
+            replay.drop(tensor)
         computed = None   # under autocast the weights' gradients come out in 16 bits first
         shared: list[_Tensor] = []   # a shared weight's later gradients, added when the node passes them on
         if entry.weight_bytes and entry.cast:
             computed = replay.allocate(entry.weight_bytes // 4 * entry.cast, 0, "transient")
         elif entry.weight_bytes:
             shared = _weight_gradients(replay, entry, accumulated)
-        for tensor in entry.saved[1:entry.op.releases or 0]:   # and the next steps before their peak
+        for tensor in entry.saved[first:before]:   # and the next steps before their peak
             replay.drop(tensor)
         scratch = [replay.like(entry.output, "transient") for _ in range(entry.op.scratch)]
         scratch += [replay.allocate(fixed, sample, "transient") for fixed, sample in entry.temporaries]
         if entry.op.releases is not None:
-            for tensor in entry.saved[entry.op.releases:]:
+            for tensor in entry.saved[before:]:
                 replay.drop(tensor)
             entry.saved = []
         computed_inputs = []

@@ -225,7 +225,7 @@ class Attention(Layer):
             joined = self.qkv == "fused" and not cross   # split's backward joins the heads' gradients
             ops.append(Op(t * q, reads=tuple(dict.fromkeys((qs, ks, vs))),
                           extras=(Tensor(self.heads * t, "float32"),), saves=(INPUT, OUTPUT, 0),
-                          temporaries=(Tensor(t * q + 2 * s * kv),) if joined else (), releases=0 if joined else None))
+                          temporaries=(Tensor(t * q + 2 * s * kv),) if joined else (), releases=(0, 0) if joined else None))
             ops.append(out)
         else:
             grouped = kv_heads != self.heads

@@ -15,6 +15,10 @@ ACTIVATION = "activation"  # the network's dtype
 MASK = "mask"              # dropout's mask: bool from the fused kernel (CUDA), the dtype on CPU
 INPUT, OUTPUT = "input", "output"
 LOWER, FLOAT32 = "lower", "float32"   # autocast's lists: ops run in 16 bits, ops run in float32
+PRODUCT = "product"   # an op whose matrix product autocast runs in 16 bits, the rest as what it reads
+# as a dtype (Tensor.dtype, Op.dtype), LOWER: autocast's 16-bit dtype, the network's without autocast;
+# NONE: no tensor (Tensor.autocast: one that autocast does not make, or makes only under it)
+NONE = "none"
 
 
 def layer_input(k: int) -> str:
@@ -29,11 +33,14 @@ def read(k: int) -> str:
 
 @dataclass(frozen=True)
 class Tensor:
-    """A tensor an op returns besides its output: ``elements`` per sample (``batched``) or in all."""
+    """A tensor an op returns besides its output: ``elements`` per sample (``batched``) or in all,
+    of ``dtype``, or of ``autocast`` under mixed precision when that differs (NONE: not made
+    there; Tensor(n, NONE, autocast=LOWER): a 16-bit copy autocast makes)."""
 
     elements: int
     dtype: str = ACTIVATION
     batched: bool = True
+    autocast: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,10 @@ class Op:
     temporaries: tensors its backward allocates besides the gradients (a fused kernel's gradients
            of a state nobody trains), alive until its backward ends.
     releases: its backward runs step by step and frees what each step saved as it goes (a
-           recurrence unrolled by autograd): of the first ``releases`` tensors of ``saves``, the
-           first is freed before the weights' gradients (by the first step), the others before
-           its temporaries (the steps run before they peak); the rest before the gradients of
-           its inputs. None: all of them once its backward ends.
+           recurrence unrolled by autograd): (first, before): the first ``first`` tensors of
+           ``saves`` are freed before the weights' gradients (by the first step), those up to
+           ``before`` before its temporaries (the steps run before they peak); the rest before the
+           gradients of its inputs. None: all of them once its backward ends.
     batch_copy: a copy PyTorch makes only for a batch of more than one sample (.contiguous()
            after moving the batch axis inward: a batch of one is already contiguous); a view then.
     strided: a view whose output is not contiguous for a batch of more than one sample (a
@@ -118,9 +125,16 @@ class Op:
     macs: its multiply-accumulates per sample, where a layer's are spread over several ops (the
            attention's output projection): what a checkpointed segment's rerun leaves out when it
            stops before this op (0: the layer's first op, or none).
+    product: a matrix product (mm, addmm): autograd keeps its weights (under autocast, their
+           16-bit copies) only to compute its input's gradient, not when its input needs none.
+    dtype: its output's: ACTIVATION (what it computes in: autocast's list, else the widest floating
+           tensor it reads) or LOWER (16 bits under autocast whatever else it reads: a recurrent step
+           whose sum of 16-bit products is its new state).
     autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
            convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
-           runs it in float32), or "" (it runs in the dtype of what it reads).
+           runs it in float32), PRODUCT (a recurrent step: its product with the weights runs in 16
+           bits, on autocast's weight copies, its element-wise rest in the dtype of what it reads:
+           autocast casts none of them), or "" (it runs in the dtype of what it reads).
     copied_weight: elements of its weight's gradient that AccumulateGrad copies into the
            parameter's layout once the gradient is complete (a convolution over a map laid out
            channels last computes it channels last), freeing the one it computed.
@@ -142,12 +156,14 @@ class Op:
     scratch: int = 0         # output-sized temporaries its backward formula makes (abs: sgn(x))
     lingers: int = 0
     temporaries: tuple = ()
-    releases: int | None = None
+    releases: tuple[int, int] | None = None
     batch_copy: bool = False
     strided: bool = False
     contiguous: bool = False
     when_copied: bool = False
     macs: int = 0
+    product: bool = False
+    dtype: str = ACTIVATION
     autocast: str = ""
     copied_weight: int = 0
     if_channels_first: tuple = ()

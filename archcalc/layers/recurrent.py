@@ -10,6 +10,7 @@ recurrent layer says which one it uses:
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from math import prod
 from typing import ClassVar
@@ -17,7 +18,21 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, positive_int
 from .base import Layer, register, shape_text
-from .footprint import FLOAT32, INPUT, LOWER, OUTPUT, Op, Region, Tensor, Workspace, layer_input, read
+from .footprint import (
+    ACTIVATION,
+    FLOAT32,
+    INPUT,
+    LOWER,
+    NONE,
+    OUTPUT,
+    PRODUCT,
+    Op,
+    Region,
+    Tensor,
+    Workspace,
+    layer_input,
+    read,
+)
 from .recipe import module, options
 from .shapes import Shape, Steps, Vector
 from .terms import Count, Counts, Product, Recurrence, Sum
@@ -306,9 +321,9 @@ class Recurrent(Layer):
             for direction in range(self.directions):
                 if layer == 0 and steps > 1:   # matmul copies the batch-first input (a view for one sample)
                     copy = run.add(Op(steps * width, reads=(below,), batch_copy=True))
-                    projection = run.add(Op(steps * g * h, reads=(copy,), weights=w_ih, autocast=LOWER))
+                    projection = run.add(Op(steps * g * h, reads=(copy,), weights=w_ih + b_ih, autocast=LOWER))
                     if self.bias:   # added in a new tensor (for one sample addmm adds it: a view)
-                        projection = run.add(Op(steps * g * h, reads=(projection,), batch_copy=True, weights=b_ih))
+                        projection = run.add(Op(steps * g * h, reads=(projection,), batch_copy=True))
                 else:
                     projection = run.add(Op(steps * g * h, reads=(below,), weights=w_ih + b_ih, autocast=LOWER))
                 if direction:
@@ -320,7 +335,7 @@ class Recurrent(Layer):
                 earlier = [run.add(Op((steps - 1) * h, reads=mixed))] if steps > 1 else []
                 transient = self.STEP[g] + (g == 4 and steps > 1)
                 finals.append(run.add(Op((1 + (g == 4)) * h, reads=mixed, extras=(Tensor(transient * h),),
-                                         weights=w_hh)))
+                                         weights=w_hh, autocast=PRODUCT)))
                 stacked.append(run.add(Op(steps * h, reads=(*earlier, finals[-1]))))
                 kept += earlier
             output = stacked[0]
@@ -422,23 +437,35 @@ class Recurrent(Layer):
                   temporaries=(Tensor(h), Tensor(h), *((Tensor(untrained, batched=False),) if untrained else ())),
                   autocast=LOWER)
 
-    # per step of PyTorch's own cells in training, what autograd keeps, in units of H: rnn h;
-    # gru the hidden gates' product (3H) and four of h's terms; lstm the gates (4H), c, tanh(c), h
-    KEPT: ClassVar[dict[int, int]] = {1: 1, 3: 7, 4: 7}
+    # per step of PyTorch's own cells in training, what autograd keeps, in units of H per sample by
+    # (dtype, dtype under autocast when it differs): rnn h (the tanh of 16-bit products); gru the
+    # hidden gates' product (3H) and two of n's terms in 16 bits, h - n, and the state the next
+    # step's product saves (h itself; under autocast its 16-bit copy, h then freed once stacked:
+    # ``_native_layer``); lstm the gates (4H), c, tanh(c), h
+    KEPT: ClassVar[dict[int, dict[tuple[str, str], int]]] = {
+        1: {(LOWER, ""): 1}, 3: {(LOWER, ""): 5, (ACTIVATION, ""): 1, (ACTIVATION, NONE): 1, (NONE, LOWER): 1},
+        4: {(ACTIVATION, ""): 7}}
+    STATE: ClassVar[dict[int, str]] = {1: LOWER, 3: ACTIVATION, 4: ACTIVATION}   # a step's h
     # the backward's peak, at its second step: W_hh's gradient from this step, the sum of the
-    # earlier ones and their new sum (3 x G*H x H, one of them kept as .grad), while (rnn) one
-    # step's gradient of h is also alive, or (gru, lstm) what the first steps saved, 8 H per
-    # sample, is already freed (measured: (freed first, alive) per sample, in units of H)
-    ACCUMULATING: ClassVar[dict[int, tuple[int, int]]] = {1: (0, 1), 3: (8, 0), 4: (8, 0)}
-    # what the first step frees before its W_hh gradient, per sample in units of H (gru: two of
-    # its terms' products)
-    RELEASED: ClassVar[dict[int, int]] = {1: 0, 3: 2, 4: 2}
+    # earlier ones and their new sum (3 x G*H x H, one of them kept as .grad; in 16 bits under
+    # autocast, cast to the float32 .grad at the end), while (rnn) one step's gradient of h is also
+    # alive, or (gru, lstm) what the first steps saved is already freed (measured: (freed first,
+    # alive) per sample, in units of H by dtype)
+    ACCUMULATING: ClassVar[dict[int, tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]]] = {
+        1: ({}, {(LOWER, ""): 1}), 3: ({(LOWER, ""): 5, (ACTIVATION, ""): 1, (ACTIVATION, NONE): 2}, {}),
+        4: ({(ACTIVATION, ""): 8}, {})}
+    # what the first step frees before its W_hh gradient, per sample in units of H by dtype (gru:
+    # two of its terms' products)
+    RELEASED: ClassVar[dict[int, dict[tuple[str, str], int]]] = {1: {}, 3: {(LOWER, ""): 2},
+                                                                4: {(ACTIVATION, ""): 2}}
+
     def _native_layer(self, steps: int, width: int, source: int | None, start: int, states: tuple) -> list[Op]:
         """PyTorch's own recurrence for one layer and direction in training (``start``: its first op's
         position): x W_ihᵀ for every step at once (mm, then + b_ih in a new tensor, kept until
         the steps are stacked), the cells step by step, autograd keeping ``KEPT`` per step (its op
-        outputs the last h, which ``returns: last`` reads, the rest as extras), then torch.stack
-        of the hidden states. Its backward runs the steps
+        outputs the last h, which ``returns: last`` reads, the rest as extras; an Elman cell's
+        first step also the 16-bit copy of the initial state under autocast, later states are
+        16-bit already), then torch.stack of the hidden states. Its backward runs the steps
         in reverse, freeing each step's tensors as it goes, while the steps' gradients of the
         input projection wait for the stack that joins them (unbind's backward) and the
         recurrent weights' gradients are summed step by step out of place."""
@@ -446,18 +473,29 @@ class Recurrent(Layer):
         w_ih, w_hh, b_ih = self._weights(width)
         added = b_ih and steps > 1   # one step: addmm adds the bias in the product
         ops = [Op(steps * g * h, reads=(layer_input(0) if source is None else source,), saves=(INPUT,),
-                  weights=w_ih if added else w_ih + b_ih, autocast=LOWER)]
+                  weights=w_ih if added else w_ih + b_ih, product=True, autocast=LOWER)]
         if added:
             ops.append(Op(steps * g * h, gradient="view", weights=b_ih))
         ops.append(Op(None, gradient="new"))   # unbind: its backward stacks the steps' gradients
-        kept = steps * self.KEPT[g] * h - h   # per sample, besides the last h (its output)
-        first, released, transient = self.RELEASED[g], *(self.ACCUMULATING[g] if steps > 1 else (0, 0))
-        parts = [first * h, max(released - first, 0) * h]
-        extras = (*(Tensor(part) for part in parts), Tensor(kept - sum(parts)))
-        ops.append(Op(h, reads=(start + len(ops) - 1, *states), extras=extras,
-                      saves=(0, 1, OUTPUT, *(read(1 + k) for k in range(len(states))), 2), weights=w_hh, releases=2,
-                      temporaries=(Tensor(2 * g * h * h, batched=False), Tensor(transient * h)) if steps > 1 else ()))
-        ops.append(Op(steps * h, gradient="view"))   # torch.stack of the hidden states
+        kept = Counter({dtypes: steps * units for dtypes, units in self.KEPT[g].items()})
+        kept[(self.STATE[g], NONE if g == 3 else "")] -= 1   # the last h: the op's output
+        kept[(NONE, LOWER)] += g == 1   # the initial state's 16-bit copy (an Elman cell's h is 16-bit after it)
+        first = Counter(self.RELEASED[g])
+        freed, alive = (Counter(self.ACCUMULATING[g][0]), self.ACCUMULATING[g][1]) if steps > 1 else (first, {})
+        parts = [tuple(Tensor(units * h, dtype, autocast=mixed) for (dtype, mixed), units in part.items() if units > 0)
+                 for part in (first, freed - first, kept - freed)]
+        released = (len(parts[0]), len(parts[0]) + len(parts[1]))
+        ops.append(Op(h, reads=(start + len(ops) - 1, *states), extras=(*parts[0], *parts[1], *parts[2]),
+                      saves=(*range(released[1]), OUTPUT, *(read(1 + k) for k in range(len(states))),
+                             *range(released[1], released[1] + len(parts[2]))),
+                      weights=w_hh, releases=released, dtype=self.STATE[g], autocast=PRODUCT,
+                      temporaries=(Tensor(2 * g * h * h, LOWER, batched=False),
+                                   *(Tensor(units * h, dtype, autocast=mixed) for (dtype, mixed), units in alive.items()))
+                      if steps > 1 else ()))
+        # torch.stack of the hidden states; under autocast a gated cell's earlier states, which nobody
+        # saves (the next step's product saved their 16-bit copies), are freed once it is made
+        ops.append(Op(steps * h, gradient="view",
+                      extras=(Tensor((steps - 1) * h, NONE, autocast=ACTIVATION),) if g == 3 and steps > 1 else ()))
         return ops
 
     def size_terms(self, x: tuple, y: Shape | None) -> tuple:
