@@ -23,7 +23,7 @@ import archcalc
 from archcalc.analysis.schedule import schedule
 from archcalc.backend.memtrack import LiveBytes, measured_peaks
 from archcalc.choices import DTYPE_BYTES
-from archcalc.layers.footprint import ACTIVATION, Workspace
+from archcalc.layers.footprint import LOWER, Workspace
 
 MB = 10**6
 LOW, HIGH = 0.97, 1.03
@@ -684,7 +684,7 @@ def test_lstm_workspace_is_onednns(steps, batch, features, hidden, layers, bidir
         f"lstm: {{hidden: {hidden}, layers: {layers}, bidirectional: {str(bidirectional).lower()}}}")))
     stats = analysis.layers[0]
     ops = stats.layer.memory_ops(stats.input_shape, stats.output_shape, True, "cpu")
-    dtypes = {**DTYPE_BYTES, ACTIVATION: 2 if mixed else 4}
+    dtypes = {**DTYPE_BYTES, LOWER: 2 if mixed else 4}
     predicted = [extra.bytes(batch, dtypes) for op in ops for extra in op.extras if isinstance(extra, Workspace)]
     assert predicted == workspaces.found
 

@@ -677,9 +677,9 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
             replay.drop(tensor)
         computed = None   # under autocast the weights' gradients come out in 16 bits first
         shared: list[_Tensor] = []   # a shared weight's later gradients, added when the node passes them on
-        if entry.weight_bytes and entry.cast:
+        if entry.weight_bytes and entry.cast and not entry.op.float32_gradients:
             computed = replay.allocate(entry.weight_bytes // 4 * entry.cast, 0, "transient")
-        elif entry.weight_bytes:
+        elif entry.weight_bytes and not entry.cast:
             shared = _weight_gradients(replay, entry, accumulated)
         for tensor in entry.saved[first:before]:   # and the next steps before their peak
             replay.drop(tensor)
@@ -709,7 +709,9 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
             _complete(replay, entry, accumulated, uses)
         if entry.frame is not None:
             entry.frame.unpacked(replay, entry)
-        if computed is not None:   # their cast to float32 runs in a node of its own, after this one freed what it saved
+        if entry.weight_bytes and entry.cast:   # their cast to float32 runs in a node of its own, after this one freed what it saved
+            if computed is None:   # (a kernel that returned them in float32: their 16-bit casts, now)
+                computed = replay.allocate(entry.weight_bytes // 4 * entry.cast, 0, "transient")
             _cast_weight_gradients(replay, entry, computed, accumulated, uses, halves)
     for gradient in grads.values():
         replay.drop(gradient)

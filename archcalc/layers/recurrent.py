@@ -266,8 +266,8 @@ class Recurrent(Layer):
     def _onednn_inference(self, run: _Lifetimes, sequence: Steps) -> tuple[int, list[int]]:
         """oneDNN's LSTM (mkldnn_rnn): the sequence made time-major by .contiguous() (a copy for
         several samples and steps), kept until it returns; per layer and direction
-        mkldnn_rnn_layer's output and final h and c (without a bias, zeros of the weights' shapes
-        passed as biases: PyTorch's), each output kept until the next layer's output of that
+        mkldnn_rnn_layer's output and final h and c (with what it is passed, ``_onednn_arguments``;
+        under autocast its input cast to 16 bits), each output kept until the next layer's output of that
         direction replaces it, the final states until they are stacked; two directions
         concatenated, kept until the next layer's concatenation. (The output's position, the
         stacked h and c's.)"""
@@ -281,9 +281,10 @@ class Recurrent(Layer):
         for layer in range(self.layers):
             width = sequence[1] if layer == 0 else h * self.directions
             for direction in range(self.directions):
-                output = run.add(Op(steps * h, reads=(below,), weights=sum(self._weights(width)), autocast=LOWER))
-                zeros = () if self.bias else (Tensor(4 * h * width, batched=False), Tensor(4 * h * h, batched=False))
-                finals.append(run.add(Op(2 * h, reads=(output,), extras=zeros)))
+                cast = run.add(Op(None, reads=(below,), lingers=2, autocast=LOWER))   # autocast's, until it returns
+                output = run.add(Op(steps * h, reads=(cast,), weights=sum(self._weights(width)), dtype=LOWER,
+                                    autocast=PRODUCT))
+                finals.append(run.add(Op(2 * h, reads=(output,), extras=sum(self._onednn_arguments(width), ()))))
                 if layer:
                     run.free(outputs[direction])
                     outputs[direction] = output
@@ -370,7 +371,7 @@ class Recurrent(Layer):
                     source = copy
                 last = layer == self.layers - 1 and self.returns == "last"   # (oneDNN: read through h)
                 if onednn:
-                    ops.append(self._onednn_layer(steps, width, source, states, last))
+                    ops += self._onednn_layer(steps, width, source, len(ops), states, last)
                     tops.append(len(ops) - 1)
                 else:
                     ops += self._native_layer(steps, width, source, len(ops), states)
@@ -412,30 +413,49 @@ class Recurrent(Layer):
         rows = self.gates * self.hidden
         return rows * width, rows * self.hidden + (rows if self.bias is True else 0), rows if self.bias else 0
 
-    def _onednn_layer(self, steps: int, width: int, source: int | None, states: tuple, last: bool) -> Op:
-        """oneDNN's LSTM layer in training (mkldnn_rnn_layer): the output sequence, the final h and c, and
+    def _onednn_arguments(self, width: int) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """What mkldnn_rnn_layer is passed besides the input and the weights, per layer and direction:
+        (kept by autograd in training, alive only while it runs): under autocast the 16-bit copies
+        of h_0 and c_0; without a bias, zeros of the two weights' shapes (PyTorch's, in float32),
+        under autocast with their 16-bit copies (kept instead of them); with ``bias: single`` the
+        zero second bias's 16-bit copy (a buffer: autocast does not cache it)."""
+        h, zeros = self.hidden, 0 if self.bias else 4 * self.hidden * (self.hidden + width)
+        kept = [Tensor(h, NONE, autocast=LOWER), Tensor(h, NONE, autocast=LOWER)]
+        if zeros:
+            kept += [Tensor(zeros, ACTIVATION, False, NONE), Tensor(zeros, NONE, False, LOWER)]
+        if self.bias == "single":
+            kept.append(Tensor(4 * h, NONE, False, LOWER))
+        return tuple(kept), (Tensor(zeros, NONE, False, FLOAT32),) if zeros else ()
+
+    def _onednn_layer(self, steps: int, width: int, source: int | None, start: int, states: tuple,
+                      last: bool) -> list[Op]:
+        """oneDNN's LSTM layer in training (mkldnn_rnn_layer; ``start``: its first op's position): its
+        input cast to 16 bits under autocast, then the output sequence, the final h and c, and
         its workspace (oneDNN's rnn_utils, per sample, footprint.Region: the gates T x ld(4H),
         the cell outputs T x ld(H), the states (T + 1) x 2 x ld(max(in, H)), the cell states
         (T + 1) x 2 x H, in the layer's dtype (16 bits under autocast), and the two gradients of
         the states and the one of the cell states in float32, each region on a page of 4096
-        bytes). Without a bias PyTorch passes zero biases of the weights' shapes. Autograd keeps
-        all it reads and returns; its backward makes the gradients of the input, of the four
-        weights and of the initial h and c at once. ``last``: the top layer of ``returns: last``,
+        bytes), with what it is passed (``_onednn_arguments``). Autograd keeps all it reads (under
+        autocast: their 16-bit copies) and returns; its backward makes the gradients of the
+        input, of the four weights and of the initial h and c at once, in float32, and the engine
+        casts each to its 16-bit input's dtype. ``last``: the top layer of ``returns: last``,
         whose gradient arrives through its final h."""
         h = self.hidden
         w_ih, w_hh, b_ih = self._weights(width)
         rows = 2 * (steps + 1)   # the states of the input and output layers at each step and before the first
-        regions = (Region(steps, 4 * h), Region(steps, h), Region(rows, max(width, h)), Region(rows, h, padded=False),
-                   *(Region(rows, max(width, h), FLOAT32) for _ in range(2)), Region(rows, h, FLOAT32, padded=False))
-        extras: list = [Tensor(steps * h) if last else Tensor(h), Tensor(h),   # (the sequence or h), c
-                        Workspace(regions)]
-        if not self.bias:
-            extras += [Tensor(4 * h * h, batched=False), Tensor(4 * h * width, batched=False)]
+        regions = (Region(steps, 4 * h, LOWER), Region(steps, h, LOWER), Region(rows, max(width, h), LOWER),
+                   Region(rows, h, LOWER, padded=False), *(Region(rows, max(width, h), FLOAT32) for _ in range(2)),
+                   Region(rows, h, FLOAT32, padded=False))
+        kept, passed = self._onednn_arguments(width)
+        extras = (Tensor(steps * h if last else h, LOWER), Tensor(h, LOWER),   # (the sequence or h), c
+                  Workspace(regions), *kept, *passed)
         untrained = (2 - self.bias_vectors) * 4 * h   # bias gradients it makes that nobody trains
-        return Op(h if last else steps * h, reads=(layer_input(0) if source is None else source, *states),
-                  extras=tuple(extras), saves=(INPUT, OUTPUT, *range(len(extras))), weights=w_ih + w_hh + b_ih,
-                  temporaries=(Tensor(h), Tensor(h), *((Tensor(untrained, batched=False),) if untrained else ())),
-                  autocast=LOWER)
+        float32 = (Tensor(w_ih + w_hh + b_ih, NONE, False, FLOAT32), Tensor(steps * width, NONE, autocast=FLOAT32))
+        return [Op(None, reads=(layer_input(0) if source is None else source,), gradient="view", autocast=LOWER),
+                Op(h if last else steps * h, reads=(start, *states), extras=extras, dtype=LOWER,
+                   saves=(INPUT, OUTPUT, *range(len(extras) - len(passed))), weights=w_ih + w_hh + b_ih,
+                   temporaries=(Tensor(h), Tensor(h), *((Tensor(untrained, batched=False),) if untrained else ()),
+                                *float32), float32_gradients=True, autocast=PRODUCT)]
 
     # per step of PyTorch's own cells in training, what autograd keeps, in units of H per sample by
     # (dtype, dtype under autocast when it differs): rnn h (the tanh of 16-bit products); gru the
