@@ -803,6 +803,7 @@ def run(ctx, spec, device, train, iterations, values, seed, memory, mixed_precis
                      input_shape, rounding)
         return
     sample = None if values is None else parse_values(values, analysis.input_shape)
+    predicted = _memory_prediction(analysis, train, optimizer, mixed_precision, segments) if memory else None
     with _progress(enabled=fmt == "table") as progress:
         result = verify(analysis, device=device, train=train, iterations=iterations, values=sample, seed=seed,
                         progress=progress)
@@ -810,8 +811,8 @@ def run(ctx, spec, device, train, iterations, values, seed, memory, mixed_precis
         click.echo(report.to_json(result), nl=False)
     else:
         report.print_verification(result)
-    if memory and result.ok:
-        _memory_comparison(analysis, train, optimizer, seed, mixed_precision, segments)
+    if predicted is not None and result.ok:
+        _memory_comparison(predicted, seed)
     if not result.ok:
         raise VerificationFailed("PyTorch disagrees with the analyzer: " + "; ".join(result.disagreements))
 
@@ -846,19 +847,23 @@ def _distributed(spec, analysis, nproc, shard, shard_units, optimizer, seed, dev
         raise VerificationFailed("the distributed run disagrees with the prediction: " + "; ".join(result.disagreements))
 
 
-def _memory_comparison(analysis, train: bool, optimizer: str, seed: int, mixed_precision: str | None,
-                       segments: tuple = ()) -> None:
-    """run --memory: each phase's measured peak on CPU beside the schedule's prediction (with
-    --checkpoint, the training step with its segments checkpointed)."""
+def _memory_prediction(analysis, train: bool, optimizer: str, mixed_precision: str | None, segments: tuple):
+    """run --memory's prediction on CPU (with --checkpoint, the training step with its segments
+    checkpointed), replayed before PyTorch runs: a spec the schedule refuses is refused at once."""
     from .analysis.schedule import schedule
+
+    return schedule(analysis, training=train, optimizer=optimizer, device="cpu", mixed_precision=mixed_precision,
+                    checkpoint=tuple(segment.layers for segment in segments))
+
+
+def _memory_comparison(predicted, seed: int) -> None:
+    """run --memory: each phase's measured peak on CPU beside the schedule's prediction."""
     from .backend.memtrack import measured_peaks
     from .views.memory import comparison_lines, title
 
-    layers = tuple(segment.layers for segment in segments)
-    predicted = schedule(analysis, training=train, optimizer=optimizer, device="cpu", mixed_precision=mixed_precision,
-                         checkpoint=layers)
-    measured = measured_peaks(analysis, train=train, optimizer=optimizer, seed=seed, mixed_precision=mixed_precision,
-                              checkpoint=layers)
+    measured = measured_peaks(predicted.analysis, train=predicted.training, optimizer=predicted.optimizer or "sgd",
+                              seed=seed, mixed_precision=predicted.mixed_precision,
+                              checkpoint=predicted.checkpoint)
     click.echo(f"memory, {title(predicted)}, live tensor bytes on CPU:")
     click.echo("\n".join(comparison_lines(predicted, measured)))
 

@@ -254,3 +254,62 @@ def test_chunk_into_a_million_outputs_is_refused_in_seconds(tmp_path, chunks):
                                       f"(this one {chunks:,})\n  hint: that is the limit of layers: each output is "
                                       f"named and checked like one\n")
         assert seconds < LIMIT_SECONDS and peak < LIMIT_BYTES
+
+
+# --- the memory schedule replays every tensor operation: a count no replay can list is refused ---
+SEQUENCE = {"steps": 6, "features": 2}
+REPLAYS = [  # (input, layers, the refusal's end: None where the replay answers)
+    (SEQUENCE, ["gru: {hidden: 9223372036854775807, layers: 9223372036854775807}"],   # the adversarial suite's
+     "this gru's 9,223,372,036,854,775,807 layers x 1 direction run more"),            # (looped without end)
+    (SEQUENCE, ["lstm: {hidden: 4, layers: 9223372036854775807, bidirectional: true}"],
+     "this lstm's 9,223,372,036,854,775,807 layers x 2 directions run more"),
+    (SEQUENCE, ["rnn: {hidden: 1, layers: 1000000}"], "this rnn's 1,000,000 layers x 1 direction run more"),
+    ({"steps": 100_000, "features": 32}, ["lstm: {hidden: 256, layers: 4, bidirectional: true}"], None),
+    ({"steps": 2**40, "features": 2}, ["gru: {hidden: 2, layers: 3}"], None),   # steps are no ops of their own
+]
+SCHEDULING = [["memory"], ["memory", "--train"], ["inspect", "--train"], ["inspect", "--max-batch", "24GB"]]
+
+
+@pytest.mark.parametrize("shape,layers,refusal", REPLAYS, ids=[case[1][0] for case in REPLAYS])
+def test_every_command_that_replays_memory_refuses_or_answers(tmp_path, shape, layers, refusal):
+    """Found by the adversarial suite: a gru of 2^63-1 layers made `memory` list and replay ops
+    without end (22 GB, then the test worker died) while inspect answered at once. Every command
+    that replays the schedule now answers (exit 0) or refuses past footprint.MAX_OPS (exit 2,
+    where and why, no traceback), a realistic LSTM of 4 layers x 2 directions x 100,000 steps
+    answering."""
+    path = tmp_path / "replay.yaml"
+    path.write_text(spec_text(shape, *layers))
+    for command in SCHEDULING:
+        result = CliRunner().invoke(main, [*command, str(path)])
+        assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), command
+        if refusal is None:
+            assert result.exit_code == 0, (command, result.output)
+            continue
+        assert result.exit_code == 2, (command, result.output)
+        first, hint = result.output.strip().split("\n")
+        assert first.endswith(f"the memory schedule replays at most 20,000 tensor operations (about a second); "
+                              f"{refusal}"), first
+        assert hint.startswith("  hint: memory, inspect --train/--max-batch and run --memory replay every operation")
+
+
+def test_a_replay_is_refused_past_its_operations_in_all(tmp_path):
+    """Layers that each replay within the limit, a thousand of them past it: refused at the layer
+    that crosses it (each lstm here, 10 layers x 2 directions, runs 56 ops in inference on the CPU:
+    the 358th crosses it)."""
+    path = tmp_path / "stacks.yaml"
+    path.write_text(spec_text(SEQUENCE, "repeat: {times: 1000, layers: [{lstm: {hidden: 1, layers: 10, "
+                                        "bidirectional: true}}]}"))
+    result = CliRunner().invoke(main, ["memory", "--device", "cpu", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"{path}:3:36: error: layer lstm358: the memory schedule replays at most 20,000 "
+                                    f"tensor operations (about a second); the layers up to this one run 20,048\n")
+
+
+def test_run_memory_refuses_a_replay_before_pytorch_runs(tmp_path):
+    """run --memory predicts first: a million-layer rnn is refused before its module is built."""
+    pytest.importorskip("torch")
+    path = tmp_path / "rnn.yaml"
+    path.write_text(spec_text(SEQUENCE, "rnn: {hidden: 1, layers: 1000000}"))
+    result = CliRunner().invoke(main, ["run", "--memory", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "error: layer rnn1: the memory schedule replays at most 20,000 tensor operations" in result.output

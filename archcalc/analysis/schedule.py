@@ -44,7 +44,21 @@ from typing import Any
 from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
 from ..layers import Shape, Steps, lookup, parts
-from ..layers.footprint import ACTIVATION, FLOAT32, INPUT, LOWER, MASK, NONE, OUTPUT, PRODUCT, Op, Tensor, Workspace
+from ..layers.footprint import (
+    ACTIVATION,
+    FLOAT32,
+    INPUT,
+    LOWER,
+    MASK,
+    MAX_OPS,
+    NONE,
+    OUTPUT,
+    PRODUCT,
+    Op,
+    Tensor,
+    Workspace,
+    too_many_ops,
+)
 from .sharding import UNBOUNDED
 from .walk import Analysis, LayerStats
 
@@ -382,6 +396,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         raise SpecError(f"unknown device {device!r}", hint="one of " + ", ".join(DEVICES))
     size = DTYPE_BYTES[analysis.dtype]
     half = _half_bytes(analysis, mixed_precision)
+    listed = _layer_ops(analysis, training, device)
     frames = _frames(analysis, checkpoint) if training else {}
     replay = _Replay()
     totals = analysis.totals
@@ -412,20 +427,22 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         layer, x, y = stats.layer, stats.input_shape, stats.output_shape
         owner = owners[stats.shares] if stats.shares is not None else stats
         layouts = tuple(laid_out.get(name, False) for name in stats.node.inputs)
-        ops = list(layer.memory_ops(x, y, training, device)) if len(stats.node.outputs) == 1 else []
+        ops, activation = listed[index]
         if not layouts or not layouts[0]:
             ops = [alternative for op in ops for alternative in (op.if_channels_first or (op,))]
         else:
             ops = [alternative for op in ops for alternative in (op.if_channels_last or (op,))]
         laid_out.update(dict.fromkeys(stats.node.outputs, layer.channels_last(x, layouts)))
-        if layer.activation:
-            ops += lookup(layer.activation).from_args({}).memory_ops(y, y, training, device)
+        ops += activation
         inputs = [values[name] for name in stats.node.inputs]
         weights = owner.trainable_params * size if training else 0
         outputs: list[_Tensor] = []   # each op's output, freed after the last op that reads it
         if not any(op.contiguous and any(t.strided for t in inputs) for op in ops[:1]):
             ops = [op for op in ops if not op.when_copied]
-        ends = _last_reads(ops)
+        freed: dict[int, list[int]] = {}   # per op, the intermediates of this layer it reads for the last time
+        for earlier, end in enumerate(_last_reads(ops)):
+            if end is not None:
+                freed.setdefault(end, []).append(earlier)
         for position, op in enumerate(ops):
             if op.reads is not None:
                 reads = [t for ref in op.reads for t in (inputs if ref == INPUT else [outputs[ref]] if isinstance(ref, int)
@@ -488,9 +505,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             for tensor in held:
                 replay.drop(tensor)
             outputs.append(output)
-            for earlier, end in enumerate(ends):
-                if end == position:   # an intermediate of this layer, read for the last time
-                    replay.drop(outputs[earlier])
+            for earlier in freed.get(position, ()):
+                replay.drop(outputs[earlier])
         if len(stats.node.outputs) > 1:   # a split's parts: views of its input, one backward node for all
             whole = inputs[0]
             views = [replay.view(whole, 0, prod(shape) * whole.sample // prod(x)) for shape in parts(y)]
@@ -532,6 +548,27 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     return Schedule(analysis, training, optimizer if training else None, device, tuple(replay.moments),
                     mixed_precision, checkpoint if training else (), tuple(name for name in order if name in rerun),
                     recomputed[1], tuple(name for name in order if name in cut), tuple(replay.marks))
+
+
+def _layer_ops(analysis: Analysis, training: bool, device: str) -> list[tuple[tuple[Op, ...], tuple[Op, ...]]]:
+    """Each layer's memory_ops and its ``activation:``'s, listed before anything is replayed:
+    past footprint.MAX_OPS in all (each layer counting at least one: its step of the replay,
+    an op's alternatives theirs) the replay is refused, at the layer that crosses it."""
+    listed, count = [], 0
+    for stats in analysis.layers:
+        layer, x, y = stats.layer, stats.input_shape, stats.output_shape
+        try:
+            ops = tuple(layer.memory_ops(x, y, training, device)) if len(stats.node.outputs) == 1 else ()
+            activation = (tuple(lookup(layer.activation).from_args({}).memory_ops(y, y, training, device))
+                          if layer.activation else ())
+            count += max(1, len(activation) + sum(max(len(op.if_channels_first), len(op.if_channels_last), 1)
+                                                  for op in ops))
+            if count > MAX_OPS:
+                raise too_many_ops(f"the layers up to this one run {count:,}")
+        except SpecError as exc:
+            raise exc.located(stats.node.location_of(exc.field), stats.name) from None
+        listed.append((ops, activation))
+    return listed
 
 
 def _half_bytes(analysis: Analysis, mixed_precision: str | None) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import SpecError
+
 ACTIVATION = "activation"  # the network's dtype
 MASK = "mask"              # dropout's mask: bool from the fused kernel (CUDA), the dtype on CPU
 INPUT, OUTPUT = "input", "output"
@@ -19,6 +21,23 @@ PRODUCT = "product"   # an op whose matrix product autocast runs in 16 bits, the
 # as a dtype (Tensor.dtype, Op.dtype), LOWER: autocast's 16-bit dtype, the network's without autocast;
 # NONE: no tensor (Tensor.autocast: one that autocast does not make, or makes only under it)
 NONE = "none"
+
+# The forward's tensor operations one replay of the memory schedule runs at most, each layer at
+# least one (a training step replays them again backward): about a second on this project's
+# 2-core machine, at 30-50 µs an op with its backward. The shipped specs run at most 954
+# (tinyllama), an LSTM of 4 layers x 2 directions at most 51 (whatever its steps: a step is no
+# op of its own); what a spec field could multiply without end (a recurrent stack's 2^63
+# layers) is refused against it.
+MAX_OPS = 20_000
+
+
+def too_many_ops(what: str, field: str | None = None) -> SpecError:
+    """The refusal of a replay past MAX_OPS: ``what`` says what runs more ("this gru's 10^6
+    layers x 2 directions run more"); ``field``: the layer argument at fault."""
+    return SpecError(f"the memory schedule replays at most {MAX_OPS:,} tensor operations (about a second); {what}",
+                     hint="memory, inspect --train/--max-batch and run --memory replay every operation: "
+                          "make the network smaller (inspect's counts, FLOPs and the course's rule do not replay)",
+                     field=field)
 
 
 def layer_input(k: int) -> str:

@@ -23,6 +23,7 @@ from .footprint import (
     FLOAT32,
     INPUT,
     LOWER,
+    MAX_OPS,
     NONE,
     OUTPUT,
     PRODUCT,
@@ -32,6 +33,7 @@ from .footprint import (
     Workspace,
     layer_input,
     read,
+    too_many_ops,
 )
 from .recipe import module, options
 from .shapes import Shape, Steps, Vector
@@ -220,6 +222,14 @@ class Recurrent(Layer):
             return self._inference_ops(sequence, len(x) == 2, device)
         return self._training_ops(sequence, len(x) == 2, device)
 
+    def _bounded(self, ops: list[Op], layer: int) -> None:
+        """Refuses the stack, before ``layer`` is listed, once the ops listed so far and one for each
+        layer and direction still to come pass footprint.MAX_OPS (a stack of 2^63 layers is refused
+        before its first layer, none ever lists more than MAX_OPS)."""
+        if len(ops) + (self.layers - layer) * self.directions > MAX_OPS:
+            raise too_many_ops(f"this {self.kind}'s {self.layers:,} layers x {self.directions} "
+                               f"direction{'s' * (self.directions > 1)} run more", "layers")
+
     def _initial_states(self, given: bool) -> list[Op]:
         """h_0 (and an LSTM's c_0): zeros of [layers x directions, N, H], or the given state
         expanded to every layer and direction with .contiguous() (a copy unless there is one
@@ -279,6 +289,7 @@ class Recurrent(Layer):
         finals: list[int] = []
         joined: int | None = None
         for layer in range(self.layers):
+            self._bounded(run.ops, layer)
             width = sequence[1] if layer == 0 else h * self.directions
             for direction in range(self.directions):
                 cast = run.add(Op(None, reads=(below,), lingers=2, autocast=LOWER))   # autocast's, until it returns
@@ -315,6 +326,7 @@ class Recurrent(Layer):
         below: int | str = layer_input(0)
         finals: list[int] = []
         for layer in range(self.layers):
+            self._bounded(run.ops, layer)
             width = sequence[1] if layer == 0 else h * self.directions
             w_ih, w_hh, b_ih = self._weights(width)
             kept: list[int] = []   # the projection and steps of each direction, freed at the return
@@ -361,6 +373,7 @@ class Recurrent(Layer):
         below: int | None = None   # the op whose output the next layer reads; None: the sequence
         tops: list[int] = []
         for layer in range(self.layers):
+            self._bounded(ops, layer)
             width, tops, copy = (sequence[1] if layer == 0 else h * self.directions), [], None
             for _ in range(self.directions):
                 source = below
