@@ -40,6 +40,8 @@ GIANTS = [  # (input, layer, exact parameter count, or None when the spec must b
     ([3, 1000, 1000], "conv: {filters: 1, kernel: 1000000000}", None),                   # does not fit
     ([3, 10**9, 10**9], "conv: {filters: 1, kernel: 999999999, stride: 999999998}", None),
     ([3, 10**9, 10**9], "maxpool: {kernel: 1000000000, stride: 999999999}", 0),
+    ([2**61 - 1, 1, 1], "groupnorm: 3", None),   # a prime: its hint's divisors were searched one by one
+    ({"steps": 4, "features": 2**61 - 1}, "attention: {heads: 3}", None),   # (in 1.5 billion trial divisions)
 ]
 
 
@@ -303,6 +305,19 @@ def test_a_replay_is_refused_past_its_operations_in_all(tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"{path}:3:36: error: layer lstm358: the memory schedule replays at most 20,000 "
                                     f"tensor operations (about a second); the layers up to this one run 20,048\n")
+
+
+@pytest.mark.parametrize("layers", [["gru: {hidden: 3, layers: 9223372036854775807, freeze: [bias_ih_l0]}"],
+                                    ["gru: {hidden: 2, layers: 9223372036854775807, name: a}",
+                                     "gru: {hidden: 2, layers: 9223372036854775807, shares: a}"]])
+def test_freeze_and_shares_on_an_endless_stack_are_refused(tmp_path, layers):
+    """freeze and shares compare a stack's tensors by name: listing 2^63 layers' names hung inspect."""
+    path = tmp_path / "stack.yaml"
+    path.write_text(spec_text(SEQUENCE, *layers))
+    result = CliRunner().invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 2, result.output
+    assert (f"error: layer gru{len(layers)}: its 9,223,372,036,854,775,807 layers x 1 direction hold more tensors "
+            f"than archcalc names one by one (at most 100,000 layers x directions)") in result.output
 
 
 def test_run_memory_refuses_a_replay_before_pytorch_runs(tmp_path):

@@ -28,6 +28,14 @@ def closest(word, choices) -> str:
     return "valid: " + ", ".join(choices)
 
 
+def divisors(n: int) -> list[int]:
+    """n's divisors, ascending, for hints (heads that share n features, groups that split n
+    channels): every one up to n = 10^10; past it, those up to 10^5 and their cofactors (trial
+    division stops there: a size of 2^61 - 1 would take 1.5 billion)."""
+    small = [k for k in range(1, min(math.isqrt(n), 10**5) + 1) if n % k == 0]
+    return sorted({*small, *(n // k for k in small)})
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from math import prod
 
 from ..errors import SpecError
-from .arguments import arg, boolean, choice, optional, positive_int, positive_number, probability
+from .arguments import arg, boolean, choice, divisors, optional, positive_int, positive_number, probability
 from .base import Layer, register, shape_text
 from .footprint import INPUT, MASK, OUTPUT, Op, Tensor, layer_input
 from .recipe import module, options
@@ -282,9 +282,3 @@ class Attention(Layer):
                                 bias=(self.bias, True), separate=(self.qkv == "separate", False),
                                 causal=(self.causal, False), dropout=(self.dropout, 0.0),
                                 rotary=(self.rotary, None), memory_dim=(source, d), fused=(self.fused, False)))
-
-
-def divisors(n: int) -> list[int]:
-    """n's divisors, ascending (for hints: heads that share n features equally)."""
-    small = [k for k in range(1, int(n ** 0.5) + 1) if n % k == 0]
-    return sorted({*small, *(n // k for k in small)})

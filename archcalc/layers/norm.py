@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from math import prod
 
 from ..errors import SpecError
-from .arguments import arg, boolean, choice, number, optional, positive_int, positive_number
+from .arguments import arg, boolean, choice, divisors, number, optional, positive_int, positive_number
 from .base import Layer, feature_map_rank, register, require_feature_map, spatial_rank
 from .footprint import INPUT, OUTPUT, Op, Tensor, contiguous, strides, suggests_channels_last
 from .recipe import module, options
@@ -210,8 +210,9 @@ class GroupNorm(SampleNorm):
     def output_shape(self, x: Shape) -> Shape:
         require_feature_map(x, self.kind)
         if x[0] % self.groups:
-            below = max(g for g in range(1, min(self.groups, x[0]) + 1) if x[0] % g == 0)
-            above = [g for g in range(self.groups, x[0] + 1) if x[0] % g == 0][:1]
+            found = divisors(x[0])
+            below = max(g for g in found if g < self.groups)
+            above = [g for g in found if g > self.groups][:1]
             raise SpecError(f"groupnorm cannot split {x[0]} channels into {self.groups} equal groups",
                             field="groups", hint=f"the nearest divisors of {x[0]}: " +
                             " or ".join(str(g) for g in (below, *above)))

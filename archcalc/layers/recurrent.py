@@ -69,6 +69,9 @@ class _Lifetimes:
                      for position, op in enumerate(self.ops))
 
 
+NAMED = 100_000   # layers x directions of a stack whose tensors ``tensors`` names (4 each: 400,000 names)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Recurrent(Layer):
     """A stack of recurrent layers over a sequence [T, F].
@@ -153,7 +156,14 @@ class Recurrent(Layer):
         """PyTorch's names and shapes, per layer l and direction: weight_ih_l{l} G*H x in,
         weight_hh_l{l} G*H x H, bias_ih_l{l} and bias_hh_l{l} G*H (only bias_ih with a single
         bias), '_reverse' for the backward direction. (``params`` keeps its closed form: this
-        lists every layer, and is asked only of a layer that shares or freezes tensors.)"""
+        lists every layer, and is asked only of a layer that shares or freezes tensors, and of the
+        memory schedule: a stack of more than NAMED layers x directions is refused.)"""
+        if self.layers * self.directions > NAMED:
+            raise SpecError(f"its {self.layers:,} layers x {self.directions} direction"
+                            f"{'s' * (self.directions > 1)} hold more tensors than archcalc names one by one "
+                            f"(at most {NAMED:,} layers x directions)", field="layers",
+                            hint="freeze and shares name a stack's tensors one by one: leave them out for this "
+                                 "stack, or stack fewer layers")
         found = {}
         rows, features = self.gates * self.hidden, self._sequence(x)[1]
         biases = ("bias_ih", "bias_hh")[:self.bias_vectors]
