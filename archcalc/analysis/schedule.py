@@ -427,11 +427,11 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         layer, x, y = stats.layer, stats.input_shape, stats.output_shape
         owner = owners[stats.shares] if stats.shares is not None else stats
         layouts = tuple(laid_out.get(name, False) for name in stats.node.inputs)
-        ops, activation = listed[index]
+        own, activation = listed[index]
         if not layouts or not layouts[0]:
-            ops = [alternative for op in ops for alternative in (op.if_channels_first or (op,))]
+            ops = [alternative for op in own for alternative in (op.if_channels_first or (op,))]
         else:
-            ops = [alternative for op in ops for alternative in (op.if_channels_last or (op,))]
+            ops = [alternative for op in own for alternative in (op.if_channels_last or (op,))]
         laid_out.update(dict.fromkeys(stats.node.outputs, layer.channels_last(x, layouts)))
         ops += activation
         inputs = [values[name] for name in stats.node.inputs]
