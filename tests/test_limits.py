@@ -17,6 +17,7 @@ from conftest import ROOT, SPECS, spec_text
 import archcalc
 from archcalc.cli import main
 from archcalc.errors import UsageError
+from archcalc.layers.footprint import MAX_OPS
 from archcalc.layers.pool import adaptive_extent, adaptive_windows
 from archcalc.spec import source
 
@@ -296,15 +297,19 @@ def test_every_command_that_replays_memory_refuses_or_answers(tmp_path, shape, l
 
 def test_a_replay_is_refused_past_its_operations_in_all(tmp_path):
     """Layers that each replay within the limit, a thousand of them past it: refused at the layer
-    that crosses it (each lstm here, 10 layers x 2 directions, runs 56 ops in inference on the CPU:
-    the 358th crosses it)."""
+    that crosses it, with the count so far (each lstm here, 10 layers x 2 directions, lists n ops
+    in inference on the CPU)."""
     path = tmp_path / "stacks.yaml"
     path.write_text(spec_text(SEQUENCE, "repeat: {times: 1000, layers: [{lstm: {hidden: 1, layers: 10, "
                                         "bidirectional: true}}]}"))
+    stats = archcalc.analyze(archcalc.load(str(path))).layers[0]
+    n = len(stats.layer.memory_ops(stats.input_shape, stats.output_shape, False, "cpu"))
+    crossing = MAX_OPS // n + 1
     result = CliRunner().invoke(main, ["memory", "--device", "cpu", str(path)])
     assert result.exit_code == 2, result.output
-    assert result.output.startswith(f"{path}:3:36: error: layer lstm358: the memory schedule replays at most 20,000 "
-                                    f"tensor operations (about a second); the layers up to this one run 20,048\n")
+    assert result.output.startswith(f"{path}:3:36: error: layer lstm{crossing}: the memory schedule replays at most "
+                                    f"20,000 tensor operations (about a second); the layers up to this one run "
+                                    f"{crossing * n:,}\n")
 
 
 @pytest.mark.parametrize("layers", [["gru: {hidden: 3, layers: 9223372036854775807, freeze: [bias_ih_l0]}"],

@@ -24,7 +24,7 @@ NONE = "none"
 
 # The forward's tensor operations one replay of the memory schedule runs at most, each layer at
 # least one (a training step replays them again backward): about a second on this project's
-# 2-core machine, at 30-50 µs an op with its backward. The shipped specs run at most 954
+# 2-core machine, at 30-50 µs an op with its backward. The shipped specs run at most 999
 # (tinyllama), an LSTM of 4 layers x 2 directions at most 51 (whatever its steps: a step is no
 # op of its own); what a spec field could multiply without end (a recurrent stack's 2^63
 # layers) is refused against it.
