@@ -57,6 +57,15 @@ layers:
   - dense: {units: 64, activation: relu, shares: a, name: b}
   - dense: {units: 10, name: out}
 """
+FROZEN = """\
+name: frozen middle
+input: [64]
+layers:
+  - dense: {units: 256, activation: relu, name: a}
+  - dense: {units: 256, trainable: false, name: mid}
+  - relu
+  - dense: {units: 10, name: out}
+"""
 ENCODER = """\
 name: small encoder
 include: blocks/transformer.yaml
@@ -78,7 +87,7 @@ def spec_files(tmp_path):
     shutil.copytree(SPECS / "blocks", tmp_path / "blocks")
     return {"lenet5": SPECS / "lenet5.yaml", "mobilenet_v2": SPECS / "mobilenet_v2.yaml",
             "resnet_like": write_spec(tmp_path, RESNET_LIKE, "resnet_like.yaml"),
-            "shared": write_spec(tmp_path, SHARED, "shared.yaml"),
+            "shared": write_spec(tmp_path, SHARED, "shared.yaml"), "frozen": write_spec(tmp_path, FROZEN, "frozen.yaml"),
             "encoder": write_spec(tmp_path, ENCODER, "encoder.yaml")}
 
 
@@ -86,8 +95,8 @@ def checkpointed(analysis, choices):
     return tuple(segment.layers for segment in segments(analysis, choices))
 
 
-# (spec, batch, segment choices, optimizer, mixed precision); the quick tier keeps one case per spec
-# and one under autocast
+# (spec, batch, segment choices (none: the step as it is), optimizer, mixed precision); the quick
+# tier keeps one case per spec and some under autocast
 TABLE = [
     ("lenet5", 32, ["every:2"], "sgd", None),
     ("lenet5", 32, ["conv1", "fc1"], "adam", None),
@@ -111,8 +120,13 @@ TABLE = [
     # its rerun casts it again; their 16-bit gradients meet in one cast node
     ("shared", 64, ["a", "b"], "adam", "bf16"),
     ("shared", 64, ["a"], "sgd", "fp16"),
+    ("shared", 64, ["mid"], "sgd", "bf16"),
+    ("shared", 64, [], "sgd", "bf16"),
+    # a frozen layer's 16-bit copies are not cached: cast at each use, freed after it unless saved
+    ("frozen", 64, ["mid"], "adam", "bf16"),
+    ("frozen", 64, [], "sgd", "fp16"),
 ]
-QUICK = {0, 2, 6, 10, 16}
+QUICK = {0, 2, 6, 10, 16, 20}
 
 
 @pytest.mark.parametrize("spec,batch,choices,optimizer,mixed", [

@@ -462,6 +462,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             # autocast casts the weights with the inputs, before the op computes (and saves)
             copies = (_weight_copies(replay, cache, owner, half, op, position)
                       if half and op.autocast in (LOWER, PRODUCT) and op.weights else [])
+            if copies and not owner.trainable_params:   # not cached (_weight_copies): gone after the op unless saved
+                held = held + copies
             dtypes = {**DTYPE_BYTES, ACTIVATION: compute, LOWER: half or size, NONE: 0,
                       MASK: 1 if device == "cuda" else compute, "int64": 8}
             if op.output is None or (op.batch_copy and analysis.batch == 1):
@@ -620,6 +622,8 @@ def _weight_copies(replay: _Replay, cache: dict[str, list[_Tensor]], owner: Laye
     """autocast's 16-bit copies of ``owner``'s parameters, made once per forward (its cache):
     [the weights, the biases] (a layer's biases: the tensors named bias...); an op that uses its
     own share of them (Op.weights a number: a recurrent layer's) casts that share when it runs.
+    A frozen layer's are not cached: made at each use, they go after it unless the op saves
+    them (the caller's).
 
     In a checkpointed segment's forward a copy the cache already held (its weights shared with a
     layer before the segment) is logged as made: the rerun runs in an autocast region of its own
@@ -634,14 +638,16 @@ def _weight_copies(replay: _Replay, cache: dict[str, list[_Tensor]], owner: Laye
     if key in cache:
         return cache[key]
     if op.weights is not True:
-        cache[key] = [replay.allocate(op.weights * half, 0, "weights", itemsize=half)]
-        return cache[key]
-    tensors = owner.layer.tensors(owner.input_shape) if owner.params else {}
-    biases = sum(prod(shape) for name, shape in tensors.items() if name.startswith("bias"))
-    cache[key] = [replay.allocate((owner.params - biases) * half, 0, "weights", itemsize=half)]
-    if biases:
-        cache[key].append(replay.allocate(biases * half, 0, "weights", itemsize=half))
-    return cache[key]
+        copies = [replay.allocate(op.weights * half, 0, "weights", itemsize=half)]
+    else:
+        tensors = owner.layer.tensors(owner.input_shape) if owner.params else {}
+        biases = sum(prod(shape) for name, shape in tensors.items() if name.startswith("bias"))
+        copies = [replay.allocate((owner.params - biases) * half, 0, "weights", itemsize=half)]
+        if biases:
+            copies.append(replay.allocate(biases * half, 0, "weights", itemsize=half))
+    if owner.trainable_params:   # autocast caches only parameters that need a gradient
+        cache[key] = copies
+    return copies
 
 
 def _token_ids(shape: Shape) -> bool:

@@ -92,10 +92,10 @@ class Dense(Layer):
         (as PyTorch runs it under a dispatch mode, the measuring tracker's; without one it adds
         in place: one output fewer). A strided sequence (a recurrent layer's batch-first view)
         is copied first likewise, and the bias then added separately."""
-        product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, contiguous=len(x) > 1)
+        product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, product=True, contiguous=len(x) > 1)
         if self.axes != "channels":
             return (product, Op(prod(y), gradient="view", when_copied=True)) if self.bias else (product,)
-        product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER)
+        product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, product=True)
         if x[0] == 1 or prod(x[1:]) == 1:
             return (product,)
         copied = (Op(prod(x), gradient="view", batch_copy=True), product)
