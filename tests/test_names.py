@@ -381,5 +381,5 @@ def test_memory_timeline_shows_hostile_names_one_line_each(tmp_path):
     assert lines[0] == "two\\nlines\\x1b[2J: input 3x9x9 (C x H x W), batch 1, float32, cuda kernels"
     for phase in ("inference", "forward", "backward"):
         bars = [line for line in lines if line.startswith(f"  {phase} ") and "█" in line]
-        shown = sorted(line.split()[1] for line in bars if "(start)" not in line)
+        shown = sorted(line.split()[1] for line in bars if "(start)" not in line and "(end)" not in line)
         assert shown == sorted(escape.visible(name).split()[0] for name in HOSTILE), phase
