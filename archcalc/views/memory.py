@@ -84,14 +84,15 @@ def schedule_dict(schedule: Schedule) -> dict:
 def steps(schedule: Schedule) -> list[tuple[str, str, Moment]]:
     """(phase, layer, moment) per layer and phase, in execution order: the moment of the highest
     live bytes within it (at the analysis's batch); "(start)" before the phase's first layer,
-    "(end)" after its last (the forward's loss, the backward's last gradients)."""
+    "(end)" after its last (the forward's loss, the backward's last gradients); the optimizer
+    step, which runs no layer, by the optimizer's name."""
     batch = schedule.analysis.batch
     highest: dict[tuple[str, str], Moment] = {}
     begun: set[str] = set()   # phases whose first layer has run
     for moment in schedule.moments:
         if moment.layer:
             begun.add(moment.phase)
-        outside = "(end)" if moment.phase in begun else "(start)"
+        outside = "(end)" if moment.phase in begun else schedule.optimizer if moment.phase == "step" else "(start)"
         key = (moment.phase, visible(moment.layer) if moment.layer else outside)  # one step per name
         if key not in highest or moment.bytes(batch) > highest[key].bytes(batch):
             highest[key] = moment
