@@ -6,6 +6,7 @@ whole report; the CLI writes it and exits with ``error.exit_code``, in one place
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 
@@ -92,26 +93,46 @@ class SpecWarning(SpecError):
     severity = "warning"
 
 
+Fixes = tuple[str | None, ...]
+
+
 class GeometryError(SpecError):
     """An invalid D-F-S combination: the window does not tile the (padded) input.
 
     ``fixes`` are the nearest changes that make it whole ('padding: same (-> 16)', 'stride 1
     (-> 32)'), written into the hint as 'try A, B; <otherwise>'; the analysis, which knows the
-    network, adds the network input that would do (analysis/walk.py).
+    network, adds the network input that would do (analysis/walk.py). Both are searched when the
+    hint is first read, not when the error is raised: solve judges thousands of input sizes and
+    reads none of their messages. A fix is its text, or a function giving it (None: no fix).
     """
 
-    def __init__(self, message: str, *, fixes: tuple = (), otherwise: str = "", field: str | None = None):
-        self.fixes = list(fixes)
+    def __init__(self, message: str, *, fixes: Fixes | Callable[[], Fixes] = (), otherwise: str = "",
+                 field: str | None = None):
+        self._fixes: list[Fixes | Callable[[], Fixes]] = [fixes]  # groups: fixes, or the function finding them
         self.otherwise = otherwise
-        super().__init__(message, hint=self._hint(), field=field)
+        super().__init__(message, field=field)
+        self._hint: str | None = None  # None: the hint is made from the fixes (a hint set replaces it)
 
-    def _hint(self) -> str:
-        tried = "try " + ", ".join(self.fixes) if self.fixes else ""
+    @property
+    def fixes(self) -> list[str]:
+        found: list[Fixes] = [group() if callable(group) else group for group in self._fixes]
+        self._fixes = list(found)  # searched once
+        return [fix for group in found for fix in group if fix is not None]
+
+    def add_fix(self, fix: str | Callable[[], str | None]) -> None:
+        self._fixes.append((lambda: (fix(),)) if callable(fix) else (fix,))
+
+    @property
+    def hint(self) -> str:
+        if self._hint is not None:
+            return self._hint
+        fixes = self.fixes
+        tried = "try " + ", ".join(fixes) if fixes else ""
         return "; ".join(part for part in (tried, self.otherwise) if part)
 
-    def add_fix(self, fix: str) -> None:
-        self.fixes.append(fix)
-        self.hint = self._hint()
+    @hint.setter
+    def hint(self, value: str) -> None:
+        self._hint = value
 
 
 class UsageError(ArchcalcError):

@@ -231,16 +231,20 @@ def analyze(spec: Spec, *, input_shape: tuple[int, ...] | None = None, batch: in
 
 def _add_network_input(error: GeometryError, spec: Spec, shape: Shape, rounding: str | None) -> None:
     """Add to a layer's fixes the nearest network input that makes every layer valid: a layer's
-    own input size is rarely what one can change ('the network input of 34 (archcalc solve)')."""
-    if rounding is not None:
-        spec = dataclasses.replace(spec, nodes=tuple(dataclasses.replace(node, layer=as_analyzed(node.layer, rounding))
-                                                     for node in spec.nodes))
-    found = nearest_valid_input(spec, shape)
-    if found is not None:
+    own input size is rarely what one can change ('the network input of 34 (archcalc solve)').
+    Searched when the hint is first read (GeometryError)."""
+    def fix() -> str | None:
+        analyzed = spec if rounding is None else dataclasses.replace(spec, nodes=tuple(
+            dataclasses.replace(node, layer=as_analyzed(node.layer, rounding)) for node in spec.nodes))
+        found = nearest_valid_input(analyzed, shape)
+        if found is None:
+            return None
         new, together = found
         varied = next(size for size, old in zip(new, shape) if size != old)
-        error.add_fix(f"the network input of {varied} (archcalc solve)" if together else
-                      f"the network input {shape_text(new)} (archcalc solve)")
+        return (f"the network input of {varied} (archcalc solve)" if together else
+                f"the network input {shape_text(new)} (archcalc solve)")
+
+    error.add_fix(fix)
 
 
 def nearest_valid_input(spec: Spec, shape: Shape, search: int = 64) -> tuple[Shape, bool] | None:

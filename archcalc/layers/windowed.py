@@ -135,7 +135,7 @@ class Windowed(Layer):
                    f"is not whole; stride {w.stride} leaves the {unread} unread "
                    f"(PyTorch would silently floor to {floor})")
         field = "stride" if "stride" in self.spec_fields else "kernel"
-        return GeometryError(message, fixes=tuple(self._fixes(w, windows)), field=field,
+        return GeometryError(message, fixes=lambda: tuple(self._fixes(w, windows)), field=field,
                              otherwise="or accept the loss with 'rounding: floor' (PyTorch) or 'ceil' (Caffe)")
 
     def _too_big(self, w: Window, axis: int, windows: tuple) -> GeometryError:
@@ -145,7 +145,7 @@ class Windowed(Layer):
         if w.rounding == "ceil":  # PyTorch's ceil_mode: one window may hang past the edge, by less than S
             message += f" (rounding up lets one window hang past the edge by less than the stride {w.stride})"
         largest = (w.size + w.pad_left + w.pad_right - 1) // w.dilation + 1  # F_eff <= D + 2P
-        return GeometryError(message, fixes=tuple(self._fixes(w, windows)), field="kernel",
+        return GeometryError(message, fixes=lambda: tuple(self._fixes(w, windows)), field="kernel",
                              otherwise=f"at most kernel {largest} fits here")
 
 
