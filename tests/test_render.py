@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, SPECS, spec_text
+from conftest import ROOT, SPECS, shipped_specs, spec_text
 from kind_table import each_row
 
 import archcalc
@@ -292,8 +292,9 @@ def test_unknown_extension_is_refused(tmp_path):
 
 
 @needs_dot
-@pytest.mark.parametrize("spec", sorted(p.name for p in SPECS.glob("*.yaml")))
-def test_every_shipped_spec_draws(spec, tmp_path):
+# quick: the specs that use every kind between them (each kind's box is checked alone above); all in the slow tier
+@pytest.mark.parametrize("path", shipped_specs(quick="kinds"))
+def test_every_shipped_spec_draws(path, tmp_path):
     out = tmp_path / "spec.svg"
-    assert render(SPECS / spec, "-o", out, "--collapse").exit_code == 0
+    assert render(path, "-o", out, "--collapse").exit_code == 0
     assert svg_items(out)
