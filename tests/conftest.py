@@ -70,11 +70,13 @@ def pytest_collection_finish(session):
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item, nextitem):
-    # ... and so is most of what a test leaves (modules imported, caches filled): the young
-    # garbage collected, the rest frozen too. The full passes over an ever larger heap took some
-    # 3 s of CPU a run, a fifth of a second each
-    gc.collect(1)
-    gc.freeze()
+    # ... and in the quick tier, so is most of what a test leaves (modules imported, caches filled):
+    # the young garbage collected, the rest frozen too (the full passes over an ever larger heap took
+    # some 3 s of CPU a run, a fifth of a second each). Not with the slow tier's big models: a
+    # reference cycle of theirs that outlived the young collections would stay frozen, never freed
+    if SLOW_LEFT_OUT in item.config.stash:
+        gc.collect(1)
+        gc.freeze()
 
 
 def spec_text(input_shape, *layers, defaults: str = "") -> str:
