@@ -102,7 +102,7 @@ def test_cli_train_and_max_batch():
     assert result.exit_code == 0
     for text in ("training memory (momentum, float32, batch 8, cuda kernels)", "training step (momentum): peak",
                  "gradients", "optimizer state", "activations (kept for backward", "peak per phase: forward",
-                 "rule of thumb", "largest batch in 24.00 GB"):
+                 "course's rule, training (x2)", "largest batch in 24.00 GB"):
         assert text in result.output, text
     assert "a sum, not a schedule" not in result.output
     data = json.loads(run("inspect", SPECS / "vgg16.yaml", "--train", "--max-batch", "16GiB", "-f", "json").output)

@@ -10,8 +10,10 @@ explain, diff, run) takes its wording from here.
 - bytes = count x dtype size (the int64 buffers, BatchNorm's batch counter, 8 bytes in any dtype,
   as ``model.to(dtype)`` leaves them); activation bytes = neurons x batch x dtype size; units are decimal
   (1 MB = 10^6 B) with the binary value beside (1 MiB = 2^20 B);
-- forward memory = parameter + buffer + activation bytes; the course's training rule of thumb
-  is twice that;
+- the inference peak is the memory schedule's (analysis/schedule.py): parameters + buffers + the
+  input + the largest set of tensors alive at once as PyTorch runs the layers; the course's rule
+  stays beside it, labelled as such: forward memory = parameter + buffer + activation bytes (every
+  output kept), training twice that;
 - MACs are the multiply-accumulates of the kinds that define ``Layer.macs``, per sample (what
   torchvision's tables call GFLOPS); FLOPs = 2 x MACs + every other operation, each kind
   stating its rule (``Layer.extra_flops``); the totals also give both x batch.
@@ -69,7 +71,11 @@ def conventions(dtype: str, batch: int) -> dict[str, str]:
                    "(they create no new values); pools and norms count; the input is not counted",
         "bytes": f"count x {DTYPE_BYTES[dtype]} ({dtype}), int64 buffers x 8; activations x batch {batch}; "
                  "1 kB = 1000 B, 1 MB = 10^6 B; KiB/MiB/GiB are binary (2^10, 2^20, 2^30)",
-        "training_estimate": "the course's rule of thumb: about twice the forward memory",
+        "inference_peak": "the memory schedule's (archcalc memory): parameters + buffers + the input + the largest "
+                          "set of tensors alive at once as PyTorch runs the layers (eval, no_grad), CUDA's kernels, "
+                          "at the batch",
+        "training_estimate": "the course's rule: forward pass = parameters + buffers + activations (every output "
+                             "kept), training about twice that",
         "macs": f"multiply-accumulates of {', '.join(kinds_with_macs())} layers, per sample (conv: output "
                 "elements x C/groups x kernel volume; dense: in x out; attention: its projections + Q Kᵀ + A V, "
                 "heads x T x S x head_dim each, the full T x S when causal); no bias: torchvision's 'GFLOPS'",

@@ -110,7 +110,7 @@ def _totals(analysis: Analysis) -> tuple:
     lines += [
         f"activation memory = {t.neurons:,} x {analysis.batch} x {size} B = {human_bytes(t.activation_bytes)} "
         f"(neurons x batch x bytes)",
-        f"forward pass = {human_bytes(t.forward_bytes)}; training, rule of thumb x2 = "
+        f"course's rule: forward pass = {human_bytes(t.forward_bytes)}; training x2 = "
         f"{human_bytes(t.training_bytes_estimate)}",
     ]
     if analysis.opaque:

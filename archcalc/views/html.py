@@ -105,7 +105,7 @@ def fragment(analysis: Analysis, drawing: Diagram, extras: Extras | None = None,
     if error is None:
         if extras.unrolled is not None:
             parts.append(_plain_table(im2col_table(analysis, extras)))
-        parts += [_lines("Totals", "ac-totals", summary_lines(analysis, baseline) + extra_lines(analysis, extras)),
+        parts += [_lines("Totals", "ac-totals", summary_lines(analysis, baseline, extras=extras) + extra_lines(analysis, extras)),
                   _lines("Peak memory (the layers replayed as PyTorch runs them, CUDA kernels)", "ac-memory",
                          [line for training in (False, True)
                           for line in schedule_lines(schedule(analysis, training=training, optimizer="adam",

@@ -70,15 +70,16 @@ def schedule_lines(schedule: Schedule, name=visible) -> list[str]:
 
 def schedule_dict(schedule: Schedule) -> dict:
     """The JSON of a schedule: its peak (= fixed_bytes + batch x per_sample_bytes at that moment),
-    the phase and layer, what it is made of there, and each phase's peak."""
+    the phase and layer, what it is made of there, each phase's peak, and beside a training
+    step's the course's rule (x2 the forward pass)."""
     batch = schedule.analysis.batch
     peak = schedule.peak_moment()
+    rule = {"rule_of_thumb_bytes": schedule.analysis.totals.training_bytes_estimate} if schedule.training else {}
     return {"optimizer": schedule.optimizer, "mixed_precision": schedule.mixed_precision, "batch": batch,
             "device": schedule.device, "peak_bytes": peak.bytes(batch), "peak_phase": peak.phase,
             "peak_layer": peak.layer or None, "fixed_bytes": sum(peak.fixed), "per_sample_bytes": sum(peak.sample),
             **{JSON_KEYS[part]: value for part, value in peak.parts(batch).items()},
-            "phase_peaks": {phase: schedule.peak(phase) for phase in schedule.phases},
-            "rule_of_thumb_bytes": schedule.analysis.totals.training_bytes_estimate}
+            "phase_peaks": {phase: schedule.peak(phase) for phase in schedule.phases}, **rule}
 
 
 def steps(schedule: Schedule) -> list[tuple[str, str, Moment]]:

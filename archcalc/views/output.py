@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from . import escape
 
-JSON_SCHEMA_VERSION = 2  # every JSON document archcalc writes (inspect, solve, diff, run); 2: inspect's sequence
+JSON_SCHEMA_VERSION = 3  # every JSON document archcalc writes (inspect, solve, diff, run); 2: inspect's sequence
+# figures; 3: inspect's inference peak (the memory schedule's)
 RICH_TABLE_ROWS = 500
 GAP = 3          # between two columns, as rich's SIMPLE_HEAD box draws them (pad, separator, pad)
 BAND_INDENT = 4  # a row's second line (band) starts this much further right

@@ -9,6 +9,7 @@ from ..analysis.conventions import EXTRA_CONVENTIONS, conventions, footnote, opa
 from ..analysis.receptive import field_text
 from ..analysis.walk import Analysis
 from ..choices import DTYPE_BYTES
+from ..errors import SpecError
 from ..layers import Steps, parts, shape_text
 from ..layers.base import axes, spatial_rank
 from ..units import decimal_bytes, human_bytes, human_count
@@ -33,6 +34,8 @@ class Extras:
     sequence: object | None = None         # sequence.SequenceFigures: a sequence input's per-token figures
     checkpointed: object | None = None     # schedule.Schedule of the training step with --checkpoint's segments
     segments: tuple = ()                   # checkpoint.Segment of each (--checkpoint)
+    inference: object | None = None        # schedule.Schedule of inference at the batch (PLANNED_DEVICE's kernels)
+    not_replayed: str = ""                 # why there is none: the schedule's refusal (too many operations)
 
 
 def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = False, optimizer: str = "adam",
@@ -42,13 +45,15 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
     """The sections asked for, each from its library function; ``sharding``: sharded_memory's
     strategy, gpus and shard_units (--gpus/--shard); ``kv_cache``: the context length of
     --kv-cache; ``segments``: --checkpoint's (analysis/checkpoint.py), the training step again
-    with them checkpointed. A network reading a sequence always gets its per-token figures. Training
-    memory is the schedule's (analysis/schedule.py) with CUDA's kernels, the device one plans for."""
+    with them checkpointed. A network reading a sequence always gets its per-token figures, every
+    network its inference peak (_inference). Memory is the schedule's (analysis/schedule.py) with
+    CUDA's kernels, the device one plans for."""
     from ..analysis.im2col import unrolled_layers
     from ..analysis.receptive import receptive_fields
     from ..analysis.schedule import max_batch, schedule
     from ..analysis.sequence import sequence_figures
 
+    inference, not_replayed = _inference(analysis)
     return Extras(receptive_fields(analysis) if receptive_field else None,
                   schedule(analysis, training=True, optimizer=optimizer, device=PLANNED_DEVICE,
                            mixed_precision=mixed_precision) if train else None,
@@ -59,7 +64,18 @@ def extras(analysis: Analysis, *, receptive_field: bool = False, train: bool = F
                   sequence_figures(analysis, kv_cache),
                   schedule(analysis, training=True, optimizer=optimizer, device=PLANNED_DEVICE,
                            mixed_precision=mixed_precision, checkpoint=tuple(s.layers for s in segments))
-                  if train and segments else None, segments)
+                  if train and segments else None, segments, inference, not_replayed)
+
+
+def _inference(analysis: Analysis) -> tuple[object | None, str]:
+    """The inference schedule at the analysis's batch, or why the schedule will not replay it
+    (its refusal's message): the report still gives every other figure."""
+    from ..analysis.schedule import schedule
+
+    try:
+        return schedule(analysis, device=PLANNED_DEVICE), ""
+    except SpecError as exc:
+        return None, exc.message
 
 
 def _sharding(analysis: Analysis, options: dict | None, optimizer: str, mixed_precision: str | None):
@@ -198,10 +214,17 @@ def im2col_dict(unrolled, analysis: Analysis) -> dict:
 
 
 def extras_dict(extras: Extras) -> dict:
-    """The top-level JSON keys of the sections present: training, max_batch."""
-    found = {}
+    """The top-level JSON keys of the sections present: inference (or why it was not replayed),
+    training, checkpoint, max_batch, sharding."""
+    from .memory import schedule_dict
+
+    found: dict = {}
+    if extras.inference is not None:
+        found["inference"] = schedule_dict(extras.inference)
+    elif extras.not_replayed:
+        found["inference"] = None
+        found["inference_not_replayed"] = extras.not_replayed
     if extras.training is not None:
-        from .memory import schedule_dict
         found["training"] = schedule_dict(extras.training)
     if extras.checkpointed is not None:
         from .memory import checkpoint_dict
@@ -284,7 +307,7 @@ COLUMNS = (
     Column("flops", ("FLOPs",), "floating-point operations per sample"),
     Column("batch_flops", ("batch FLOPs",), "floating-point operations per batch"),
     Column("memory", ("memory",), "(params + buffers) x dtype + (neurons + attention scores) x batch x dtype: adds up "
-                                  "to the forward pass"),
+                                  "to the course's forward pass"),
     Column("scores", ("attention scores",), "attention probabilities held per sample (heads x T x S), in the memory"),
     Column("kv_cache", ("KV cache",), "bytes of the layer's KV cache at --kv-cache (its context and the batch)"),
     Column("rf", ("field", "jump", "start"), "receptive field per axis: size, jump (effective stride), start"),
@@ -531,7 +554,10 @@ def im2col_rows(analysis: Analysis, extras: Extras) -> list[tuple]:
             for stats, u in extras.unrolled or []]
 
 
-def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=escape.visible) -> list[str]:
+def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=escape.visible,
+                  extras: Extras | None = None) -> list[str]:
+    """The totals: counts, compute, memory (the schedule's inference peak where ``extras`` has
+    it, then the course's rule: parameters + activations, x2 for training), changed weights."""
     t = analysis.totals
     batch = f"batch {analysis.batch}, {analysis.dtype}"
     scores = f", attention scores {human_bytes(t.scores * analysis.batch * DTYPE_BYTES[analysis.dtype])} of it" \
@@ -545,8 +571,9 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=esc
         input_size_line(analysis),
         f"parameter memory: {human_bytes(t.param_bytes + t.buffer_bytes)} ({analysis.dtype})",
         f"activation memory: {human_bytes(t.activation_bytes)} ({batch}{scores})",
-        f"forward pass: {human_bytes(t.forward_bytes)} = parameters + activations",
-        f"training, rule of thumb (x2): {human_bytes(t.training_bytes_estimate)}",
+        *inference_line(analysis, extras or Extras(), name),
+        f"course's rule, forward pass: {human_bytes(t.forward_bytes)} = parameters + activations",
+        f"course's rule, training (x2): {human_bytes(t.training_bytes_estimate)}",
     ]
     for layer, before in changed_weights(analysis, baseline).items():
         now = analysis.layer(layer).params
@@ -554,6 +581,18 @@ def summary_lines(analysis: Analysis, baseline: Analysis | None = None, name=esc
                      f"{shape_text(analysis.input_shape)} but {before:,} at the spec's "
                      f"{shape_text(analysis.spec.input_shape)}")
     return lines
+
+
+def inference_line(analysis: Analysis, extras: Extras, name=escape.visible) -> list[str]:
+    """'inference peak: 592.57 MB (565.12 MiB) at conv2 (batch 1, cuda kernels: ...)', as archcalc
+    memory gives it; or why it was not replayed; nothing where it was not asked for."""
+    if extras.inference is None:
+        return [f"inference peak: not replayed: {extras.not_replayed}"] if extras.not_replayed else []
+    schedule = extras.inference
+    moment = schedule.peak_moment()
+    where = f" at {name(moment.layer)}" if moment.layer else ""
+    return [f"inference peak: {human_bytes(schedule.peak())}{where} (batch {analysis.batch}, {schedule.device} "
+            f"kernels: the layers replayed as PyTorch runs them)"]
 
 
 def input_size_line(analysis: Analysis) -> str:
@@ -571,7 +610,7 @@ def to_markdown(analysis: Analysis, baseline: Analysis | None = None, extras: Ex
     word, _, shapes = inputs_text(analysis, options.batch_axis).partition(" ")
     out = [f"# {name(analysis.spec.name)}", "", f"{word}: {name(shapes)}", ""]
     out += markdown_table(layer_table(analysis, extras, options, baseline))
-    out += [""] + [f"- {line}" for line in summary_lines(analysis, baseline, name) +
+    out += [""] + [f"- {line}" for line in summary_lines(analysis, baseline, name, extras) +
                    extra_lines(analysis, extras, name)]
     if extras.unrolled is not None:
         out += ["", f"Convolutions as matrix products (batch {analysis.batch}):", ""]
@@ -635,7 +674,7 @@ def table_report(analysis: Analysis, baseline: Analysis | None, extras: Extras,
     if extras.unrolled is not None:
         blocks.append(im2col_table(analysis, extras))
     blocks += [(line, "bold yellow" if line.startswith("weights") else "")
-               for line in summary_lines(analysis, baseline) + extra_lines(analysis, extras)]
+               for line in summary_lines(analysis, baseline, extras=extras) + extra_lines(analysis, extras)]
     return blocks + [(UNITS_NOTE, "dim")]
 
 
