@@ -55,3 +55,17 @@ def test_every_format_labels_the_course_rule(path):
     assert (data["totals"]["forward_bytes"], data["totals"]["training_bytes_estimate"]) == (
         totals.param_bytes + totals.buffer_bytes + totals.activation_bytes, 2 * totals.forward_bytes)
     assert "course's rule" in data["conventions"]["training_estimate"] and "inference_peak" in data["conventions"]
+
+
+def test_a_spec_the_schedule_will_not_replay_keeps_every_other_figure(tmp_path):
+    """inspect replays inference for its peak: where the schedule refuses (a gru of 2^63-1
+    layers), every format still answers, and says why in the peak's place."""
+    path = tmp_path / "endless.yaml"
+    path.write_text(spec_text({"steps": 6, "features": 2}, "gru: {hidden: 3, layers: 9223372036854775807}"))
+    why = "the memory schedule replays at most 20,000 tensor operations (about a second)"
+    for fmt in ("table", "markdown", "csv", "html"):
+        result = CliRunner().invoke(main, ["inspect", str(path), "-f", fmt])
+        assert result.exit_code == 0, (fmt, result.output)
+        assert (f"inference peak: not replayed: {why}" in html.unescape(result.output)) == (fmt != "csv"), fmt
+    data = json.loads(CliRunner().invoke(main, ["inspect", str(path), "-f", "json"]).output)
+    assert data["inference"] is None and data["inference_not_replayed"].startswith(why)
