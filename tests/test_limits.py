@@ -333,3 +333,13 @@ def test_run_memory_refuses_a_replay_before_pytorch_runs(tmp_path):
     result = CliRunner().invoke(main, ["run", "--memory", str(path)])
     assert result.exit_code == 2, result.output
     assert "error: layer rnn1: the memory schedule replays at most 20,000 tensor operations" in result.output
+
+
+def test_run_sizes_a_spec_the_schedule_will_not_replay_by_the_course_rule():
+    """run checks that a CPU run fits in free memory by the schedule's peak; past the schedule's
+    limit (a million-layer rnn: 24 MB of weights) by the course's rule, not a refusal."""
+    from archcalc.backend.verification import _check_fits, predicted_peak
+
+    analysis = archcalc.analyze(archcalc.loads(spec_text(SEQUENCE, "rnn: {hidden: 1, layers: 1000000}")))
+    assert predicted_peak(analysis, "forward", "cpu") is None
+    _check_fits(analysis, train=True)

@@ -196,13 +196,17 @@ def _device_name(torch, device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
-def predicted_peak(analysis: Analysis, mode: str, device: str) -> int:
+def predicted_peak(analysis: Analysis, mode: str, device: str) -> int | None:
     """The memory schedule's peak for a timed pass: inference (forward), or forward + backward
-    with no optimizer step (train: SGD keeps no state, and its step frees nothing)."""
+    with no optimizer step (train: SGD keeps no state, and its step frees nothing); None where
+    the schedule will not replay the spec (more operations than it replays)."""
     from ..analysis.schedule import schedule
 
-    return schedule(analysis, training=mode == "train", optimizer="sgd",
-                    device="cuda" if device == "cuda" else "cpu").peak()
+    try:
+        return schedule(analysis, training=mode == "train", optimizer="sgd",
+                        device="cuda" if device == "cuda" else "cpu").peak()
+    except SpecError:
+        return None
 
 
 def _check_fits(analysis: Analysis, train: bool) -> None:
@@ -211,10 +215,14 @@ def _check_fits(analysis: Analysis, train: bool) -> None:
     if free is None:
         return
     need = predicted_peak(analysis, "train" if train else "forward", "cpu")
+    source = f"the memory schedule's {'training' if train else 'inference'} peak"
+    if need is None:   # too many operations to replay: the course's rule (every output kept; x2 training)
+        need = analysis.totals.training_bytes_estimate if train else analysis.totals.forward_bytes
+        source = "the course's rule: the memory schedule does not replay this many operations"
     if need > free:
         raise ArchcalcError(
-            f"this run needs about {human_bytes(need)} at batch {analysis.batch} (the memory "
-            f"schedule's {'training' if train else 'inference'} peak), but only {human_bytes(free)} is available",
+            f"this run needs about {human_bytes(need)} at batch {analysis.batch} ({source}), "
+            f"but only {human_bytes(free)} is available",
             hint="--device meta checks every shape and count without memory; or lower --batch")
 
 

@@ -45,7 +45,10 @@ def summary_lines(result) -> list[str]:
         what = "forward" if timing.mode == "forward" else "forward + backward"
         lines.append(f"{what}: {timing.milliseconds:.2f} ms per batch of {timing.batch}, "
                      f"{timing.samples_per_second:,.1f} samples/s ({timing.iterations} runs after warm-up)")
-        if timing.peak_bytes is not None:
+        if timing.peak_bytes is not None and timing.predicted_bytes is None:
+            lines.append(f"  peak memory: measured {human_bytes(timing.peak_bytes)}, not predicted (the memory "
+                         f"schedule does not replay this many operations)")
+        elif timing.peak_bytes is not None:
             lines.append(f"  peak memory: measured {human_bytes(timing.peak_bytes)}, predicted "
                          f"{human_bytes(timing.predicted_bytes)} (the memory schedule): ratio {timing.memory_ratio:.2f}")
     for name, values in result.outputs.items():
