@@ -452,7 +452,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             if op.rereads:
                 reads = [*reads, inputs[0]]
             held: list[_Tensor] = []
-            compute = _compute_bytes(op, reads, size, half)
+            # (an op that reads nothing makes a tensor like its layer's input: zeros of its dtype)
+            compute = _compute_bytes(op, reads if op.reads != () else inputs[:1], size, half)
             if half and op.autocast in (LOWER, FLOAT32):   # autocast casts what the op reads to its dtype: copies
                 reads = held = [_cast(replay, recorded, stats.name, t, compute, training) for t in reads]
             if op.contiguous and any(t.strided for t in reads):   # reshape copies a strided input (autocast's cast first)
@@ -478,7 +479,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 strided = replay.view(output, output.fixed, output.sample)
                 replay.drop(output)
                 output, strided.strided = strided, True
-            extras = [replay.allocate(*_bytes(extra, dtypes, analysis.batch, bool(half)), "activations") for extra in op.extras]
+            extras = [replay.allocate(*_bytes(extra, dtypes, analysis.batch, half, compute), "activations") for extra in op.extras]
             if tracked:
                 kept = [t for ref in op.saves
                         for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]]
@@ -499,7 +500,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                                           weight_bytes=share if op.weights else 0,
                                           weight_parts=pieces if op.weights else (), cast=half if copies else 0,
                                           copied_weight=op.copied_weight * size if weights else 0,
-                                          temporaries=[_bytes(t, dtypes, analysis.batch, bool(half)) for t in op.temporaries]))
+                                          temporaries=[_bytes(t, dtypes, analysis.batch, half, compute) for t in op.temporaries]))
                 if frame is not None and kept:   # checkpoint packs them: kept by nothing until backward reruns
                     frame.pack(recorded[-1], kept, not any(ref == OUTPUT or isinstance(ref, int) for ref in op.saves))
             for extra in extras:
@@ -655,13 +656,20 @@ def _token_ids(shape: Shape) -> bool:
     return isinstance(shape, Steps) and len(shape) == 1
 
 
-def _bytes(tensor: Tensor | Workspace, dtypes: dict[str, int], batch: int, mixed: bool) -> tuple[int, int]:
-    """(fixed, per sample) bytes of a footprint.Tensor (``mixed``: under autocast), or of a
-    Workspace (its line through the exact bytes at ``batch``, with the slope of its regions)."""
+def _bytes(tensor: Tensor | Workspace, dtypes: dict[str, int], batch: int, half: int,
+           compute: int) -> tuple[int, int]:
+    """(fixed, per sample) bytes of a footprint.Tensor (``half``: autocast's bytes per number, 0
+    without; ``compute``: the op's), or of a Workspace (its line through the exact bytes at
+    ``batch``, with the slope of its regions)."""
     if isinstance(tensor, Workspace):
         slope = tensor.slope(dtypes)
         return tensor.bytes(batch, dtypes) - slope * batch, slope
-    total = tensor.elements * dtypes[tensor.autocast if mixed and tensor.autocast else tensor.dtype]
+    dtype = tensor.dtype
+    if half and tensor.autocast:
+        dtype = tensor.autocast
+    if half and compute > half and tensor.cast:
+        dtype = tensor.cast
+    total = tensor.elements * dtypes[dtype]
     return (0, total) if tensor.batched else (total, 0)
 
 

@@ -53,13 +53,15 @@ def read(k: int) -> str:
 @dataclass(frozen=True)
 class Tensor:
     """A tensor an op returns besides its output: ``elements`` per sample (``batched``) or in all,
-    of ``dtype``, or of ``autocast`` under mixed precision when that differs (NONE: not made
-    there; Tensor(n, NONE, autocast=LOWER): a 16-bit copy autocast makes)."""
+    of ``dtype``; of ``autocast`` under mixed precision, when given; of ``cast`` when autocast
+    casts the state a recurrent step reads to 16 bits (the op computes in a wider dtype: a float32
+    state), when given. NONE: not made then (Tensor(n, NONE, cast=LOWER): the state's 16-bit copy)."""
 
     elements: int
     dtype: str = ACTIVATION
     batched: bool = True
     autocast: str = ""
+    cast: str = ""
 
 
 @dataclass(frozen=True)

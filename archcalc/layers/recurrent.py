@@ -404,15 +404,16 @@ class Recurrent(Layer):
                 below = len(ops) - 1
             else:
                 below = tops[0]
+        state = LOWER if onednn else self.STATE[self.gates]   # the final states' dtype: their steps'
         if self.returns == "last":   # the final states stacked (native: its steps' op holds the last h)
             ops.append(Op(stacked, reads=tuple(top - (not onednn) for top in tops)))
             if lstm:
-                ops.append(Op(stacked, reads=(), lingers=1))
+                ops.append(Op(stacked, reads=(), lingers=1, dtype=state))
             ops.append(Op(self.directions * h, reads=(len(ops) - 1 - lstm,), gradient="view"))
             return self._lifetimes(ops, states)
-        ops.append(Op(stacked, reads=(), lingers=1 + lstm))   # the final states, unread
+        ops.append(Op(stacked, reads=(), lingers=1 + lstm, dtype=state))   # the final states, unread
         if lstm:
-            ops.append(Op(stacked, reads=(), lingers=1))
+            ops.append(Op(stacked, reads=(), lingers=1, dtype=state))
         ops.append(Op(None, reads=(below,), gradient="view", strided=steps > 1))   # batch-first: a strided view
         return self._lifetimes(ops, states)
 
@@ -443,7 +444,7 @@ class Recurrent(Layer):
         under autocast with their 16-bit copies (kept instead of them); with ``bias: single`` the
         zero second bias's 16-bit copy (a buffer: autocast does not cache it)."""
         h, zeros = self.hidden, 0 if self.bias else 4 * self.hidden * (self.hidden + width)
-        kept = [Tensor(h, NONE, autocast=LOWER), Tensor(h, NONE, autocast=LOWER)]
+        kept = [Tensor(h, NONE, cast=LOWER), Tensor(h, NONE, cast=LOWER)]
         if zeros:
             kept += [Tensor(zeros, ACTIVATION, False, NONE), Tensor(zeros, NONE, False, LOWER)]
         if self.bias == "single":
@@ -477,7 +478,8 @@ class Recurrent(Layer):
         return [Op(None, reads=(layer_input(0) if source is None else source,), gradient="view", autocast=LOWER),
                 Op(h if last else steps * h, reads=(start, *states), extras=extras, dtype=LOWER,
                    saves=(INPUT, OUTPUT, *range(len(extras) - len(passed))), weights=w_ih + w_hh + b_ih,
-                   temporaries=(Tensor(h), Tensor(h), *((Tensor(untrained, batched=False),) if untrained else ()),
+                   temporaries=(Tensor(h, autocast=FLOAT32), Tensor(h, autocast=FLOAT32),
+                                *((Tensor(untrained, batched=False, autocast=FLOAT32),) if untrained else ()),
                                 *float32), float32_gradients=True, autocast=PRODUCT)]
 
     # per step of PyTorch's own cells in training, what autograd keeps, in units of H per sample by
@@ -525,7 +527,7 @@ class Recurrent(Layer):
         kept[(NONE, LOWER)] += g == 1   # the initial state's 16-bit copy (an Elman cell's h is 16-bit after it)
         first = Counter(self.RELEASED[g])
         freed, alive = (Counter(self.ACCUMULATING[g][0]), self.ACCUMULATING[g][1]) if steps > 1 else (first, {})
-        parts = [tuple(Tensor(units * h, dtype, autocast=mixed) for (dtype, mixed), units in part.items() if units > 0)
+        parts = [tuple(Tensor(units * h, dtype, cast=cast) for (dtype, cast), units in part.items() if units > 0)
                  for part in (first, freed - first, kept - freed)]
         released = (len(parts[0]), len(parts[0]) + len(parts[1]))
         ops.append(Op(h, reads=(start + len(ops) - 1, *states), extras=(*parts[0], *parts[1], *parts[2]),
@@ -533,12 +535,12 @@ class Recurrent(Layer):
                              *range(released[1], released[1] + len(parts[2]))),
                       weights=w_hh, releases=released, dtype=self.STATE[g], autocast=PRODUCT,
                       temporaries=(Tensor(2 * g * h * h, LOWER, batched=False),
-                                   *(Tensor(units * h, dtype, autocast=mixed) for (dtype, mixed), units in alive.items()))
+                                   *(Tensor(units * h, dtype, cast=cast) for (dtype, cast), units in alive.items()))
                       if steps > 1 else ()))
         # torch.stack of the hidden states; under autocast a gated cell's earlier states, which nobody
         # saves (the next step's product saved their 16-bit copies), are freed once it is made
         ops.append(Op(steps * h, gradient="view",
-                      extras=(Tensor((steps - 1) * h, NONE, autocast=ACTIVATION),) if g == 3 and steps > 1 else ()))
+                      extras=(Tensor((steps - 1) * h, NONE, cast=ACTIVATION),) if g == 3 and steps > 1 else ()))
         return ops
 
     def size_terms(self, x: tuple, y: Shape | None) -> tuple:
