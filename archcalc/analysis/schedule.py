@@ -472,7 +472,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             elif op.part:
                 output = replay.view(reads[0], 0, op.output * compute)
             else:
-                itemsize = dtypes[op.dtype]
+                itemsize = dtypes[op.cast if half and compute > half and op.cast else op.dtype]
                 output = replay.allocate(0, op.output * itemsize, "activations", tracked, itemsize)
             output.requires_grad = output.requires_grad or tracked
             if op.strided and analysis.batch > 1:   # the same bytes, seen through strides: it takes over the hold

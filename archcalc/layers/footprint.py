@@ -153,7 +153,9 @@ class Op:
            16-bit copies) only to compute its input's gradient, not when its input needs none.
     dtype: its output's: ACTIVATION (what it computes in: autocast's list, else the widest floating
            tensor it reads) or LOWER (16 bits under autocast whatever else it reads: a recurrent step
-           whose sum of 16-bit products is its new state).
+           whose sum of 16-bit products is its new state); NONE (no tensor).
+    cast: its output's dtype instead when autocast casts a state wider than 16 bits for the layer
+           (as Tensor.cast; an op that reads nothing: when the layer's input is).
     autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
            convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
            runs it in float32), PRODUCT (a recurrent step: its product with the weights runs in 16
@@ -189,6 +191,7 @@ class Op:
     product: bool = False
     float32_gradients: bool = False
     dtype: str = ACTIVATION
+    cast: str = ""
     autocast: str = ""
     copied_weight: int = 0
     if_channels_first: tuple = ()

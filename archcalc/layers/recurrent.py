@@ -406,7 +406,7 @@ class Recurrent(Layer):
                 below = tops[0]
         state = LOWER if onednn else self.STATE[self.gates]   # the final states' dtype: their steps'
         if self.returns == "last":   # the final states stacked (native: its steps' op holds the last h)
-            ops.append(Op(stacked, reads=tuple(top - (not onednn) for top in tops)))
+            ops.append(Op(stacked, reads=tuple(top - 2 * (not onednn) for top in tops)))
             if lstm:
                 ops.append(Op(stacked, reads=(), lingers=1, dtype=state))
             ops.append(Op(self.directions * h, reads=(len(ops) - 1 - lstm,), gradient="view"))
@@ -422,13 +422,14 @@ class Recurrent(Layer):
         """``ops`` with those at ``kept`` (the initial states) referenced until the module returns, and each native
         layer's input projection and hidden states until the next one's steps begin (the last
         one's through the concatenation of its directions): PyTorch's layer objects hold them
-        that long (measured)."""
+        that long (measured); so are the steps' states nobody saves (``_native_layer``)."""
         ends = {position: len(ops) - 1 for position in kept}
         steps = [position for position, op in enumerate(ops) if op.releases is not None]
         for index, position in enumerate(steps):
-            joined = position + 2 < len(ops) and {position, position + 1} & set(ops[position + 2].reads or ())
-            end = steps[index + 1] - 1 if index + 1 < len(steps) else position + 1 + bool(joined)
-            ends[position - 2] = ends[position] = end   # the projection (after unbind) and the steps
+            stack = position + 2   # after the steps and their unsaved states
+            joined = stack + 1 < len(ops) and {position, stack} & set(ops[stack + 1].reads or ())
+            end = steps[index + 1] - 1 if index + 1 < len(steps) else stack + bool(joined)
+            ends[position - 2] = ends[position] = ends[position + 1] = end   # the projection (after unbind), the steps
         return tuple(dataclasses.replace(op, lingers=ends[position] - position) if position in ends else op
                      for position, op in enumerate(ops))
 
@@ -537,10 +538,10 @@ class Recurrent(Layer):
                       temporaries=(Tensor(2 * g * h * h, LOWER, batched=False),
                                    *(Tensor(units * h, dtype, cast=cast) for (dtype, cast), units in alive.items()))
                       if steps > 1 else ()))
-        # torch.stack of the hidden states; under autocast a gated cell's earlier states, which nobody
-        # saves (the next step's product saved their 16-bit copies), are freed once it is made
-        ops.append(Op(steps * h, gradient="view",
-                      extras=(Tensor((steps - 1) * h, NONE, cast=ACTIVATION),) if g == 3 and steps > 1 else ()))
+        # a gated cell's earlier states where the next step's product saved their 16-bit copies: nobody
+        # saves them, held as long as the projection (_lifetimes)
+        ops.append(Op((steps - 1) * h, reads=(), dtype=NONE, cast=ACTIVATION if g == 3 else ""))
+        ops.append(Op(steps * h, reads=(start + len(ops) - 2,), gradient="view"))   # torch.stack of the hidden states
         return ops
 
     def size_terms(self, x: tuple, y: Shape | None) -> tuple:
