@@ -747,6 +747,11 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
                 computed_inputs.append((tensor, new))
             elif entry.op.gradient == "always":
                 replay.drop(replay.like(tensor, "transient"))
+        if entry.cast and entry.op.float32_gradients:   # the engine casts the kernel's float32 gradients in turn
+            first = len(scratch) - len(entry.temporaries)
+            wide = scratch[first:first + entry.op.float32_gradients]
+            del scratch[first:first + entry.op.float32_gradients]
+            computed = _cast_in_turn(replay, wide, entry.cast)
         for tensor in [gradient, *scratch, *entry.saved]:
             replay.drop(tensor)
         # the engine passes them on to the next nodes once this node has freed what it saved and its
@@ -769,6 +774,20 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
     replay.layer = ""
     replay.mark()
     return rerun, skipped, cut
+
+
+def _cast_in_turn(replay: _Replay, wide: list[_Tensor], half: int) -> _Tensor:
+    """A kernel's float32 gradients cast to its 16-bit inputs' dtype as the engine validates them,
+    one after the other, each float32 one freed once cast: the input's (its cast is the input's
+    gradient, already made), then the weights'; returns their 16-bit gradients, as one tensor."""
+    replay.drop(wide[0])
+    casts = []
+    for tensor in wide[1:]:
+        casts.append(replay.allocate(tensor.fixed * half // 4, tensor.sample * half // 4, "transient"))
+        replay.drop(tensor)
+    for tensor in casts:
+        replay.drop(tensor)
+    return replay.allocate(sum(t.fixed for t in casts), sum(t.sample for t in casts), "transient")
 
 
 def _join_parts(replay: _Replay, grads: dict[int, _Tensor], entry: _Recorded) -> None:

@@ -146,9 +146,9 @@ class Op:
     macs: its multiply-accumulates per sample, where a layer's are spread over several ops (the
            attention's output projection): what a checkpointed segment's rerun leaves out when it
            stops before this op (0: the layer's first op, or none).
-    float32_gradients: under autocast its backward kernel returns its gradients in float32 (among
-           its temporaries: oneDNN's LSTM), which the engine casts to its 16-bit inputs' dtype one
-           by one: the weights' 16-bit gradients appear once it has freed them.
+    float32_gradients: under autocast its backward kernel returns its input's and weights'
+           gradients in float32 (oneDNN's LSTM): its first ``float32_gradients`` temporaries, the
+           input's first, which the engine casts to the 16-bit inputs' dtype one after the other.
     product: a matrix product (mm, addmm): autograd keeps its weights (under autocast, their
            16-bit copies) only to compute its input's gradient, not when its input needs none.
     dtype: its output's: ACTIVATION (what it computes in: autocast's list, else the widest floating
@@ -189,7 +189,7 @@ class Op:
     when_copied: bool = False
     macs: int = 0
     product: bool = False
-    float32_gradients: bool = False
+    float32_gradients: int = 0
     dtype: str = ACTIVATION
     cast: str = ""
     autocast: str = ""

@@ -475,13 +475,16 @@ class Recurrent(Layer):
         extras = (Tensor(steps * h if last else h, LOWER), Tensor(h, LOWER),   # (the sequence or h), c
                   Workspace(regions), *kept, *passed)
         untrained = (2 - self.bias_vectors) * 4 * h   # bias gradients it makes that nobody trains
-        float32 = (Tensor(w_ih + w_hh + b_ih, NONE, False, FLOAT32), Tensor(steps * width, NONE, autocast=FLOAT32))
+        gates = 4 * h   # the kernel's float32 gradients of the input and of each trained weight, in its order
+        trained = (gates * width, gates * h, *((gates,) if self.bias else ()), *((gates,) if self.bias is True else ()))
+        float32 = (Tensor(steps * width, NONE, autocast=FLOAT32),
+                   *(Tensor(elements, NONE, False, FLOAT32) for elements in trained))
         return [Op(None, reads=(layer_input(0) if source is None else source,), gradient="view", autocast=LOWER),
                 Op(h if last else steps * h, reads=(start, *states), extras=extras, dtype=LOWER,
                    saves=(INPUT, OUTPUT, *range(len(extras) - len(passed))), weights=w_ih + w_hh + b_ih,
-                   temporaries=(Tensor(h, autocast=FLOAT32), Tensor(h, autocast=FLOAT32),
-                                *((Tensor(untrained, batched=False, autocast=FLOAT32),) if untrained else ()),
-                                *float32), float32_gradients=True, autocast=PRODUCT)]
+                   temporaries=(*float32, Tensor(h, autocast=FLOAT32), Tensor(h, autocast=FLOAT32),
+                                *((Tensor(untrained, batched=False, autocast=FLOAT32),) if untrained else ())),
+                   float32_gradients=len(float32), autocast=PRODUCT)]
 
     # per step of PyTorch's own cells in training, what autograd keeps, in units of H per sample by
     # (dtype, dtype under autocast when it differs): rnn h (the tanh of 16-bit products); gru the
