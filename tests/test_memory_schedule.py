@@ -640,6 +640,45 @@ def test_recurrent_inference_under_autocast(kind, mixed):
     assert measured > MB and LOW <= predicted / measured <= HIGH, (predicted, measured)
 
 
+# a training step under autocast (bf16), each phase above 1 MB: (kind, T, N, F, H, layers, bidirectional, bias,
+# returns, dense before, optimizer): a quick row per kind (a fraction of a second each); the grid below (slow)
+RECURRENT_AUTOCAST = [
+    ("rnn", 4, 24, 64, 256, 1, False, "true", "sequence", False, "sgd"),
+    ("gru", 4, 16, 64, 160, 1, False, "true", "sequence", False, "sgd"),
+    ("lstm", 4, 16, 64, 160, 1, False, "false", "sequence", False, "sgd"),
+    pytest.param("lstm", 1, 1, 64, 256, 1, False, "single", "last", True, "adam", marks=pytest.mark.slow),
+    pytest.param("lstm", 4, 8, 64, 256, 1, True, "single", "sequence", True, "sgd", marks=pytest.mark.slow),
+    pytest.param("lstm", 12, 16, 64, 96, 3, False, "true", "sequence", False, "adam", marks=pytest.mark.slow),
+    pytest.param("gru", 6, 8, 8, 256, 1, False, "false", "last", True, "adam", marks=pytest.mark.slow),
+]
+
+
+def check_under_autocast(case: tuple, optimizer: str) -> None:
+    """The case's training step under bf16 autocast against the measured tracker: every phase above 1 MB
+    within 0.97-1.03 (and at least one above it)."""
+    analysis = recurrent_analysis(*case)
+    measured = measured_peaks(analysis, train=True, optimizer=optimizer, mixed_precision="bf16")
+    predicted = schedule(analysis, training=True, optimizer=optimizer, device="cpu", mixed_precision="bf16")
+    assert max(measured.values()) > MB, (case, measured)
+    for phase in predicted.phases:
+        if measured[phase] > MB:
+            assert LOW <= predicted.peak(phase) / measured[phase] <= HIGH, (case, optimizer, phase,
+                                                                            predicted.peak(phase), measured[phase])
+
+
+@pytest.mark.parametrize("kind,steps,batch,features,hidden,layers,bidirectional,bias,returns,dense,optimizer",
+                         RECURRENT_AUTOCAST)
+def test_recurrent_training_under_autocast(kind, steps, batch, features, hidden, layers, bidirectional, bias,
+                                           returns, dense, optimizer):
+    """A training step under torch.autocast: 16-bit projections and steps on autocast's weight
+    copies (a projection's copy kept only when its input needs a gradient), an Elman cell's states
+    in 16 bits, a gated cell's float32 states copied to 16 bits for each step's product (the copies
+    kept, the states freed once the layer is done with them), oneDNN's LSTM with 16-bit inputs and
+    workspace and float32 gradients cast in turn, the 16-bit W_hh gradients summed step by step."""
+    check_under_autocast((kind, steps, batch, features, hidden, layers, bidirectional, bias, returns, dense),
+                         optimizer)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("batch", [1, 5])
