@@ -84,8 +84,11 @@ class Recurrent(Layer):
     """
 
     memory_gap = ("on CUDA, cuDNN's kernels and reserve space are not modelled (PyTorch's own cells stand in, "
-                  "unverified: no GPU measured); under mixed precision approximate; with bias: single, the zero "
-                  "second biases PyTorch's model holds (G x H per layer and direction) are left out")
+                  "unverified: no GPU measured); with bias: single, the zero second biases PyTorch's model holds "
+                  "(G x H per layer and direction) are left out")
+    mixed_precision_gap = ("under autocast, a sequence of three steps or fewer: the 16-bit copy of W_hh is kept to "
+                           "the end of the layer's backward, where PyTorch frees it a step earlier (one 16-bit "
+                           "W_hh over in backward)")
 
     hidden: int = arg(positive_int, doc="hidden size H", known_as=("hidden_size", "units"))
     layers: int = arg(positive_int, 1, "stacked recurrent layers", known_as=("num_layers",))
@@ -570,8 +573,10 @@ class LSTM(Recurrent):
 
     gates = 4
     torch_class = "nn.LSTM"
-    memory_gap = (Recurrent.memory_gap + "; in float64 (and in float16 training) PyTorch's own cell runs on the CPU, "
-                  "and in 16 bits oneDNN's workspace is smaller: modelled as oneDNN's float32 layer")
+    memory_gap = (Recurrent.memory_gap + "; in float64, and in a training step under fp16 autocast, PyTorch's own "
+                  "cell runs on the CPU: modelled as oneDNN's layer (the schedule does not choose the kernel by dtype)")
+    mixed_precision_gap = ("under autocast without a bias, after a layer whose output is already 16-bit: the float32 "
+                           "zero biases PyTorch makes while oneDNN's layer runs are not counted")
 
 
 @register("gru")
