@@ -641,7 +641,8 @@ def test_recurrent_inference_under_autocast(kind, mixed):
 
 
 # a training step under autocast (bf16), each phase above 1 MB: (kind, T, N, F, H, layers, bidirectional, bias,
-# returns, dense before, optimizer): a quick row per kind (a fraction of a second each); the grid below (slow)
+# returns, dense before, optimizer): a quick row per kind (a fraction of a second each), slow rows (sequences of
+# two and three steps: autograd frees W_hh's 16-bit copy before the steps' gradients are summed); the grid below
 RECURRENT_AUTOCAST = [
     ("rnn", 4, 24, 64, 256, 1, False, "true", "sequence", False, "sgd"),
     ("gru", 4, 16, 64, 160, 1, False, "true", "sequence", False, "sgd"),
@@ -650,6 +651,8 @@ RECURRENT_AUTOCAST = [
     pytest.param("lstm", 4, 8, 64, 256, 1, True, "single", "sequence", True, "sgd", marks=pytest.mark.slow),
     pytest.param("lstm", 12, 16, 64, 96, 3, False, "true", "sequence", False, "adam", marks=pytest.mark.slow),
     pytest.param("gru", 6, 8, 8, 256, 1, False, "false", "last", True, "adam", marks=pytest.mark.slow),
+    pytest.param("rnn", 3, 8, 8, 512, 1, False, "true", "sequence", False, "sgd", marks=pytest.mark.slow),
+    pytest.param("gru", 2, 8, 8, 256, 2, True, "true", "last", False, "adam", marks=pytest.mark.slow),
 ]
 
 

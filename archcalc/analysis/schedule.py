@@ -486,7 +486,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                                   if isinstance(ref, int) else [reads[int(ref[len("read"):])]])]
                 if half and op.autocast == PRODUCT:   # its 16-bit product saves the 16-bit copies (its extras)
                     kept = [t for t in kept if t.itemsize in (0, half) or any(t is extra for extra in extras)]
-                if not op.product or any(t.requires_grad for t in reads):   # a product keeps its weights for its input's gradient
+                if op.keeps_weights and (not op.product or any(t.requires_grad for t in reads)):   # (a product: for its input's gradient)
                     kept += copies[:1]   # the weights (their bias is not needed)
                 share = weights if op.weights is True else op.weights * weights // max(owner.params, 1)
                 pieces = (share,)   # per parameter tensor where they add up to the trainable bytes

@@ -146,6 +146,9 @@ class Op:
     macs: its multiply-accumulates per sample, where a layer's are spread over several ops (the
            attention's output projection): what a checkpointed segment's rerun leaves out when it
            stops before this op (0: the layer's first op, or none).
+    keeps_weights: autograd keeps its weights (under autocast, their 16-bit copies) until its
+           backward ends; false: not that long (a recurrence of three steps or fewer, whose copy
+           the second step's backward frees, before the steps' weight gradients are summed).
     float32_gradients: under autocast its backward kernel returns its input's and weights'
            gradients in float32 (oneDNN's LSTM): its first ``float32_gradients`` temporaries, the
            input's first, which the engine casts to the 16-bit inputs' dtype one after the other.
@@ -189,6 +192,7 @@ class Op:
     when_copied: bool = False
     macs: int = 0
     product: bool = False
+    keeps_weights: bool = True
     float32_gradients: int = 0
     dtype: str = ACTIVATION
     cast: str = ""

@@ -86,9 +86,9 @@ class Recurrent(Layer):
     memory_gap = ("on CUDA, cuDNN's kernels and reserve space are not modelled (PyTorch's own cells stand in, "
                   "unverified: no GPU measured); with bias: single, the zero second biases PyTorch's model holds "
                   "(G x H per layer and direction) are left out")
-    mixed_precision_gap = ("under autocast, a sequence of three steps or fewer: the 16-bit copy of W_hh is kept to "
-                           "the end of the layer's backward, where PyTorch frees it a step earlier (one 16-bit "
-                           "W_hh over in backward)")
+    mixed_precision_gap = ("under autocast, a sequence of three steps or fewer whose initial state needs a gradient "
+                           "(given by a layer with weights): the 16-bit copy of W_hh is left out of the backward's "
+                           "peak, where PyTorch still holds it")
 
     hidden: int = arg(positive_int, doc="hidden size H", known_as=("hidden_size", "units"))
     layers: int = arg(positive_int, 1, "stacked recurrent layers", known_as=("num_layers",))
@@ -540,7 +540,7 @@ class Recurrent(Layer):
         ops.append(Op(h, reads=(start + len(ops) - 1, *states), extras=(*parts[0], *parts[1], *parts[2]),
                       saves=(*range(released[1]), OUTPUT, *(read(1 + k) for k in range(len(states))),
                              *range(released[1], released[1] + len(parts[2]))),
-                      weights=w_hh, releases=released, dtype=self.STATE[g], autocast=PRODUCT,
+                      weights=w_hh, releases=released, dtype=self.STATE[g], autocast=PRODUCT, keeps_weights=steps > 3,
                       temporaries=(Tensor(2 * g * h * h, LOWER, batched=False),
                                    *(Tensor(units * h, dtype, cast=cast) for (dtype, cast), units in alive.items()))
                       if steps > 1 else ()))
