@@ -504,7 +504,7 @@ class Recurrent(Layer):
     # alive, or (gru, lstm) what the first steps saved is already freed (measured: (freed first,
     # alive) per sample, in units of H by dtype)
     ACCUMULATING: ClassVar[dict[int, tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]]] = {
-        1: ({}, {(LOWER, ""): 1}), 3: ({(LOWER, ""): 5, (ACTIVATION, ""): 1, (ACTIVATION, NONE): 2}, {}),
+        1: ({}, {(LOWER, ""): 1}), 3: ({(LOWER, ""): 6, (ACTIVATION, ""): 1, (ACTIVATION, NONE): 1}, {}),
         4: ({(ACTIVATION, ""): 8}, {})}
     # what the first step frees before its W_hh gradient, per sample in units of H by dtype (gru:
     # two of its terms' products)
