@@ -125,6 +125,10 @@ TABLE = [
     # a frozen layer's 16-bit copies are not cached: cast at each use, freed after it unless saved
     ("frozen", 64, ["mid"], "adam", "bf16"),
     ("frozen", 64, [], "sgd", "fp16"),
+    # attention under autocast: 16-bit projections, the math kernel's float32 copies of q, k and v
+    ("encoder", 8, [], "sgd", "bf16"),
+    ("encoder", 8, ["layers"], "adam", "bf16"),
+    ("encoder", 8, ["encoder_layer1.self_attention"], "sgd", "bf16"),
 ]
 QUICK = {0, 2, 6, 10, 16, 20}
 

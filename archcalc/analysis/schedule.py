@@ -52,6 +52,7 @@ from ..layers.footprint import (
     MASK,
     MAX_OPS,
     NONE,
+    OPMATH,
     OUTPUT,
     PRODUCT,
     Op,
@@ -466,7 +467,9 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             if copies and not owner.trainable_params:   # not cached (_weight_copies): gone after the op unless saved
                 held = held + copies
             dtypes = {**DTYPE_BYTES, ACTIVATION: compute, LOWER: half or size, NONE: 0,
-                      MASK: 1 if device == "cuda" else compute, "int64": 8}
+                      MASK: 1 if device == "cuda" else compute, "int64": 8, OPMATH: 4 if compute == 2 else compute}
+            if op.converts and reads[0].itemsize in (0, dtypes[op.dtype]):   # .to() its own dtype: itself
+                op = dataclasses.replace(op, output=None, converts=False, gradient="view")
             if op.output is None or (op.batch_copy and analysis.batch == 1):
                 output = replay.hold(reads[0])
             elif op.part:
@@ -638,8 +641,9 @@ def _weight_copies(replay: _Replay, cache: dict[str, list[_Tensor]], owner: Laye
                 replay.log.append(("new", copy, replay.layer))
     if key in cache:
         return cache[key]
-    if op.weights is not True:
-        copies = [replay.allocate(op.weights * half, 0, "weights", itemsize=half)]
+    if op.weights is not True:   # its bias (Op.bias) cast apart
+        copies = [replay.allocate(elements * half, 0, "weights", itemsize=half)
+                  for elements in (op.weights - op.bias, op.bias) if elements]
     else:
         tensors = owner.layer.tensors(owner.input_shape) if owner.params else {}
         biases = sum(prod(shape) for name, shape in tensors.items() if name.startswith("bias"))
@@ -743,7 +747,9 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         computed_inputs = []
         for tensor in entry.reads:
             if tensor.requires_grad:
-                new = replay.hold(gradient) if entry.op.gradient == "view" else replay.like(tensor, "transient")
+                new = (replay.hold(gradient) if entry.op.gradient == "view"
+                       else replay.like(entry.output, "transient", tensor.itemsize) if entry.op.converts
+                       else replay.like(tensor, "transient"))
                 computed_inputs.append((tensor, new))
             elif entry.op.gradient == "always":
                 replay.drop(replay.like(tensor, "transient"))

@@ -34,7 +34,7 @@ from math import prod
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, divisors, optional, positive_int, positive_number, probability
 from .base import Layer, register, shape_text
-from .footprint import INPUT, MASK, OUTPUT, Op, Tensor, layer_input
+from .footprint import INPUT, LOWER, MASK, OPMATH, OUTPUT, Op, Tensor, layer_input
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Attending, Count, Counts, Product, Sum
@@ -47,10 +47,6 @@ class Attention(Layer):
     """softmax(Q Kᵀ / sqrt(head_dim)) V per head, between q/k/v and output projections:
     [T, d] -> [T, d]; params = d*(heads + 2 kv_heads)*head_dim + heads*head_dim*d (+ biases);
     MACs = the projections + 2 * heads * T * S * head_dim (full T*S, causal or not)."""
-
-    mixed_precision_gap = ("under autocast not modelled: its projections in 16 bits (their inputs and weights cast) "
-                           "and F.scaled_dot_product_attention's CPU math kernel, which computes 16-bit q, k and v in "
-                           "float32 copies and casts its output back; replayed in the model's dtype")
 
     heads: int = arg(positive_int, doc="query heads", known_as=("num_heads", "n_head", "num_attention_heads"))
     kv_heads: int | None = arg(optional(positive_int), None,
@@ -193,34 +189,44 @@ class Attention(Layer):
         product, the heads x T x S scores, the causal mask added to them, their softmax (kept),
         in training with ``dropout`` a mask and the weights it keeps, v copied, A V, the heads joined in a copy); grouped-query attention repeats k and v to
         every head first (contiguous: no further copy). Rotary positions turn q and k first
-        (``_rotated``). Then the output projection, keeping its input."""
+        (``_rotated``). Then the output projection, keeping its input.
+        Under autocast the projections run in 16 bits (autocast casts their input and weights,
+        each bias a copy of its own) and the flash kernel in their dtype; the math kernel converts
+        16-bit q, k and v to float32 first (OPMATH; held, with q scaled and the repeated k and v,
+        until it returns), computes in float32, and converts A V and the weights it returns
+        beside it back to q's dtype (the latter dropped by its caller)."""
         d, kv_heads, head_dim = self.width(x)
         query, memory = self._inputs(x)
         t, s = query.steps, memory.steps
         q, kv = self.heads * head_dim, kv_heads * head_dim
         bias, source = int(self.bias), memory[-1]
         cross = len(x) > 1
+
+        def projection(elements: int, reads: str, rows: int, columns: int) -> Op:
+            """A linear projection of ``rows`` outputs (F.linear: addmm, a product under autocast)."""
+            return Op(elements, reads=(reads,), saves=(INPUT,), weights=rows * (columns + bias), bias=bias * rows,
+                      autocast=LOWER, product=True)
+        memory_input = layer_input(1 if cross else 0)
         if self.qkv == "separate":
-            ops = [Op(t * q, reads=(layer_input(0),), saves=(INPUT,), weights=q * d + bias * q),
-                   Op(s * kv, reads=(layer_input(1 if cross else 0),), saves=(INPUT,), weights=kv * source + bias * kv),
-                   Op(s * kv, reads=(layer_input(1 if cross else 0),), saves=(INPUT,), weights=kv * source + bias * kv)]
+            ops = [projection(t * q, layer_input(0), q, d), projection(s * kv, memory_input, kv, source),
+                   projection(s * kv, memory_input, kv, source)]
             qs, ks, vs = 0, 1, 2
         elif cross:   # q from the query, k and v together from the memory (in_proj's rows)
-            ops = [Op(t * q, reads=(layer_input(0),), saves=(INPUT,), weights=q * d + bias * q),
-                   Op(s * 2 * kv, reads=(layer_input(1),), saves=(INPUT,), weights=2 * kv * d + bias * 2 * kv)]
+            ops = [projection(t * q, layer_input(0), q, d), projection(s * 2 * kv, memory_input, 2 * kv, d)]
             qs, ks, vs = 0, 1, 1
         else:
-            ops = [Op(t * (q + 2 * kv), reads=(INPUT,), saves=(INPUT,), weights=(q + 2 * kv) * (d + bias))]
+            ops = [projection(t * (q + 2 * kv), INPUT, q + 2 * kv, d)]
             qs = ks = vs = 0
         lingering = set(range(len(ops)))   # q, k and v: referenced until the layer returns
-        if self.rotary is not None:   # q and k turned: x cos + cat(-x2, x1) sin, cos and sin float32 (T x hd) kept
+        if self.rotary is not None:   # q and k turned: x cos + cat(-x2, x1) sin, cos and sin (T x hd, in q's dtype) kept
             first = qs
             qs, ks = (self._rotated(ops, source, steps, width, head_dim)
                       for source, steps, width in ((qs, t, q), (ks, s, kv)))
             # q, k = rotate(q), rotate(k): the first stays referenced while the second turns
             ops[first] = dataclasses.replace(ops[first], lingers=ks - first)
             lingering = {qs, ks, vs}   # the turned ones replace q and k
-        out = Op(prod(y), saves=(INPUT,), weights=d * q + bias * d, macs=t * q * d)
+        out = Op(prod(y), saves=(INPUT,), weights=d * q + bias * d, bias=bias * d, macs=t * q * d, autocast=LOWER,
+                 product=True)
         if self.fused and not (training and self.dropout):   # with dropout PyTorch falls back to the math kernel
             joined = self.qkv == "fused" and not cross   # split's backward joins the heads' gradients
             ops.append(Op(t * q, reads=tuple(dict.fromkeys((qs, ks, vs))),
@@ -234,25 +240,33 @@ class Attention(Layer):
             def add(op: Op) -> int:
                 ops.append(op)
                 return len(ops) - 1
+            # 16-bit q, k and v converted to float32 (OPMATH: themselves otherwise), held until it returns
+            upcast = [add(Op(elements, reads=(source,), dtype=OPMATH, converts=True))
+                      for source, elements in ((qs, t * q), (ks, s * kv), (vs, s * kv))]
+            qs, ks, vs = upcast
             scaled_q = add(Op(t * q, reads=(qs,)))
             if grouped:   # repeat_interleave to every head
                 ks, vs = add(Op(s * q, reads=(ks,))), add(Op(s * q, reads=(vs,)))
             scaled_k = add(Op(s * q, reads=(ks,)))
             copied_q = add(Op(t * q, reads=(scaled_q,), gradient="view"))
             copied_k = scaled_k if grouped else add(Op(s * q, reads=(scaled_k,), gradient="view"))
-            product = add(Op(scores, reads=(copied_q, copied_k), saves=(INPUT,)))
+            product = scored = add(Op(scores, reads=(copied_q, copied_k), saves=(INPUT,)))
             if self.causal:
                 product = add(Op(scores, reads=(product,), gradient="view"))
             weights = add(Op(scores, reads=(product,), saves=(OUTPUT,)))
             if training and self.dropout:   # a mask (the dtype's, on the CPU) and the weights it keeps
                 weights = add(Op(scores, reads=(weights,), extras=(Tensor(scores, MASK),), saves=(0,)))
+            # the weights returned beside the output, in q's dtype (a copy of 16-bit ones), dropped by the caller
+            returned = add(Op(scores, reads=(weights,), dtype=LOWER, converts=True))
             values = vs if grouped else add(Op(s * q, reads=(vs,), gradient="view"))
             mixed = add(Op(t * q, reads=(weights, values), saves=(INPUT,)))
-            add(Op(t * q, reads=(mixed,), gradient="view"))   # the heads joined: a copy
+            result = add(Op(t * q, reads=(mixed,), dtype=LOWER, converts=True))   # in q's dtype
+            add(Op(t * q, reads=(result,), gradient="view"))   # the heads joined: a copy
             ops.append(out)
-            ends = {scaled_q: product - (1 if self.causal else 0), scaled_k: mixed}
-            if grouped:   # the repeated k stays referenced until A V, and in training the scaled q (measured)
-                ends.update({ks: mixed, **({scaled_q: mixed} if training else {})})
+            # the kernel's locals (q, k and v converted, q scaled, k and v repeated, the weights
+            # returned) live until it returns; k scaled is a temporary of the first product
+            ends = {**dict.fromkeys((*upcast, scaled_q, returned), result), scaled_k: scored,
+                    **(dict.fromkeys((ks, vs), result) if grouped else {})}
             ops = [dataclasses.replace(op, lingers=ends[position] - position) if position in ends else op
                    for position, op in enumerate(ops)]
         return tuple(dataclasses.replace(op, lingers=len(ops) - 1 - position) if position in lingering else op
@@ -262,7 +276,7 @@ class Attention(Layer):
     def _rotated(ops: list[Op], source: int, steps: int, width: int, head_dim: int) -> int:
         """Append the rotary embedding of op ``source``'s output (``steps`` x ``width``) to ``ops``:
         -x2 (half of it), cat(-x2, x1), x cos, that sin, their sum (the rotated tensor's op)."""
-        angles = Tensor(steps * head_dim, "float32", batched=False)
+        angles = Tensor(steps * head_dim, batched=False)   # computed in float32 (at least), kept in x's dtype
         start = len(ops)
         ops += [Op(steps * width // 2, reads=(source,)), Op(steps * width, reads=(start, source), lingers=3),
                 Op(steps * width, reads=(source,), extras=(angles,), saves=(0,)),

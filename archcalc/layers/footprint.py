@@ -19,8 +19,11 @@ INPUT, OUTPUT = "input", "output"
 LOWER, FLOAT32 = "lower", "float32"   # autocast's lists: ops run in 16 bits, ops run in float32
 PRODUCT = "product"   # an op whose matrix product autocast runs in 16 bits, the rest as what it reads
 # as a dtype (Tensor.dtype, Op.dtype), LOWER: autocast's 16-bit dtype, the network's without autocast;
-# NONE: no tensor (Tensor.autocast: one that autocast does not make, or makes only under it)
+# NONE: no tensor (Tensor.autocast: one that autocast does not make, or makes only under it);
+# OPMATH: float32 for a 16-bit tensor, else its own dtype (PyTorch's toOpMathType: what the
+# attention's math kernel computes 16-bit q, k and v in)
 NONE = "none"
+OPMATH = "opmath"
 
 # The forward's tensor operations one replay of the memory schedule runs at most, each layer at
 # least one (a training step replays them again backward): about a second on this project's
@@ -155,10 +158,17 @@ class Op:
     product: a matrix product (mm, addmm): autograd keeps its weights (under autocast, their
            16-bit copies) only to compute its input's gradient, not when its input needs none.
     dtype: its output's: ACTIVATION (what it computes in: autocast's list, else the widest floating
-           tensor it reads) or LOWER (16 bits under autocast whatever else it reads: a recurrent step
-           whose sum of 16-bit products is its new state); NONE (no tensor).
+           tensor it reads), LOWER (16 bits under autocast whatever else it reads: a recurrent step
+           whose sum of 16-bit products is its new state; the network's dtype without), OPMATH or
+           NONE (no tensor).
     cast: its output's dtype instead when autocast casts a state wider than 16 bits for the layer
            (as Tensor.cast; an op that reads nothing: when the layer's input is).
+    converts: it is Tensor.to(dtype): a view of what it reads when that is in ``dtype`` already, else
+           a copy in ``dtype`` (``output`` elements of it: a part of what it reads may be converted),
+           whose backward converts the gradient back (a new tensor of ``output`` elements in the
+           dtype of what it read).
+    bias: of its (numeric) weights, the elements of a bias: autocast casts it apart from the weight
+           (a copy of its own), and a product keeps only the weight's copy.
     autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
            convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
            runs it in float32), PRODUCT (a recurrent step: its product with the weights runs in 16
@@ -196,6 +206,8 @@ class Op:
     float32_gradients: int = 0
     dtype: str = ACTIVATION
     cast: str = ""
+    converts: bool = False
+    bias: int = 0
     autocast: str = ""
     copied_weight: int = 0
     if_channels_first: tuple = ()
