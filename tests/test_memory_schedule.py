@@ -681,6 +681,23 @@ def test_recurrent_training_under_autocast(kind, steps, batch, features, hidden,
                          optimizer)
 
 
+def test_a_kernel_pytorch_lacks_is_an_error_not_a_traceback(monkeypatch):
+    """oneDNN's LSTM has no float16 training kernel for every shape on every CPU (6 steps of 48
+    features, hidden 192, batch 12 under fp16 autocast fails here): PyTorch's RuntimeError, raised
+    while the model runs, becomes one SpecError (exit 2) saying so."""
+    from archcalc.backend import memtrack
+    from archcalc.errors import SpecError
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive.\nmore")
+
+    monkeypatch.setattr(memtrack, "measure", fails)
+    with pytest.raises(SpecError, match="PyTorch could not run the model to measure it: could not create a "
+                                        "primitive descriptor for the LSTM forward propagation primitive.\n  hint"):
+        measured_peaks(recurrent_analysis("lstm", 2, 2, 4, 8, 1, False, "true", "sequence", False), train=True,
+                       mixed_precision="fp16")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
 def test_every_recurrent_layer_under_autocast(kind):

@@ -180,4 +180,10 @@ def measured_peaks(analysis, *, train: bool = False, optimizer: str = "sgd", see
     dtype = getattr(torch, analysis.dtype)
     network = Network(plan, checkpoint=checkpoint).to(dtype)
     inputs = sample_inputs(torch, plan, analysis.batch, dtype, "cpu", None)
-    return measure(network, inputs, train=train, optimizer=optimizer, mixed_precision=mixed_precision).peaks
+    try:
+        return measure(network, inputs, train=train, optimizer=optimizer, mixed_precision=mixed_precision).peaks
+    except RuntimeError as exc:   # a kernel this CPU's PyTorch lacks (oneDNN's LSTM training in float16)
+        from ..errors import SpecError
+        raise SpecError(f"PyTorch could not run the model to measure it: {str(exc).splitlines()[0]}",
+                        hint="its kernel has no version for this dtype on this CPU: try --mixed-precision bf16, "
+                             "or leave it out") from None
