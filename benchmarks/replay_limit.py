@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import RESULTS, machine
 
 import archcalc
-from archcalc.analysis.schedule import _layer_ops, schedule
+from archcalc.analysis.schedule import operations, schedule
 from archcalc.errors import SpecError
 from archcalc.fileio import write_text  # bench put this checkout first on sys.path
 from archcalc.layers.footprint import MAX_OPS
@@ -38,11 +38,9 @@ PAST = {  # name: (input, layer): refused
 }
 
 
-def operations(analysis) -> int:
-    """The forward's ops as the limit counts them (the most of inference and training)."""
-    return max(sum(max(1, len(activation) + sum(max(len(op.if_channels_first), len(op.if_channels_last), 1)
-                                                for op in ops))
-                   for ops, activation in _layer_ops(analysis, training, "cuda")) for training in (False, True))
+def most_operations(analysis) -> int:
+    """The forward's ops as the limit counts them, the most of inference and training (CUDA's kernels)."""
+    return max(operations(analysis, training, "cuda") for training in (False, True))
 
 
 def cpu(work, repeat: int) -> float:
@@ -78,7 +76,7 @@ def measure(repeat: int, quick: bool) -> dict:
     shipped = []
     for path in sorted((ROOT / "specs").glob("*.yaml")):
         analysis = archcalc.analyze(archcalc.load(str(path)))
-        shipped.append((operations(analysis), path.name, analysis))
+        shipped.append((most_operations(analysis), path.name, analysis))
     shipped.sort(key=lambda row: row[0], reverse=True)
     rows = {"shipped": [(name, count, *replays(analysis, repeat)) for count, name, analysis in shipped[:5]]}
     near = []
@@ -86,9 +84,9 @@ def measure(repeat: int, quick: bool) -> dict:
         def repeated(times: int, shape=shape, layers=layers):
             return archcalc.analyze(archcalc.loads(f"input: {shape}\nlayers:\n  - repeat: {{times: {times}, "
                                                    f"layers: [{layers}]}}\n"))
-        times = MAX_OPS // operations(repeated(1)) // (10 if quick else 1)
+        times = MAX_OPS // most_operations(repeated(1)) // (10 if quick else 1)
         analysis = repeated(times)
-        near.append((name, operations(analysis), *replays(analysis, 1)))
+        near.append((name, most_operations(analysis), *replays(analysis, 1)))
     rows["near"] = near
     rows["past"] = [(name, *refused(f"input: {shape}\nlayers:\n  - {layer}\n", repeat))
                     for name, (shape, layer) in PAST.items()]

@@ -397,7 +397,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         raise SpecError(f"unknown device {device!r}", hint="one of " + ", ".join(DEVICES))
     size = DTYPE_BYTES[analysis.dtype]
     half = _half_bytes(analysis, mixed_precision)
-    listed = _layer_ops(analysis, training, device)
+    listed, _ = _layer_ops(analysis, training, device)
     frames = _frames(analysis, checkpoint) if training else {}
     replay = _Replay()
     totals = analysis.totals
@@ -556,10 +556,16 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                     recomputed[1], tuple(name for name in order if name in cut), tuple(replay.marks))
 
 
-def _layer_ops(analysis: Analysis, training: bool, device: str) -> list[tuple[tuple[Op, ...], tuple[Op, ...]]]:
-    """Each layer's memory_ops and its ``activation:``'s, listed before anything is replayed:
-    past footprint.MAX_OPS in all (each layer counting at least one: its step of the replay,
-    an op's alternatives theirs) the replay is refused, at the layer that crosses it."""
+def operations(analysis: Analysis, training: bool = False, device: str = "cpu") -> int:
+    """The forward's tensor operations a replay lists, as footprint.MAX_OPS counts them (_layer_ops)."""
+    return _layer_ops(analysis, training, device)[1]
+
+
+def _layer_ops(analysis: Analysis, training: bool,
+               device: str) -> tuple[list[tuple[tuple[Op, ...], tuple[Op, ...]]], int]:
+    """Each layer's memory_ops and its ``activation:``'s, listed before anything is replayed, and
+    how many: past footprint.MAX_OPS in all (each layer counting at least one: its step of the
+    replay, an op's alternatives theirs) the replay is refused, at the layer that crosses it."""
     listed, count = [], 0
     for stats in analysis.layers:
         layer, x, y = stats.layer, stats.input_shape, stats.output_shape
@@ -574,7 +580,7 @@ def _layer_ops(analysis: Analysis, training: bool, device: str) -> list[tuple[tu
         except SpecError as exc:
             raise exc.located(stats.node.location_of(exc.field), stats.name) from None
         listed.append((ops, activation))
-    return listed
+    return listed, count
 
 
 def _half_bytes(analysis: Analysis, mixed_precision: str | None) -> int:
