@@ -270,7 +270,9 @@ REPLAYS = [  # (input, layers, the refusal's end: None where the replay answers)
     ({"steps": 100_000, "features": 32}, ["lstm: {hidden: 256, layers: 4, bidirectional: true}"], None),
     ({"steps": 2**40, "features": 2}, ["gru: {hidden: 2, layers: 3}"], None),   # steps are no ops of their own
 ]
-SCHEDULING = [["memory"], ["memory", "--train"], ["inspect", "--train"], ["inspect", "--max-batch", "24GB"]]
+SCHEDULING = [["memory"], ["memory", "--train"], ["inspect", "--train"], ["inspect", "--max-batch", "24GB"],
+              ["memory", "--train", "--gpus", "2", "-b", "2", "--shard", "fsdp"], ["inspect", "--gpus", "2", "-b", "2"],
+              ["plan", "--gpu-memory", "80GB", "--gpus", "1..4"]]
 
 
 @pytest.mark.parametrize("shape,layers,refusal", REPLAYS, ids=[case[1][0] for case in REPLAYS])
@@ -292,7 +294,8 @@ def test_every_command_that_replays_memory_refuses_or_answers(tmp_path, shape, l
         first, hint = result.output.strip().split("\n")
         assert first.endswith(f"the memory schedule replays at most 20,000 tensor operations (about a second); "
                               f"{refusal}"), first
-        assert hint.startswith("  hint: memory, inspect --train/--max-batch and run --memory replay every operation")
+        assert hint.startswith("  hint: memory, plan, inspect's --train, --max-batch and --gpus, and run --memory "
+                               "replay every operation")
 
 
 def test_a_replay_is_refused_past_its_operations_in_all(tmp_path):

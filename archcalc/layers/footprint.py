@@ -38,8 +38,9 @@ def too_many_ops(what: str, field: str | None = None) -> SpecError:
     """The refusal of a replay past MAX_OPS: ``what`` says what runs more ("this gru's 10^6
     layers x 2 directions run more"); ``field``: the layer argument at fault."""
     return SpecError(f"the memory schedule replays at most {MAX_OPS:,} tensor operations (about a second); {what}",
-                     hint="memory, inspect --train/--max-batch and run --memory replay every operation: "
-                          "make the network smaller (inspect's counts, FLOPs and the course's rule do not replay)",
+                     hint="memory, plan, inspect's --train, --max-batch and --gpus, and run --memory replay every "
+                          "operation: make the network smaller (inspect's counts, FLOPs and the course's rule do not "
+                          "replay)",
                      field=field)
 
 
