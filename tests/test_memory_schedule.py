@@ -846,15 +846,17 @@ TRANSFORMER_SIZES = {"gpt2": {"T": 128, "positions": 128, "width": 64, "mlp": 25
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mixed", [None, "bf16"])
 @pytest.mark.parametrize("name", sorted(TRANSFORMER_SIZES))
-def test_transformers_at_small_sizes(name):
+def test_transformers_at_small_sizes(name, mixed):
     """The shipped transformers (their blocks, embeddings, norms, dropout 0.1 where the spec has it)
-    at the import tests' small sizes, widened so each peak is above 1 MB, at batch 4."""
+    at the import tests' small sizes, widened so each peak is above 1 MB, at batch 4; in float32
+    and under bf16 autocast."""
     from small_sizes import SMALL
 
     analysis = archcalc.analyze(archcalc.load(str(SPECS / f"{name}.yaml"),
                                               params={**SMALL[name], **TRANSFORMER_SIZES[name]}), batch=4)
     for training, optimizer in MODES:
-        for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
+        for phase, (predicted, measured) in ratios(analysis, training, optimizer, mixed).items():
             if measured > MB:
                 assert LOW <= predicted / measured <= HIGH, (name, phase, predicted, measured)

@@ -483,7 +483,13 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 replay.drop(output)
                 output, strided.strided = strided, True
             extras = [replay.allocate(*_bytes(extra, dtypes, analysis.batch, half, compute), "activations") for extra in op.extras]
-            if tracked:
+            if tracked and op.gradient == "split":   # one backward node for the parts of a split: joined
+                last = recorded[-1] if recorded else None
+                if last is not None and last.parts and last.reads[0] is reads[0] and last.layer == stats.name:
+                    last.parts.append(output)
+                else:
+                    recorded.append(_Recorded(stats.name, Op(None), [reads[0]], output, [], parts=[output]))
+            elif tracked:
                 kept = [t for ref in op.saves
                         for t in (reads if ref == INPUT else [output] if ref == OUTPUT else [extras[ref]]
                                   if isinstance(ref, int) else [reads[int(ref[len("read"):])]])]
@@ -753,7 +759,10 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         computed_inputs = []
         for tensor in entry.reads:
             if tensor.requires_grad:
-                new = (replay.hold(gradient) if entry.op.gradient == "view"
+                # a view of the gradient passed to an input of another dtype (a 16-bit term of a float32
+                # sum under autocast) is cast to it by the engine (validate_outputs): a new tensor
+                new = (replay.hold(gradient) if entry.op.gradient == "view" and gradient.itemsize in (0, tensor.itemsize)
+                       else replay.like(tensor, "transient") if entry.op.gradient == "view"
                        else replay.like(entry.output, "transient", tensor.itemsize) if entry.op.converts
                        else replay.like(tensor, "transient"))
                 computed_inputs.append((tensor, new))

@@ -181,10 +181,11 @@ class Attention(Layer):
 
     def memory_ops(self, x: tuple, y: Shape, training: bool, device: str) -> tuple:
         """The projections (each keeping its input; their outputs q, k, v referenced until the
-        layer returns), then F.scaled_dot_product_attention as PyTorch runs it on the CPU:
-        ``fused`` (and no dropout while training), the flash kernel (its output and one float32 log-sum-exp per head and query,
-        keeping q, k and v; its backward makes the three gradients per head, frees what it kept,
-        then they are joined), whose output joins the heads without a copy; otherwise the math kernel (q and k
+        layer returns; one fused product split into views of it, whose backward joins their
+        gradients), then F.scaled_dot_product_attention as PyTorch runs it on the CPU:
+        ``fused`` (and no dropout while training), the flash kernel (its output and one float32
+        log-sum-exp per head and query, keeping q, k and v; its backward makes the three
+        gradients), whose output joins the heads without a copy; otherwise the math kernel (q and k
         each scaled by sqrt(1/sqrt(head_dim)) into new tensors, copied contiguous for the batched
         product, the heads x T x S scores, the causal mask added to them, their softmax (kept),
         in training with ``dropout`` a mask and the weights it keeps, v copied, A V, the heads joined in a copy); grouped-query attention repeats k and v to
@@ -211,12 +212,14 @@ class Attention(Layer):
             ops = [projection(t * q, layer_input(0), q, d), projection(s * kv, memory_input, kv, source),
                    projection(s * kv, memory_input, kv, source)]
             qs, ks, vs = 0, 1, 2
-        elif cross:   # q from the query, k and v together from the memory (in_proj's rows)
-            ops = [projection(t * q, layer_input(0), q, d), projection(s * 2 * kv, memory_input, 2 * kv, d)]
-            qs, ks, vs = 0, 1, 1
-        else:
-            ops = [projection(t * (q + 2 * kv), INPUT, q + 2 * kv, d)]
-            qs = ks = vs = 0
+        elif cross:   # q from the query, k and v together from the memory (in_proj's rows), split
+            ops = [projection(t * q, layer_input(0), q, d), projection(s * 2 * kv, memory_input, 2 * kv, d),
+                   Op(s * kv, reads=(1,), part=True, gradient="split"), Op(s * kv, reads=(1,), part=True, gradient="split")]
+            qs, ks, vs = 0, 2, 3
+        else:   # one product for all three, split into q, k and v (views; backward joins their gradients)
+            ops = [projection(t * (q + 2 * kv), INPUT, q + 2 * kv, d),
+                   *(Op(elements, reads=(0,), part=True, gradient="split") for elements in (t * q, s * kv, s * kv))]
+            qs, ks, vs = 1, 2, 3
         lingering = set(range(len(ops)))   # q, k and v: referenced until the layer returns
         if self.rotary is not None:   # q and k turned: x cos + cat(-x2, x1) sin, cos and sin (T x hd, in q's dtype) kept
             first = qs
@@ -228,10 +231,8 @@ class Attention(Layer):
         out = Op(prod(y), saves=(INPUT,), weights=d * q + bias * d, bias=bias * d, macs=t * q * d, autocast=LOWER,
                  product=True)
         if self.fused and not (training and self.dropout):   # with dropout PyTorch falls back to the math kernel
-            joined = self.qkv == "fused" and not cross   # split's backward joins the heads' gradients
             ops.append(Op(t * q, reads=tuple(dict.fromkeys((qs, ks, vs))),
-                          extras=(Tensor(self.heads * t, "float32"),), saves=(INPUT, OUTPUT, 0),
-                          temporaries=(Tensor(t * q + 2 * s * kv),) if joined else (), releases=(0, 0) if joined else None))
+                          extras=(Tensor(self.heads * t, "float32"),), saves=(INPUT, OUTPUT, 0)))
             ops.append(out)
         else:
             grouped = kv_heads != self.heads

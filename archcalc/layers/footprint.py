@@ -120,7 +120,9 @@ class Op:
            (its k-th), OUTPUT, or the index of one of ``extras``.
     gradient: "new": the backward allocates one gradient per input that needs it; "view": it
            passes views of its output's gradient on (reshape, slicing, addition); "always": a new
-           one even for an input that needs none (a kernel that computes it regardless).
+           one even for an input that needs none (a kernel that computes it regardless); "split":
+           a part (``part``) of a split: the parts' gradients joined into one of the whole
+           (split_with_sizes_backward), zeros for a part no gradient reaches.
     weights: the layer's parameters are used here: their gradients appear in this op's backward
            (True: all of them; a number: that many of its parameter elements, when several ops
            of the layer each use their own, as a stack of recurrent layers).
