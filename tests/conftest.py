@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
 # Tests marked slow (over a second or so of CPU each, every concern keeping a quick representative:
-# docs/contributing.md) are skipped so that the default run stays quick; `-m slow` runs only them,
-# ARCHCALC_SLOW=1 runs everything, and so does ARCHCALC_LONG=1 (more fuzz and differential cases).
+# docs/contributing.md) are left out (deselected) so that the default run stays quick; `-m slow` runs
+# only them, ARCHCALC_SLOW=1 runs everything, and so does ARCHCALC_LONG=1 (more fuzz and differential
+# cases).
 RUN_SLOW = os.environ.get("ARCHCALC_SLOW") == "1" or bool(os.environ.get("ARCHCALC_LONG"))
 
 # The tests' tensors are tiny: a second intra-op thread only waits, spinning, beside the first (twice
@@ -58,7 +59,8 @@ def pytest_testnodedown(node, error):  # pytest-xdist's controller: a worker fin
 def pytest_terminal_summary(terminalreporter, config):
     left_out = config.stash.get(SLOW_LEFT_OUT, 0)
     if left_out:
-        terminalreporter.write_line(f"{left_out} slow tests not run: ARCHCALC_SLOW=1 runs everything, -m slow only these")
+        terminalreporter.write_line(f"{left_out} slow tests not run: ARCHCALC_SLOW=1 runs everything, "
+                                    f"-m slow only these")
 
 
 def pytest_collection_finish(session):
