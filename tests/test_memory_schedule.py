@@ -807,17 +807,17 @@ def test_attention_within_three_percent(name, fields, steps, mixed):
                                                              predicted, measured)
 
 
-@pytest.mark.parametrize("name,fields,steps,mixed", attention_rows("bf16", ("bf16", "fp16")))
-def test_attention_under_autocast_at_a_small_size(name, fields, steps, mixed):
-    """Every attention row under autocast at 8 steps of 16 features, batch 2 (a few kB): per phase
-    within 3% or a few scalars of the measured peak (byte for byte but the causal mask's T x S
-    and the rotary angles' float32 T x head_dim, which are not batched)."""
+@pytest.mark.parametrize("name,fields,steps,mixed", attention_rows("bf16", (None, "bf16", "fp16")))
+def test_attention_byte_for_byte_at_a_small_size(name, fields, steps, mixed):
+    """Every attention row at 8 steps of 16 features, batch 2 (a few kB), in float32 and under
+    autocast: per phase byte for byte but a scalar (the causal mask, the rotary angles and the
+    kernel's locals held until it returns are all counted)."""
     analysis = archcalc.analyze(archcalc.loads(spec_text(
         {"steps": 8, "features": 16}, "dense: 16", f"attention: {{{fields}}}", "dense: 10")), batch=2)
     for training, optimizer in MODES:
         for phase, (predicted, measured) in ratios(analysis, training, optimizer, mixed).items():
-            assert LOW <= predicted / measured <= HIGH or abs(predicted - measured) <= SCALARS, (
-                name, optimizer if training else "inference", phase, predicted, measured)
+            assert abs(predicted - measured) <= SCALARS, (name, optimizer if training else "inference", phase,
+                                                          predicted, measured)
 
 
 @pytest.mark.parametrize("cross", [

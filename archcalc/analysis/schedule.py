@@ -476,7 +476,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 output = replay.view(reads[0], 0, op.output * compute)
             else:
                 itemsize = dtypes[op.cast if half and compute > half and op.cast else op.dtype]
-                output = replay.allocate(0, op.output * itemsize, "activations", tracked, itemsize)
+                fixed, sample = (op.output * itemsize, 0) if op.unbatched else (0, op.output * itemsize)
+                output = replay.allocate(fixed, sample, "activations", tracked, itemsize)
             output.requires_grad = output.requires_grad or tracked
             if op.strided and analysis.batch > 1:   # the same bytes, seen through strides: it takes over the hold
                 strided = replay.view(output, output.fixed, output.sample)

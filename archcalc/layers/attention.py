@@ -34,7 +34,7 @@ from math import prod
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, divisors, optional, positive_int, positive_number, probability
 from .base import Layer, register, shape_text
-from .footprint import INPUT, LOWER, MASK, OPMATH, OUTPUT, Op, Tensor, layer_input
+from .footprint import INPUT, LOWER, MASK, OPMATH, OUTPUT, Op, Tensor, layer_input, read
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Attending, Count, Counts, Product, Sum
@@ -246,14 +246,16 @@ class Attention(Layer):
                       for source, elements in ((qs, t * q), (ks, s * kv), (vs, s * kv))]
             qs, ks, vs = upcast
             scaled_q = add(Op(t * q, reads=(qs,)))
+            # the causal mask: T x S, 0 or -inf in q's dtype as the kernel computes it (from a bool tril)
+            mask = add(Op(t * s, reads=(), dtype=OPMATH, unbatched=True)) if self.causal else None
             if grouped:   # repeat_interleave to every head
                 ks, vs = add(Op(s * q, reads=(ks,))), add(Op(s * q, reads=(vs,)))
             scaled_k = add(Op(s * q, reads=(ks,)))
             copied_q = add(Op(t * q, reads=(scaled_q,), gradient="view"))
             copied_k = scaled_k if grouped else add(Op(s * q, reads=(scaled_k,), gradient="view"))
             product = scored = add(Op(scores, reads=(copied_q, copied_k), saves=(INPUT,)))
-            if self.causal:
-                product = add(Op(scores, reads=(product,), gradient="view"))
+            if mask is not None:
+                product = add(Op(scores, reads=(product, mask), gradient="view"))
             weights = add(Op(scores, reads=(product,), saves=(OUTPUT,)))
             if training and self.dropout:   # a mask (the dtype's, on the CPU) and the weights it keeps
                 weights = add(Op(scores, reads=(weights,), extras=(Tensor(scores, MASK),), saves=(0,)))
@@ -266,7 +268,9 @@ class Attention(Layer):
             ops.append(out)
             # the kernel's locals (q, k and v converted, q scaled, k and v repeated, the weights
             # returned) live until it returns; k scaled is a temporary of the first product
-            ends = {**dict.fromkeys((*upcast, scaled_q, returned), result), scaled_k: scored,
+            ends = {**dict.fromkeys((*upcast, scaled_q, weights, returned, *([mask] if mask is not None else [])),
+                                    result),
+                    scaled_k: scored,
                     **(dict.fromkeys((ks, vs), result) if grouped else {})}
             ops = [dataclasses.replace(op, lingers=ends[position] - position) if position in ends else op
                    for position, op in enumerate(ops)]
@@ -275,16 +279,28 @@ class Attention(Layer):
 
     @staticmethod
     def _rotated(ops: list[Op], source: int, steps: int, width: int, head_dim: int) -> int:
-        """Append the rotary embedding of op ``source``'s output (``steps`` x ``width``) to ``ops``:
-        -x2 (half of it), cat(-x2, x1), x cos, that sin, their sum (the rotated tensor's op)."""
-        angles = Tensor(steps * head_dim, batched=False)   # computed in float32 (at least), kept in x's dtype
+        """Append the rotary embedding of op ``source``'s output (``steps`` x ``width``) to ``ops``
+        (the rotated tensor's op is the last): its angles computed in float32 at least (OPMATH,
+        none batched): the frequencies, the positions, their product, doubled by a cat, its cos
+        and sin converted to x's dtype; then -x2 (half of x), cat(-x2, x1), x cos, that sin,
+        their sum. The frequencies, the angles, cos, sin and cat(-x2, x1) are the function's
+        locals, alive until it returns."""
         start = len(ops)
-        ops += [Op(steps * width // 2, reads=(source,)), Op(steps * width, reads=(start, source), lingers=3),
-                Op(steps * width, reads=(source,), extras=(angles,), saves=(0,)),
-                Op(steps * width, reads=(start + 1,), extras=(angles,), saves=(0,)),
-                Op(steps * width, reads=(start + 2, start + 3), gradient="view")]
-        ops[source] = dataclasses.replace(ops[source], lingers=max(ops[source].lingers, start + 4 - source))
-        return len(ops) - 1
+
+        def unbatched(elements: int, *reads: int, **fields) -> Op:
+            return Op(elements, reads=tuple(start + read for read in reads), unbatched=True, **fields)
+        ops += [unbatched(head_dim // 2, dtype=OPMATH), unbatched(steps, dtype=OPMATH),   # frequencies, positions
+                unbatched(steps * head_dim // 2, 1, 0), unbatched(steps * head_dim, 2),    # their product, doubled
+                unbatched(steps * head_dim, 3), unbatched(steps * head_dim, 4, dtype=LOWER, converts=True),   # cos
+                unbatched(steps * head_dim, 3), unbatched(steps * head_dim, 6, dtype=LOWER, converts=True),   # sin
+                Op(steps * width // 2, reads=(source,)), Op(steps * width, reads=(start + 8, source)),
+                Op(steps * width, reads=(source, start + 5), saves=(read(1),)),
+                Op(steps * width, reads=(start + 9, start + 7), saves=(read(1),)),
+                Op(steps * width, reads=(start + 10, start + 11), gradient="view")]
+        end = len(ops) - 1
+        for local in (source, start, start + 3, start + 5, start + 7, start + 9):
+            ops[local] = dataclasses.replace(ops[local], lingers=max(ops[local].lingers, end - local))
+        return end
 
     # --- PyTorch ------------------------------------------------------------------------
     def to_torch(self, x: tuple):

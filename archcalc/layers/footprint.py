@@ -27,7 +27,7 @@ OPMATH = "opmath"
 
 # The forward's tensor operations one replay of the memory schedule runs at most, each layer at
 # least one (a training step replays them again backward): about a second on this project's
-# 2-core machine, at 30-50 µs an op with its backward. The shipped specs run at most 999
+# 2-core machine, at 30-50 µs an op with its backward. The shipped specs run at most 1,483
 # (tinyllama), an LSTM of 4 layers x 2 directions at most 51 (whatever its steps: a step is no
 # op of its own); what a spec field could multiply without end (a recurrent stack's 2^63
 # layers) is refused against it.
@@ -141,6 +141,7 @@ class Op:
            ``saves`` are freed before the weights' gradients (by the first step), those up to
            ``before`` before its temporaries (the steps run before they peak); the rest before the
            gradients of its inputs. None: all of them once its backward ends.
+    unbatched: its output is ``output`` elements in all, whatever the batch (the causal mask).
     batch_copy: a copy PyTorch makes only for a batch of more than one sample (.contiguous()
            after moving the batch axis inward: a batch of one is already contiguous); a view then.
     strided: a view whose output is not contiguous for a batch of more than one sample (a
@@ -199,6 +200,7 @@ class Op:
     lingers: int = 0
     temporaries: tuple = ()
     releases: tuple[int, int] | None = None
+    unbatched: bool = False
     batch_copy: bool = False
     strided: bool = False
     contiguous: bool = False
