@@ -46,6 +46,8 @@ from ..errors import SpecError
 from ..layers import Shape, Steps, lookup, parts
 from ..layers.footprint import (
     ACTIVATION,
+    CHANNELS_LAST,
+    EXPANDED,
     FLOAT32,
     INPUT,
     LOWER,
@@ -54,7 +56,9 @@ from ..layers.footprint import (
     NONE,
     OPMATH,
     OUTPUT,
+    PLAIN,
     PRODUCT,
+    STRIDED,
     Op,
     Tensor,
     Workspace,
@@ -189,7 +193,7 @@ def _solved(moments: tuple[Moment, ...], budget: int) -> int:
 class _Tensor:
     """A simulated tensor: its bytes, bytes per element, category, holders and whether autograd tracks it."""
 
-    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad", "itemsize", "base", "strided")
+    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad", "itemsize", "base", "strided", "layout")
 
     def __init__(self, fixed: int, sample: int, category: str, requires_grad: bool = False, itemsize: int = 0,
                  base: _Tensor | None = None):
@@ -199,6 +203,7 @@ class _Tensor:
         self.itemsize = itemsize   # 0: not a floating tensor (token ids, statistics)
         self.base = base           # a view's storage: it holds that, its own bytes size its gradient
         self.strided = False       # not contiguous: a reshape copies it
+        self.layout = PLAIN        # how it lies in memory (footprint's layouts): a gradient's decides copies
 
 
 class _Replay:
@@ -227,11 +232,14 @@ class _Replay:
         return tensor
 
     def like(self, tensor: _Tensor, category: str, itemsize: int | None = None) -> _Tensor:
-        """A new tensor of ``tensor``'s shape (in ``itemsize``-byte numbers: a cast)."""
+        """A new tensor of ``tensor``'s shape and layout (in ``itemsize``-byte numbers: a cast)."""
         if itemsize is None or itemsize == tensor.itemsize or not tensor.itemsize:
-            return self.allocate(tensor.fixed, tensor.sample, category, itemsize=tensor.itemsize)
-        return self.allocate(tensor.fixed * itemsize // tensor.itemsize, tensor.sample * itemsize // tensor.itemsize,
-                             category, itemsize=itemsize)
+            new = self.allocate(tensor.fixed, tensor.sample, category, itemsize=tensor.itemsize)
+        else:
+            new = self.allocate(tensor.fixed * itemsize // tensor.itemsize, tensor.sample * itemsize // tensor.itemsize,
+                                category, itemsize=itemsize)
+        new.layout = tensor.layout if tensor.layout != EXPANDED else PLAIN
+        return new
 
     def view(self, base: _Tensor, fixed: int, sample: int) -> _Tensor:
         """A view of part of ``base`` (a split's part): no bytes of its own while it holds base."""
@@ -517,6 +525,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 replay.drop(extra)
             for tensor in held:
                 replay.drop(tensor)
+            if output not in reads and output.base is None:   # a tensor of its own: laid out as the layer's output
+                output.layout = CHANNELS_LAST if laid_out[stats.node.outputs[0]] else PLAIN
             outputs.append(output)
             for earlier in freed.get(position, ()):
                 replay.drop(outputs[earlier])
@@ -713,6 +723,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
     skipped = 0
     cut: list[str] = []
     ones = replay.allocate(loss_bytes, 0, "transient")     # its gradient; each output's is a view of it
+    ones.layout = EXPANDED
     grads: dict[int, _Tensor] = {}
     for output in outputs:
         if output.requires_grad and _accumulate(replay, grads, output, replay.hold(ones)):
@@ -743,6 +754,8 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         first, before = entry.op.releases or (0, 0)
         for tensor in entry.saved[:first]:   # a recurrence's first step frees what it saved before its weights' gradients
             replay.drop(tensor)
+        contiguous = [replay.like(entry.output, "transient")] if gradient.layout in entry.op.copies_gradient \
+            and entry.op.gradient != "view" else []   # grad.contiguous() in its backward formula
         computed = None   # under autocast the weights' gradients come out in 16 bits first
         shared: list[_Tensor] = []   # a shared weight's later gradients, added when the node passes them on
         if entry.weight_bytes and entry.cast and not entry.op.float32_gradients:
@@ -760,13 +773,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         computed_inputs = []
         for tensor in entry.reads:
             if tensor.requires_grad:
-                # a view of the gradient passed to an input of another dtype (a 16-bit term of a float32
-                # sum under autocast) is cast to it by the engine (validate_outputs): a new tensor
-                new = (replay.hold(gradient) if entry.op.gradient == "view" and gradient.itemsize in (0, tensor.itemsize)
-                       else replay.like(tensor, "transient") if entry.op.gradient == "view"
-                       else replay.like(entry.output, "transient", tensor.itemsize) if entry.op.converts
-                       else replay.like(tensor, "transient"))
-                computed_inputs.append((tensor, new))
+                computed_inputs.append((tensor, _input_gradient(replay, entry, tensor, gradient)))
             elif entry.op.gradient == "always":
                 replay.drop(replay.like(tensor, "transient"))
         if entry.cast and entry.op.float32_gradients:   # the engine casts the kernel's float32 gradients in turn
@@ -774,7 +781,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
             wide = scratch[first:first + entry.op.float32_gradients]
             del scratch[first:first + entry.op.float32_gradients]
             computed = _cast_in_turn(replay, wide, entry.cast)
-        for tensor in [gradient, *scratch, *entry.saved]:
+        for tensor in [gradient, *contiguous, *scratch, *entry.saved]:
             replay.drop(tensor)
         # the engine passes them on to the next nodes once this node has freed what it saved and its
         # output's gradient: the inputs' gradients, then the parameters' (their order in the kernel's outputs)
@@ -810,6 +817,24 @@ def _cast_in_turn(replay: _Replay, wide: list[_Tensor], half: int) -> _Tensor:
     for tensor in casts:
         replay.drop(tensor)
     return replay.allocate(sum(t.fixed for t in casts), sum(t.sample for t in casts), "transient")
+
+
+def _input_gradient(replay: _Replay, entry: _Recorded, tensor: _Tensor, gradient: _Tensor) -> _Tensor:
+    """The gradient ``entry``'s backward passes to ``tensor``, which it read: the output's own (a
+    view), a permuted view of it, a contiguous copy of it (a reshape that cannot view it), or a
+    new tensor laid out as ``tensor`` (or as the op says)."""
+    if entry.op.gradient != "view" or gradient.layout in entry.op.copies_gradient \
+            or gradient.itemsize not in (0, tensor.itemsize):   # a view of it cast to another dtype by the engine
+        # (validate_outputs: a 16-bit term of a float32 sum under autocast): a new tensor
+        new = (replay.like(entry.output, "transient", tensor.itemsize) if entry.op.converts and entry.op.gradient != "view"
+               else replay.like(tensor, "transient"))
+        new.layout = entry.op.gradient_layout or (new.layout if entry.op.gradient != "view" else PLAIN)
+        return new
+    if entry.op.gradient_layout != STRIDED or gradient.layout == EXPANDED:
+        return replay.hold(gradient)
+    permuted = replay.view(gradient, gradient.fixed, gradient.sample)
+    permuted.layout = STRIDED
+    return permuted
 
 
 def _join_parts(replay: _Replay, grads: dict[int, _Tensor], entry: _Recorded) -> None:
@@ -894,7 +919,8 @@ def _accumulate(replay: _Replay, grads: dict[int, _Tensor], tensor: _Tensor, gra
     if earlier is None:
         grads[id(tensor)] = gradient
         return False
-    grads[id(tensor)] = replay.like(tensor, "transient")
+    summed = grads[id(tensor)] = replay.like(tensor, "transient")   # laid out as the first operand that has strides
+    summed.layout = next((term.layout for term in (earlier, gradient) if term.layout != EXPANDED), PLAIN)
     replay.drop(earlier)
     return True
 

@@ -16,7 +16,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, non_negative_int, per_axis, positive_int, shown
 from .base import Label, Layer, feature_map_rank, register, shape_text, spatial_rank
-from .footprint import INPUT, Op, Tensor, view
+from .footprint import INPUT, STRIDED, Op, Tensor, view
 from .receptive import Field
 from .recipe import compact, module
 from .shapes import Outputs, Shape, Steps, shape_of
@@ -348,6 +348,10 @@ class Permute(Rearranged):
             raise SpecError(f"dims {list(self.dims)} must order the axes 0..{len(x) - 1} of {shape_text(x)}, "
                             f"each once", field="dims")
         return self.typed(tuple(x[axis] for axis in self.dims))
+
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """A view; its gradient a permuted view of the output's (not contiguous)."""
+        return (dataclasses.replace(view(), gradient_layout=STRIDED),)
 
     def to_torch(self, x: Shape):
         return module("Permute", *self.dims)

@@ -9,7 +9,7 @@ from ..errors import SpecError
 from .activation import activation_name
 from .arguments import arg, choice, positive_int, probability
 from .base import Layer, register, shape_text
-from .footprint import INPUT, LOWER, MASK, Op, Tensor, view
+from .footprint import CHANNELS_LAST, INPUT, LOWER, MASK, PLAIN, STRIDED, Op, Tensor, view
 from .recipe import module, options
 from .shapes import FeatureMap, Shape, Steps, Vector
 from .terms import Count, Counts, Flattened, Product, Sum
@@ -98,9 +98,14 @@ class Dense(Layer):
         product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, product=True)
         if x[0] == 1 or prod(x[1:]) == 1:
             return (product,)
-        copied = (Op(prod(x), gradient="view", batch_copy=True), product)
+        # the map's gradient comes out channels last; the output's, its channels moved last, is
+        # reshaped back for the product (the view of its result): copied unless it is laid out
+        # channels last (or is the loss's expanded scalar)
+        product = dataclasses.replace(product, gradient_layout=CHANNELS_LAST)
+        reshaped = Op(None, gradient="view", copies_gradient=(PLAIN, STRIDED))
+        copied = (Op(prod(x), gradient="view", batch_copy=True), product, reshaped)
         copied += (Op(prod(y), gradient="view"),) if self.bias else ()
-        return (dataclasses.replace(product, if_channels_first=copied),)
+        return (dataclasses.replace(product, if_channels_first=copied, if_channels_last=(product, reshaped)),)
 
     def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
         """Over a map's channels: computed with the channels last and moved back."""

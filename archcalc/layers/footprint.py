@@ -42,6 +42,9 @@ def too_many_ops(what: str, field: str | None = None) -> SpecError:
                           "operation: make the network smaller (inspect's counts, FLOPs and the course's rule do not "
                           "replay)",
                      field=field)
+# how a gradient lies in memory: contiguous, contiguous with a map's channels last, the loss's
+# scalar expanded (no strides), permuted
+PLAIN, CHANNELS_LAST, EXPANDED, STRIDED = "plain", "channels last", "expanded", "strided"
 
 
 def layer_input(k: int) -> str:
@@ -178,6 +181,10 @@ class Op:
            runs it in float32), PRODUCT (a recurrent step: its product with the weights runs in 16
            bits, on autocast's weight copies, its element-wise rest in the dtype of what it reads:
            autocast casts none of them), or "" (it runs in the dtype of what it reads).
+    gradient_layout: how the gradients its backward passes to what it reads lie (PLAIN,
+           CHANNELS_LAST, STRIDED: a permute's view); "": as what it reads is laid out.
+    copies_gradient: the layouts of its output's gradient that its backward first copies into a
+           new contiguous tensor of the output's size (grad.contiguous(); a reshape that cannot view).
     copied_weight: elements of its weight's gradient that AccumulateGrad copies into the
            parameter's layout once the gradient is complete (a convolution over a map laid out
            channels last computes it channels last), freeing the one it computed.
@@ -214,6 +221,8 @@ class Op:
     converts: bool = False
     bias: int = 0
     autocast: str = ""
+    gradient_layout: str = ""
+    copies_gradient: tuple = ()
     copied_weight: int = 0
     if_channels_first: tuple = ()
     if_channels_last: tuple = ()

@@ -12,7 +12,19 @@ from math import prod
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, divisors, number, optional, positive_int, positive_number
 from .base import Layer, feature_map_rank, register, require_feature_map, spatial_rank
-from .footprint import INPUT, OUTPUT, Op, Tensor, contiguous, strides, suggests_channels_last
+from .footprint import (
+    CHANNELS_LAST,
+    EXPANDED,
+    INPUT,
+    OUTPUT,
+    PLAIN,
+    STRIDED,
+    Op,
+    Tensor,
+    contiguous,
+    strides,
+    suggests_channels_last,
+)
 from .recipe import module, options
 from .shapes import Shape, Steps
 from .terms import Count, Counts, Product, Sum
@@ -219,6 +231,21 @@ class GroupNorm(SampleNorm):
         single_value(x[0] // self.groups * prod(x[1:]), f"each of its {self.groups} groups", self.kind)
         return x
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """As the other norms; its backward first makes the output's gradient contiguous in the
+        input's memory format (channels last on a 2-D or 3-D map laid out so): a copy of any
+        other (the loss's expanded scalar, a permuted one, one laid out the other way)."""
+        (op,) = super().memory_ops(x, y, training, device)
+        plain = dataclasses.replace(op, copies_gradient=(EXPANDED, CHANNELS_LAST, STRIDED))
+        if spatial_rank(x) < 2:
+            return (plain,)
+        return (dataclasses.replace(plain, if_channels_last=(
+            dataclasses.replace(op, copies_gradient=(EXPANDED, PLAIN, STRIDED)),)),)
+
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Its input's layout on a 2-D or 3-D map (the kernel's memory format)."""
+        return inputs[0] and spatial_rank(x) >= 2
+
     def to_torch(self, x: Shape):
         return module("nn.GroupNorm", self.groups, x[0], **options(eps=(self.eps, 1e-5), affine=(self.affine, True)))
 
@@ -260,11 +287,12 @@ class InstanceNorm(SampleNorm):
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """As the other norms (F.instance_norm is batch_norm over the N x C channels); with affine
-        weights it first repeats them for every sample (two temporaries of C per sample)."""
+        weights it first repeats them for every sample (two temporaries of C per sample), and its
+        backward computes their gradients so (two more) before summing them over the batch."""
         (op,) = super().memory_ops(x, y, training, device)
         if not self.affine:
             return (op,)
-        return (dataclasses.replace(op, extras=(*op.extras, Tensor(2 * x[0]))),)
+        return (dataclasses.replace(op, extras=(*op.extras, Tensor(2 * x[0])), temporaries=(Tensor(2 * x[0]),)),)
 
     def to_torch(self, x: Shape):
         return module(f"nn.InstanceNorm{spatial_rank(x)}d", x[0],

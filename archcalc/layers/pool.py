@@ -9,7 +9,7 @@ from ..errors import SpecError
 from .arguments import arg, choice, padding, size
 from .base import Layer, axes, feature_map_rank, register, spatial_rank
 from .channels import pad_ops
-from .footprint import INPUT, Op, Tensor, view
+from .footprint import INPUT, PLAIN, Op, Tensor, view
 from .geometry import ROUNDINGS, Window
 from .recipe import compact, module, options, sequence
 from .shapes import Shape, Vector
@@ -215,11 +215,12 @@ class AdaptivePool(Layer):
 
 
 def pooled(torch_name: str, x: Shape, elements: int, to_one: bool) -> Op:
-    """An adaptive pool's op: a mean (to one value per channel: nothing kept) or
+    """An adaptive pool's op: a mean (to one value per channel: nothing kept, its gradient a new
+    contiguous tensor) or
     _adaptive_avg_pool (its input kept); a max returns int64 indices and keeps them with its input."""
     if torch_name == "AdaptiveMaxPool":
         return Op(elements, extras=(Tensor(elements, "int64"),), saves=(INPUT, 0))
-    return Op(elements) if to_one else Op(elements, saves=(INPUT,))
+    return Op(elements, gradient_layout=PLAIN) if to_one else Op(elements, saves=(INPUT,))   # expand and divide: a new tensor
 
 
 @register("adaptiveavgpool", prefix="pool")
