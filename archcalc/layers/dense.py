@@ -96,13 +96,15 @@ class Dense(Layer):
         if self.axes != "channels":
             return (product, Op(prod(y), gradient="view", when_copied=True)) if self.bias else (product,)
         product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, product=True)
-        if x[0] == 1 or prod(x[1:]) == 1:
+        if prod(x[1:]) == 1:
             return (product,)
         # the map's gradient comes out channels last; the output's, its channels moved last, is
         # reshaped back for the product (the view of its result): copied unless it is laid out
         # channels last (or is the loss's expanded scalar)
         product = dataclasses.replace(product, gradient_layout=CHANNELS_LAST)
         reshaped = Op(None, gradient="view", copies_gradient=(PLAIN, STRIDED))
+        if x[0] == 1:
+            return product, reshaped
         copied = (Op(prod(x), gradient="view", batch_copy=True), product, reshaped)
         copied += (Op(prod(y), gradient="view"),) if self.bias else ()
         return (dataclasses.replace(product, if_channels_first=copied, if_channels_last=(product, reshaped)),)
