@@ -286,13 +286,28 @@ class InstanceNorm(SampleNorm):
                                                          "running mean, variance; batch counter"))
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
-        """As the other norms (F.instance_norm is batch_norm over the N x C channels); with affine
-        weights it first repeats them for every sample (two temporaries of C per sample), and its
-        backward computes their gradients so (two more) before summing them over the batch."""
-        (op,) = super().memory_ops(x, y, training, device)
-        if not self.affine:
+        """F.instance_norm is batch_norm over the N x C channels of the input reshaped to (1, N x C,
+        ...) after .contiguous() (a copy of a map laid out channels last: the copy is what it reads
+        and keeps; its gradient passes through). Its affine weights and its running mean and
+        variance are repeated for every sample first (C per sample each); batch_norm keeps the
+        repeated weight and statistics, and, but at inference with running statistics, returns
+        and keeps the batch's mean and inverse deviation per channel; training updates the running
+        ones from a mean over the samples (C values). The backward computes the repeated weights'
+        gradients (two of C per sample) before summing them over the batch."""
+        extras: list[Tensor] = [] if self.track_running_stats and not training else [Tensor(2 * x[0])]
+        saves: list = [INPUT, *range(len(extras))]
+        if self.affine:
+            extras += [Tensor(x[0]), Tensor(x[0])]
+            saves.append(len(extras) - 2)
+        if self.track_running_stats:
+            extras.append(Tensor(2 * x[0]))
+            saves.append(len(extras) - 1)
+            extras += [Tensor(x[0], batched=False)] if training else []
+        op = Op(prod(y), extras=tuple(extras), saves=tuple(saves), weights=True,
+                temporaries=(Tensor(2 * x[0]),) if self.affine else ())
+        if x[0] == 1 or prod(x[1:]) == 1:
             return (op,)
-        return (dataclasses.replace(op, extras=(*op.extras, Tensor(2 * x[0])), temporaries=(Tensor(2 * x[0]),)),)
+        return (dataclasses.replace(op, if_channels_last=(Op(prod(x), gradient="view"), op)),)
 
     def to_torch(self, x: Shape):
         return module(f"nn.InstanceNorm{spatial_rank(x)}d", x[0],
