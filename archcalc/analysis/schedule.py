@@ -487,7 +487,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 fixed, sample = (op.output * itemsize, 0) if op.unbatched else (0, op.output * itemsize)
                 output = replay.allocate(fixed, sample, "activations", tracked, itemsize)
             output.requires_grad = output.requires_grad or tracked
-            if op.strided and analysis.batch > 1:   # the same bytes, seen through strides: it takes over the hold
+            if op.strided and analysis.batch > 1 or op.permuted:   # the same bytes, seen through strides: it takes over the hold
                 strided = replay.view(output, output.fixed, output.sample)
                 replay.drop(output)
                 output, strided.strided = strided, True

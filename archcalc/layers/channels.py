@@ -350,8 +350,12 @@ class Permute(Rearranged):
         return self.typed(tuple(x[axis] for axis in self.dims))
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
-        """A view; its gradient a permuted view of the output's (not contiguous)."""
-        return (dataclasses.replace(view(), gradient_layout=STRIDED),)
+        """A view; where it moves axes of more than one element it is not contiguous (a later
+        reshape or .contiguous() copies it), nor is its gradient, a permuted view of the output's."""
+        moved = [axis for axis in self.dims if x[axis] > 1]
+        if moved == sorted(moved):
+            return (view(),)
+        return (dataclasses.replace(view(), gradient_layout=STRIDED, permuted=True),)
 
     def to_torch(self, x: Shape):
         return module("Permute", *self.dims)

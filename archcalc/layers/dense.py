@@ -149,10 +149,10 @@ class Flatten(Layer):
 
     def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
         """A view of its (contiguous) input; a copy of one laid out channels last (a map of more
-        than one channel and position: its values are not in the flattened order)."""
+        than one channel and position: its values are not in the flattened order) or permuted."""
         if x[0] == 1 or prod(x[1:]) == 1:
-            return (view(),)
-        return (dataclasses.replace(view(), if_channels_last=(Op(prod(y), gradient="view"),)),)
+            return (dataclasses.replace(view(), contiguous=True),)
+        return (dataclasses.replace(view(), contiguous=True, if_channels_last=(Op(prod(y), gradient="view"),)),)
 
 
 @register("dropout")

@@ -236,6 +236,7 @@ class GroupNorm(SampleNorm):
         input's memory format (channels last on a 2-D or 3-D map laid out so): a copy of any
         other (the loss's expanded scalar, a permuted one, one laid out the other way)."""
         (op,) = super().memory_ops(x, y, training, device)
+        op = dataclasses.replace(op, contiguous=True)   # a permuted input is copied first
         plain = dataclasses.replace(op, copies_gradient=(EXPANDED, CHANNELS_LAST, STRIDED))
         if spatial_rank(x) < 2:
             return (plain,)
@@ -303,7 +304,7 @@ class InstanceNorm(SampleNorm):
             extras.append(Tensor(2 * x[0]))
             saves.append(len(extras) - 1)
             extras += [Tensor(x[0], batched=False)] if training else []
-        op = Op(prod(y), extras=tuple(extras), saves=tuple(saves), weights=True,
+        op = Op(prod(y), extras=tuple(extras), saves=tuple(saves), weights=True, contiguous=True,
                 temporaries=(Tensor(2 * x[0]),) if self.affine else ())
         if x[0] == 1 or prod(x[1:]) == 1:
             return (op,)
