@@ -478,7 +478,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                       MASK: 1 if device == "cuda" else compute, "int64": 8, OPMATH: 4 if compute == 2 else compute}
             if op.converts and reads[0].itemsize in (0, dtypes[op.dtype]):   # .to() its own dtype: itself
                 op = dataclasses.replace(op, output=None, converts=False, gradient="view")
-            if op.output is None or (op.batch_copy and analysis.batch == 1):
+            if op.output is None or (op.batch_copy and analysis.batch == 1 and not reads[0].strided):
                 output = replay.hold(reads[0])
             elif op.part:
                 output = replay.view(reads[0], 0, op.output * compute)
