@@ -538,6 +538,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             values.update(zip(stats.node.outputs, views))
         else:
             values[stats.node.outputs[0]] = outputs[-1] if outputs else inputs[0]
+            if layer.elementwise and inputs and inputs[0].strided:   # its kernel keeps a permuted input's strides
+                values[stats.node.outputs[0]].strided = True
         for name in dict.fromkeys(stats.node.inputs):   # a value read twice (add: [x, x]) is dropped once
             if last_reader[name] == index and name not in analysis.spec.outputs:
                 replay.drop(values.pop(name))

@@ -27,6 +27,7 @@ class Activation(Layer):
     """
 
     creates_neurons = False
+    elementwise = True
     as_attribute: ClassVar[bool] = True  # usable as conv/dense's 'activation:' (not with parameters)
     torch_name: ClassVar[str]  # the torch.nn class; its keyword arguments are our field names
     keeps: ClassVar[str] = INPUT  # what its derivative needs: relu, tanh, sigmoid, softmax their output
@@ -125,6 +126,8 @@ class LeakyReLU(Activation):
 class AlongAxis(Activation):
     """A function of all the values along one axis (softmax): ``axis`` counted without the batch,
     as the shapes are written; by default a map's or vector's channels, a sequence's features."""
+
+    elementwise = False
 
     axis: int | None = arg(non_negative_int, None, "axis the values are normalised along, counted without the "
                                                    "batch axis; default: channels, or a sequence's features")

@@ -107,6 +107,7 @@ class Layer:
     memory_gap: ClassVar[str] = ""             # what its memory_ops leave out, where they are approximate
     mixed_precision_gap: ClassVar[str] = ""    # the same, under torch.autocast only (--mixed-precision)
     opaque: ClassVar[bool] = False             # True: an imported operation without a kind: MACs, FLOPs unknown
+    elementwise: ClassVar[bool] = False        # True: an element-wise kernel, whose output keeps its input's strides
 
     @classmethod
     def from_args(cls, args: dict, implied: dict | None = None) -> Layer:

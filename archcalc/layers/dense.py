@@ -163,6 +163,7 @@ class Dropout(Layer):
     rate: float = arg(probability, 0.5, "probability p of dropping an element", known_as=("p",))
     main = "rate"
     creates_neurons = False
+    elementwise = True
 
     def to_torch(self, x: Shape):
         return module("nn.Dropout", self.rate)

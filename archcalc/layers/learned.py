@@ -24,6 +24,8 @@ class Scale(Layer):
     as neurons (new values, as a norm's affine step makes).
     """
 
+    elementwise = True
+
     init: float = arg(number, 1.0, "every factor's starting value (ConvNeXt: 1e-6)")
     main = "init"
 

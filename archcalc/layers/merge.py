@@ -22,6 +22,7 @@ class Elementwise(Layer):
     values, like a pool's). FLOPs: n-1 per output element for n inputs (one operation each)."""
 
     merges = True
+    elementwise = True
     arity: ClassVar[int | None] = None  # exactly this many inputs; None: two or more
     helper: ClassVar[str]               # the module of backend/modules.py that computes it
     example: ClassVar[str]              # a spec line for the hint
