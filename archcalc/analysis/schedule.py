@@ -193,7 +193,8 @@ def _solved(moments: tuple[Moment, ...], budget: int) -> int:
 class _Tensor:
     """A simulated tensor: its bytes, bytes per element, category, holders and whether autograd tracks it."""
 
-    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad", "itemsize", "base", "strided", "layout")
+    __slots__ = ("fixed", "sample", "category", "holders", "requires_grad", "itemsize", "base", "strided", "order",
+                 "layout")
 
     def __init__(self, fixed: int, sample: int, category: str, requires_grad: bool = False, itemsize: int = 0,
                  base: _Tensor | None = None):
@@ -203,6 +204,7 @@ class _Tensor:
         self.itemsize = itemsize   # 0: not a floating tensor (token ids, statistics)
         self.base = base           # a view's storage: it holds that, its own bytes size its gradient
         self.strided = False       # not contiguous: a reshape copies it
+        self.order: tuple[int, ...] = ()   # a strided tensor's axes in memory order, where a permute made it
         self.layout = PLAIN        # how it lies in memory (footprint's layouts): a gradient's decides copies
 
 
@@ -487,10 +489,12 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 fixed, sample = (op.output * itemsize, 0) if op.unbatched else (0, op.output * itemsize)
                 output = replay.allocate(fixed, sample, "activations", tracked, itemsize)
             output.requires_grad = output.requires_grad or tracked
+            memory_order = _permuted(reads[0], op.permuted) if op.permuted else None
             if op.strided and analysis.batch > 1 or op.permuted:   # the same bytes, seen through strides: it takes over the hold
                 strided = replay.view(output, output.fixed, output.sample)
                 replay.drop(output)
-                output, strided.strided = strided, True
+                strided.strided, strided.order = memory_order is not None or not op.permuted, memory_order or ()
+                output = strided
             extras = [replay.allocate(*_bytes(extra, dtypes, analysis.batch, half, compute), "activations") for extra in op.extras]
             if tracked and op.gradient == "split":   # one backward node for the parts of a split: joined
                 last = recorded[-1] if recorded else None
@@ -540,6 +544,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             values[stats.node.outputs[0]] = outputs[-1] if outputs else inputs[0]
             if layer.elementwise and inputs and inputs[0].strided:   # its kernel keeps a permuted input's strides
                 values[stats.node.outputs[0]].strided = True
+                values[stats.node.outputs[0]].order = inputs[0].order
         for name in dict.fromkeys(stats.node.inputs):   # a value read twice (add: [x, x]) is dropped once
             if last_reader[name] == index and name not in analysis.spec.outputs:
                 replay.drop(values.pop(name))
@@ -819,6 +824,16 @@ def _cast_in_turn(replay: _Replay, wide: list[_Tensor], half: int) -> _Tensor:
     for tensor in casts:
         replay.drop(tensor)
     return replay.allocate(sum(t.fixed for t in casts), sum(t.sample for t in casts), "transient")
+
+
+def _permuted(tensor: _Tensor, dims: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The memory order of ``tensor`` permuted by ``dims``: None where that is contiguous again (a
+    permute undoing another), () where it is not known (a tensor strided otherwise)."""
+    if tensor.strided and not tensor.order:
+        return ()
+    before = tensor.order or tuple(range(len(dims)))
+    order = tuple(before[axis] for axis in dims)
+    return None if order == tuple(sorted(order)) else order
 
 
 def _input_gradient(replay: _Replay, entry: _Recorded, tensor: _Tensor, gradient: _Tensor) -> _Tensor:

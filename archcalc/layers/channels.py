@@ -355,7 +355,7 @@ class Permute(Rearranged):
         moved = [axis for axis in self.dims if x[axis] > 1]
         if moved == sorted(moved):
             return (view(),)
-        return (dataclasses.replace(view(), gradient_layout=STRIDED, permuted=True),)
+        return (dataclasses.replace(view(), gradient_layout=STRIDED, permuted=self.dims),)
 
     def to_torch(self, x: Shape):
         return module("Permute", *self.dims)

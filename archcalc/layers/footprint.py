@@ -149,7 +149,8 @@ class Op:
            after moving the batch axis inward: a batch of one is already contiguous); a view then.
     strided: a view whose output is not contiguous for a batch of more than one sample (a
            recurrent layer's time-major result seen batch-first).
-    permuted: a view in another order of the axes (a permute's): not contiguous at any batch.
+    permuted: a view in another order of the axes (a permute's dims, no batch axis): not
+           contiguous at any batch, unless it puts back an earlier permute's order.
     contiguous: it reshapes what it reads (a matrix product over a sequence): a strided input
            is copied first, and the copy is what it saves.
     when_copied: it runs only when an earlier op of the layer copied a strided input (F.linear
@@ -211,7 +212,7 @@ class Op:
     unbatched: bool = False
     batch_copy: bool = False
     strided: bool = False
-    permuted: bool = False
+    permuted: tuple = ()
     contiguous: bool = False
     when_copied: bool = False
     macs: int = 0
