@@ -847,10 +847,14 @@ def _input_gradient(replay: _Replay, entry: _Recorded, tensor: _Tensor, gradient
                else replay.like(tensor, "transient"))
         new.layout = entry.op.gradient_layout or (new.layout if entry.op.gradient != "view" else PLAIN)
         return new
-    if entry.op.gradient_layout != STRIDED or gradient.layout == EXPANDED:
+    if not entry.op.permuted or gradient.layout == EXPANDED:
         return replay.hold(gradient)
+    dims = entry.op.permuted   # the gradient permuted back: its memory order composed as the forward's (_permuted)
+    plain, channels_last = tuple(range(len(dims))), (*range(1, len(dims)), 0)
+    before = {PLAIN: plain, CHANNELS_LAST: channels_last}.get(gradient.layout, gradient.order)
     permuted = replay.view(gradient, gradient.fixed, gradient.sample)
-    permuted.layout = STRIDED
+    permuted.order = tuple(before[dims.index(axis)] for axis in range(len(dims))) if before else ()
+    permuted.layout = {plain: PLAIN, channels_last: CHANNELS_LAST}.get(permuted.order, STRIDED)
     return permuted
 
 

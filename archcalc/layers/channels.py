@@ -16,7 +16,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import arg, boolean, choice, non_negative_int, per_axis, positive_int, shown
 from .base import Label, Layer, feature_map_rank, register, shape_text, spatial_rank
-from .footprint import INPUT, STRIDED, Op, Tensor, view
+from .footprint import INPUT, Op, Tensor, view
 from .receptive import Field
 from .recipe import compact, module
 from .shapes import Outputs, Shape, Steps, shape_of
@@ -355,7 +355,7 @@ class Permute(Rearranged):
         moved = [axis for axis in self.dims if x[axis] > 1]
         if moved == sorted(moved):
             return (view(),)
-        return (dataclasses.replace(view(), gradient_layout=STRIDED, permuted=self.dims),)
+        return (dataclasses.replace(view(), permuted=self.dims),)
 
     def to_torch(self, x: Shape):
         return module("Permute", *self.dims)

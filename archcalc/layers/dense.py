@@ -98,10 +98,11 @@ class Dense(Layer):
         product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, product=True)
         if prod(x[1:]) == 1:
             return (product,)
-        # the map's gradient comes out channels last; the output's, its channels moved last, is
-        # reshaped back for the product (the view of its result): copied unless it is laid out
-        # channels last (or is the loss's expanded scalar)
-        product = dataclasses.replace(product, gradient_layout=CHANNELS_LAST)
+        # the map's gradient comes out channels last (but from one unit: mm's outer product is laid
+        # out the other way); the output's, its channels moved last, is reshaped back for the
+        # product (the view of its result): copied unless it is laid out channels last (or is the
+        # loss's expanded scalar)
+        product = dataclasses.replace(product, gradient_layout=CHANNELS_LAST if self.units > 1 else PLAIN)
         reshaped = Op(None, gradient="view", copies_gradient=(PLAIN, STRIDED))
         if x[0] == 1:
             return product, reshaped
