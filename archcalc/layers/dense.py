@@ -104,8 +104,9 @@ class Dense(Layer):
         # loss's expanded scalar)
         product = dataclasses.replace(product, gradient_layout=CHANNELS_LAST if self.units > 1 else PLAIN)
         reshaped = Op(None, gradient="view", copies_gradient=(PLAIN, STRIDED))
-        if x[0] == 1:
-            return product, reshaped
+        if x[0] == 1:   # one channel: a view unless the map is permuted, then copied, the bias added apart
+            added = (Op(prod(y), gradient="view", when_copied=True),) if self.bias else ()
+            return dataclasses.replace(product, contiguous=True), reshaped, *added
         copied = (Op(prod(x), gradient="view", batch_copy=True), product, reshaped)
         copied += (Op(prod(y), gradient="view"),) if self.bias else ()
         return (dataclasses.replace(product, if_channels_first=copied, if_channels_last=(product, reshaped)),)
