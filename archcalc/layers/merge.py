@@ -163,8 +163,10 @@ class Concat(Layer):
 
     def channels_last(self, x: tuple, inputs: tuple[bool, ...]) -> bool:
         """torch.cat writes channels last when every input suggests it (2-D and 3-D maps laid out
-        channels last), else a plain tensor."""
-        return all(inputs) and isinstance(x[0], FeatureMap) and len(x[0]) >= 3
+        channels last, of more than one channel and position: one of a single channel is read as
+        plain), else a plain tensor."""
+        return all(laid and shape[0] > 1 and prod(shape[1:]) > 1 for shape, laid in zip(x, inputs)) \
+            and isinstance(x[0], FeatureMap) and len(x[0]) >= 3
 
     def memory_ops(self, x: tuple, y: tuple, training: bool, device: str) -> tuple:
         """torch.cat copies the inputs into a new tensor and keeps nothing; each input's gradient
