@@ -88,12 +88,14 @@ def check_random(shape, layers, batch) -> None:
     """A random spec, cut at its first invalid layer, measured for inference and for a training
     step with SGD and with Adam: predicted / measured per phase within the bound (these are small,
     so at any size: the fixed bytes of a loss are 4 of them). A spec that cannot be measured (no
-    valid layer, a kind the schedule approximates, what PyTorch cannot express) is rejected
-    (hypothesis.assume), so that every example counted is a spec measured in the three modes."""
+    valid layer, a kind the schedule approximates, what PyTorch cannot express or train at the
+    batch: a batchnorm of one value per channel at a batch of 1) is rejected (hypothesis.assume),
+    so that every example counted is a spec measured in the three modes."""
     partial = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), partial=True)
     assume(partial.failure is None)
     analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), batch=batch)
     assume(not {stats.kind for stats in analysis.layers} & APPROXIMATE)
+    assume(all(batch >= stats.layer.training_batch(stats.input_shape) for stats in analysis.layers))
     for mode in MODES:
         try:
             found = ratios(analysis, *mode)
