@@ -515,7 +515,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 if op.weights is True and weights:
                     sizes = tuple(prod(shape) * size for shape in owner.layer.tensors(owner.input_shape).values())
                     pieces = sizes if sum(sizes) == share else pieces
-                recorded.append(_Recorded(stats.name, op, list(reads), output,
+                recorded.append(_Recorded(stats.name, op if not (op.batch_copy and analysis.batch == 1) else
+                                          dataclasses.replace(op, copies_gradient=()), list(reads), output,
                                           [replay.hold(t) for t in kept] if frame is None else [],
                                           weights=(owner.name, -1 if op.weights is True else position)
                                           if op.weights and weights else None,

@@ -146,7 +146,8 @@ class Op:
            gradients of its inputs. None: all of them once its backward ends.
     unbatched: its output is ``output`` elements in all, whatever the batch (the causal mask).
     batch_copy: a copy PyTorch makes only for a batch of more than one sample (.contiguous()
-           after moving the batch axis inward: a batch of one is already contiguous); a view then.
+           after moving the batch axis inward: a batch of one is already contiguous); a view then
+           (and so of a gradient, copies_gradient).
     strided: a view whose output is not contiguous for a batch of more than one sample (a
            recurrent layer's time-major result seen batch-first).
     permuted: a view in another order of the axes (a permute's dims, no batch axis): not
