@@ -401,6 +401,7 @@ class LRN(Layer):
     beta: float = arg(number, 0.75, "exponent")
     k: float = arg(number, 1.0, "additive constant (AlexNet's paper uses 2)")
     main = "size"
+    elementwise = True   # its last op, x / d, keeps x's strides
 
     def output_shape(self, x: Shape) -> Shape:
         require_feature_map(x, self.kind)
