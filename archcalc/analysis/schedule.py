@@ -30,7 +30,10 @@ Not modelled: what a kernel allocates and frees inside one operation (a workspac
 return: convolutions' oneDNN buffers, cuDNN's), the caching allocator's rounding, and, per kind,
 what its memory_gap says (printed by every memory report). A workspace a kernel returns for the
 backward pass is modelled (oneDNN's LSTM: footprint.Workspace), as are the layouts that make a
-later op copy (a recurrent layer's batch-first view, copied by the dense layer that reshapes it).
+later op copy (a recurrent layer's batch-first view, copied by the dense layer that reshapes it; a
+map laid out channels last or permuted; a gradient's layout: footprint's PLAIN, CHANNELS_LAST,
+EXPANDED, STRIDED). The autograd engine is replayed as it runs under the measuring tracker's
+dispatch mode: gradients meeting in one buffer are added out of place (_accumulate).
 """
 from __future__ import annotations
 
