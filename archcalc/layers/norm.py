@@ -238,8 +238,9 @@ class GroupNorm(SampleNorm):
         (op,) = super().memory_ops(x, y, training, device)
         op = dataclasses.replace(op, contiguous=True)   # a permuted input is copied first
         plain = dataclasses.replace(op, copies_gradient=(EXPANDED, CHANNELS_LAST, STRIDED))
-        if spatial_rank(x) < 2:
-            return (plain,)
+        if spatial_rank(x) < 2:   # a [C, L] map laid out channels last is read as plain: copied
+            copied = (Op(prod(x), gradient="view"), plain) if x[0] > 1 and prod(x[1:]) > 1 else ()
+            return (dataclasses.replace(plain, if_channels_last=copied),)
         return (dataclasses.replace(plain, if_channels_last=(
             dataclasses.replace(op, copies_gradient=(EXPANDED, PLAIN, STRIDED)),)),)
 
