@@ -518,8 +518,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 if op.weights is True and weights:
                     sizes = tuple(prod(shape) * size for shape in owner.layer.tensors(owner.input_shape).values())
                     pieces = sizes if sum(sizes) == share else pieces
-                recorded.append(_Recorded(stats.name, op if not (op.batch_copy and analysis.batch == 1) else
-                                          dataclasses.replace(op, copies_gradient=()), list(reads), output,
+                recorded.append(_Recorded(stats.name, _at_batch(op, analysis.batch), list(reads), output,
                                           [replay.hold(t) for t in kept] if frame is None else [],
                                           weights=(owner.name, -1 if op.weights is True else position)
                                           if op.weights and weights else None,
@@ -828,6 +827,15 @@ def _cast_in_turn(replay: _Replay, wide: list[_Tensor], half: int) -> _Tensor:
     for tensor in casts:
         replay.drop(tensor)
     return replay.allocate(sum(t.fixed for t in casts), sum(t.sample for t in casts), "transient")
+
+
+def _at_batch(op: Op, batch: int) -> Op:
+    """``op``'s backward at ``batch``: at a batch of 1 the batch merges with the positions, so a
+    batch_copy op copies no gradient either, and a STRIDED gradient_layout is plain."""
+    if batch > 1:
+        return op
+    return dataclasses.replace(op, copies_gradient=() if op.batch_copy else op.copies_gradient,
+                               gradient_layout=PLAIN if op.gradient_layout == STRIDED else op.gradient_layout)
 
 
 def _permuted(tensor: _Tensor, dims: tuple[int, ...]) -> tuple[int, ...] | None:

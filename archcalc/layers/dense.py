@@ -99,11 +99,11 @@ class Dense(Layer):
         if prod(x[1:]) == 1:
             return (product,)
         # the map's gradient comes out channels last (but from one unit: mm's outer product is laid
-        # out the other way); the output's, its channels moved last, is reshaped back for the
+        # out the other way, strided but for one sample); the output's, its channels moved last, is reshaped back for the
         # product (the view of its result): copied unless it is laid out channels last (or is the
         # loss's expanded scalar; or is of one unit, when both layouts agree; or at a batch of 1,
         # when the positions merge)
-        product = dataclasses.replace(product, gradient_layout=CHANNELS_LAST if self.units > 1 else PLAIN)
+        product = dataclasses.replace(product, gradient_layout=CHANNELS_LAST if self.units > 1 else STRIDED)
         reshaped = Op(None, gradient="view", batch_copy=True,
                       copies_gradient=(PLAIN, STRIDED) if self.units > 1 else (STRIDED,))
         if x[0] == 1:   # one channel: a view unless the map is permuted, then copied, the bias added apart
