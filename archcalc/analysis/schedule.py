@@ -831,11 +831,8 @@ def _cast_in_turn(replay: _Replay, wide: list[_Tensor], half: int) -> _Tensor:
 
 def _at_batch(op: Op, batch: int) -> Op:
     """``op``'s backward at ``batch``: at a batch of 1 the batch merges with the positions, so a
-    batch_copy op copies no gradient either, and a STRIDED gradient_layout is plain."""
-    if batch > 1:
-        return op
-    return dataclasses.replace(op, copies_gradient=() if op.batch_copy else op.copies_gradient,
-                               gradient_layout=PLAIN if op.gradient_layout == STRIDED else op.gradient_layout)
+    batch_copy op copies no gradient either."""
+    return dataclasses.replace(op, copies_gradient=()) if batch == 1 and op.batch_copy else op
 
 
 def _permuted(tensor: _Tensor, dims: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -9,7 +9,7 @@ from ..errors import SpecError
 from .activation import activation_name
 from .arguments import arg, choice, positive_int, probability
 from .base import Layer, register, shape_text
-from .footprint import CHANNELS_LAST, INPUT, LOWER, MASK, PLAIN, STRIDED, Op, Tensor, view
+from .footprint import INPUT, LOWER, MASK, PLAIN, STRIDED, Op, Tensor, view
 from .recipe import module, options
 from .shapes import FeatureMap, Shape, Steps, Vector
 from .terms import Count, Counts, Flattened, Product, Sum
@@ -98,12 +98,12 @@ class Dense(Layer):
         product = Op(prod(y), saves=(INPUT,), weights=True, autocast=LOWER, product=True)
         if prod(x[1:]) == 1:
             return (product,)
-        # the map's gradient comes out channels last (but from one unit: mm's outer product is laid
-        # out the other way, strided but for one sample); the output's, its channels moved last, is reshaped back for the
+        # the map's gradient comes out laid out as the matrix the product reads (mm's backward
+        # follows it): channels last, but plain from the view of a plain map at a batch of 1; the
+        # output's, its channels moved last, is reshaped back for the
         # product (the view of its result): copied unless it is laid out channels last (or is the
         # loss's expanded scalar; or is of one unit, when both layouts agree; or at a batch of 1,
         # when the positions merge)
-        product = dataclasses.replace(product, gradient_layout=CHANNELS_LAST if self.units > 1 else STRIDED)
         reshaped = Op(None, gradient="view", batch_copy=True,
                       copies_gradient=(PLAIN, STRIDED) if self.units > 1 else (STRIDED,))
         if x[0] == 1:   # one channel: a view unless the map is permuted, then copied, the bias added apart

@@ -185,8 +185,7 @@ class Op:
            bits, on autocast's weight copies, its element-wise rest in the dtype of what it reads:
            autocast casts none of them), or "" (it runs in the dtype of what it reads).
     gradient_layout: how the new gradients its backward passes to what it reads lie (PLAIN,
-           CHANNELS_LAST, STRIDED: strided for a batch of more than one sample, plain for one);
-           "": as what it reads is laid out (a permute's: permuted, see permuted).
+           CHANNELS_LAST); "": as what it reads is laid out (a permute's: permuted, see permuted).
     copies_gradient: the layouts of its output's gradient that its backward first copies into a
            new contiguous tensor of the output's size (grad.contiguous(); a reshape that cannot view).
     copied_weight: elements of its weight's gradient that AccumulateGrad copies into the
