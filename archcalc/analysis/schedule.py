@@ -453,6 +453,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
         outputs: list[_Tensor] = []   # each op's output, freed after the last op that reads it
         if not any(op.contiguous and any(t.strided for t in inputs) for op in ops[:1]):
             ops = [op for op in ops if not op.when_copied]
+        if not (inputs and inputs[0].strided):
+            ops = [op for op in ops if not op.when_strided]
         freed: dict[int, list[int]] = {}   # per op, the intermediates of this layer it reads for the last time
         for earlier, end in enumerate(_last_reads(ops)):
             if end is not None:

@@ -156,6 +156,8 @@ class Op:
            is copied first, and the copy is what it saves.
     when_copied: it runs only when an earlier op of the layer copied a strided input (F.linear
            then adds its bias in an op of its own).
+    when_strided: it runs only when the layer's input is strided (permuted): a copy that makes
+           the result of element-wise ops on it contiguous.
     macs: its multiply-accumulates per sample, where a layer's are spread over several ops (the
            attention's output projection): what a checkpointed segment's rerun leaves out when it
            stops before this op (0: the layer's first op, or none).
@@ -216,6 +218,7 @@ class Op:
     permuted: tuple = ()
     contiguous: bool = False
     when_copied: bool = False
+    when_strided: bool = False
     macs: int = 0
     product: bool = False
     keeps_weights: bool = True

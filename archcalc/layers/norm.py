@@ -379,9 +379,12 @@ class RMSNorm(Layer):
                Op(groups, saves=(OUTPUT,), lingers=3, scratch=2),
                Op(prod(x), saves=(INPUT,), rereads=True, scratch=int(groups < prod(x))))
         ops += (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),) if self.affine else ()
-        last, copied = ops[-1], (ops[-1], Op(prod(y), gradient="view"))   # .contiguous(): a clone
-        return ops[:-1] + (dataclasses.replace(last, if_channels_first=copied if self._normalises(x, False)[2] else (),
-                                               if_channels_last=copied if self._normalises(x, True)[2] else ()),)
+        clone = Op(prod(y), gradient="view")   # .contiguous()
+        strided = dataclasses.replace(clone, when_strided=True)   # of a permuted map's result
+        last = ops[-1]
+        return ops[:-1] + (dataclasses.replace(
+            last, if_channels_first=(last, clone if self._normalises(x, False)[2] else strided),
+            if_channels_last=(last, clone if self._normalises(x, True)[2] else strided)),)
 
     def to_torch(self, x: Shape):
         shape = normalized_shape(x, self.axes)
