@@ -494,11 +494,16 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 fixed, sample = (op.output * itemsize, 0) if op.unbatched else (0, op.output * itemsize)
                 output = replay.allocate(fixed, sample, "activations", tracked, itemsize)
             output.requires_grad = output.requires_grad or tracked
-            memory_order = _permuted(reads[0], op.permuted) if op.permuted else None
+            memory_order = _permuted(reads[0], op.permuted) if op.permuted else ()
+            layout = {tuple(range(len(memory_order))): PLAIN, (*range(1, len(memory_order)), 0): CHANNELS_LAST}.get(
+                memory_order, STRIDED) if memory_order else STRIDED
             if op.strided and analysis.batch > 1 or op.permuted:   # the same bytes, seen through strides: it takes over the hold
                 strided = replay.view(output, output.fixed, output.sample)
                 replay.drop(output)
-                strided.strided, strided.order = memory_order is not None or not op.permuted, memory_order or ()
+                strided.strided = layout == STRIDED or not op.permuted
+                if op.permuted:   # its memory order decides how the next layers read it
+                    strided.order, strided.layout = memory_order, layout
+                    laid_out[stats.node.outputs[0]] = layout == CHANNELS_LAST
                 output = strided
             extras = [replay.allocate(*_bytes(extra, dtypes, analysis.batch, half, compute), "activations") for extra in op.extras]
             if tracked and op.gradient == "split":   # one backward node for the parts of a split: joined
@@ -837,14 +842,13 @@ def _at_batch(op: Op, batch: int) -> Op:
     return dataclasses.replace(op, copies_gradient=()) if batch == 1 and op.batch_copy else op
 
 
-def _permuted(tensor: _Tensor, dims: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The memory order of ``tensor`` permuted by ``dims``: None where that is contiguous again (a
-    permute undoing another), () where it is not known (a tensor strided otherwise)."""
+def _permuted(tensor: _Tensor, dims: tuple[int, ...]) -> tuple[int, ...]:
+    """The memory order of ``tensor`` permuted by ``dims`` (its axes, outermost first); () where
+    it is not known (a tensor strided otherwise)."""
     if tensor.strided and not tensor.order:
         return ()
-    before = tensor.order or tuple(range(len(dims)))
-    order = tuple(before[axis] for axis in dims)
-    return None if order == tuple(sorted(order)) else order
+    before = tensor.order or ((*range(1, len(dims)), 0) if tensor.layout == CHANNELS_LAST else tuple(range(len(dims))))
+    return tuple(dims.index(axis) for axis in before)   # the same memory, in the output's axes
 
 
 def _input_gradient(replay: _Replay, entry: _Recorded, tensor: _Tensor, gradient: _Tensor) -> _Tensor:
@@ -864,7 +868,7 @@ def _input_gradient(replay: _Replay, entry: _Recorded, tensor: _Tensor, gradient
     plain, channels_last = tuple(range(len(dims))), (*range(1, len(dims)), 0)
     before = {PLAIN: plain, CHANNELS_LAST: channels_last}.get(gradient.layout, gradient.order)
     permuted = replay.view(gradient, gradient.fixed, gradient.sample)
-    permuted.order = tuple(before[dims.index(axis)] for axis in range(len(dims))) if before else ()
+    permuted.order = tuple(dims[axis] for axis in before) if before else ()   # in the input's axes
     permuted.layout = {plain: PLAIN, channels_last: CHANNELS_LAST}.get(permuted.order, STRIDED)
     return permuted
 

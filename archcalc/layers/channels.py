@@ -357,6 +357,13 @@ class Permute(Rearranged):
             return (view(),)
         return (dataclasses.replace(view(), permuted=self.dims),)
 
+    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
+        """Whether its axes now lie in memory channels last, from its input's layout (the schedule
+        follows each view's memory order through several permutes: Op.permuted)."""
+        plain, channels_last = tuple(range(len(x))), (*range(1, len(x)), 0)
+        before = channels_last if inputs[0] else plain
+        return len(x) > 1 and tuple(self.dims.index(axis) for axis in before) == channels_last
+
     def to_torch(self, x: Shape):
         return module("Permute", *self.dims)
 
