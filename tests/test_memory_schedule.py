@@ -498,6 +498,23 @@ def test_gradient_copied_for_a_dense_over_the_channels(shape, layers):
         assert LOW <= predicted / measured <= HIGH, (phase, predicted, measured)
 
 
+@pytest.mark.parametrize("shape,layers,batch", [
+    ((2, 4, 4), ["permute: {dims: [0, 2, 1]}", "groupnorm: {groups: 1}"], 1),
+    ((2, 4, 4), ["permute: {dims: [0, 2, 1]}", "dropout: {rate: 0.3}", "dense: {units: 1, axes: channels}"], 1),
+    ((2, 4, 4), ["rmsnorm: {axes: channels}", "permute: {dims: [0, 2, 1]}", "permute: {dims: [0, 2, 1]}",
+                 "instancenorm: {affine: true}"], 1),
+    ((2, 4, 5), ["conv: {filters: 2, kernel: 1}", "permute: {dims: [1, 2, 0]}", "relu", "flatten", "dense: 2"], 2)])
+def test_permuted_maps(shape, layers, batch):
+    """Found by the 300 random graphs: a permute is a view in another memory order, which
+    element-wise layers keep; groupnorm and instancenorm copy it, as do a flatten and a dense over
+    the channels (even at a batch of 1); two permutes can restore the order (plain, or channels
+    last: the instancenorm then copies a map laid out channels last)."""
+    analysis = archcalc.analyze(archcalc.loads(spec_text(shape, *layers)), batch=batch)
+    for training, optimizer in MODES:
+        for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
+            assert abs(predicted - measured) <= 16, (phase, predicted, measured)
+
+
 def test_convnext_inference_peak_is_the_measured_one():
     """ConvNeXt-Tiny's inference peak, measured by the tracker (backend/memtrack.py): 125,796,640
     bytes at batch 1 on CPU (the same on FakeTensorMode), 480,440,608 at batch 32 on FakeTensorMode
