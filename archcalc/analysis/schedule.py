@@ -749,6 +749,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
     accumulated: dict[Any, list[_Tensor]] = {}   # per parameter set, its gradients (a shared weight's later ones add into them)
     uses = Counter(entry.weights for entry in recorded if entry.weight_bytes)   # gradients each set still awaits
     halves: dict[Any, _Tensor] = {}   # under autocast, per shared parameter set: its 16-bit gradients summed so far
+    casts = Counter(entry.weights for entry in recorded if entry.weight_bytes and entry.cast)   # uses of its 16-bit copy
     for entry in reversed(recorded):
         if entry.layer != replay.layer:
             replay.layer = entry.layer
@@ -814,7 +815,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         if entry.weight_bytes and entry.cast:   # their cast to float32 runs in a node of its own, after this one freed what it saved
             if computed is None:   # (a kernel that returned them in float32: their 16-bit casts, now)
                 computed = replay.allocate(entry.weight_bytes // 4 * entry.cast, 0, "transient")
-            _cast_weight_gradients(replay, entry, computed, accumulated, uses, halves)
+            _cast_weight_gradients(replay, entry, computed, accumulated, uses, casts, halves)
     for gradient in grads.values():
         replay.drop(gradient)
     replay.layer = ""
@@ -901,24 +902,31 @@ def _weight_gradients(replay: _Replay, entry: _Recorded, accumulated: dict[Any, 
 
 
 def _cast_weight_gradients(replay: _Replay, entry: _Recorded, computed: _Tensor, accumulated: dict[Any, list[_Tensor]],
-                           uses: Counter[Any], halves: dict[Any, _Tensor]) -> None:
+                           uses: Counter[Any], casts: Counter[Any], halves: dict[Any, _Tensor]) -> None:
     """Under autocast, ``entry``'s 16-bit weight gradients (``computed``) reach the node that casts
     autocast's cached weight copy back to float32: one node per parameter set, however many ops
-    use the copy (a shared weight's). Its input buffer adds each later use's gradients to the
-    earlier (out of place, as _accumulate); with the last the cast runs once: the float32 gradients
-    (_weight_gradients), the 16-bit sum freed."""
+    use the copy (a shared weight's: ``casts`` counts them). Its input buffer adds each later use's
+    gradients to the earlier (out of place, as _accumulate); with the last the cast runs once: the
+    float32 gradients (_weight_gradients), the 16-bit sum freed. A use of the float32 parameter
+    itself (an embedding whose weight a dense layer shares) does not wait for it: when its
+    gradients came first, the cast ones are added to them in the parameter's buffer."""
     earlier = halves.pop(entry.weights, None)
     if earlier is not None:
         summed = replay.allocate(earlier.fixed, 0, "transient")
         replay.drop(earlier)
         replay.drop(computed)
         computed = summed
-    if uses[entry.weights] > 1:   # more uses to come (earlier in the forward): the cast waits for them
+    casts[entry.weights] -= 1
+    if casts[entry.weights]:   # more uses of the copy to come (earlier in the forward): the cast waits for them
         uses[entry.weights] -= 1
         halves[entry.weights] = computed
         return
-    _weight_gradients(replay, entry, accumulated)
+    shared = _weight_gradients(replay, entry, accumulated)
     replay.drop(computed)
+    if shared:
+        _add_weight_gradients(replay, entry, accumulated)
+        for tensor in shared:
+            replay.drop(tensor)
     _complete(replay, entry, accumulated, uses)
 
 
