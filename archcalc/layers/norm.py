@@ -192,6 +192,12 @@ class LayerNorm(SampleNorm):
         """Over a map's channels: computed with the channels last and moved back."""
         return moved_channels(x, self.axes)
 
+    def memory_ops(self, x: Shape, y: Shape, training: bool, device: str) -> tuple:
+        """As the other norms; over a map's channels its backward computes the map's gradient
+        with the channels last too (a channels-last gradient once moved back)."""
+        (op,) = super().memory_ops(x, y, training, device)
+        return (dataclasses.replace(op, gradient_layout=CHANNELS_LAST),) if moved_channels(x, self.axes) else (op,)
+
     def statistics(self, x: Shape) -> int:
         """One pair per position normalised: per sample, per step, or per pixel (axes: channels)."""
         return prod(x) // prod(self.affine_shape(x))
