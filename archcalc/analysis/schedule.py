@@ -479,7 +479,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             # autocast casts the weights with the inputs, before the op computes (and saves)
             copies = (_weight_copies(replay, cache, owner, half, op, position)
                       if half and op.autocast in (LOWER, PRODUCT) and op.weights else [])
-            if copies and not owner.trainable_params:   # not cached (_weight_copies): gone after the op unless saved
+            if copies and (op.uncached or not owner.trainable_params):   # not cached: gone after the op unless saved
                 held = held + copies
             dtypes = {**DTYPE_BYTES, ACTIVATION: compute, LOWER: half or size, NONE: 0,
                       MASK: 1 if device == "cuda" else compute, "int64": 8, OPMATH: 4 if compute == 2 else compute}
@@ -690,7 +690,7 @@ def _weight_copies(replay: _Replay, cache: dict[str, list[_Tensor]], owner: Laye
         copies = [replay.allocate((owner.params - biases) * half, 0, "weights", itemsize=half)]
         if biases:
             copies.append(replay.allocate(biases * half, 0, "weights", itemsize=half))
-    if owner.trainable_params:   # autocast caches only parameters that need a gradient
+    if owner.trainable_params and not op.uncached:   # autocast caches only parameters that need a gradient
         cache[key] = copies
     return copies
 

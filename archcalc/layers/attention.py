@@ -203,17 +203,18 @@ class Attention(Layer):
         bias, source = int(self.bias), memory[-1]
         cross = len(x) > 1
 
-        def projection(elements: int, reads: str, rows: int, columns: int) -> Op:
-            """A linear projection of ``rows`` outputs (F.linear: addmm, a product under autocast)."""
+        def projection(elements: int, reads: str, rows: int, columns: int, sliced: bool = False) -> Op:
+            """A linear projection of ``rows`` outputs (F.linear: addmm, a product under autocast);
+            ``sliced``: its weights are rows of in_proj's (not cached by autocast)."""
             return Op(elements, reads=(reads,), saves=(INPUT,), weights=rows * (columns + bias), bias=bias * rows,
-                      autocast=LOWER, product=True)
+                      autocast=LOWER, product=True, uncached=sliced)
         memory_input = layer_input(1 if cross else 0)
         if self.qkv == "separate":
             ops = [projection(t * q, layer_input(0), q, d), projection(s * kv, memory_input, kv, source),
                    projection(s * kv, memory_input, kv, source)]
             qs, ks, vs = 0, 1, 2
         elif cross:   # q from the query, k and v together from the memory (in_proj's rows), split
-            ops = [projection(t * q, layer_input(0), q, d), projection(s * 2 * kv, memory_input, 2 * kv, d),
+            ops = [projection(t * q, layer_input(0), q, d, True), projection(s * 2 * kv, memory_input, 2 * kv, d, True),
                    Op(s * kv, reads=(1,), part=True, gradient="split"), Op(s * kv, reads=(1,), part=True, gradient="split")]
             qs, ks, vs = 0, 2, 3
         else:   # one product for all three, split into q, k and v (views; backward joins their gradients)

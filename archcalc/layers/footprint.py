@@ -181,6 +181,8 @@ class Op:
            dtype of what it read).
     bias: of its (numeric) weights, the elements of a bias: autocast casts it apart from the weight
            (a copy of its own), and a product keeps only the weight's copy.
+    uncached: autocast casts its weights at each use, not once into its cache: they are slices of
+           a parameter (no leaf), gone after the op unless it saves them.
     autocast: under mixed precision, LOWER (torch.autocast runs it in 16 bits: matrix products,
            convolutions; it casts what it reads, its parameters included), FLOAT32 (autocast
            runs it in float32), PRODUCT (a recurrent step: its product with the weights runs in 16
@@ -227,6 +229,7 @@ class Op:
     cast: str = ""
     converts: bool = False
     bias: int = 0
+    uncached: bool = False
     autocast: str = ""
     gradient_layout: str = ""
     copies_gradient: tuple = ()
