@@ -212,7 +212,8 @@ class _Tensor:
 
 
 class _Replay:
-    def __init__(self) -> None:
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
         self.fixed = dict.fromkeys(CATEGORIES, 0)
         self.sample = dict.fromkeys(CATEGORIES, 0)
         self.moments: list[Moment] = []
@@ -412,7 +413,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
     half = _half_bytes(analysis, mixed_precision)
     listed, _ = _layer_ops(analysis, training, device)
     frames = _frames(analysis, checkpoint) if training else {}
-    replay = _Replay()
+    replay = _Replay(analysis.batch)
     totals = analysis.totals
     replay.phase, replay.layer = ("forward" if training else "inference"), ""
     replay.allocate(totals.param_bytes + totals.buffer_bytes, 0, "weights")  # int64 batch counters: 8 B
@@ -525,7 +526,7 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
                 if op.weights is True and weights:
                     sizes = tuple(prod(shape) * size for shape in owner.layer.tensors(owner.input_shape).values())
                     pieces = sizes if sum(sizes) == share else pieces
-                recorded.append(_Recorded(stats.name, _at_batch(op, analysis.batch), list(reads), output,
+                recorded.append(_Recorded(stats.name, op, list(reads), output,
                                           [replay.hold(t) for t in kept] if frame is None else [],
                                           weights=(owner.name, -1 if op.weights is True else position)
                                           if op.weights and weights else None,
@@ -772,7 +773,7 @@ def _backward(replay: _Replay, recorded: list[_Recorded], outputs: list[_Tensor]
         first, before = entry.op.releases or (0, 0)
         for tensor in entry.saved[:first]:   # a recurrence's first step frees what it saved before its weights' gradients
             replay.drop(tensor)
-        contiguous = [replay.like(entry.output, "transient")] if gradient.layout in entry.op.copies_gradient \
+        contiguous = [replay.like(entry.output, "transient")] if _copies_gradient(replay, entry.op, gradient) \
             and entry.op.gradient != "view" else []   # grad.contiguous() in its backward formula
         computed = None   # under autocast the weights' gradients come out in 16 bits first
         shared: list[_Tensor] = []   # a shared weight's later gradients, added when the node passes them on
@@ -837,10 +838,16 @@ def _cast_in_turn(replay: _Replay, wide: list[_Tensor], half: int) -> _Tensor:
     return replay.allocate(sum(t.fixed for t in casts), sum(t.sample for t in casts), "transient")
 
 
-def _at_batch(op: Op, batch: int) -> Op:
-    """``op``'s backward at ``batch``: at a batch of 1 the batch merges with the positions, so a
-    batch_copy op copies no gradient either."""
-    return dataclasses.replace(op, copies_gradient=()) if batch == 1 and op.batch_copy else op
+def _copies_gradient(replay: _Replay, op: Op, gradient: _Tensor) -> bool:
+    """Whether ``op``'s backward first copies ``gradient`` (a reshape that cannot view it). At a
+    batch of 1 a batch_copy op's reshape merges the batch with the positions, a view unless the
+    gradient's positions lie out of order in memory (permuted back by a permute's backward)."""
+    if gradient.layout not in op.copies_gradient:
+        return False
+    if replay.batch == 1 and op.batch_copy:
+        positions = [axis for axis in gradient.order if axis]   # axis 0: the channels
+        return positions != sorted(positions)
+    return True
 
 
 def _permuted(tensor: _Tensor, dims: tuple[int, ...]) -> tuple[int, ...]:
@@ -856,7 +863,7 @@ def _input_gradient(replay: _Replay, entry: _Recorded, tensor: _Tensor, gradient
     """The gradient ``entry``'s backward passes to ``tensor``, which it read: the output's own (a
     view), a permuted view of it, a contiguous copy of it (a reshape that cannot view it), or a
     new tensor laid out as ``tensor`` (or as the op says)."""
-    if entry.op.gradient != "view" or gradient.layout in entry.op.copies_gradient \
+    if entry.op.gradient != "view" or _copies_gradient(replay, entry.op, gradient) \
             or gradient.itemsize not in (0, tensor.itemsize):   # a view of it cast to another dtype by the engine
         # (validate_outputs: a 16-bit term of a float32 sum under autocast): a new tensor
         new = (replay.like(entry.output, "transient", tensor.itemsize) if entry.op.converts and entry.op.gradient != "view"
