@@ -518,6 +518,23 @@ def test_permuted_maps(shape, layers, batch):
             assert abs(predicted - measured) <= 16, (phase, predicted, measured)
 
 
+@pytest.mark.parametrize("activation", ["null", "relu"])
+def test_concatenated_maps_of_one_channel(activation):
+    """Found by the 300 random graphs: a convolution of one filter over a map laid out channels
+    last writes strides that say channels last (HW, 1, W, 1), so torch.cat of two writes channels
+    last and the instancenorm after it copies that (1,024 predicted for 1,152 measured in SGD's
+    forward); an element-wise kernel (its relu) writes a one-channel map plainly, and the cat then
+    too."""
+    one = f"filters: 1, kernel: 1, activation: {activation}"
+    layers = ["rmsnorm: {axes: channels, name: v1}", "conv: {filters: 2, kernel: 1, name: v3}",
+              "add: {inputs: [v1, v3], name: v2}", f"conv: {{{one}, inputs: [v2], name: v7}}",
+              f"conv: {{{one}, inputs: [v2], name: v8}}", "concat: {inputs: [v7, v8]}", "instancenorm: {affine: true}"]
+    analysis = archcalc.analyze(archcalc.loads(spec_text((2, 4, 4), *layers)), batch=1)
+    for training, optimizer in MODES:
+        for phase, (predicted, measured) in ratios(analysis, training, optimizer).items():
+            assert abs(predicted - measured) <= 16, (phase, predicted, measured)
+
+
 def test_convnext_inference_peak_is_the_measured_one():
     """ConvNeXt-Tiny's inference peak, measured by the tracker (backend/memtrack.py): 125,796,640
     bytes at batch 1 on CPU (the same on FakeTensorMode), 480,440,608 at batch 32 on FakeTensorMode

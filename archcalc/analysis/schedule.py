@@ -47,6 +47,7 @@ from typing import Any
 from ..choices import DTYPE_BYTES, MIXED_PRECISION, OPTIMIZER_STATES
 from ..errors import SpecError
 from ..layers import Shape, Steps, lookup, parts
+from ..layers.base import elementwise_layout
 from ..layers.footprint import (
     ACTIVATION,
     CHANNELS_LAST,
@@ -447,7 +448,8 @@ def schedule(analysis: Analysis, *, training: bool = False, optimizer: str = "sg
             ops = [alternative for op in own for alternative in (op.if_channels_first or (op,))]
         else:
             ops = [alternative for op in own for alternative in (op.if_channels_last or (op,))]
-        laid_out.update(dict.fromkeys(stats.node.outputs, layer.channels_last(x, layouts)))
+        laid = layer.channels_last(x, layouts)   # its own activation runs element-wise after it
+        laid_out.update(dict.fromkeys(stats.node.outputs, elementwise_layout(y, laid) if activation else laid))
         ops += activation
         inputs = [values[name] for name in stats.node.inputs]
         weights = owner.trainable_params * size if training else 0

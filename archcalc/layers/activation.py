@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from ..errors import SpecError
 from .arguments import arg, choice, closest, non_negative_int, number, positive_int, shown
-from .base import REGISTRY, Layer, canonical, kind_hint, register, shape_text
+from .base import REGISTRY, Layer, canonical, elementwise_layout, kind_hint, register, shape_text
 from .footprint import INPUT, LOWER, OUTPUT, Op
 from .recipe import module
 from .shapes import Shape, Steps
@@ -39,7 +39,7 @@ class Activation(Layer):
 
     def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
         """Element-wise: its input's layout (PyTorch's element-wise kernels keep the strides)."""
-        return inputs[0]
+        return elementwise_layout(x, inputs[0])
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One operation per element (the activation convention)."""

@@ -26,7 +26,7 @@ from typing import ClassVar
 from ..errors import SpecError
 from .arguments import closest
 from .receptive import Field, covering, spatial_axes
-from .shapes import Outputs, Shape, Steps
+from .shapes import FeatureMap, Outputs, Shape, Steps
 from .terms import Attending, Count, Counts, Product
 
 REGISTRY: dict[str, type[Layer]] = {}
@@ -347,6 +347,14 @@ def feature_map_rank(x: Shape, kind: str) -> int:
                         hint="declare the input as [channels, length] (e.g. [1, 100]) for 1D, "
                              "or drop the flatten before this layer")
     return len(x) - 1
+
+
+def elementwise_layout(x: Shape, laid: bool) -> bool:
+    """Whether an element-wise kernel (TensorIterator) writes its output over ``x`` channels
+    last, given whether its input is: as the input (it follows the strides), but a map of one
+    channel plainly (an axis of size 1 gives the order nothing to follow: relu of a one-channel
+    convolution's output laid out channels last, strides (HW, 1, W, 1), is (HW, HW, W, 1))."""
+    return laid and not (isinstance(x, FeatureMap) and x[0] == 1)
 
 
 def spatial_rank(x: Shape) -> int:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from ..errors import SpecError
 from .arguments import arg, non_negative_int
-from .base import Layer, register, shape_text
+from .base import Layer, elementwise_layout, register, shape_text
 from .footprint import INPUT, Op, Tensor, layer_input
 from .recipe import module
 from .shapes import FeatureMap, Shape, Steps, Vector
@@ -52,7 +52,7 @@ class Elementwise(Layer):
         """The layout of its first input of the output's shape (PyTorch's element-wise kernels
         follow the first operand's strides; one broadcast along an axis has none to give)."""
         full = max(prod(shape) for shape in x)
-        return next(laid for shape, laid in zip(x, inputs) if prod(shape) == full)
+        return next(elementwise_layout(shape, laid) for shape, laid in zip(x, inputs) if prod(shape) == full)
 
     def memory_ops(self, x: tuple, y: tuple, training: bool, device: str) -> tuple:
         """A new tensor; with more than two inputs the running result of the previous ones sits
@@ -163,9 +163,9 @@ class Concat(Layer):
 
     def channels_last(self, x: tuple, inputs: tuple[bool, ...]) -> bool:
         """torch.cat writes channels last when every input suggests it (2-D and 3-D maps laid out
-        channels last, of more than one channel and position: one of a single channel is read as
-        plain), else a plain tensor."""
-        return all(laid and shape[0] > 1 and prod(shape[1:]) > 1 for shape, laid in zip(x, inputs)) \
+        channels last, of more than one position; a map of one channel too, whose strides say so
+        where a convolution wrote it: elementwise_layout), else a plain tensor."""
+        return all(laid and prod(shape[1:]) > 1 for shape, laid in zip(x, inputs)) \
             and isinstance(x[0], FeatureMap) and len(x[0]) >= 3
 
     def memory_ops(self, x: tuple, y: tuple, training: bool, device: str) -> tuple:
