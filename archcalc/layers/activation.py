@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from ..errors import SpecError
 from .arguments import arg, choice, closest, non_negative_int, number, positive_int, shown
-from .base import REGISTRY, Layer, canonical, elementwise_layout, kind_hint, register, shape_text
+from .base import REGISTRY, Layer, canonical, kind_hint, register, shape_text
 from .footprint import INPUT, LOWER, OUTPUT, Op
 from .recipe import module
 from .shapes import Shape, Steps
@@ -36,10 +36,6 @@ class Activation(Layer):
         """A new tensor (torch.nn activations do not run in place by default); autograd keeps
         its input (gelu, elu, leakyrelu) or its output (relu, tanh, sigmoid, softmax)."""
         return (Op(prod(y), saves=(self.keeps,)),)
-
-    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
-        """Element-wise: its input's layout (PyTorch's element-wise kernels keep the strides)."""
-        return elementwise_layout(x, inputs[0])
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One operation per element (the activation convention)."""
@@ -145,10 +141,6 @@ class AlongAxis(Activation):
         return x
 
     keeps = OUTPUT
-
-    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
-        """Not element-wise: softmax's kernel writes a new contiguous tensor."""
-        return False
 
     def to_torch(self, x: Shape):
         return module(f"nn.{self.torch_name}", dim=self.along(x) + 1)  # +1: the batch axis comes first

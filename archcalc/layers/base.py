@@ -279,9 +279,10 @@ class Layer:
         what an op over the channels leaves (it computes with the channels last and moves them
         back), and what PyTorch's memory-format propagation carries on from the first input
         (elementwise kernels at any rank; convolutions, pools and batch norm on 2-D and 3-D maps).
-        Base: a new tensor in the plain (channels first) order. The schedule reads it for the ops
-        that read the channels last (footprint.Op.if_channels_first)."""
-        return False
+        Base: an element-wise kind (``elementwise``) as its kernel writes it (elementwise_layout),
+        any other a new tensor in the plain (channels first) order. The schedule reads it for the
+        ops that read the channels last (footprint.Op.if_channels_first)."""
+        return self.elementwise and elementwise_layout(x, inputs[0])
 
     # --- the PyTorch backend (archcalc/backend; torch is never imported on the static path) ---
     def to_torch(self, x: Shape):

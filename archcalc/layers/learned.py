@@ -7,7 +7,7 @@ from math import prod
 
 from ..errors import SpecError
 from .arguments import arg, number, positive_int, shown
-from .base import Layer, elementwise_layout, register, shape_text
+from .base import Layer, register, shape_text
 from .footprint import INPUT, Op
 from .receptive import Field
 from .recipe import module, options
@@ -51,10 +51,6 @@ class Scale(Layer):
         """x * gamma: a new tensor; the product keeps x for gamma's gradient, grad * x, an
         input-sized temporary before it is summed to gamma's shape."""
         return (Op(prod(y), saves=(INPUT,), weights=True, scratch=1),)
-
-    def channels_last(self, x: Shape, inputs: tuple[bool, ...]) -> bool:
-        """Element-wise: its input's layout."""
-        return elementwise_layout(x, inputs[0])
 
     def extra_flops(self, x: Shape, y: Shape) -> int:
         """One multiply per element."""
