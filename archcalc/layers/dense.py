@@ -100,10 +100,10 @@ class Dense(Layer):
             return (product,)
         # the map's gradient comes out laid out as the matrix the product reads (mm's backward
         # follows it): channels last, but plain from the view of a plain map at a batch of 1; the
-        # output's, its channels moved last, is reshaped back for the
-        # product (the view of its result): copied unless it is laid out channels last (or is the
-        # loss's expanded scalar; or is of one unit, when both layouts agree; or at a batch of 1,
-        # when the positions merge)
+        # output's, its channels moved last, is reshaped back for the product (the view of its
+        # result): copied unless it is laid out channels last (or is the loss's expanded scalar;
+        # or is of one unit, when both layouts agree; or at a batch of 1 with its positions in
+        # order, when they merge with the batch: schedule._copies_gradient)
         reshaped = Op(None, gradient="view", batch_copy=True,
                       copies_gradient=(PLAIN, STRIDED) if self.units > 1 else (STRIDED,))
         if x[0] == 1:   # one channel: a view unless the map is permuted, then copied, the bias added apart
